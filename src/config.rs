@@ -1,0 +1,929 @@
+//! Flags, TOML file, `BUYLINE_*` variables: one struct, [`Config`].
+//!
+//! Every setting of `buyline [serve]` can come from four places, and the first that has it wins:
+//!
+//! 1. the command line (`--rate 50`);
+//! 2. the environment (`BUYLINE_RATE=50`: `BUYLINE_` and the flag in upper snake case);
+//! 3. the TOML file named by `--config` (`rate = 50`: the flag in snake case);
+//! 4. the embedded default ([`Config::default`]).
+//!
+//! Each of the first three is parsed into the same shape, a private struct of `Option`s, and the
+//! layers are merged field by field before the defaults fill the gaps. The environment layer is
+//! read through an injectable lookup ([`from_args`]) rather than clap's `env` attribute, because
+//! clap snapshots the process environment when the command is built: tests could only exercise
+//! it by mutating process-wide state, which races with every other test thread. Each variable is
+//! parsed by clap exactly as `--flag=value` would be, so values mean the same everywhere.
+//!
+//! [`from_args`] and [`parse_cli`] return a validated config; code that builds a [`Config`]
+//! itself (tests, embedding) should call [`Config::validate`].
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde::{Deserialize, Deserializer};
+
+/// Where the server's tweets come from, besides the ingest endpoints, which are always open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FirehoseSource {
+    /// Generated tweets at `--rate` per second, some of them linking catalog products.
+    Synthetic,
+    /// No built-in source: only what is posted to `/v1/ingest` arrives.
+    None,
+    /// An NDJSON file of tweets in any ingest format, played at `--rate` (looping with `--loop`).
+    Replay(PathBuf),
+}
+
+/// A `--firehose` value that is none of `synthetic`, `none` or `replay:FILE`.
+#[derive(Debug, thiserror::Error)]
+#[error("`{input}` is not a firehose: expected synthetic, none or replay:FILE")]
+pub struct ParseFirehoseError {
+    /// The rejected value, echoed so the operator sees what was read (a path, never a secret).
+    input: String,
+}
+
+impl FromStr for FirehoseSource {
+    type Err = ParseFirehoseError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        match input {
+            "synthetic" => Ok(FirehoseSource::Synthetic),
+            "none" => Ok(FirehoseSource::None),
+            _ => match input.strip_prefix("replay:") {
+                Some(path) if !path.is_empty() => Ok(FirehoseSource::Replay(PathBuf::from(path))),
+                _ => Err(ParseFirehoseError {
+                    input: input.to_owned(),
+                }),
+            },
+        }
+    }
+}
+
+impl fmt::Display for FirehoseSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FirehoseSource::Synthetic => f.write_str("synthetic"),
+            FirehoseSource::None => f.write_str("none"),
+            FirehoseSource::Replay(path) => write!(f, "replay:{}", path.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FirehoseSource {
+    /// The TOML form is the flag's string, `firehose = "replay:tweets.ndjson"`.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Everything the server is configured with, with the layers merged and defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The one port that serves REST, both WebSockets, `/metrics` and the demo page.
+    pub listen: SocketAddr,
+    /// Where the journal and the generated token secret live across restarts.
+    pub data_dir: PathBuf,
+    /// A JSON or TOML catalog of partners and products; `None` loads the built-in demo catalog.
+    pub catalog: Option<PathBuf>,
+    /// The built-in tweet source.
+    pub firehose: FirehoseSource,
+    /// Tweets per second from the synthetic or replay source; 0 means as fast as possible.
+    pub rate: u32,
+    /// Whether a replay starts over at the end of its file, for long-running demos and soak tests.
+    pub replay_loop: bool,
+    /// The share (0 to 1) of synthetic tweets that are partner tweets linking a product, so the
+    /// demo shows buy buttons without drowning the ordinary traffic.
+    pub partner_share: f64,
+    /// A file holding the token secret; `None` uses (and first creates) `<data_dir>/secret.key`.
+    pub secret_file: Option<PathBuf>,
+    /// Whether `POST /v1/dev/tokens` hands tokens to anyone; only ever on a loopback address.
+    pub demo: bool,
+    /// Whether non-partner tweets linking a product also get a buy button.
+    pub decorate_shares: bool,
+    /// How many recent tweets the history ring keeps for `since` replay.
+    pub history: usize,
+    /// How many fan-out shard actors split the connections; one per core keeps each busy.
+    pub shards: usize,
+    /// Open WebSocket connections beyond this are refused, bounding memory.
+    pub max_connections: usize,
+    /// Subscriptions one connection may hold, bounding the subscription index per client.
+    pub max_subscriptions: usize,
+    /// The largest client frame or message accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Frames queued per connection before it counts as slow; the bound on per-client memory.
+    pub outbox_frames: usize,
+    /// How long a connection may stay with a full outbox before it is dropped.
+    pub slow_client_timeout: Duration,
+    /// Screen names one `home` subscription may follow.
+    pub max_follows: usize,
+    /// The largest `POST /v1/ingest` body accepted, in bytes.
+    pub max_ingest_body_bytes: usize,
+    /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`info,buyline::fanout=debug`).
+    pub log: String,
+}
+
+impl Default for Config {
+    /// What `cargo run --release` with no arguments serves: the demo on 127.0.0.1:8080, fed by
+    /// the synthetic firehose.
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            catalog: None,
+            firehose: FirehoseSource::Synthetic,
+            rate: 1000,
+            replay_loop: false,
+            partner_share: 0.02,
+            secret_file: None,
+            demo: true,
+            decorate_shares: false,
+            history: 100_000,
+            shards: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            max_connections: 100_000,
+            max_subscriptions: 64,
+            max_frame_bytes: 128 * 1024,
+            outbox_frames: 1024,
+            slow_client_timeout: Duration::from_secs(10),
+            max_follows: 5000,
+            max_ingest_body_bytes: 16 * 1024 * 1024,
+            log: String::from("info"),
+        }
+    }
+}
+
+/// Why the configuration cannot be used. Messages name the flag, variable or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A bad command line, or `--help`/`--version` (which clap reports as errors).
+    #[error("{0}")]
+    Cli(clap::Error),
+    #[error("{var}: {message}")]
+    Env { var: String, message: String },
+    #[error("cannot read config file {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {}: {source}", path.display())]
+    ParseFile {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error(
+        "demo mode hands out tokens to anyone; it refuses to listen on {listen} — pass --no-demo"
+    )]
+    DemoNotLoopback { listen: SocketAddr },
+    #[error("{flag} {requirement}")]
+    Invalid {
+        flag: &'static str,
+        requirement: String,
+    },
+}
+
+impl ConfigError {
+    /// Reports the error as a command-line tool should, and exits: `--help` and `--version`
+    /// print to stdout with status 0; everything else prints to stderr with status 2.
+    pub fn exit(self) -> ! {
+        match self {
+            ConfigError::Cli(err) => err.exit(),
+            other => {
+                eprintln!("error: {other}");
+                std::process::exit(2)
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Checks what the types cannot: demo mode only on loopback, and every bound in range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.demo && !is_loopback(self.listen) {
+            return Err(ConfigError::DemoNotLoopback {
+                listen: self.listen,
+            });
+        }
+        let at_least = |flag: &'static str, value: usize, min: usize| {
+            if value >= min {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    flag,
+                    requirement: format!("must be at least {min}, got {value}"),
+                })
+            }
+        };
+        at_least("--history", self.history, 1)?;
+        at_least("--shards", self.shards, 1)?;
+        at_least("--max-connections", self.max_connections, 1)?;
+        at_least("--max-subscriptions", self.max_subscriptions, 1)?;
+        at_least("--max-frame-bytes", self.max_frame_bytes, 1024)?;
+        // One frame in flight and one queued: fewer and every connection is always "slow".
+        at_least("--outbox-frames", self.outbox_frames, 2)?;
+        at_least("--max-follows", self.max_follows, 1)?;
+        at_least("--max-ingest-body-bytes", self.max_ingest_body_bytes, 1024)?;
+        if !(0.0..=1.0).contains(&self.partner_share) {
+            return Err(ConfigError::Invalid {
+                flag: "--partner-share",
+                requirement: format!("must be between 0 and 1, got {}", self.partner_share),
+            });
+        }
+        if self.slow_client_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                flag: "--slow-client-timeout",
+                requirement: String::from("must be more than 0 seconds"),
+            });
+        }
+        // Caught here rather than when logging starts, so a typo fails before anything runs.
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(ConfigError::Invalid {
+                flag: "--log",
+                requirement: format!("must be a tracing filter such as `info`: {err}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// True for 127.0.0.0/8, `::1`, and `::ffff:127.x.y.z`.
+fn is_loopback(listen: SocketAddr) -> bool {
+    listen.ip().to_canonical().is_loopback()
+}
+
+/// The configuration from the process's own arguments and environment.
+pub fn parse_cli() -> Result<Config, ConfigError> {
+    from_args(std::env::args_os(), |name| std::env::var_os(name))
+}
+
+/// The configuration from `args` (with the program name first, as in `std::env::args_os`) and
+/// the environment as seen through `env`, merged with the `--config` file and the defaults,
+/// validated.
+pub fn from_args<I, T>(
+    args: I,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<Config, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let command_line = parse_command_line(args)?;
+    let environment = environment_layer(&env)?;
+    // RUST_LOG is the ecosystem's variable; ours (and the flag) win over it.
+    let rust_log = ServeArgs {
+        log: env("RUST_LOG")
+            .and_then(|value| value.into_string().ok())
+            .filter(|value| !value.is_empty()),
+        ..ServeArgs::default()
+    };
+    let above_file = command_line.or(environment).or(rust_log);
+    let file = match &above_file.config {
+        Some(path) => file_layer(path)?,
+        None => ServeArgs::default(),
+    };
+    let config = above_file.or(file).resolve()?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// `buyline [serve] [FLAGS]`: serving is the only command so far, and the default.
+#[derive(Parser, Debug)]
+#[command(
+    name = "buyline",
+    version,
+    about = "Buy buttons on a live tweet timeline, pushed to WebSocket clients.",
+    args_conflicts_with_subcommands = true,
+    after_help = LAYERS_HELP
+)]
+struct Cli {
+    /// The command; none means `serve`.
+    #[command(subcommand)]
+    command: Option<CliCommand>,
+    /// `serve`'s flags, also accepted without the word `serve`.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum CliCommand {
+    /// Serve the stream, the REST API and the demo page (the default command).
+    #[command(after_help = LAYERS_HELP)]
+    Serve(ServeArgs),
+}
+
+const LAYERS_HELP: &str = "Each flag can also be set by the environment variable shown, and by a \
+snake_case key in the --config TOML file (data_dir = \"/var/lib/buyline\"). The command line wins \
+over the environment, which wins over the file. RUST_LOG is honoured when neither --log nor \
+BUYLINE_LOG is set.";
+
+/// One layer of settings: the command line, the environment or the config file. `None` means
+/// this layer leaves the setting to the layers below. The doc comments are `--help`'s text.
+#[derive(Args, Deserialize, Debug, Default, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct ServeArgs {
+    /// TOML file of settings, keyed by flag name in snake_case
+    // A config file naming another config file is not a layer we support.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// Directory for the journal and the generated token secret [default: ./data]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Partners and products, JSON or TOML [default: the built-in demo catalog]
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
+
+    /// Built-in tweet source: synthetic, none or replay:FILE [default: synthetic]
+    #[arg(long, value_name = "SOURCE")]
+    firehose: Option<FirehoseSource>,
+
+    /// Synthetic or replay tweets per second, 0 for as fast as possible [default: 1000]
+    #[arg(long, value_name = "N")]
+    rate: Option<u32>,
+
+    /// Start the replay over when it reaches the end of its file
+    #[arg(
+        long = "loop",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    #[serde(rename = "loop")]
+    replay_loop: Option<bool>,
+
+    /// Share of synthetic tweets that are partner tweets linking a product, 0 to 1 [default: 0.02]
+    #[arg(long, value_name = "F")]
+    partner_share: Option<f64>,
+
+    /// File holding the token secret (at least 32 bytes) [default: DIR/secret.key, created]
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
+
+    /// Hand out tokens at POST /v1/dev/tokens [default: on iff --listen is loopback]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new(),
+        overrides_with = "no_demo"
+    )]
+    demo: Option<bool>,
+
+    /// Do not hand out tokens (the same as --demo=false)
+    #[arg(long, overrides_with = "demo")]
+    #[serde(skip)]
+    no_demo: bool,
+
+    /// Also put buy buttons on non-partner tweets that link a product
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    decorate_shares: Option<bool>,
+
+    /// Recent tweets kept for `since` replay [default: 100000]
+    #[arg(long, value_name = "N")]
+    history: Option<usize>,
+
+    /// Fan-out shards [default: the number of cores]
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+
+    /// Most open WebSocket connections [default: 100000]
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+
+    /// Most subscriptions per connection [default: 64]
+    #[arg(long, value_name = "N")]
+    max_subscriptions: Option<usize>,
+
+    /// Largest client frame or message, in bytes [default: 131072]
+    #[arg(long, value_name = "N")]
+    max_frame_bytes: Option<usize>,
+
+    /// Frames queued per connection before it is slow [default: 1024]
+    #[arg(long, value_name = "N")]
+    outbox_frames: Option<usize>,
+
+    /// Seconds a slow connection may stay full before it is dropped [default: 10]
+    #[arg(long, value_name = "SECS")]
+    slow_client_timeout: Option<f64>,
+
+    /// Most screen names a `home` subscription may follow [default: 5000]
+    #[arg(long, value_name = "N")]
+    max_follows: Option<usize>,
+
+    /// Largest POST /v1/ingest body, in bytes [default: 16777216]
+    #[arg(long, value_name = "N")]
+    max_ingest_body_bytes: Option<usize>,
+
+    /// Log filter, in tracing EnvFilter syntax [default: info]
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+/// Flags with no environment variable: `--no-demo` is `BUYLINE_DEMO=false`.
+const FLAGS_WITHOUT_ENV: &[&str] = &["no-demo"];
+
+/// `--data-dir` -> `BUYLINE_DATA_DIR`.
+fn env_var_name(flag: &str) -> String {
+    format!("BUYLINE_{}", flag.replace('-', "_").to_ascii_uppercase())
+}
+
+impl ServeArgs {
+    /// `--demo`, `--demo=BOOL` and `--no-demo` folded into one answer.
+    fn demo_choice(&self) -> Option<bool> {
+        if self.no_demo { Some(false) } else { self.demo }
+    }
+
+    /// This layer over `lower`: each setting from `self` if it has one, else from `lower`.
+    fn or(self, lower: ServeArgs) -> ServeArgs {
+        let demo = self.demo_choice().or(lower.demo_choice());
+        // Destructured so that a new field cannot be forgotten here.
+        let ServeArgs {
+            config,
+            listen,
+            data_dir,
+            catalog,
+            firehose,
+            rate,
+            replay_loop,
+            partner_share,
+            secret_file,
+            demo: _,
+            no_demo: _,
+            decorate_shares,
+            history,
+            shards,
+            max_connections,
+            max_subscriptions,
+            max_frame_bytes,
+            outbox_frames,
+            slow_client_timeout,
+            max_follows,
+            max_ingest_body_bytes,
+            log,
+        } = self;
+        ServeArgs {
+            config: config.or(lower.config),
+            listen: listen.or(lower.listen),
+            data_dir: data_dir.or(lower.data_dir),
+            catalog: catalog.or(lower.catalog),
+            firehose: firehose.or(lower.firehose),
+            rate: rate.or(lower.rate),
+            replay_loop: replay_loop.or(lower.replay_loop),
+            partner_share: partner_share.or(lower.partner_share),
+            secret_file: secret_file.or(lower.secret_file),
+            demo,
+            no_demo: false,
+            decorate_shares: decorate_shares.or(lower.decorate_shares),
+            history: history.or(lower.history),
+            shards: shards.or(lower.shards),
+            max_connections: max_connections.or(lower.max_connections),
+            max_subscriptions: max_subscriptions.or(lower.max_subscriptions),
+            max_frame_bytes: max_frame_bytes.or(lower.max_frame_bytes),
+            outbox_frames: outbox_frames.or(lower.outbox_frames),
+            slow_client_timeout: slow_client_timeout.or(lower.slow_client_timeout),
+            max_follows: max_follows.or(lower.max_follows),
+            max_ingest_body_bytes: max_ingest_body_bytes.or(lower.max_ingest_body_bytes),
+            log: log.or(lower.log),
+        }
+    }
+
+    /// The merged layers with the defaults filling every gap.
+    fn resolve(self) -> Result<Config, ConfigError> {
+        let defaults = Config::default();
+        let demo = self.demo_choice();
+        let ServeArgs {
+            config: _,
+            listen,
+            data_dir,
+            catalog,
+            firehose,
+            rate,
+            replay_loop,
+            partner_share,
+            secret_file,
+            demo: _,
+            no_demo: _,
+            decorate_shares,
+            history,
+            shards,
+            max_connections,
+            max_subscriptions,
+            max_frame_bytes,
+            outbox_frames,
+            slow_client_timeout,
+            max_follows,
+            max_ingest_body_bytes,
+            log,
+        } = self;
+        let listen = listen.unwrap_or(defaults.listen);
+        let slow_client_timeout = match slow_client_timeout {
+            Some(secs) => Duration::try_from_secs_f64(secs).map_err(|_| ConfigError::Invalid {
+                flag: "--slow-client-timeout",
+                requirement: format!("must be a number of seconds, got {secs}"),
+            })?,
+            None => defaults.slow_client_timeout,
+        };
+        Ok(Config {
+            listen,
+            data_dir: data_dir.unwrap_or(defaults.data_dir),
+            catalog: catalog.or(defaults.catalog),
+            firehose: firehose.unwrap_or(defaults.firehose),
+            rate: rate.unwrap_or(defaults.rate),
+            replay_loop: replay_loop.unwrap_or(defaults.replay_loop),
+            partner_share: partner_share.unwrap_or(defaults.partner_share),
+            secret_file: secret_file.or(defaults.secret_file),
+            // The demo hands out tokens, so it is only on by default where only this machine
+            // can reach it.
+            demo: demo.unwrap_or_else(|| is_loopback(listen)),
+            decorate_shares: decorate_shares.unwrap_or(defaults.decorate_shares),
+            history: history.unwrap_or(defaults.history),
+            shards: shards.unwrap_or(defaults.shards),
+            max_connections: max_connections.unwrap_or(defaults.max_connections),
+            max_subscriptions: max_subscriptions.unwrap_or(defaults.max_subscriptions),
+            max_frame_bytes: max_frame_bytes.unwrap_or(defaults.max_frame_bytes),
+            outbox_frames: outbox_frames.unwrap_or(defaults.outbox_frames),
+            slow_client_timeout,
+            max_follows: max_follows.unwrap_or(defaults.max_follows),
+            max_ingest_body_bytes: max_ingest_body_bytes.unwrap_or(defaults.max_ingest_body_bytes),
+            log: log.unwrap_or(defaults.log),
+        })
+    }
+}
+
+/// The command-line layer.
+fn parse_command_line<I, T>(args: I) -> Result<ServeArgs, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    // `--help` shows each flag's variable, as clap's `env` attribute would.
+    let command = Cli::command()
+        .mut_args(with_env_in_help)
+        .mut_subcommand("serve", |serve| serve.mut_args(with_env_in_help));
+    let matches = command
+        .try_get_matches_from(args)
+        .map_err(ConfigError::Cli)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(ConfigError::Cli)?;
+    Ok(match cli.command {
+        Some(CliCommand::Serve(args)) => args,
+        None => cli.serve,
+    })
+}
+
+fn with_env_in_help(arg: clap::Arg) -> clap::Arg {
+    let Some(flag) = arg
+        .get_long()
+        .filter(|flag| !FLAGS_WITHOUT_ENV.contains(flag))
+    else {
+        return arg;
+    };
+    let help = match arg.get_help() {
+        Some(help) => format!("{help} [env: {}]", env_var_name(flag)),
+        None => format!("[env: {}]", env_var_name(flag)),
+    };
+    arg.help(help)
+}
+
+/// The environment layer: every `BUYLINE_<FLAG>` that `env` has, parsed as `--flag=value` is.
+/// Empty variables count as unset, as shells make unsetting awkward.
+fn environment_layer(env: &impl Fn(&str) -> Option<OsString>) -> Result<ServeArgs, ConfigError> {
+    let command = ServeArgs::augment_args(clap::Command::new("buyline")).no_binary_name(true);
+    let mut layer = ServeArgs::default();
+    let mut seen = HashSet::new();
+    for flag in command.get_arguments().filter_map(clap::Arg::get_long) {
+        if FLAGS_WITHOUT_ENV.contains(&flag) || !seen.insert(flag) {
+            continue;
+        }
+        let var = env_var_name(flag);
+        let Some(value) = env(&var).filter(|value| !value.is_empty()) else {
+            continue;
+        };
+        let mut assignment = OsString::from(format!("--{flag}="));
+        assignment.push(&value);
+        // One parse per variable, so an error names the variable rather than the flag.
+        let setting = command
+            .clone()
+            .try_get_matches_from([assignment])
+            .and_then(|matches| ServeArgs::from_arg_matches(&matches))
+            .map_err(|err| ConfigError::Env {
+                var: var.clone(),
+                message: clap_message(&err),
+            })?;
+        layer = setting.or(layer);
+    }
+    Ok(layer)
+}
+
+/// The first line of a clap error without its `error: ` prefix and usage trailer.
+fn clap_message(err: &clap::Error) -> String {
+    let text = err.to_string();
+    let first_line = text.lines().next().unwrap_or_default();
+    first_line
+        .strip_prefix("error: ")
+        .unwrap_or(first_line)
+        .to_owned()
+}
+
+/// The config-file layer.
+fn file_layer(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    fn no_env(_: &str) -> Option<OsString> {
+        None
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> + use<> {
+        let vars: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), OsString::from(value)))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    fn toml_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write");
+        file
+    }
+
+    fn path_arg(file: &tempfile::NamedTempFile) -> String {
+        file.path().to_str().expect("utf-8 temp path").to_owned()
+    }
+
+    #[test]
+    fn no_arguments_serve_the_embedded_defaults() {
+        let config = from_args(["buyline"], no_env).expect("defaults are valid");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert!(config.demo);
+        assert_eq!(config.firehose, FirehoseSource::Synthetic);
+        assert_eq!(config.rate, 1000);
+        assert_eq!(config.max_ingest_body_bytes, 16 << 20);
+        Config::default().validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn serve_subcommand_is_optional() {
+        let with = from_args(["buyline", "serve", "--rate", "5"], no_env).expect("valid");
+        let without = from_args(["buyline", "--rate", "5"], no_env).expect("valid");
+        assert_eq!(with, without);
+        assert_eq!(with.rate, 5);
+    }
+
+    #[test]
+    fn command_line_overrides_config_file() {
+        let file = toml_file("rate = 7\nhistory = 10\nloop = true\n");
+        let config = from_args(
+            ["buyline", "--config", &path_arg(&file), "--rate", "9"],
+            no_env,
+        )
+        .expect("valid");
+        assert_eq!(config.rate, 9);
+        assert_eq!(config.history, 10);
+        assert!(config.replay_loop);
+    }
+
+    #[test]
+    fn environment_overrides_config_file_and_command_line_overrides_environment() {
+        let file = toml_file("rate = 7\nhistory = 10\nslow_client_timeout = 2\n");
+        let env = env_of(&[
+            ("BUYLINE_CONFIG", &path_arg(&file)),
+            ("BUYLINE_RATE", "5"),
+            ("BUYLINE_HISTORY", "20"),
+            ("BUYLINE_SLOW_CLIENT_TIMEOUT", "0.5"),
+        ]);
+        let config = from_args(["buyline", "--history", "30"], &env).expect("valid");
+        assert_eq!(config.rate, 5);
+        assert_eq!(config.history, 30);
+        assert_eq!(config.slow_client_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn environment_booleans_and_paths_parse_like_flags() {
+        let env = env_of(&[
+            ("BUYLINE_LOOP", "yes"),
+            ("BUYLINE_DECORATE_SHARES", "true"),
+            ("BUYLINE_DATA_DIR", "/var/lib/buyline"),
+            ("BUYLINE_FIREHOSE", "replay:/tmp/t.ndjson"),
+            ("BUYLINE_CATALOG", ""),
+        ]);
+        let config = from_args(["buyline"], &env).expect("valid");
+        assert!(config.replay_loop);
+        assert!(config.decorate_shares);
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/buyline"));
+        assert_eq!(
+            config.firehose,
+            FirehoseSource::Replay(PathBuf::from("/tmp/t.ndjson"))
+        );
+        assert_eq!(config.catalog, None);
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        let err =
+            from_args(["buyline"], env_of(&[("BUYLINE_RATE", "fast")])).expect_err("not a number");
+        let message = err.to_string();
+        assert!(message.starts_with("BUYLINE_RATE: "), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn log_flag_beats_rust_log_which_beats_the_file() {
+        let file = toml_file("log = \"warn\"\n");
+        let config_arg = path_arg(&file);
+        let rust_log = env_of(&[("RUST_LOG", "debug")]);
+        let config = from_args(["buyline", "--config", &config_arg], &rust_log).expect("valid");
+        assert_eq!(config.log, "debug");
+        let config = from_args(
+            ["buyline", "--config", &config_arg, "--log", "error"],
+            &rust_log,
+        )
+        .expect("valid");
+        assert_eq!(config.log, "error");
+        let config = from_args(["buyline", "--config", &config_arg], no_env).expect("valid");
+        assert_eq!(config.log, "warn");
+    }
+
+    #[test]
+    fn unknown_config_file_key_is_rejected_by_name() {
+        let file = toml_file("rate = 7\nfirehouse = \"none\"\n");
+        let err =
+            from_args(["buyline", "--config", &path_arg(&file)], no_env).expect_err("unknown key");
+        assert!(matches!(err, ConfigError::ParseFile { .. }));
+        assert!(err.to_string().contains("firehouse"), "{err}");
+    }
+
+    #[test]
+    fn config_file_cannot_name_another_config_file() {
+        let file = toml_file("config = \"other.toml\"\n");
+        let err = from_args(["buyline", "--config", &path_arg(&file)], no_env)
+            .expect_err("config is not a file key");
+        assert!(err.to_string().contains("config"), "{err}");
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let err = from_args(["buyline", "--config", "/nonexistent/buyline.toml"], no_env)
+            .expect_err("missing");
+        assert!(matches!(err, ConfigError::ReadFile { .. }));
+    }
+
+    #[test]
+    fn bad_firehose_value_is_rejected() {
+        let err = from_args(["buyline", "--firehose", "kafka"], no_env).expect_err("unknown");
+        assert!(matches!(err, ConfigError::Cli(_)));
+        assert!(err.to_string().contains("kafka"), "{err}");
+        assert!("replay:".parse::<FirehoseSource>().is_err());
+        let file = toml_file("firehose = \"kafka\"\n");
+        let err = from_args(["buyline", "--config", &path_arg(&file)], no_env)
+            .expect_err("unknown in file");
+        assert!(err.to_string().contains("not a firehose"), "{err}");
+    }
+
+    #[test]
+    fn replay_firehose_keeps_its_path_and_round_trips() {
+        let source: FirehoseSource = "replay:data/tweets.ndjson".parse().expect("valid");
+        assert_eq!(
+            source,
+            FirehoseSource::Replay(PathBuf::from("data/tweets.ndjson"))
+        );
+        assert_eq!(source.to_string(), "replay:data/tweets.ndjson");
+        for text in ["synthetic", "none"] {
+            assert_eq!(
+                text.parse::<FirehoseSource>().expect("valid").to_string(),
+                text
+            );
+        }
+        let config = from_args(
+            ["buyline", "--firehose=replay:/x/y.ndjson", "--loop"],
+            no_env,
+        )
+        .expect("valid");
+        assert_eq!(
+            config.firehose,
+            FirehoseSource::Replay(PathBuf::from("/x/y.ndjson"))
+        );
+        assert!(config.replay_loop);
+    }
+
+    #[test]
+    fn demo_refuses_a_non_loopback_address() {
+        let err = from_args(["buyline", "--listen", "0.0.0.0:8080", "--demo"], no_env)
+            .expect_err("demo on 0.0.0.0");
+        assert!(matches!(err, ConfigError::DemoNotLoopback { .. }));
+        assert!(err.to_string().contains("--no-demo"), "{err}");
+        assert!(err.to_string().contains("0.0.0.0:8080"), "{err}");
+    }
+
+    #[test]
+    fn demo_defaults_off_on_a_non_loopback_address() {
+        let config = from_args(["buyline", "--listen", "0.0.0.0:8080"], no_env).expect("valid");
+        assert!(!config.demo);
+        let config = from_args(["buyline", "--listen", "[::1]:9000"], no_env).expect("valid");
+        assert!(config.demo);
+    }
+
+    #[test]
+    fn no_demo_on_any_address_is_fine() {
+        let config =
+            from_args(["buyline", "--listen", "0.0.0.0:8080", "--no-demo"], no_env).expect("ok");
+        assert!(!config.demo);
+        assert_eq!(config.listen, "0.0.0.0:8080".parse().expect("addr"));
+    }
+
+    #[test]
+    fn demo_flags_the_environment_and_the_file_agree_on_precedence() {
+        let demo_off = env_of(&[("BUYLINE_DEMO", "false")]);
+        assert!(!from_args(["buyline"], &demo_off).expect("valid").demo);
+        assert!(
+            from_args(["buyline", "--demo"], &demo_off)
+                .expect("valid")
+                .demo
+        );
+        let demo_on = env_of(&[("BUYLINE_DEMO", "true")]);
+        assert!(
+            !from_args(["buyline", "--no-demo"], &demo_on)
+                .expect("valid")
+                .demo
+        );
+        assert!(
+            from_args(["buyline", "--no-demo", "--demo"], no_env)
+                .expect("valid")
+                .demo
+        );
+        assert!(
+            !from_args(["buyline", "--demo", "--no-demo"], no_env)
+                .expect("valid")
+                .demo
+        );
+        let file = toml_file("demo = false\n");
+        let config = from_args(["buyline", "--config", &path_arg(&file)], no_env).expect("ok");
+        assert!(!config.demo);
+    }
+
+    #[test]
+    fn out_of_range_settings_name_their_flag() {
+        for (args, flag) in [
+            (vec!["--shards", "0"], "--shards"),
+            (vec!["--history", "0"], "--history"),
+            (vec!["--outbox-frames", "1"], "--outbox-frames"),
+            (vec!["--max-frame-bytes", "100"], "--max-frame-bytes"),
+            (vec!["--partner-share", "1.5"], "--partner-share"),
+            (vec!["--partner-share", "NaN"], "--partner-share"),
+            (vec!["--slow-client-timeout", "0"], "--slow-client-timeout"),
+            (vec!["--slow-client-timeout=-1"], "--slow-client-timeout"),
+            (vec!["--log", "info,=="], "--log"),
+        ] {
+            let argv = std::iter::once("buyline").chain(args.iter().copied());
+            let err = from_args(argv, no_env).expect_err("out of range");
+            assert!(err.to_string().starts_with(flag), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn help_lists_each_flags_environment_variable() {
+        let err = from_args(["buyline", "--help"], no_env).expect_err("help exits");
+        let help = err.to_string();
+        assert!(help.contains("BUYLINE_DATA_DIR"), "{help}");
+        assert!(help.contains("BUYLINE_LOOP"), "{help}");
+        assert!(!help.contains("BUYLINE_NO_DEMO"), "{help}");
+        let err = from_args(["buyline", "serve", "--help"], no_env).expect_err("help exits");
+        assert!(err.to_string().contains("BUYLINE_MAX_FOLLOWS"));
+    }
+}

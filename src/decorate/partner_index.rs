@@ -1,0 +1,245 @@
+//! The partner index, an immutable snapshot of the catalog shaped for the per-tweet lookups,
+//! and the store that swaps in a new snapshot on each admin write.
+//!
+//! Readers (the decorator, the product endpoints) never lock: they load an `Arc` to the current
+//! snapshot and keep using it, even while a writer builds and swaps in the next one (RCU). A
+//! change is visible from the next load, which for the decorator is the next tweet batch.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::{ArcSwap, Guard};
+use rustc_hash::FxHashMap;
+
+use crate::decorate::catalog_file::{self, CatalogError};
+use crate::decorate::url;
+use crate::error::ApiError;
+use crate::model::{Catalog, Partner, Product};
+
+/// Screen names up to this length are lower-cased on the stack; Twitter's are at most 15 bytes
+/// and Bluesky handles are rarely longer, so the lookup allocates only for exotic names.
+const STACK_FOLD_LEN: usize = 64;
+
+/// The catalog as lookup tables. Immutable: a change builds a new one ([`CatalogStore`]).
+#[derive(Debug, Default)]
+pub struct PartnerIndex {
+    /// Partners by id, for the merchant name on a button and the admin API.
+    partners: FxHashMap<Box<str>, Arc<Partner>>,
+    /// Lower-cased screen name to its partner: the per-tweet "is this a partner tweet?" test.
+    accounts: FxHashMap<Box<str>, Arc<Partner>>,
+    /// Normalised product URL ([`url::normalize`]) to its product: the per-link lookup.
+    urls: FxHashMap<Box<str>, Arc<Product>>,
+    /// Products by id, for buttons, reservations and the admin API.
+    products: FxHashMap<Box<str>, Arc<Product>>,
+}
+
+impl PartnerIndex {
+    /// Validates `catalog` ([`catalog_file::validate`]) and indexes it.
+    pub fn build(catalog: &Catalog) -> Result<PartnerIndex, CatalogError> {
+        catalog_file::validate(catalog)?;
+        let mut index = PartnerIndex::default();
+        for partner in &catalog.partners {
+            let partner = Arc::new(partner.clone());
+            for account in &partner.accounts {
+                index
+                    .accounts
+                    .insert(account.to_lowercase().into(), Arc::clone(&partner));
+            }
+            index.partners.insert(partner.id.as_str().into(), partner);
+        }
+        for product in &catalog.products {
+            let product = Arc::new(product.clone());
+            for raw in &product.urls {
+                // validate() refused any URL without a key, so none is skipped here.
+                if let Some(key) = url::normalize(raw) {
+                    index.urls.insert(key.into(), Arc::clone(&product));
+                }
+            }
+            index.products.insert(product.id.as_str().into(), product);
+        }
+        Ok(index)
+    }
+
+    /// The partner whose account `screen_name` is, compared case-insensitively.
+    ///
+    /// Cost: one hash lookup; no allocation when the name is ASCII and at most 64 bytes.
+    pub fn partner_for_account(&self, screen_name: &str) -> Option<&Partner> {
+        if self.accounts.is_empty() {
+            return None;
+        }
+        let needs_folding = screen_name
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || !b.is_ascii());
+        let partner = if !needs_folding {
+            self.accounts.get(screen_name)
+        } else if screen_name.is_ascii() && screen_name.len() <= STACK_FOLD_LEN {
+            let mut folded = [0u8; STACK_FOLD_LEN];
+            let folded = &mut folded[..screen_name.len()];
+            folded.copy_from_slice(screen_name.as_bytes());
+            folded.make_ascii_lowercase();
+            // Lower-casing ASCII bytes yields ASCII, so this never fails.
+            std::str::from_utf8(folded)
+                .ok()
+                .and_then(|name| self.accounts.get(name))
+        } else {
+            self.accounts.get(screen_name.to_lowercase().as_str())
+        };
+        partner.map(|p| &**p)
+    }
+
+    /// The product a link leads to, given the link's [`url::normalize`] key.
+    pub fn product_for_url(&self, normalized: &str) -> Option<&Arc<Product>> {
+        self.urls.get(normalized)
+    }
+
+    /// The product with this id.
+    pub fn product(&self, id: &str) -> Option<&Arc<Product>> {
+        self.products.get(id)
+    }
+
+    /// The partner with this id.
+    pub fn partner(&self, id: &str) -> Option<&Partner> {
+        self.partners.get(id).map(|p| &**p)
+    }
+
+    /// Every partner, in no particular order.
+    pub fn partners(&self) -> impl Iterator<Item = &Partner> {
+        self.partners.values().map(|p| &**p)
+    }
+
+    /// Every product, in no particular order.
+    pub fn products(&self) -> impl Iterator<Item = &Arc<Product>> {
+        self.products.values()
+    }
+
+    /// The catalog this index was built from, partners and products sorted by id.
+    pub fn to_catalog(&self) -> Catalog {
+        let mut partners: Vec<Partner> = self.partners().cloned().collect();
+        partners.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut products: Vec<Product> = self.products().map(|p| (**p).clone()).collect();
+        products.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Catalog { partners, products }
+    }
+}
+
+/// The live catalog: the current [`PartnerIndex`] and the admin writes that replace it.
+pub struct CatalogStore {
+    /// The snapshot readers load; swapped whole, never mutated in place.
+    current: ArcSwap<PartnerIndex>,
+    /// Serialises writers so that two concurrent admin writes cannot both start from the same
+    /// snapshot and lose one change. Readers never take it: they go through `current`, which an
+    /// in-progress write does not touch until its new index is complete, so a slow rebuild
+    /// delays other writers only, never a tweet.
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for CatalogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogStore")
+            .field("current", &*self.current.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CatalogStore {
+    pub fn new(index: PartnerIndex) -> Self {
+        CatalogStore {
+            current: ArcSwap::from_pointee(index),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The current snapshot, for the hot path (once per tweet batch): no lock, no refcount
+    /// traffic in the common case. Hold the guard briefly; use [`Self::load_full`] to keep it.
+    pub fn load(&self) -> Guard<Arc<PartnerIndex>> {
+        self.current.load()
+    }
+
+    /// The current snapshot as an `Arc` that may be kept for as long as needed.
+    pub fn load_full(&self) -> Arc<PartnerIndex> {
+        self.current.load_full()
+    }
+
+    /// Adds a partner, or replaces the one with the same id.
+    pub fn upsert_partner(&self, partner: Partner) -> Result<(), ApiError> {
+        catalog_file::validate_partner(&partner)?;
+        self.update(|catalog| {
+            match catalog.partners.iter_mut().find(|p| p.id == partner.id) {
+                Some(existing) => *existing = partner,
+                None => catalog.partners.push(partner),
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes a partner; refused while it still has products, so no product is orphaned.
+    pub fn delete_partner(&self, id: &str) -> Result<(), ApiError> {
+        self.update(|catalog| {
+            let Some(pos) = catalog.partners.iter().position(|p| p.id == id) else {
+                return Err(ApiError::not_found(format!("no partner {id:?}")));
+            };
+            let products: Vec<&str> = catalog
+                .products
+                .iter()
+                .filter(|p| p.partner == id)
+                .map(|p| p.id.as_str())
+                .collect();
+            if !products.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "partner {id:?} still has products ({}); delete them first",
+                    products.join(", ")
+                )));
+            }
+            catalog.partners.remove(pos);
+            Ok(())
+        })
+    }
+
+    /// Adds a product, or replaces the one with the same id. Its partner must exist and its
+    /// URLs must not lead to another product.
+    pub fn upsert_product(&self, product: Product) -> Result<(), ApiError> {
+        catalog_file::validate_product(&product)?;
+        self.update(|catalog| {
+            if !catalog.partners.iter().any(|p| p.id == product.partner) {
+                return Err(ApiError::bad_request(format!(
+                    "product {:?}: partner {:?} does not exist; create the partner first",
+                    product.id, product.partner
+                )));
+            }
+            match catalog.products.iter_mut().find(|p| p.id == product.id) {
+                Some(existing) => *existing = product,
+                None => catalog.products.push(product),
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes a product.
+    pub fn delete_product(&self, id: &str) -> Result<(), ApiError> {
+        self.update(|catalog| {
+            let Some(pos) = catalog.products.iter().position(|p| p.id == id) else {
+                return Err(ApiError::not_found(format!("no product {id:?}")));
+            };
+            catalog.products.remove(pos);
+            Ok(())
+        })
+    }
+
+    /// One write: the previous catalog plus `change`, validated, indexed and swapped in whole.
+    ///
+    /// Cost: rebuilds the whole index (O(catalog)); admin writes are rare and catalogs small.
+    fn update(
+        &self,
+        change: impl FnOnce(&mut Catalog) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        // The mutex guards no data, so a writer that panicked left nothing half-done.
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut catalog = self.current.load().to_catalog();
+        change(&mut catalog)?;
+        let next = PartnerIndex::build(&catalog)?;
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,12 @@
+//! Fan-out: from one decorated tweet to every connection that wants it.
+//!
+//! One [`shard::FanoutShard`] actor per core, each on its own actix `Arbiter`, owns its
+//! connections and their [`index`]. The decorator sends every shard each batch once, as an
+//! `Arc` of already-serialised frames. The [`history`] ring, shared by all shards, serves
+//! `since` replay.
+
+pub mod history;
+pub mod index;
+pub mod shard;
+pub mod shard_core;
+pub mod timeline;

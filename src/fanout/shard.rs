@@ -1,0 +1,146 @@
+//! The fan-out shard actor: one per core, each on its own `Arbiter` (thread).
+//!
+//! A shard accepts HTTP connections on its own thread (every shard accepts on a clone of the
+//! listening socket), so a WebSocket client is owned by the shard whose thread accepted it,
+//! together with its outbox and subscriptions. The decorator sends each shard every batch once.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use hyper::upgrade::OnUpgrade;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::app::{AppState, ConnectionPermit};
+use crate::auth::Identity;
+use crate::decorate::frame::DecoratedTweet;
+use crate::fanout::shard_core::ShardCore;
+use crate::http;
+use crate::sessions;
+
+/// Messages a shard's mailbox holds before the decorator waits (batches and new connections).
+pub const MAILBOX_CAPACITY: usize = 256;
+
+/// How often a shard looks for clients that stayed full past the slow-client timeout.
+const SLOW_CLIENT_SWEEP: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A decorated batch, shared by all shards.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Arc<[Arc<DecoratedTweet>]>);
+
+/// Start accepting connections on a clone of the server's listening socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartServing {
+    pub listener: std::net::TcpListener,
+    pub app: Arc<AppState>,
+    /// Flips to true when the server shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// An upgraded `/v1/stream` request to run on this shard.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AcceptStream {
+    pub upgrade: OnUpgrade,
+    pub identity: Option<Identity>,
+    pub permit: ConnectionPermit,
+}
+
+/// Close every connection with 1001; replies with how many were open.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Shutdown;
+
+/// The shard actor.
+pub struct FanoutShard {
+    /// The shard's number, for logs.
+    id: usize,
+    core: Rc<RefCell<ShardCore>>,
+    /// tungstenite settings for new connections: buffer sizes and frame limits.
+    ws_config: WebSocketConfig,
+}
+
+impl FanoutShard {
+    pub fn new(id: usize, core: ShardCore, ws_config: WebSocketConfig) -> Self {
+        FanoutShard {
+            id,
+            core: Rc::new(RefCell::new(core)),
+            ws_config,
+        }
+    }
+}
+
+impl Actor for FanoutShard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(SLOW_CLIENT_SWEEP, |shard, _ctx| {
+            let closed = shard.core.borrow().close_slow_clients(std::time::Instant::now());
+            for _ in 0..closed {
+                crate::telemetry::slow_client_closed();
+            }
+        });
+        tracing::debug!(shard = self.id, "fan-out shard started");
+    }
+}
+
+impl Handler<Deliver> for FanoutShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
+        let counts = self.core.borrow_mut().deliver(&msg.0);
+        counts.report();
+    }
+}
+
+impl Handler<StartServing> for FanoutShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: StartServing, ctx: &mut Self::Context) {
+        let state = http::HttpState {
+            app: msg.app,
+            shard: ctx.address(),
+        };
+        let shard = self.id;
+        // The listener must be registered with this thread's runtime, so it is converted here.
+        let listener = msg
+            .listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(msg.listener));
+        match listener {
+            Ok(listener) => {
+                actix_rt::spawn(http::accept_loop(listener, http::router(state), msg.shutdown));
+            }
+            Err(error) => tracing::error!(shard, %error, "shard cannot accept connections"),
+        }
+    }
+}
+
+impl Handler<AcceptStream> for FanoutShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: AcceptStream, _ctx: &mut Self::Context) {
+        actix_rt::spawn(sessions::stream::run(
+            Rc::clone(&self.core),
+            msg.upgrade,
+            msg.identity,
+            msg.permit,
+            self.ws_config,
+        ));
+    }
+}
+
+impl Handler<Shutdown> for FanoutShard {
+    type Result = usize;
+
+    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Self::Context) -> usize {
+        let mut core = self.core.borrow_mut();
+        core.close_all(1001, "server shutting down");
+        core.session_count()
+    }
+}

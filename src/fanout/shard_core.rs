@@ -1,0 +1,259 @@
+//! The state one fan-out shard owns: its connections' outboxes and subscriptions.
+//!
+//! It lives on the shard's thread inside an `Rc<RefCell<_>>` shared by the shard actor (which
+//! delivers tweets) and the shard's session tasks (which subscribe and unsubscribe). Every
+//! borrow is taken and released without an `.await` in between, so they never overlap.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+
+use crate::decorate::frame::DecoratedTweet;
+use crate::decorate::partner_index::CatalogStore;
+use crate::error::{ApiError, ErrorCode};
+use crate::fanout::history::HistoryRing;
+use crate::fanout::index::{ConnId, FanoutCounts, SubscriptionIndex};
+use crate::fanout::timeline::Timeline;
+use crate::sessions::ops;
+use crate::sessions::outbox::Outbox;
+use crate::telemetry;
+
+/// Per-connection limits, from the configuration.
+#[derive(Clone, Debug)]
+pub struct SessionLimits {
+    pub max_subscriptions: usize,
+    pub max_follows: usize,
+    pub outbox_frames: usize,
+    pub slow_client_timeout: Duration,
+}
+
+/// One connection's subscriptions, kept so they can be listed and removed.
+struct Session {
+    outbox: Rc<Outbox>,
+    /// Each timeline with the text the client used for it (echoed in replies).
+    timelines: Vec<(Timeline, String)>,
+    /// The `home` follows list, lower-case and deduplicated.
+    follows: Vec<Box<str>>,
+}
+
+/// A shard's connections and subscription index.
+pub struct ShardCore {
+    next_conn: ConnId,
+    sessions: FxHashMap<ConnId, Session>,
+    index: SubscriptionIndex,
+    /// Newest seq this shard has fanned out; live delivery continues after it.
+    last_seq: u64,
+    history: Arc<HistoryRing>,
+    catalog: Arc<CatalogStore>,
+    limits: SessionLimits,
+}
+
+impl ShardCore {
+    pub fn new(history: Arc<HistoryRing>, catalog: Arc<CatalogStore>, limits: SessionLimits) -> Self {
+        ShardCore {
+            next_conn: 1,
+            sessions: FxHashMap::default(),
+            index: SubscriptionIndex::default(),
+            last_seq: 0,
+            history,
+            catalog,
+            limits,
+        }
+    }
+
+    /// Registers a new connection and returns its id and outbox.
+    pub fn open_session(&mut self) -> (ConnId, Rc<Outbox>) {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let outbox = Rc::new(Outbox::new(self.limits.outbox_frames, self.limits.slow_client_timeout));
+        self.sessions.insert(
+            conn,
+            Session {
+                outbox: Rc::clone(&outbox),
+                timelines: Vec::new(),
+                follows: Vec::new(),
+            },
+        );
+        (conn, outbox)
+    }
+
+    /// Forgets a connection and all its subscriptions.
+    pub fn close_session(&mut self, conn: ConnId) {
+        if let Some(session) = self.sessions.remove(&conn) {
+            for (timeline, _) in &session.timelines {
+                self.index.remove(timeline, conn, &session.follows);
+            }
+            telemetry::subscriptions(-(session.timelines.len() as f64));
+        }
+    }
+
+    /// Handles `subscribe`: registers the timeline, queues the `subscribed` reply, then any
+    /// `gap` notice and the replayed tweets after `since`.
+    pub fn subscribe(
+        &mut self,
+        conn: ConnId,
+        id: Option<&Value>,
+        timeline_text: &str,
+        since: Option<u64>,
+        follows: Option<Vec<String>>,
+    ) -> Result<(), ApiError> {
+        let timeline = Timeline::parse(timeline_text)?;
+        let follows = match (&timeline, follows) {
+            (Timeline::Home, Some(names)) => self.home_follows(names)?,
+            (Timeline::Home, None) => {
+                return Err(ApiError::bad_request("home needs a follows list of screen names"));
+            }
+            _ => Vec::new(),
+        };
+        if let Timeline::Product(product) = &timeline {
+            if self.catalog.load().product(product).is_none() {
+                return Err(ApiError::not_found(format!("no product {product:?}")));
+            }
+        }
+        let session = self
+            .sessions
+            .get_mut(&conn)
+            .ok_or_else(|| ApiError::internal("connection is closed"))?;
+        let existing = session.timelines.iter().position(|(t, _)| *t == timeline);
+        match existing {
+            Some(at) => {
+                // Re-subscribing replaces (for home: the follows list).
+                self.index.remove(&timeline, conn, &session.follows);
+                session.timelines[at].1 = timeline_text.to_owned();
+            }
+            None if session.timelines.len() >= self.limits.max_subscriptions => {
+                return Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "this connection already has the maximum of {} subscriptions",
+                        self.limits.max_subscriptions
+                    ),
+                ));
+            }
+            None => {
+                session.timelines.push((timeline.clone(), timeline_text.to_owned()));
+                telemetry::subscriptions(1.0);
+            }
+        }
+        if timeline == Timeline::Home {
+            session.follows = follows;
+        }
+        self.index.insert(&timeline, conn, &session.outbox, &session.follows);
+
+        let outbox = &session.outbox;
+        outbox.push_reply(ops::to_text(&ops::Subscribed {
+            kind: "subscribed",
+            id,
+            timeline: timeline_text,
+            seq: self.last_seq,
+        }));
+        if let Some(since) = since {
+            let replay = self
+                .history
+                .replay(since, self.last_seq, |t| timeline.matches(t, &session.follows));
+            if let Some(oldest) = replay.gap_oldest {
+                outbox.push_reply(ops::to_text(&ops::Gap {
+                    kind: "gap",
+                    timeline: timeline_text,
+                    since,
+                    oldest,
+                }));
+            }
+            let now = Instant::now();
+            let mut counts = FanoutCounts::default();
+            for tweet in &replay.tweets {
+                counts.count(outbox.offer_tweet(tweet, now));
+            }
+            counts.report();
+        }
+        Ok(())
+    }
+
+    /// Handles `unsubscribe`.
+    pub fn unsubscribe(&mut self, conn: ConnId, id: Option<&Value>, timeline_text: &str) -> Result<(), ApiError> {
+        let timeline = Timeline::parse(timeline_text)?;
+        let session = self
+            .sessions
+            .get_mut(&conn)
+            .ok_or_else(|| ApiError::internal("connection is closed"))?;
+        let at = session
+            .timelines
+            .iter()
+            .position(|(t, _)| *t == timeline)
+            .ok_or_else(|| ApiError::not_found(format!("not subscribed to {timeline_text:?}")))?;
+        session.timelines.swap_remove(at);
+        self.index.remove(&timeline, conn, &session.follows);
+        if timeline == Timeline::Home {
+            session.follows.clear();
+        }
+        telemetry::subscriptions(-1.0);
+        session.outbox.push_reply(ops::to_text(&ops::Unsubscribed {
+            kind: "unsubscribed",
+            id,
+            timeline: timeline_text,
+        }));
+        Ok(())
+    }
+
+    /// Fans a decorated batch out to this shard's subscribers.
+    pub fn deliver(&mut self, batch: &[Arc<DecoratedTweet>]) -> FanoutCounts {
+        let now = Instant::now();
+        let mut counts = FanoutCounts::default();
+        for tweet in batch {
+            if tweet.seq <= self.last_seq {
+                continue;
+            }
+            self.index.fan_out(tweet, now, &mut counts);
+            self.last_seq = tweet.seq;
+        }
+        counts
+    }
+
+    /// Closes the clients that have stayed full past the slow-client timeout; returns how many.
+    pub fn close_slow_clients(&self, now: Instant) -> u64 {
+        self.sessions
+            .values()
+            .map(|session| u64::from(session.outbox.close_if_slow(now)))
+            .sum()
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn close_all(&mut self, code: u16, reason: &str) {
+        for session in self.sessions.values() {
+            session.outbox.close(code, reason);
+        }
+    }
+
+    /// Open connections on this shard.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The subscription index, for stock events and benches.
+    pub fn index(&self) -> &SubscriptionIndex {
+        &self.index
+    }
+
+    fn home_follows(&self, names: Vec<String>) -> Result<Vec<Box<str>>, ApiError> {
+        if names.len() > self.limits.max_follows {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("home follows {} names; the limit is {}", names.len(), self.limits.max_follows),
+            ));
+        }
+        let mut follows: Vec<Box<str>> = Vec::with_capacity(names.len());
+        for name in names {
+            let name = name.trim_start_matches('@');
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_whitespace) {
+                return Err(ApiError::bad_request(format!("follows: {name:?} is not a screen name")));
+            }
+            follows.push(name.to_lowercase().into());
+        }
+        follows.sort_unstable();
+        follows.dedup();
+        Ok(follows)
+    }
+}

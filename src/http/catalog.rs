@@ -1,0 +1,125 @@
+//! The product read (the review step before buying) and the admin catalog routes.
+//!
+//! Admin writes go through `CatalogStore`, which swaps in a new partner index: the change
+//! applies to the next tweet decorated, and readers never wait for it.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use serde::Serialize;
+
+use crate::auth::{self, Action};
+use crate::error::ApiError;
+use crate::http::{HttpState, MAX_JSON_BODY, identity, json_body, json_response, read_body};
+use crate::model::{Partner, Product};
+use crate::telemetry;
+
+/// A product as `GET /v1/products/{id}` shows it: the catalog object plus live `remaining`.
+#[derive(Serialize)]
+struct ProductView<'a> {
+    #[serde(flatten)]
+    product: &'a Product,
+    remaining: u32,
+}
+
+pub async fn get_product(State(state): State<HttpState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let index = state.app.catalog.load();
+    let product = index
+        .product(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no product {id:?}")))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &ProductView {
+            product,
+            remaining: crate::decorate::frame::remaining(product),
+        },
+    ))
+}
+
+fn require_admin(state: &HttpState, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+    let identity = identity(&state.app, headers, uri)?;
+    auth::authorize(identity.as_ref(), &Action::ManageCatalog)
+}
+
+/// Takes the body's `id` from the path when absent, and refuses a body naming another id.
+fn with_path_id(mut value: serde_json::Value, id: &str) -> Result<serde_json::Value, ApiError> {
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("request body must be a JSON object"))?;
+    match object.get("id") {
+        None => {
+            object.insert("id".into(), id.into());
+        }
+        Some(serde_json::Value::String(body_id)) if body_id == id => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "body id {other} does not match the path id {id:?}"
+            )));
+        }
+    }
+    Ok(value)
+}
+
+fn parse_object<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes, id: &str) -> Result<T, ApiError> {
+    let value = with_path_id(json_body(body)?, id)?;
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+pub async fn put_partner(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, &uri)?;
+    let body = read_body(body, MAX_JSON_BODY).await?;
+    let partner: Partner = parse_object(&body, &id)?;
+    state.app.catalog.upsert_partner(partner.clone())?;
+    telemetry::catalog_updated("partner_put");
+    tracing::info!(partner = %id, "partner updated");
+    Ok(json_response(StatusCode::OK, &partner))
+}
+
+pub async fn delete_partner(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, &uri)?;
+    state.app.catalog.delete_partner(&id)?;
+    telemetry::catalog_updated("partner_delete");
+    tracing::info!(partner = %id, "partner deleted");
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"deleted": id})))
+}
+
+pub async fn put_product(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, &uri)?;
+    let body = read_body(body, MAX_JSON_BODY).await?;
+    let product: Product = parse_object(&body, &id)?;
+    state.app.catalog.upsert_product(product.clone())?;
+    telemetry::catalog_updated("product_put");
+    tracing::info!(product = %id, "product updated");
+    Ok(json_response(StatusCode::OK, &product))
+}
+
+pub async fn delete_product(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, &uri)?;
+    state.app.catalog.delete_product(&id)?;
+    telemetry::catalog_updated("product_delete");
+    tracing::info!(product = %id, "product deleted");
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"deleted": id})))
+}

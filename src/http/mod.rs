@@ -1,0 +1,153 @@
+//! Everything on the one HTTP port: REST routes, the WebSocket upgrades, `/metrics`.
+//!
+//! Each shard runs [`accept_loop`] on its own thread with a router whose state names that
+//! shard, so a `/v1/stream` client upgraded here stays on this shard. Errors leave through
+//! [`ApiError`]'s `IntoResponse`, which uses the one status mapping in `error.rs`.
+
+mod catalog;
+mod dev_tokens;
+mod probes;
+mod stream;
+pub mod upgrade;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::app::AppState;
+use crate::auth::{self, Identity};
+use crate::error::{ApiError, ErrorCode};
+use crate::fanout::shard::FanoutShard;
+use crate::sources::{ingest_http, ingest_ws};
+
+/// Largest JSON body the REST routes read (catalog objects, token requests).
+pub const MAX_JSON_BODY: usize = 1 << 20;
+
+/// Router state: the shared server state plus the shard this router's connections belong to.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: Arc<AppState>,
+    /// Where `/v1/stream` upgrades on this thread are handed over.
+    pub shard: Addr<FanoutShard>,
+}
+
+/// All routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(probes::index_page))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
+        .route("/v1/stream", get(stream::upgrade))
+        .route(
+            "/v1/ingest",
+            get(ingest_ws::upgrade).post(ingest_http::post),
+        )
+        .route("/v1/products/{id}", get(catalog::get_product))
+        .route(
+            "/v1/admin/partners/{id}",
+            put(catalog::put_partner).delete(catalog::delete_partner),
+        )
+        .route(
+            "/v1/admin/products/{id}",
+            put(catalog::put_product).delete(catalog::delete_product),
+        )
+        .route("/v1/dev/tokens", post(dev_tokens::issue))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.to_frame(None),
+        )
+            .into_response()
+    }
+}
+
+/// The caller's identity from `Authorization: Bearer` or `?token=`; `None` when anonymous.
+/// A token that is present but invalid is an error, never silently anonymous.
+pub fn identity(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Option<Identity>, ApiError> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match auth::bearer_token(authorization, uri.query()) {
+        Some(token) => Ok(Some(app.signer.verify(token)?)),
+        None if authorization.is_some() => Err(ApiError::unauthorized(
+            "Authorization header must be `Bearer <token>`",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Reads a request body of at most `limit` bytes; a larger one is `too_large`.
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("request body exceeds the limit of {limit} bytes"),
+        )),
+        Err(error) => Err(ApiError::bad_request(format!("reading the request body failed: {error}"))),
+    }
+}
+
+/// Parses a JSON request body into `T` with a contract error on failure.
+pub fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+/// A JSON response with `status`.
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    match serde_json::to_string(body) {
+        Ok(text) => (status, [(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => ApiError::new(ErrorCode::Internal, format!("response: {e}")).into_response(),
+    }
+}
+
+/// Accepts connections on this shard's thread until shutdown, serving each with `router`.
+pub async fn accept_loop(listener: tokio::net::TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                // Frames are batched by the writer; Nagle would only add latency on top.
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(router.clone());
+                tokio::task::spawn_local(async move {
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "http connection ended with an error");
+                    }
+                });
+            }
+            Err(error) => {
+                // Typically EMFILE: back off instead of spinning, and say so.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! buyline: buy buttons on a live tweet timeline, and flash sales that never oversell.
+//!
+//! # Layout
+//!
+//! The modules follow a tweet through the server:
+//!
+//! * [`sources`]: where tweets enter: the synthetic firehose, file replay, and the ingest
+//!   endpoints (`/v1/ingest` over WebSocket and NDJSON POST). Each source decodes its input
+//!   with [`sources::formats`] and hands batches to the [`sources::sequencer`], the ingest stage
+//!   that gives every accepted tweet the next `seq`.
+//! * [`decorate`]: the partner index (an immutable snapshot swapped atomically on admin
+//!   writes), URL normalisation, and the decorator actor that adds the buy button and
+//!   serialises each tweet's frame exactly once.
+//! * [`fanout`]: the history ring for `since` replay, and one fan-out shard per core. Each
+//!   shard owns its connections and its own subscription index and receives every decorated
+//!   tweet once.
+//! * [`sessions`]: one WebSocket client: reading ops, the bounded outbox, batched writes, and
+//!   the slow-consumer policy. This is where a tweet leaves.
+//! * [`http`]: the routes on the one port: REST, the WebSocket upgrades, `/metrics`.
+//! * [`server`]: wires the actors together, accepts connections, and shuts down.
+//!
+//! Around them: [`model`] (plain data), [`config`], [`auth`] (tokens and roles, checked in one
+//! place), [`telemetry`] (every metric name), [`codec`] (the only user of bincode), and
+//! [`error`] (the contract's error codes).
+
+pub mod app;
+pub mod auth;
+pub mod codec;
+pub mod config;
+pub mod decorate;
+pub mod error;
+pub mod fanout;
+pub mod http;
+pub mod model;
+pub mod sessions;
+pub mod server;
+pub mod sources;
+pub mod telemetry;

@@ -1,0 +1,41 @@
+//! The `buyline` command: parses the configuration and serves until SIGINT or SIGTERM.
+
+use anyhow::Context as _;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let config = match buyline::config::parse_cli() {
+        Ok(config) => config,
+        Err(error) => error.exit(),
+    };
+    let filter = EnvFilter::try_new(&config.log).context("--log is not a valid filter")?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let demo = config.demo;
+    let firehose = config.firehose.to_string();
+    let server = buyline::server::start(config, shutdown_signal()).context("buyline could not start")?;
+    tracing::info!(addr = %server.addr, demo, %firehose, "buyline serving on http://{}/", server.addr);
+    server.wait();
+    tracing::info!("buyline stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,257 @@
+//! Wires buyline together: loads the catalog and secret, starts the actors on their arbiters,
+//! accepts connections, and shuts down.
+//!
+//! The server runs on its own thread inside an actix `System`, so a test can start one bound
+//! to port 0, talk to it over loopback, and stop it, exactly as `main` does with signals.
+//!
+//! Threads: the system arbiter runs the sequencer; one arbiter runs the decorator; one runs
+//! the built-in source; one per shard runs a fan-out shard with its HTTP connections.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use tokio::sync::{oneshot, watch};
+
+use crate::app::{AppState, ConnectionLimiter};
+use crate::auth::{self, TokenSigner};
+use crate::config::Config;
+use crate::decorate::decorator::Decorator;
+use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
+use crate::decorate::{catalog_file, demo};
+use crate::fanout::history::HistoryRing;
+use crate::fanout::shard::{FanoutShard, Shutdown, StartServing};
+use crate::fanout::shard_core::{SessionLimits, ShardCore};
+use crate::http::upgrade;
+use crate::sources::driver;
+use crate::sources::sequencer::Sequencer;
+use crate::telemetry;
+
+/// How long shutdown waits for clients to take their close frames.
+const DRAIN_BUDGET: Duration = Duration::from_secs(2);
+
+/// A server running on its own thread.
+pub struct RunningServer {
+    /// The bound address (the real port when the config asked for port 0).
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, closes every client with 1001, and waits for the server to finish.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    /// Waits until the server stops by itself (its shutdown future resolved).
+    pub fn wait(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// Starts a server for `config`; it runs until `shutdown` resolves or [`RunningServer::stop`].
+pub fn start(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<RunningServer> {
+    config.validate()?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics = telemetry::install();
+    let secret = auth::load_or_create_secret(config.secret_file.as_deref(), &config.data_dir)?;
+    let signer = TokenSigner::from_secret(&secret)?;
+    let catalog = match &config.catalog {
+        Some(path) => catalog_file::load(path)?,
+        None => demo::demo_catalog(),
+    };
+    let index = PartnerIndex::build(&catalog).context("the catalog is invalid")?;
+    let catalog_store = Arc::new(CatalogStore::new(index));
+    let history = Arc::new(HistoryRing::new(config.history));
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let thread = std::thread::Builder::new()
+        .name("buyline-system".into())
+        .spawn(move || {
+            let system = actix_rt::System::new();
+            let pipeline = Pipeline {
+                config,
+                listener,
+                metrics,
+                signer,
+                catalog,
+                catalog_store,
+                history,
+            };
+            system.block_on(pipeline.run(started_tx, async move {
+                tokio::select! {
+                    _ = stop_rx => {},
+                    () = shutdown => {},
+                }
+            }));
+        })
+        .context("cannot start the server thread")?;
+    match started_rx.recv() {
+        Ok(Ok(())) => Ok(RunningServer {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        Ok(Err(error)) => {
+            let _ = thread.join();
+            Err(error)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            anyhow::bail!("the server thread exited during start-up")
+        }
+    }
+}
+
+/// Everything loaded before the actors start.
+struct Pipeline {
+    config: Config,
+    listener: std::net::TcpListener,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    signer: TokenSigner,
+    catalog: crate::model::Catalog,
+    catalog_store: Arc<CatalogStore>,
+    history: Arc<HistoryRing>,
+}
+
+impl Pipeline {
+    async fn run(self, started: std::sync::mpsc::Sender<anyhow::Result<()>>, stop: impl Future<Output = ()>) {
+        let config = self.config;
+        let limits = SessionLimits {
+            max_subscriptions: config.max_subscriptions,
+            max_follows: config.max_follows,
+            outbox_frames: config.outbox_frames,
+            slow_client_timeout: config.slow_client_timeout,
+        };
+        let ws_config = upgrade::ws_config(&config);
+
+        let mut arbiters = Vec::new();
+        let mut shards = Vec::new();
+        for id in 0..config.shards {
+            let arbiter = Arbiter::new();
+            let (history, catalog, limits) = (
+                Arc::clone(&self.history),
+                Arc::clone(&self.catalog_store),
+                limits.clone(),
+            );
+            // The core holds `Rc`s, so it is built on the shard's own thread.
+            shards.push(FanoutShard::start_in_arbiter(&arbiter.handle(), move |_| {
+                FanoutShard::new(id, ShardCore::new(history, catalog, limits), ws_config)
+            }));
+            arbiters.push(arbiter);
+        }
+        let decorator_arbiter = Arbiter::new();
+        let decorator = {
+            let (catalog, history, shards) = (
+                Arc::clone(&self.catalog_store),
+                Arc::clone(&self.history),
+                shards.clone(),
+            );
+            let shares = config.decorate_shares;
+            Decorator::start_in_arbiter(&decorator_arbiter.handle(), move |_| {
+                Decorator::new(catalog, history, shards, shares)
+            })
+        };
+        arbiters.push(decorator_arbiter);
+        let sequencer = Sequencer::new(decorator).start();
+
+        let app = Arc::new(AppState {
+            config: config.clone(),
+            catalog: self.catalog_store,
+            history: self.history,
+            sequencer: sequencer.clone(),
+            signer: self.signer,
+            metrics: self.metrics.clone(),
+            connections: ConnectionLimiter::new(config.max_connections),
+            ready: Default::default(),
+        });
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        for shard in &shards {
+            let listener = match self.listener.try_clone() {
+                Ok(listener) => listener,
+                Err(error) => {
+                    let _ = started.send(Err(anyhow::Error::new(error).context("cannot share the listener")));
+                    return;
+                }
+            };
+            let serving = StartServing {
+                listener,
+                app: Arc::clone(&app),
+                shutdown: shutdown_rx.clone(),
+            };
+            if shard.send(serving).await.is_err() {
+                let _ = started.send(Err(anyhow::anyhow!("a fan-out shard failed to start")));
+                return;
+            }
+        }
+        drop(self.listener);
+
+        let source_arbiter = Arbiter::new();
+        source_arbiter.spawn(driver::run(
+            config.firehose.clone(),
+            config.rate,
+            config.replay_loop,
+            config.partner_share,
+            self.catalog,
+            sequencer,
+        ));
+        arbiters.push(source_arbiter);
+
+        let metrics = self.metrics;
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                telemetry::upkeep(&metrics);
+            }
+        });
+
+        app.ready.store(true, Ordering::Relaxed);
+        let _ = started.send(Ok(()));
+        stop.await;
+
+        tracing::info!("shutting down: closing clients with 1001");
+        app.ready.store(false, Ordering::Relaxed);
+        let _ = shutdown_tx.send(true);
+        for shard in &shards {
+            let _ = shard.send(Shutdown).await;
+        }
+        let deadline = tokio::time::Instant::now() + DRAIN_BUDGET;
+        while app.connections.open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for arbiter in &arbiters {
+            arbiter.stop();
+        }
+        for arbiter in arbiters {
+            arbiter.join().ok();
+        }
+        System::current().stop();
+    }
+}

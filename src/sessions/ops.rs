@@ -1,0 +1,196 @@
+//! The client-to-server ops of `/v1/stream` and the reply frames they get.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// A parsed client op.
+#[derive(Debug, PartialEq)]
+pub enum ClientOp {
+    Subscribe {
+        timeline: String,
+        since: Option<u64>,
+        follows: Option<Vec<String>>,
+    },
+    Unsubscribe {
+        timeline: String,
+    },
+    Ping,
+    /// `reserve`, `release` and `checkout`: parsed far enough to check the caller's role.
+    Commerce {
+        op: CommerceOp,
+    },
+}
+
+/// The ops that need a customer token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommerceOp {
+    Reserve,
+    Release,
+    Checkout,
+}
+
+impl CommerceOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommerceOp::Reserve => "reserve",
+            CommerceOp::Release => "release",
+            CommerceOp::Checkout => "checkout",
+        }
+    }
+}
+
+/// An op that failed to parse, with the request id when one could be read.
+#[derive(Debug)]
+pub struct OpError {
+    pub id: Option<Value>,
+    pub error: ApiError,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    op: Option<Value>,
+    id: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct SubscribeFields {
+    timeline: String,
+    since: Option<u64>,
+    follows: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct UnsubscribeFields {
+    timeline: String,
+}
+
+/// Parses one text frame into its request id and op.
+pub fn parse(text: &str) -> Result<(Option<Value>, ClientOp), OpError> {
+    let envelope: Envelope = serde_json::from_str(text).map_err(|e| OpError {
+        id: None,
+        error: ApiError::bad_request(format!("not a JSON object: {e}")),
+    })?;
+    let id = envelope.id;
+    let fail = |error: ApiError| OpError {
+        id: id.clone(),
+        error,
+    };
+    let op = match envelope.op {
+        Some(Value::String(op)) => op,
+        Some(_) => return Err(fail(ApiError::bad_request("op must be a string"))),
+        None => return Err(fail(ApiError::bad_request("missing field `op`"))),
+    };
+    let fields_error = |e: serde_json::Error| fail(ApiError::bad_request(format!("{op}: {e}")));
+    let parsed = match op.as_str() {
+        "subscribe" => {
+            let f: SubscribeFields = serde_json::from_str(text).map_err(fields_error)?;
+            ClientOp::Subscribe {
+                timeline: f.timeline,
+                since: f.since,
+                follows: f.follows,
+            }
+        }
+        "unsubscribe" => {
+            let f: UnsubscribeFields = serde_json::from_str(text).map_err(fields_error)?;
+            ClientOp::Unsubscribe {
+                timeline: f.timeline,
+            }
+        }
+        "ping" => ClientOp::Ping,
+        "reserve" => ClientOp::Commerce {
+            op: CommerceOp::Reserve,
+        },
+        "release" => ClientOp::Commerce {
+            op: CommerceOp::Release,
+        },
+        "checkout" => ClientOp::Commerce {
+            op: CommerceOp::Checkout,
+        },
+        other => {
+            let shown: String = other.chars().take(64).collect();
+            return Err(fail(ApiError::new(
+                ErrorCode::UnknownOp,
+                format!("unknown op {shown:?}: use subscribe, unsubscribe, ping, reserve, release or checkout"),
+            )));
+        }
+    };
+    Ok((id, parsed))
+}
+
+/// `{"type":"subscribed","id","timeline","seq"}`.
+#[derive(Serialize)]
+pub struct Subscribed<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: Option<&'a Value>,
+    pub timeline: &'a str,
+    pub seq: u64,
+}
+
+/// `{"type":"unsubscribed","id","timeline"}`.
+#[derive(Serialize)]
+pub struct Unsubscribed<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: Option<&'a Value>,
+    pub timeline: &'a str,
+}
+
+/// `{"type":"gap","timeline","since","oldest"}`: tweets after `since` are no longer retained.
+#[derive(Serialize)]
+pub struct Gap<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub timeline: &'a str,
+    pub since: u64,
+    pub oldest: u64,
+}
+
+/// `{"type":"pong","id"}`.
+#[derive(Serialize)]
+pub struct Pong<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: Option<&'a Value>,
+}
+
+/// Serialises a reply frame; our reply structs hold only strings, numbers and JSON values.
+pub fn to_text<T: Serialize>(frame: &T) -> String {
+    serde_json::to_string(frame).unwrap_or_else(|e| ApiError::internal(format!("reply: {e}")).to_frame(None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_subscribe_with_since_and_follows() {
+        let (id, op) = parse(r#"{"op":"subscribe","id":"1","timeline":"home","since":5,"follows":["a"]}"#).unwrap();
+        assert_eq!(id, Some(Value::from("1")));
+        assert_eq!(
+            op,
+            ClientOp::Subscribe {
+                timeline: "home".into(),
+                since: Some(5),
+                follows: Some(vec!["a".into()])
+            }
+        );
+    }
+
+    #[test]
+    fn errors_carry_the_request_id_and_the_right_code() {
+        let err = parse(r#"{"op":"dance","id":9}"#).unwrap_err();
+        assert_eq!(err.id, Some(Value::from(9)));
+        assert_eq!(err.error.code, ErrorCode::UnknownOp);
+        let err = parse(r#"{"op":"subscribe","id":"x"}"#).unwrap_err();
+        assert_eq!(err.error.code, ErrorCode::BadRequest);
+        assert!(err.error.message.contains("timeline"), "{}", err.error.message);
+        assert_eq!(parse(r#"{"id":"x"}"#).unwrap_err().error.code, ErrorCode::BadRequest);
+        assert_eq!(parse("not json").unwrap_err().error.code, ErrorCode::BadRequest);
+        assert_eq!(parse("[1,2]").unwrap_err().error.code, ErrorCode::BadRequest);
+        let err = parse(r#"{"op":"subscribe","timeline":"all","since":-1}"#).unwrap_err();
+        assert_eq!(err.error.code, ErrorCode::BadRequest);
+    }
+}

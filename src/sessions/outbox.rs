@@ -1,0 +1,349 @@
+//! A connection's bounded outbox: frames waiting to be written to one client.
+//!
+//! The shard offers each matching tweet; the connection's writer task drains the outbox
+//! and flushes once per drain. Both run on the shard's thread, so the state is plain `Cell`s
+//! and a `RefCell`, with no atomics or locks on the per-recipient path.
+//!
+//! Cost of offering a tweet: a seq compare, one reference-count increment of the shared
+//! frame, one push onto a `VecDeque` (amortised: it grows only up to `capacity`), and at most
+//! one waker call when the writer was idle. No allocation, no serialisation.
+//!
+//! Slow consumers: when the queue is full, tweets are dropped and counted; the next frame
+//! that fits is preceded by `{"type":"lagged","dropped":N}`. A client that stays full past
+//! the slow-client timeout is closed with 1008.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::decorate::frame::DecoratedTweet;
+
+/// Replies to a client's own ops may exceed the tweet capacity by this much, so a full
+/// outbox of tweets never blocks a `pong`; past it the reader stops reading the client.
+const REPLY_RESERVE: usize = 64;
+
+/// One frame waiting to be written.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The frame's JSON; for tweets, shared with every other recipient.
+    pub text: Utf8Bytes,
+    /// For tweets: when the tweet was ingested, for the latency histogram.
+    pub ingested_at: Option<Instant>,
+}
+
+/// Why a connection is being closed: the WebSocket close code and reason sent to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// What happened to an offered tweet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// Already sent (or a newer one was): delivering it would repeat or reorder.
+    Duplicate,
+    /// The outbox was full.
+    Dropped,
+    /// Dropped, and the client has now been full past the timeout: it is being closed.
+    DroppedAndClosed,
+}
+
+/// What the writer should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriterTask {
+    /// Frames are queued (or a ping needs its pong flushed).
+    Write,
+    /// Send this close frame and stop.
+    Close(CloseReason),
+}
+
+/// The per-connection queue between the shard and the socket writer.
+pub struct Outbox {
+    queue: RefCell<VecDeque<Outgoing>>,
+    /// Most tweet frames queued at once.
+    capacity: usize,
+    /// How long the queue may stay full before the client is closed.
+    slow_timeout: Duration,
+    /// Newest tweet seq queued: tweets at or below it are duplicates (or would go backwards).
+    last_seq: Cell<u64>,
+    /// Tweets dropped since the last `lagged` notice.
+    dropped: Cell<u64>,
+    /// Since when the queue has been continuously full.
+    full_since: Cell<Option<Instant>>,
+    /// Set once when the connection is to be closed.
+    close: RefCell<Option<CloseReason>>,
+    /// Wakes every task waiting in [`Outbox::closed`].
+    close_notify: Notify,
+    /// A ping arrived: the writer should flush so tungstenite sends its pong.
+    flush_requested: Cell<bool>,
+    /// The writer task, parked while the queue is empty.
+    writer: Cell<Option<Waker>>,
+    /// The reader task, parked while there is no room for replies.
+    reader: Cell<Option<Waker>>,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize, slow_timeout: Duration) -> Self {
+        Outbox {
+            queue: RefCell::new(VecDeque::new()),
+            capacity: capacity.max(2),
+            slow_timeout,
+            last_seq: Cell::new(0),
+            dropped: Cell::new(0),
+            full_since: Cell::new(None),
+            close: RefCell::new(None),
+            close_notify: Notify::new(),
+            flush_requested: Cell::new(false),
+            writer: Cell::new(None),
+            reader: Cell::new(None),
+        }
+    }
+
+    /// Offers a tweet; `now` is the batch's clock reading (one per batch, not per recipient).
+    pub fn offer_tweet(&self, tweet: &DecoratedTweet, now: Instant) -> Offer {
+        if tweet.seq <= self.last_seq.get() {
+            return Offer::Duplicate;
+        }
+        if self.is_closing() {
+            return Offer::Dropped;
+        }
+        let mut queue = self.queue.borrow_mut();
+        let pending = self.dropped.get();
+        let needed = if pending > 0 { 2 } else { 1 };
+        if queue.len() + needed > self.capacity {
+            drop(queue);
+            self.dropped.set(pending + 1);
+            if self.full_since.get().is_none() {
+                self.full_since.set(Some(now));
+            }
+            if self.close_if_slow(now) {
+                return Offer::DroppedAndClosed;
+            }
+            return Offer::Dropped;
+        }
+        if pending > 0 {
+            queue.push_back(Outgoing {
+                text: Utf8Bytes::from(format!(r#"{{"type":"lagged","dropped":{pending}}}"#)),
+                ingested_at: None,
+            });
+            self.dropped.set(0);
+        }
+        queue.push_back(Outgoing {
+            text: tweet.frame.clone(),
+            ingested_at: Some(tweet.ingested_at),
+        });
+        self.last_seq.set(tweet.seq);
+        drop(queue);
+        self.wake_writer();
+        Offer::Queued
+    }
+
+    /// Closes the client if its outbox has been full for longer than the slow-client timeout;
+    /// the shard calls this on a timer, since a stalled client may get no further offers.
+    pub fn close_if_slow(&self, now: Instant) -> bool {
+        match self.full_since.get() {
+            Some(since) if now.duration_since(since) > self.slow_timeout && !self.is_closing() => {
+                tracing::debug!(queued = self.len(), "closing a slow consumer");
+                self.close(
+                    1008,
+                    format!("slow consumer: outbox full for more than {:?}", self.slow_timeout),
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Queues a reply to the client's own op (or another control frame such as `gap`).
+    pub fn push_reply(&self, text: String) {
+        self.queue.borrow_mut().push_back(Outgoing {
+            text: Utf8Bytes::from(text),
+            ingested_at: None,
+        });
+        self.wake_writer();
+    }
+
+    /// Waits until a reply fits; the reader calls it before handling each op.
+    pub async fn reply_space(&self) {
+        poll_fn(|cx| {
+            if self.queue.borrow().len() < self.capacity + REPLY_RESERVE || self.is_closing() {
+                Poll::Ready(())
+            } else {
+                self.reader.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Waits until the writer has something to do.
+    pub async fn next_task(&self) -> WriterTask {
+        poll_fn(|cx| {
+            if let Some(reason) = self.close.borrow().clone() {
+                return Poll::Ready(WriterTask::Close(reason));
+            }
+            if !self.queue.borrow().is_empty() || self.flush_requested.replace(false) {
+                return Poll::Ready(WriterTask::Write);
+            }
+            self.writer.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Resolves once the connection is closing; lets either task abandon a blocked read or
+    /// write. A `Notify` rather than a waker slot, because both tasks may wait on it at once.
+    pub async fn closed(&self) -> CloseReason {
+        loop {
+            // Created before the check, so a close between the check and the await still wakes us.
+            let notified = self.close_notify.notified();
+            if let Some(reason) = self.close.borrow().clone() {
+                return reason;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes the oldest queued frame.
+    pub fn pop(&self) -> Option<Outgoing> {
+        let mut queue = self.queue.borrow_mut();
+        let frame = queue.pop_front();
+        if queue.len() < self.capacity {
+            self.full_since.set(None);
+            if let Some(reader) = self.reader.take() {
+                reader.wake();
+            }
+        }
+        frame
+    }
+
+    /// Asks the writer to flush even with nothing queued (tungstenite sends pongs on flush).
+    pub fn request_flush(&self) {
+        self.flush_requested.set(true);
+        self.wake_writer();
+    }
+
+    /// Marks the connection for closing with `code` and `reason`; the first call wins.
+    pub fn close(&self, code: u16, reason: impl Into<String>) {
+        {
+            let mut close = self.close.borrow_mut();
+            if close.is_some() {
+                return;
+            }
+            *close = Some(CloseReason {
+                code,
+                reason: reason.into(),
+            });
+        }
+        self.close_notify.notify_waiters();
+        self.wake_writer();
+        if let Some(reader) = self.reader.take() {
+            reader.wake();
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.close.borrow().is_some()
+    }
+
+    /// Frames queued now.
+    pub fn len(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Newest tweet seq queued on this connection.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.get()
+    }
+
+    fn wake_writer(&self) {
+        if let Some(writer) = self.writer.take() {
+            writer.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tweet(seq: u64) -> DecoratedTweet {
+        DecoratedTweet {
+            seq,
+            frame: Utf8Bytes::from(format!(r#"{{"type":"tweet","seq":{seq}}}"#)),
+            author: "a".into(),
+            hashtags: Box::new([]),
+            product: None,
+            ingested_at: Instant::now(),
+        }
+    }
+
+    fn drain(outbox: &Outbox) -> Vec<String> {
+        std::iter::from_fn(|| outbox.pop())
+            .map(|f| f.text.as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_tweet_is_queued_once_and_never_out_of_order() {
+        let outbox = Outbox::new(8, Duration::from_secs(10));
+        let now = Instant::now();
+        assert_eq!(outbox.offer_tweet(&tweet(2), now), Offer::Queued);
+        assert_eq!(outbox.offer_tweet(&tweet(2), now), Offer::Duplicate);
+        assert_eq!(outbox.offer_tweet(&tweet(1), now), Offer::Duplicate);
+        assert_eq!(outbox.offer_tweet(&tweet(3), now), Offer::Queued);
+        assert_eq!(drain(&outbox).len(), 2);
+    }
+
+    #[test]
+    fn overflow_drops_and_reports_lagged_before_the_next_frame() {
+        let outbox = Outbox::new(2, Duration::from_secs(10));
+        let now = Instant::now();
+        for seq in 1..=5 {
+            outbox.offer_tweet(&tweet(seq), now);
+        }
+        assert_eq!(outbox.len(), 2);
+        drain(&outbox);
+        assert_eq!(outbox.offer_tweet(&tweet(6), now), Offer::Queued);
+        let frames = drain(&outbox);
+        assert_eq!(frames[0], r#"{"type":"lagged","dropped":3}"#);
+        assert!(frames[1].contains(r#""seq":6"#));
+    }
+
+    #[test]
+    fn a_client_full_past_the_timeout_is_closed() {
+        let outbox = Outbox::new(2, Duration::from_millis(10));
+        let start = Instant::now();
+        outbox.offer_tweet(&tweet(1), start);
+        outbox.offer_tweet(&tweet(2), start);
+        assert_eq!(outbox.offer_tweet(&tweet(3), start), Offer::Dropped);
+        let later = start + Duration::from_millis(50);
+        assert_eq!(outbox.offer_tweet(&tweet(4), later), Offer::DroppedAndClosed);
+        assert_eq!(outbox.close.borrow().as_ref().map(|c| c.code), Some(1008));
+    }
+
+    #[test]
+    fn draining_resets_the_slow_clock() {
+        let outbox = Outbox::new(2, Duration::from_millis(10));
+        let start = Instant::now();
+        for seq in 1..=3 {
+            outbox.offer_tweet(&tweet(seq), start);
+        }
+        outbox.pop();
+        let later = start + Duration::from_millis(50);
+        outbox.pop();
+        assert_eq!(outbox.offer_tweet(&tweet(4), later), Offer::Queued);
+        assert!(!outbox.is_closing());
+    }
+}

@@ -1,0 +1,195 @@
+//! `GET /v1/ingest`: a WebSocket for producers. One tweet per text frame (any supported
+//! format) or a binary frame holding a bincode batch of native tweets.
+//!
+//! Frames that are already waiting are read together and submitted as one batch, so a
+//! producer sending a tweet per frame still costs the pipeline one message per batch. While
+//! the sequencer is busy this task waits, and TCP pushes back on the producer. A bad frame gets
+//! an `error` frame (`id` null) and the connection carries on; a frame over the size limit or
+//! one that is not UTF-8 closes it, as WebSocket requires.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use crate::app::{AppState, ConnectionPermit};
+use crate::auth::{self, Action};
+use crate::codec;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::{HttpState, identity, upgrade};
+use crate::model::Tweet;
+use crate::sources::formats::{self, Decoded};
+use crate::sources::sequencer::Submit;
+use crate::telemetry;
+use std::sync::Arc;
+
+/// Most tweets gathered into one submission.
+const MAX_BATCH: usize = 1024;
+/// Most tweets one binary frame may carry.
+const MAX_TWEETS_PER_FRAME: usize = 10_000;
+
+pub async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Response {
+    let accepted = (|| {
+        let caller = identity(&state.app, request.headers(), request.uri())?;
+        auth::authorize(caller.as_ref(), &Action::Ingest)?;
+        let permit = state.app.connections.try_acquire().ok_or_else(|| {
+            telemetry::connection_refused("max_connections");
+            ApiError::new(ErrorCode::RateLimited, "the server is at its connection limit")
+        })?;
+        let (response, upgrade) = upgrade::accept(&mut request)?;
+        Ok::<_, ApiError>((response, upgrade, permit))
+    })();
+    match accepted {
+        Ok((response, upgrade, permit)) => {
+            let config = upgrade::ws_config(&state.app.config);
+            tokio::spawn(run(Arc::clone(&state.app), upgrade, permit, config));
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn run(app: Arc<AppState>, upgrade: OnUpgrade, permit: ConnectionPermit, config: WebSocketConfig) {
+    let upgraded = match upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(error) => {
+            tracing::debug!(%error, "ingest upgrade failed");
+            return;
+        }
+    };
+    let mut socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    telemetry::connections_open("ingest", 1.0);
+    let mut session = IngestSession::default();
+    let close = loop {
+        let Some(first) = socket.next().await else { break None };
+        let mut next = Some(first);
+        // Take whatever else has already arrived, without waiting.
+        while let Some(message) = next.take() {
+            if session.take(message).is_some() {
+                break;
+            }
+            if session.batch.len() >= MAX_BATCH {
+                break;
+            }
+            next = socket.next().now_or_never().flatten();
+        }
+        if !session.batch.is_empty() {
+            let tweets = std::mem::take(&mut session.batch);
+            if app.sequencer.send(Submit { source: "ws", tweets }).await.is_err() {
+                break Some((1011, "ingest stage stopped"));
+            }
+        }
+        if flush_errors(&mut socket, &mut session.errors).await.is_err() {
+            break None;
+        }
+        if let Some(close) = session.close.take() {
+            break Some(close);
+        }
+    };
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(Some(frame))).await;
+    }
+    telemetry::connections_open("ingest", -1.0);
+    drop(permit);
+}
+
+/// What one ingest connection has read but not yet handed on.
+#[derive(Default)]
+struct IngestSession {
+    batch: Vec<Tweet>,
+    /// Error frames to send back.
+    errors: Vec<String>,
+    /// Set when the connection must close, with the code and reason.
+    close: Option<(u16, &'static str)>,
+}
+
+impl IngestSession {
+    /// Handles one read result; returns `Some` when reading must stop.
+    fn take(&mut self, message: Result<Message, WsError>) -> Option<()> {
+        match message {
+            Ok(Message::Text(text)) => self.decode_text(text),
+            Ok(Message::Binary(bytes)) => self.decode_binary(&bytes),
+            Ok(Message::Close(_)) => {
+                self.close = Some((1000, ""));
+                return Some(());
+            }
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+            Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+                self.reject(
+                    "too_large",
+                    ApiError::new(
+                        ErrorCode::TooLarge,
+                        format!("frame of {size} bytes exceeds the limit of {max_size} bytes"),
+                    ),
+                );
+                self.close = Some((1009, "frame too large"));
+                return Some(());
+            }
+            Err(WsError::Utf8(_)) => {
+                self.reject("invalid_utf8", ApiError::bad_request("text frame is not valid UTF-8"));
+                self.close = Some((1007, "invalid UTF-8"));
+                return Some(());
+            }
+            Err(error) => {
+                tracing::debug!(%error, "ingest read failed");
+                self.close = Some((1002, "protocol error"));
+                return Some(());
+            }
+        }
+        None
+    }
+
+    fn decode_text(&mut self, text: Utf8Bytes) {
+        match formats::decode(text.as_bytes()) {
+            Ok(Decoded::Tweet(tweet)) => self.batch.push(tweet),
+            Ok(Decoded::Notice(kind)) => telemetry::notice(kind.label()),
+            Err(error) => self.reject(error.reason(), ApiError::new(error.code(), error.to_string())),
+        }
+    }
+
+    fn decode_binary(&mut self, bytes: &[u8]) {
+        let tweets = match codec::decode_tweet_batch(bytes, MAX_TWEETS_PER_FRAME) {
+            Ok(tweets) => tweets,
+            Err(error) => return self.reject("bad_batch", ApiError::new(error.code(), error.to_string())),
+        };
+        for (at, tweet) in tweets.into_iter().enumerate() {
+            match formats::native::validate(tweet) {
+                Ok(tweet) => self.batch.push(tweet),
+                Err(error) => self.reject(
+                    error.reason(),
+                    ApiError::new(error.code(), format!("batch item {at}: {error}")),
+                ),
+            }
+        }
+    }
+
+    fn reject(&mut self, reason: &'static str, error: ApiError) {
+        telemetry::tweet_rejected("ws", reason);
+        self.errors.push(error.to_frame(None));
+    }
+}
+
+async fn flush_errors(
+    socket: &mut WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+    errors: &mut Vec<String>,
+) -> Result<(), WsError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    for error in errors.drain(..) {
+        socket.feed(Message::Text(error.into())).await?;
+    }
+    socket.flush().await
+}

@@ -1,0 +1,14 @@
+//! Where tweets enter buyline.
+//!
+//! Every source decodes its input with [`formats`] and submits batches to the [`sequencer`],
+//! the single ingest stage that numbers tweets. Sources differ only in where bytes come from:
+//! [`synthetic`] makes them up, [`replay`] reads a file, [`ingest_ws`] and [`ingest_http`]
+//! take them from producers over the network. [`driver`] runs the built-in ones on a timer.
+
+pub mod driver;
+pub mod formats;
+pub mod ingest_http;
+pub mod ingest_ws;
+pub mod replay;
+pub mod sequencer;
+pub mod synthetic;

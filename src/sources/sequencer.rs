@@ -1,0 +1,114 @@
+//! The ingest stage: the one place a tweet gets its `seq`.
+//!
+//! Every source submits batches here. The sequencer numbers them in arrival order and passes
+//! each batch on to the decorator. It is a single actor so `seq` is a plain counter, not an
+//! atomic shared by many writers, and so ingest order *is* seq order.
+//!
+//! Backpressure: sources call `send().await` on a bounded mailbox, so a full pipeline makes
+//! them wait. When the decorator's mailbox is full the sequencer stops taking messages
+//! (`ctx.wait`) until the decorator accepts the batch: nothing is queued without bound and
+//! nothing is dropped.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use crate::decorate::decorator::{Decorate, Decorator};
+use crate::model::Tweet;
+use crate::telemetry;
+
+/// Messages the sequencer's mailbox holds before senders wait.
+pub const MAILBOX_CAPACITY: usize = 64;
+
+/// A tweet with its place in the firehose.
+#[derive(Debug)]
+pub struct SequencedTweet {
+    /// The server-wide firehose sequence number: increases by one per accepted tweet.
+    pub seq: u64,
+    pub tweet: Tweet,
+    /// When the sequencer accepted it: the start of the ingest-to-socket latency.
+    pub ingested_at: Instant,
+}
+
+/// A batch of validated tweets from one source.
+#[derive(Message)]
+#[rtype(result = "SeqRange")]
+pub struct Submit {
+    /// The source label for metrics: `synthetic`, `replay`, `ws`, `http`.
+    pub source: &'static str,
+    pub tweets: Vec<Tweet>,
+}
+
+/// The seqs given to a submitted batch: `first..first + count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, MessageResponse)]
+pub struct SeqRange {
+    pub first: u64,
+    pub count: u64,
+}
+
+/// The ingest stage actor.
+pub struct Sequencer {
+    /// The seq the next accepted tweet gets. Starts at 1 so `since: 0` means "everything".
+    next_seq: u64,
+    decorator: Addr<Decorator>,
+}
+
+impl Sequencer {
+    pub fn new(decorator: Addr<Decorator>) -> Self {
+        Sequencer {
+            next_seq: 1,
+            decorator,
+        }
+    }
+}
+
+impl Actor for Sequencer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl Handler<Submit> for Sequencer {
+    type Result = SeqRange;
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) -> SeqRange {
+        let first = self.next_seq;
+        let count = msg.tweets.len() as u64;
+        if count == 0 {
+            return SeqRange { first, count };
+        }
+        let ingested_at = Instant::now();
+        let batch: Vec<SequencedTweet> = msg
+            .tweets
+            .into_iter()
+            .zip(first..)
+            .map(|(tweet, seq)| SequencedTweet {
+                seq,
+                tweet,
+                ingested_at,
+            })
+            .collect();
+        self.next_seq += count;
+        telemetry::tweets_ingested(msg.source, count);
+        match self.decorator.try_send(Decorate(batch)) {
+            Ok(()) => {}
+            Err(SendError::Full(batch)) => {
+                // Hold our own mailbox until the decorator has room: order is kept and the
+                // wait propagates to the sources.
+                let decorator = self.decorator.clone();
+                ctx.wait(
+                    async move {
+                        if decorator.send(batch).await.is_err() {
+                            tracing::error!("decorator stopped; tweets lost");
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            Err(SendError::Closed(_)) => tracing::error!("decorator stopped; tweets lost"),
+        }
+        SeqRange { first, count }
+    }
+}

@@ -1,0 +1,158 @@
+//! Every metric buyline exports, with its name and help text, in one place.
+//!
+//! Code elsewhere never spells a metric name: it calls the functions here, so the names stay
+//! consistent and a reader finds the whole list on one page. Names follow Prometheus practice
+//! (`buyline_` prefix, base units in the name, `_total` on counters) and `/metrics` passes
+//! `promtool check metrics`.
+//!
+//! Hot paths record per batch or per flush, never per recipient: a counter increment is an
+//! atomic add on a cache line both cores share.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const TWEETS_INGESTED: &str = "buyline_tweets_ingested_total";
+const TWEETS_REJECTED: &str = "buyline_tweets_rejected_total";
+const NOTICES: &str = "buyline_notices_total";
+const TWEETS_DECORATED: &str = "buyline_tweets_decorated_total";
+const BUY_BUTTONS: &str = "buyline_buy_buttons_total";
+const FRAMES_SENT: &str = "buyline_frames_sent_total";
+const FRAMES_DROPPED: &str = "buyline_frames_dropped_total";
+const SLOW_CLIENTS_CLOSED: &str = "buyline_slow_clients_closed_total";
+const CONNECTIONS_OPEN: &str = "buyline_connections_open";
+const CONNECTIONS_REFUSED: &str = "buyline_connections_refused_total";
+const SUBSCRIPTIONS: &str = "buyline_subscriptions";
+const LATENCY: &str = "buyline_ingest_to_socket_latency_seconds";
+const HISTORY_LENGTH: &str = "buyline_history_tweets";
+const CLIENT_ERRORS: &str = "buyline_client_errors_total";
+const CATALOG_UPDATES: &str = "buyline_catalog_updates_total";
+
+/// Upper bounds of the latency histogram's buckets, in seconds: 50 µs to 5 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 5.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+///
+/// The `metrics` facade has one global recorder per process, so servers started in the same
+/// test process share it; tests compare deltas rather than absolute values.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(LATENCY.to_string()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed, in which case ours renders empty
+            // metrics, which is visible, not fatal.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// Drains histogram samples into their buckets; the server calls it on a timer.
+pub fn upkeep(handle: &PrometheusHandle) {
+    handle.run_upkeep();
+}
+
+fn describe() {
+    describe_counter!(TWEETS_INGESTED, "Tweets accepted and given a seq, by source.");
+    describe_counter!(TWEETS_REJECTED, "Ingested objects refused, by source and reason.");
+    describe_counter!(NOTICES, "Stream notices (delete, limit, ...) counted and not delivered, by kind.");
+    describe_counter!(TWEETS_DECORATED, "Tweets through the decorator.");
+    describe_counter!(BUY_BUTTONS, "Tweets that got a buy button.");
+    describe_counter!(FRAMES_SENT, "Frames written to WebSocket clients.");
+    describe_counter!(FRAMES_DROPPED, "Frames dropped because a client's outbox was full.");
+    describe_counter!(SLOW_CLIENTS_CLOSED, "Clients closed for staying full past the slow-client timeout.");
+    describe_gauge!(CONNECTIONS_OPEN, "Open WebSocket connections, by endpoint.");
+    describe_counter!(CONNECTIONS_REFUSED, "WebSocket upgrades refused, by reason.");
+    describe_gauge!(SUBSCRIPTIONS, "Active timeline subscriptions.");
+    describe_histogram!(
+        LATENCY,
+        metrics::Unit::Seconds,
+        "Time from a tweet's ingest to its frame being flushed to a client socket."
+    );
+    describe_gauge!(HISTORY_LENGTH, "Tweets retained in the history ring for since-replay.");
+    describe_counter!(CLIENT_ERRORS, "Error frames sent to stream clients, by code.");
+    describe_counter!(CATALOG_UPDATES, "Admin catalog writes applied, by kind.");
+}
+
+/// `n` tweets accepted from `source` (`synthetic`, `replay`, `ws`, `http`).
+pub fn tweets_ingested(source: &'static str, n: u64) {
+    counter!(TWEETS_INGESTED, "source" => source).increment(n);
+}
+
+/// One object from `source` refused for `reason` (a short label such as `malformed_json`).
+pub fn tweet_rejected(source: &'static str, reason: &'static str) {
+    counter!(TWEETS_REJECTED, "source" => source, "reason" => reason).increment(1);
+}
+
+/// One stream notice of `kind` (counted, never delivered).
+pub fn notice(kind: &'static str) {
+    counter!(NOTICES, "kind" => kind).increment(1);
+}
+
+/// A batch through the decorator: `n` tweets, `buttons` of them with a buy button.
+pub fn tweets_decorated(n: u64, buttons: u64) {
+    counter!(TWEETS_DECORATED).increment(n);
+    counter!(BUY_BUTTONS).increment(buttons);
+}
+
+/// One flush of a client socket: `frames` written, the oldest queued `latency` ago.
+pub fn frames_flushed(frames: u64, oldest_latency: Option<Duration>) {
+    counter!(FRAMES_SENT).increment(frames);
+    if let Some(latency) = oldest_latency {
+        histogram!(LATENCY).record(latency.as_secs_f64());
+    }
+}
+
+/// `n` frames dropped for slow consumers.
+pub fn frames_dropped(n: u64) {
+    counter!(FRAMES_DROPPED).increment(n);
+}
+
+/// A client closed by the slow-consumer policy.
+pub fn slow_client_closed() {
+    counter!(SLOW_CLIENTS_CLOSED).increment(1);
+}
+
+/// The open-connection gauge of `endpoint` (`stream`, `ingest`) moves by `delta`.
+pub fn connections_open(endpoint: &'static str, delta: f64) {
+    gauge!(CONNECTIONS_OPEN, "endpoint" => endpoint).increment(delta);
+}
+
+/// An upgrade refused for `reason` (`max_connections`, `shard_busy`).
+pub fn connection_refused(reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// The subscription gauge moves by `delta`.
+pub fn subscriptions(delta: f64) {
+    gauge!(SUBSCRIPTIONS).increment(delta);
+}
+
+/// The history ring now holds `len` tweets.
+pub fn history_length(len: usize) {
+    gauge!(HISTORY_LENGTH).set(len as f64);
+}
+
+/// An error frame with `code` sent to a stream client.
+pub fn client_error(code: &'static str) {
+    counter!(CLIENT_ERRORS, "code" => code).increment(1);
+}
+
+/// An admin catalog write of `kind` (`partner_put`, `product_delete`, ...).
+pub fn catalog_updated(kind: &'static str) {
+    counter!(CATALOG_UPDATES, "kind" => kind).increment(1);
+}

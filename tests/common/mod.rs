@@ -1,0 +1,200 @@
+//! Test support: a real server on a loopback port, and real WebSocket and HTTP clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use buyline::config::{Config, FirehoseSource};
+use buyline::server::{self, RunningServer};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for a frame it expects before failing.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server started for one test, with its data dir; stopped when dropped.
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A server with no built-in firehose (tests ingest what they need) and `tweak`s applied.
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        // RUST_LOG=buyline=debug shows the server's logs in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.path().to_owned(),
+            firehose: FirehoseSource::None,
+            shards: 2,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let server = server::start(config, std::future::pending()).expect("server starts");
+        TestServer {
+            addr: server.addr,
+            server: Some(server),
+            data_dir,
+        }
+    }
+
+    pub fn start() -> TestServer {
+        Self::start_with(|_| {})
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// A token from the demo endpoint.
+    pub async fn token(&self, role: &str, id: &str) -> String {
+        let reply: Value = reqwest::Client::new()
+            .post(self.http("/v1/dev/tokens"))
+            .json(&json!({ role: id }))
+            .send()
+            .await
+            .expect("token request")
+            .json()
+            .await
+            .expect("token reply");
+        reply["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Posts NDJSON to `/v1/ingest` with an ingest token and returns the report.
+    pub async fn ingest(&self, ndjson: &str) -> Value {
+        let token = self.token("ingest", "test-producer").await;
+        let response = reqwest::Client::new()
+            .post(self.http("/v1/ingest"))
+            .bearer_auth(token)
+            .body(ndjson.to_owned())
+            .send()
+            .await
+            .expect("ingest request");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("ingest report")
+    }
+
+    pub fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+    }
+}
+
+/// A native tweet as NDJSON-ready JSON.
+pub fn tweet(id: &str, author: &str, text: &str, urls: &[&str], hashtags: &[&str]) -> Value {
+    json!({
+        "id": id,
+        "author": {"id": format!("u-{author}"), "screen_name": author, "name": author},
+        "text": text,
+        "created_at": "2014-09-08T16:00:00Z",
+        "urls": urls,
+        "hashtags": hashtags,
+    })
+}
+
+pub fn ndjson(tweets: &[Value]) -> String {
+    tweets.iter().map(|t| format!("{t}\n")).collect()
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client.
+pub struct Client {
+    pub socket: Socket,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Client { socket }
+    }
+
+    pub async fn connect_with_token(url: &str, token: &str) -> Client {
+        let mut request = url.into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
+        Client { socket }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.socket.send(Message::Text(frame.to_string().into())).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.expect("send");
+    }
+
+    /// The next text frame as JSON; panics after [`FRAME_TIMEOUT`].
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(FRAME_TIMEOUT, self.socket.next())
+                .await
+                .expect("a frame within the timeout")
+                .expect("connection open")
+                .expect("frame read");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).expect("frame is JSON"),
+                Message::Close(frame) => panic!("connection closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame that is not a tweet.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        let frame = self.recv().await;
+        assert_eq!(frame["type"], kind, "unexpected frame {frame}");
+        frame
+    }
+
+    /// Subscribes and returns the `subscribed` reply.
+    pub async fn subscribe(&mut self, timeline: &str) -> Value {
+        self.send(json!({"op":"subscribe","id":timeline,"timeline":timeline})).await;
+        self.recv_type("subscribed").await
+    }
+
+    /// Whether a frame arrives within `wait`.
+    pub async fn quiet_for(&mut self, wait: Duration) -> Option<Value> {
+        match tokio::time::timeout(wait, self.socket.next()).await {
+            Err(_) => None,
+            Ok(Some(Ok(Message::Text(text)))) => Some(serde_json::from_str(&text).unwrap()),
+            Ok(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Waits for the server to close the connection and returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(FRAME_TIMEOUT, self.socket.next()).await.expect("close within timeout") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
