@@ -55,7 +55,9 @@ impl ConnectionLimiter {
     pub fn try_acquire(&self) -> Option<ConnectionPermit> {
         // Relaxed: the count guards a resource limit, not other memory.
         self.open
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| (open < self.max).then_some(open + 1))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                (open < self.max).then_some(open + 1)
+            })
             .ok()
             .map(|_| ConnectionPermit {
                 open: Arc::clone(&self.open),

@@ -39,7 +39,12 @@ pub enum CodecError {
     /// An ingest frame whose count prefix is over the per-batch limit; rejected before any
     /// tweet is decoded.
     #[error("binary ingest frame holds {claimed} tweets; at most {max} are accepted in one batch")]
-    TooManyTweets { claimed: u64, max: usize },
+    TooManyTweets {
+        /// The count the frame's prefix announces.
+        claimed: u64,
+        /// The most the caller accepts.
+        max: usize,
+    },
     /// A value that does not decode as the expected type within the limit (journal records).
     #[error("bytes are not a valid bincode value of the expected type: {}", describe(.0))]
     Decode(#[source] bincode::Error),

@@ -88,7 +88,7 @@ impl<'de> Deserialize<'de> for FirehoseSource {
 pub struct Config {
     /// The one port that serves REST, both WebSockets, `/metrics` and the demo page.
     pub listen: SocketAddr,
-    /// Where the journal and the generated token secret live across restarts.
+    /// Where the generated token secret (and, with inventory, the journal) live across restarts.
     pub data_dir: PathBuf,
     /// A JSON or TOML catalog of partners and products; `None` loads the built-in demo catalog.
     pub catalog: Option<PathBuf>,
@@ -336,7 +336,7 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
 
-    /// Directory for the journal and the generated token secret [default: ./data]
+    /// Directory for the generated token secret [default: ./data]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 

@@ -157,7 +157,9 @@ impl ApiError {
         };
         // Serialising a struct of strings and a Value cannot fail.
         serde_json::to_string(&frame).unwrap_or_else(|_| {
-            String::from(r#"{"type":"error","id":null,"code":"internal","message":"unserialisable error"}"#)
+            String::from(
+                r#"{"type":"error","id":null,"code":"internal","message":"unserialisable error"}"#,
+            )
         })
     }
 }
@@ -180,8 +182,15 @@ mod tests {
 
     #[test]
     fn codes_serialise_as_their_wire_names() {
-        for code in [ErrorCode::UnknownOp, ErrorCode::IncorrectCvc, ErrorCode::Internal] {
-            assert_eq!(serde_json::to_value(code).unwrap(), Value::from(code.as_str()));
+        for code in [
+            ErrorCode::UnknownOp,
+            ErrorCode::IncorrectCvc,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                Value::from(code.as_str())
+            );
         }
     }
 }

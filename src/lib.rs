@@ -32,7 +32,7 @@ pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod model;
-pub mod sessions;
 pub mod server;
+pub mod sessions;
 pub mod sources;
 pub mod telemetry;

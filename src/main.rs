@@ -13,7 +13,8 @@ fn main() -> anyhow::Result<()> {
 
     let demo = config.demo;
     let firehose = config.firehose.to_string();
-    let server = buyline::server::start(config, shutdown_signal()).context("buyline could not start")?;
+    let server =
+        buyline::server::start(config, shutdown_signal()).context("buyline could not start")?;
     tracing::info!(addr = %server.addr, demo, %firehose, "buyline serving on http://{}/", server.addr);
     server.wait();
     tracing::info!("buyline stopped");

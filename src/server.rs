@@ -72,7 +72,10 @@ impl Drop for RunningServer {
 }
 
 /// Starts a server for `config`; it runs until `shutdown` resolves or [`RunningServer::stop`].
-pub fn start(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<RunningServer> {
+pub fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunningServer> {
     config.validate()?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -140,7 +143,11 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    async fn run(self, started: std::sync::mpsc::Sender<anyhow::Result<()>>, stop: impl Future<Output = ()>) {
+    async fn run(
+        self,
+        started: std::sync::mpsc::Sender<anyhow::Result<()>>,
+        stop: impl Future<Output = ()>,
+    ) {
         let config = self.config;
         let limits = SessionLimits {
             max_subscriptions: config.max_subscriptions,
@@ -160,9 +167,10 @@ impl Pipeline {
                 limits.clone(),
             );
             // The core holds `Rc`s, so it is built on the shard's own thread.
-            shards.push(FanoutShard::start_in_arbiter(&arbiter.handle(), move |_| {
-                FanoutShard::new(id, ShardCore::new(history, catalog, limits), ws_config)
-            }));
+            shards.push(FanoutShard::start_in_arbiter(
+                &arbiter.handle(),
+                move |_| FanoutShard::new(id, ShardCore::new(history, catalog, limits), ws_config),
+            ));
             arbiters.push(arbiter);
         }
         let decorator_arbiter = Arbiter::new();
@@ -196,7 +204,9 @@ impl Pipeline {
             let listener = match self.listener.try_clone() {
                 Ok(listener) => listener,
                 Err(error) => {
-                    let _ = started.send(Err(anyhow::Error::new(error).context("cannot share the listener")));
+                    let _ = started.send(Err(
+                        anyhow::Error::new(error).context("cannot share the listener")
+                    ));
                     return;
                 }
             };

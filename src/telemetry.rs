@@ -32,8 +32,8 @@ const CATALOG_UPDATES: &str = "buyline_catalog_updates_total";
 
 /// Upper bounds of the latency histogram's buckets, in seconds: 50 µs to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -67,24 +67,48 @@ pub fn upkeep(handle: &PrometheusHandle) {
 }
 
 fn describe() {
-    describe_counter!(TWEETS_INGESTED, "Tweets accepted and given a seq, by source.");
-    describe_counter!(TWEETS_REJECTED, "Ingested objects refused, by source and reason.");
-    describe_counter!(NOTICES, "Stream notices (delete, limit, ...) counted and not delivered, by kind.");
+    describe_counter!(
+        TWEETS_INGESTED,
+        "Tweets accepted and given a seq, by source."
+    );
+    describe_counter!(
+        TWEETS_REJECTED,
+        "Ingested objects refused, by source and reason."
+    );
+    describe_counter!(
+        NOTICES,
+        "Stream notices (delete, limit, ...) counted and not delivered, by kind."
+    );
     describe_counter!(TWEETS_DECORATED, "Tweets through the decorator.");
     describe_counter!(BUY_BUTTONS, "Tweets that got a buy button.");
     describe_counter!(FRAMES_SENT, "Frames written to WebSocket clients.");
-    describe_counter!(FRAMES_DROPPED, "Frames dropped because a client's outbox was full.");
-    describe_counter!(SLOW_CLIENTS_CLOSED, "Clients closed for staying full past the slow-client timeout.");
+    describe_counter!(
+        FRAMES_DROPPED,
+        "Frames dropped because a client's outbox was full."
+    );
+    describe_counter!(
+        SLOW_CLIENTS_CLOSED,
+        "Clients closed for staying full past the slow-client timeout."
+    );
     describe_gauge!(CONNECTIONS_OPEN, "Open WebSocket connections, by endpoint.");
-    describe_counter!(CONNECTIONS_REFUSED, "WebSocket upgrades refused, by reason.");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "WebSocket upgrades refused, by reason."
+    );
     describe_gauge!(SUBSCRIPTIONS, "Active timeline subscriptions.");
     describe_histogram!(
         LATENCY,
         metrics::Unit::Seconds,
         "Time from a tweet's ingest to its frame being flushed to a client socket."
     );
-    describe_gauge!(HISTORY_LENGTH, "Tweets retained in the history ring for since-replay.");
-    describe_counter!(CLIENT_ERRORS, "Error frames sent to stream clients, by code.");
+    describe_gauge!(
+        HISTORY_LENGTH,
+        "Tweets retained in the history ring for since-replay."
+    );
+    describe_counter!(
+        CLIENT_ERRORS,
+        "Error frames sent to stream clients, by code."
+    );
     describe_counter!(CATALOG_UPDATES, "Admin catalog writes applied, by kind.");
 }
 

@@ -23,7 +23,9 @@ async fn subscribe_all_delivers_ingested_tweets_in_seq_order() {
     let reply = client.subscribe("all").await;
     assert_eq!(reply["timeline"], "all");
     assert_eq!(reply["id"], "all");
-    let tweets: Vec<_> = (0..20).map(|i| tweet(&format!("t{i}"), "alice", "hello", &[], &[])).collect();
+    let tweets: Vec<_> = (0..20)
+        .map(|i| tweet(&format!("t{i}"), "alice", "hello", &[], &[]))
+        .collect();
     let report = server.ingest(&ndjson(&tweets)).await;
     assert_eq!(report["accepted"], 20);
     let mut last = 0;
@@ -45,7 +47,8 @@ async fn user_tag_and_home_timelines_get_only_their_tweets() {
     let mut by_tag = Client::connect(&server.ws("/v1/stream")).await;
     by_tag.subscribe("tag:Music").await;
     let mut home = Client::connect(&server.ws("/v1/stream")).await;
-    home.send(json!({"op":"subscribe","id":"h","timeline":"home","follows":["bob","CAROL"]})).await;
+    home.send(json!({"op":"subscribe","id":"h","timeline":"home","follows":["bob","CAROL"]}))
+        .await;
     home.recv_type("subscribed").await;
 
     server
@@ -75,7 +78,10 @@ async fn overlapping_subscriptions_deliver_a_tweet_once() {
     client.subscribe("user:alice").await;
     client.subscribe("tag:red").await;
     server
-        .ingest(&ndjson(&[tweet("1", "alice", "#red", &[], &["red"]), tweet("2", "bob", "x", &[], &[])]))
+        .ingest(&ndjson(&[
+            tweet("1", "alice", "#red", &[], &["red"]),
+            tweet("2", "bob", "x", &[], &[]),
+        ]))
         .await;
     assert_eq!(client.recv_type("tweet").await["tweet"]["id"], "1");
     assert_eq!(client.recv_type("tweet").await["tweet"]["id"], "2");
@@ -87,11 +93,20 @@ async fn unsubscribe_stops_delivery_and_unknown_unsubscribe_is_not_found() {
     let server = TestServer::start();
     let mut client = Client::connect(&server.ws("/v1/stream")).await;
     client.subscribe("all").await;
-    client.send(json!({"op":"unsubscribe","id":"u","timeline":"all"})).await;
-    assert_eq!(client.recv().await, json!({"type":"unsubscribed","id":"u","timeline":"all"}));
-    server.ingest(&ndjson(&[tweet("1", "alice", "x", &[], &[])])).await;
+    client
+        .send(json!({"op":"unsubscribe","id":"u","timeline":"all"}))
+        .await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type":"unsubscribed","id":"u","timeline":"all"})
+    );
+    server
+        .ingest(&ndjson(&[tweet("1", "alice", "x", &[], &[])]))
+        .await;
     assert_eq!(client.quiet_for(Duration::from_millis(300)).await, None);
-    client.send(json!({"op":"unsubscribe","id":"u2","timeline":"buyable"})).await;
+    client
+        .send(json!({"op":"unsubscribe","id":"u2","timeline":"buyable"}))
+        .await;
     let error = client.recv_type("error").await;
     assert_eq!(error["code"], "not_found");
     assert_eq!(error["id"], "u2");
@@ -100,7 +115,9 @@ async fn unsubscribe_stops_delivery_and_unknown_unsubscribe_is_not_found() {
 #[tokio::test]
 async fn since_replays_retained_tweets_then_continues_live() {
     let server = TestServer::start();
-    let tweets: Vec<_> = (1..=5).map(|i| tweet(&format!("t{i}"), "alice", "x", &[], &[])).collect();
+    let tweets: Vec<_> = (1..=5)
+        .map(|i| tweet(&format!("t{i}"), "alice", "x", &[], &[]))
+        .collect();
     server.ingest(&ndjson(&tweets)).await;
     // Let the batch reach the shards before subscribing.
     let mut probe = Client::connect(&server.ws("/v1/stream")).await;
@@ -115,19 +132,25 @@ async fn since_replays_retained_tweets_then_continues_live() {
     assert_eq!(newest, 5);
 
     let mut client = Client::connect(&server.ws("/v1/stream")).await;
-    client.send(json!({"op":"subscribe","id":"s","timeline":"user:alice","since":2})).await;
+    client
+        .send(json!({"op":"subscribe","id":"s","timeline":"user:alice","since":2}))
+        .await;
     assert_eq!(client.recv_type("subscribed").await["seq"], 5);
     for seq in 3..=5 {
         assert_eq!(client.recv_type("tweet").await["seq"], seq);
     }
-    server.ingest(&ndjson(&[tweet("t6", "alice", "x", &[], &[])])).await;
+    server
+        .ingest(&ndjson(&[tweet("t6", "alice", "x", &[], &[])]))
+        .await;
     assert_eq!(client.recv_type("tweet").await["seq"], 6);
 }
 
 #[tokio::test]
 async fn since_older_than_the_history_sends_gap_first() {
     let server = TestServer::start_with(|c| c.history = 3);
-    let tweets: Vec<_> = (1..=6).map(|i| tweet(&format!("t{i}"), "alice", "x", &[], &[])).collect();
+    let tweets: Vec<_> = (1..=6)
+        .map(|i| tweet(&format!("t{i}"), "alice", "x", &[], &[]))
+        .collect();
     server.ingest(&ndjson(&tweets)).await;
     let mut client = Client::connect(&server.ws("/v1/stream")).await;
     let mut reply = client.subscribe("buyable").await;
@@ -138,7 +161,9 @@ async fn since_older_than_the_history_sends_gap_first() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         reply = client.subscribe("buyable").await;
     }
-    client.send(json!({"op":"subscribe","id":"s","timeline":"all","since":1})).await;
+    client
+        .send(json!({"op":"subscribe","id":"s","timeline":"all","since":1}))
+        .await;
     client.recv_type("subscribed").await;
     assert_eq!(
         client.recv().await,
@@ -158,22 +183,41 @@ async fn bad_ops_get_the_contract_errors_and_the_connection_stays_usable() {
         ("{not json".to_owned(), "bad_request"),
         (json!({"id":"1"}).to_string(), "bad_request"),
         (json!({"op":"fly","id":"2"}).to_string(), "unknown_op"),
-        (json!({"op":"subscribe","id":"3"}).to_string(), "bad_request"),
-        (json!({"op":"subscribe","id":"4","timeline":"everything"}).to_string(), "bad_request"),
-        (json!({"op":"subscribe","id":"5","timeline":"home"}).to_string(), "bad_request"),
-        (json!({"op":"subscribe","id":"6","timeline":"product:nope"}).to_string(), "not_found"),
-        (json!({"op":"reserve","id":"7","product":"x","quantity":1}).to_string(), "unauthorized"),
+        (
+            json!({"op":"subscribe","id":"3"}).to_string(),
+            "bad_request",
+        ),
+        (
+            json!({"op":"subscribe","id":"4","timeline":"everything"}).to_string(),
+            "bad_request",
+        ),
+        (
+            json!({"op":"subscribe","id":"5","timeline":"home"}).to_string(),
+            "bad_request",
+        ),
+        (
+            json!({"op":"subscribe","id":"6","timeline":"product:nope"}).to_string(),
+            "not_found",
+        ),
+        (
+            json!({"op":"reserve","id":"7","product":"x","quantity":1}).to_string(),
+            "unauthorized",
+        ),
     ];
     for (frame, code) in cases {
         client
-            .send_raw(tokio_tungstenite::tungstenite::Message::Text(frame.clone().into()))
+            .send_raw(tokio_tungstenite::tungstenite::Message::Text(
+                frame.clone().into(),
+            ))
             .await;
         let error = client.recv_type("error").await;
         assert_eq!(error["code"], code, "for {frame}: {error}");
         assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     client
-        .send_raw(tokio_tungstenite::tungstenite::Message::Binary(vec![1, 2, 3].into()))
+        .send_raw(tokio_tungstenite::tungstenite::Message::Binary(
+            vec![1, 2, 3].into(),
+        ))
         .await;
     assert_eq!(client.recv_type("error").await["code"], "bad_request");
     client.send(json!({"op":"ping","id":"still here"})).await;
@@ -184,11 +228,17 @@ async fn bad_ops_get_the_contract_errors_and_the_connection_stays_usable() {
 async fn home_with_too_many_follows_is_too_large_and_5000_fit_in_a_frame() {
     let server = TestServer::start();
     let mut client = Client::connect(&server.ws("/v1/stream")).await;
-    let follows: Vec<String> = (0..5000).map(|i| format!("follower_number_{i:05}")).collect();
-    client.send(json!({"op":"subscribe","id":"h","timeline":"home","follows":follows})).await;
+    let follows: Vec<String> = (0..5000)
+        .map(|i| format!("follower_number_{i:05}"))
+        .collect();
+    client
+        .send(json!({"op":"subscribe","id":"h","timeline":"home","follows":follows}))
+        .await;
     client.recv_type("subscribed").await;
     let too_many: Vec<String> = (0..5001).map(|i| format!("u{i}")).collect();
-    client.send(json!({"op":"subscribe","id":"h2","timeline":"home","follows":too_many})).await;
+    client
+        .send(json!({"op":"subscribe","id":"h2","timeline":"home","follows":too_many}))
+        .await;
     assert_eq!(client.recv_type("error").await["code"], "too_large");
 }
 
@@ -212,7 +262,9 @@ async fn too_many_subscriptions_are_refused() {
     let mut client = Client::connect(&server.ws("/v1/stream")).await;
     client.subscribe("all").await;
     client.subscribe("buyable").await;
-    client.send(json!({"op":"subscribe","id":"3","timeline":"tag:x"})).await;
+    client
+        .send(json!({"op":"subscribe","id":"3","timeline":"tag:x"}))
+        .await;
     assert_eq!(client.recv_type("error").await["code"], "rate_limited");
     // Re-subscribing to an existing timeline is not a new subscription.
     client.subscribe("all").await;
@@ -241,9 +293,12 @@ async fn a_forged_token_is_refused_before_the_upgrade() {
     let mut forged = token.clone();
     forged.pop();
     forged.push(if token.ends_with('A') { 'B' } else { 'A' });
-    let refused = tokio_tungstenite::connect_async(server.ws(&format!("/v1/stream?token={forged}"))).await;
+    let refused =
+        tokio_tungstenite::connect_async(server.ws(&format!("/v1/stream?token={forged}"))).await;
     match refused {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
         other => panic!("expected 401, got {other:?}"),
     }
     // The genuine token works, by header and by query.
@@ -274,7 +329,9 @@ async fn a_client_that_never_reads_does_not_delay_the_others() {
     let mut sent = 0u64;
     let mut received = 0u64;
     for round in 0..60 {
-        let tweets: Vec<_> = (0..200).map(|i| tweet(&format!("r{round}-{i}"), "alice", &text, &[], &[])).collect();
+        let tweets: Vec<_> = (0..200)
+            .map(|i| tweet(&format!("r{round}-{i}"), "alice", &text, &[], &[]))
+            .collect();
         server.ingest(&ndjson(&tweets)).await;
         sent += 200;
         // The reading client keeps up throughout.
@@ -294,9 +351,12 @@ async fn a_client_that_never_reads_does_not_delay_the_others() {
     // it can still read ends well short of the 4,000 tweets, in a close or a reset.
     let mut stalled_tweets = 0;
     loop {
-        match tokio::time::timeout(common::FRAME_TIMEOUT, futures_util::StreamExt::next(&mut stalled.socket))
-            .await
-            .unwrap_or_else(|_| panic!("the stalled connection ends (after {stalled_tweets} tweets)"))
+        match tokio::time::timeout(
+            common::FRAME_TIMEOUT,
+            futures_util::StreamExt::next(&mut stalled.socket),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the stalled connection ends (after {stalled_tweets} tweets)"))
         {
             Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
                 stalled_tweets += u64::from(text.contains(r#""type":"tweet""#));
@@ -311,11 +371,19 @@ async fn a_client_that_never_reads_does_not_delay_the_others() {
             Some(Err(_)) | None => break,
         }
     }
-    assert!(stalled_tweets < sent, "the stalled client got {stalled_tweets} of {sent}");
+    assert!(
+        stalled_tweets < sent,
+        "the stalled client got {stalled_tweets} of {sent}"
+    );
 }
 
 async fn slow_clients_closed(server: &TestServer) -> u64 {
-    let metrics = reqwest::get(server.http("/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(server.http("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     metrics
         .lines()
         .find_map(|line| line.strip_prefix("buyline_slow_clients_closed_total "))
@@ -329,10 +397,14 @@ async fn a_slow_reader_gets_lagged_with_the_count_of_lost_frames() {
     client.subscribe("all").await;
     // Stop reading while many large tweets arrive, then read everything.
     let text = "z".repeat(8000);
-    let tweets: Vec<_> = (0..400).map(|i| tweet(&format!("l{i}"), "alice", &text, &[], &[])).collect();
+    let tweets: Vec<_> = (0..400)
+        .map(|i| tweet(&format!("l{i}"), "alice", &text, &[], &[]))
+        .collect();
     server.ingest(&ndjson(&tweets)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    server.ingest(&ndjson(&[tweet("last", "alice", "x", &[], &[])])).await;
+    server
+        .ingest(&ndjson(&[tweet("last", "alice", "x", &[], &[])]))
+        .await;
     let mut tweets_seen = 0u64;
     let mut dropped = 0u64;
     let mut last_seq = 0;

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::decorate::button::rfc3339_utc;
 use crate::decorate::url;
 use crate::error::ApiError;
 use crate::model::{Catalog, Partner, Product};
@@ -227,7 +228,9 @@ pub fn validate(catalog: &Catalog) -> Result<(), CatalogError> {
         }
         for raw in &product.urls {
             // validate_product has already checked that every URL normalises.
-            let Some(key) = url::normalize(raw) else { continue };
+            let Some(key) = url::normalize(raw) else {
+                continue;
+            };
             match urls.get(&key) {
                 Some(&owner) if owner != product.id => {
                     return Err(CatalogError::DuplicateUrl {
@@ -315,14 +318,20 @@ pub fn validate_product(product: &Product) -> Result<(), CatalogError> {
             format!("{} is negative", product.price.amount),
         ));
     }
-    if let Some(sale) = &product.sale
-        && sale.starts_at >= sale.ends_at
-    {
-        return Err(CatalogError::product(
-            product,
-            "sale",
-            "starts_at must be before ends_at",
-        ));
+    if let Some(sale) = &product.sale {
+        if sale.starts_at >= sale.ends_at {
+            return Err(CatalogError::product(
+                product,
+                "sale",
+                "starts_at must be before ends_at",
+            ));
+        }
+        // Buttons show the window in UTC; a time that UTC cannot express would break them.
+        for at in [sale.starts_at, sale.ends_at] {
+            if let Err(problem) = rfc3339_utc(at) {
+                return Err(CatalogError::product(product, "sale", problem));
+            }
+        }
     }
     if product.hold_seconds < 1 {
         return Err(CatalogError::product(

@@ -24,7 +24,8 @@ mod tests {
 
     #[test]
     fn demo_catalog_parses_and_validates() {
-        let catalog: Catalog = serde_json::from_str(DEMO_CATALOG_JSON).expect("demo catalog parses");
+        let catalog: Catalog =
+            serde_json::from_str(DEMO_CATALOG_JSON).expect("demo catalog parses");
         validate(&catalog).expect("demo catalog validates");
         assert_eq!(catalog.partners.len(), 6);
         assert!(catalog.products.len() >= 8);

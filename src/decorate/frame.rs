@@ -6,15 +6,13 @@
 
 use std::time::Instant;
 
-use serde::ser::{Error as _, SerializeStruct as _};
-use serde::{Serialize, Serializer};
-use time::UtcOffset;
-use time::format_description::well_known::Rfc3339;
+use serde::Serialize;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::decorate::button::{BuyButton, push_decimal};
 use crate::decorate::partner_index::PartnerIndex;
 use crate::decorate::url;
-use crate::model::{Money, Partner, Platform, Product, SaleWindow, Tweet};
+use crate::model::{Partner, Product, Tweet};
 
 /// A tweet ready for fan-out: its frame and what routing needs to know about it.
 #[derive(Clone, Debug)]
@@ -43,7 +41,7 @@ pub struct DecoratedTweet {
 /// lookup and no URL work. Allocations: the lower-cased author, the hashtags (one box each plus
 /// the slice), the frame (one exact-size copy of `buf`) and, when buyable, the product id.
 /// URL keys are built in `buf`'s storage before the frame is, so they allocate nothing once
-/// `buf` has grown.
+/// `buf` has grown. The button's JSON was rendered with the index; only `remaining` is new.
 pub fn decorate(
     index: &PartnerIndex,
     seq: u64,
@@ -61,24 +59,30 @@ pub fn decorate(
         None
     };
 
-    let frame = TweetFrame {
-        kind: "tweet",
-        seq,
-        tweet: TweetView::new(tweet),
-        buy: button.map(|(product, merchant)| BuyView::new(product, merchant)),
-    };
+    // `{"type":"tweet","seq":N,"tweet":{…},"buy":{…}}`: the envelope is fixed text, the tweet
+    // goes through serde, the button is spliced in pre-rendered.
     buf.clear();
-    if let Err(err) = serde_json::to_writer(&mut *buf, &frame) {
-        // Only a sale date that RFC 3339 cannot express gets here; the tweet still goes out.
-        tracing::warn!(%err, seq, "buy button not serialisable; sending the tweet without it");
-        buf.clear();
-        let plain = TweetFrame { buy: None, ..frame };
-        if serde_json::to_writer(&mut *buf, &plain).is_err() {
-            buf.clear();
-        }
+    buf.extend_from_slice(b"{\"type\":\"tweet\",\"seq\":");
+    push_decimal(buf, seq);
+    buf.extend_from_slice(b",\"tweet\":");
+    let tweet_start = buf.len();
+    if let Err(err) = serde_json::to_writer(&mut *buf, &TweetView::new(tweet)) {
+        // A view of strings cannot fail to serialise; if it ever does, the frame stays JSON.
+        tracing::error!(%err, seq, "tweet not serialisable; sending it empty");
+        buf.truncate(tweet_start);
+        buf.extend_from_slice(b"null");
     }
-    // serde_json writes UTF-8, so this borrows (no copy) and `from` makes the one copy.
-    let frame = Utf8Bytes::from(String::from_utf8_lossy(buf).as_ref());
+    if let Some((product, button)) = button {
+        buf.extend_from_slice(b",\"buy\":");
+        button.write(remaining(product), buf);
+    }
+    buf.push(b'}');
+    // Everything written is UTF-8 (serde_json output and ASCII), so the lossy branch is
+    // unreachable; `from` makes the one copy. (`from_utf8` has an ASCII fast path.)
+    let frame = match std::str::from_utf8(buf) {
+        Ok(json) => Utf8Bytes::from(json),
+        Err(_) => Utf8Bytes::from(String::from_utf8_lossy(buf).as_ref()),
+    };
 
     DecoratedTweet {
         seq,
@@ -90,22 +94,22 @@ pub fn decorate(
     }
 }
 
-/// The first linked product the author may sell, with its merchant.
+/// The first linked product the author may sell, with its rendered button.
 fn find_button<'i>(
     index: &'i PartnerIndex,
     tweet: &Tweet,
     author_partner: Option<&Partner>,
     decorate_shares: bool,
     buf: &mut Vec<u8>,
-) -> Option<(&'i Product, &'i Partner)> {
-    let text_urls =
-        url::text_urls(&tweet.text).filter(|found| !tweet.urls.iter().any(|listed| listed == found));
+) -> Option<(&'i Product, &'i BuyButton)> {
+    let text_urls = url::text_urls(&tweet.text)
+        .filter(|found| !tweet.urls.iter().any(|listed| listed == found));
     let candidates = tweet.urls.iter().map(String::as_str).chain(text_urls);
 
     // Borrow `buf`'s allocation as the key buffer; it is cleared, so always valid UTF-8.
     buf.clear();
     let mut key = String::from_utf8(std::mem::take(buf)).unwrap_or_default();
-    let mut button = None;
+    let mut found = None;
     for candidate in candidates {
         if !url::normalize_into(candidate, &mut key) {
             continue;
@@ -114,13 +118,13 @@ fn find_button<'i>(
             continue;
         };
         let allowed = decorate_shares || author_partner.is_some_and(|p| p.id == product.partner);
-        if let (true, Some(merchant)) = (allowed, index.partner(&product.partner)) {
-            button = Some((&**product, merchant));
+        if let (true, Some(button)) = (allowed, index.button(&product.id)) {
+            found = Some((&**product, button));
             break;
         }
     }
     *buf = key.into_bytes();
-    button
+    found
 }
 
 /// Lower-cases for routing keys; `str::to_lowercase` takes an ASCII fast path.
@@ -128,22 +132,11 @@ fn lower_case(s: &str) -> Box<str> {
     s.to_lowercase().into_boxed_str()
 }
 
-/// Units left to sell, as the button shows them.
+/// Units left to sell, as buttons and the product endpoint show them.
 // Live inventory replaces this with the current count (a later issue); until then the
 // catalog's stock is the best answer.
 pub fn remaining(product: &Product) -> u32 {
     product.stock
-}
-
-/// `{"type":"tweet","seq","tweet","buy"?}`, borrowing everything from the tweet and index.
-#[derive(Serialize)]
-struct TweetFrame<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    seq: u64,
-    tweet: TweetView<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    buy: Option<BuyView<'a>>,
 }
 
 /// The frame's `tweet`: spelled out rather than serialising [`Tweet`] so that a field added to
@@ -180,65 +173,6 @@ impl<'a> TweetView<'a> {
             hashtags: &tweet.hashtags,
         }
     }
-}
-
-/// The contract's BUY object.
-#[derive(Serialize)]
-struct BuyView<'a> {
-    product: &'a str,
-    title: &'a str,
-    price: &'a Money,
-    merchant: &'a str,
-    platform: Platform,
-    image: &'a str,
-    limited_edition: bool,
-    remaining: u32,
-    sale: Option<SaleView<'a>>,
-}
-
-impl<'a> BuyView<'a> {
-    fn new(product: &'a Product, merchant: &'a Partner) -> Self {
-        BuyView {
-            product: &product.id,
-            title: &product.title,
-            price: &product.price,
-            merchant: &merchant.name,
-            platform: merchant.platform,
-            image: &product.image,
-            limited_edition: product.limited_edition,
-            remaining: remaining(product),
-            sale: product.sale.as_ref().map(SaleView),
-        }
-    }
-}
-
-/// A sale window as RFC 3339 UTC strings, formatted on the stack (the `time` serde helpers
-/// would allocate a `String` per timestamp).
-struct SaleView<'a>(&'a SaleWindow);
-
-impl Serialize for SaleView<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // "9999-12-31T23:59:59.999999999Z" is 30 bytes, the longest RFC 3339 UTC form.
-        let mut starts = [0u8; 40];
-        let mut ends = [0u8; 40];
-        let starts = rfc3339_utc(self.0.starts_at, &mut starts).map_err(S::Error::custom)?;
-        let ends = rfc3339_utc(self.0.ends_at, &mut ends).map_err(S::Error::custom)?;
-        let mut sale = serializer.serialize_struct("SaleWindow", 2)?;
-        sale.serialize_field("starts_at", starts)?;
-        sale.serialize_field("ends_at", ends)?;
-        sale.end()
-    }
-}
-
-/// Formats `at` in UTC into `buf`, returning the text.
-fn rfc3339_utc(at: time::OffsetDateTime, buf: &mut [u8]) -> Result<&str, String> {
-    let mut cursor: &mut [u8] = &mut *buf;
-    let written = at
-        .checked_to_offset(UtcOffset::UTC)
-        .ok_or("sale date out of range in UTC")?
-        .format_into(&mut cursor, &Rfc3339)
-        .map_err(|err| err.to_string())?;
-    std::str::from_utf8(&buf[..written]).map_err(|err| err.to_string())
 }
 
 #[cfg(test)]

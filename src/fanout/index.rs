@@ -71,7 +71,13 @@ pub struct SubscriptionIndex {
 
 impl SubscriptionIndex {
     /// Adds `conn` to `timeline`; for `home`, under each name in `follows`.
-    pub fn insert(&mut self, timeline: &Timeline, conn: ConnId, outbox: &Rc<Outbox>, follows: &[Box<str>]) {
+    pub fn insert(
+        &mut self,
+        timeline: &Timeline,
+        conn: ConnId,
+        outbox: &Rc<Outbox>,
+        follows: &[Box<str>],
+    ) {
         let add = |members: &mut Members| {
             members.insert(conn, Rc::clone(outbox));
         };
@@ -142,7 +148,10 @@ impl SubscriptionIndex {
     }
 
     /// Connections subscribed to `product:<id>` or `buyable`: the audience of a stock event.
-    pub fn stock_audience<'a>(&'a self, product: &str) -> impl Iterator<Item = (&'a ConnId, &'a Rc<Outbox>)> {
+    pub fn stock_audience<'a>(
+        &'a self,
+        product: &str,
+    ) -> impl Iterator<Item = (&'a ConnId, &'a Rc<Outbox>)> {
         self.buyable
             .iter()
             .chain(self.products.get(product).into_iter().flatten())
@@ -169,7 +178,9 @@ mod tests {
     }
 
     fn seqs(outbox: &Outbox) -> Vec<String> {
-        std::iter::from_fn(|| outbox.pop()).map(|f| f.text.as_str().to_owned()).collect()
+        std::iter::from_fn(|| outbox.pop())
+            .map(|f| f.text.as_str().to_owned())
+            .collect()
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl Actor for FanoutShard {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         ctx.run_interval(SLOW_CLIENT_SWEEP, |shard, _ctx| {
-            let closed = shard.core.borrow().close_slow_clients(std::time::Instant::now());
+            let closed = shard
+                .core
+                .borrow()
+                .close_slow_clients(std::time::Instant::now());
             for _ in 0..closed {
                 crate::telemetry::slow_client_closed();
             }
@@ -114,7 +117,11 @@ impl Handler<StartServing> for FanoutShard {
             .and_then(|()| tokio::net::TcpListener::from_std(msg.listener));
         match listener {
             Ok(listener) => {
-                actix_rt::spawn(http::accept_loop(listener, http::router(state), msg.shutdown));
+                actix_rt::spawn(http::accept_loop(
+                    listener,
+                    http::router(state),
+                    msg.shutdown,
+                ));
             }
             Err(error) => tracing::error!(shard, %error, "shard cannot accept connections"),
         }

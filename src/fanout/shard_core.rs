@@ -52,7 +52,11 @@ pub struct ShardCore {
 }
 
 impl ShardCore {
-    pub fn new(history: Arc<HistoryRing>, catalog: Arc<CatalogStore>, limits: SessionLimits) -> Self {
+    pub fn new(
+        history: Arc<HistoryRing>,
+        catalog: Arc<CatalogStore>,
+        limits: SessionLimits,
+    ) -> Self {
         ShardCore {
             next_conn: 1,
             sessions: FxHashMap::default(),
@@ -68,7 +72,10 @@ impl ShardCore {
     pub fn open_session(&mut self) -> (ConnId, Rc<Outbox>) {
         let conn = self.next_conn;
         self.next_conn += 1;
-        let outbox = Rc::new(Outbox::new(self.limits.outbox_frames, self.limits.slow_client_timeout));
+        let outbox = Rc::new(Outbox::new(
+            self.limits.outbox_frames,
+            self.limits.slow_client_timeout,
+        ));
         self.sessions.insert(
             conn,
             Session {
@@ -104,14 +111,16 @@ impl ShardCore {
         let follows = match (&timeline, follows) {
             (Timeline::Home, Some(names)) => self.home_follows(names)?,
             (Timeline::Home, None) => {
-                return Err(ApiError::bad_request("home needs a follows list of screen names"));
+                return Err(ApiError::bad_request(
+                    "home needs a follows list of screen names",
+                ));
             }
             _ => Vec::new(),
         };
-        if let Timeline::Product(product) = &timeline {
-            if self.catalog.load().product(product).is_none() {
-                return Err(ApiError::not_found(format!("no product {product:?}")));
-            }
+        if let Timeline::Product(product) = &timeline
+            && self.catalog.load().product(product).is_none()
+        {
+            return Err(ApiError::not_found(format!("no product {product:?}")));
         }
         let session = self
             .sessions
@@ -134,14 +143,17 @@ impl ShardCore {
                 ));
             }
             None => {
-                session.timelines.push((timeline.clone(), timeline_text.to_owned()));
+                session
+                    .timelines
+                    .push((timeline.clone(), timeline_text.to_owned()));
                 telemetry::subscriptions(1.0);
             }
         }
         if timeline == Timeline::Home {
             session.follows = follows;
         }
-        self.index.insert(&timeline, conn, &session.outbox, &session.follows);
+        self.index
+            .insert(&timeline, conn, &session.outbox, &session.follows);
 
         let outbox = &session.outbox;
         outbox.push_reply(ops::to_text(&ops::Subscribed {
@@ -151,9 +163,9 @@ impl ShardCore {
             seq: self.last_seq,
         }));
         if let Some(since) = since {
-            let replay = self
-                .history
-                .replay(since, self.last_seq, |t| timeline.matches(t, &session.follows));
+            let replay = self.history.replay(since, self.last_seq, |t| {
+                timeline.matches(t, &session.follows)
+            });
             if let Some(oldest) = replay.gap_oldest {
                 outbox.push_reply(ops::to_text(&ops::Gap {
                     kind: "gap",
@@ -173,7 +185,12 @@ impl ShardCore {
     }
 
     /// Handles `unsubscribe`.
-    pub fn unsubscribe(&mut self, conn: ConnId, id: Option<&Value>, timeline_text: &str) -> Result<(), ApiError> {
+    pub fn unsubscribe(
+        &mut self,
+        conn: ConnId,
+        id: Option<&Value>,
+        timeline_text: &str,
+    ) -> Result<(), ApiError> {
         let timeline = Timeline::parse(timeline_text)?;
         let session = self
             .sessions
@@ -241,14 +258,20 @@ impl ShardCore {
         if names.len() > self.limits.max_follows {
             return Err(ApiError::new(
                 ErrorCode::TooLarge,
-                format!("home follows {} names; the limit is {}", names.len(), self.limits.max_follows),
+                format!(
+                    "home follows {} names; the limit is {}",
+                    names.len(),
+                    self.limits.max_follows
+                ),
             ));
         }
         let mut follows: Vec<Box<str>> = Vec::with_capacity(names.len());
         for name in names {
             let name = name.trim_start_matches('@');
             if name.is_empty() || name.len() > 64 || name.chars().any(char::is_whitespace) {
-                return Err(ApiError::bad_request(format!("follows: {name:?} is not a screen name")));
+                return Err(ApiError::bad_request(format!(
+                    "follows: {name:?} is not a screen name"
+                )));
             }
             follows.push(name.to_lowercase().into());
         }

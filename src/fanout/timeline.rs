@@ -30,7 +30,8 @@ impl Timeline {
     /// `tag:<hashtag>` (no `#`), `product:<id>`.
     pub fn parse(text: &str) -> Result<Timeline, ApiError> {
         let named = |kind: &str, name: &str| -> Result<Box<str>, ApiError> {
-            if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_whitespace) {
+            if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_whitespace)
+            {
                 return Err(ApiError::bad_request(format!(
                     "timeline {kind}: needs a name of 1 to {MAX_NAME_LEN} characters without spaces"
                 )));
@@ -59,14 +60,15 @@ impl Timeline {
         }
     }
 
-    /// Whether `tweet` belongs to this timeline; `follows` is the home list (lower-case).
+    /// Whether `tweet` belongs to this timeline; `follows` is the home list (lower-case,
+    /// sorted and deduplicated).
     pub fn matches(&self, tweet: &DecoratedTweet, follows: &[Box<str>]) -> bool {
         match self {
             Timeline::All => true,
             Timeline::Buyable => tweet.product.is_some(),
             Timeline::User(name) => *tweet.author == **name,
             Timeline::Tag(tag) => tweet.hashtags.iter().any(|t| t == tag),
-            Timeline::Home => follows.iter().any(|f| *f == tweet.author),
+            Timeline::Home => follows.binary_search(&tweet.author).is_ok(),
             Timeline::Product(_) => false,
         }
     }
@@ -94,15 +96,35 @@ mod tests {
         assert_eq!(Timeline::parse("all").unwrap(), Timeline::All);
         assert_eq!(Timeline::parse("buyable").unwrap(), Timeline::Buyable);
         assert_eq!(Timeline::parse("home").unwrap(), Timeline::Home);
-        assert_eq!(Timeline::parse("user:Burberry").unwrap(), Timeline::User("burberry".into()));
-        assert_eq!(Timeline::parse("tag:NowPlaying").unwrap(), Timeline::Tag("nowplaying".into()));
-        assert_eq!(Timeline::parse("tag:#red").unwrap(), Timeline::Tag("red".into()));
-        assert_eq!(Timeline::parse("product:Red-Tee").unwrap(), Timeline::Product("Red-Tee".into()));
+        assert_eq!(
+            Timeline::parse("user:Burberry").unwrap(),
+            Timeline::User("burberry".into())
+        );
+        assert_eq!(
+            Timeline::parse("tag:NowPlaying").unwrap(),
+            Timeline::Tag("nowplaying".into())
+        );
+        assert_eq!(
+            Timeline::parse("tag:#red").unwrap(),
+            Timeline::Tag("red".into())
+        );
+        assert_eq!(
+            Timeline::parse("product:Red-Tee").unwrap(),
+            Timeline::Product("Red-Tee".into())
+        );
     }
 
     #[test]
     fn rejects_unknown_and_empty_timelines() {
-        for bad in ["", "everything", "user:", "tag:", "user:a b", "product:", "users:x"] {
+        for bad in [
+            "",
+            "everything",
+            "user:",
+            "tag:",
+            "user:a b",
+            "product:",
+            "users:x",
+        ] {
             assert!(Timeline::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -23,7 +23,10 @@ struct ProductView<'a> {
     remaining: u32,
 }
 
-pub async fn get_product(State(state): State<HttpState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_product(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let index = state.app.catalog.load();
     let product = index
         .product(&id)
@@ -61,7 +64,10 @@ fn with_path_id(mut value: serde_json::Value, id: &str) -> Result<serde_json::Va
     Ok(value)
 }
 
-fn parse_object<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes, id: &str) -> Result<T, ApiError> {
+fn parse_object<T: serde::de::DeserializeOwned>(
+    body: &axum::body::Bytes,
+    id: &str,
+) -> Result<T, ApiError> {
     let value = with_path_id(json_body(body)?, id)?;
     serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
 }
@@ -92,7 +98,10 @@ pub async fn delete_partner(
     state.app.catalog.delete_partner(&id)?;
     telemetry::catalog_updated("partner_delete");
     tracing::info!(partner = %id, "partner deleted");
-    Ok(json_response(StatusCode::OK, &serde_json::json!({"deleted": id})))
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"deleted": id}),
+    ))
 }
 
 pub async fn put_product(
@@ -121,5 +130,8 @@ pub async fn delete_product(
     state.app.catalog.delete_product(&id)?;
     telemetry::catalog_updated("product_delete");
     tracing::info!(product = %id, "product deleted");
-    Ok(json_response(StatusCode::OK, &serde_json::json!({"deleted": id})))
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"deleted": id}),
+    ))
 }

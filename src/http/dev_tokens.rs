@@ -17,7 +17,9 @@ const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 pub async fn issue(State(state): State<HttpState>, body: Body) -> Result<Response, ApiError> {
     if !state.app.config.demo {
-        return Err(ApiError::not_found("dev tokens are only issued in demo mode"));
+        return Err(ApiError::not_found(
+            "dev tokens are only issued in demo mode",
+        ));
     }
     let body = read_body(body, MAX_JSON_BODY).await?;
     let request: serde_json::Map<String, Value> = json_body(&body)?;
@@ -40,8 +42,15 @@ pub async fn issue(State(state): State<HttpState>, body: Body) -> Result<Respons
     };
     let subject = match subject {
         Value::String(s) if !s.is_empty() && s.len() <= 128 => s,
-        _ => return Err(ApiError::bad_request("the id must be a non-empty string of at most 128 characters")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "the id must be a non-empty string of at most 128 characters",
+            ));
+        }
     };
     let token = state.app.signer.issue(subject, role, DEMO_TOKEN_TTL);
-    Ok(json_response(StatusCode::OK, &serde_json::json!({ "token": token })))
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "token": token }),
+    ))
 }

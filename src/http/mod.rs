@@ -64,6 +64,7 @@ pub fn router(state: HttpState) -> Router {
         )
         .route("/v1/dev/tokens", post(dev_tokens::issue))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -71,9 +72,20 @@ async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}", uri.path()))
 }
 
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Response {
+    let error = ApiError::bad_request(format!("{method} is not allowed on {}", uri.path()));
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::CONTENT_TYPE, "application/json")],
+        error.to_frame(None),
+    )
+        .into_response()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (
             status,
             [(header::CONTENT_TYPE, "application/json")],
@@ -85,8 +97,14 @@ impl IntoResponse for ApiError {
 
 /// The caller's identity from `Authorization: Bearer` or `?token=`; `None` when anonymous.
 /// A token that is present but invalid is an error, never silently anonymous.
-pub fn identity(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Option<Identity>, ApiError> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+pub fn identity(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Option<Identity>, ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     match auth::bearer_token(authorization, uri.query()) {
         Some(token) => Ok(Some(app.signer.verify(token)?)),
         None if authorization.is_some() => Err(ApiError::unauthorized(
@@ -105,7 +123,9 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Ap
             ErrorCode::TooLarge,
             format!("request body exceeds the limit of {limit} bytes"),
         )),
-        Err(error) => Err(ApiError::bad_request(format!("reading the request body failed: {error}"))),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "reading the request body failed: {error}"
+        ))),
     }
 }
 
@@ -123,7 +143,11 @@ pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Respon
 }
 
 /// Accepts connections on this shard's thread until shutdown, serving each with `router`.
-pub async fn accept_loop(listener: tokio::net::TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,

@@ -16,12 +16,20 @@ pub async fn index_page() -> Html<&'static str> {
 }
 
 pub async fn healthz() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
 }
 
 pub async fn readyz(State(state): State<HttpState>) -> Response {
     if state.app.ready.load(Ordering::Relaxed) {
-        ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ready"}"#).into_response()
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"ready"}"#,
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -34,7 +42,10 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
 
 pub async fn metrics(State(state): State<HttpState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.app.metrics.render(),
     )
         .into_response()

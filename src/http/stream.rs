@@ -23,7 +23,10 @@ fn accept(state: &HttpState, request: &mut Request) -> Result<Response, ApiError
         telemetry::connection_refused("max_connections");
         return Err(ApiError::new(
             ErrorCode::RateLimited,
-            format!("the server is at its limit of {} connections", state.app.connections.max()),
+            format!(
+                "the server is at its limit of {} connections",
+                state.app.connections.max()
+            ),
         ));
     };
     let (response, upgrade) = upgrade::accept(request)?;
@@ -36,7 +39,10 @@ fn accept(state: &HttpState, request: &mut Request) -> Result<Response, ApiError
         Ok(()) => Ok(response),
         Err(SendError::Full(_) | SendError::Closed(_)) => {
             telemetry::connection_refused("shard_busy");
-            Err(ApiError::new(ErrorCode::RateLimited, "the server is busy; retry shortly"))
+            Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "the server is busy; retry shortly",
+            ))
         }
     }
 }

@@ -21,9 +21,15 @@ pub fn accept(request: &mut Request) -> Result<(Response, OnUpgrade), ApiError> 
             .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     if !wants(header::CONNECTION, "upgrade") || !wants(header::UPGRADE, "websocket") {
-        return Err(ApiError::bad_request("this endpoint is a WebSocket: send an upgrade request"));
+        return Err(ApiError::bad_request(
+            "this endpoint is a WebSocket: send an upgrade request",
+        ));
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
         return Err(ApiError::bad_request("Sec-WebSocket-Version must be 13"));
     }
     let key = headers

@@ -112,7 +112,9 @@ pub fn parse(text: &str) -> Result<(Option<Value>, ClientOp), OpError> {
             let shown: String = other.chars().take(64).collect();
             return Err(fail(ApiError::new(
                 ErrorCode::UnknownOp,
-                format!("unknown op {shown:?}: use subscribe, unsubscribe, ping, reserve, release or checkout"),
+                format!(
+                    "unknown op {shown:?}: use subscribe, unsubscribe, ping, reserve, release or checkout"
+                ),
             )));
         }
     };
@@ -158,7 +160,8 @@ pub struct Pong<'a> {
 
 /// Serialises a reply frame; our reply structs hold only strings, numbers and JSON values.
 pub fn to_text<T: Serialize>(frame: &T) -> String {
-    serde_json::to_string(frame).unwrap_or_else(|e| ApiError::internal(format!("reply: {e}")).to_frame(None))
+    serde_json::to_string(frame)
+        .unwrap_or_else(|e| ApiError::internal(format!("reply: {e}")).to_frame(None))
 }
 
 #[cfg(test)]
@@ -167,7 +170,9 @@ mod tests {
 
     #[test]
     fn parses_subscribe_with_since_and_follows() {
-        let (id, op) = parse(r#"{"op":"subscribe","id":"1","timeline":"home","since":5,"follows":["a"]}"#).unwrap();
+        let (id, op) =
+            parse(r#"{"op":"subscribe","id":"1","timeline":"home","since":5,"follows":["a"]}"#)
+                .unwrap();
         assert_eq!(id, Some(Value::from("1")));
         assert_eq!(
             op,
@@ -186,10 +191,23 @@ mod tests {
         assert_eq!(err.error.code, ErrorCode::UnknownOp);
         let err = parse(r#"{"op":"subscribe","id":"x"}"#).unwrap_err();
         assert_eq!(err.error.code, ErrorCode::BadRequest);
-        assert!(err.error.message.contains("timeline"), "{}", err.error.message);
-        assert_eq!(parse(r#"{"id":"x"}"#).unwrap_err().error.code, ErrorCode::BadRequest);
-        assert_eq!(parse("not json").unwrap_err().error.code, ErrorCode::BadRequest);
-        assert_eq!(parse("[1,2]").unwrap_err().error.code, ErrorCode::BadRequest);
+        assert!(
+            err.error.message.contains("timeline"),
+            "{}",
+            err.error.message
+        );
+        assert_eq!(
+            parse(r#"{"id":"x"}"#).unwrap_err().error.code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            parse("not json").unwrap_err().error.code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            parse("[1,2]").unwrap_err().error.code,
+            ErrorCode::BadRequest
+        );
         let err = parse(r#"{"op":"subscribe","timeline":"all","since":-1}"#).unwrap_err();
         assert_eq!(err.error.code, ErrorCode::BadRequest);
     }

@@ -153,7 +153,10 @@ impl Outbox {
                 tracing::debug!(queued = self.len(), "closing a slow consumer");
                 self.close(
                     1008,
-                    format!("slow consumer: outbox full for more than {:?}", self.slow_timeout),
+                    format!(
+                        "slow consumer: outbox full for more than {:?}",
+                        self.slow_timeout
+                    ),
                 );
                 true
             }
@@ -329,7 +332,10 @@ mod tests {
         outbox.offer_tweet(&tweet(2), start);
         assert_eq!(outbox.offer_tweet(&tweet(3), start), Offer::Dropped);
         let later = start + Duration::from_millis(50);
-        assert_eq!(outbox.offer_tweet(&tweet(4), later), Offer::DroppedAndClosed);
+        assert_eq!(
+            outbox.offer_tweet(&tweet(4), later),
+            Offer::DroppedAndClosed
+        );
         assert_eq!(outbox.close.borrow().as_ref().map(|c| c.code), Some(1008));
     }
 

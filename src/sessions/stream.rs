@@ -14,10 +14,10 @@ use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::app::ConnectionPermit;
 use crate::auth::{self, Action, Identity};
@@ -49,7 +49,8 @@ pub async fn run(
             return;
         }
     };
-    let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let socket =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
     let (conn, outbox) = core.borrow_mut().open_session();
     telemetry::connections_open("stream", 1.0);
     let (sink, stream) = socket.split();
@@ -78,20 +79,22 @@ async fn read_loop(
             _ = outbox.closed() => return,
             message = stream.next() => message,
         };
+        if matches!(message, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+            // Both may produce a reply: stop reading a client that sends without reading.
+            outbox.reply_space().await;
+            if outbox.is_closing() {
+                return;
+            }
+        }
         match message {
             None | Some(Ok(Message::Close(_))) => return,
-            Some(Ok(Message::Text(text))) => {
-                // Backpressure on a client that sends ops but does not read replies.
-                outbox.reply_space().await;
-                if outbox.is_closing() {
-                    return;
-                }
-                handle_op(core, conn, outbox, identity, text.as_str());
-            }
+            Some(Ok(Message::Text(text))) => handle_op(core, conn, outbox, identity, text.as_str()),
             Some(Ok(Message::Binary(_))) => send_error(
                 outbox,
                 None,
-                ApiError::bad_request("binary frames are not accepted on /v1/stream; send JSON text frames"),
+                ApiError::bad_request(
+                    "binary frames are not accepted on /v1/stream; send JSON text frames",
+                ),
             ),
             // tungstenite queues the pong; the writer must flush for it to leave.
             Some(Ok(Message::Ping(_))) => outbox.request_flush(),
@@ -119,7 +122,11 @@ pub fn reject_bad_frame(outbox: &Outbox, error: WsError) {
             outbox.close(1009, "frame too large");
         }
         WsError::Utf8(_) => {
-            send_error(outbox, None, ApiError::bad_request("text frame is not valid UTF-8"));
+            send_error(
+                outbox,
+                None,
+                ApiError::bad_request("text frame is not valid UTF-8"),
+            );
             outbox.close(1007, "invalid UTF-8");
         }
         WsError::Protocol(error) => {
@@ -130,7 +137,13 @@ pub fn reject_bad_frame(outbox: &Outbox, error: WsError) {
     }
 }
 
-fn handle_op(core: &RefCell<ShardCore>, conn: ConnId, outbox: &Outbox, identity: Option<&Identity>, text: &str) {
+fn handle_op(
+    core: &RefCell<ShardCore>,
+    conn: ConnId,
+    outbox: &Outbox,
+    identity: Option<&Identity>,
+    text: &str,
+) {
     let (id, op) = match ops::parse(text) {
         Ok(parsed) => parsed,
         Err(error) => return send_error(outbox, error.id.as_ref(), error.error),
@@ -140,9 +153,13 @@ fn handle_op(core: &RefCell<ShardCore>, conn: ConnId, outbox: &Outbox, identity:
             timeline,
             since,
             follows,
-        } => auth::authorize(identity, &Action::Subscribe)
-            .and_then(|()| core.borrow_mut().subscribe(conn, id.as_ref(), &timeline, since, follows)),
-        ClientOp::Unsubscribe { timeline } => core.borrow_mut().unsubscribe(conn, id.as_ref(), &timeline),
+        } => auth::authorize(identity, &Action::Subscribe).and_then(|()| {
+            core.borrow_mut()
+                .subscribe(conn, id.as_ref(), &timeline, since, follows)
+        }),
+        ClientOp::Unsubscribe { timeline } => {
+            core.borrow_mut().unsubscribe(conn, id.as_ref(), &timeline)
+        }
         ClientOp::Ping => {
             outbox.push_reply(ops::to_text(&ops::Pong {
                 kind: "pong",
@@ -167,7 +184,10 @@ fn commerce(identity: Option<&Identity>, op: CommerceOp) -> Result<(), ApiError>
     auth::authorize(identity, &action)?;
     Err(ApiError::new(
         ErrorCode::UnknownOp,
-        format!("{} is not served by this build: the inventory engine is not enabled", op.as_str()),
+        format!(
+            "{} is not served by this build: the inventory engine is not enabled",
+            op.as_str()
+        ),
     ))
 }
 
@@ -202,7 +222,10 @@ async fn write_loop(outbox: Rc<Outbox>, mut sink: SplitSink<ServerSocket, Messag
                     // A close (shutdown, slow-client policy) abandons a write the client is not taking.
                     _ = outbox.closed() => Ok(()),
                 };
-                telemetry::frames_flushed(frames, oldest.map(|at: std::time::Instant| at.elapsed()));
+                telemetry::frames_flushed(
+                    frames,
+                    oldest.map(|at: std::time::Instant| at.elapsed()),
+                );
                 if let Err(error) = written {
                     tracing::debug!(%error, "stream write failed");
                     outbox.close(1006, "connection lost");

@@ -77,7 +77,10 @@ pub async fn post(
         if line.len() > max_line {
             let error = ApiError::new(
                 ErrorCode::TooLarge,
-                format!("line of {} bytes exceeds the limit of {max_line} bytes", line.len()),
+                format!(
+                    "line of {} bytes exceeds the limit of {max_line} bytes",
+                    line.len()
+                ),
             );
             report.reject(number, "too_large", error);
             continue;
@@ -107,7 +110,10 @@ async fn submit(state: &HttpState, tweets: Vec<crate::model::Tweet>) -> Result<u
     let range = state
         .app
         .sequencer
-        .send(Submit { source: "http", tweets })
+        .send(Submit {
+            source: "http",
+            tweets,
+        })
         .await
         .map_err(|_| ApiError::internal("the ingest stage is not running"))?;
     Ok(range.count)

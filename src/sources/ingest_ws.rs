@@ -33,6 +33,8 @@ use std::sync::Arc;
 
 /// Most tweets gathered into one submission.
 const MAX_BATCH: usize = 1024;
+/// Most error frames held before they are written back.
+const MAX_PENDING_ERRORS: usize = 64;
 /// Most tweets one binary frame may carry.
 const MAX_TWEETS_PER_FRAME: usize = 10_000;
 
@@ -42,7 +44,10 @@ pub async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Re
         auth::authorize(caller.as_ref(), &Action::Ingest)?;
         let permit = state.app.connections.try_acquire().ok_or_else(|| {
             telemetry::connection_refused("max_connections");
-            ApiError::new(ErrorCode::RateLimited, "the server is at its connection limit")
+            ApiError::new(
+                ErrorCode::RateLimited,
+                "the server is at its connection limit",
+            )
         })?;
         let (response, upgrade) = upgrade::accept(&mut request)?;
         Ok::<_, ApiError>((response, upgrade, permit))
@@ -57,7 +62,12 @@ pub async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Re
     }
 }
 
-async fn run(app: Arc<AppState>, upgrade: OnUpgrade, permit: ConnectionPermit, config: WebSocketConfig) {
+async fn run(
+    app: Arc<AppState>,
+    upgrade: OnUpgrade,
+    permit: ConnectionPermit,
+    config: WebSocketConfig,
+) {
     let upgraded = match upgrade.await {
         Ok(upgraded) => upgraded,
         Err(error) => {
@@ -65,29 +75,45 @@ async fn run(app: Arc<AppState>, upgrade: OnUpgrade, permit: ConnectionPermit, c
             return;
         }
     };
-    let mut socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let mut socket =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
     telemetry::connections_open("ingest", 1.0);
     let mut session = IngestSession::default();
     let close = loop {
-        let Some(first) = socket.next().await else { break None };
+        let Some(first) = socket.next().await else {
+            break None;
+        };
         let mut next = Some(first);
         // Take whatever else has already arrived, without waiting.
         while let Some(message) = next.take() {
             if session.take(message).is_some() {
                 break;
             }
-            if session.batch.len() >= MAX_BATCH {
+            // Flush errors before they pile up: a producer sending only bad frames must
+            // still be answered (and slowed) as it goes.
+            if session.batch.len() >= MAX_BATCH || session.errors.len() >= MAX_PENDING_ERRORS {
                 break;
             }
             next = socket.next().now_or_never().flatten();
         }
         if !session.batch.is_empty() {
             let tweets = std::mem::take(&mut session.batch);
-            if app.sequencer.send(Submit { source: "ws", tweets }).await.is_err() {
+            if app
+                .sequencer
+                .send(Submit {
+                    source: "ws",
+                    tweets,
+                })
+                .await
+                .is_err()
+            {
                 break Some((1011, "ingest stage stopped"));
             }
         }
-        if flush_errors(&mut socket, &mut session.errors).await.is_err() {
+        if flush_errors(&mut socket, &mut session.errors)
+            .await
+            .is_err()
+        {
             break None;
         }
         if let Some(close) = session.close.take() {
@@ -138,7 +164,10 @@ impl IngestSession {
                 return Some(());
             }
             Err(WsError::Utf8(_)) => {
-                self.reject("invalid_utf8", ApiError::bad_request("text frame is not valid UTF-8"));
+                self.reject(
+                    "invalid_utf8",
+                    ApiError::bad_request("text frame is not valid UTF-8"),
+                );
                 self.close = Some((1007, "invalid UTF-8"));
                 return Some(());
             }
@@ -155,14 +184,19 @@ impl IngestSession {
         match formats::decode(text.as_bytes()) {
             Ok(Decoded::Tweet(tweet)) => self.batch.push(tweet),
             Ok(Decoded::Notice(kind)) => telemetry::notice(kind.label()),
-            Err(error) => self.reject(error.reason(), ApiError::new(error.code(), error.to_string())),
+            Err(error) => self.reject(
+                error.reason(),
+                ApiError::new(error.code(), error.to_string()),
+            ),
         }
     }
 
     fn decode_binary(&mut self, bytes: &[u8]) {
         let tweets = match codec::decode_tweet_batch(bytes, MAX_TWEETS_PER_FRAME) {
             Ok(tweets) => tweets,
-            Err(error) => return self.reject("bad_batch", ApiError::new(error.code(), error.to_string())),
+            Err(error) => {
+                return self.reject("bad_batch", ApiError::new(error.code(), error.to_string()));
+            }
         };
         for (at, tweet) in tweets.into_iter().enumerate() {
             match formats::native::validate(tweet) {

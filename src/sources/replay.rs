@@ -2,7 +2,7 @@
 //!
 //! `--firehose replay:FILE` plays a capture through the same decoders as live ingest, so any
 //! format the ingest endpoints accept can be replayed, mixed per line. The reader is plain
-//! blocking std I/O; the source driver runs it on a blocking thread and paces the batches.
+//! blocking std I/O; the source driver runs it on its own arbiter thread and paces the batches.
 //!
 //! A bad line never stops a replay: it is skipped and counted by reason in [`ReplayStats`], and
 //! the first line of each reason is logged with its line number, so a huge capture with one
@@ -35,6 +35,7 @@ pub enum ReplayError {
     #[error("cannot read replay file {} after line {line}: {source}", path.display())]
     Read {
         path: PathBuf,
+        /// The last line read whole; the error came while reading the one after it.
         line: u64,
         source: io::Error,
     },
@@ -71,12 +72,14 @@ pub struct ReplayStats {
 pub struct ReplayReader {
     /// For error messages and logs.
     path: PathBuf,
+    /// Buffered so lines are found without a syscall per line; rewound by seeking.
     reader: BufReader<File>,
     /// The current line's bytes, reused across lines so a steady replay does not allocate
     /// for reading.
     line: Vec<u8>,
     /// The number of the last line read, 1-based; 0 before the first and after a rewind.
     line_number: u64,
+    /// Everything counted so far, across rewinds.
     stats: ReplayStats,
 }
 

@@ -65,7 +65,9 @@ struct PostingPartner {
 
 /// What a product tweet needs to know about a product.
 struct ProductLinks {
+    /// Named in the tweet text.
     title: String,
+    /// Limited editions get "Limited edition ... on sale now" texts.
     limited_edition: bool,
     /// The canonical URLs from the catalog; never empty.
     urls: Vec<String>,
@@ -75,6 +77,7 @@ struct ProductLinks {
 struct SecondStamp {
     /// The Unix second `text` shows; `i64::MIN` before the first tweet.
     second: i64,
+    /// `second` as `2025-01-02T03:04:05Z`.
     text: String,
 }
 

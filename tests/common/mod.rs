@@ -128,7 +128,9 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
         Client { socket }
     }
 
@@ -137,12 +139,17 @@ impl Client {
         request
             .headers_mut()
             .insert("Authorization", format!("Bearer {token}").parse().unwrap());
-        let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket connects");
         Client { socket }
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.socket.send(Message::Text(frame.to_string().into())).await.expect("send");
+        self.socket
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .expect("send");
     }
 
     pub async fn send_raw(&mut self, message: Message) {
@@ -174,7 +181,8 @@ impl Client {
 
     /// Subscribes and returns the `subscribed` reply.
     pub async fn subscribe(&mut self, timeline: &str) -> Value {
-        self.send(json!({"op":"subscribe","id":timeline,"timeline":timeline})).await;
+        self.send(json!({"op":"subscribe","id":timeline,"timeline":timeline}))
+            .await;
         self.recv_type("subscribed").await
     }
 
@@ -190,7 +198,10 @@ impl Client {
     /// Waits for the server to close the connection and returns the close code.
     pub async fn closed(&mut self) -> Option<u16> {
         loop {
-            match tokio::time::timeout(FRAME_TIMEOUT, self.socket.next()).await.expect("close within timeout") {
+            match tokio::time::timeout(FRAME_TIMEOUT, self.socket.next())
+                .await
+                .expect("close within timeout")
+            {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,

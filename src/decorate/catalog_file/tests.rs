@@ -75,8 +75,17 @@ fn load_reads_toml_by_extension_with_contract_defaults() {
 fn load_tries_json_then_toml_for_other_extensions() {
     let dir = tempfile::tempdir().unwrap();
     let json = serde_json::to_string(&demo_catalog()).unwrap();
-    assert_eq!(load(&write(dir.path(), "catalog", &json)).unwrap(), demo_catalog());
-    assert_eq!(load(&write(dir.path(), "catalog.conf", TOML_CATALOG)).unwrap().partners.len(), 1);
+    assert_eq!(
+        load(&write(dir.path(), "catalog", &json)).unwrap(),
+        demo_catalog()
+    );
+    assert_eq!(
+        load(&write(dir.path(), "catalog.conf", TOML_CATALOG))
+            .unwrap()
+            .partners
+            .len(),
+        1
+    );
     let err = load(&write(dir.path(), "catalog.txt", "neither {")).unwrap_err();
     assert!(matches!(err, CatalogError::Unparseable { .. }), "{err}");
     assert!(err.to_string().contains("catalog.txt"), "{err}");
@@ -102,7 +111,12 @@ fn load_errors_name_the_file() {
 #[test]
 fn load_refuses_unknown_fields() {
     let dir = tempfile::tempdir().unwrap();
-    let err = load(&write(dir.path(), "c.json", r#"{"partners":[],"prodcts":[]}"#)).unwrap_err();
+    let err = load(&write(
+        dir.path(),
+        "c.json",
+        r#"{"partners":[],"prodcts":[]}"#,
+    ))
+    .unwrap_err();
     assert!(err.to_string().contains("prodcts"), "{err}");
 }
 
@@ -111,9 +125,18 @@ fn validation_errors_name_the_file_the_object_and_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let mut catalog = demo_catalog();
     catalog.products[0].price.currency = String::from("USD");
-    let path = write(dir.path(), "shop.json", &serde_json::to_string(&catalog).unwrap());
+    let path = write(
+        dir.path(),
+        "shop.json",
+        &serde_json::to_string(&catalog).unwrap(),
+    );
     let message = load(&path).unwrap_err().to_string();
-    for part in ["shop.json", &catalog.products[0].id, "price.currency", "\"USD\""] {
+    for part in [
+        "shop.json",
+        &catalog.products[0].id,
+        "price.currency",
+        "\"USD\"",
+    ] {
         assert!(message.contains(part), "{message:?} lacks {part:?}");
     }
 }
@@ -124,27 +147,61 @@ type Breakage = (fn(&mut Catalog), &'static [&'static str]);
 #[test]
 fn validate_refuses_each_broken_rule() {
     let cases: &[Breakage] = &[
-        (|c| c.partners[1].id = c.partners[0].id.clone(), &["partner id", "more than once"]),
-        (|c| c.products[1].id = c.products[0].id.clone(), &["product id", "more than once"]),
+        (
+            |c| c.partners[1].id = c.partners[0].id.clone(),
+            &["partner id", "more than once"],
+        ),
+        (
+            |c| c.products[1].id = c.products[0].id.clone(),
+            &["product id", "more than once"],
+        ),
         (|c| c.partners[0].id = String::new(), &["id", "empty"]),
-        (|c| c.products[0].id = "a/b".into(), &["\"a/b\"", "id", "'/'"]),
+        (
+            |c| c.products[0].id = "a/b".into(),
+            &["\"a/b\"", "id", "'/'"],
+        ),
         (|c| c.products[0].id = "x".repeat(129), &["id", "129"]),
-        (|c| c.partners[0].accounts.clear(), &["burberry", "accounts"]),
-        (|c| c.partners[0].accounts = vec![String::new()], &["burberry", "accounts"]),
-        (|c| c.partners[0].accounts = vec!["@Burberry".into()], &["accounts", "@Burberry"]),
+        (
+            |c| c.partners[0].accounts.clear(),
+            &["burberry", "accounts"],
+        ),
+        (
+            |c| c.partners[0].accounts = vec![String::new()],
+            &["burberry", "accounts"],
+        ),
+        (
+            |c| c.partners[0].accounts = vec!["@Burberry".into()],
+            &["accounts", "@Burberry"],
+        ),
         (
             |c| c.partners[1].accounts.push("BURBERRY".into()),
             &["\"burberry\"", "homedepot"],
         ),
-        (|c| c.products[0].partner = "nobody".into(), &["partner", "\"nobody\""]),
-        (|c| c.products[0].urls.clear(), &["urls", "at least one"]),
-        (|c| c.products[0].urls = vec!["burberry.com/x".into()], &["urls", "burberry.com/x"]),
         (
-            |c| c.products[1].urls.push("http://BURBERRY.com/limited/heritage-trench/?utm_source=x".into()),
+            |c| c.products[0].partner = "nobody".into(),
+            &["partner", "\"nobody\""],
+        ),
+        (|c| c.products[0].urls.clear(), &["urls", "at least one"]),
+        (
+            |c| c.products[0].urls = vec!["burberry.com/x".into()],
+            &["urls", "burberry.com/x"],
+        ),
+        (
+            |c| {
+                c.products[1]
+                    .urls
+                    .push("http://BURBERRY.com/limited/heritage-trench/?utm_source=x".into())
+            },
             &["share the URL", "burberry.com/limited/heritage-trench"],
         ),
-        (|c| c.products[0].price.currency = "us".into(), &["price.currency"]),
-        (|c| c.products[0].price.currency = "US1".into(), &["price.currency"]),
+        (
+            |c| c.products[0].price.currency = "us".into(),
+            &["price.currency"],
+        ),
+        (
+            |c| c.products[0].price.currency = "US1".into(),
+            &["price.currency"],
+        ),
         (|c| c.products[0].price.amount = -1, &["price.amount", "-1"]),
         (
             |c| {
@@ -165,7 +222,10 @@ fn validate_refuses_each_broken_rule() {
             Err(err) => err.to_string(),
         };
         for word in *words {
-            assert!(message.contains(word), "case {i}: {message:?} lacks {word:?}");
+            assert!(
+                message.contains(word),
+                "case {i}: {message:?} lacks {word:?}"
+            );
         }
     }
 }
@@ -179,7 +239,11 @@ fn validate_accepts_the_edges_of_each_rule() {
     catalog.products[0].sale = None;
     // The same URL twice in one product, and an account listed twice by its own partner.
     let url = catalog.products[1].urls[0].clone();
-    catalog.products[1].urls.push(url.to_uppercase().replacen("HTTPS://WWW.BURBERRY.COM", "http://burberry.com", 1));
+    catalog.products[1].urls.push(url.to_uppercase().replacen(
+        "HTTPS://WWW.BURBERRY.COM",
+        "http://burberry.com",
+        1,
+    ));
     catalog.partners[0].accounts.push("burberry".into());
     validate(&catalog).unwrap();
 }

@@ -24,7 +24,14 @@ fn tweet(screen_name: &str, text: &str, urls: &[&str]) -> Tweet {
 }
 
 fn run(tweet: &Tweet, decorate_shares: bool) -> DecoratedTweet {
-    decorate(&index(), 7, tweet, Instant::now(), decorate_shares, &mut Vec::new())
+    decorate(
+        &index(),
+        7,
+        tweet,
+        Instant::now(),
+        decorate_shares,
+        &mut Vec::new(),
+    )
 }
 
 fn frame_json(decorated: &DecoratedTweet) -> Value {
@@ -65,7 +72,10 @@ fn a_buyable_tweet_frame_has_the_contract_shape() {
             },
         })
     );
-    assert_eq!(decorated.product.as_deref(), Some("burberry-heritage-trench-limited"));
+    assert_eq!(
+        decorated.product.as_deref(),
+        Some("burberry-heritage-trench-limited")
+    );
     assert_eq!(decorated.seq, 7);
 }
 
@@ -73,13 +83,23 @@ fn a_buyable_tweet_frame_has_the_contract_shape() {
 fn the_frame_keys_come_in_contract_order() {
     let decorated = run(&tweet("Burberry", "x", &[TRENCH]), false);
     let frame = decorated.frame.as_str();
-    assert!(frame.starts_with(r#"{"type":"tweet","seq":7,"tweet":{"id":"#), "{frame}");
-    assert!(frame.contains(r#""hashtags":["LFW","Burberry"]},"buy":{"product":"#), "{frame}");
+    assert!(
+        frame.starts_with(r#"{"type":"tweet","seq":7,"tweet":{"id":"#),
+        "{frame}"
+    );
+    assert!(
+        frame.contains(r#""hashtags":["LFW","Burberry"]},"buy":{"product":"#),
+        "{frame}"
+    );
 }
 
 #[test]
 fn a_plain_tweet_frame_has_no_buy_key() {
-    let t = tweet("someone", "hello \"world\" \u{1f600}", &["https://example.com/a"]);
+    let t = tweet(
+        "someone",
+        "hello \"world\" \u{1f600}",
+        &["https://example.com/a"],
+    );
     let decorated = run(&t, false);
     let frame = frame_json(&decorated);
     assert_eq!(
@@ -104,45 +124,71 @@ fn a_plain_tweet_frame_has_no_buy_key() {
 fn routing_fields_are_lower_case() {
     let decorated = run(&tweet("SomeOne", "x", &[]), false);
     assert_eq!(&*decorated.author, "someone");
-    assert_eq!(&*decorated.hashtags, &["lfw".into(), "burberry".into()] as &[Box<str>]);
+    assert_eq!(
+        &*decorated.hashtags,
+        &["lfw".into(), "burberry".into()] as &[Box<str>]
+    );
 }
 
 #[test]
 fn partner_accounts_match_case_insensitively() {
     for name in ["Burberry", "burberry", "BURBERRY"] {
         let decorated = run(&tweet(name, "x", &[TRENCH]), false);
-        assert_eq!(decorated.product.as_deref(), Some("burberry-heritage-trench-limited"), "{name}");
+        assert_eq!(
+            decorated.product.as_deref(),
+            Some("burberry-heritage-trench-limited"),
+            "{name}"
+        );
         assert_eq!(&*decorated.author, "burberry");
     }
 }
 
 #[test]
 fn a_sale_without_a_window_is_null() {
-    let decorated = run(&tweet("RED", "x", &["https://fancy.com/things/red-classic-tee"]), false);
+    let decorated = run(
+        &tweet("RED", "x", &["https://fancy.com/things/red-classic-tee"]),
+        false,
+    );
     assert_eq!(frame_json(&decorated)["buy"]["sale"], Value::Null);
     assert_eq!(frame_json(&decorated)["buy"]["platform"], "fancy");
 }
 
 #[test]
 fn the_first_linked_product_gives_the_button() {
-    let decorated = run(&tweet("Burberry", "x", &["https://example.com", SCARF, TRENCH]), false);
-    assert_eq!(decorated.product.as_deref(), Some("burberry-cashmere-scarf"));
+    let decorated = run(
+        &tweet("Burberry", "x", &["https://example.com", SCARF, TRENCH]),
+        false,
+    );
+    assert_eq!(
+        decorated.product.as_deref(),
+        Some("burberry-cashmere-scarf")
+    );
 }
 
 #[test]
 fn links_in_the_text_count_after_the_url_entities() {
     let text = format!("New season: {TRENCH}. Also {SCARF}!");
     let decorated = run(&tweet("Burberry", &text, &[]), false);
-    assert_eq!(decorated.product.as_deref(), Some("burberry-heritage-trench-limited"));
+    assert_eq!(
+        decorated.product.as_deref(),
+        Some("burberry-heritage-trench-limited")
+    );
     let decorated = run(&tweet("Burberry", &text, &[SCARF]), false);
-    assert_eq!(decorated.product.as_deref(), Some("burberry-cashmere-scarf"));
+    assert_eq!(
+        decorated.product.as_deref(),
+        Some("burberry-cashmere-scarf")
+    );
 }
 
 #[test]
 fn links_match_after_normalisation() {
-    let link = "http://BURBERRY.com/limited/heritage-trench/?utm_source=twitter&utm_medium=social#buy";
+    let link =
+        "http://BURBERRY.com/limited/heritage-trench/?utm_source=twitter&utm_medium=social#buy";
     let decorated = run(&tweet("Burberry", "x", &[link]), false);
-    assert_eq!(decorated.product.as_deref(), Some("burberry-heritage-trench-limited"));
+    assert_eq!(
+        decorated.product.as_deref(),
+        Some("burberry-heritage-trench-limited")
+    );
     // Only tracking parameters are ignored; any other one makes it a different page.
     let other = "https://www.burberry.com/limited/heritage-trench?color=red";
     assert_eq!(run(&tweet("Burberry", "x", &[other]), false).product, None);
@@ -153,7 +199,10 @@ fn a_non_partner_linking_a_product_is_decorated_only_with_decorate_shares() {
     let t = tweet("a_fan", "want this", &[TRENCH]);
     assert_eq!(run(&t, false).product, None);
     let shared = run(&t, true);
-    assert_eq!(shared.product.as_deref(), Some("burberry-heritage-trench-limited"));
+    assert_eq!(
+        shared.product.as_deref(),
+        Some("burberry-heritage-trench-limited")
+    );
     assert_eq!(frame_json(&shared)["buy"]["merchant"], "Burberry");
 }
 
@@ -161,13 +210,19 @@ fn a_non_partner_linking_a_product_is_decorated_only_with_decorate_shares() {
 fn a_partner_linking_another_partners_product_gets_no_button() {
     let t = tweet("HomeDepot", "nice coat", &[TRENCH]);
     assert_eq!(run(&t, false).product, None);
-    assert_eq!(run(&t, true).product.as_deref(), Some("burberry-heritage-trench-limited"));
+    assert_eq!(
+        run(&t, true).product.as_deref(),
+        Some("burberry-heritage-trench-limited")
+    );
 }
 
 #[test]
 fn a_partners_own_product_wins_over_anothers_linked_before_it() {
     let decorated = run(&tweet("HomeDepot", "x", &[TRENCH, DRILL]), false);
-    assert_eq!(decorated.product.as_deref(), Some("homedepot-ryobi-drill-kit"));
+    assert_eq!(
+        decorated.product.as_deref(),
+        Some("homedepot-ryobi-drill-kit")
+    );
     assert_eq!(frame_json(&decorated)["buy"]["merchant"], "The Home Depot");
 }
 
@@ -175,9 +230,26 @@ fn a_partners_own_product_wins_over_anothers_linked_before_it() {
 fn the_buffer_is_reused_without_leaking_between_tweets() {
     let index = index();
     let mut buf = Vec::new();
-    let first = decorate(&index, 1, &tweet("Burberry", "a", &[TRENCH]), Instant::now(), false, &mut buf);
-    let second = decorate(&index, 2, &tweet("x", "b", &[]), Instant::now(), false, &mut buf);
-    assert_eq!(frame_json(&first)["buy"]["product"], "burberry-heritage-trench-limited");
+    let first = decorate(
+        &index,
+        1,
+        &tweet("Burberry", "a", &[TRENCH]),
+        Instant::now(),
+        false,
+        &mut buf,
+    );
+    let second = decorate(
+        &index,
+        2,
+        &tweet("x", "b", &[]),
+        Instant::now(),
+        false,
+        &mut buf,
+    );
+    assert_eq!(
+        frame_json(&first)["buy"]["product"],
+        "burberry-heritage-trench-limited"
+    );
     assert_eq!(frame_json(&second)["seq"], 2);
     assert!(frame_json(&second).get("buy").is_none());
 }
@@ -185,10 +257,31 @@ fn the_buffer_is_reused_without_leaking_between_tweets() {
 #[test]
 fn sale_dates_are_sent_in_utc() {
     let mut catalog = demo_catalog();
-    let window = catalog.products[0].sale.as_mut().expect("trench has a sale window");
+    let window = catalog.products[0]
+        .sale
+        .as_mut()
+        .expect("trench has a sale window");
     window.starts_at = time::macros::datetime!(2014-09-08 02:00:00 +02:00);
     let index = PartnerIndex::build(&catalog).expect("indexes");
     let t = tweet("Burberry", "x", &[TRENCH]);
     let decorated = decorate(&index, 1, &t, Instant::now(), false, &mut Vec::new());
-    assert_eq!(frame_json(&decorated)["buy"]["sale"]["starts_at"], "2014-09-08T00:00:00Z");
+    assert_eq!(
+        frame_json(&decorated)["buy"]["sale"]["starts_at"],
+        "2014-09-08T00:00:00Z"
+    );
+}
+
+#[test]
+fn a_catalog_change_shows_on_the_next_tweet() {
+    let store = crate::decorate::partner_index::CatalogStore::new(index());
+    let t = tweet("Burberry", "x", &[TRENCH]);
+    let mut trench = (**store
+        .load()
+        .product("burberry-heritage-trench-limited")
+        .unwrap())
+    .clone();
+    trench.title = String::from("Renamed");
+    store.upsert_product(trench).unwrap();
+    let decorated = decorate(&store.load(), 1, &t, Instant::now(), false, &mut Vec::new());
+    assert_eq!(frame_json(&decorated)["buy"]["title"], "Renamed");
 }

@@ -48,9 +48,15 @@ fn partner(id: &str, account: &str) -> Partner {
 fn accounts_match_case_insensitively() {
     let index = demo_index();
     for name in ["Burberry", "burberry", "BURBERRY", "bUrBeRrY"] {
-        assert_eq!(index.partner_for_account(name).map(|p| p.id.as_str()), Some("burberry"));
+        assert_eq!(
+            index.partner_for_account(name).map(|p| p.id.as_str()),
+            Some("burberry")
+        );
     }
-    assert_eq!(index.partner_for_account("ddlovato").map(|p| p.id.as_str()), Some("ddlovato"));
+    assert_eq!(
+        index.partner_for_account("ddlovato").map(|p| p.id.as_str()),
+        Some("ddlovato")
+    );
     assert!(index.partner_for_account("burberry_fan").is_none());
     assert!(index.partner_for_account("").is_none());
     assert!(index.partner_for_account(&"B".repeat(100)).is_none());
@@ -62,7 +68,11 @@ fn non_ascii_accounts_match_case_insensitively() {
     catalog.partners.push(partner("cafe", "CaféÉclair"));
     let index = PartnerIndex::build(&catalog).unwrap();
     for name in ["cafééclair", "CAFÉÉCLAIR", "CaféÉclair"] {
-        assert_eq!(index.partner_for_account(name).map(|p| p.id.as_str()), Some("cafe"), "{name}");
+        assert_eq!(
+            index.partner_for_account(name).map(|p| p.id.as_str()),
+            Some("cafe"),
+            "{name}"
+        );
     }
 }
 
@@ -72,9 +82,15 @@ fn products_are_found_by_normalised_url_and_by_id() {
     let key = url::normalize("https://www.burberry.com/limited/heritage-trench").unwrap();
     let by_url = index.product_for_url(&key).expect("trench by url");
     assert_eq!(by_url.id, "burberry-heritage-trench-limited");
-    let by_id = index.product("burberry-heritage-trench-limited").expect("trench by id");
+    let by_id = index
+        .product("burberry-heritage-trench-limited")
+        .expect("trench by id");
     assert!(Arc::ptr_eq(by_url, by_id));
-    assert!(index.product_for_url("https://www.burberry.com/limited/heritage-trench").is_none());
+    assert!(
+        index
+            .product_for_url("https://www.burberry.com/limited/heritage-trench")
+            .is_none()
+    );
     assert!(index.product("nope").is_none());
     assert_eq!(index.partner("red").map(|p| p.name.as_str()), Some("(RED)"));
 }
@@ -100,22 +116,45 @@ fn an_upserted_product_is_found_on_the_next_load() {
     let store = store();
     let before = store.load_full();
     store
-        .upsert_product(product("burberry-boots", "burberry", "https://www.burberry.com/boots"))
+        .upsert_product(product(
+            "burberry-boots",
+            "burberry",
+            "https://www.burberry.com/boots",
+        ))
         .unwrap();
-    assert!(before.product("burberry-boots").is_none(), "old snapshots never change");
+    assert!(
+        before.product("burberry-boots").is_none(),
+        "old snapshots never change"
+    );
     let now = store.load();
-    assert_eq!(now.product_for_url("burberry.com/boots").map(|p| p.id.as_str()), Some("burberry-boots"));
+    assert_eq!(
+        now.product_for_url("burberry.com/boots")
+            .map(|p| p.id.as_str()),
+        Some("burberry-boots")
+    );
 }
 
 #[test]
 fn upserting_a_product_replaces_the_one_with_its_id() {
     let store = store();
-    let mut trench = (**store.load().product("burberry-heritage-trench-limited").unwrap()).clone();
+    let mut trench = (**store
+        .load()
+        .product("burberry-heritage-trench-limited")
+        .unwrap())
+    .clone();
     trench.urls = vec![String::from("https://www.burberry.com/limited/trench-2")];
     store.upsert_product(trench).unwrap();
     let index = store.load();
-    assert!(index.product_for_url("burberry.com/limited/heritage-trench").is_none());
-    assert!(index.product_for_url("burberry.com/limited/trench-2").is_some());
+    assert!(
+        index
+            .product_for_url("burberry.com/limited/heritage-trench")
+            .is_none()
+    );
+    assert!(
+        index
+            .product_for_url("burberry.com/limited/trench-2")
+            .is_some()
+    );
     assert_eq!(index.products().count(), demo_catalog().products.len());
 }
 
@@ -132,11 +171,22 @@ fn a_product_of_an_unknown_partner_is_a_bad_request() {
 fn a_product_url_taken_by_another_product_is_a_bad_request() {
     let store = store();
     let err = store
-        .upsert_product(product("dupe", "burberry", "http://burberry.com/limited/heritage-trench/"))
+        .upsert_product(product(
+            "dupe",
+            "burberry",
+            "http://burberry.com/limited/heritage-trench/",
+        ))
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
-    assert!(err.message.contains("burberry-heritage-trench-limited"), "{}", err.message);
-    assert!(store.load().product("dupe").is_none(), "a refused write changes nothing");
+    assert!(
+        err.message.contains("burberry-heritage-trench-limited"),
+        "{}",
+        err.message
+    );
+    assert!(
+        store.load().product("dupe").is_none(),
+        "a refused write changes nothing"
+    );
 }
 
 #[test]
@@ -154,7 +204,11 @@ fn deleting_a_product_removes_it_and_its_urls() {
     store.delete_product("red-classic-tee").unwrap();
     let index = store.load();
     assert!(index.product("red-classic-tee").is_none());
-    assert!(index.product_for_url("fancy.com/things/red-classic-tee").is_none());
+    assert!(
+        index
+            .product_for_url("fancy.com/things/red-classic-tee")
+            .is_none()
+    );
     let err = store.delete_product("red-classic-tee").unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);
 }
@@ -164,13 +218,19 @@ fn a_partner_with_products_cannot_be_deleted() {
     let store = store();
     let err = store.delete_partner("burberry").unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
-    for id in ["burberry-heritage-trench-limited", "burberry-cashmere-scarf"] {
+    for id in [
+        "burberry-heritage-trench-limited",
+        "burberry-cashmere-scarf",
+    ] {
         assert!(err.message.contains(id), "{}", err.message);
     }
     store.delete_product("red-classic-tee").unwrap();
     store.delete_partner("red").unwrap();
     assert!(store.load().partner_for_account("red").is_none());
-    assert_eq!(store.delete_partner("red").unwrap_err().code, ErrorCode::NotFound);
+    assert_eq!(
+        store.delete_partner("red").unwrap_err().code,
+        ErrorCode::NotFound
+    );
 }
 
 #[test]
@@ -181,12 +241,17 @@ fn an_upserted_partner_takes_over_its_accounts() {
     store.upsert_partner(red).unwrap();
     let index = store.load();
     assert!(index.partner_for_account("red").is_none());
-    assert_eq!(index.partner_for_account("JoinRED").map(|p| p.id.as_str()), Some("red"));
+    assert_eq!(
+        index.partner_for_account("JoinRED").map(|p| p.id.as_str()),
+        Some("red")
+    );
 }
 
 #[test]
 fn a_partner_claiming_anothers_account_is_a_bad_request() {
-    let err = store().upsert_partner(partner("copycat", "BURBERRY")).unwrap_err();
+    let err = store()
+        .upsert_partner(partner("copycat", "BURBERRY"))
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
     assert!(err.message.contains("burberry"), "{}", err.message);
     let err = store().upsert_partner(partner("bad id", "x")).unwrap_err();
@@ -218,9 +283,15 @@ fn readers_never_see_a_half_built_index_while_a_writer_upserts() {
                         assert!(index.partner(&product.partner).is_some());
                         added += usize::from(product.id.starts_with("flash-"));
                     }
-                    assert!(added >= last_seen, "a write was undone: {added} < {last_seen}");
+                    assert!(
+                        added >= last_seen,
+                        "a write was undone: {added} < {last_seen}"
+                    );
                     for i in 0..added {
-                        assert!(index.product(&format!("flash-{i}")).is_some(), "writes out of order");
+                        assert!(
+                            index.product(&format!("flash-{i}")).is_some(),
+                            "writes out of order"
+                        );
                     }
                     last_seen = added;
                     loads += 1;
@@ -231,13 +302,22 @@ fn readers_never_see_a_half_built_index_while_a_writer_upserts() {
         .collect();
     for i in 0..WRITES {
         let url = format!("https://www.burberry.com/flash/{i}");
-        store.upsert_product(product(&format!("flash-{i}"), "burberry", &url)).unwrap();
+        store
+            .upsert_product(product(&format!("flash-{i}"), "burberry", &url))
+            .unwrap();
     }
     done.store(true, Ordering::Relaxed);
     for reader in readers {
         assert!(reader.join().expect("reader panicked") <= WRITES);
     }
-    assert_eq!(store.load().products().filter(|p| p.id.starts_with("flash-")).count(), WRITES);
+    assert_eq!(
+        store
+            .load()
+            .products()
+            .filter(|p| p.id.starts_with("flash-"))
+            .count(),
+        WRITES
+    );
 }
 
 #[test]
@@ -250,7 +330,9 @@ fn concurrent_writers_lose_no_change() {
                 for i in 0..25 {
                     let id = format!("w{w}-{i}");
                     let url = format!("https://www.burberry.com/{id}");
-                    store.upsert_product(product(&id, "burberry", &url)).unwrap();
+                    store
+                        .upsert_product(product(&id, "burberry", &url))
+                        .unwrap();
                 }
             })
         })
@@ -258,5 +340,12 @@ fn concurrent_writers_lose_no_change() {
     for writer in writers {
         writer.join().expect("writer panicked");
     }
-    assert_eq!(store.load().products().filter(|p| p.id.starts_with('w')).count(), 100);
+    assert_eq!(
+        store
+            .load()
+            .products()
+            .filter(|p| p.id.starts_with('w'))
+            .count(),
+        100
+    );
 }

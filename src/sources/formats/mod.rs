@@ -5,35 +5,38 @@
 //!
 //! Every object is classified on its own by its top-level keys, so one feed may mix formats:
 //!
-//! | keys present                         | format                         | today            |
-//! |--------------------------------------|--------------------------------|------------------|
-//! | `author`                             | native (`author` + `text`)     | [`native`]       |
+//! | keys present                              | format                            | today       |
+//! |-------------------------------------------|-----------------------------------|-------------|
+//! | `author`                                  | native (`author` + `text`)        | [`native`]  |
 //! | `id_str` and `user`, or `delete`, `limit` | Twitter API v1.1 status or notice | unsupported |
-//! | `kind` and `did`                     | Bluesky Jetstream event        | unsupported      |
-//! | anything else                        | unknown                        | rejected         |
+//! | `kind` and `did`                          | Bluesky Jetstream event           | unsupported |
+//! | anything else                             | unknown                           | rejected    |
 //!
 //! An object with `author` is taken as native even without `text`, so a native tweet with a
 //! missing field is told "text is missing" rather than "unknown format".
 //!
 //! # Cost
 //!
-//! This runs for every ingested object (150k/s at full rate), so it never builds a
-//! `serde_json::Value`. serde_json scans the object once into an [`Envelope`] that records the
-//! raw text of each top-level key some format uses (a borrowed slice each, no allocation; other
-//! keys are skipped). The chosen decoder then parses only the slices it needs, straight into
-//! the owned strings of the [`Tweet`]. Validating UTF-8 up front is one more linear pass, which
-//! buys a clear `invalid_utf8` error.
+//! This runs for every ingested object (150k/s at full rate), so it parses each object once and
+//! never builds a `serde_json::Value`. serde_json reads the object into an `Envelope`: the
+//! top-level keys some format uses, each read leniently (a value of the wrong type is noted, not
+//! fatal, so errors can name the field; see `lenient`), strings straight into the `String`s the
+//! [`Tweet`] keeps; every other key is skipped without allocating. The chosen decoder then
+//! checks and moves those values. Validating UTF-8 up front is one more linear pass, which buys
+//! a clear `invalid_utf8` error.
 
 mod hashtags;
+mod lenient;
 pub mod native;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::de::IgnoredAny;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::model::Tweet;
 
 pub use hashtags::extract_hashtags;
+use lenient::{Lenient, Strings};
 
 /// What one ingest object turned out to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,12 +83,22 @@ pub enum FormatError {
     /// A required field is absent or `null`; holds the field's path, e.g. `author.screen_name`.
     #[error("{0} is missing")]
     MissingField(&'static str),
-    /// A field has the wrong type or breaks a rule; `problem` completes the sentence.
+    /// A field has the wrong type or breaks a rule.
     #[error("{field} {problem}")]
-    InvalidField { field: String, problem: String },
-    /// A field is over its size limit; `problem` completes the sentence.
+    InvalidField {
+        /// The field's path: `id`, `author.screen_name`, `urls[3]`.
+        field: String,
+        /// The rest of the sentence: `must be a string, found a number`.
+        problem: String,
+    },
+    /// A field is over its size limit.
     #[error("{field} {problem}")]
-    TooLarge { field: String, problem: String },
+    TooLarge {
+        /// The field's path.
+        field: String,
+        /// The rest of the sentence: `is 30000 bytes; at most 25000 are allowed`.
+        problem: String,
+    },
     /// Valid JSON that is no format we know.
     #[error("ingest object is not a known format: {0}")]
     UnknownFormat(&'static str),
@@ -142,7 +155,7 @@ pub fn decode(json: &[u8]) -> Result<Decoded, FormatError> {
     let text = std::str::from_utf8(json)?;
     let envelope = Envelope::parse(text)?;
     if envelope.author.is_some() {
-        return native::decode(&envelope).map(Decoded::Tweet);
+        return native::decode(envelope).map(Decoded::Tweet);
     }
     if (envelope.id_str.is_some() && envelope.user.is_some())
         || envelope.delete.is_some()
@@ -163,48 +176,46 @@ pub fn decode(json: &[u8]) -> Result<Decoded, FormatError> {
     ))
 }
 
-/// The top-level keys of an ingest object that some format uses, each as its raw JSON text.
+/// The top-level keys of an ingest object that some format uses, read in one pass.
 ///
-/// A key that is absent or `null` is `None`. Adding a format means adding its top-level keys
-/// here; nested objects stay raw until their decoder parses them.
-#[derive(Default, Deserialize)]
-pub(crate) struct Envelope<'a> {
-    // Native.
-    #[serde(borrow)]
-    pub(crate) id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub(crate) author: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub(crate) text: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub(crate) created_at: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub(crate) urls: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub(crate) hashtags: Option<&'a RawValue>,
-    // Twitter API v1.1 (detection only, for now).
-    #[serde(borrow)]
-    pub(crate) id_str: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub(crate) user: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub(crate) delete: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub(crate) limit: Option<&'a RawValue>,
-    // Bluesky Jetstream (detection only, for now).
-    #[serde(borrow)]
-    pub(crate) kind: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub(crate) did: Option<&'a RawValue>,
+/// A key that is absent or `null` is `None`. The keys formats share keep one type that suits
+/// them all (Twitter's `id` is a number, which [`Lenient`] records rather than refuses).
+/// Adding a format means adding its top-level keys here, typed as its decoder needs them.
+#[derive(Deserialize)]
+pub(crate) struct Envelope {
+    /// Native tweet id (a string); in Twitter v1.1, a number.
+    pub(crate) id: Option<Lenient<String>>,
+    /// Native author object; its presence marks the native format.
+    pub(crate) author: Option<Lenient<native::AuthorFields>>,
+    /// Native and Twitter v1.1 tweet text.
+    pub(crate) text: Option<Lenient<String>>,
+    /// Native: RFC 3339. Twitter v1.1 uses its own date format here.
+    pub(crate) created_at: Option<Lenient<String>>,
+    /// Native expanded URLs.
+    pub(crate) urls: Option<Lenient<Strings>>,
+    /// Native hashtags.
+    pub(crate) hashtags: Option<Lenient<Strings>>,
+    /// Twitter v1.1 status id as a string (detection only, for now).
+    pub(crate) id_str: Option<IgnoredAny>,
+    /// Twitter v1.1 author object (detection only, for now).
+    pub(crate) user: Option<IgnoredAny>,
+    /// Twitter v1.1 deletion notice.
+    pub(crate) delete: Option<IgnoredAny>,
+    /// Twitter v1.1 rate-limit notice.
+    pub(crate) limit: Option<IgnoredAny>,
+    /// Jetstream event kind: `commit`, `identity`, `account` (detection only, for now).
+    pub(crate) kind: Option<IgnoredAny>,
+    /// Jetstream repository DID (detection only, for now).
+    pub(crate) did: Option<IgnoredAny>,
 }
 
-impl<'a> Envelope<'a> {
-    /// Scans `text`, which must hold exactly one JSON object.
-    pub(crate) fn parse(text: &'a str) -> Result<Self, FormatError> {
+impl Envelope {
+    /// Reads `text`, which must hold exactly one JSON object.
+    pub(crate) fn parse(text: &str) -> Result<Self, FormatError> {
         // serde's derived structs also accept a JSON array (fields by position), which would
         // read `["x", {...}]` as an id and an author; only objects are ingest objects.
         if !text.trim_start().starts_with('{') {
-            return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            return match serde_json::from_str::<IgnoredAny>(text) {
                 Ok(_) => Err(FormatError::UnknownFormat(
                     "expected a JSON object, found another JSON value",
                 )),
@@ -212,19 +223,6 @@ impl<'a> Envelope<'a> {
             };
         }
         serde_json::from_str(text).map_err(FormatError::MalformedJson)
-    }
-}
-
-/// What kind of JSON value a raw slice holds, for "must be a string, found a number" messages.
-pub(crate) fn json_kind(raw: &RawValue) -> &'static str {
-    // RawValue holds valid JSON without surrounding whitespace, so the first byte decides.
-    match raw.get().as_bytes().first() {
-        Some(b'"') => "a string",
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a number",
     }
 }
 
@@ -328,31 +326,5 @@ mod tests {
         let api = ApiError::from(err);
         assert_eq!(api.code, ErrorCode::BadRequest);
         assert_eq!(api.message, "text is missing");
-    }
-}
-
-#[cfg(test)]
-mod tmp_speed {
-    #[test]
-    #[ignore]
-    fn tmp_speed() {
-        use crate::sources::synthetic::SyntheticFirehose;
-        let mut f = SyntheticFirehose::new(&crate::model::Catalog::default(), 0.0, 1);
-        let mut tweets = Vec::new();
-        let t = std::time::Instant::now();
-        f.fill(200_000, &mut tweets);
-        eprintln!("synthetic: {:?}/tweet", t.elapsed() / 200_000);
-        let lines: Vec<String> = tweets.iter().map(|t| serde_json::to_string(t).unwrap()).collect();
-        let t = std::time::Instant::now();
-        let mut n = 0;
-        for l in &lines { if matches!(super::decode(l.as_bytes()), Ok(super::Decoded::Tweet(_))) { n += 1; } }
-        eprintln!("decode: {:?}/tweet ({n}) avg {} bytes", t.elapsed() / lines.len() as u32, lines.iter().map(|l| l.len()).sum::<usize>() / lines.len());
-        let t = std::time::Instant::now();
-        for l in &lines { let _: crate::model::Tweet = serde_json::from_str(l).unwrap(); }
-        eprintln!("plain serde: {:?}/tweet", t.elapsed() / lines.len() as u32);
-        let bytes = crate::codec::encode_tweet_batch(&tweets[..1000]).unwrap();
-        let t = std::time::Instant::now();
-        for _ in 0..200 { let b = crate::codec::decode_tweet_batch(&bytes, 1000).unwrap(); for tw in b { let _ = super::native::validate(tw).unwrap(); } }
-        eprintln!("bincode+validate: {:?}/tweet", t.elapsed() / 200_000);
     }
 }

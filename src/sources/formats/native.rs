@@ -19,11 +19,12 @@
 //! Size limits are `too_large`; every other broken rule is `invalid_field`.
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::de::{MapAccess, value::MapAccessDeserializer};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use super::{Envelope, FormatError, extract_hashtags, json_kind};
+use super::lenient::{Found, Lenient, Shape, Strings};
+use super::{Envelope, FormatError, extract_hashtags};
 use crate::model::{Author, Tweet};
 
 /// Longest tweet or author id, in characters.
@@ -37,37 +38,46 @@ pub const MAX_URLS: usize = 50;
 /// Longest URL, in bytes.
 pub const MAX_URL_BYTES: usize = 2_048;
 
-/// The keys of a native `author` object, raw until checked (see [`Envelope`]).
+/// The keys of a native `author` object, read like the [`Envelope`]'s.
 #[derive(Deserialize)]
-struct AuthorEnvelope<'a> {
-    #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    screen_name: Option<&'a RawValue>,
-    #[serde(borrow)]
-    name: Option<&'a RawValue>,
+pub(crate) struct AuthorFields {
+    /// The platform's user id; required, a string.
+    id: Option<Lenient<String>>,
+    /// The handle partner accounts and `user:` timelines match; required.
+    screen_name: Option<Lenient<String>>,
+    /// The display name; optional.
+    name: Option<Lenient<String>>,
 }
 
-/// Decodes a native tweet from its scanned top-level keys.
+/// `author` must be an object; any other JSON type is recorded as found.
+impl Shape for AuthorFields {
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+        AuthorFields::deserialize(MapAccessDeserializer::new(map)).map(Some)
+    }
+}
+
+/// Decodes a native tweet from the keys its object was read into.
 ///
-/// Cost: one parse of each used key's raw slice, and one allocation per string kept.
-pub(crate) fn decode(envelope: &Envelope<'_>) -> Result<Tweet, FormatError> {
+/// Cost: the strings were allocated once while parsing and are moved into the tweet; checks
+/// are linear scans. `created_at` is parsed (and formatted again only if it is not already
+/// canonical UTC), and hashtags are extracted only if absent.
+pub(crate) fn decode(envelope: Envelope) -> Result<Tweet, FormatError> {
     let id = id_string(envelope.id, "id")?;
     let author = decode_author(envelope.author)?;
     let text = string(envelope.text, "text")?;
     check_text(&text)?;
     let created_at = match optional_string(envelope.created_at, "created_at")? {
-        Some(created_at) => normalise_created_at(&created_at)?,
+        Some(created_at) => normalise_created_at(created_at)?,
         None => now_rfc3339(),
     };
     let urls = match envelope.urls {
-        Some(raw) => string_array(raw, "urls", Some(MAX_URLS))?,
+        Some(urls) => string_array(urls, "urls", Some(MAX_URLS))?,
         None => Vec::new(),
     };
     check_urls(&urls)?;
     let hashtags = match envelope.hashtags {
         // Hashtags have no count limit of their own: the object's size bounds them.
-        Some(raw) => normalise_hashtags(string_array(raw, "hashtags", None)?)?,
+        Some(tags) => normalise_hashtags(string_array(tags, "hashtags", None)?)?,
         None => extract_hashtags(&text),
     };
     Ok(Tweet {
@@ -81,7 +91,7 @@ pub(crate) fn decode(envelope: &Envelope<'_>) -> Result<Tweet, FormatError> {
 }
 
 /// Applies the native rules to a tweet that arrived whole (in a bincode batch), normalising it
-/// the same way [`decode`] does.
+/// the same way JSON decoding does.
 ///
 /// bincode cannot leave a field out, so empty stands for absent: an empty `author.name` becomes
 /// the screen name, an empty `created_at` becomes now, and empty `hashtags` are extracted from
@@ -97,7 +107,7 @@ pub fn validate(mut tweet: Tweet) -> Result<Tweet, FormatError> {
     tweet.created_at = if tweet.created_at.is_empty() {
         now_rfc3339()
     } else {
-        normalise_created_at(&tweet.created_at)?
+        normalise_created_at(tweet.created_at)?
     };
     if tweet.urls.len() > MAX_URLS {
         return Err(too_many("urls", tweet.urls.len(), MAX_URLS));
@@ -111,16 +121,17 @@ pub fn validate(mut tweet: Tweet) -> Result<Tweet, FormatError> {
     Ok(tweet)
 }
 
-fn decode_author(raw: Option<&RawValue>) -> Result<Author, FormatError> {
-    let raw = raw.ok_or(FormatError::MissingField("author"))?;
-    if json_kind(raw) != "an object" {
-        return Err(FormatError::invalid(
-            "author",
-            format!("must be an object, found {}", json_kind(raw)),
-        ));
-    }
-    let fields: AuthorEnvelope<'_> =
-        serde_json::from_str(raw.get()).map_err(FormatError::MalformedJson)?;
+fn decode_author(author: Option<Lenient<AuthorFields>>) -> Result<Author, FormatError> {
+    let fields = match author {
+        None => return Err(FormatError::MissingField("author")),
+        Some(Lenient::Wrong(found)) => {
+            return Err(FormatError::invalid(
+                "author",
+                format!("must be an object, found {}", found.describe()),
+            ));
+        }
+        Some(Lenient::Value(fields)) => fields,
+    };
     let id = id_string(fields.id, "author.id")?;
     let screen_name = string(fields.screen_name, "author.screen_name")?;
     check_screen_name(&screen_name)?;
@@ -136,77 +147,80 @@ fn decode_author(raw: Option<&RawValue>) -> Result<Author, FormatError> {
 }
 
 /// A required id: a string, never a number (64-bit ids lose digits as JSON doubles).
-fn id_string(raw: Option<&RawValue>, field: &'static str) -> Result<String, FormatError> {
-    let raw = raw.ok_or(FormatError::MissingField(field))?;
-    if json_kind(raw) == "a number" {
-        let name = field.rsplit('.').next().unwrap_or(field);
-        let number = raw.get();
-        // Echo the fix for a plausible id; a long number is shown as a placeholder.
-        let example = if number.len() <= 24 { number } else { "1234" };
-        return Err(FormatError::invalid(
-            field,
-            format!(
-                "must be a string, found a number: ids are strings (write \"{name}\":\"{example}\"), \
-                 since 64-bit ids lose digits as JSON numbers"
-            ),
-        ));
-    }
-    let id = string(Some(raw), field)?;
-    check_id(field, &id)?;
-    Ok(id)
+fn id_string(value: Option<Lenient<String>>, field: &'static str) -> Result<String, FormatError> {
+    let number = match value {
+        Some(Lenient::Wrong(Found::Integer(number))) => Some(number.to_string()),
+        Some(Lenient::Wrong(Found::Float)) => None,
+        other => {
+            let id = string(other, field)?;
+            check_id(field, &id)?;
+            return Ok(id);
+        }
+    };
+    let key = field.rsplit('.').next().unwrap_or(field);
+    // Show the fix with the sender's own number when it is an integer.
+    let example = number.as_deref().unwrap_or("1234");
+    Err(FormatError::invalid(
+        field,
+        format!(
+            "must be a string, found a number: ids are strings (write \"{key}\":\"{example}\"), \
+             since 64-bit ids lose digits as JSON numbers"
+        ),
+    ))
 }
 
 /// A required string field.
-fn string(raw: Option<&RawValue>, field: &'static str) -> Result<String, FormatError> {
-    let raw = raw.ok_or(FormatError::MissingField(field))?;
-    parse_string(raw, field)
+fn string(value: Option<Lenient<String>>, field: &'static str) -> Result<String, FormatError> {
+    let value = value.ok_or(FormatError::MissingField(field))?;
+    expect_string(value, field)
 }
 
 /// An optional string field; absent and `null` are both `None`.
 fn optional_string(
-    raw: Option<&RawValue>,
+    value: Option<Lenient<String>>,
     field: &'static str,
 ) -> Result<Option<String>, FormatError> {
-    raw.map(|raw| parse_string(raw, field)).transpose()
+    value.map(|value| expect_string(value, field)).transpose()
 }
 
-fn parse_string(raw: &RawValue, field: &str) -> Result<String, FormatError> {
-    if json_kind(raw) != "a string" {
-        return Err(FormatError::invalid(
+fn expect_string(value: Lenient<String>, field: &str) -> Result<String, FormatError> {
+    match value {
+        Lenient::Value(value) => Ok(value),
+        Lenient::Wrong(found) => Err(FormatError::invalid(
             field,
-            format!("must be a string, found {}", json_kind(raw)),
-        ));
+            format!("must be a string, found {}", found.describe()),
+        )),
     }
-    // A raw JSON string always parses; the error arm only keeps this path panic-free.
-    serde_json::from_str(raw.get())
-        .map_err(|err| FormatError::invalid(field, format!("is not a valid JSON string: {err}")))
 }
 
-/// An array of strings, refused as a whole (before any element is read) if it has more than
-/// `max` entries.
+/// An array of strings, refused as a whole if it has more than `max` entries (checked before
+/// its elements, so the count is the error a sender sees first).
 fn string_array(
-    raw: &RawValue,
+    value: Lenient<Strings>,
     field: &'static str,
     max: Option<usize>,
 ) -> Result<Vec<String>, FormatError> {
-    if json_kind(raw) != "an array" {
+    let strings = match value {
+        Lenient::Value(strings) => strings,
+        Lenient::Wrong(found) => {
+            return Err(FormatError::invalid(
+                field,
+                format!("must be an array of strings, found {}", found.describe()),
+            ));
+        }
+    };
+    if let Some(max) = max
+        && strings.len > max
+    {
+        return Err(too_many(field, strings.len, max));
+    }
+    if let Some((i, found)) = strings.first_wrong {
         return Err(FormatError::invalid(
-            field,
-            format!("must be an array of strings, found {}", json_kind(raw)),
+            format!("{field}[{i}]"),
+            format!("must be a string, found {}", found.describe()),
         ));
     }
-    let items: Vec<&RawValue> =
-        serde_json::from_str(raw.get()).map_err(FormatError::MalformedJson)?;
-    if let Some(max) = max
-        && items.len() > max
-    {
-        return Err(too_many(field, items.len(), max));
-    }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| parse_string(item, &format!("{field}[{i}]")))
-        .collect()
+    Ok(strings.items)
 }
 
 fn check_id(field: &'static str, id: &str) -> Result<(), FormatError> {
@@ -294,14 +308,24 @@ fn normalise_hashtags(mut tags: Vec<String>) -> Result<Vec<String>, FormatError>
 
 /// Parses an RFC 3339 timestamp and writes it back in UTC (`2025-01-02T03:04:05Z`), so every
 /// `created_at` a client sees has the same shape.
-fn normalise_created_at(created_at: &str) -> Result<String, FormatError> {
+///
+/// Cost: a parse; a timestamp already in that shape (the common case) is kept as it is, others
+/// are formatted anew.
+fn normalise_created_at(created_at: String) -> Result<String, FormatError> {
     const FIELD: &str = "created_at";
-    let parsed = OffsetDateTime::parse(created_at, &Rfc3339).map_err(|err| {
+    let parsed = OffsetDateTime::parse(&created_at, &Rfc3339).map_err(|err| {
         FormatError::invalid(
             FIELD,
             format!("is not RFC 3339 (like 2025-01-02T03:04:05Z): {err}"),
         )
     })?;
+    // Whole seconds, upper-case `T` and `Z`: exactly what formatting would write.
+    let canonical = created_at.len() == "2025-01-02T03:04:05Z".len()
+        && created_at.as_bytes().get(10) == Some(&b'T')
+        && created_at.ends_with('Z');
+    if canonical {
+        return Ok(created_at);
+    }
     parsed
         .checked_to_offset(UtcOffset::UTC)
         .and_then(|utc| utc.format(&Rfc3339).ok())
@@ -550,6 +574,8 @@ mod tests {
         assert_eq!(tweet.created_at, "2025-01-02T03:04:05Z");
         let tweet = with(|v| v["created_at"] = json!("2025-01-02t03:04:05.250z")).unwrap();
         assert_eq!(tweet.created_at, "2025-01-02T03:04:05.25Z");
+        let tweet = with(|v| v["created_at"] = json!("2025-01-02T03:04:05+00:00")).unwrap();
+        assert_eq!(tweet.created_at, "2025-01-02T03:04:05Z");
     }
 
     #[test]

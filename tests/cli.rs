@@ -1,0 +1,244 @@
+//! The `buyline` binary as an operator runs it: the demo defaults, the synthetic firehose,
+//! configuration files, SIGTERM shutdown, demo-mode safety, and `/metrics` under promtool.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Client;
+use serde_json::json;
+
+/// A `buyline` process; killed if the test ends early.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// Starts the binary with `args` and waits for its "serving on" log line.
+    fn start(args: &[&str]) -> Process {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_buyline"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("buyline starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("serving on http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap_or_default().to_owned();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("buyline logs its address")
+            .parse()
+            .expect("an address");
+        Process {
+            child,
+            addr,
+            _data_dir: data_dir,
+        }
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_clients_with_1001_and_exits_within_5_seconds() {
+    let mut server = Process::start(&["--listen", "127.0.0.1:0", "--firehose", "none"]);
+    let mut client = Client::connect(&format!("ws://{}/v1/stream", server.addr)).await;
+    client.subscribe("all").await;
+    let started = Instant::now();
+    server.terminate();
+    assert_eq!(client.closed().await, Some(1001));
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_default_synthetic_firehose_carries_partner_tweets_with_buy_buttons() {
+    let server = Process::start(&["--listen", "127.0.0.1:0", "--partner-share", "0.2"]);
+    let mut client = Client::connect(&format!("ws://{}/v1/stream", server.addr)).await;
+    client.subscribe("buyable").await;
+    for _ in 0..3 {
+        let frame = client.recv_type("tweet").await;
+        assert!(frame["buy"]["product"].is_string(), "{frame}");
+        assert!(frame["buy"]["price"]["amount"].is_i64());
+    }
+    let page = reqwest::get(format!("http://{}/", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("/v1/stream"));
+}
+
+#[test]
+fn demo_mode_refuses_a_non_loopback_address() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_buyline"))
+        .args([
+            "--demo",
+            "--listen",
+            "0.0.0.0:0",
+            "--firehose",
+            "none",
+            "--data-dir",
+        ])
+        .arg(data_dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("buyline started in demo mode on 0.0.0.0");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("demo"), "{stderr}");
+}
+
+#[tokio::test]
+async fn without_demo_mode_there_are_no_dev_tokens() {
+    let server = Process::start(&["--listen", "127.0.0.1:0", "--no-demo", "--firehose", "none"]);
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/dev/tokens", server.addr))
+        .json(&json!({"admin":"me"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn a_toml_config_file_and_environment_set_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buyline.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\nfirehose = \"none\"\nmax_subscriptions = 1\n",
+    )
+    .unwrap();
+    let server = Process::start(&["--config", path.to_str().unwrap()]);
+    let mut client = Client::connect(&format!("ws://{}/v1/stream", server.addr)).await;
+    client.subscribe("all").await;
+    client
+        .send(json!({"op":"subscribe","id":"2","timeline":"buyable"}))
+        .await;
+    assert_eq!(client.recv_type("error").await["code"], "rate_limited");
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_check() {
+    let Some(promtool) = which("promtool") else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "promtool is missing under CI=true: .ci/run must install the prometheus package"
+            );
+        }
+        eprintln!(
+            "\n*** SKIPPING metrics_pass_promtool_check: promtool is not installed (apt-get install prometheus) ***\n"
+        );
+        return;
+    };
+    let server = Process::start(&["--listen", "127.0.0.1:0", "--rate", "2000"]);
+    let mut client = Client::connect(&format!("ws://{}/v1/stream", server.addr)).await;
+    client.subscribe("all").await;
+    for _ in 0..50 {
+        client.recv_type("tweet").await;
+    }
+    // Let the recorder's upkeep fold the latency samples into buckets.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "buyline_tweets_ingested_total",
+        "buyline_tweets_decorated_total",
+        "buyline_frames_sent_total",
+        "buyline_connections_open",
+        "buyline_subscriptions",
+        "buyline_history_tweets",
+        "buyline_ingest_to_socket_latency_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let output = check.wait_with_output().unwrap();
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(program))
+        .find(|path| path.is_file())
+}
