@@ -256,10 +256,10 @@ impl Pipeline {
         while app.connections.open() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        for arbiter in &arbiters {
+        // Upstream first (source, then decorator, then shards), so no stage sends to a
+        // stopped one.
+        for arbiter in arbiters.into_iter().rev() {
             arbiter.stop();
-        }
-        for arbiter in arbiters {
             arbiter.join().ok();
         }
         System::current().stop();
