@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Client, TestServer, ndjson, tweet};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 async fn next_tweet(client: &mut Client) -> Value {
@@ -248,19 +249,18 @@ async fn admin_updates_take_effect_on_the_next_tweet() {
     );
 
     // Deleting the partner while it has products is refused; deleting the product works.
-    let response = http
-        .delete(server.http("/v1/admin/partners/acme"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let response = server
+        .admin(Method::DELETE, "/v1/admin/partners/acme", &admin, None)
+        .await;
     assert_eq!(response.status(), 400);
-    let response = http
-        .delete(server.http("/v1/admin/products/acme-anvil"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let response = server
+        .admin(
+            Method::DELETE,
+            "/v1/admin/products/acme-anvil",
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(response.status(), 200);
     server
         .ingest(&ndjson(&[tweet(
@@ -272,19 +272,18 @@ async fn admin_updates_take_effect_on_the_next_tweet() {
         )]))
         .await;
     assert!(next_tweet(&mut client).await.get("buy").is_none());
-    let response = http
-        .delete(server.http("/v1/admin/partners/acme"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let response = server
+        .admin(Method::DELETE, "/v1/admin/partners/acme", &admin, None)
+        .await;
     assert_eq!(response.status(), 200);
-    let response = http
-        .delete(server.http("/v1/admin/products/acme-anvil"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let response = server
+        .admin(
+            Method::DELETE,
+            "/v1/admin/products/acme-anvil",
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(response.status(), 404);
 }
 

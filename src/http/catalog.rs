@@ -10,6 +10,7 @@ use axum::response::Response;
 use serde::Serialize;
 
 use crate::auth::{self, Action};
+use crate::decorate::partner_index::CatalogStore;
 use crate::error::ApiError;
 use crate::http::{HttpState, MAX_JSON_BODY, identity, json_body, json_response, read_body};
 use crate::model::{Partner, Product};
@@ -72,6 +73,45 @@ fn parse_object<T: serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
 }
 
+/// The shared shape of the admin PUTs: check the role, parse the object, apply, echo it back.
+async fn admin_put<T>(
+    state: &HttpState,
+    id: &str,
+    request: (HeaderMap, Uri, Body),
+    kind: &'static str,
+    apply: impl FnOnce(&CatalogStore, T) -> Result<(), ApiError>,
+) -> Result<Response, ApiError>
+where
+    T: serde::de::DeserializeOwned + Serialize + Clone,
+{
+    let (headers, uri, body) = request;
+    require_admin(state, &headers, &uri)?;
+    let body = read_body(body, MAX_JSON_BODY).await?;
+    let object: T = parse_object(&body, id)?;
+    apply(&state.app.catalog, object.clone())?;
+    telemetry::catalog_updated(kind);
+    tracing::info!(%id, kind, "catalog updated");
+    Ok(json_response(StatusCode::OK, &object))
+}
+
+/// The shared shape of the admin DELETEs.
+fn admin_delete(
+    state: &HttpState,
+    id: &str,
+    (headers, uri): (HeaderMap, Uri),
+    kind: &'static str,
+    apply: impl FnOnce(&CatalogStore, &str) -> Result<(), ApiError>,
+) -> Result<Response, ApiError> {
+    require_admin(state, &headers, &uri)?;
+    apply(&state.app.catalog, id)?;
+    telemetry::catalog_updated(kind);
+    tracing::info!(%id, kind, "catalog updated");
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "deleted": id }),
+    ))
+}
+
 pub async fn put_partner(
     State(state): State<HttpState>,
     Path(id): Path<String>,
@@ -79,13 +119,14 @@ pub async fn put_partner(
     uri: Uri,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, &uri)?;
-    let body = read_body(body, MAX_JSON_BODY).await?;
-    let partner: Partner = parse_object(&body, &id)?;
-    state.app.catalog.upsert_partner(partner.clone())?;
-    telemetry::catalog_updated("partner_put");
-    tracing::info!(partner = %id, "partner updated");
-    Ok(json_response(StatusCode::OK, &partner))
+    admin_put(
+        &state,
+        &id,
+        (headers, uri, body),
+        "partner_put",
+        |store, partner: Partner| store.upsert_partner(partner),
+    )
+    .await
 }
 
 pub async fn delete_partner(
@@ -94,14 +135,13 @@ pub async fn delete_partner(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, &uri)?;
-    state.app.catalog.delete_partner(&id)?;
-    telemetry::catalog_updated("partner_delete");
-    tracing::info!(partner = %id, "partner deleted");
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"deleted": id}),
-    ))
+    admin_delete(
+        &state,
+        &id,
+        (headers, uri),
+        "partner_delete",
+        CatalogStore::delete_partner,
+    )
 }
 
 pub async fn put_product(
@@ -111,13 +151,14 @@ pub async fn put_product(
     uri: Uri,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, &uri)?;
-    let body = read_body(body, MAX_JSON_BODY).await?;
-    let product: Product = parse_object(&body, &id)?;
-    state.app.catalog.upsert_product(product.clone())?;
-    telemetry::catalog_updated("product_put");
-    tracing::info!(product = %id, "product updated");
-    Ok(json_response(StatusCode::OK, &product))
+    admin_put(
+        &state,
+        &id,
+        (headers, uri, body),
+        "product_put",
+        |store, product: Product| store.upsert_product(product),
+    )
+    .await
 }
 
 pub async fn delete_product(
@@ -126,12 +167,11 @@ pub async fn delete_product(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, &uri)?;
-    state.app.catalog.delete_product(&id)?;
-    telemetry::catalog_updated("product_delete");
-    tracing::info!(product = %id, "product deleted");
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"deleted": id}),
-    ))
+    admin_delete(
+        &state,
+        &id,
+        (headers, uri),
+        "product_delete",
+        CatalogStore::delete_product,
+    )
 }

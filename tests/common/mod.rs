@@ -88,6 +88,23 @@ impl TestServer {
         response.json().await.expect("ingest report")
     }
 
+    /// An admin request: `method` on `path`, with an optional JSON body.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .request(method, self.http(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("admin request")
+    }
+
     pub fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop();
