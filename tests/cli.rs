@@ -242,3 +242,43 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
         .map(|dir| std::path::Path::new(dir).join(program))
         .find(|path| path.is_file())
 }
+
+#[tokio::test]
+async fn replay_plays_a_native_ndjson_file_and_skips_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capture.ndjson");
+    let mut lines: Vec<String> = (1..=5)
+        .map(|i| {
+            common::tweet(
+                &format!("r{i}"),
+                "paramore",
+                "replayed #tour",
+                &[],
+                &["tour"],
+            )
+            .to_string()
+        })
+        .collect();
+    lines.insert(2, "{not json".to_owned());
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let firehose = format!("replay:{}", path.display());
+    let server = Process::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--firehose",
+        &firehose,
+        "--rate",
+        "0",
+    ]);
+    let mut client = Client::connect(&format!("ws://{}/v1/stream", server.addr)).await;
+    // The file may be played before we subscribe: ask for everything retained.
+    client
+        .send(json!({"op":"subscribe","id":"1","timeline":"tag:tour","since":0}))
+        .await;
+    client.recv_type("subscribed").await;
+    for i in 1..=5 {
+        let frame = client.recv_type("tweet").await;
+        assert_eq!(frame["tweet"]["id"], format!("r{i}"));
+        assert_eq!(frame["seq"], i);
+    }
+}
