@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use buyline::decorate::demo::demo_catalog;
-use buyline::decorate::frame::decorate;
+use buyline::decorate::frame::{CatalogStock, decorate};
 use buyline::decorate::partner_index::PartnerIndex;
 use buyline::decorate::url;
 use buyline::model::{Author, Tweet};
@@ -52,13 +52,43 @@ fn bench_decorate(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let mut buf = Vec::new();
     group.bench_function("partner_tweet_with_product_link", |b| {
-        b.iter(|| decorate(&index, 1, black_box(&partner_tweet), now, false, &mut buf))
+        b.iter(|| {
+            decorate(
+                &index,
+                &CatalogStock,
+                1,
+                black_box(&partner_tweet),
+                now,
+                false,
+                &mut buf,
+            )
+        })
     });
     group.bench_function("plain_tweet", |b| {
-        b.iter(|| decorate(&index, 2, black_box(&plain_tweet), now, false, &mut buf))
+        b.iter(|| {
+            decorate(
+                &index,
+                &CatalogStock,
+                2,
+                black_box(&plain_tweet),
+                now,
+                false,
+                &mut buf,
+            )
+        })
     });
     group.bench_function("plain_tweet_with_decorate_shares", |b| {
-        b.iter(|| decorate(&index, 3, black_box(&plain_tweet), now, true, &mut buf))
+        b.iter(|| {
+            decorate(
+                &index,
+                &CatalogStock,
+                3,
+                black_box(&plain_tweet),
+                now,
+                true,
+                &mut buf,
+            )
+        })
     });
     group.finish();
 }

@@ -10,6 +10,7 @@ use crate::auth::TokenSigner;
 use crate::config::Config;
 use crate::decorate::partner_index::CatalogStore;
 use crate::fanout::history::HistoryRing;
+use crate::inventory::service::InventoryService;
 use crate::sources::sequencer::Sequencer;
 
 /// Shared server state.
@@ -19,6 +20,8 @@ pub struct AppState {
     pub catalog: Arc<CatalogStore>,
     /// The retained tail of the firehose (also used by `/readyz` and `/metrics`).
     pub history: Arc<HistoryRing>,
+    /// Stock, holds and their journal.
+    pub inventory: Arc<InventoryService>,
     /// Where ingest endpoints submit tweets.
     pub sequencer: Addr<Sequencer>,
     /// Verifies bearer tokens and, in demo mode, issues them.

@@ -17,6 +17,8 @@
 //! * [`sessions`]: one WebSocket client: reading ops, the bounded outbox, batched writes, and
 //!   the slow-consumer policy. This is where a tweet leaves.
 //! * [`http`]: the routes on the one port: REST, the WebSocket upgrades, `/metrics`.
+//! * [`inventory`]: where the stock lives: lock-free reservations, holds that expire, and the
+//!   service that makes every change durable in the [`journal`] before answering.
 //! * [`server`]: wires the actors together, accepts connections, and shuts down.
 //!
 //! Around them: [`model`] (plain data), [`config`], [`auth`] (tokens and roles, checked in one
@@ -31,6 +33,8 @@ pub mod decorate;
 pub mod error;
 pub mod fanout;
 pub mod http;
+pub mod inventory;
+pub mod journal;
 pub mod model;
 pub mod server;
 pub mod sessions;

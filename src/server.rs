@@ -21,12 +21,15 @@ use crate::app::{AppState, ConnectionLimiter};
 use crate::auth::{self, TokenSigner};
 use crate::config::Config;
 use crate::decorate::decorator::Decorator;
+use crate::decorate::frame::StockLevels;
 use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
 use crate::decorate::{catalog_file, demo};
 use crate::fanout::history::HistoryRing;
 use crate::fanout::shard::{FanoutShard, Shutdown, StartServing};
 use crate::fanout::shard_core::{SessionLimits, ShardCore};
+use crate::fanout::stock_publisher::StockPublisher;
 use crate::http::upgrade;
+use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
 use crate::sources::driver;
 use crate::sources::sequencer::Sequencer;
 use crate::telemetry;
@@ -88,6 +91,8 @@ pub fn start(
         None => demo::demo_catalog(),
     };
     let index = PartnerIndex::build(&catalog).context("the catalog is invalid")?;
+    let inventory = InventoryService::start(&config.data_dir.join("journal"), &catalog.products)
+        .context("the inventory journal could not be recovered")?;
     let catalog_store = Arc::new(CatalogStore::new(index));
     let history = Arc::new(HistoryRing::new(config.history));
 
@@ -105,6 +110,7 @@ pub fn start(
                 catalog,
                 catalog_store,
                 history,
+                inventory,
             };
             system.block_on(pipeline.run(started_tx, async move {
                 tokio::select! {
@@ -140,6 +146,7 @@ struct Pipeline {
     catalog: crate::model::Catalog,
     catalog_store: Arc<CatalogStore>,
     history: Arc<HistoryRing>,
+    inventory: Arc<InventoryService>,
 }
 
 impl Pipeline {
@@ -181,10 +188,17 @@ impl Pipeline {
                 shards.clone(),
             );
             let shares = config.decorate_shares;
+            let stock: Arc<dyn StockLevels + Send + Sync> = self.inventory.clone();
             Decorator::start_in_arbiter(&decorator_arbiter.handle(), move |_| {
-                Decorator::new(catalog, history, shards, shares)
+                Decorator::new(catalog, stock, history, shards, shares)
             })
         };
+        {
+            let (inventory, shards) = (Arc::clone(&self.inventory), shards.clone());
+            StockPublisher::start_in_arbiter(&decorator_arbiter.handle(), move |_| {
+                StockPublisher::new(inventory, shards)
+            });
+        }
         arbiters.push(decorator_arbiter);
         let sequencer = Sequencer::new(decorator).start();
 
@@ -192,6 +206,7 @@ impl Pipeline {
             config: config.clone(),
             catalog: self.catalog_store,
             history: self.history,
+            inventory: Arc::clone(&self.inventory),
             sequencer: sequencer.clone(),
             signer: self.signer,
             metrics: self.metrics.clone(),
@@ -232,6 +247,16 @@ impl Pipeline {
             sequencer,
         ));
         arbiters.push(source_arbiter);
+
+        let inventory = self.inventory;
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+            let mut records = Vec::new();
+            loop {
+                tick.tick().await;
+                inventory.sweep(&mut records).await;
+            }
+        });
 
         let metrics = self.metrics;
         actix_rt::spawn(async move {

@@ -29,6 +29,13 @@ const LATENCY: &str = "buyline_ingest_to_socket_latency_seconds";
 const HISTORY_LENGTH: &str = "buyline_history_tweets";
 const CLIENT_ERRORS: &str = "buyline_client_errors_total";
 const CATALOG_UPDATES: &str = "buyline_catalog_updates_total";
+const RESERVATIONS: &str = "buyline_reservations_total";
+const HOLDS_ENDED: &str = "buyline_holds_ended_total";
+const JOURNAL_RECORDS: &str = "buyline_journal_records_total";
+const JOURNAL_COMMITS: &str = "buyline_journal_group_commits_total";
+const JOURNAL_FSYNCS: &str = "buyline_journal_fsyncs_total";
+const JOURNAL_BYTES: &str = "buyline_journal_bytes_total";
+const JOURNAL_SNAPSHOTS: &str = "buyline_journal_snapshots_total";
 
 /// Upper bounds of the latency histogram's buckets, in seconds: 50 µs to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -110,6 +117,31 @@ fn describe() {
         "Error frames sent to stream clients, by code."
     );
     describe_counter!(CATALOG_UPDATES, "Admin catalog writes applied, by kind.");
+    describe_counter!(
+        RESERVATIONS,
+        "Reservation requests, by outcome (reserved or the error code)."
+    );
+    describe_counter!(
+        HOLDS_ENDED,
+        "Holds ended, by how (released, expired, confirmed)."
+    );
+    describe_counter!(
+        JOURNAL_RECORDS,
+        "Inventory records made durable in the journal."
+    );
+    describe_counter!(
+        JOURNAL_COMMITS,
+        "Journal group commits (batches written with one sync)."
+    );
+    describe_counter!(JOURNAL_FSYNCS, "fsync/fdatasync calls made by the journal.");
+    describe_counter!(
+        JOURNAL_BYTES,
+        "Bytes written to the journal, framing included."
+    );
+    describe_counter!(
+        JOURNAL_SNAPSHOTS,
+        "Inventory snapshots written by the journal."
+    );
 }
 
 /// `n` tweets accepted from `source` (`synthetic`, `replay`, `ws`, `http`).
@@ -179,4 +211,23 @@ pub fn client_error(code: &'static str) {
 /// An admin catalog write of `kind` (`partner_put`, `product_delete`, ...).
 pub fn catalog_updated(kind: &'static str) {
     counter!(CATALOG_UPDATES, "kind" => kind).increment(1);
+}
+
+/// A reservation request ended with `outcome` (`reserved`, or the error code).
+pub fn reservation(outcome: &'static str) {
+    counter!(RESERVATIONS, "outcome" => outcome).increment(1);
+}
+
+/// `n` holds ended `how` (`released`, `expired`, `confirmed`).
+pub fn holds_ended(how: &'static str, n: u64) {
+    counter!(HOLDS_ENDED, "how" => how).increment(n);
+}
+
+/// The journal writer's running totals.
+pub fn journal(stats: &crate::journal::JournalStats) {
+    counter!(JOURNAL_RECORDS).absolute(stats.records);
+    counter!(JOURNAL_COMMITS).absolute(stats.batches);
+    counter!(JOURNAL_FSYNCS).absolute(stats.fsyncs);
+    counter!(JOURNAL_BYTES).absolute(stats.bytes);
+    counter!(JOURNAL_SNAPSHOTS).absolute(stats.snapshots);
 }

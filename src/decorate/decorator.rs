@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::decorate::frame::{self, DecoratedTweet};
+use crate::decorate::frame::{self, DecoratedTweet, StockLevels};
 use crate::decorate::partner_index::CatalogStore;
 use crate::fanout::history::HistoryRing;
 use crate::fanout::shard::{Deliver, FanoutShard};
@@ -27,6 +27,8 @@ pub struct Decorate(pub Vec<SequencedTweet>);
 /// The decorator actor.
 pub struct Decorator {
     catalog: Arc<CatalogStore>,
+    /// Live `remaining` for the buttons.
+    stock: Arc<dyn StockLevels + Send + Sync>,
     history: Arc<HistoryRing>,
     shards: Vec<Addr<FanoutShard>>,
     /// `--decorate-shares`: also decorate non-partner tweets that link a product.
@@ -38,12 +40,14 @@ pub struct Decorator {
 impl Decorator {
     pub fn new(
         catalog: Arc<CatalogStore>,
+        stock: Arc<dyn StockLevels + Send + Sync>,
         history: Arc<HistoryRing>,
         shards: Vec<Addr<FanoutShard>>,
         decorate_shares: bool,
     ) -> Self {
         Decorator {
             catalog,
+            stock,
             history,
             shards,
             decorate_shares,
@@ -73,6 +77,7 @@ impl Handler<Decorate> for Decorator {
             .map(|t| {
                 let decorated = frame::decorate(
                     &index,
+                    &*self.stock,
                     t.seq,
                     &t.tweet,
                     t.ingested_at,

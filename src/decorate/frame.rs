@@ -44,6 +44,7 @@ pub struct DecoratedTweet {
 /// `buf` has grown. The button's JSON was rendered with the index; only `remaining` is new.
 pub fn decorate(
     index: &PartnerIndex,
+    stock: &dyn StockLevels,
     seq: u64,
     tweet: &Tweet,
     ingested_at: Instant,
@@ -74,7 +75,7 @@ pub fn decorate(
     }
     if let Some((product, button)) = button {
         buf.extend_from_slice(b",\"buy\":");
-        button.write(remaining(product), buf);
+        button.write(stock.remaining(product), buf);
     }
     buf.push(b'}');
     // Everything written is UTF-8 (serde_json output and ASCII), so the lossy branch is
@@ -132,11 +133,19 @@ fn lower_case(s: &str) -> Box<str> {
     s.to_lowercase().into_boxed_str()
 }
 
-/// Units left to sell, as buttons and the product endpoint show them.
-// Live inventory replaces this with the current count (a later issue); until then the
-// catalog's stock is the best answer.
-pub fn remaining(product: &Product) -> u32 {
-    product.stock
+/// Where a button's `remaining` comes from.
+pub trait StockLevels {
+    /// Units of `product` left to sell now.
+    fn remaining(&self, product: &Product) -> u32;
+}
+
+/// The catalog's stock as the answer: for decorating without a live inventory (benches, tests).
+pub struct CatalogStock;
+
+impl StockLevels for CatalogStock {
+    fn remaining(&self, product: &Product) -> u32 {
+        product.stock
+    }
 }
 
 /// The frame's `tweet`: spelled out rather than serialising [`Tweet`] so that a field added to

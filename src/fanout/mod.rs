@@ -9,4 +9,5 @@ pub mod history;
 pub mod index;
 pub mod shard;
 pub mod shard_core;
+pub mod stock_publisher;
 pub mod timeline;

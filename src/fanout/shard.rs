@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::app::{AppState, ConnectionPermit};
 use crate::auth::Identity;
 use crate::decorate::frame::DecoratedTweet;
-use crate::fanout::shard_core::ShardCore;
+use crate::fanout::shard_core::{ShardCore, StockEvent};
 use crate::http;
 use crate::sessions;
 
@@ -30,6 +30,11 @@ const SLOW_CLIENT_SWEEP: std::time::Duration = std::time::Duration::from_millis(
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver(pub Arc<[Arc<DecoratedTweet>]>);
+
+/// Stock events for this shard's `buyable` and `product:<id>` subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliverStock(pub Arc<[StockEvent]>);
 
 /// Start accepting connections on a clone of the server's listening socket.
 #[derive(Message)]
@@ -48,6 +53,8 @@ pub struct AcceptStream {
     pub upgrade: OnUpgrade,
     pub identity: Option<Identity>,
     pub permit: ConnectionPermit,
+    /// For the ops that reach beyond the shard (reserve, release).
+    pub app: Arc<AppState>,
 }
 
 /// Close every connection with 1001; replies with how many were open.
@@ -101,6 +108,14 @@ impl Handler<Deliver> for FanoutShard {
     }
 }
 
+impl Handler<DeliverStock> for FanoutShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeliverStock, _ctx: &mut Self::Context) {
+        self.core.borrow().deliver_stock(&msg.0).report();
+    }
+}
+
 impl Handler<StartServing> for FanoutShard {
     type Result = ();
 
@@ -137,6 +152,7 @@ impl Handler<AcceptStream> for FanoutShard {
             msg.upgrade,
             msg.identity,
             msg.permit,
+            msg.app,
             self.ws_config,
         ));
     }

@@ -21,6 +21,14 @@ use crate::sessions::ops;
 use crate::sessions::outbox::Outbox;
 use crate::telemetry;
 
+/// A `stock` frame, serialised once for every recipient.
+#[derive(Clone, Debug)]
+pub struct StockEvent {
+    pub product: Box<str>,
+    /// `{"type":"stock","product","remaining"}`.
+    pub frame: tokio_tungstenite::tungstenite::Utf8Bytes,
+}
+
 /// Per-connection limits, from the configuration.
 #[derive(Clone, Debug)]
 pub struct SessionLimits {
@@ -225,6 +233,23 @@ impl ShardCore {
             }
             self.index.fan_out(tweet, now, &mut counts);
             self.last_seq = tweet.seq;
+        }
+        counts
+    }
+
+    /// Offers each stock event to the connections subscribed to `buyable` or `product:<id>`.
+    /// A connection on both gets it once.
+    pub fn deliver_stock(&self, events: &[StockEvent]) -> FanoutCounts {
+        let now = Instant::now();
+        let mut counts = FanoutCounts::default();
+        let mut seen = rustc_hash::FxHashSet::default();
+        for event in events {
+            seen.clear();
+            for (conn, outbox) in self.index.stock_audience(&event.product) {
+                if seen.insert(*conn) {
+                    counts.count(outbox.offer_event(&event.frame, now));
+                }
+            }
         }
         counts
     }

@@ -36,7 +36,7 @@ pub async fn get_product(
         StatusCode::OK,
         &ProductView {
             product,
-            remaining: crate::decorate::frame::remaining(product),
+            remaining: state.app.inventory.remaining(&id).unwrap_or(0),
         },
     ))
 }
@@ -151,14 +151,23 @@ pub async fn put_product(
     uri: Uri,
     body: Body,
 ) -> Result<Response, ApiError> {
-    admin_put(
+    let response = admin_put(
         &state,
         &id,
         (headers, uri, body),
         "product_put",
         |store, product: Product| store.upsert_product(product),
     )
-    .await
+    .await?;
+    // The catalog took it; now the inventory (a new product opens with its stock, durably).
+    if let Some(product) = state.app.catalog.load().product(&id) {
+        state
+            .app
+            .inventory
+            .open_product(Product::clone(product))
+            .await?;
+    }
+    Ok(response)
 }
 
 pub async fn delete_product(
@@ -167,11 +176,39 @@ pub async fn delete_product(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    admin_delete(
+    let response = admin_delete(
         &state,
         &id,
         (headers, uri),
         "product_delete",
         CatalogStore::delete_product,
-    )
+    )?;
+    state.app.inventory.remove_product(&id);
+    Ok(response)
+}
+
+/// `GET /v1/admin/products/{id}/inventory`: the product's counts, read in one atomic load, so
+/// `available + held + sold` is always the stock it opened with plus its restocks.
+pub async fn get_inventory(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, &uri)?;
+    let counts = state
+        .app
+        .inventory
+        .counts(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no product {id:?}")))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "product": id,
+            "available": counts.available,
+            "held": counts.held,
+            "sold": counts.sold,
+            "version": counts.version,
+        }),
+    ))
 }

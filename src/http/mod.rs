@@ -7,6 +7,7 @@
 mod catalog;
 mod dev_tokens;
 mod probes;
+mod reservations;
 mod stream;
 pub mod upgrade;
 
@@ -18,7 +19,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
@@ -61,6 +62,16 @@ pub fn router(state: HttpState) -> Router {
         .route(
             "/v1/admin/products/{id}",
             put(catalog::put_product).delete(catalog::delete_product),
+        )
+        .route("/v1/reservations", post(reservations::reserve))
+        .route("/v1/reservations/{id}", delete(reservations::release))
+        .route(
+            "/v1/admin/products/{id}/restock",
+            post(reservations::restock),
+        )
+        .route(
+            "/v1/admin/products/{id}/inventory",
+            get(catalog::get_inventory),
         )
         .route("/v1/dev/tokens", post(dev_tokens::issue))
         .fallback(not_found)

@@ -1,6 +1,8 @@
 //! `GET /v1/stream`: authenticates, takes a connection slot, and hands the upgraded socket to
 //! this thread's shard.
 
+use std::sync::Arc;
+
 use actix::dev::SendError;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +36,7 @@ fn accept(state: &HttpState, request: &mut Request) -> Result<Response, ApiError
         upgrade,
         identity,
         permit,
+        app: Arc::clone(&state.app),
     };
     match state.shard.try_send(handoff) {
         Ok(()) => Ok(response),

@@ -17,28 +17,16 @@ pub enum ClientOp {
         timeline: String,
     },
     Ping,
-    /// `reserve`, `release` and `checkout`: parsed far enough to check the caller's role.
-    Commerce {
-        op: CommerceOp,
+    Reserve {
+        product: String,
+        quantity: u32,
+        idempotency_key: Option<String>,
     },
-}
-
-/// The ops that need a customer token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CommerceOp {
-    Reserve,
-    Release,
+    Release {
+        reservation: String,
+    },
+    /// `checkout`: parsed far enough to check the caller's role (checkout is later work).
     Checkout,
-}
-
-impl CommerceOp {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommerceOp::Reserve => "reserve",
-            CommerceOp::Release => "release",
-            CommerceOp::Checkout => "checkout",
-        }
-    }
 }
 
 /// An op that failed to parse, with the request id when one could be read.
@@ -64,6 +52,18 @@ struct SubscribeFields {
 #[derive(Deserialize)]
 struct UnsubscribeFields {
     timeline: String,
+}
+
+#[derive(Deserialize)]
+struct ReserveFields {
+    product: String,
+    quantity: u32,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReleaseFields {
+    reservation: String,
 }
 
 /// Parses one text frame into its request id and op.
@@ -99,15 +99,21 @@ pub fn parse(text: &str) -> Result<(Option<Value>, ClientOp), OpError> {
             }
         }
         "ping" => ClientOp::Ping,
-        "reserve" => ClientOp::Commerce {
-            op: CommerceOp::Reserve,
-        },
-        "release" => ClientOp::Commerce {
-            op: CommerceOp::Release,
-        },
-        "checkout" => ClientOp::Commerce {
-            op: CommerceOp::Checkout,
-        },
+        "reserve" => {
+            let f: ReserveFields = serde_json::from_str(text).map_err(fields_error)?;
+            ClientOp::Reserve {
+                product: f.product,
+                quantity: f.quantity,
+                idempotency_key: f.idempotency_key,
+            }
+        }
+        "release" => {
+            let f: ReleaseFields = serde_json::from_str(text).map_err(fields_error)?;
+            ClientOp::Release {
+                reservation: f.reservation,
+            }
+        }
+        "checkout" => ClientOp::Checkout,
         other => {
             let shown: String = other.chars().take(64).collect();
             return Err(fail(ApiError::new(
@@ -148,6 +154,45 @@ pub struct Gap<'a> {
     pub timeline: &'a str,
     pub since: u64,
     pub oldest: u64,
+}
+
+/// A reservation as the contract shows it: `{"id","product","quantity","expires_at"}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReservationView {
+    pub id: String,
+    pub product: String,
+    pub quantity: u32,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+}
+
+/// `{"type":"reserved","id","reservation","remaining"}`.
+#[derive(Serialize)]
+pub struct Reserved<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: Option<&'a Value>,
+    pub reservation: &'a ReservationView,
+    pub remaining: u32,
+}
+
+/// `{"type":"released","id","reservation","remaining"}`.
+#[derive(Serialize)]
+pub struct Released<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: Option<&'a Value>,
+    pub reservation: &'a str,
+    pub remaining: u32,
+}
+
+/// `{"type":"stock","product","remaining"}`.
+#[derive(Serialize)]
+pub struct Stock<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub product: &'a str,
+    pub remaining: u32,
 }
 
 /// `{"type":"pong","id"}`.

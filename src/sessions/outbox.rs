@@ -145,6 +145,29 @@ impl Outbox {
         Offer::Queued
     }
 
+    /// Offers a shared event frame (a `stock` update); dropped like a tweet when full.
+    pub fn offer_event(&self, frame: &Utf8Bytes, now: Instant) -> Offer {
+        if self.is_closing() {
+            return Offer::Dropped;
+        }
+        let mut queue = self.queue.borrow_mut();
+        if queue.len() >= self.capacity {
+            drop(queue);
+            self.dropped.set(self.dropped.get() + 1);
+            if self.full_since.get().is_none() {
+                self.full_since.set(Some(now));
+            }
+            return Offer::Dropped;
+        }
+        queue.push_back(Outgoing {
+            text: frame.clone(),
+            ingested_at: None,
+        });
+        drop(queue);
+        self.wake_writer();
+        Offer::Queued
+    }
+
     /// Closes the client if its outbox has been full for longer than the slow-client timeout;
     /// the shard calls this on a timer, since a stalled client may get no further offers.
     pub fn close_if_slow(&self, now: Instant) -> bool {

@@ -6,30 +6,37 @@
 //! shard keeps offering tweets to the outbox, which drops and counts them when full.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
-use crate::app::ConnectionPermit;
+use crate::app::{AppState, ConnectionPermit};
 use crate::auth::{self, Action, Identity};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::index::ConnId;
 use crate::fanout::shard_core::ShardCore;
-use crate::sessions::ops::{self, ClientOp, CommerceOp};
+use crate::sessions::ops::{self, ClientOp};
 use crate::sessions::outbox::{CloseReason, Outbox, WriterTask};
 use crate::telemetry;
 
 /// A server-side WebSocket over an upgraded HTTP connection.
 pub type ServerSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Reserve/release ops one connection may have in flight at once.
+const MAX_COMMERCE_IN_FLIGHT: usize = 16;
 
 /// How long closing (draining what is queued, sending the close frame) may take.
 const CLOSE_BUDGET: Duration = Duration::from_secs(1);
@@ -40,6 +47,7 @@ pub async fn run(
     upgrade: OnUpgrade,
     identity: Option<Identity>,
     permit: ConnectionPermit,
+    app: Arc<AppState>,
     config: WebSocketConfig,
 ) {
     let upgraded = match upgrade.await {
@@ -55,7 +63,15 @@ pub async fn run(
     telemetry::connections_open("stream", 1.0);
     let (sink, stream) = socket.split();
     let writer = tokio::task::spawn_local(write_loop(Rc::clone(&outbox), sink));
-    read_loop(&core, conn, &outbox, stream, identity.as_ref()).await;
+    let session = Session {
+        core: &core,
+        conn,
+        outbox: &outbox,
+        identity: identity.as_ref(),
+        app: &app,
+        in_flight: Arc::new(Semaphore::new(MAX_COMMERCE_IN_FLIGHT)),
+    };
+    session.read_loop(stream).await;
     outbox.close(1000, "");
     if let Err(error) = writer.await {
         tracing::warn!(%error, "stream writer task failed");
@@ -66,44 +82,164 @@ pub async fn run(
     drop(permit);
 }
 
-async fn read_loop(
-    core: &RefCell<ShardCore>,
+/// What the reader needs to handle a client's ops.
+struct Session<'a> {
+    core: &'a RefCell<ShardCore>,
     conn: ConnId,
-    outbox: &Outbox,
-    mut stream: SplitStream<ServerSocket>,
-    identity: Option<&Identity>,
-) {
-    loop {
-        let message = tokio::select! {
-            biased;
-            _ = outbox.closed() => return,
-            message = stream.next() => message,
-        };
-        if matches!(message, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
-            // Both may produce a reply: stop reading a client that sends without reading.
-            outbox.reply_space().await;
-            if outbox.is_closing() {
-                return;
+    outbox: &'a Rc<Outbox>,
+    identity: Option<&'a Identity>,
+    app: &'a Arc<AppState>,
+    /// Reserve/release ops running for this client; past the limit the reader waits.
+    in_flight: Arc<Semaphore>,
+}
+
+impl Session<'_> {
+    async fn read_loop(&self, mut stream: SplitStream<ServerSocket>) {
+        let outbox = self.outbox;
+        loop {
+            let message = tokio::select! {
+                biased;
+                _ = outbox.closed() => return,
+                message = stream.next() => message,
+            };
+            if matches!(message, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+                // Both may produce a reply: stop reading a client that sends without reading.
+                outbox.reply_space().await;
+                if outbox.is_closing() {
+                    return;
+                }
             }
-        }
-        match message {
-            None | Some(Ok(Message::Close(_))) => return,
-            Some(Ok(Message::Text(text))) => handle_op(core, conn, outbox, identity, text.as_str()),
-            Some(Ok(Message::Binary(_))) => send_error(
-                outbox,
-                None,
-                ApiError::bad_request(
-                    "binary frames are not accepted on /v1/stream; send JSON text frames",
+            match message {
+                None | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Text(text))) => self.handle_op(text.as_str()).await,
+                Some(Ok(Message::Binary(_))) => send_error(
+                    outbox,
+                    None,
+                    ApiError::bad_request(
+                        "binary frames are not accepted on /v1/stream; send JSON text frames",
+                    ),
                 ),
-            ),
-            // tungstenite queues the pong; the writer must flush for it to leave.
-            Some(Ok(Message::Ping(_))) => outbox.request_flush(),
-            Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Err(error)) => {
-                reject_bad_frame(outbox, error);
-                return;
+                // tungstenite queues the pong; the writer must flush for it to leave.
+                Some(Ok(Message::Ping(_))) => outbox.request_flush(),
+                Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Err(error)) => {
+                    reject_bad_frame(outbox, error);
+                    return;
+                }
             }
         }
+    }
+
+    async fn handle_op(&self, text: &str) {
+        let (id, op) = match ops::parse(text) {
+            Ok(parsed) => parsed,
+            Err(error) => return send_error(self.outbox, error.id.as_ref(), error.error),
+        };
+        let result = match op {
+            ClientOp::Subscribe {
+                timeline,
+                since,
+                follows,
+            } => auth::authorize(self.identity, &Action::Subscribe).and_then(|()| {
+                self.core
+                    .borrow_mut()
+                    .subscribe(self.conn, id.as_ref(), &timeline, since, follows)
+            }),
+            ClientOp::Unsubscribe { timeline } => {
+                self.core
+                    .borrow_mut()
+                    .unsubscribe(self.conn, id.as_ref(), &timeline)
+            }
+            ClientOp::Ping => {
+                self.outbox.push_reply(ops::to_text(&ops::Pong {
+                    kind: "pong",
+                    id: id.as_ref(),
+                }));
+                Ok(())
+            }
+            ClientOp::Reserve {
+                product,
+                quantity,
+                idempotency_key,
+            } => match self.customer(&Action::Reserve) {
+                Ok(customer) => {
+                    let inventory = Arc::clone(&self.app.inventory);
+                    self.spawn_commerce(id.clone(), async move {
+                        let reply = inventory
+                            .reserve(&customer, &product, quantity, idempotency_key.as_deref())
+                            .await?;
+                        Ok(move |id: Option<&Value>| {
+                            ops::to_text(&ops::Reserved {
+                                kind: "reserved",
+                                id,
+                                reservation: &reply.reservation,
+                                remaining: reply.remaining,
+                            })
+                        })
+                    })
+                    .await;
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
+            ClientOp::Release { reservation } => match self.customer(&Action::Reserve) {
+                Ok(customer) => {
+                    let inventory = Arc::clone(&self.app.inventory);
+                    self.spawn_commerce(id.clone(), async move {
+                        let remaining = inventory.release(&customer, &reservation).await?;
+                        Ok(move |id: Option<&Value>| {
+                            ops::to_text(&ops::Released {
+                                kind: "released",
+                                id,
+                                reservation: &reservation,
+                                remaining,
+                            })
+                        })
+                    })
+                    .await;
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
+            ClientOp::Checkout => auth::authorize(self.identity, &Action::Checkout).and_then(|()| {
+                Err(ApiError::new(
+                    ErrorCode::UnknownOp,
+                    "checkout is not served by this build yet: payments arrive with the checkout work",
+                ))
+            }),
+        };
+        if let Err(error) = result {
+            send_error(self.outbox, id.as_ref(), error);
+        }
+    }
+
+    /// The caller's customer id, if its token allows `action`.
+    fn customer(&self, action: &Action) -> Result<String, ApiError> {
+        auth::authorize(self.identity, action)?;
+        Ok(self.identity.map(|i| i.subject.clone()).unwrap_or_default())
+    }
+
+    /// Runs a reserve/release on its own task, so the reader keeps reading while the journal
+    /// makes it durable; the reply (or error) is queued when it completes. At most
+    /// `MAX_COMMERCE_IN_FLIGHT` run per connection: past that the reader waits here.
+    async fn spawn_commerce<F, R>(&self, id: Option<Value>, op: F)
+    where
+        F: Future<Output = Result<R, ApiError>> + 'static,
+        R: FnOnce(Option<&Value>) -> String + 'static,
+    {
+        let permit = tokio::select! {
+            permit = Arc::clone(&self.in_flight).acquire_owned() => permit,
+            _ = self.outbox.closed() => return,
+        };
+        let Ok(permit) = permit else { return };
+        let outbox = Rc::clone(self.outbox);
+        tokio::task::spawn_local(async move {
+            match op.await {
+                Ok(reply) => outbox.push_reply(reply(id.as_ref())),
+                Err(error) => send_error(&outbox, id.as_ref(), error),
+            }
+            drop(permit);
+        });
     }
 }
 
@@ -135,60 +271,6 @@ pub fn reject_bad_frame(outbox: &Outbox, error: WsError) {
         }
         error => tracing::debug!(%error, "stream read failed"),
     }
-}
-
-fn handle_op(
-    core: &RefCell<ShardCore>,
-    conn: ConnId,
-    outbox: &Outbox,
-    identity: Option<&Identity>,
-    text: &str,
-) {
-    let (id, op) = match ops::parse(text) {
-        Ok(parsed) => parsed,
-        Err(error) => return send_error(outbox, error.id.as_ref(), error.error),
-    };
-    let result = match op {
-        ClientOp::Subscribe {
-            timeline,
-            since,
-            follows,
-        } => auth::authorize(identity, &Action::Subscribe).and_then(|()| {
-            core.borrow_mut()
-                .subscribe(conn, id.as_ref(), &timeline, since, follows)
-        }),
-        ClientOp::Unsubscribe { timeline } => {
-            core.borrow_mut().unsubscribe(conn, id.as_ref(), &timeline)
-        }
-        ClientOp::Ping => {
-            outbox.push_reply(ops::to_text(&ops::Pong {
-                kind: "pong",
-                id: id.as_ref(),
-            }));
-            Ok(())
-        }
-        ClientOp::Commerce { op } => commerce(identity, op),
-    };
-    if let Err(error) = result {
-        send_error(outbox, id.as_ref(), error);
-    }
-}
-
-/// Reservations and checkout: the caller's role is checked here; the inventory engine that
-/// serves them is not part of this build yet, which the reply says plainly.
-fn commerce(identity: Option<&Identity>, op: CommerceOp) -> Result<(), ApiError> {
-    let action = match op {
-        CommerceOp::Reserve | CommerceOp::Release => Action::Reserve,
-        CommerceOp::Checkout => Action::Checkout,
-    };
-    auth::authorize(identity, &action)?;
-    Err(ApiError::new(
-        ErrorCode::UnknownOp,
-        format!(
-            "{} is not served by this build: the inventory engine is not enabled",
-            op.as_str()
-        ),
-    ))
 }
 
 /// Queues an error frame for the client.

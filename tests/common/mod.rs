@@ -226,3 +226,27 @@ impl Client {
         }
     }
 }
+
+/// A token signed with the test server's own secret, without a round trip per token.
+pub fn sign(data_dir: &std::path::Path, role: buyline::auth::Role, subject: &str) -> String {
+    let secret = buyline::auth::load_or_create_secret(None, data_dir).expect("the server's secret");
+    buyline::auth::TokenSigner::from_secret(&secret)
+        .expect("signer")
+        .issue(subject, role, Duration::from_secs(3600))
+}
+
+/// Raises this process's open-file limit to its hard limit (stampede tests open thousands).
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

@@ -26,6 +26,7 @@ fn tweet(screen_name: &str, text: &str, urls: &[&str]) -> Tweet {
 fn run(tweet: &Tweet, decorate_shares: bool) -> DecoratedTweet {
     decorate(
         &index(),
+        &CatalogStock,
         7,
         tweet,
         Instant::now(),
@@ -232,6 +233,7 @@ fn the_buffer_is_reused_without_leaking_between_tweets() {
     let mut buf = Vec::new();
     let first = decorate(
         &index,
+        &CatalogStock,
         1,
         &tweet("Burberry", "a", &[TRENCH]),
         Instant::now(),
@@ -240,6 +242,7 @@ fn the_buffer_is_reused_without_leaking_between_tweets() {
     );
     let second = decorate(
         &index,
+        &CatalogStock,
         2,
         &tweet("x", "b", &[]),
         Instant::now(),
@@ -264,7 +267,15 @@ fn sale_dates_are_sent_in_utc() {
     window.starts_at = time::macros::datetime!(2014-09-08 02:00:00 +02:00);
     let index = PartnerIndex::build(&catalog).expect("indexes");
     let t = tweet("Burberry", "x", &[TRENCH]);
-    let decorated = decorate(&index, 1, &t, Instant::now(), false, &mut Vec::new());
+    let decorated = decorate(
+        &index,
+        &CatalogStock,
+        1,
+        &t,
+        Instant::now(),
+        false,
+        &mut Vec::new(),
+    );
     assert_eq!(
         frame_json(&decorated)["buy"]["sale"]["starts_at"],
         "2014-09-08T00:00:00Z"
@@ -282,6 +293,14 @@ fn a_catalog_change_shows_on_the_next_tweet() {
     .clone();
     trench.title = String::from("Renamed");
     store.upsert_product(trench).unwrap();
-    let decorated = decorate(&store.load(), 1, &t, Instant::now(), false, &mut Vec::new());
+    let decorated = decorate(
+        &store.load(),
+        &CatalogStock,
+        1,
+        &t,
+        Instant::now(),
+        false,
+        &mut Vec::new(),
+    );
     assert_eq!(frame_json(&decorated)["buy"]["title"], "Renamed");
 }

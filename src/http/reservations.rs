@@ -1,0 +1,104 @@
+//! `POST /v1/reservations`, `DELETE /v1/reservations/{id}` and the admin restock: the REST
+//! face of the inventory, for clients that do not hold a WebSocket open.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{self, Action};
+use crate::error::ApiError;
+use crate::http::{HttpState, MAX_JSON_BODY, identity, json_body, json_response, read_body};
+use crate::sessions::ops::ReservationView;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReserveBody {
+    product: String,
+    quantity: u32,
+}
+
+/// The reply to `POST /v1/reservations`: the reservation, plus the units left.
+#[derive(Serialize)]
+struct ReservationReply<'a> {
+    #[serde(flatten)]
+    reservation: &'a ReservationView,
+    remaining: u32,
+}
+
+/// The caller's customer id, if its token may reserve.
+fn customer(state: &HttpState, headers: &HeaderMap, uri: &Uri) -> Result<String, ApiError> {
+    let caller = identity(&state.app, headers, uri)?;
+    auth::authorize(caller.as_ref(), &Action::Reserve)?;
+    Ok(caller.map(|c| c.subject).unwrap_or_default())
+}
+
+pub async fn reserve(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let customer = customer(&state, &headers, &uri)?;
+    let key = match headers.get("idempotency-key") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let body: ReserveBody = json_body(&read_body(body, MAX_JSON_BODY).await?)?;
+    let reply = state
+        .app
+        .inventory
+        .reserve(&customer, &body.product, body.quantity, key.as_deref())
+        .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &ReservationReply {
+            reservation: &reply.reservation,
+            remaining: reply.remaining,
+        },
+    ))
+}
+
+pub async fn release(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let customer = customer(&state, &headers, &uri)?;
+    let remaining = state.app.inventory.release(&customer, &id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "type": "released", "reservation": id, "remaining": remaining }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestockBody {
+    quantity: u32,
+}
+
+pub async fn restock(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = identity(&state.app, &headers, &uri)?;
+    auth::authorize(caller.as_ref(), &Action::ManageCatalog)?;
+    let body: RestockBody = json_body(&read_body(body, MAX_JSON_BODY).await?)?;
+    let remaining = state.app.inventory.restock(&id, body.quantity).await?;
+    tracing::info!(product = %id, quantity = body.quantity, remaining, "restocked");
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "product": id, "remaining": remaining }),
+    ))
+}

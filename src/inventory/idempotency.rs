@@ -1,0 +1,328 @@
+//! Idempotency keys: a client that retries a reservation with the same key gets the same
+//! reservation back, never a second hold.
+//!
+//! Keys are scoped to the customer: the table is keyed by (customer, key). Each entry stores a
+//! fingerprint of the request's parameters (product and quantity), when the key was first used,
+//! and, once known, the reservation it produced. A request with a key:
+//!
+//! * finds no entry: inserts a *pending* one atomically (`SkipMap::get_or_insert`, lock-free;
+//!   of two concurrent inserts exactly one lands) and goes on to reserve. If the reservation
+//!   fails, the entry is settled as failed and removed: a request that did nothing leaves its
+//!   key free, and the error is not replayed. If it succeeds, the caller gets a [`KeyTicket`]
+//!   and completes it once the reservation's journal record is durable; only then do
+//!   duplicates hear about the hold, so no client is ever told about a hold a crash could lose.
+//! * finds an entry with another fingerprint: `idempotency_mismatch`.
+//! * finds a completed entry with the same fingerprint: the original reservation, even if it
+//!   has since been released, confirmed or expired (with today's `remaining`).
+//! * finds a pending entry: a [`KeyWait`] to await the first request's outcome.
+//!
+//! Keys are kept 24 hours ([`KEY_TTL_MS`]): an older entry counts as absent and
+//! `Inventory::prune_idempotency` removes it. The journal keeps keys in the `Reserved` record,
+//! so a restart restores them with their reservation.
+
+use std::pin::pin;
+use std::sync::{Arc, OnceLock};
+
+use crossbeam_skiplist::SkipMap;
+use crossbeam_skiplist::map::Entry;
+use tokio::sync::Notify;
+
+use super::error::InventoryError;
+use super::product::ProductEntry;
+use super::record::HoldId;
+
+/// How long a key is remembered after its first use: 24 hours, in milliseconds.
+pub const KEY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The fingerprint of a reservation's parameters: FNV-1a 64 over the product id, a separator
+/// byte that UTF-8 never contains, and the quantity. Stable across builds and restarts (it is
+/// journaled), unlike `std`'s or rustc-hash's hashers.
+pub fn fingerprint(product: &str, quantity: u32) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    product
+        .as_bytes()
+        .iter()
+        .chain(&[0xff])
+        .chain(&quantity.to_le_bytes())
+        .fold(OFFSET, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+        })
+}
+
+/// The reply to a reservation made earlier with the same key and parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PastReservation {
+    /// The hold the key's first request created.
+    pub hold: HoldId,
+    /// The product id.
+    pub product: Arc<str>,
+    /// Units held.
+    pub quantity: u32,
+    /// When that hold expires (or expired), milliseconds since the epoch.
+    pub expires_at_ms: i64,
+    /// The product's available units now.
+    pub remaining: u32,
+    /// The product's stream index.
+    pub stream: u32,
+}
+
+/// The reservation a key produced.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyedHold {
+    pub(crate) hold: HoldId,
+    pub(crate) product: Arc<ProductEntry>,
+    pub(crate) quantity: u32,
+    pub(crate) expires_at_ms: i64,
+}
+
+impl KeyedHold {
+    fn reply(&self) -> PastReservation {
+        PastReservation {
+            hold: self.hold,
+            product: Arc::clone(&self.product.id),
+            quantity: self.quantity,
+            expires_at_ms: self.expires_at_ms,
+            remaining: self.product.stock.load().available,
+            stream: self.product.stream,
+        }
+    }
+}
+
+/// How a key's first request ended.
+#[derive(Clone, Debug)]
+enum KeyOutcome {
+    Reserved(KeyedHold),
+    Failed(InventoryError),
+}
+
+/// One (customer, key).
+#[derive(Debug)]
+pub(crate) struct KeyEntry {
+    customer: Box<str>,
+    key: Box<str>,
+    fingerprint: u64,
+    /// When the key was first used; it is forgotten [`KEY_TTL_MS`] later.
+    at_ms: i64,
+    /// Set once, by the first request's ticket (or its failure).
+    outcome: OnceLock<KeyOutcome>,
+    /// Wakes the duplicates waiting for `outcome`.
+    settled: Notify,
+}
+
+impl KeyEntry {
+    fn settle(&self, outcome: KeyOutcome) {
+        // Only the entry's first request settles it, once, so `set` never contends (and
+        // never waits).
+        let _ = self.outcome.set(outcome);
+        self.settled.notify_waiters();
+    }
+
+    /// Whether a new request should treat this entry as absent.
+    fn is_stale(&self, now_ms: i64) -> bool {
+        now_ms >= self.at_ms.saturating_add(KEY_TTL_MS)
+            || matches!(self.outcome.get(), Some(KeyOutcome::Failed(_)))
+    }
+}
+
+/// A key's saved reservation, as snapshots list it.
+pub(crate) struct SavedKey<'a> {
+    pub(crate) customer: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) fingerprint: u64,
+    pub(crate) at_ms: i64,
+    pub(crate) hold: &'a KeyedHold,
+}
+
+/// What a request with a key should do.
+pub(crate) enum KeyClaim<'a> {
+    /// The key is new: reserve, then settle this entry.
+    Fresh(Entry<'a, Box<[u8]>, Arc<KeyEntry>>),
+    /// The key already produced this reservation.
+    Replay(PastReservation),
+    /// The key's first request is still in flight.
+    Wait(KeyWait),
+}
+
+/// Every key in use.
+#[derive(Debug, Default)]
+pub(crate) struct IdempotencyTable {
+    /// Keyed by the customer's length (4 bytes), the customer and the key, so that no two
+    /// (customer, key) pairs share bytes.
+    map: SkipMap<Box<[u8]>, Arc<KeyEntry>>,
+}
+
+fn table_key(customer: &str, key: &str) -> Box<[u8]> {
+    let mut bytes = Vec::with_capacity(4 + customer.len() + key.len());
+    bytes.extend_from_slice(&(customer.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(customer.as_bytes());
+    bytes.extend_from_slice(key.as_bytes());
+    bytes.into_boxed_slice()
+}
+
+impl IdempotencyTable {
+    /// Looks `customer`'s `key` up, inserting a pending entry if it is new.
+    pub(crate) fn claim(
+        &self,
+        customer: &str,
+        key: &str,
+        fingerprint: u64,
+        now_ms: i64,
+    ) -> Result<KeyClaim<'_>, InventoryError> {
+        let bytes = table_key(customer, key);
+        loop {
+            if let Some(found) = self.map.get(&bytes[..]) {
+                let entry = found.value();
+                if entry.is_stale(now_ms) {
+                    found.remove();
+                    continue;
+                }
+                if entry.fingerprint != fingerprint {
+                    return Err(InventoryError::IdempotencyMismatch);
+                }
+                return Ok(match entry.outcome.get() {
+                    Some(KeyOutcome::Reserved(hold)) => KeyClaim::Replay(hold.reply()),
+                    // Failed entries are stale; a pending one is in flight.
+                    Some(KeyOutcome::Failed(_)) | None => KeyClaim::Wait(KeyWait {
+                        entry: Arc::clone(entry),
+                    }),
+                });
+            }
+            let mine = Arc::new(KeyEntry {
+                customer: customer.into(),
+                key: key.into(),
+                fingerprint,
+                at_ms: now_ms,
+                outcome: OnceLock::new(),
+                settled: Notify::new(),
+            });
+            let landed = self.map.get_or_insert(bytes.clone(), Arc::clone(&mine));
+            if Arc::ptr_eq(landed.value(), &mine) {
+                return Ok(KeyClaim::Fresh(landed));
+            }
+            // A concurrent request with the same key got there first: answer from its entry.
+        }
+    }
+
+    /// Settles a fresh entry whose reservation failed, and removes it (the key is free again).
+    pub(crate) fn fail(entry: Entry<'_, Box<[u8]>, Arc<KeyEntry>>, err: InventoryError) {
+        entry.value().settle(KeyOutcome::Failed(err));
+        entry.remove();
+    }
+
+    /// Forgets keys first used 24 hours or more before `now_ms`, and failed ones. Returns how
+    /// many were removed. Scans every key: call it about once a minute.
+    pub(crate) fn prune(&self, now_ms: i64) -> usize {
+        let mut removed = 0;
+        for entry in self.map.iter() {
+            if entry.value().is_stale(now_ms) && entry.remove() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Adds a key that already produced `hold` (restoring a snapshot).
+    pub(crate) fn restore(
+        &self,
+        customer: &str,
+        key: &str,
+        fingerprint: u64,
+        at_ms: i64,
+        hold: KeyedHold,
+    ) {
+        let entry = KeyEntry {
+            customer: customer.into(),
+            key: key.into(),
+            fingerprint,
+            at_ms,
+            outcome: OnceLock::from(KeyOutcome::Reserved(hold)),
+            settled: Notify::new(),
+        };
+        self.map.insert(table_key(customer, key), Arc::new(entry));
+    }
+
+    /// Calls `each` for every key with a reservation (for snapshots).
+    pub(crate) fn for_each_saved(&self, mut each: impl FnMut(SavedKey<'_>)) {
+        for entry in self.map.iter() {
+            let value = entry.value();
+            if let Some(KeyOutcome::Reserved(hold)) = value.outcome.get() {
+                each(SavedKey {
+                    customer: &value.customer,
+                    key: &value.key,
+                    fingerprint: value.fingerprint,
+                    at_ms: value.at_ms,
+                    hold,
+                });
+            }
+        }
+    }
+}
+
+/// The first request of a key, in flight: complete it once the reservation's journal record
+/// is durable. Dropping it uncompleted settles the key as failed (waiting duplicates get
+/// `internal`, later requests with the key start afresh): do that when the record could not be
+/// written.
+#[derive(Debug)]
+#[must_use = "complete the ticket once the reservation is durable"]
+pub struct KeyTicket {
+    entry: Arc<KeyEntry>,
+    hold: Option<KeyedHold>,
+}
+
+impl KeyTicket {
+    pub(crate) fn new(entry: Arc<KeyEntry>, hold: KeyedHold) -> KeyTicket {
+        KeyTicket {
+            entry,
+            hold: Some(hold),
+        }
+    }
+
+    /// Records the reservation as the key's outcome and wakes the waiting duplicates.
+    pub fn complete(mut self) {
+        if let Some(hold) = self.hold.take() {
+            self.entry.settle(KeyOutcome::Reserved(hold));
+        }
+    }
+}
+
+impl Drop for KeyTicket {
+    fn drop(&mut self) {
+        if self.hold.take().is_some() {
+            self.entry
+                .settle(KeyOutcome::Failed(InventoryError::Unavailable {
+                    reason: "the first request with this idempotency key was not completed",
+                }));
+        }
+    }
+}
+
+/// A duplicate request waiting for the first request with its key to finish.
+#[derive(Debug)]
+pub struct KeyWait {
+    entry: Arc<KeyEntry>,
+}
+
+impl KeyWait {
+    /// The first request's outcome, once it is settled: its reservation, or its error.
+    pub async fn outcome(self) -> Result<PastReservation, InventoryError> {
+        loop {
+            let mut notified = pin!(self.entry.settled.notified());
+            // Register before checking, so a settlement between the check and the await
+            // still wakes us.
+            notified.as_mut().enable();
+            if let Some(outcome) = self.peek() {
+                return outcome;
+            }
+            notified.await;
+        }
+    }
+
+    /// The outcome if it is settled already.
+    pub fn peek(&self) -> Option<Result<PastReservation, InventoryError>> {
+        self.entry.outcome.get().map(|outcome| match outcome {
+            KeyOutcome::Reserved(hold) => Ok(hold.reply()),
+            KeyOutcome::Failed(err) => Err(err.clone()),
+        })
+    }
+}

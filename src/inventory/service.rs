@@ -1,0 +1,362 @@
+//! The inventory as the server uses it: the lock-free engine plus the journal, so that every
+//! change is durable before it is acknowledged.
+//!
+//! Each operation runs in two steps. The engine decides at once, in memory, without a lock
+//! (one compare-and-swap on the product's stock word); then the change's record goes to the
+//! journal and the reply waits until it is durable (group commit: concurrent operations share
+//! one fsync). A crash between the two loses only operations nobody was told about.
+//!
+//! Start-up replays the journal (newest snapshot, then the records after it) into an
+//! [`InventoryState`], builds the engine from it, and hands the journal writer a compactor
+//! holding that same state, which it keeps current by applying each committed record; its
+//! snapshots keep replay time bounded.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::codec;
+use crate::decorate::frame::StockLevels;
+use crate::error::ApiError;
+use crate::inventory::{
+    Inventory, InventoryError, InventoryState, Record, Reservation, ReserveRequest, StockChange,
+    StockCounts, hold_id_text, parse_hold_id,
+};
+use crate::journal::{Compactor, Journal, JournalError, JournalOptions, StreamPos};
+use crate::model::Product;
+use crate::sessions::ops::ReservationView;
+use crate::telemetry;
+
+/// How often holds past their expiry are ended: expired units are back within this (and the
+/// time to journal the expiry) of `expires_at`, whatever the load.
+pub const EXPIRY_SWEEP: Duration = Duration::from_millis(250);
+
+/// The reply to a reservation.
+#[derive(Clone, Debug)]
+pub struct ReserveReply {
+    pub reservation: ReservationView,
+    /// Units of the product available after it.
+    pub remaining: u32,
+}
+
+/// Why the inventory could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("journal record {index} after the snapshot cannot be decoded: {source}")]
+    Record {
+        index: usize,
+        source: codec::CodecError,
+    },
+    #[error("the inventory snapshot cannot be decoded: {0}")]
+    Snapshot(codec::CodecError),
+    #[error("opening product {product:?}: {message}")]
+    Open { product: String, message: String },
+}
+
+/// The engine and its journal.
+pub struct InventoryService {
+    engine: Inventory,
+    journal: Journal,
+    /// Serialises product opens (an admin path), so a product's journal stream is opened
+    /// before the product becomes visible to reservations.
+    opening: Mutex<()>,
+}
+
+/// The journal writer's model of the inventory: the state every committed record was applied
+/// to, snapshotted as bincode.
+struct StateCompactor {
+    state: InventoryState,
+}
+
+impl Compactor for StateCompactor {
+    fn apply(&mut self, payload: &[u8]) {
+        match codec::decode::<Record>(payload, payload.len() as u64) {
+            Ok(record) => self.state.apply(&record),
+            Err(error) => tracing::error!(%error, "journal payload is not an inventory record"),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let mut state = self.state.clone();
+        state.prune_keys(now_ms());
+        codec::encode(&state).unwrap_or_default()
+    }
+}
+
+impl InventoryService {
+    /// Recovers the inventory from `dir` (created if missing) and opens `catalog`'s products.
+    pub fn start(dir: &Path, catalog: &[Product]) -> Result<Arc<InventoryService>, StartError> {
+        let started = std::time::Instant::now();
+        let (ready, recovered) = Journal::open(dir, JournalOptions::default())?;
+        if let Some(torn) = &recovered.torn_tail {
+            tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped,
+                "the journal ended in a torn record (a crash mid-write); it was cut off");
+        }
+        let mut state = match &recovered.snapshot {
+            Some(bytes) => codec::decode::<InventoryState>(bytes, bytes.len() as u64)
+                .map_err(StartError::Snapshot)?,
+            None => InventoryState::default(),
+        };
+        for (index, payload) in recovered.records.iter().enumerate() {
+            let record = codec::decode::<Record>(payload, payload.len() as u64)
+                .map_err(|source| StartError::Record { index, source })?;
+            state.apply(&record);
+        }
+        let now = now_ms();
+        let streams: Vec<(u32, u32)> = state
+            .products
+            .values()
+            .map(|p| (p.stream, p.version))
+            .collect();
+        let engine = Inventory::from_state(state.clone(), catalog, now);
+        tracing::info!(
+            records = recovered.records.len(),
+            snapshot = recovered.snapshot.is_some(),
+            holds = engine.live_holds(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "inventory recovered"
+        );
+        let journal = ready.start(Box::new(StateCompactor { state }))?;
+        for (stream, version) in streams {
+            journal.open_stream(stream, version)?;
+        }
+        let service = InventoryService {
+            engine,
+            journal,
+            opening: Mutex::new(()),
+        };
+        for product in catalog {
+            service
+                .open_product_blocking(product)
+                .map_err(|e| StartError::Open {
+                    product: product.id.clone(),
+                    message: e.message,
+                })?;
+        }
+        Ok(Arc::new(service))
+    }
+
+    /// Registers a product (new ones open with their stock, durably) or updates its rules.
+    pub fn open_product_blocking(&self, product: &Product) -> Result<(), ApiError> {
+        let _opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if self.engine.stream_of(&product.id).is_none() {
+            // A new product: its journal stream must exist in the writer before the product
+            // is visible, so its first reservation can never be written before `Opened`.
+            let stream = self.engine.next_stream();
+            self.journal
+                .open_stream(stream, u32::MAX)
+                .map_err(journal_error)?;
+        }
+        if let Some(record) = self.engine.open_product(product) {
+            let order = self
+                .engine
+                .stream_of(&product.id)
+                .map(|stream| StreamPos { stream, seq: 0 });
+            self.journal
+                .append_blocking(encode(&record)?, order)
+                .map_err(journal_error)?;
+        }
+        Ok(())
+    }
+
+    /// [`InventoryService::open_product_blocking`] from async code (admin PUT).
+    pub async fn open_product(self: &Arc<Self>, product: Product) -> Result<(), ApiError> {
+        let service = Arc::clone(self);
+        tokio::task::spawn_blocking(move || service.open_product_blocking(&product))
+            .await
+            .map_err(|_| ApiError::internal("opening the product failed"))?
+    }
+
+    /// Closes a product to new reservations (admin DELETE); its holds end normally.
+    pub fn remove_product(&self, id: &str) {
+        self.engine.remove_product(id);
+    }
+
+    /// Reserves, durably; with an idempotency key, exactly once.
+    pub async fn reserve(
+        &self,
+        customer: &str,
+        product: &str,
+        quantity: u32,
+        idempotency_key: Option<&str>,
+    ) -> Result<ReserveReply, ApiError> {
+        let request = ReserveRequest {
+            customer,
+            product,
+            quantity,
+            idempotency_key,
+            now_ms: now_ms(),
+        };
+        let outcome = self.reserve_once(&request).await;
+        telemetry::reservation(match &outcome {
+            Ok(_) => "reserved",
+            Err(error) => error.code.as_str(),
+        });
+        outcome
+    }
+
+    async fn reserve_once(&self, request: &ReserveRequest<'_>) -> Result<ReserveReply, ApiError> {
+        let past = match self.engine.reserve(request)? {
+            Reservation::New(reserved) => {
+                let order = StreamPos {
+                    stream: reserved.stream,
+                    seq: record_version(&reserved.record),
+                };
+                self.journal
+                    .append_async(encode(&reserved.record)?, Some(order))
+                    .await
+                    .map_err(journal_error)?;
+                if let Some(ticket) = reserved.ticket {
+                    ticket.complete();
+                }
+                return Ok(ReserveReply {
+                    reservation: view(
+                        reserved.hold,
+                        &reserved.product,
+                        reserved.quantity,
+                        reserved.expires_at_ms,
+                    ),
+                    remaining: reserved.remaining,
+                });
+            }
+            Reservation::Replayed(past) => past,
+            Reservation::InFlight(wait) => wait.outcome().await?,
+        };
+        Ok(ReserveReply {
+            reservation: view(past.hold, &past.product, past.quantity, past.expires_at_ms),
+            remaining: past.remaining,
+        })
+    }
+
+    /// Releases `customer`'s hold, durably; returns the units available after it.
+    pub async fn release(&self, customer: &str, reservation: &str) -> Result<u32, ApiError> {
+        let hold = parse_hold_id(reservation).ok_or(InventoryError::ReservationNotFound)?;
+        let released = self.engine.release(customer, hold, now_ms())?;
+        self.append(&released.record, released.stream).await?;
+        telemetry::holds_ended("released", 1);
+        Ok(released.remaining)
+    }
+
+    /// Adds units to a product, durably; returns the units available after it.
+    pub async fn restock(&self, product: &str, quantity: u32) -> Result<u32, ApiError> {
+        let restocked = self.engine.restock(product, quantity)?;
+        self.append(&restocked.record, restocked.stream).await?;
+        Ok(restocked.remaining)
+    }
+
+    /// Ends the holds past their expiry and journals it; the server runs this every
+    /// [`EXPIRY_SWEEP`]. Also forgets idempotency keys older than 24 hours.
+    pub async fn sweep(&self, records: &mut Vec<Record>) {
+        records.clear();
+        let now = now_ms();
+        self.engine.expire_due(now, records);
+        if !records.is_empty() {
+            telemetry::holds_ended("expired", records.len() as u64);
+        }
+        for record in records.iter() {
+            let Some(stream) = self.engine.stream_of(record_product(record)) else {
+                continue;
+            };
+            // Not awaited one by one: the expiries share the next group commit. A crash before
+            // it is harmless, the holds are restored with their expiry and end again.
+            if let Err(error) = self.append(record, stream).await {
+                tracing::error!(%error.message, "journaling an expiry failed");
+            }
+        }
+        self.engine.prune_idempotency(now);
+        telemetry::journal(&self.journal.stats());
+    }
+
+    /// Live units available, for buttons and product reads.
+    pub fn remaining(&self, product: &str) -> Option<u32> {
+        self.engine.remaining(product)
+    }
+
+    /// A product's counts (the admin inventory view).
+    pub fn counts(&self, product: &str) -> Option<StockCounts> {
+        self.engine.counts(product)
+    }
+
+    /// Products whose stock changed since the last call, for `stock` frames.
+    pub fn take_stock_changes(&self, out: &mut Vec<StockChange>) {
+        self.engine.take_stock_changes(out);
+    }
+
+    async fn append(&self, record: &Record, stream: u32) -> Result<(), ApiError> {
+        let order = StreamPos {
+            stream,
+            seq: record_version(record),
+        };
+        self.journal
+            .append_async(encode(record)?, Some(order))
+            .await
+            .map(|_| ())
+            .map_err(journal_error)
+    }
+}
+
+impl StockLevels for InventoryService {
+    fn remaining(&self, product: &Product) -> u32 {
+        self.engine.remaining(&product.id).unwrap_or(0)
+    }
+}
+
+fn encode(record: &Record) -> Result<Vec<u8>, ApiError> {
+    codec::encode(record).map_err(|e| ApiError::internal(format!("encoding a journal record: {e}")))
+}
+
+/// A journal failure as clients see it: the operation did not happen durably.
+fn journal_error(error: JournalError) -> ApiError {
+    tracing::error!(%error, "journal append failed");
+    ApiError::internal("the operation could not be made durable; it did not take effect")
+}
+
+/// The version a stock-changing record carries (its seq in the product's journal stream).
+fn record_version(record: &Record) -> u32 {
+    match record {
+        Record::Opened { .. } => 0,
+        Record::Reserved { version, .. }
+        | Record::Released { version, .. }
+        | Record::Expired { version, .. }
+        | Record::Confirmed { version, .. }
+        | Record::Restocked { version, .. } => *version,
+    }
+}
+
+fn record_product(record: &Record) -> &str {
+    match record {
+        Record::Opened { product, .. }
+        | Record::Reserved { product, .. }
+        | Record::Released { product, .. }
+        | Record::Expired { product, .. }
+        | Record::Confirmed { product, .. }
+        | Record::Restocked { product, .. } => product,
+    }
+}
+
+fn view(hold: u64, product: &str, quantity: u32, expires_at_ms: i64) -> ReservationView {
+    ReservationView {
+        id: hold_id_text(hold),
+        product: product.to_owned(),
+        quantity,
+        expires_at: rfc3339_ms(expires_at_ms),
+    }
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 UTC.
+fn rfc3339_ms(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
