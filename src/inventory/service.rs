@@ -22,7 +22,7 @@ use crate::inventory::{
     Inventory, InventoryError, InventoryState, Record, Reservation, ReserveRequest, StockChange,
     StockCounts, hold_id_text, parse_hold_id,
 };
-use crate::journal::{Compactor, Journal, JournalError, JournalOptions, StreamPos};
+use crate::journal::{Compactor, Durable, Journal, JournalError, JournalOptions, StreamPos};
 use crate::model::Product;
 use crate::sessions::ops::ReservationView;
 use crate::telemetry;
@@ -200,16 +200,26 @@ impl InventoryService {
     async fn reserve_once(&self, request: &ReserveRequest<'_>) -> Result<ReserveReply, ApiError> {
         let past = match self.engine.reserve(request)? {
             Reservation::New(reserved) => {
-                let order = StreamPos {
-                    stream: reserved.stream,
-                    seq: record_version(&reserved.record),
-                };
-                self.journal
-                    .append_async(encode(&reserved.record)?, Some(order))
-                    .await
-                    .map_err(journal_error)?;
-                if let Some(ticket) = reserved.ticket {
-                    ticket.complete();
+                let durable = self.enqueue(&reserved.record, reserved.stream);
+                match reserved.ticket {
+                    // The key's outcome must be settled even if this request is abandoned
+                    // (a client that hangs up): a task of its own waits for durability.
+                    Some(ticket) => {
+                        let settled = tokio::spawn(async move {
+                            let written = durable.await;
+                            if written.is_ok() {
+                                ticket.complete();
+                            }
+                            written
+                        });
+                        settled
+                            .await
+                            .map_err(|_| ApiError::internal("the reservation task failed"))?
+                            .map_err(journal_error)?;
+                    }
+                    None => {
+                        durable.await.map_err(journal_error)?;
+                    }
                 }
                 return Ok(ReserveReply {
                     reservation: view(
@@ -255,14 +265,18 @@ impl InventoryService {
         if !records.is_empty() {
             telemetry::holds_ended("expired", records.len() as u64);
         }
-        for record in records.iter() {
-            let Some(stream) = self.engine.stream_of(record_product(record)) else {
-                continue;
-            };
-            // Not awaited one by one: the expiries share the next group commit. A crash before
-            // it is harmless, the holds are restored with their expiry and end again.
-            if let Err(error) = self.append(record, stream).await {
-                tracing::error!(%error.message, "journaling an expiry failed");
+        // All enqueued first, then awaited: the expiries share a group commit. A crash before
+        // it is harmless: the holds are restored with their expiry and end again.
+        let written: Vec<Durable> = records
+            .iter()
+            .filter_map(|record| {
+                let stream = self.engine.stream_of(record_product(record))?;
+                Some(self.enqueue(record, stream))
+            })
+            .collect();
+        for durable in written {
+            if let Err(error) = durable.await {
+                tracing::error!(%error, "journaling an expiry failed");
             }
         }
         self.engine.prune_idempotency(now);
@@ -284,16 +298,29 @@ impl InventoryService {
         self.engine.take_stock_changes(out);
     }
 
+    /// Journals `record` and waits until it is durable.
     async fn append(&self, record: &Record, stream: u32) -> Result<(), ApiError> {
+        self.enqueue(record, stream)
+            .await
+            .map(|_| ())
+            .map_err(journal_error)
+    }
+
+    /// Hands `record` to the journal now, with no `.await` between the engine's decision and
+    /// here: the journal writes a product's records in version order, so a record that was
+    /// decided but never enqueued (a request future dropped mid-way) would hold back every
+    /// later record of its product. The returned future only waits for durability; dropping
+    /// it does not cancel the write. If the journal's queue is full this blocks the thread for
+    /// about one group commit: that is the queue's backpressure.
+    fn enqueue(&self, record: &Record, stream: u32) -> Durable {
         let order = StreamPos {
             stream,
             seq: record_version(record),
         };
-        self.journal
-            .append_async(encode(record)?, Some(order))
-            .await
-            .map(|_| ())
-            .map_err(journal_error)
+        // Encoding a record of strings and integers cannot fail; if it ever did, the journal
+        // gets an empty payload rather than a gap (replay would report it and stop).
+        let payload = codec::encode(record).unwrap_or_default();
+        self.journal.append(payload, Some(order))
     }
 }
 
@@ -304,6 +331,7 @@ impl StockLevels for InventoryService {
 }
 
 fn encode(record: &Record) -> Result<Vec<u8>, ApiError> {
+    // Used where no version gap can arise (product opens, under the opening lock).
     codec::encode(record).map_err(|e| ApiError::internal(format!("encoding a journal record: {e}")))
 }
 
