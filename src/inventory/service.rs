@@ -88,8 +88,17 @@ impl Compactor for StateCompactor {
 impl InventoryService {
     /// Recovers the inventory from `dir` (created if missing) and opens `catalog`'s products.
     pub fn start(dir: &Path, catalog: &[Product]) -> Result<Arc<InventoryService>, StartError> {
+        Self::start_with(dir, catalog, JournalOptions::default())
+    }
+
+    /// [`InventoryService::start`] with explicit journal options (tests use small snapshots).
+    pub fn start_with(
+        dir: &Path,
+        catalog: &[Product],
+        options: JournalOptions,
+    ) -> Result<Arc<InventoryService>, StartError> {
         let started = std::time::Instant::now();
-        let (ready, recovered) = Journal::open(dir, JournalOptions::default())?;
+        let (ready, recovered) = Journal::open(dir, options)?;
         if let Some(torn) = &recovered.torn_tail {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped,
                 "the journal ended in a torn record (a crash mid-write); it was cut off");
@@ -249,6 +258,21 @@ impl InventoryService {
         Ok(released.remaining)
     }
 
+    /// Sells `customer`'s live hold, durably (checkout calls this once payment succeeded).
+    /// `order` is the order's encoded details, kept with the record so replay restores it.
+    pub async fn confirm(
+        &self,
+        customer: &str,
+        reservation: &str,
+        order: Option<Vec<u8>>,
+    ) -> Result<crate::inventory::Confirmed, ApiError> {
+        let hold = parse_hold_id(reservation).ok_or(InventoryError::ReservationNotFound)?;
+        let confirmed = self.engine.confirm(customer, hold, now_ms(), order)?;
+        self.append(&confirmed.record, confirmed.stream).await?;
+        telemetry::holds_ended("confirmed", 1);
+        Ok(confirmed)
+    }
+
     /// Adds units to a product, durably; returns the units available after it.
     pub async fn restock(&self, product: &str, quantity: u32) -> Result<u32, ApiError> {
         let restocked = self.engine.restock(product, quantity)?;
@@ -387,4 +411,71 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decorate::demo::demo_catalog;
+
+    fn options() -> JournalOptions {
+        JournalOptions {
+            // Snapshot every few records, so a restart goes through snapshot + tail.
+            snapshot_after_records: 5,
+            segment_bytes: 4096,
+            ..JournalOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_restores_counts_holds_keys_and_sales_through_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = demo_catalog().products;
+        let product = "red-classic-tee";
+        let (kept, released, sold, keyed);
+        {
+            let service = InventoryService::start_with(dir.path(), &catalog, options()).unwrap();
+            kept = service.reserve("alice", product, 2, None).await.unwrap();
+            let other = service.reserve("bob", product, 3, None).await.unwrap();
+            service.release("bob", &other.reservation.id).await.unwrap();
+            released = other.reservation.id;
+            let buying = service.reserve("carol", product, 4, None).await.unwrap();
+            service
+                .confirm("carol", &buying.reservation.id, Some(b"order-1".to_vec()))
+                .await
+                .unwrap();
+            sold = buying.reservation.id;
+            keyed = service
+                .reserve("dave", product, 1, Some("k"))
+                .await
+                .unwrap();
+            for _ in 0..20 {
+                let hold = service.reserve("erin", product, 1, None).await.unwrap();
+                service.release("erin", &hold.reservation.id).await.unwrap();
+            }
+            service.restock(product, 10).await.unwrap();
+            assert!(
+                service.journal.stats().snapshots > 0,
+                "the test should cross a snapshot"
+            );
+        }
+        let service = InventoryService::start_with(dir.path(), &catalog, options()).unwrap();
+        let counts = service.counts(product).unwrap();
+        assert_eq!((counts.held, counts.sold), (3, 4));
+        assert_eq!(counts.available + counts.held + counts.sold, 10_000 + 10);
+        // Alice's hold is back with its original expiry; Bob's stays released; Carol's is sold.
+        let alice = service.release("alice", &kept.reservation.id).await;
+        assert!(alice.is_ok());
+        let bob = service.release("bob", &released).await.unwrap_err();
+        assert_eq!(bob.code, crate::error::ErrorCode::ReservationNotFound);
+        let carol = service.release("carol", &sold).await.unwrap_err();
+        assert_eq!(carol.code, crate::error::ErrorCode::ReservationNotFound);
+        // Dave's key still answers with the same reservation.
+        let again = service
+            .reserve("dave", product, 1, Some("k"))
+            .await
+            .unwrap();
+        assert_eq!(again.reservation.id, keyed.reservation.id);
+        assert_eq!(again.reservation.expires_at, keyed.reservation.expires_at);
+    }
 }
