@@ -25,6 +25,8 @@ fn tweet(screen_name: &str, name: &str, text: &str, urls: &[&str], hashtags: &[&
         created_at: String::from("2014-09-08T15:04:05Z"),
         urls: urls.iter().map(|u| (*u).to_owned()).collect(),
         hashtags: hashtags.iter().map(|h| (*h).to_owned()).collect(),
+        retweet_of: None,
+        quoted: None,
     }
 }
 

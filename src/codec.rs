@@ -210,6 +210,8 @@ mod tests {
             created_at: String::from("2025-01-02T03:04:05Z"),
             urls: vec![format!("https://shop.example/p/{n}")],
             hashtags: vec![String::from("music")],
+            retweet_of: None,
+            quoted: None,
         }
     }
 

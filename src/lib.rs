@@ -27,6 +27,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod checkout;
 pub mod codec;
 pub mod config;
 pub mod decorate;

@@ -128,6 +128,8 @@ async fn websocket_ingest_takes_text_frames_and_bincode_batches() {
             created_at: "2014-09-08T16:00:00Z".into(),
             urls: vec![],
             hashtags: vec!["binary".into()],
+            retweet_of: None,
+            quoted: None,
         })
         .collect();
     let bytes = buyline::codec::encode_tweet_batch(&batch).unwrap();

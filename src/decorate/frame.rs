@@ -37,6 +37,13 @@ pub struct DecoratedTweet {
 /// `text` not already listed) that leads to a product the author may sell: one of the author's
 /// partner's products, or with `decorate_shares` any product.
 ///
+/// A retweet is judged by its original (`retweet_of`): the contract puts the button on a
+/// partner's tweet linking its product, and a retweet re-delivers exactly that tweet, so it
+/// gets the button when the original's author is the partner and the original links the
+/// product, whoever retweeted it. A retweet of a non-partner's tweet by a partner gets none
+/// (the partner did not write the link). A quote tweet is judged as itself: the quoted tweet
+/// is shown, not re-delivered.
+///
 /// Cost: a tweet by a non-partner (the common case without `decorate_shares`) costs one hash
 /// lookup and no URL work. Allocations: the lower-cased author, the hashtags (one box each plus
 /// the slice), the frame (one exact-size copy of `buf`) and, when buyable, the product id.
@@ -53,9 +60,16 @@ pub fn decorate(
 ) -> DecoratedTweet {
     let author = lower_case(&tweet.author.screen_name);
     let hashtags = tweet.hashtags.iter().map(|tag| lower_case(tag)).collect();
-    let author_partner = index.partner_for_account(&author);
+    // The tweet whose author and links decide the button: a retweet's original, else itself.
+    let (judged, author_partner) = match tweet.retweet_of.as_deref() {
+        None => (tweet, index.partner_for_account(&author)),
+        Some(original) => (
+            original,
+            index.partner_for_account(&original.author.screen_name),
+        ),
+    };
     let button = if author_partner.is_some() || decorate_shares {
-        find_button(index, tweet, author_partner, decorate_shares, buf)
+        find_button(index, judged, author_partner, decorate_shares, buf)
     } else {
         None
     };
@@ -158,6 +172,21 @@ struct TweetView<'a> {
     created_at: &'a str,
     urls: &'a [String],
     hashtags: &'a [String],
+    /// The original of a retweet, in the same shape; left out when the tweet is not one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retweet_of: Option<NestedView<'a>>,
+    /// The quoted tweet of a quote tweet, in the same shape; left out when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quoted: Option<NestedView<'a>>,
+}
+
+/// A nested tweet, serialised as a [`TweetView`] without boxing one.
+struct NestedView<'a>(&'a Tweet);
+
+impl Serialize for NestedView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        TweetView::new(self.0).serialize(serializer)
+    }
 }
 
 #[derive(Serialize)]
@@ -180,6 +209,8 @@ impl<'a> TweetView<'a> {
             created_at: &tweet.created_at,
             urls: &tweet.urls,
             hashtags: &tweet.hashtags,
+            retweet_of: tweet.retweet_of.as_deref().map(NestedView),
+            quoted: tweet.quoted.as_deref().map(NestedView),
         }
     }
 }

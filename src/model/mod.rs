@@ -4,7 +4,9 @@
 //! them live in `sources`, `decorate` and `fanout`.
 
 mod catalog;
+mod order;
 mod tweet;
 
 pub use catalog::{Catalog, Money, Partner, PartnerKind, Platform, Product, SaleWindow};
+pub use order::{Address, CardBrand, CardSummary, Order, OrderStatus};
 pub use tweet::{Author, Tweet};

@@ -1,6 +1,9 @@
 //! The native tweet: the one shape every ingest format is converted into.
 
-use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Who wrote a tweet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +19,9 @@ pub struct Author {
 /// A tweet as the contract's native ingest format and the `tweet` frame describe it.
 ///
 /// Every field is always present, so the same type round-trips through JSON and through the
-/// bincode batches of `/v1/ingest` (bincode cannot skip fields).
+/// bincode batches of `/v1/ingest` (bincode cannot skip fields). The two nested tweets are
+/// `Option`s: in bincode each is one byte `0` when absent (or `1` and the nested tweet), so a
+/// batch always carries them; in JSON they may be left out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tweet {
     /// The platform's tweet id.
@@ -29,4 +34,48 @@ pub struct Tweet {
     pub urls: Vec<String>,
     /// Hashtags without `#`, as written.
     pub hashtags: Vec<String>,
+    /// For a retweet (Twitter v1.1 `retweeted_status`): the original tweet. The outer tweet's
+    /// author is the retweeter; the buy button is decided on the original (see
+    /// `decorate::frame`).
+    #[serde(default, deserialize_with = "nested_tweet")]
+    pub retweet_of: Option<Box<Tweet>>,
+    /// For a quote tweet (Twitter v1.1 `quoted_status`): the quoted tweet, shown, never
+    /// decorated on its own account.
+    #[serde(default, deserialize_with = "nested_tweet")]
+    pub quoted: Option<Box<Tweet>>,
+}
+
+/// How deep tweets may nest inside each other when deserialised (a retweet of a quote tweet
+/// is 2).
+const MAX_NESTING: usize = 4;
+
+thread_local! {
+    /// How many nested tweets the current thread is inside while deserialising.
+    static NESTING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Deserialises a nested tweet, refusing to go deeper than [`MAX_NESTING`].
+///
+/// The type is recursive and bincode has no depth limit: without this, a frame of a few hundred
+/// kilobytes nesting tweets thousands deep would overflow the stack. (serde_json stops at 128
+/// levels on its own.)
+fn nested_tweet<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Box<Tweet>>, D::Error> {
+    /// Restores the depth even if deserialising fails or unwinds.
+    struct Level(usize);
+    impl Drop for Level {
+        fn drop(&mut self) {
+            NESTING.set(self.0);
+        }
+    }
+    let depth = NESTING.get();
+    if depth >= MAX_NESTING {
+        return Err(D::Error::custom(format!(
+            "tweets nest more than {MAX_NESTING} deep (retweet_of, quoted)"
+        )));
+    }
+    let _level = Level(depth);
+    NESTING.set(depth + 1);
+    Option::<Box<Tweet>>::deserialize(deserializer)
 }

@@ -110,7 +110,7 @@ async fn replay(
 ) -> Result<(), crate::sources::replay::ReplayError> {
     let mut reader = ReplayReader::open(path)?;
     let mut pacer = Pacer::new(rate);
-    tracing::info!(path = %path.display(), rate, replay_loop, "replay started");
+    tracing::info!(path = %path.display(), compression = %reader.compression(), rate, replay_loop, "replay started");
     loop {
         let due = pacer.due();
         if due == 0 {

@@ -163,6 +163,8 @@ impl SyntheticFirehose {
             created_at,
             urls,
             hashtags,
+            retweet_of: None,
+            quoted: None,
         }
     }
 

@@ -20,6 +20,8 @@ fn tweet(screen_name: &str, text: &str, urls: &[&str]) -> Tweet {
         created_at: String::from("2014-09-08T15:00:00Z"),
         urls: urls.iter().map(|u| (*u).to_owned()).collect(),
         hashtags: vec![String::from("LFW"), String::from("Burberry")],
+        retweet_of: None,
+        quoted: None,
     }
 }
 

@@ -7,10 +7,14 @@
 //! the decoder can report "author.id must be a string, found a number" while still reading the
 //! object once, straight into owned values.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
+use serde::de::value::{BoolDeserializer, MapAccessDeserializer, U64Deserializer};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::FormatError;
 
 /// A JSON value that should be a `T`, or what was found instead.
 #[derive(Clone, Debug, PartialEq)]
@@ -156,6 +160,183 @@ impl<'de, T: Shape> Visitor<'de> for LenientVisitor<T> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         Self::found_or(T::from_map(map)?, Found::Object)
+    }
+}
+
+/// A JSON value that should be a string, borrowed from the input when it has no escapes: the
+/// borrowed counterpart of `Lenient<String>`, for the decoders that read large objects (Twitter
+/// v1.1, Jetstream) and keep few of their strings.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum LenientStr<'a> {
+    Value(Cow<'a, str>),
+    Wrong(Found),
+}
+
+impl<'a> LenientStr<'a> {
+    /// The string, or "`field` must be a string, found ...".
+    pub(crate) fn string(self, field: impl fmt::Display) -> Result<Cow<'a, str>, FormatError> {
+        match self {
+            LenientStr::Value(value) => Ok(value),
+            LenientStr::Wrong(found) => Err(FormatError::invalid(
+                field.to_string(),
+                format!("must be a string, found {}", found.describe()),
+            )),
+        }
+    }
+
+    /// The string if it is one; `None` for any other JSON type.
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            LenientStr::Value(value) => Some(value),
+            LenientStr::Wrong(_) => None,
+        }
+    }
+}
+
+impl From<Lenient<String>> for LenientStr<'_> {
+    fn from(value: Lenient<String>) -> Self {
+        match value {
+            Lenient::Value(value) => LenientStr::Value(Cow::Owned(value)),
+            Lenient::Wrong(found) => LenientStr::Wrong(found),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LenientStrVisitor)
+    }
+}
+
+struct LenientStrVisitor;
+
+impl<'de> Visitor<'de> for LenientStrVisitor {
+    type Value = LenientStr<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+        Ok(LenientStr::Value(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        // Only strings with escapes get here: serde_json must unescape them into a copy.
+        Ok(LenientStr::Value(Cow::Owned(value.to_owned())))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(LenientStr::Wrong(Found::Boolean))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(LenientStr::Wrong(Found::Integer(value.into())))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(LenientStr::Wrong(Found::Integer(value.into())))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(LenientStr::Wrong(Found::Float))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(LenientStr::Wrong(Found::Null))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(LenientStr::Wrong(Found::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(LenientStr::Wrong(Found::Array))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(LenientStr::Wrong(Found::Object))
+    }
+}
+
+/// A value of type `T` (an object, a boolean or an unsigned integer), or what was found
+/// instead: for the top-level keys one format reads as structures and another format's
+/// producers may use for anything (a native tweet with `"user": "bob"` stays a native tweet).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Loose<T> {
+    Value(T),
+    Wrong(Found),
+}
+
+impl<T> Loose<T> {
+    /// The value, or "`field` must be `expected`, found ...".
+    pub(crate) fn expect(self, field: &str, expected: &str) -> Result<T, FormatError> {
+        match self {
+            Loose::Value(value) => Ok(value),
+            Loose::Wrong(found) => Err(FormatError::invalid(
+                field,
+                format!("must be {expected}, found {}", found.describe()),
+            )),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Loose<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LooseVisitor(PhantomData))
+    }
+}
+
+struct LooseVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for LooseVisitor<T> {
+    type Value = Loose<T>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(T::deserialize(BoolDeserializer::<E>::new(value))
+            .map_or(Loose::Wrong(Found::Boolean), Loose::Value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(Loose::Wrong(Found::Integer(value.into())))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(T::deserialize(U64Deserializer::<E>::new(value))
+            .map_or(Loose::Wrong(Found::Integer(value.into())), Loose::Value))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Loose::Wrong(Found::Float))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Loose::Wrong(Found::String))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Wrong(Found::Null))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Wrong(Found::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Derived structs would read an array positionally; none of our keys is an array.
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Loose::Wrong(Found::Array))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        // Strings inside stay borrowed: the map access is serde_json's own.
+        T::deserialize(MapAccessDeserializer::new(map)).map(Loose::Value)
     }
 }
 

@@ -5,15 +5,18 @@
 //!
 //! Every object is classified on its own by its top-level keys, so one feed may mix formats:
 //!
-//! | keys present                              | format                            | today       |
-//! |-------------------------------------------|-----------------------------------|-------------|
-//! | `author`                                  | native (`author` + `text`)        | [`native`]  |
-//! | `id_str` and `user`, or `delete`, `limit` | Twitter API v1.1 status or notice | unsupported |
-//! | `kind` and `did`                          | Bluesky Jetstream event           | unsupported |
-//! | anything else                             | unknown                           | rejected    |
+//! | keys present                                   | format                        | decoder        |
+//! |------------------------------------------------|-------------------------------|----------------|
+//! | `author`                                       | native (`author` + `text`)    | [`native`]     |
+//! | `id_str` or `user`                             | Twitter API v1.1 status       | `twitter_v1`   |
+//! | `delete`, `limit`, `scrub_geo`, `warning`, ... | Twitter API v1.1 notice       | counted        |
+//! | `did` and `kind`                               | Bluesky Jetstream event       | `jetstream`    |
+//! | anything else                                  | unknown                       | rejected       |
 //!
 //! An object with `author` is taken as native even without `text`, so a native tweet with a
-//! missing field is told "text is missing" rather than "unknown format".
+//! missing field is told "text is missing" rather than "unknown format". Likewise a status with
+//! `user` but only a numeric `id` is a Twitter status and is told that `id_str` is missing.
+//! Notices are never delivered: the callers count them by [`NoticeKind::label`].
 //!
 //! # Cost
 //!
@@ -21,13 +24,21 @@
 //! never builds a `serde_json::Value`. serde_json reads the object into an `Envelope`: the
 //! top-level keys some format uses, each read leniently (a value of the wrong type is noted, not
 //! fatal, so errors can name the field; see `lenient`), strings straight into the `String`s the
-//! [`Tweet`] keeps; every other key is skipped without allocating. The chosen decoder then
-//! checks and moves those values. Validating UTF-8 up front is one more linear pass, which buys
-//! a clear `invalid_utf8` error.
+//! [`Tweet`] keeps, or for the larger Twitter and Jetstream objects borrowed from the input
+//! where they have no escapes; every other key is skipped without allocating. The chosen
+//! decoder then checks and moves those values. Validating UTF-8 up front is one more linear
+//! pass, which buys a clear `invalid_utf8` error. `benches/formats.rs` measures it on the real
+//! samples (Twitter v1.1: about 800 MB/s on one core).
+//!
+//! Keys one format reads as structures (`user`, `entities`, `commit`, ...) are read as
+//! `Loose` values, so a native tweet that happens to carry `"user": "bob"` is still a native
+//! tweet, and a Twitter status with `"user": "bob"` is told "user must be an object".
 
 mod hashtags;
+mod jetstream;
 mod lenient;
 pub mod native;
+mod twitter_v1;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -36,9 +47,12 @@ use crate::error::{ApiError, ErrorCode};
 use crate::model::Tweet;
 
 pub use hashtags::extract_hashtags;
-use lenient::{Lenient, Strings};
+use lenient::{Lenient, LenientStr, Loose, Strings};
 
 /// What one ingest object turned out to be.
+// Not boxed: a decoded tweet is moved a couple of times on its way to the sequencer, which is
+// cheaper than one allocation per tweet; notices are rare next to tweets.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
     /// A tweet to sequence and deliver.
@@ -47,16 +61,25 @@ pub enum Decoded {
     Notice(NoticeKind),
 }
 
-/// The control messages feeds send besides posts. No decoder produces them yet; the Twitter
-/// v1.1 and Jetstream decoders will.
+/// The control messages feeds send besides posts, by the metric label they are counted under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NoticeKind {
-    /// Twitter v1.1 `delete`: a status was deleted after it was sent.
+    /// A post was deleted after it was sent: Twitter v1.1 `delete`, a Jetstream commit deleting
+    /// an `app.bsky.feed.post`.
     Delete,
     /// Twitter v1.1 `limit`: the stream withheld tweets over its rate limit.
     Limit,
-    /// Any other control message: Twitter `scrub_geo`, withheld notices, warnings; Jetstream
-    /// identity and account events and commits that are not new posts.
+    /// Twitter v1.1 `scrub_geo`: remove location data from a user's earlier tweets.
+    ScrubGeo,
+    /// Twitter v1.1 `warning`, e.g. a stall warning (`FALLING_BEHIND`).
+    Warning,
+    /// Twitter v1.1 `status_withheld` and `user_withheld`: content withheld in some countries.
+    Withheld,
+    /// Twitter v1.1 `disconnect`: the stream is about to be closed, with a reason code.
+    Disconnect,
+    /// Any other control message: Twitter user-stream `friends`, `event`, `direct_message`,
+    /// site-stream `control`; Jetstream likes, reposts, follows, other records, `identity`
+    /// and `account` events.
     Other,
 }
 
@@ -66,6 +89,10 @@ impl NoticeKind {
         match self {
             NoticeKind::Delete => "delete",
             NoticeKind::Limit => "limit",
+            NoticeKind::ScrubGeo => "scrub_geo",
+            NoticeKind::Warning => "warning",
+            NoticeKind::Withheld => "withheld",
+            NoticeKind::Disconnect => "disconnect",
             NoticeKind::Other => "other",
         }
     }
@@ -157,22 +184,26 @@ pub fn decode(json: &[u8]) -> Result<Decoded, FormatError> {
     if envelope.author.is_some() {
         return native::decode(envelope).map(Decoded::Tweet);
     }
-    if (envelope.id_str.is_some() && envelope.user.is_some())
-        || envelope.delete.is_some()
-        || envelope.limit.is_some()
-    {
-        return Err(FormatError::Unsupported(
-            "twitter v1.1 status objects and notices: not yet supported",
-        ));
+    if envelope.id_str.is_some() || envelope.user.is_some() {
+        return twitter_v1::decode(envelope.into_status()?).map(Decoded::Tweet);
     }
-    if envelope.kind.is_some() && envelope.did.is_some() {
-        return Err(FormatError::Unsupported(
-            "bluesky jetstream events: not yet supported",
-        ));
+    if let Some(kind) = envelope.twitter_notice() {
+        return Ok(Decoded::Notice(kind));
+    }
+    if let (Some(did), Some(kind)) = (envelope.did, envelope.kind) {
+        // A receive time of the wrong type is only a fallback lost; the commit is required.
+        let time_us = match envelope.time_us {
+            Some(Loose::Value(time_us)) => Some(time_us),
+            _ => None,
+        };
+        let commit = (envelope.commit)
+            .map(|v| v.expect("commit", "an object"))
+            .transpose()?;
+        return jetstream::decode(did, kind, time_us, commit);
     }
     Err(FormatError::UnknownFormat(
         "expected a native tweet (`author`, `text`), a Twitter v1.1 status (`id_str`, `user`) \
-         or a Bluesky Jetstream event (`kind`, `did`)",
+         or notice (`delete`, `limit`, ...), or a Bluesky Jetstream event (`kind`, `did`)",
     ))
 }
 
@@ -182,8 +213,8 @@ pub fn decode(json: &[u8]) -> Result<Decoded, FormatError> {
 /// them all (Twitter's `id` is a number, which [`Lenient`] records rather than refuses).
 /// Adding a format means adding its top-level keys here, typed as its decoder needs them.
 #[derive(Deserialize)]
-pub(crate) struct Envelope {
-    /// Native tweet id (a string); in Twitter v1.1, a number.
+pub(crate) struct Envelope<'a> {
+    /// Native tweet id (a string); in Twitter v1.1, a number (never used).
     pub(crate) id: Option<Lenient<String>>,
     /// Native author object; its presence marks the native format.
     pub(crate) author: Option<Lenient<native::AuthorFields>>,
@@ -195,23 +226,122 @@ pub(crate) struct Envelope {
     pub(crate) urls: Option<Lenient<Strings>>,
     /// Native hashtags.
     pub(crate) hashtags: Option<Lenient<Strings>>,
-    /// Twitter v1.1 status id as a string (detection only, for now).
-    pub(crate) id_str: Option<IgnoredAny>,
-    /// Twitter v1.1 author object (detection only, for now).
-    pub(crate) user: Option<IgnoredAny>,
-    /// Twitter v1.1 deletion notice.
+
+    /// Twitter v1.1 status id as a string.
+    #[serde(borrow)]
+    pub(crate) id_str: Option<LenientStr<'a>>,
+    /// Twitter v1.1 author object.
+    #[serde(borrow)]
+    pub(crate) user: Option<Loose<twitter_v1::User<'a>>>,
+    /// Twitter v1.1 whole text (REST `tweet_mode=extended`).
+    #[serde(borrow)]
+    pub(crate) full_text: Option<LenientStr<'a>>,
+    /// Twitter v1.1: whether `text` was cut at 140 characters.
+    pub(crate) truncated: Option<Loose<bool>>,
+    /// Twitter v1.1 whole text and entities of a long streamed tweet.
+    #[serde(borrow)]
+    pub(crate) extended_tweet: Option<Loose<twitter_v1::Extended<'a>>>,
+    /// Twitter v1.1 entities of `text`.
+    #[serde(borrow)]
+    pub(crate) entities: Option<Loose<twitter_v1::Entities<'a>>>,
+    /// Twitter v1.1 original of a retweet.
+    #[serde(borrow)]
+    pub(crate) retweeted_status: Option<Loose<Box<twitter_v1::Status<'a>>>>,
+    /// Twitter v1.1 quoted tweet.
+    #[serde(borrow)]
+    pub(crate) quoted_status: Option<Loose<Box<twitter_v1::Status<'a>>>>,
+
+    /// Twitter v1.1 notices, by their one top-level key; only their presence matters.
     pub(crate) delete: Option<IgnoredAny>,
-    /// Twitter v1.1 rate-limit notice.
     pub(crate) limit: Option<IgnoredAny>,
-    /// Jetstream event kind: `commit`, `identity`, `account` (detection only, for now).
-    pub(crate) kind: Option<IgnoredAny>,
-    /// Jetstream repository DID (detection only, for now).
-    pub(crate) did: Option<IgnoredAny>,
+    pub(crate) scrub_geo: Option<IgnoredAny>,
+    pub(crate) warning: Option<IgnoredAny>,
+    pub(crate) status_withheld: Option<IgnoredAny>,
+    pub(crate) user_withheld: Option<IgnoredAny>,
+    pub(crate) disconnect: Option<IgnoredAny>,
+    /// User- and site-stream messages: counted as `other`.
+    pub(crate) friends: Option<IgnoredAny>,
+    pub(crate) friends_str: Option<IgnoredAny>,
+    pub(crate) event: Option<IgnoredAny>,
+    pub(crate) direct_message: Option<IgnoredAny>,
+    pub(crate) control: Option<IgnoredAny>,
+    pub(crate) for_user: Option<IgnoredAny>,
+
+    /// Jetstream repository DID: the author.
+    #[serde(borrow)]
+    pub(crate) did: Option<LenientStr<'a>>,
+    /// Jetstream event kind: `commit`, `identity`, `account`.
+    #[serde(borrow)]
+    pub(crate) kind: Option<LenientStr<'a>>,
+    /// Jetstream receive time in microseconds, for a post without `createdAt`.
+    pub(crate) time_us: Option<Loose<u64>>,
+    /// Jetstream commit: the record created, updated or deleted.
+    #[serde(borrow)]
+    pub(crate) commit: Option<Loose<jetstream::Commit<'a>>>,
 }
 
-impl Envelope {
+impl<'a> Envelope<'a> {
+    /// The Twitter v1.1 status fields, for its decoder; a structure of the wrong JSON type is
+    /// an error naming it.
+    fn into_status(self) -> Result<twitter_v1::Status<'a>, FormatError> {
+        const OBJECT: &str = "an object";
+        Ok(twitter_v1::Status {
+            id_str: self.id_str,
+            id: self.id.map(|_| IgnoredAny),
+            user: self.user.map(|v| v.expect("user", OBJECT)).transpose()?,
+            created_at: self.created_at.map(LenientStr::from),
+            text: self.text.map(LenientStr::from),
+            full_text: self.full_text,
+            truncated: (self.truncated)
+                .map(|v| v.expect("truncated", "a boolean"))
+                .transpose()?,
+            extended_tweet: (self.extended_tweet)
+                .map(|v| v.expect("extended_tweet", OBJECT))
+                .transpose()?,
+            entities: (self.entities)
+                .map(|v| v.expect("entities", OBJECT))
+                .transpose()?,
+            retweeted_status: (self.retweeted_status)
+                .map(|v| v.expect("retweeted_status", OBJECT))
+                .transpose()?,
+            quoted_status: (self.quoted_status)
+                .map(|v| v.expect("quoted_status", OBJECT))
+                .transpose()?,
+        })
+    }
+
+    /// The kind of Twitter v1.1 notice this is, if it is one.
+    fn twitter_notice(&self) -> Option<NoticeKind> {
+        let kind = if self.delete.is_some() {
+            NoticeKind::Delete
+        } else if self.limit.is_some() {
+            NoticeKind::Limit
+        } else if self.scrub_geo.is_some() {
+            NoticeKind::ScrubGeo
+        } else if self.warning.is_some() {
+            NoticeKind::Warning
+        } else if self.status_withheld.is_some() || self.user_withheld.is_some() {
+            NoticeKind::Withheld
+        } else if self.disconnect.is_some() {
+            NoticeKind::Disconnect
+        } else if self.friends.is_some()
+            || self.friends_str.is_some()
+            || self.event.is_some()
+            || self.direct_message.is_some()
+            || self.control.is_some()
+            || self.for_user.is_some()
+        {
+            NoticeKind::Other
+        } else {
+            return None;
+        };
+        Some(kind)
+    }
+}
+
+impl<'a> Envelope<'a> {
     /// Reads `text`, which must hold exactly one JSON object.
-    pub(crate) fn parse(text: &str) -> Result<Self, FormatError> {
+    pub(crate) fn parse(text: &'a str) -> Result<Self, FormatError> {
         // serde's derived structs also accept a JSON array (fields by position), which would
         // read `["x", {...}]` as an id and an author; only objects are ingest objects.
         if !text.trim_start().starts_with('{') {
@@ -242,6 +372,34 @@ mod tests {
     }
 
     #[test]
+    fn keys_other_formats_use_do_not_disturb_a_native_tweet() {
+        let json = r#"{"id":"1","author":{"id":"7","screen_name":"acme"},"text":"hi",
+            "user":"bob","truncated":"no","entities":[1],"commit":5,"time_us":-1,
+            "retweeted_status":null,"extended_tweet":true}"#;
+        let Decoded::Tweet(tweet) = decode(json.as_bytes()).unwrap() else {
+            panic!("expected a tweet");
+        };
+        assert_eq!(tweet.author.screen_name, "acme");
+    }
+
+    #[test]
+    fn a_twitter_structure_of_the_wrong_type_is_named() {
+        let json = r#"{"id_str":"1","user":"bob","text":"hi"}"#;
+        let err = decode(json.as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "user must be an object, found a string");
+        let json =
+            r#"{"id_str":"1","user":{"id_str":"7","screen_name":"a"},"text":"hi","truncated":1}"#;
+        let err = decode(json.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "truncated must be a boolean, found a number"
+        );
+        let json = r#"{"did":"did:plc:a","kind":"commit","commit":[]}"#;
+        let err = decode(json.as_bytes()).unwrap_err();
+        assert_eq!(err.to_string(), "commit must be an object, found an array");
+    }
+
+    #[test]
     fn a_native_object_without_text_says_text_is_missing() {
         let err = decode(br#"{"id":"1","author":{"id":"7","screen_name":"acme"}}"#).unwrap_err();
         assert_eq!(err.to_string(), "text is missing");
@@ -249,30 +407,60 @@ mod tests {
     }
 
     #[test]
-    fn twitter_v1_statuses_and_notices_are_not_yet_supported() {
-        for json in [
-            r#"{"id":1,"id_str":"1","user":{"id_str":"7"},"text":"hi"}"#,
-            r#"{"delete":{"status":{"id_str":"1"}}}"#,
-            r#"{"limit":{"track":12}}"#,
+    fn twitter_v1_statuses_decode_to_tweets() {
+        let json =
+            r#"{"id":1,"id_str":"1","user":{"id_str":"7","screen_name":"acme"},"text":"hi"}"#;
+        let Decoded::Tweet(tweet) = decode(json.as_bytes()).unwrap() else {
+            panic!("expected a tweet");
+        };
+        assert_eq!(tweet.id, "1");
+        assert_eq!(tweet.author.screen_name, "acme");
+    }
+
+    #[test]
+    fn twitter_v1_notices_are_notices_of_their_kind() {
+        for (json, kind) in [
+            (
+                r#"{"delete":{"status":{"id_str":"1"}}}"#,
+                NoticeKind::Delete,
+            ),
+            (r#"{"limit":{"track":12}}"#, NoticeKind::Limit),
+            (r#"{"scrub_geo":{"user_id_str":"1"}}"#, NoticeKind::ScrubGeo),
+            (
+                r#"{"warning":{"code":"FALLING_BEHIND"}}"#,
+                NoticeKind::Warning,
+            ),
+            (r#"{"status_withheld":{"id":1}}"#, NoticeKind::Withheld),
+            (r#"{"user_withheld":{"id":1}}"#, NoticeKind::Withheld),
+            (r#"{"disconnect":{"code":4}}"#, NoticeKind::Disconnect),
+            (r#"{"friends":[1,2]}"#, NoticeKind::Other),
+            (r#"{"event":"follow","source":{}}"#, NoticeKind::Other),
         ] {
-            let err = decode(json.as_bytes()).unwrap_err();
-            assert_eq!(err.reason(), "unsupported_format", "{json}");
-            assert!(err.to_string().starts_with("twitter v1.1"), "{err}");
-            assert_eq!(err.code(), ErrorCode::BadRequest);
+            assert_eq!(
+                decode(json.as_bytes()).unwrap(),
+                Decoded::Notice(kind),
+                "{json}"
+            );
         }
     }
 
     #[test]
-    fn jetstream_events_are_not_yet_supported() {
-        let json = r#"{"did":"did:plc:abc","time_us":1,"kind":"commit","commit":{}}"#;
-        let err = decode(json.as_bytes()).unwrap_err();
-        assert_eq!(err.reason(), "unsupported_format");
-        assert!(err.to_string().starts_with("bluesky jetstream"), "{err}");
+    fn jetstream_events_that_are_not_posts_are_notices() {
+        let json = r#"{"did":"did:plc:abc","time_us":1,"kind":"identity","identity":{}}"#;
+        assert_eq!(
+            decode(json.as_bytes()).unwrap(),
+            Decoded::Notice(NoticeKind::Other)
+        );
     }
 
     #[test]
     fn other_objects_are_an_unknown_format() {
-        for json in [r#"{"text":"no author"}"#, "{}", r#"{"kind":"commit"}"#] {
+        for json in [
+            r#"{"text":"no author"}"#,
+            "{}",
+            r#"{"kind":"commit"}"#,
+            r#"{"id":5,"text":"no user"}"#,
+        ] {
             let err = decode(json.as_bytes()).unwrap_err();
             assert_eq!(err.reason(), "unknown_format", "{json}");
         }

@@ -18,6 +18,8 @@
 //!
 //! Size limits are `too_large`; every other broken rule is `invalid_field`.
 
+use std::fmt;
+
 use serde::Deserialize;
 use serde::de::{MapAccess, value::MapAccessDeserializer};
 use time::format_description::well_known::Rfc3339;
@@ -61,7 +63,7 @@ impl Shape for AuthorFields {
 /// Cost: the strings were allocated once while parsing and are moved into the tweet; checks
 /// are linear scans. `created_at` is parsed (and formatted again only if it is not already
 /// canonical UTC), and hashtags are extracted only if absent.
-pub(crate) fn decode(envelope: Envelope) -> Result<Tweet, FormatError> {
+pub(crate) fn decode(envelope: Envelope<'_>) -> Result<Tweet, FormatError> {
     let id = id_string(envelope.id, "id")?;
     let author = decode_author(envelope.author)?;
     let text = string(envelope.text, "text")?;
@@ -87,6 +89,8 @@ pub(crate) fn decode(envelope: Envelope) -> Result<Tweet, FormatError> {
         created_at,
         urls,
         hashtags,
+        retweet_of: None,
+        quoted: None,
     })
 }
 
@@ -99,7 +103,7 @@ pub(crate) fn decode(envelope: Envelope) -> Result<Tweet, FormatError> {
 pub fn validate(mut tweet: Tweet) -> Result<Tweet, FormatError> {
     check_id("id", &tweet.id)?;
     check_id("author.id", &tweet.author.id)?;
-    check_screen_name(&tweet.author.screen_name)?;
+    check_screen_name("author.screen_name", &tweet.author.screen_name)?;
     if tweet.author.name.is_empty() {
         tweet.author.name.clone_from(&tweet.author.screen_name);
     }
@@ -118,7 +122,16 @@ pub fn validate(mut tweet: Tweet) -> Result<Tweet, FormatError> {
     } else {
         normalise_hashtags(tweet.hashtags)?
     };
+    // Nested tweets pass the same rules (their depth was bounded when they were read).
+    tweet.retweet_of = validate_nested(tweet.retweet_of)?;
+    tweet.quoted = validate_nested(tweet.quoted)?;
     Ok(tweet)
+}
+
+fn validate_nested(tweet: Option<Box<Tweet>>) -> Result<Option<Box<Tweet>>, FormatError> {
+    tweet
+        .map(|tweet| validate(*tweet).map(Box::new))
+        .transpose()
 }
 
 fn decode_author(author: Option<Lenient<AuthorFields>>) -> Result<Author, FormatError> {
@@ -134,7 +147,7 @@ fn decode_author(author: Option<Lenient<AuthorFields>>) -> Result<Author, Format
     };
     let id = id_string(fields.id, "author.id")?;
     let screen_name = string(fields.screen_name, "author.screen_name")?;
-    check_screen_name(&screen_name)?;
+    check_screen_name("author.screen_name", &screen_name)?;
     let name = match optional_string(fields.name, "author.name")? {
         Some(name) if !name.is_empty() => name,
         _ => screen_name.clone(),
@@ -223,39 +236,44 @@ fn string_array(
     Ok(strings.items)
 }
 
-fn check_id(field: &'static str, id: &str) -> Result<(), FormatError> {
+pub(super) fn check_id(field: impl fmt::Display, id: &str) -> Result<(), FormatError> {
     if id.is_empty() {
-        return Err(FormatError::invalid(field, "must not be empty"));
+        return Err(FormatError::invalid(field.to_string(), "must not be empty"));
     }
     let chars = id.chars().count();
     if chars > MAX_ID_CHARS {
         return Err(FormatError::invalid(
-            field,
+            field.to_string(),
             format!("is {chars} characters long; at most {MAX_ID_CHARS} are allowed"),
         ));
     }
     Ok(())
 }
 
-fn check_screen_name(screen_name: &str) -> Result<(), FormatError> {
-    const FIELD: &str = "author.screen_name";
+pub(super) fn check_screen_name(
+    field: impl fmt::Display,
+    screen_name: &str,
+) -> Result<(), FormatError> {
     if screen_name.is_empty() {
-        return Err(FormatError::invalid(FIELD, "must not be empty"));
+        return Err(FormatError::invalid(field.to_string(), "must not be empty"));
     }
     let chars = screen_name.chars().count();
     if chars > MAX_SCREEN_NAME_CHARS {
         return Err(FormatError::invalid(
-            FIELD,
+            field.to_string(),
             format!("is {chars} characters long; at most {MAX_SCREEN_NAME_CHARS} are allowed"),
         ));
     }
     if screen_name.chars().any(char::is_whitespace) {
-        return Err(FormatError::invalid(FIELD, "must not contain whitespace"));
+        return Err(FormatError::invalid(
+            field.to_string(),
+            "must not contain whitespace",
+        ));
     }
     Ok(())
 }
 
-fn check_text(text: &str) -> Result<(), FormatError> {
+pub(super) fn check_text(text: &str) -> Result<(), FormatError> {
     if text.len() > MAX_TEXT_BYTES {
         return Err(FormatError::too_large(
             "text",
@@ -268,7 +286,7 @@ fn check_text(text: &str) -> Result<(), FormatError> {
     Ok(())
 }
 
-fn check_urls(urls: &[String]) -> Result<(), FormatError> {
+pub(super) fn check_urls(urls: &[String]) -> Result<(), FormatError> {
     for (i, url) in urls.iter().enumerate() {
         if url.len() > MAX_URL_BYTES {
             return Err(FormatError::too_large(
@@ -312,10 +330,17 @@ fn normalise_hashtags(mut tags: Vec<String>) -> Result<Vec<String>, FormatError>
 /// Cost: a parse; a timestamp already in that shape (the common case) is kept as it is, others
 /// are formatted anew.
 fn normalise_created_at(created_at: String) -> Result<String, FormatError> {
-    const FIELD: &str = "created_at";
+    normalise_rfc3339(created_at, "created_at")
+}
+
+/// [`normalise_created_at`] for a field of another name (Jetstream's `record.createdAt`).
+pub(super) fn normalise_rfc3339(
+    created_at: String,
+    field: &'static str,
+) -> Result<String, FormatError> {
     let parsed = OffsetDateTime::parse(&created_at, &Rfc3339).map_err(|err| {
         FormatError::invalid(
-            FIELD,
+            field,
             format!("is not RFC 3339 (like 2025-01-02T03:04:05Z): {err}"),
         )
     })?;
@@ -329,14 +354,14 @@ fn normalise_created_at(created_at: String) -> Result<String, FormatError> {
     parsed
         .checked_to_offset(UtcOffset::UTC)
         .and_then(|utc| utc.format(&Rfc3339).ok())
-        .ok_or_else(|| FormatError::invalid(FIELD, "is out of the range of 4-digit years in UTC"))
+        .ok_or_else(|| FormatError::invalid(field, "is out of the range of 4-digit years in UTC"))
 }
 
 /// The current time for a tweet that did not say when it was written, to the second.
 ///
 /// Cost: a clock read and a format (a few hundred nanoseconds); only objects without
 /// `created_at` pay it.
-fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .truncate_to_second()
         .format(&Rfc3339)

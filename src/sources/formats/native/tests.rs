@@ -49,6 +49,8 @@ fn a_complete_native_tweet_decodes_as_sent() {
             created_at: "2025-01-02T03:04:05Z".into(),
             urls: vec!["https://shop.example/tee".into()],
             hashtags: vec!["merch".into()],
+            retweet_of: None,
+            quoted: None,
         }
     );
 }
@@ -56,7 +58,53 @@ fn a_complete_native_tweet_decodes_as_sent() {
 #[test]
 fn the_native_tweet_round_trips_through_the_tweet_frame_shape() {
     let tweet = decode_value(&base()).unwrap();
-    assert_eq!(serde_json::to_value(&tweet).unwrap(), base());
+    // The model writes its nested tweets as `null` when absent (bincode cannot skip a field);
+    // the frame leaves them out, which `decorate::frame` checks.
+    let mut expected = base();
+    expected["retweet_of"] = Value::Null;
+    expected["quoted"] = Value::Null;
+    assert_eq!(serde_json::to_value(&tweet).unwrap(), expected);
+}
+
+#[test]
+fn nested_tweets_are_validated_and_bounded_in_depth() {
+    let mut tweet = decode_value(&base()).unwrap();
+    let mut original = tweet.clone();
+    original.author.screen_name = "has space".into();
+    tweet.retweet_of = Some(Box::new(original));
+    assert_eq!(
+        message(validate(tweet.clone())),
+        (
+            "author.screen_name must not contain whitespace".into(),
+            "invalid_field"
+        )
+    );
+
+    // A retweet of a quote tweet reads back from bincode; tweets nested deeper than the
+    // model's limit (4) are refused while reading them, before they could exhaust the stack.
+    let nest = |depth: usize| {
+        let mut tweet = decode_value(&base()).unwrap();
+        for _ in 0..depth {
+            let mut outer = decode_value(&base()).unwrap();
+            outer.quoted = Some(Box::new(tweet));
+            tweet = outer;
+        }
+        crate::codec::encode_tweet_batch(&[tweet]).unwrap()
+    };
+    let batch = crate::codec::decode_tweet_batch(&nest(2), 10).unwrap();
+    assert!(batch[0].quoted.as_ref().unwrap().quoted.is_some());
+    let err = crate::codec::decode_tweet_batch(&nest(5), 10).unwrap_err();
+    assert!(err.to_string().contains("nest more than 4 deep"), "{err}");
+    // Hand-written, since encoding (and dropping) such a tweet would itself recurse: a batch of
+    // one tweet of empty fields whose `quoted` nests 100,000 deep.
+    let mut deep = vec![1_u8];
+    for _ in 0..100_000 {
+        deep.extend_from_slice(&[0; 8]); // six empty strings, two empty lists
+        deep.extend_from_slice(&[0, 1]); // no retweet_of, then a quoted tweet
+    }
+    deep.extend_from_slice(&[0; 10]);
+    let err = crate::codec::decode_tweet_batch(&deep, 10).unwrap_err();
+    assert!(err.to_string().contains("nest more than 4 deep"), "{err}");
 }
 
 #[test]

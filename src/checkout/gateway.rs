@@ -1,0 +1,157 @@
+//! Charging a card: the [`PaymentGateway`] trait and the built-in [`SandboxGateway`].
+//!
+//! The sandbox behaves as Stripe's public test cards do (the contract's list): two numbers
+//! succeed, the others decline with their own code. Like Stripe's test mode it refuses any
+//! other number, so a real card can never be "charged" by a demo server.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::checkout::card::ValidCard;
+use crate::error::{ApiError, ErrorCode};
+use crate::model::{CardSummary, Money};
+
+/// One charge to make.
+#[derive(Debug)]
+pub struct Charge<'a> {
+    pub card: &'a ValidCard,
+    pub amount: Money,
+    /// Who pays (for the gateway's records and fraud checks).
+    pub customer: &'a str,
+    /// Makes a retried charge with the same key charge once.
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// A successful charge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The gateway's charge id (`ch_...` in the sandbox).
+    pub charge_id: String,
+    pub card: CardSummary,
+}
+
+/// Why a charge failed: the contract's payment error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Decline {
+    #[error("the card was declined")]
+    CardDeclined,
+    #[error("the card has insufficient funds")]
+    InsufficientFunds,
+    #[error("the card has expired")]
+    ExpiredCard,
+    #[error("the card's security code is incorrect")]
+    IncorrectCvc,
+    #[error("the card number is invalid")]
+    InvalidCardNumber,
+}
+
+impl From<Decline> for ApiError {
+    fn from(decline: Decline) -> ApiError {
+        let code = match decline {
+            Decline::CardDeclined => ErrorCode::CardDeclined,
+            Decline::InsufficientFunds => ErrorCode::InsufficientFunds,
+            Decline::ExpiredCard => ErrorCode::ExpiredCard,
+            Decline::IncorrectCvc => ErrorCode::IncorrectCvc,
+            Decline::InvalidCardNumber => ErrorCode::InvalidCardNumber,
+        };
+        ApiError::new(code, decline.to_string())
+    }
+}
+
+/// The outcome of a charge, as a boxed future so gateways can be chosen at run time.
+pub type ChargeFuture<'a> = Pin<Box<dyn Future<Output = Result<Receipt, Decline>> + Send + 'a>>;
+
+/// Something that can charge a card. Real gateways do I/O, hence the future.
+pub trait PaymentGateway: Send + Sync {
+    fn charge<'a>(&'a self, charge: Charge<'a>) -> ChargeFuture<'a>;
+}
+
+/// The built-in gateway: Stripe's public test cards, no network.
+#[derive(Debug, Default)]
+pub struct SandboxGateway {
+    /// Numbers the next charge id.
+    charges: AtomicU64,
+}
+
+impl SandboxGateway {
+    fn decide(&self, card: &ValidCard) -> Result<(), Decline> {
+        match card.number.expose() {
+            "4242424242424242" | "5555555555554444" => Ok(()),
+            "4000000000000002" => Err(Decline::CardDeclined),
+            "4000000000009995" => Err(Decline::InsufficientFunds),
+            "4000000000000069" => Err(Decline::ExpiredCard),
+            "4000000000000127" => Err(Decline::IncorrectCvc),
+            // Not a test card: refused, as test mode refuses real cards.
+            _ => Err(Decline::CardDeclined),
+        }
+    }
+}
+
+impl PaymentGateway for SandboxGateway {
+    fn charge<'a>(&'a self, charge: Charge<'a>) -> ChargeFuture<'a> {
+        Box::pin(async move {
+            self.decide(charge.card)?;
+            // Relaxed: a counter for ids, ordering nothing else.
+            let n = self.charges.fetch_add(1, Ordering::Relaxed) + 1;
+            Ok(Receipt {
+                charge_id: format!("ch_sandbox_{n:016x}"),
+                card: charge.card.summary(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkout::card::{CardInput, validate_card};
+
+    fn card(number: &str) -> ValidCard {
+        let input: CardInput = serde_json::from_value(serde_json::json!({
+            "number": number, "exp_month": 12, "exp_year": 2030, "cvc": "123", "name": "Ada"
+        }))
+        .unwrap();
+        validate_card(input, (2026, 11)).unwrap()
+    }
+
+    async fn charge(number: &str) -> Result<Receipt, Decline> {
+        let gateway = SandboxGateway::default();
+        let card = card(number);
+        gateway
+            .charge(Charge {
+                card: &card,
+                amount: Money {
+                    amount: 3500,
+                    currency: "usd".into(),
+                },
+                customer: "ada",
+                idempotency_key: None,
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn every_sandbox_card_behaves_as_the_contract_says() {
+        assert_eq!(charge("4242424242424242").await.unwrap().card.last4, "4242");
+        assert_eq!(charge("5555555555554444").await.unwrap().card.last4, "4444");
+        assert_eq!(charge("4000000000000002").await, Err(Decline::CardDeclined));
+        assert_eq!(
+            charge("4000000000009995").await,
+            Err(Decline::InsufficientFunds)
+        );
+        assert_eq!(charge("4000000000000069").await, Err(Decline::ExpiredCard));
+        assert_eq!(charge("4000000000000127").await, Err(Decline::IncorrectCvc));
+        // A Luhn-valid number that is not a test card is refused.
+        assert_eq!(charge("4111111111111111").await, Err(Decline::CardDeclined));
+    }
+
+    #[test]
+    fn declines_map_to_the_contract_codes() {
+        assert_eq!(
+            ApiError::from(Decline::IncorrectCvc).code,
+            ErrorCode::IncorrectCvc
+        );
+        assert_eq!(ApiError::from(Decline::InsufficientFunds).status(), 402);
+    }
+}
