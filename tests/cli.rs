@@ -3,72 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Client;
 use serde_json::json;
 
-/// A `buyline` process; killed if the test ends early.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-    _data_dir: tempfile::TempDir,
-}
-
-impl Process {
-    /// Starts the binary with `args` and waits for its "serving on" log line.
-    fn start(args: &[&str]) -> Process {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_buyline"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("buyline starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("serving on http://").nth(1) {
-                    let addr = rest.split('/').next().unwrap_or_default().to_owned();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("buyline logs its address")
-            .parse()
-            .expect("an address");
-        Process {
-            child,
-            addr,
-            _data_dir: data_dir,
-        }
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Process = common::BuylineProcess;
 
 #[tokio::test]
 async fn sigterm_closes_clients_with_1001_and_exits_within_5_seconds() {

@@ -5,10 +5,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,63 +37,6 @@ struct Ledger {
 enum InFlight {
     Reserve(u64),
     Release(String),
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(data_dir: &Path, catalog: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_buyline"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--firehose",
-                "none",
-                "--log",
-                "info",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--catalog")
-            .arg(catalog)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("buyline starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                // The server's log, shown with a failing test's output.
-                eprintln!("server: {line}");
-                if let Some(rest) = line.split("serving on http://").nth(1) {
-                    let _ = tx.send(rest.split('/').next().unwrap_or_default().to_owned());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("buyline starts and logs its address")
-            .parse()
-            .unwrap();
-        Server { child, addr }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A small deterministic generator, seeded from the clock and printed, so a failure can be rerun.
@@ -239,7 +180,20 @@ async fn acknowledged_reservations_survive_sigkill_and_stock_is_conserved() {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
 
     for round in 0..=KILLS {
-        let server = Server::start(&data_dir, &catalog);
+        let catalog_arg = catalog.display().to_string();
+        let server = common::BuylineProcess::start_in(
+            &data_dir,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--firehose",
+                "none",
+                "--log",
+                "info",
+                "--catalog",
+                &catalog_arg,
+            ],
+        );
         let admin = common::sign(&data_dir, Role::Admin, "ops");
 
         // Everything acknowledged before the last kill is still true.

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use buyline::model::Tweet;
 use buyline::sources::replay::{Compression, ReplayError, ReplayProgress, ReplayReader};
@@ -199,58 +197,8 @@ fn a_corrupt_compressed_file_is_an_error_naming_the_file() {
     }
 }
 
-/// A `buyline` process; killed if the test ends early.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-    _data_dir: tempfile::TempDir,
-}
+type Process = common::BuylineProcess;
 
-impl Process {
-    /// Starts the binary with `args` and waits for its "serving on" log line.
-    fn start(args: &[&str]) -> Process {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_buyline"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("buyline starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("serving on http://").nth(1) {
-                    let addr = rest.split('/').next().unwrap_or_default().to_owned();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("buyline logs its address")
-            .parse()
-            .expect("an address");
-        Process {
-            child,
-            addr,
-            _data_dir: data_dir,
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Subscribes to `tag:tour` from the start of the history and returns the next `n` tweet ids.
 async fn tour_tweets(addr: SocketAddr, n: usize) -> Vec<String> {
     let mut client = Client::connect(&format!("ws://{addr}/v1/stream")).await;
     // The file may be played before we subscribe: ask for everything retained.

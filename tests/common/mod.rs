@@ -250,3 +250,82 @@ pub fn raise_fd_limit() {
         }
     }
 }
+
+/// A `buyline` process started from the built binary, as an operator runs it; killed (SIGKILL)
+/// when dropped. Its log lines are echoed to stderr, so a failing test shows them.
+pub struct BuylineProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// The data dir, when the process got a fresh one.
+    _data_dir: Option<tempfile::TempDir>,
+}
+
+impl BuylineProcess {
+    /// Starts the binary with `args` and a fresh data dir.
+    pub fn start(args: &[&str]) -> BuylineProcess {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut process = Self::start_in(data_dir.path(), args);
+        process._data_dir = Some(data_dir);
+        process
+    }
+
+    /// Starts the binary with `args` on `data_dir` and waits for its "serving on" log line.
+    pub fn start_in(data_dir: &std::path::Path, args: &[&str]) -> BuylineProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_buyline"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("buyline starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("buyline: {line}");
+                if let Some(rest) = line.split("serving on http://").nth(1) {
+                    let _ = tx.send(rest.split('/').next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("buyline starts and logs its address")
+            .parse()
+            .expect("an address");
+        BuylineProcess {
+            child,
+            addr,
+            _data_dir: None,
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for BuylineProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
