@@ -248,19 +248,11 @@ async fn admin_updates_take_effect_on_the_next_tweet() {
         "acme-anvil"
     );
 
+    let delete = |path: &'static str| server.admin(Method::DELETE, path, &admin, None);
     // Deleting the partner while it has products is refused; deleting the product works.
-    let response = server
-        .admin(Method::DELETE, "/v1/admin/partners/acme", &admin, None)
-        .await;
+    let response = delete("/v1/admin/partners/acme").await;
     assert_eq!(response.status(), 400);
-    let response = server
-        .admin(
-            Method::DELETE,
-            "/v1/admin/products/acme-anvil",
-            &admin,
-            None,
-        )
-        .await;
+    let response = delete("/v1/admin/products/acme-anvil").await;
     assert_eq!(response.status(), 200);
     server
         .ingest(&ndjson(&[tweet(
@@ -272,18 +264,9 @@ async fn admin_updates_take_effect_on_the_next_tweet() {
         )]))
         .await;
     assert!(next_tweet(&mut client).await.get("buy").is_none());
-    let response = server
-        .admin(Method::DELETE, "/v1/admin/partners/acme", &admin, None)
-        .await;
+    let response = delete("/v1/admin/partners/acme").await;
     assert_eq!(response.status(), 200);
-    let response = server
-        .admin(
-            Method::DELETE,
-            "/v1/admin/products/acme-anvil",
-            &admin,
-            None,
-        )
-        .await;
+    let response = delete("/v1/admin/products/acme-anvil").await;
     assert_eq!(response.status(), 404);
 }
 

@@ -41,7 +41,11 @@ pub async fn get_product(
     ))
 }
 
-fn require_admin(state: &HttpState, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+pub(super) fn require_admin(
+    state: &HttpState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(), ApiError> {
     let identity = identity(&state.app, headers, uri)?;
     auth::authorize(identity.as_ref(), &Action::ManageCatalog)
 }

@@ -92,8 +92,7 @@ pub async fn restock(
     uri: Uri,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let caller = identity(&state.app, &headers, &uri)?;
-    auth::authorize(caller.as_ref(), &Action::ManageCatalog)?;
+    super::catalog::require_admin(&state, &headers, &uri)?;
     let body: RestockBody = json_body(&read_body(body, MAX_JSON_BODY).await?)?;
     let remaining = state.app.inventory.restock(&id, body.quantity).await?;
     tracing::info!(product = %id, quantity = body.quantity, remaining, "restocked");

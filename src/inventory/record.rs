@@ -59,6 +59,33 @@ pub enum Record {
     },
 }
 
+impl Record {
+    /// The product the record changes.
+    pub fn product(&self) -> &str {
+        match self {
+            Record::Opened { product, .. }
+            | Record::Reserved { product, .. }
+            | Record::Released { product, .. }
+            | Record::Expired { product, .. }
+            | Record::Confirmed { product, .. }
+            | Record::Restocked { product, .. } => product,
+        }
+    }
+
+    /// The product's version after the change: the record's seq in the product's journal
+    /// stream (`Opened` is 0, the stream's first).
+    pub fn version(&self) -> u32 {
+        match self {
+            Record::Opened { .. } => 0,
+            Record::Reserved { version, .. }
+            | Record::Released { version, .. }
+            | Record::Expired { version, .. }
+            | Record::Confirmed { version, .. }
+            | Record::Restocked { version, .. } => *version,
+        }
+    }
+}
+
 /// An idempotency key as the journal keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {

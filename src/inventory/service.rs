@@ -294,7 +294,7 @@ impl InventoryService {
         let written: Vec<Durable> = records
             .iter()
             .filter_map(|record| {
-                let stream = self.engine.stream_of(record_product(record))?;
+                let stream = self.engine.stream_of(record.product())?;
                 Some(self.enqueue(record, stream))
             })
             .collect();
@@ -339,7 +339,7 @@ impl InventoryService {
     fn enqueue(&self, record: &Record, stream: u32) -> Durable {
         let order = StreamPos {
             stream,
-            seq: record_version(record),
+            seq: record.version(),
         };
         // Encoding a record of strings and integers cannot fail; if it ever did, the journal
         // gets an empty payload rather than a gap (replay would report it and stop).
@@ -363,29 +363,6 @@ fn encode(record: &Record) -> Result<Vec<u8>, ApiError> {
 fn journal_error(error: JournalError) -> ApiError {
     tracing::error!(%error, "journal append failed");
     ApiError::internal("the operation could not be made durable; it did not take effect")
-}
-
-/// The version a stock-changing record carries (its seq in the product's journal stream).
-fn record_version(record: &Record) -> u32 {
-    match record {
-        Record::Opened { .. } => 0,
-        Record::Reserved { version, .. }
-        | Record::Released { version, .. }
-        | Record::Expired { version, .. }
-        | Record::Confirmed { version, .. }
-        | Record::Restocked { version, .. } => *version,
-    }
-}
-
-fn record_product(record: &Record) -> &str {
-    match record {
-        Record::Opened { product, .. }
-        | Record::Reserved { product, .. }
-        | Record::Released { product, .. }
-        | Record::Expired { product, .. }
-        | Record::Confirmed { product, .. }
-        | Record::Restocked { product, .. } => product,
-    }
 }
 
 fn view(hold: u64, product: &str, quantity: u32, expires_at_ms: i64) -> ReservationView {
