@@ -3,7 +3,9 @@
 //! [`card`] validates what the buyer typed (field-level errors) and [`gateway`] charges it
 //! through the [`gateway::PaymentGateway`] trait, whose built-in implementation is the
 //! sandbox with the public test cards. Confirming the hold into an order goes through the
-//! inventory's journaled `confirm`.
+//! inventory's journaled `confirm`. [`wallet`] keeps the cards and addresses buyers saved,
+//! encrypted at rest under per-customer keys, so deleting one shreds it.
 
 pub mod card;
 pub mod gateway;
+pub mod wallet;
