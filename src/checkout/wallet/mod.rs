@@ -1,0 +1,412 @@
+//! The wallet: cards and addresses a buyer saved with `save: true`, encrypted at rest.
+//!
+//! # Layout on disk
+//!
+//! One file per customer in the wallet directory (`<data_dir>/wallet`, mode 0700). The file
+//! name is the first 32 hex digits of an HMAC-SHA256 of the customer id under a key derived
+//! from the master key, plus `.wallet`: customer ids are arbitrary strings and must not show up
+//! in a directory listing. A file holds a versioned header, the customer's data key wrapped
+//! (XChaCha20-Poly1305) by the master key, and one XChaCha20-Poly1305 blob: the bincode of the
+//! customer's whole wallet body under the data key. Both use the header and the customer id as
+//! associated data, so a file renamed to another customer's name fails to open.
+//!
+//! # Deleting is shredding
+//!
+//! Every write draws a **fresh** data key, re-encrypts the body and atomically replaces the file
+//! (`*.tmp` with mode 0600, fsync, rename, fsync the directory). A deleted card's ciphertext and
+//! the only key that opens it lived in the replaced file, and nothing else (no journal, no
+//! snapshot) ever sees wallet contents. A wallet that becomes empty has its file removed.
+//!
+//! # What is never stored or shown
+//!
+//! The CVC is never written anywhere (PCI DSS): [`Wallet::save_card`] does not read it. Listings
+//! ([`SavedCard`]) carry brand, last four and expiry only. Errors name the file, never contents.
+//! Card numbers stay in [`SecretDigits`] and decrypted plaintext buffers are zeroed on drop.
+//!
+//! # Where things are
+//!
+//! This file is the API and the locking; `keys` derives the master key's subkeys, `file` is
+//! the on-disk format (seal, open, atomic replace) and `record` the plaintext body.
+//!
+//! # Blocking
+//!
+//! The API is synchronous and does blocking file I/O with fsyncs: async callers run it on
+//! `tokio::task::spawn_blocking`. Writes for one customer are serialised by a per-customer lock
+//! (one of [`LOCK_STRIPES`] std mutexes chosen by the file-name hash), so two concurrent saves
+//! never lose one another; reads take no lock because the rename makes every file complete.
+
+mod file;
+mod keys;
+mod record;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::fs::{self, DirBuilder};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use hmac::Mac;
+use serde::Serialize;
+
+use crate::checkout::card::{SecretDigits, ValidCard};
+use crate::model::{Address, CardBrand};
+
+pub use keys::MasterKey;
+use record::{AddressRecord, Body, CardRecord, brand_code, brand_from_code};
+
+/// How many mutexes serialise writers. Customers hashing to one stripe merely wait for one
+/// another; 64 is far more than the writers two cores can run at once.
+pub const LOCK_STRIPES: usize = 64;
+
+/// The most cards, and separately addresses, one customer may keep. Every write re-encrypts the
+/// whole body, so an unbounded wallet would make each save slower for a buyer scripting saves.
+pub const MAX_ENTRIES: usize = 100;
+
+/// Holds a MAC of a fixed label under the master key, so a server started with a different
+/// secret stops with a clear error instead of showing every buyer an empty wallet.
+const KEY_CHECK_FILE: &str = "key-check";
+const KEY_CHECK_MAGIC: &[u8; 8] = b"BLWKCHK1";
+const KEY_CHECK_LABEL: &[u8] = b"buyline wallet key check v1";
+
+/// A saved card as listings show it: `{"id":"pm_...","brand","last4","exp_month","exp_year"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SavedCard {
+    /// `pm_` and 16 hex digits.
+    pub id: String,
+    pub brand: CardBrand,
+    /// The last four digits: all of the number a listing may show.
+    pub last4: String,
+    pub exp_month: u32,
+    pub exp_year: u32,
+}
+
+/// A saved address as listings show it: `{"id":"addr_...", "name", "line1", ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SavedAddress {
+    /// `addr_` and 16 hex digits.
+    pub id: String,
+    #[serde(flatten)]
+    pub address: Address,
+}
+
+/// A saved card with its number, for charging a `{"saved":"pm_..."}` payment. No CVC: it was
+/// never stored. `Debug` shows neither the number nor the cardholder's name.
+pub struct StoredCard {
+    pub number: SecretDigits,
+    pub name: String,
+    pub exp_month: u32,
+    pub exp_year: u32,
+    pub brand: CardBrand,
+}
+
+impl fmt::Debug for StoredCard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredCard")
+            .field("number", &self.number)
+            .field("name", &"..")
+            .field("exp_month", &self.exp_month)
+            .field("exp_year", &self.exp_year)
+            .field("brand", &self.brand)
+            .finish()
+    }
+}
+
+/// Why a wallet operation failed. Messages name files (whose names are hashes), never contents.
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    #[error("wallet I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the wallet in {path} was created with a different master key \
+         (was --secret-file or secret.key changed?)"
+    )]
+    WrongMasterKey { path: PathBuf },
+    #[error("wallet file {path} is corrupt or belongs to another customer: {reason}")]
+    Corrupt { path: PathBuf, reason: &'static str },
+    #[error("the wallet already holds {limit} {kind}")]
+    Full { kind: &'static str, limit: usize },
+    #[error("no randomness for wallet keys: {0}")]
+    Randomness(getrandom::Error),
+    #[error("could not encrypt a wallet")]
+    Encrypt,
+}
+
+/// Opens and rewrites the per-customer wallet files. Cheap to share behind an `Arc`.
+pub struct Wallet {
+    /// The wallet directory, mode 0700.
+    dir: PathBuf,
+    master: MasterKey,
+    /// Writers for one customer always take the same stripe, so read-modify-write is atomic.
+    locks: Box<[Mutex<()>; LOCK_STRIPES]>,
+}
+
+impl fmt::Debug for Wallet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wallet").field("dir", &self.dir).finish()
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> WalletError + '_ {
+    move |source| WalletError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], WalletError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(WalletError::Randomness)?;
+    Ok(bytes)
+}
+
+fn random_id(prefix: &str) -> Result<String, WalletError> {
+    let bytes: [u8; 8] = random()?;
+    Ok(format!("{prefix}{}", hex(&bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+impl Wallet {
+    /// Opens the wallet directory, creating it with mode 0700. Removes `*.tmp` files a crash left
+    /// behind, and checks (or, on first use, records) that `master` is the key the existing
+    /// files were written with.
+    pub fn open(dir: &Path, master: MasterKey) -> Result<Wallet, WalletError> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error(dir))?;
+        // An existing directory keeps its mode; tighten it, since it holds nothing for others.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_error(dir))?;
+        for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+            let path = entry.map_err(io_error(dir))?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                fs::remove_file(&path).map_err(io_error(&path))?;
+                tracing::info!(path = %path.display(), "removed an unfinished wallet write");
+            }
+        }
+        let wallet = Wallet {
+            dir: dir.to_owned(),
+            master,
+            locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
+        };
+        wallet.check_master_key()?;
+        Ok(wallet)
+    }
+
+    fn check_master_key(&self) -> Result<(), WalletError> {
+        let path = self.dir.join(KEY_CHECK_FILE);
+        let mut mac = keys::mac(&self.master.check);
+        mac.update(KEY_CHECK_LABEL);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let Some(tag) = bytes.strip_prefix(KEY_CHECK_MAGIC) else {
+                    return Err(WalletError::Corrupt {
+                        path,
+                        reason: "not a key-check file",
+                    });
+                };
+                mac.verify_slice(tag)
+                    .map_err(|_| WalletError::WrongMasterKey {
+                        path: self.dir.clone(),
+                    })
+            }
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                let mut bytes = KEY_CHECK_MAGIC.to_vec();
+                bytes.extend_from_slice(&mac.finalize().into_bytes());
+                file::write_atomic(&self.dir, &path, &bytes)
+            }
+            Err(source) => Err(WalletError::Io { path, source }),
+        }
+    }
+
+    /// Saves a card: number, name, expiry and brand. Never the CVC. Saving a card already in the
+    /// wallet (same number and expiry) returns the existing entry.
+    pub fn save_card(&self, customer: &str, card: &ValidCard) -> Result<SavedCard, WalletError> {
+        self.update(customer, |body| {
+            if let Some(existing) = body.cards.iter().find(|c| {
+                c.number.expose() == card.number.expose()
+                    && c.exp_month == card.exp_month
+                    && c.exp_year == card.exp_year
+            }) {
+                return Ok((existing.listing(), false));
+            }
+            if body.cards.len() >= MAX_ENTRIES {
+                return Err(WalletError::Full {
+                    kind: "cards",
+                    limit: MAX_ENTRIES,
+                });
+            }
+            let record = CardRecord {
+                id: random_id("pm_")?,
+                number: card.number.clone(),
+                name: card.name.clone(),
+                exp_month: card.exp_month,
+                exp_year: card.exp_year,
+                brand: brand_code(card.brand),
+            };
+            let saved = record.listing();
+            body.cards.push(record);
+            Ok((saved, true))
+        })
+    }
+
+    /// Saves an address. Saving an identical address again returns the existing entry.
+    pub fn save_address(
+        &self,
+        customer: &str,
+        address: &Address,
+    ) -> Result<SavedAddress, WalletError> {
+        self.update(customer, |body| {
+            if let Some(existing) = body.addresses.iter().find(|a| a.same_as(address)) {
+                return Ok((existing.listing(), false));
+            }
+            if body.addresses.len() >= MAX_ENTRIES {
+                return Err(WalletError::Full {
+                    kind: "addresses",
+                    limit: MAX_ENTRIES,
+                });
+            }
+            let record = AddressRecord::new(random_id("addr_")?, address);
+            let saved = record.listing();
+            body.addresses.push(record);
+            Ok((saved, true))
+        })
+    }
+
+    /// The customer's cards in save order: brand, last four and expiry only.
+    pub fn cards(&self, customer: &str) -> Result<Vec<SavedCard>, WalletError> {
+        let body = self.load(customer)?;
+        Ok(body.cards.iter().map(CardRecord::listing).collect())
+    }
+
+    /// The customer's addresses in save order.
+    pub fn addresses(&self, customer: &str) -> Result<Vec<SavedAddress>, WalletError> {
+        let body = self.load(customer)?;
+        Ok(body.addresses.iter().map(AddressRecord::listing).collect())
+    }
+
+    /// One of the customer's cards with its number, for a charge; `None` if this customer has
+    /// no card with that id.
+    pub fn card(&self, customer: &str, id: &str) -> Result<Option<StoredCard>, WalletError> {
+        let body = self.load(customer)?;
+        Ok(body.cards.iter().find(|c| c.id == id).map(|c| StoredCard {
+            number: c.number.clone(),
+            name: c.name.clone(),
+            exp_month: c.exp_month,
+            exp_year: c.exp_year,
+            brand: brand_from_code(c.brand),
+        }))
+    }
+
+    /// One of the customer's addresses; `None` if this customer has none with that id.
+    pub fn address(&self, customer: &str, id: &str) -> Result<Option<Address>, WalletError> {
+        let body = self.load(customer)?;
+        Ok(body
+            .addresses
+            .iter()
+            .find(|a| a.id == id)
+            .map(AddressRecord::address))
+    }
+
+    /// Deletes a card for good (the file is rewritten under a new key). `false` if this customer
+    /// has no card with that id.
+    pub fn delete_card(&self, customer: &str, id: &str) -> Result<bool, WalletError> {
+        self.update(customer, |body| {
+            let before = body.cards.len();
+            body.cards.retain(|c| c.id != id);
+            let deleted = body.cards.len() != before;
+            Ok((deleted, deleted))
+        })
+    }
+
+    /// Deletes an address for good. `false` if this customer has no address with that id.
+    pub fn delete_address(&self, customer: &str, id: &str) -> Result<bool, WalletError> {
+        self.update(customer, |body| {
+            let before = body.addresses.len();
+            body.addresses.retain(|a| a.id != id);
+            let deleted = body.addresses.len() != before;
+            Ok((deleted, deleted))
+        })
+    }
+
+    /// The customer's file name hash: names the file and picks the lock stripe.
+    fn file_hash(&self, customer: &str) -> [u8; 16] {
+        let mut mac = keys::mac(&self.master.names);
+        mac.update(customer.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    }
+
+    fn path_of(&self, hash: &[u8; 16]) -> PathBuf {
+        self.dir.join(format!("{}.wallet", hex(hash)))
+    }
+
+    /// Read-modify-write under the customer's lock. `change` returns its result and whether the
+    /// body changed; only then is the file rewritten (or removed, once empty).
+    fn update<R>(
+        &self,
+        customer: &str,
+        change: impl FnOnce(&mut Body) -> Result<(R, bool), WalletError>,
+    ) -> Result<R, WalletError> {
+        let hash = self.file_hash(customer);
+        let stripe = usize::from(hash[0]) % LOCK_STRIPES;
+        // A panic mid-update left the file old or new (the rename is atomic), never torn: the
+        // poison carries no information worth refusing service for.
+        let _guard = self.locks[stripe]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self.path_of(&hash);
+        let mut body = self.read_file(&path, customer)?;
+        let (result, changed) = change(&mut body)?;
+        if !changed {
+            return Ok(result);
+        }
+        if body.cards.is_empty() && body.addresses.is_empty() {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                Err(source) => return Err(WalletError::Io { path, source }),
+            }
+            file::sync_dir(&self.dir)?;
+            tracing::debug!(file = %path.display(), "wallet emptied and removed");
+        } else {
+            let bytes = file::seal(&body, customer, &self.master)?;
+            file::write_atomic(&self.dir, &path, &bytes)?;
+            tracing::debug!(file = %path.display(), "wallet rewritten under a fresh key");
+        }
+        Ok(result)
+    }
+
+    fn load(&self, customer: &str) -> Result<Body, WalletError> {
+        let path = self.path_of(&self.file_hash(customer));
+        self.read_file(&path, customer)
+    }
+
+    fn read_file(&self, path: &Path, customer: &str) -> Result<Body, WalletError> {
+        match fs::read(path) {
+            Ok(bytes) => file::open(&bytes, customer, &self.master, path),
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(Body::default()),
+            Err(source) => Err(WalletError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+}
