@@ -7,6 +7,7 @@ use actix::Addr;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::TokenSigner;
+use crate::checkout::service::CheckoutService;
 use crate::config::Config;
 use crate::decorate::partner_index::CatalogStore;
 use crate::fanout::history::HistoryRing;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub history: Arc<HistoryRing>,
     /// Stock, holds and their journal.
     pub inventory: Arc<InventoryService>,
+    /// Checkout, the order book and the wallet.
+    pub checkout: Arc<CheckoutService>,
     /// Where ingest endpoints submit tweets.
     pub sequencer: Addr<Sequencer>,
     /// Verifies bearer tokens and, in demo mode, issues them.

@@ -19,13 +19,17 @@ use tokio::sync::{oneshot, watch};
 
 use crate::app::{AppState, ConnectionLimiter};
 use crate::auth::{self, TokenSigner};
+use crate::checkout::gateway::SandboxGateway;
+use crate::checkout::order_book::OrderBook;
+use crate::checkout::service::CheckoutService;
+use crate::checkout::wallet::{MasterKey, Wallet};
 use crate::config::Config;
 use crate::decorate::decorator::Decorator;
 use crate::decorate::frame::StockLevels;
 use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
 use crate::decorate::{catalog_file, demo};
 use crate::fanout::history::HistoryRing;
-use crate::fanout::shard::{FanoutShard, Shutdown, StartServing};
+use crate::fanout::shard::{FanoutShard, ShardOrderPush, Shutdown, StartServing};
 use crate::fanout::shard_core::{SessionLimits, ShardCore};
 use crate::fanout::stock_publisher::StockPublisher;
 use crate::http::upgrade;
@@ -93,6 +97,10 @@ pub fn start(
     let index = PartnerIndex::build(&catalog).context("the catalog is invalid")?;
     let inventory = InventoryService::start(&config.data_dir.join("journal"), &catalog.products)
         .context("the inventory journal could not be recovered")?;
+    let orders = Arc::new(OrderBook::from_journal(inventory.take_recovered_orders()));
+    let wallet_dir = config.data_dir.join("wallet");
+    let wallet = Wallet::open(&wallet_dir, MasterKey::derive(&secret))
+        .with_context(|| format!("the wallet in {} could not be opened", wallet_dir.display()))?;
     let catalog_store = Arc::new(CatalogStore::new(index));
     let history = Arc::new(HistoryRing::new(config.history));
 
@@ -111,6 +119,8 @@ pub fn start(
                 catalog_store,
                 history,
                 inventory,
+                orders,
+                wallet: Arc::new(wallet),
             };
             system.block_on(pipeline.run(started_tx, async move {
                 tokio::select! {
@@ -147,6 +157,9 @@ struct Pipeline {
     catalog_store: Arc<CatalogStore>,
     history: Arc<HistoryRing>,
     inventory: Arc<InventoryService>,
+    /// Every order, rebuilt from the journal.
+    orders: Arc<OrderBook>,
+    wallet: Arc<Wallet>,
 }
 
 impl Pipeline {
@@ -201,12 +214,23 @@ impl Pipeline {
         }
         arbiters.push(decorator_arbiter);
         let sequencer = Sequencer::new(decorator).start();
+        let checkout = Arc::new(CheckoutService::new(
+            Arc::clone(&self.inventory),
+            Arc::clone(&self.catalog_store),
+            Arc::new(SandboxGateway::default()),
+            self.wallet,
+            self.orders,
+            Arc::new(ShardOrderPush {
+                shards: shards.clone(),
+            }),
+        ));
 
         let app = Arc::new(AppState {
             config: config.clone(),
             catalog: self.catalog_store,
             history: self.history,
             inventory: Arc::clone(&self.inventory),
+            checkout: Arc::clone(&checkout),
             sequencer: sequencer.clone(),
             signer: self.signer,
             metrics: self.metrics.clone(),
@@ -255,6 +279,7 @@ impl Pipeline {
             loop {
                 tick.tick().await;
                 inventory.sweep(&mut records).await;
+                checkout.prune_keys();
             }
         });
 

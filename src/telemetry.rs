@@ -30,6 +30,8 @@ const HISTORY_LENGTH: &str = "buyline_history_tweets";
 const CLIENT_ERRORS: &str = "buyline_client_errors_total";
 const CATALOG_UPDATES: &str = "buyline_catalog_updates_total";
 const RESERVATIONS: &str = "buyline_reservations_total";
+const CHECKOUTS: &str = "buyline_checkouts_total";
+const ORDERS_PUSHED: &str = "buyline_order_confirmations_pushed_total";
 const HOLDS_ENDED: &str = "buyline_holds_ended_total";
 const JOURNAL_RECORDS: &str = "buyline_journal_records_total";
 const JOURNAL_COMMITS: &str = "buyline_journal_group_commits_total";
@@ -126,6 +128,14 @@ fn describe() {
         "Holds ended, by how (released, expired, confirmed)."
     );
     describe_counter!(
+        CHECKOUTS,
+        "Checkouts, by outcome (confirmed, replayed, or the error code)."
+    );
+    describe_counter!(
+        ORDERS_PUSHED,
+        "Order confirmations queued on buyers' other open connections."
+    );
+    describe_counter!(
         JOURNAL_RECORDS,
         "Inventory records made durable in the journal."
     );
@@ -216,6 +226,17 @@ pub fn catalog_updated(kind: &'static str) {
 /// A reservation request ended with `outcome` (`reserved`, or the error code).
 pub fn reservation(outcome: &'static str) {
     counter!(RESERVATIONS, "outcome" => outcome).increment(1);
+}
+
+/// One checkout ended with `outcome`: `confirmed`, `replayed` (a retry that found its
+/// order) or the error code. Never anything about the card.
+pub fn checkout(outcome: &'static str) {
+    counter!(CHECKOUTS, "outcome" => outcome).increment(1);
+}
+
+/// An order confirmation was queued on `n` of the buyer's connections.
+pub fn order_confirmations_pushed(n: u64) {
+    counter!(ORDERS_PUSHED).increment(n);
 }
 
 /// `n` holds ended `how` (`released`, `expired`, `confirmed`).

@@ -33,19 +33,26 @@ impl fmt::Debug for SecretDigits {
     }
 }
 
+impl SecretDigits {
+    /// The digits as typed: "4242 4242 4242 4242" and "4242-4242-..." are accepted, since
+    /// people type separators. Anything else stays in, so the digit check rejects it by
+    /// field name.
+    pub fn from_typed(typed: &str) -> SecretDigits {
+        SecretDigits(typed.chars().filter(|c| *c != ' ' && *c != '-').collect())
+    }
+}
+
 impl<'de> Deserialize<'de> for SecretDigits {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Accept "4242 4242 4242 4242" and "4242-4242-...": people type separators. Anything
-        // else stays in, so the digit check below rejects it by field name.
         let mut raw = String::deserialize(deserializer)?;
-        let digits: String = raw.chars().filter(|c| *c != ' ' && *c != '-').collect();
+        let digits = SecretDigits::from_typed(&raw);
         raw.zeroize();
-        Ok(SecretDigits(digits))
+        Ok(digits)
     }
 }
 
 /// A card as the contract's CARD object carries it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CardInput {
     pub number: SecretDigits,
@@ -59,7 +66,9 @@ pub struct CardInput {
 #[derive(Clone, Debug)]
 pub struct ValidCard {
     pub number: SecretDigits,
-    pub cvc: SecretDigits,
+    /// `None` for a saved card: the CVC is never stored, and gateways charge saved cards
+    /// without it (as Stripe does for a card on file).
+    pub cvc: Option<SecretDigits>,
     pub exp_month: u32,
     pub exp_year: u32,
     pub name: String,
@@ -120,7 +129,7 @@ pub fn validate_card(card: CardInput, today: (u32, u32)) -> Result<ValidCard, Ap
     Ok(ValidCard {
         name: name.to_owned(),
         number: card.number,
-        cvc: card.cvc,
+        cvc: Some(card.cvc),
         exp_month: card.exp_month,
         exp_year: card.exp_year,
         brand,

@@ -62,9 +62,26 @@ impl From<Decline> for ApiError {
 /// The outcome of a charge, as a boxed future so gateways can be chosen at run time.
 pub type ChargeFuture<'a> = Pin<Box<dyn Future<Output = Result<Receipt, Decline>> + Send + 'a>>;
 
-/// Something that can charge a card. Real gateways do I/O, hence the future.
+/// The outcome of a refund.
+pub type RefundFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RefundError>> + Send + 'a>>;
+
+/// A refund the gateway did not make; the charge id says which (never card details).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("refund of charge {charge_id} failed: {reason}")]
+pub struct RefundError {
+    pub charge_id: String,
+    pub reason: String,
+}
+
+/// Something that can charge a card. Real gateways do I/O, hence the futures.
 pub trait PaymentGateway: Send + Sync {
+    /// Charges the card. The same `idempotency_key` charges at most once: a retry gets the
+    /// first charge's receipt.
     fn charge<'a>(&'a self, charge: Charge<'a>) -> ChargeFuture<'a>;
+
+    /// Gives a charge back in full. Checkout refunds when the hold could not be sold after
+    /// the charge succeeded (it expired while the card was being charged).
+    fn refund<'a>(&'a self, receipt: &'a Receipt) -> RefundFuture<'a>;
 }
 
 /// The built-in gateway: Stripe's public test cards, no network.
@@ -72,6 +89,10 @@ pub trait PaymentGateway: Send + Sync {
 pub struct SandboxGateway {
     /// Numbers the next charge id.
     charges: AtomicU64,
+    /// Refunds made.
+    refunds: AtomicU64,
+    /// Receipts by idempotency key, so a retried charge is not charged again.
+    by_key: dashmap::DashMap<String, Receipt>,
 }
 
 impl SandboxGateway {
@@ -86,18 +107,45 @@ impl SandboxGateway {
             _ => Err(Decline::CardDeclined),
         }
     }
+
+    /// Successful charges made (a retry answered from its idempotency key is not one).
+    pub fn charges_made(&self) -> u64 {
+        self.charges.load(Ordering::Relaxed)
+    }
+
+    /// Refunds made.
+    pub fn refunds_made(&self) -> u64 {
+        self.refunds.load(Ordering::Relaxed)
+    }
 }
 
 impl PaymentGateway for SandboxGateway {
     fn charge<'a>(&'a self, charge: Charge<'a>) -> ChargeFuture<'a> {
         Box::pin(async move {
+            if let Some(key) = charge.idempotency_key
+                && let Some(receipt) = self.by_key.get(key)
+            {
+                return Ok(receipt.clone());
+            }
             self.decide(charge.card)?;
             // Relaxed: a counter for ids, ordering nothing else.
             let n = self.charges.fetch_add(1, Ordering::Relaxed) + 1;
-            Ok(Receipt {
+            let receipt = Receipt {
                 charge_id: format!("ch_sandbox_{n:016x}"),
                 card: charge.card.summary(),
-            })
+            };
+            if let Some(key) = charge.idempotency_key {
+                self.by_key.insert(key.to_owned(), receipt.clone());
+            }
+            Ok(receipt)
+        })
+    }
+
+    fn refund<'a>(&'a self, _receipt: &'a Receipt) -> RefundFuture<'a> {
+        Box::pin(async move {
+            // Relaxed: a counter.
+            self.refunds.fetch_add(1, Ordering::Relaxed);
+            Ok(())
         })
     }
 }
@@ -144,6 +192,28 @@ mod tests {
         assert_eq!(charge("4000000000000127").await, Err(Decline::IncorrectCvc));
         // A Luhn-valid number that is not a test card is refused.
         assert_eq!(charge("4111111111111111").await, Err(Decline::CardDeclined));
+    }
+
+    #[tokio::test]
+    async fn a_retried_charge_with_the_same_key_is_charged_once() {
+        let gateway = SandboxGateway::default();
+        let card = card("4242424242424242");
+        let charge = |key| Charge {
+            card: &card,
+            amount: Money {
+                amount: 100,
+                currency: "usd".into(),
+            },
+            customer: "ada",
+            idempotency_key: key,
+        };
+        let first = gateway.charge(charge(Some("ord_1"))).await.unwrap();
+        let again = gateway.charge(charge(Some("ord_1"))).await.unwrap();
+        assert_eq!(first, again);
+        gateway.charge(charge(None)).await.unwrap();
+        assert_eq!(gateway.charges_made(), 2);
+        gateway.refund(&first).await.unwrap();
+        assert_eq!(gateway.refunds_made(), 1);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Checkout: turning a hold into an order.
 //!
+//! [`service`] runs a checkout from [`request`] to a durable order in the [`order_book`].
 //! [`card`] validates what the buyer typed (field-level errors) and [`gateway`] charges it
 //! through the [`gateway::PaymentGateway`] trait, whose built-in implementation is the
 //! sandbox with the public test cards. Confirming the hold into an order goes through the
@@ -8,4 +9,7 @@
 
 pub mod card;
 pub mod gateway;
+pub mod order_book;
+pub mod request;
+pub mod service;
 pub mod wallet;

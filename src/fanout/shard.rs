@@ -11,11 +11,14 @@ use std::sync::Arc;
 use actix::prelude::*;
 use hyper::upgrade::OnUpgrade;
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::app::{AppState, ConnectionPermit};
 use crate::auth::Identity;
+use crate::checkout::service::OrderListeners;
 use crate::decorate::frame::DecoratedTweet;
+use crate::fanout::index::ConnId;
 use crate::fanout::shard_core::{ShardCore, StockEvent};
 use crate::http;
 use crate::sessions;
@@ -35,6 +38,38 @@ pub struct Deliver(pub Arc<[Arc<DecoratedTweet>]>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct DeliverStock(pub Arc<[StockEvent]>);
+
+/// An order confirmation for one customer's connections on this shard.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliverOrder {
+    pub customer: Arc<str>,
+    /// `{"type":"order","order":ORDER}`, serialised once for every shard.
+    pub frame: Utf8Bytes,
+    /// The connection that placed the order: it gets the reply, not this push.
+    pub skip: Option<ConnId>,
+}
+
+/// Pushes order confirmations to every shard, each of which knows its own connections.
+pub struct ShardOrderPush {
+    pub shards: Vec<Addr<FanoutShard>>,
+}
+
+impl OrderListeners for ShardOrderPush {
+    fn order_confirmed(&self, customer: &str, frame: Utf8Bytes, skip: Option<ConnId>) {
+        let customer: Arc<str> = customer.into();
+        for shard in &self.shards {
+            // `do_send` past the mailbox bound: one message per sale per shard, and sales are
+            // bounded by the journal's group commit and each connection's in-flight limit.
+            // Dropping one would lose a buyer's confirmation.
+            shard.do_send(DeliverOrder {
+                customer: Arc::clone(&customer),
+                frame: frame.clone(),
+                skip,
+            });
+        }
+    }
+}
 
 /// Start accepting connections on a clone of the server's listening socket.
 #[derive(Message)]
@@ -113,6 +148,20 @@ impl Handler<DeliverStock> for FanoutShard {
 
     fn handle(&mut self, msg: DeliverStock, _ctx: &mut Self::Context) {
         self.core.borrow().deliver_stock(&msg.0).report();
+    }
+}
+
+impl Handler<DeliverOrder> for FanoutShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeliverOrder, _ctx: &mut Self::Context) {
+        let reached = self
+            .core
+            .borrow()
+            .deliver_order(&msg.customer, &msg.frame, msg.skip);
+        if reached > 0 {
+            crate::telemetry::order_confirmations_pushed(reached as u64);
+        }
     }
 }
 

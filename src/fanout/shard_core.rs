@@ -6,10 +6,12 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::decorate::frame::DecoratedTweet;
 use crate::decorate::partner_index::CatalogStore;
@@ -38,9 +40,15 @@ pub struct SessionLimits {
     pub slow_client_timeout: Duration,
 }
 
+/// Connection ids come from one counter for the whole server, so an id names one connection
+/// across shards (an order push skips the connection that placed the order by its id).
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
 /// One connection's subscriptions, kept so they can be listed and removed.
 struct Session {
     outbox: Rc<Outbox>,
+    /// The signed-in customer, whose order confirmations this connection receives.
+    customer: Option<Box<str>>,
     /// Each timeline with the text the client used for it (echoed in replies).
     timelines: Vec<(Timeline, String)>,
     /// The `home` follows list, lower-case and deduplicated.
@@ -49,8 +57,9 @@ struct Session {
 
 /// A shard's connections and subscription index.
 pub struct ShardCore {
-    next_conn: ConnId,
     sessions: FxHashMap<ConnId, Session>,
+    /// Each signed-in customer's connections on this shard, for order confirmations.
+    customers: FxHashMap<Box<str>, Vec<ConnId>>,
     index: SubscriptionIndex,
     /// Newest seq this shard has fanned out; live delivery continues after it.
     last_seq: u64,
@@ -66,8 +75,8 @@ impl ShardCore {
         limits: SessionLimits,
     ) -> Self {
         ShardCore {
-            next_conn: 1,
             sessions: FxHashMap::default(),
+            customers: FxHashMap::default(),
             index: SubscriptionIndex::default(),
             last_seq: 0,
             history,
@@ -76,18 +85,26 @@ impl ShardCore {
         }
     }
 
-    /// Registers a new connection and returns its id and outbox.
-    pub fn open_session(&mut self) -> (ConnId, Rc<Outbox>) {
-        let conn = self.next_conn;
-        self.next_conn += 1;
+    /// Registers a new connection (of `customer`, when signed in as one) and returns its id
+    /// and outbox.
+    pub fn open_session(&mut self, customer: Option<&str>) -> (ConnId, Rc<Outbox>) {
+        // Relaxed: a unique number, ordering nothing else.
+        let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         let outbox = Rc::new(Outbox::new(
             self.limits.outbox_frames,
             self.limits.slow_client_timeout,
         ));
+        if let Some(customer) = customer {
+            self.customers
+                .entry(customer.into())
+                .or_default()
+                .push(conn);
+        }
         self.sessions.insert(
             conn,
             Session {
                 outbox: Rc::clone(&outbox),
+                customer: customer.map(Into::into),
                 timelines: Vec::new(),
                 follows: Vec::new(),
             },
@@ -102,7 +119,30 @@ impl ShardCore {
                 self.index.remove(timeline, conn, &session.follows);
             }
             telemetry::subscriptions(-(session.timelines.len() as f64));
+            if let Some(customer) = &session.customer
+                && let Some(conns) = self.customers.get_mut(customer)
+            {
+                conns.retain(|c| *c != conn);
+                if conns.is_empty() {
+                    self.customers.remove(customer);
+                }
+            }
         }
+    }
+
+    /// Queues an order confirmation on each of `customer`'s connections here, except
+    /// `skip` (the connection that placed the order, which gets the reply instead). Returns
+    /// how many connections it reached.
+    pub fn deliver_order(&self, customer: &str, frame: &Utf8Bytes, skip: Option<ConnId>) -> usize {
+        let Some(conns) = self.customers.get(customer) else {
+            return 0;
+        };
+        conns
+            .iter()
+            .filter(|conn| Some(**conn) != skip)
+            .filter_map(|conn| self.sessions.get(conn))
+            .filter(|session| session.outbox.push_notice(frame))
+            .count()
     }
 
     /// Handles `subscribe`: registers the timeline, queues the `subscribed` reply, then any

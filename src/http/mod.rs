@@ -6,10 +6,12 @@
 
 mod catalog;
 mod dev_tokens;
+mod orders;
 mod probes;
 mod reservations;
 mod stream;
 pub mod upgrade;
+mod wallet;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +75,14 @@ pub fn router(state: HttpState) -> Router {
             "/v1/admin/products/{id}/inventory",
             get(catalog::get_inventory),
         )
+        .route("/v1/orders", post(orders::create))
+        .route("/v1/orders/{id}", get(orders::get_own))
+        .route("/v1/me/orders", get(orders::list_own))
+        .route("/v1/partners/{id}/orders", get(orders::list_partner))
+        .route("/v1/me/payment-methods", get(wallet::list_cards))
+        .route("/v1/me/payment-methods/{id}", delete(wallet::delete_card))
+        .route("/v1/me/addresses", get(wallet::list_addresses))
+        .route("/v1/me/addresses/{id}", delete(wallet::delete_address))
         .route("/v1/dev/tokens", post(dev_tokens::issue))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -81,7 +81,7 @@ pub use hold::{hold_id_text, parse_hold_id};
 pub use idempotency::{KEY_TTL_MS, KeyTicket, KeyWait, PastReservation};
 pub use record::{HoldId, IdempotencyRecord, Record};
 pub use reserve::{Reservation, ReserveRequest, Reserved};
-pub use settle::{Confirmed, EXPIRED_RETENTION_MS, Released};
+pub use settle::{Confirmed, EXPIRED_RETENTION_MS, HoldView, Released};
 pub use state::InventoryState;
 pub use stock::StockCounts;
 

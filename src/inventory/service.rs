@@ -15,12 +15,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::codec;
 use crate::decorate::frame::StockLevels;
 use crate::error::ApiError;
 use crate::inventory::{
-    Inventory, InventoryError, InventoryState, Record, Reservation, ReserveRequest, StockChange,
-    StockCounts, hold_id_text, parse_hold_id,
+    HoldView, Inventory, InventoryError, InventoryState, Record, Reservation, ReserveRequest,
+    StockChange, StockCounts, hold_id_text, parse_hold_id,
 };
 use crate::journal::{Compactor, Durable, Journal, JournalError, JournalOptions, StreamPos};
 use crate::model::Product;
@@ -62,18 +64,38 @@ pub struct InventoryService {
     /// Serialises product opens (an admin path), so a product's journal stream is opened
     /// before the product becomes visible to reservations.
     opening: Mutex<()>,
+    /// The order details of every sale found at start-up, until checkout takes them.
+    recovered_orders: Mutex<Vec<Vec<u8>>>,
 }
 
 /// The journal writer's model of the inventory: the state every committed record was applied
-/// to, snapshotted as bincode.
+/// to, plus the details of every order sold, snapshotted as bincode.
 struct StateCompactor {
     state: InventoryState,
+    /// Each `Confirmed` record's order bytes, in journal order: the journal is the orders'
+    /// only home, so a snapshot that replaces the records must carry them.
+    orders: Vec<Vec<u8>>,
+}
+
+/// What a snapshot holds.
+#[derive(Serialize, Deserialize)]
+struct Snapshot<S, O> {
+    inventory: S,
+    orders: O,
 }
 
 impl Compactor for StateCompactor {
     fn apply(&mut self, payload: &[u8]) {
         match codec::decode::<Record>(payload, payload.len() as u64) {
-            Ok(record) => self.state.apply(&record),
+            Ok(record) => {
+                self.state.apply(&record);
+                if let Record::Confirmed {
+                    order: Some(order), ..
+                } = record
+                {
+                    self.orders.push(order);
+                }
+            }
             Err(error) => tracing::error!(%error, "journal payload is not an inventory record"),
         }
     }
@@ -81,7 +103,24 @@ impl Compactor for StateCompactor {
     fn snapshot(&self) -> Vec<u8> {
         let mut state = self.state.clone();
         state.prune_keys(now_ms());
-        codec::encode(&state).unwrap_or_default()
+        // Borrowed orders: a snapshot copies them once, into the encoding.
+        codec::encode(&Snapshot {
+            inventory: &state,
+            orders: &self.orders,
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// Decodes a snapshot; one written before snapshots carried orders is the bare state.
+fn decode_snapshot(bytes: &[u8]) -> Result<(InventoryState, Vec<Vec<u8>>), StartError> {
+    let limit = bytes.len() as u64;
+    match codec::decode::<Snapshot<InventoryState, Vec<Vec<u8>>>>(bytes, limit) {
+        Ok(snapshot) => Ok((snapshot.inventory, snapshot.orders)),
+        Err(error) => match codec::decode::<InventoryState>(bytes, limit) {
+            Ok(state) => Ok((state, Vec::new())),
+            Err(_) => Err(StartError::Snapshot(error)),
+        },
     }
 }
 
@@ -103,15 +142,20 @@ impl InventoryService {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped,
                 "the journal ended in a torn record (a crash mid-write); it was cut off");
         }
-        let mut state = match &recovered.snapshot {
-            Some(bytes) => codec::decode::<InventoryState>(bytes, bytes.len() as u64)
-                .map_err(StartError::Snapshot)?,
-            None => InventoryState::default(),
+        let (mut state, mut orders) = match &recovered.snapshot {
+            Some(bytes) => decode_snapshot(bytes)?,
+            None => (InventoryState::default(), Vec::new()),
         };
         for (index, payload) in recovered.records.iter().enumerate() {
             let record = codec::decode::<Record>(payload, payload.len() as u64)
                 .map_err(|source| StartError::Record { index, source })?;
             state.apply(&record);
+            if let Record::Confirmed {
+                order: Some(order), ..
+            } = record
+            {
+                orders.push(order);
+            }
         }
         let now = now_ms();
         let streams: Vec<(u32, u32)> = state
@@ -127,7 +171,10 @@ impl InventoryService {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "inventory recovered"
         );
-        let journal = ready.start(Box::new(StateCompactor { state }))?;
+        let journal = ready.start(Box::new(StateCompactor {
+            state,
+            orders: orders.clone(),
+        }))?;
         for (stream, version) in streams {
             journal.open_stream(stream, version)?;
         }
@@ -135,6 +182,7 @@ impl InventoryService {
             engine,
             journal,
             opening: Mutex::new(()),
+            recovered_orders: Mutex::new(orders),
         };
         for product in catalog {
             service
@@ -271,6 +319,23 @@ impl InventoryService {
         self.append(&confirmed.record, confirmed.stream).await?;
         telemetry::holds_ended("confirmed", 1);
         Ok(confirmed)
+    }
+
+    /// `customer`'s live hold, without ending it (checkout prices the order from it).
+    pub fn hold_of(&self, customer: &str, reservation: &str) -> Result<HoldView, ApiError> {
+        let hold = parse_hold_id(reservation).ok_or(InventoryError::ReservationNotFound)?;
+        Ok(self.engine.hold_of(customer, hold, now_ms())?)
+    }
+
+    /// The order details journaled with every sale before this start, in journal order;
+    /// the first call takes them, later calls get nothing.
+    pub fn take_recovered_orders(&self) -> Vec<Vec<u8>> {
+        std::mem::take(
+            &mut *self
+                .recovered_orders
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
     }
 
     /// Adds units to a product, durably; returns the units available after it.

@@ -56,6 +56,19 @@ pub struct Confirmed {
     pub record: Record,
 }
 
+/// A live hold as checkout sees it before charging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldView {
+    /// The hold's id.
+    pub hold: HoldId,
+    /// The product id.
+    pub product: Arc<str>,
+    /// Units held.
+    pub quantity: u32,
+    /// When the hold expires (milliseconds since the Unix epoch).
+    pub expires_at_ms: i64,
+}
+
 /// What release and confirmation report about the hold they ended.
 struct Ended {
     product: Arc<str>,
@@ -162,6 +175,52 @@ impl Inventory {
             listing.entry.customers.prune();
         }
         out.len() - before
+    }
+
+    /// Looks at `customer`'s hold without ending it: checkout reads the product and quantity
+    /// to price the order before it charges. The answer is a snapshot; the hold can still
+    /// expire before [`Inventory::confirm`], which decides.
+    pub fn hold_of(
+        &self,
+        customer: &str,
+        hold: HoldId,
+        now_ms: i64,
+    ) -> Result<HoldView, InventoryError> {
+        let not_found = InventoryError::ReservationNotFound;
+        let (_, slot) = self.holds.find(hold).ok_or(not_found.clone())?;
+        let (generation, phase) = slot.state.load();
+        let fields = slot.fields();
+        // The fields are this hold's only if the state still shows the same generation after
+        // reading them (they are written before the state publishes a hold; see `arena.rs`).
+        let (again, phase_again) = slot.state.load();
+        if again != generation
+            || phase_again != phase
+            || fields.id != hold
+            || !slot.customer_is(&CustomerKey::new(customer))
+        {
+            return Err(not_found);
+        }
+        let expired = match phase {
+            HoldPhase::Held => now_ms >= fields.expires_at_ms,
+            HoldPhase::Expired => true,
+            _ => return Err(not_found),
+        };
+        if expired {
+            let recent = now_ms < fields.expires_at_ms.saturating_add(EXPIRED_RETENTION_MS);
+            return Err(if recent {
+                InventoryError::ReservationExpired
+            } else {
+                not_found
+            });
+        }
+        let products = self.products.load();
+        let product = products.by_stream(fields.stream).ok_or(not_found)?;
+        Ok(HoldView {
+            hold,
+            product: Arc::clone(&product.id),
+            quantity: fields.quantity,
+            expires_at_ms: fields.expires_at_ms,
+        })
     }
 
     /// Finds `customer`'s hold `hold`, checks it is live at `now_ms`, and ends it as `ending`.

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::checkout::request::CheckoutRequest;
 use crate::error::{ApiError, ErrorCode};
+use crate::model::Order;
 
 /// A parsed client op.
 #[derive(Debug, PartialEq)]
@@ -25,8 +27,8 @@ pub enum ClientOp {
     Release {
         reservation: String,
     },
-    /// `checkout`: parsed far enough to check the caller's role (checkout is later work).
-    Checkout,
+    /// `checkout`: buy a reservation.
+    Checkout(Box<CheckoutRequest>),
 }
 
 /// An op that failed to parse, with the request id when one could be read.
@@ -113,7 +115,12 @@ pub fn parse(text: &str) -> Result<(Option<Value>, ClientOp), OpError> {
                 reservation: f.reservation,
             }
         }
-        "checkout" => ClientOp::Checkout,
+        "checkout" => {
+            // Read field by field, so no error can quote a card number (see `request.rs`).
+            let value: Value = serde_json::from_str(text).map_err(fields_error)?;
+            let request = CheckoutRequest::from_json(&value, &["op", "id"]).map_err(fail)?;
+            ClientOp::Checkout(Box::new(request))
+        }
         other => {
             let shown: String = other.chars().take(64).collect();
             return Err(fail(ApiError::new(
@@ -184,6 +191,15 @@ pub struct Released<'a> {
     pub id: Option<&'a Value>,
     pub reservation: &'a str,
     pub remaining: u32,
+}
+
+/// `{"type":"order","id","order"}`: the reply to `checkout`.
+#[derive(Serialize)]
+pub struct OrderReply<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: Option<&'a Value>,
+    pub order: &'a Order,
 }
 
 /// `{"type":"stock","product","remaining"}`.

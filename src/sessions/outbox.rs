@@ -196,6 +196,25 @@ impl Outbox {
         self.wake_writer();
     }
 
+    /// Queues a notice the client did not ask for but must not miss (an order confirmation),
+    /// within the room kept for replies. Past that the client is not reading at all: the
+    /// notice is dropped and counted like a tweet (`lagged`), and returns false.
+    pub fn push_notice(&self, frame: &Utf8Bytes) -> bool {
+        if self.is_closing() {
+            return false;
+        }
+        if self.queue.borrow().len() >= self.capacity + REPLY_RESERVE {
+            self.dropped.set(self.dropped.get() + 1);
+            return false;
+        }
+        self.queue.borrow_mut().push_back(Outgoing {
+            text: frame.clone(),
+            ingested_at: None,
+        });
+        self.wake_writer();
+        true
+    }
+
     /// Waits until a reply fits; the reader calls it before handling each op.
     pub async fn reply_space(&self) {
         poll_fn(|cx| {

@@ -35,7 +35,7 @@ use crate::telemetry;
 /// A server-side WebSocket over an upgraded HTTP connection.
 pub type ServerSocket = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Reserve/release ops one connection may have in flight at once.
+/// Reserve/release/checkout ops one connection may have in flight at once.
 const MAX_COMMERCE_IN_FLIGHT: usize = 16;
 
 /// How long closing (draining what is queued, sending the close frame) may take.
@@ -59,7 +59,11 @@ pub async fn run(
     };
     let socket =
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    let (conn, outbox) = core.borrow_mut().open_session();
+    let customer = identity
+        .as_ref()
+        .filter(|i| i.role == auth::Role::Customer)
+        .map(|i| i.subject.as_str());
+    let (conn, outbox) = core.borrow_mut().open_session(customer);
     telemetry::connections_open("stream", 1.0);
     let (sink, stream) = socket.split();
     let writer = tokio::task::spawn_local(write_loop(Rc::clone(&outbox), sink));
@@ -201,12 +205,24 @@ impl Session<'_> {
                 }
                 Err(error) => Err(error),
             },
-            ClientOp::Checkout => auth::authorize(self.identity, &Action::Checkout).and_then(|()| {
-                Err(ApiError::new(
-                    ErrorCode::UnknownOp,
-                    "checkout is not served by this build yet: payments arrive with the checkout work",
-                ))
-            }),
+            ClientOp::Checkout(request) => match self.customer(&Action::Checkout) {
+                Ok(customer) => {
+                    let (checkout, conn) = (Arc::clone(&self.app.checkout), self.conn);
+                    self.spawn_commerce(id.clone(), async move {
+                        let order = checkout.checkout(customer, *request, Some(conn)).await?;
+                        Ok(move |id: Option<&Value>| {
+                            ops::to_text(&ops::OrderReply {
+                                kind: "order",
+                                id,
+                                order: &order.order,
+                            })
+                        })
+                    })
+                    .await;
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            },
         };
         if let Err(error) = result {
             send_error(self.outbox, id.as_ref(), error);

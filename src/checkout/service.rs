@@ -1,0 +1,445 @@
+//! Checkout: a buyer's hold, a shipping address and a card become an order.
+//!
+//! The steps, in order: check the hold (the caller's, live), price it from the catalog,
+//! validate the address and card (field-level errors), charge through the
+//! [`PaymentGateway`], then sell the hold with the order's details in the same journal record
+//! (`Confirmed`), durable before anyone is told. A decline changes nothing: the hold stays
+//! until it expires, so the buyer can retry with another card. If the hold expired while the
+//! card was being charged, the sale is refused and the charge refunded.
+//!
+//! Exactly once: an order's id is derived from its hold's, so a retried checkout of a sold
+//! reservation finds the order instead of charging again; checkouts of one hold run one at a
+//! time (a duplicate waits, then finds the order); and the gateway gets the order id as its
+//! idempotency key. A buyer's `idempotency_key` binds to one reservation (another
+//! reservation under the same key is `idempotency_mismatch`) and survives restarts inside the
+//! journaled order.
+//!
+//! A checkout runs on its own task: a client that hangs up mid-payment cannot leave a card
+//! charged with no order.
+
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::checkout::card::{ValidCard, validate_address, validate_card};
+use crate::checkout::gateway::{Charge, PaymentGateway};
+use crate::checkout::order_book::{OrderBook, StoredOrder, order_id_for};
+use crate::checkout::request::{CheckoutRequest, Payment, Shipping};
+use crate::checkout::wallet::{Wallet, WalletError};
+use crate::decorate::partner_index::CatalogStore;
+use crate::error::{ApiError, ErrorCode};
+use crate::fanout::index::ConnId;
+use crate::inventory::service::{InventoryService, now_ms};
+use crate::inventory::{HoldId, InventoryError, KEY_TTL_MS, parse_hold_id};
+use crate::model::{Address, Money, Order, OrderStatus};
+use crate::telemetry;
+
+/// Where order confirmations go: every open connection of the buyer.
+pub trait OrderListeners: Send + Sync {
+    /// `frame` is `{"type":"order","order":ORDER}`; `skip` is the connection that placed the
+    /// order (it gets the reply instead).
+    fn order_confirmed(&self, customer: &str, frame: Utf8Bytes, skip: Option<ConnId>);
+}
+
+/// Longest idempotency key accepted, in bytes.
+const MAX_KEY_BYTES: usize = 255;
+
+/// The parts checkout works with.
+pub struct CheckoutService {
+    inventory: Arc<InventoryService>,
+    /// Prices and sellers, read at checkout time.
+    catalog: Arc<CatalogStore>,
+    gateway: Arc<dyn PaymentGateway>,
+    wallet: Arc<Wallet>,
+    orders: Arc<OrderBook>,
+    listeners: Arc<dyn OrderListeners>,
+    /// One lock per hold being checked out, so duplicates run one after the other.
+    holds: Mutex<FxHashMap<HoldId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Keys of checkouts that have not (yet) produced an order: (customer, key) to the
+    /// reservation they were first used with and when. Keys that did produce one live in the
+    /// order book (and the journal).
+    keys: Mutex<FxHashMap<(String, String), KeyUse>>,
+}
+
+#[derive(Clone, Debug)]
+struct KeyUse {
+    reservation: String,
+    at_ms: i64,
+}
+
+/// `{"type":"order","order":ORDER}`, the push to the buyer's other connections.
+#[derive(Serialize)]
+struct OrderPush<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    order: &'a Order,
+}
+
+impl CheckoutService {
+    pub fn new(
+        inventory: Arc<InventoryService>,
+        catalog: Arc<CatalogStore>,
+        gateway: Arc<dyn PaymentGateway>,
+        wallet: Arc<Wallet>,
+        orders: Arc<OrderBook>,
+        listeners: Arc<dyn OrderListeners>,
+    ) -> CheckoutService {
+        CheckoutService {
+            inventory,
+            catalog,
+            gateway,
+            wallet,
+            orders,
+            listeners,
+            holds: Mutex::default(),
+            keys: Mutex::default(),
+        }
+    }
+
+    /// The order book (for the order reads).
+    pub fn orders(&self) -> &Arc<OrderBook> {
+        &self.orders
+    }
+
+    /// The wallet (for the `/v1/me/*` routes).
+    pub fn wallet(&self) -> &Arc<Wallet> {
+        &self.wallet
+    }
+
+    /// Runs one checkout for `customer` to completion, even if the caller stops waiting.
+    /// `origin` is the WebSocket connection that asked, if any.
+    pub async fn checkout(
+        self: &Arc<Self>,
+        customer: String,
+        request: CheckoutRequest,
+        origin: Option<ConnId>,
+    ) -> Result<Arc<StoredOrder>, ApiError> {
+        let this = Arc::clone(self);
+        let outcome = tokio::spawn(async move {
+            let outcome = this.checkout_once(&customer, &request, origin).await;
+            telemetry::checkout(match &outcome {
+                Ok((_, Fresh::Sold)) => "confirmed",
+                Ok((_, Fresh::Replayed)) => "replayed",
+                Err(error) => error.code.as_str(),
+            });
+            outcome.map(|(order, _)| order)
+        })
+        .await;
+        outcome.map_err(|_| ApiError::internal("the checkout task failed"))?
+    }
+
+    async fn checkout_once(
+        &self,
+        customer: &str,
+        request: &CheckoutRequest,
+        origin: Option<ConnId>,
+    ) -> Result<(Arc<StoredOrder>, Fresh), ApiError> {
+        let hold =
+            parse_hold_id(&request.reservation).ok_or(InventoryError::ReservationNotFound)?;
+        if let Some(key) = &request.idempotency_key
+            && let Some(order) = self.claim_key(customer, key, &request.reservation)?
+        {
+            return Ok((order, Fresh::Replayed));
+        }
+        let lock = self.lock_hold(hold);
+        let outcome = {
+            let _turn = lock.lock().await;
+            match self.existing_order(customer, hold) {
+                Some(found) => found.map(|order| (order, Fresh::Replayed)),
+                None => self
+                    .sell(customer, hold, request, origin)
+                    .await
+                    .map(|order| (order, Fresh::Sold)),
+            }
+        };
+        self.unlock_hold(hold, lock);
+        outcome
+    }
+
+    /// The order already made from `hold`, if any: the caller's, or `reservation_not_found`
+    /// for someone else's (exactly as for a hold that never existed).
+    fn existing_order(
+        &self,
+        customer: &str,
+        hold: HoldId,
+    ) -> Option<Result<Arc<StoredOrder>, ApiError>> {
+        let order = self.orders.get(&order_id_for(hold))?;
+        Some(if order.customer == customer {
+            Ok(order)
+        } else {
+            Err(InventoryError::ReservationNotFound.into())
+        })
+    }
+
+    async fn sell(
+        &self,
+        customer: &str,
+        hold: HoldId,
+        request: &CheckoutRequest,
+        origin: Option<ConnId>,
+    ) -> Result<Arc<StoredOrder>, ApiError> {
+        let held = self.inventory.hold_of(customer, &request.reservation)?;
+        let (price, partner) = {
+            let index = self.catalog.load();
+            let product = index.product(&held.product).ok_or_else(|| {
+                ApiError::not_found("the reserved product is no longer sold; the hold will expire")
+            })?;
+            (product.price.clone(), product.partner.clone())
+        };
+        let total = Money {
+            amount: price
+                .amount
+                .checked_mul(i64::from(held.quantity))
+                .ok_or_else(|| ApiError::bad_request("the order total is too large"))?,
+            currency: price.currency,
+        };
+        let shipping = self.shipping(customer, &request.shipping).await?;
+        let card = self.card(customer, &request.payment).await?;
+
+        let order_id = order_id_for(hold);
+        let receipt = self
+            .gateway
+            .charge(Charge {
+                card: &card,
+                amount: total.clone(),
+                customer,
+                idempotency_key: Some(&order_id),
+            })
+            .await?;
+        let stored = StoredOrder {
+            order: Order {
+                id: order_id,
+                status: OrderStatus::Confirmed,
+                product: held.product.to_string(),
+                quantity: held.quantity,
+                total,
+                created_at: rfc3339_now(),
+                payment: receipt.card.clone(),
+                shipping: shipping.clone(),
+            },
+            customer: customer.to_owned(),
+            partner,
+            reservation: request.reservation.clone(),
+            share_card_with_seller: request.share_card_with_seller,
+            idempotency_key: request.idempotency_key.clone(),
+            charge_id: receipt.charge_id.clone(),
+        };
+        if let Err(error) = self
+            .inventory
+            .confirm(customer, &request.reservation, Some(stored.encode()))
+            .await
+        {
+            // Charged but not sold (the hold expired meanwhile, or the journal failed): the
+            // buyer must not pay for nothing.
+            if let Err(refund) = self.gateway.refund(&receipt).await {
+                tracing::error!(%refund, "a charge for an unsold hold could not be refunded");
+            }
+            return Err(error);
+        }
+        let stored = Arc::new(stored);
+        self.orders.insert(Arc::clone(&stored));
+        if let Some(key) = &request.idempotency_key {
+            self.lock_keys().remove(&(customer.to_owned(), key.clone()));
+        }
+        if request.save {
+            self.save_to_wallet(customer, request, &card, &shipping)
+                .await;
+        }
+        let frame = serde_json::to_string(&OrderPush {
+            kind: "order",
+            order: &stored.order,
+        })
+        .unwrap_or_default();
+        self.listeners
+            .order_confirmed(customer, Utf8Bytes::from(frame), origin);
+        tracing::info!(order = %stored.order.id, product = %stored.order.product,
+            quantity = stored.order.quantity, "order confirmed");
+        Ok(stored)
+    }
+
+    /// The address to ship to: typed (and checked) or saved.
+    async fn shipping(&self, customer: &str, shipping: &Shipping) -> Result<Address, ApiError> {
+        match shipping {
+            Shipping::New(address) => {
+                validate_address(address)?;
+                Ok(address.clone())
+            }
+            Shipping::Saved(id) => {
+                let (wallet, customer, id) =
+                    (Arc::clone(&self.wallet), customer.to_owned(), id.clone());
+                blocking(move || wallet.address(&customer, &id))
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("no saved address with this id"))
+            }
+        }
+    }
+
+    /// The card to charge: typed (and checked) or saved (checked for expiry again).
+    async fn card(&self, customer: &str, payment: &Payment) -> Result<ValidCard, ApiError> {
+        let today = today();
+        match payment {
+            Payment::New(card) => validate_card(card.clone(), today),
+            Payment::Saved(id) => {
+                let (wallet, customer, id) =
+                    (Arc::clone(&self.wallet), customer.to_owned(), id.clone());
+                let stored = blocking(move || wallet.card(&customer, &id))
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("no saved payment method with this id"))?;
+                if (stored.exp_year, stored.exp_month) < today {
+                    return Err(ApiError::new(
+                        ErrorCode::ExpiredCard,
+                        "the saved card has expired",
+                    ));
+                }
+                Ok(ValidCard {
+                    number: stored.number,
+                    cvc: None,
+                    exp_month: stored.exp_month,
+                    exp_year: stored.exp_year,
+                    name: stored.name,
+                    brand: stored.brand,
+                })
+            }
+        }
+    }
+
+    /// Saves what the buyer typed (a saved choice is already there). The order stands
+    /// whatever happens here; a failure is logged, without the card.
+    async fn save_to_wallet(
+        &self,
+        customer: &str,
+        request: &CheckoutRequest,
+        card: &ValidCard,
+        shipping: &Address,
+    ) {
+        let wallet = Arc::clone(&self.wallet);
+        let customer = customer.to_owned();
+        let card = matches!(request.payment, Payment::New(_)).then(|| card.clone());
+        let shipping = matches!(request.shipping, Shipping::New(_)).then(|| shipping.clone());
+        let saved = blocking(move || {
+            if let Some(card) = &card {
+                wallet.save_card(&customer, card)?;
+            }
+            if let Some(address) = &shipping {
+                wallet.save_address(&customer, address)?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(error) = saved {
+            tracing::error!(code = %error.code, message = %error.message,
+                "saving to the wallet failed; the order stands");
+        }
+    }
+
+    /// Binds `key` to `reservation` for `customer`; returns the order the key already made.
+    fn claim_key(
+        &self,
+        customer: &str,
+        key: &str,
+        reservation: &str,
+    ) -> Result<Option<Arc<StoredOrder>>, ApiError> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "idempotency_key must be 1 to {MAX_KEY_BYTES} bytes"
+            )));
+        }
+        let mismatch = || {
+            ApiError::new(
+                ErrorCode::IdempotencyMismatch,
+                "this idempotency key was used for another reservation",
+            )
+        };
+        if let Some(order) = self.orders.by_key(customer, key) {
+            return if order.reservation == reservation {
+                Ok(Some(order))
+            } else {
+                Err(mismatch())
+            };
+        }
+        let now = now_ms();
+        let mut keys = self.lock_keys();
+        let entry = keys
+            .entry((customer.to_owned(), key.to_owned()))
+            .or_insert_with(|| KeyUse {
+                reservation: reservation.to_owned(),
+                at_ms: now,
+            });
+        if entry.reservation != reservation {
+            return Err(mismatch());
+        }
+        Ok(None)
+    }
+
+    /// Forgets keys of checkouts that made no order, 24 hours after their first use.
+    pub fn prune_keys(&self) {
+        let now = now_ms();
+        self.lock_keys()
+            .retain(|_, used| now < used.at_ms.saturating_add(KEY_TTL_MS));
+    }
+
+    fn lock_hold(&self, hold: HoldId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(holds.entry(hold).or_default())
+    }
+
+    /// Drops the hold's lock entry once no other checkout of it holds a reference.
+    fn unlock_hold(&self, hold: HoldId, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        // Under the map's lock nobody can take a new reference: two means the map's and ours.
+        if Arc::strong_count(&lock) == 2 {
+            holds.remove(&hold);
+        }
+    }
+
+    fn lock_keys(&self) -> std::sync::MutexGuard<'_, FxHashMap<(String, String), KeyUse>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether a checkout sold the hold now or found the order a previous attempt made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fresh {
+    Sold,
+    Replayed,
+}
+
+/// Runs wallet file I/O off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, WalletError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(wallet_error(&error)),
+        Err(_) => Err(ApiError::internal("the wallet task failed")),
+    }
+}
+
+/// A wallet failure as clients see it. The error names files (hashed names), never contents;
+/// it is logged in full and the client gets a generic message.
+pub fn wallet_error(error: &WalletError) -> ApiError {
+    tracing::error!(%error, "wallet operation failed");
+    match error {
+        WalletError::Full { .. } => ApiError::bad_request(error.to_string()),
+        _ => ApiError::internal("the wallet could not be read or written"),
+    }
+}
+
+/// (year, month) today, UTC.
+fn today() -> (u32, u32) {
+    let now = time::OffsetDateTime::now_utc();
+    (now.year().max(0) as u32, u32::from(u8::from(now.month())))
+}
+
+/// Now as RFC 3339 UTC, to the millisecond.
+fn rfc3339_now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,335 @@
+//! Checkout against the real inventory, journal, wallet and sandbox gateway, in-process:
+//! what only the inside can observe (charges made, refunds, the journal after a restart).
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::checkout::gateway::SandboxGateway;
+use crate::checkout::order_book::Page;
+use crate::checkout::wallet::MasterKey;
+use crate::decorate::partner_index::PartnerIndex;
+use crate::model::Catalog;
+
+/// Records every push, by customer.
+#[derive(Default)]
+struct Pushes(Mutex<Vec<(String, String, Option<ConnId>)>>);
+
+impl OrderListeners for Pushes {
+    fn order_confirmed(&self, customer: &str, frame: Utf8Bytes, skip: Option<ConnId>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((customer.to_owned(), frame.as_str().to_owned(), skip));
+    }
+}
+
+struct Shop {
+    dir: tempfile::TempDir,
+    catalog: Catalog,
+    inventory: Arc<InventoryService>,
+    gateway: Arc<SandboxGateway>,
+    pushes: Arc<Pushes>,
+    checkout: Arc<CheckoutService>,
+}
+
+fn catalog(hold_seconds: u32) -> Catalog {
+    serde_json::from_value(serde_json::json!({
+        "partners": [{"id":"red","name":"(RED)","accounts":["red"],"platform":"direct","kind":"nonprofit"}],
+        "products": [{"id":"tee","partner":"red","title":"Tee","description":"d","image":"https://red.org/i.jpg",
+                      "price":{"amount":2500,"currency":"usd"},"urls":["https://red.org/tee"],"stock":1000,
+                      "hold_seconds":hold_seconds}]
+    }))
+    .unwrap()
+}
+
+impl Shop {
+    fn open(dir: tempfile::TempDir, catalog: Catalog) -> Shop {
+        let inventory = InventoryService::start(&dir.path().join("journal"), &catalog.products)
+            .expect("inventory starts");
+        let orders = Arc::new(OrderBook::from_journal(inventory.take_recovered_orders()));
+        let wallet = Wallet::open(&dir.path().join("wallet"), MasterKey::derive(&[7; 32])).unwrap();
+        let gateway = Arc::new(SandboxGateway::default());
+        let pushes = Arc::new(Pushes::default());
+        let store = Arc::new(CatalogStore::new(PartnerIndex::build(&catalog).unwrap()));
+        let checkout = Arc::new(CheckoutService::new(
+            Arc::clone(&inventory),
+            store,
+            Arc::clone(&gateway) as Arc<dyn PaymentGateway>,
+            Arc::new(wallet),
+            orders,
+            Arc::clone(&pushes) as Arc<dyn OrderListeners>,
+        ));
+        Shop {
+            dir,
+            catalog,
+            inventory,
+            gateway,
+            pushes,
+            checkout,
+        }
+    }
+
+    fn new(hold_seconds: u32) -> Shop {
+        Shop::open(tempfile::tempdir().unwrap(), catalog(hold_seconds))
+    }
+
+    /// Stops this shop and opens another on the same data dir (a restart).
+    fn restart(self) -> Shop {
+        let Shop {
+            dir,
+            catalog,
+            inventory,
+            checkout,
+            ..
+        } = self;
+        // The journal's lock goes with the last handle on the inventory.
+        drop((inventory, checkout));
+        Shop::open(dir, catalog)
+    }
+
+    async fn reserve(&self, customer: &str, quantity: u32) -> String {
+        self.inventory
+            .reserve(customer, "tee", quantity, None)
+            .await
+            .unwrap()
+            .reservation
+            .id
+    }
+
+    async fn buy(
+        &self,
+        customer: &str,
+        request: serde_json::Value,
+    ) -> Result<Arc<StoredOrder>, ApiError> {
+        let request = CheckoutRequest::from_json(&request, &[])?;
+        self.checkout
+            .checkout(customer.to_owned(), request, Some(42))
+            .await
+    }
+}
+
+fn request(reservation: &str, number: &str) -> serde_json::Value {
+    serde_json::json!({
+        "reservation": reservation,
+        "shipping": {"name":"Ada Lovelace","line1":"12 St James's Sq","city":"London","postal_code":"SW1Y 4JH","country":"GB"},
+        "payment": {"number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123", "name": "Ada Lovelace"},
+    })
+}
+
+#[tokio::test]
+async fn a_checkout_sells_the_hold_charges_once_and_pushes_the_confirmation() {
+    let shop = Shop::new(120);
+    let reservation = shop.reserve("ada", 2).await;
+    let order = shop
+        .buy("ada", request(&reservation, "4242424242424242"))
+        .await
+        .unwrap();
+    assert_eq!(order.order.total.amount, 5000);
+    assert_eq!(order.order.quantity, 2);
+    assert_eq!(order.order.payment.last4, "4242");
+    assert_eq!(order.partner, "red");
+    let counts = shop.inventory.counts("tee").unwrap();
+    assert_eq!((counts.held, counts.sold), (0, 2));
+    assert_eq!(shop.gateway.charges_made(), 1);
+    let pushes = shop.pushes.0.lock().unwrap().clone();
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0].0, "ada");
+    assert_eq!(pushes[0].2, Some(42));
+    let frame: serde_json::Value = serde_json::from_str(&pushes[0].1).unwrap();
+    assert_eq!(frame["type"], "order");
+    assert_eq!(frame["order"]["id"], order.order.id.as_str());
+}
+
+#[tokio::test]
+async fn retries_of_one_reservation_charge_and_sell_once_even_when_concurrent() {
+    let shop = Shop::new(120);
+    let reservation = shop.reserve("ada", 1).await;
+    let mut keyed = request(&reservation, "4242424242424242");
+    keyed["idempotency_key"] = "k-1".into();
+    let (a, b, c) = tokio::join!(
+        shop.buy("ada", keyed.clone()),
+        shop.buy("ada", keyed.clone()),
+        shop.buy("ada", request(&reservation, "5555555555554444")),
+    );
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    assert_eq!(a.order.id, b.order.id);
+    assert_eq!(a.order.id, c.order.id);
+    assert_eq!(shop.gateway.charges_made(), 1);
+    assert_eq!(shop.inventory.counts("tee").unwrap().sold, 1);
+    // The key is bound to its reservation.
+    let other = shop.reserve("ada", 1).await;
+    let mut reused = request(&other, "4242424242424242");
+    reused["idempotency_key"] = "k-1".into();
+    let error = shop.buy("ada", reused).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::IdempotencyMismatch);
+    // Someone else's reservation is not found, sold or not.
+    let error = shop
+        .buy("bob", request(&reservation, "4242424242424242"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::ReservationNotFound);
+    assert_eq!(shop.gateway.charges_made(), 1);
+}
+
+#[tokio::test]
+async fn a_decline_keeps_the_hold_and_charges_nothing() {
+    let shop = Shop::new(120);
+    let reservation = shop.reserve("ada", 1).await;
+    for (number, code) in [
+        ("4000000000000002", ErrorCode::CardDeclined),
+        ("4000000000009995", ErrorCode::InsufficientFunds),
+        ("4000000000000069", ErrorCode::ExpiredCard),
+        ("4000000000000127", ErrorCode::IncorrectCvc),
+        ("4242424242424241", ErrorCode::InvalidCardNumber),
+    ] {
+        let error = shop
+            .buy("ada", request(&reservation, number))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, code, "{number}");
+        assert_eq!(shop.inventory.counts("tee").unwrap().held, 1);
+    }
+    assert_eq!(shop.gateway.charges_made(), 0);
+    let order = shop
+        .buy("ada", request(&reservation, "5555555555554444"))
+        .await
+        .unwrap();
+    assert_eq!(order.order.payment.last4, "4444");
+}
+
+/// The sandbox, answering only after `delay` (a slow card network).
+struct SlowGateway {
+    inner: Arc<SandboxGateway>,
+    delay: std::time::Duration,
+}
+
+impl PaymentGateway for SlowGateway {
+    fn charge<'a>(&'a self, charge: Charge<'a>) -> crate::checkout::gateway::ChargeFuture<'a> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.inner.charge(charge).await
+        })
+    }
+
+    fn refund<'a>(
+        &'a self,
+        receipt: &'a crate::checkout::gateway::Receipt,
+    ) -> crate::checkout::gateway::RefundFuture<'a> {
+        self.inner.refund(receipt)
+    }
+}
+
+#[tokio::test]
+async fn a_hold_that_expires_during_payment_is_not_sold_and_the_charge_is_refunded() {
+    let mut shop = Shop::new(1);
+    // Already expired: refused before any charge.
+    let reservation = shop.reserve("ada", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let error = shop
+        .buy("ada", request(&reservation, "4242424242424242"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::ReservationExpired);
+    assert_eq!(shop.gateway.charges_made(), 0);
+
+    // Live when checked, expired by the time the slow charge succeeds: refunded, not sold.
+    let slow = SlowGateway {
+        inner: Arc::clone(&shop.gateway),
+        delay: std::time::Duration::from_millis(1500),
+    };
+    shop.checkout = Arc::new(CheckoutService::new(
+        Arc::clone(&shop.inventory),
+        Arc::clone(&shop.checkout.catalog),
+        Arc::new(slow),
+        Arc::clone(shop.checkout.wallet()),
+        Arc::clone(shop.checkout.orders()),
+        Arc::clone(&shop.pushes) as Arc<dyn OrderListeners>,
+    ));
+    let reservation = shop.reserve("ada", 1).await;
+    let error = shop
+        .buy("ada", request(&reservation, "4242424242424242"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::ReservationExpired);
+    assert_eq!(shop.gateway.charges_made(), 1);
+    assert_eq!(shop.gateway.refunds_made(), 1);
+    assert_eq!(shop.inventory.counts("tee").unwrap().sold, 0);
+    assert!(shop.checkout.orders().is_empty());
+}
+
+#[tokio::test]
+async fn orders_survive_a_restart_with_their_keys_through_snapshots() {
+    let shop = Shop::new(120);
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let reservation = shop.reserve("ada", 1).await;
+        let mut body = request(&reservation, "4242424242424242");
+        body["idempotency_key"] = format!("key-{n}").into();
+        body["share_card_with_seller"] = (n % 2 == 0).into();
+        ids.push((
+            reservation,
+            shop.buy("ada", body).await.unwrap().order.id.clone(),
+        ));
+    }
+    let shop = shop.restart();
+    let orders = shop.checkout.orders();
+    assert_eq!(orders.len(), 30);
+    let all = Page {
+        after: None,
+        limit: 100,
+    };
+    let listed: Vec<String> = orders
+        .of_customer("ada", all)
+        .iter()
+        .map(|o| o.order.id.clone())
+        .collect();
+    let expected: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(listed, expected);
+    assert_eq!(orders.of_partner("red", all).len(), 30);
+    // A retry after the restart finds its order by key, without charging.
+    let (reservation, id) = &ids[7];
+    let mut body = request(reservation, "4242424242424242");
+    body["idempotency_key"] = "key-7".into();
+    let again = shop.buy("ada", body).await.unwrap();
+    assert_eq!(&again.order.id, id);
+    assert_eq!(shop.gateway.charges_made(), 0);
+    assert!(orders.get(id).unwrap().share_card_with_seller == (7 % 2 == 0));
+}
+
+#[tokio::test]
+async fn a_saved_card_pays_without_a_cvc_and_is_gone_once_deleted() {
+    let shop = Shop::new(120);
+    let reservation = shop.reserve("ada", 1).await;
+    let mut body = request(&reservation, "5555555555554444");
+    body["save"] = true.into();
+    shop.buy("ada", body).await.unwrap();
+    let wallet = shop.checkout.wallet();
+    let cards = wallet.cards("ada").unwrap();
+    let addresses = wallet.addresses("ada").unwrap();
+    assert_eq!((cards.len(), addresses.len()), (1, 1));
+    assert_eq!(cards[0].last4, "4444");
+
+    let reservation = shop.reserve("ada", 1).await;
+    let saved = serde_json::json!({"reservation": reservation,
+        "shipping": {"saved": addresses[0].id}, "payment": {"saved": cards[0].id}});
+    let order = shop.buy("ada", saved.clone()).await.unwrap();
+    assert_eq!(order.order.payment.last4, "4444");
+    assert_eq!(order.order.shipping.city, "London");
+    // Bob cannot use Ada's saved card.
+    let bobs = shop.reserve("bob", 1).await;
+    let mut stolen = saved.clone();
+    stolen["reservation"] = bobs.clone().into();
+    assert_eq!(
+        shop.buy("bob", stolen).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+
+    assert!(wallet.delete_card("ada", &cards[0].id).unwrap());
+    let reservation = shop.reserve("ada", 1).await;
+    let mut after = saved;
+    after["reservation"] = reservation.into();
+    assert_eq!(
+        shop.buy("ada", after).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+}

@@ -1,0 +1,172 @@
+//! `POST /v1/orders` (checkout over REST) and the order reads: the buyer's own orders, and a
+//! partner's view of its products' orders.
+//!
+//! Visibility: a customer sees only their own orders (another customer's id is `not_found`,
+//! exactly as an unknown one). A partner sees its products' orders with shipping, and the
+//! card's brand and last four digits only where the buyer agreed to share them.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use serde::Serialize;
+
+use crate::auth::{self, Action};
+use crate::checkout::order_book::{Page, StoredOrder};
+use crate::checkout::request::CheckoutRequest;
+use crate::error::ApiError;
+use crate::http::{HttpState, MAX_JSON_BODY, identity, json_response, read_body};
+use crate::model::{Address, CardSummary, Money, OrderStatus};
+
+/// Orders a list returns when the request names no `limit`.
+const DEFAULT_PAGE: usize = 100;
+/// Most orders one list returns.
+const MAX_PAGE: usize = 1000;
+
+/// The caller's customer id, if its token allows `action`.
+pub(super) fn customer(
+    state: &HttpState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    action: &Action,
+) -> Result<String, ApiError> {
+    let caller = identity(&state.app, headers, uri)?;
+    auth::authorize(caller.as_ref(), action)?;
+    Ok(caller.map(|c| c.subject).unwrap_or_default())
+}
+
+pub async fn create(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let customer = customer(&state, &headers, &uri, &Action::Checkout)?;
+    let body = read_body(body, MAX_JSON_BODY).await?;
+    // Parsed as a `Value` first: serde's typed errors would quote the values (`request.rs`).
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("request body is not JSON: {e}")))?;
+    let mut request = CheckoutRequest::from_json(&value, &[])?;
+    if let Some(header) = headers.get("idempotency-key") {
+        let header = header
+            .to_str()
+            .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+        match &request.idempotency_key {
+            Some(key) if key != header => {
+                return Err(ApiError::bad_request(
+                    "the Idempotency-Key header and the body's idempotency_key differ",
+                ));
+            }
+            _ => request.idempotency_key = Some(header.to_owned()),
+        }
+    }
+    let order = state.app.checkout.checkout(customer, request, None).await?;
+    Ok(json_response(StatusCode::CREATED, &order.order))
+}
+
+pub async fn get_own(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    match state.app.checkout.orders().get(&id) {
+        Some(order) if order.customer == customer => {
+            Ok(json_response(StatusCode::OK, &order.order))
+        }
+        _ => Err(ApiError::not_found("no order with this id")),
+    }
+}
+
+pub async fn list_own(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let (after, limit) = paging(&uri)?;
+    let page = Page {
+        after: after.as_deref(),
+        limit,
+    };
+    let orders = state.app.checkout.orders().of_customer(&customer, page);
+    let orders: Vec<_> = orders.iter().map(|o| &o.order).collect();
+    Ok(json_response(StatusCode::OK, &orders))
+}
+
+/// An order as its seller sees it.
+#[derive(Serialize)]
+struct PartnerOrder<'a> {
+    id: &'a str,
+    status: OrderStatus,
+    product: &'a str,
+    quantity: u32,
+    total: &'a Money,
+    created_at: &'a str,
+    /// Brand and last four digits where the buyer agreed (`share_card_with_seller`); null
+    /// otherwise.
+    payment: Option<&'a CardSummary>,
+    shipping: &'a Address,
+}
+
+impl<'a> From<&'a StoredOrder> for PartnerOrder<'a> {
+    fn from(stored: &'a StoredOrder) -> Self {
+        let order = &stored.order;
+        PartnerOrder {
+            id: &order.id,
+            status: order.status,
+            product: &order.product,
+            quantity: order.quantity,
+            total: &order.total,
+            created_at: &order.created_at,
+            payment: stored.share_card_with_seller.then_some(&order.payment),
+            shipping: &order.shipping,
+        }
+    }
+}
+
+pub async fn list_partner(
+    State(state): State<HttpState>,
+    Path(partner): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let caller = identity(&state.app, &headers, &uri)?;
+    auth::authorize(
+        caller.as_ref(),
+        &Action::ReadPartnerOrders {
+            partner: partner.clone(),
+        },
+    )?;
+    let (after, limit) = paging(&uri)?;
+    let page = Page {
+        after: after.as_deref(),
+        limit,
+    };
+    let orders = state.app.checkout.orders().of_partner(&partner, page);
+    let orders: Vec<PartnerOrder<'_>> = orders.iter().map(|o| PartnerOrder::from(&**o)).collect();
+    Ok(json_response(StatusCode::OK, &orders))
+}
+
+/// `?after=ord_...&limit=N` (both optional).
+fn paging(uri: &Uri) -> Result<(Option<String>, usize), ApiError> {
+    let mut after = None;
+    let mut limit = DEFAULT_PAGE;
+    for pair in uri.query().unwrap_or_default().split('&') {
+        match pair.split_once('=') {
+            Some(("after", id)) if !id.is_empty() => after = Some(id.to_owned()),
+            Some(("limit", n)) => {
+                limit = n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("limit must be 1 to {MAX_PAGE}"))
+                    })?;
+            }
+            _ => {}
+        }
+    }
+    Ok((after, limit))
+}

@@ -1,0 +1,84 @@
+//! `/v1/me/payment-methods` and `/v1/me/addresses`: what a buyer saved at checkout, listed
+//! (brand, last four digits and expiry only, for cards) and removed for good.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+
+use crate::auth::Action;
+use crate::checkout::service::wallet_error;
+use crate::checkout::wallet::{Wallet, WalletError};
+use crate::error::ApiError;
+use crate::http::orders::customer;
+use crate::http::{HttpState, json_response};
+
+pub async fn list_cards(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let cards = on_wallet(&state, move |wallet| wallet.cards(&customer)).await?;
+    Ok(json_response(StatusCode::OK, &cards))
+}
+
+pub async fn delete_card(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let target = id.clone();
+    let deleted = on_wallet(&state, move |wallet| wallet.delete_card(&customer, &target)).await?;
+    deleted_or_not_found(deleted, &id, "no saved payment method with this id")
+}
+
+pub async fn list_addresses(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let addresses = on_wallet(&state, move |wallet| wallet.addresses(&customer)).await?;
+    Ok(json_response(StatusCode::OK, &addresses))
+}
+
+pub async fn delete_address(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let target = id.clone();
+    let deleted = on_wallet(&state, move |wallet| {
+        wallet.delete_address(&customer, &target)
+    })
+    .await?;
+    deleted_or_not_found(deleted, &id, "no saved address with this id")
+}
+
+fn deleted_or_not_found(deleted: bool, id: &str, missing: &str) -> Result<Response, ApiError> {
+    if deleted {
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "deleted": id }),
+        ))
+    } else {
+        Err(ApiError::not_found(missing))
+    }
+}
+
+/// Runs a wallet call (blocking file I/O) off the shard's thread.
+async fn on_wallet<T: Send + 'static>(
+    state: &HttpState,
+    work: impl FnOnce(&Wallet) -> Result<T, WalletError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let wallet = std::sync::Arc::clone(state.app.checkout.wallet());
+    match tokio::task::spawn_blocking(move || work(&wallet)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(wallet_error(&error)),
+        Err(_) => Err(ApiError::internal("the wallet task failed")),
+    }
+}
