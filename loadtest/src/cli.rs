@@ -1,0 +1,229 @@
+//! The command line: one subcommand per scenario, with the options every scenario shares.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Drives a live buyline server over its public interface (docs/PROTOCOL.md) and reports
+/// throughput, latency and correctness; optionally runs the same workload through a peer
+/// (NATS or Redis) started on loopback, and prints both figures and their ratio.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// The server under test, `http://HOST:PORT`. Tokens come from `POST /v1/dev/tokens`, so
+    /// the server must run in demo mode (the default on loopback).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    /// How long the load phase runs, e.g. `10s`, `500ms`, `2m`.
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Write the results (figures, checks, time series) as JSON to this file.
+    #[arg(long, global = true)]
+    pub json: Option<PathBuf>,
+    /// Write a latency histogram and a throughput-over-time chart (SVG) into this directory.
+    #[arg(long, global = true)]
+    pub plot: Option<PathBuf>,
+    /// Plain progress lines instead of a progress bar, even on a terminal.
+    #[arg(long, global = true)]
+    pub plain: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Push tweets over N ingest connections at R/s (0: as fast as possible).
+    Firehose(FirehoseCmd),
+    /// S subscribers over a mix of timelines, plus a firehose; delivery rate and latency.
+    Fanout(FanoutArgs),
+    /// B buyers rush a product of stock K; reservation rate, latency and oversold (must be 0).
+    FlashSale(FlashSaleArgs),
+    /// Open and hold C idle WebSocket connections; the server's memory per connection.
+    Connections(ConnectionsArgs),
+    /// All of the above at once for --duration, with a pass/fail summary.
+    Soak(SoakArgs),
+}
+
+/// How tweets reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IngestMode {
+    /// `GET /v1/ingest` WebSocket, one tweet per text frame.
+    Ws,
+    /// `POST /v1/ingest`, NDJSON bodies of `--batch` tweets.
+    Http,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FirehoseArgs {
+    /// Tweets per second over all connections; 0 is as fast as the server takes them.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Ingest connections.
+    #[arg(long, default_value_t = 2)]
+    pub connections: usize,
+    #[arg(long, value_enum, default_value_t = IngestMode::Ws)]
+    pub ingest: IngestMode,
+    /// Tweets per POST body (`--ingest http`).
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// Replay this NDJSON file of real tweets (any ingest format) instead of synthetic ones.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Share (0 to 1) of synthetic tweets that are partner tweets linking the test product.
+    #[arg(long, default_value_t = 0.05)]
+    pub partner_share: f64,
+}
+
+/// `firehose`: the push, optionally with `buyable` subscribers attached.
+#[derive(Debug, Args, Clone)]
+pub struct FirehoseCmd {
+    #[command(flatten)]
+    pub push: FirehoseArgs,
+    /// Also hold this many `buyable` subscribers (the firehose target is stated with 1,000).
+    #[arg(long, default_value_t = 0)]
+    pub subscribers: usize,
+}
+
+/// Which peer runs the same workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FanoutPeer {
+    Nats,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FanoutArgs {
+    /// Subscribers (one WebSocket connection each).
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: usize,
+    /// Timelines the subscribers are spread over, round robin.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "all,buyable,user,tag,home"
+    )]
+    pub mix: Vec<TimelineKind>,
+    #[command(flatten)]
+    pub firehose: FirehoseArgs,
+    /// Also run the identical workload through a peer started on loopback.
+    #[arg(long, value_enum)]
+    pub peer: Option<FanoutPeer>,
+    /// Skip buyline and run only the peer (for profiling one side).
+    #[arg(long)]
+    pub peer_only: bool,
+}
+
+/// The timeline kinds of the contract that carry tweets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimelineKind {
+    All,
+    Buyable,
+    User,
+    Tag,
+    Home,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlashPeer {
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Ws,
+    Http,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FlashSaleArgs {
+    /// Buyers, one customer token each.
+    #[arg(long, default_value_t = 1_000)]
+    pub buyers: usize,
+    /// Units of the product on sale.
+    #[arg(long, default_value_t = 50_000)]
+    pub stock: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Units a buyer may hold or buy (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub limit: u64,
+    #[arg(long, value_enum, default_value_t = Transport::Ws)]
+    pub transport: Transport,
+    /// Pay for every hold with the sandbox card 4242 4242 4242 4242.
+    #[arg(long)]
+    pub checkout: bool,
+    /// Also run the same sale through Redis and the standard Lua reserve script.
+    #[arg(long, value_enum)]
+    pub peer: Option<FlashPeer>,
+    /// Skip buyline and run only the peer.
+    #[arg(long)]
+    pub peer_only: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConnectionsArgs {
+    /// Idle connections to open and hold.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Upgrades in flight at once while opening.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Source addresses 127.0.0.1, 127.0.0.2, ...; 0 picks enough for the ephemeral ports.
+    #[arg(long, default_value_t = 0)]
+    pub source_addrs: usize,
+    /// How long to hold them once open (after the measurement).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub hold: Duration,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SoakArgs {
+    /// Subscribers of the fan-out part.
+    #[arg(long, default_value_t = 200)]
+    pub subscribers: usize,
+    /// Firehose rate of the fan-out part.
+    #[arg(long, default_value_t = 2_000)]
+    pub rate: u64,
+    /// Buyers of the flash-sale part (sales are repeated with fresh products until the end).
+    #[arg(long, default_value_t = 100)]
+    pub buyers: usize,
+    /// Stock of each sale.
+    #[arg(long, default_value_t = 5_000)]
+    pub stock: u64,
+    /// Idle connections held throughout.
+    #[arg(long, default_value_t = 1_000)]
+    pub idle: usize,
+    /// Pay for holds (needs checkout on the server).
+    #[arg(long)]
+    pub checkout: bool,
+}
+
+/// `10s`, `250ms`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 10s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}

@@ -1,0 +1,78 @@
+//! `loadtest`: drives a live buyline server over its public interface (docs/PROTOCOL.md) and
+//! reports what it measured.
+//!
+//! # Layout
+//!
+//! - `cli`: the scenarios and their options.
+//! - `target`: the server under test through its HTTP endpoints (tokens, admin, `/metrics`);
+//!   `ws`: its WebSockets.
+//! - `workload`: the synthetic tweets, stamped with their send time, and what each subscriber
+//!   is owed.
+//! - `scenarios/`: `firehose`, `fanout`, `flash_sale`, `connections`, `soak`.
+//! - `peers/`: NATS and Redis, started on loopback, for the same workloads.
+//! - `stats` (latency histograms), `progress` (live display), `report` (table, JSON),
+//!   `plot` (SVG), `rlimit` (the tester's open-file limit).
+//!
+//! The exit status is 0 when every check passed (oversold 0, nothing lost, no errors), 1 when a
+//! check failed, 2 when the run could not be carried out.
+
+mod cli;
+mod peers;
+mod plot;
+mod progress;
+mod report;
+mod rlimit;
+mod scenarios;
+mod stats;
+mod target;
+mod workload;
+mod ws;
+
+use clap::Parser;
+
+use cli::{Cli, Scenario};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadtest: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("loadtest: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    workload::now_ns(); // the run's epoch
+    let common = &cli.common;
+    let report = match &cli.scenario {
+        Scenario::Firehose(args) => scenarios::firehose::run(common, args).await?,
+        Scenario::Fanout(args) => scenarios::fanout::run(common, args).await?,
+        Scenario::FlashSale(args) => scenarios::flash_sale::run(common, args).await?,
+        Scenario::Connections(args) => scenarios::connections::run(common, args).await?,
+        Scenario::Soak(args) => scenarios::soak::run(common, args).await?,
+    };
+    report.print();
+    if let Some(path) = &common.json {
+        report.write_json(path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(dir) = &common.plot {
+        for path in plot::write(&report, dir)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(report.passed())
+}
