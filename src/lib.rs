@@ -19,10 +19,13 @@
 //! * [`http`]: the routes on the one port: REST, the WebSocket upgrades, `/metrics`.
 //! * [`inventory`]: where the stock lives: lock-free reservations, holds that expire, and the
 //!   service that makes every change durable in the [`journal`] before answering.
+//! * [`checkout`]: where a hold becomes an order: request parsing, the payment gateway (the
+//!   sandbox), the order book rebuilt from the journal, and the encrypted wallet.
 //! * [`server`]: wires the actors together, accepts connections, and shuts down.
 //!
 //! Around them: [`model`] (plain data), [`config`], [`auth`] (tokens and roles, checked in one
-//! place), [`telemetry`] (every metric name), [`codec`] (the only user of bincode), and
+//! place), [`telemetry`] (every metric name), [`logging`] (the log filter, which keeps
+//! payload-dumping libraries quiet), [`codec`] (the only user of bincode), and
 //! [`error`] (the contract's error codes).
 
 pub mod app;
@@ -36,6 +39,7 @@ pub mod fanout;
 pub mod http;
 pub mod inventory;
 pub mod journal;
+pub mod logging;
 pub mod model;
 pub mod server;
 pub mod sessions;

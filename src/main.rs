@@ -1,14 +1,13 @@
 //! The `buyline` command: parses the configuration and serves until SIGINT or SIGTERM.
 
 use anyhow::Context as _;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let config = match buyline::config::parse_cli() {
         Ok(config) => config,
         Err(error) => error.exit(),
     };
-    let filter = EnvFilter::try_new(&config.log).context("--log is not a valid filter")?;
+    let filter = buyline::logging::filter(&config.log).context("--log is not a valid filter")?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let demo = config.demo;

@@ -256,6 +256,8 @@ pub fn raise_fd_limit() {
 pub struct BuylineProcess {
     pub child: std::process::Child,
     pub addr: SocketAddr,
+    /// Everything the process wrote to stdout (its logs), as it arrives.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
     /// The data dir, when the process got a fresh one.
     _data_dir: Option<tempfile::TempDir>,
 }
@@ -271,25 +273,44 @@ impl BuylineProcess {
 
     /// Starts the binary with `args` on `data_dir` and waits for its "serving on" log line.
     pub fn start_in(data_dir: &std::path::Path, args: &[&str]) -> BuylineProcess {
+        Self::start_with_log_level(data_dir, args, None)
+    }
+
+    /// [`BuylineProcess::start_in`] with `RUST_LOG` set to `filter` (e.g. `buyline=trace`).
+    pub fn start_with_log_level(
+        data_dir: &std::path::Path,
+        args: &[&str],
+        filter: Option<&str>,
+    ) -> BuylineProcess {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_buyline"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_buyline"));
+        match filter {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let mut child = command
             .args(args)
             .arg("--data-dir")
             .arg(data_dir)
             .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("buyline starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
             {
                 eprintln!("buyline: {line}");
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if let Some(rest) = line.split("serving on http://").nth(1) {
                     let _ = tx.send(rest.split('/').next().unwrap_or_default().to_owned());
                 }
@@ -303,6 +324,7 @@ impl BuylineProcess {
         BuylineProcess {
             child,
             addr,
+            log,
             _data_dir: None,
         }
     }

@@ -1,0 +1,620 @@
+//! Checkout over real WebSocket and HTTP clients: every sandbox card, decline then retry,
+//! confirmations on every connection of the buyer, privacy between buyers, the seller's
+//! view with and without consent, the wallet, and roles.
+
+mod common;
+
+use std::time::Duration;
+
+use buyline::auth::Role;
+use common::{Client, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const PRICE: i64 = 4200;
+
+/// A product of `stock` units sold by the demo partner Burberry.
+async fn add_product(server: &TestServer, id: &str, stock: u32) {
+    let admin = common::sign(server.data_dir.path(), Role::Admin, "ops");
+    let product = json!({
+        "id": id, "partner": "burberry", "title": format!("Test {id}"), "description": "d",
+        "image": "https://www.burberry.com/i.jpg", "price": {"amount": PRICE, "currency": "gbp"},
+        "urls": [format!("https://www.burberry.com/test/{id}")], "stock": stock,
+    });
+    let response = server
+        .admin(
+            Method::PUT,
+            &format!("/v1/admin/products/{id}"),
+            &admin,
+            Some(product),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+}
+
+fn token(server: &TestServer, role: Role, subject: &str) -> String {
+    common::sign(server.data_dir.path(), role, subject)
+}
+
+async fn connect(server: &TestServer, customer: &str) -> Client {
+    Client::connect_with_token(
+        &server.ws("/v1/stream"),
+        &token(server, Role::Customer, customer),
+    )
+    .await
+}
+
+fn address() -> Value {
+    json!({"name":"Ada Lovelace","line1":"12 St James's Square","city":"London",
+           "postal_code":"SW1Y 4JH","country":"GB"})
+}
+
+fn card(number: &str) -> Value {
+    json!({"number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123", "name": "Ada Lovelace"})
+}
+
+/// An HTTP request with a bearer token; returns the status and the JSON body.
+async fn call(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, server.http(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn reserve(server: &TestServer, customer: &str, product: &str, quantity: u32) -> String {
+    let (status, reply) = call(
+        server,
+        Method::POST,
+        "/v1/reservations",
+        &token(server, Role::Customer, customer),
+        Some(json!({"product": product, "quantity": quantity})),
+    )
+    .await;
+    assert_eq!(status, 201, "{reply}");
+    reply["id"].as_str().unwrap().to_owned()
+}
+
+async fn checkout(server: &TestServer, customer: &str, body: Value) -> (StatusCode, Value) {
+    call(
+        server,
+        Method::POST,
+        "/v1/orders",
+        &token(server, Role::Customer, customer),
+        Some(body),
+    )
+    .await
+}
+
+async fn counts(server: &TestServer, product: &str) -> Value {
+    let admin = token(server, Role::Admin, "ops");
+    call(
+        server,
+        Method::GET,
+        &format!("/v1/admin/products/{product}/inventory"),
+        &admin,
+        None,
+    )
+    .await
+    .1
+}
+
+#[tokio::test]
+async fn checkout_over_the_websocket_confirms_an_order_with_the_contract_shape() {
+    let server = TestServer::start();
+    add_product(&server, "coat", 10).await;
+    let mut ada = connect(&server, "ada").await;
+    ada.send(json!({"op":"reserve","id":"r","product":"coat","quantity":2}))
+        .await;
+    let reserved = ada.recv_type("reserved").await;
+    let reservation = reserved["reservation"]["id"].as_str().unwrap();
+    ada.send(json!({"op":"checkout","id":"c1","reservation":reservation,
+                    "shipping":address(),"payment":card("4242 4242 4242 4242")}))
+        .await;
+    let reply = ada.recv_type("order").await;
+    assert_eq!(reply["id"], "c1");
+    let order = &reply["order"];
+    assert!(order["id"].as_str().unwrap().starts_with("ord_"), "{order}");
+    assert_eq!(order["status"], "confirmed");
+    assert_eq!(order["product"], "coat");
+    assert_eq!(order["quantity"], 2);
+    assert_eq!(
+        order["total"],
+        json!({"amount": 2 * PRICE, "currency": "gbp"})
+    );
+    assert_eq!(order["payment"], json!({"brand":"visa","last4":"4242"}));
+    assert_eq!(order["shipping"], address());
+    assert!(order["created_at"].as_str().unwrap().ends_with('Z'));
+    let counts = counts(&server, "coat").await;
+    assert_eq!(
+        (counts["held"].as_u64(), counts["sold"].as_u64()),
+        (Some(0), Some(2)),
+        "{counts}"
+    );
+
+    // The same order through REST.
+    let id = order["id"].as_str().unwrap();
+    let ada_token = token(&server, Role::Customer, "ada");
+    let (status, fetched) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/orders/{id}"),
+        &ada_token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(&fetched, order);
+}
+
+#[tokio::test]
+async fn every_sandbox_card_gets_its_contract_outcome_and_a_decline_keeps_the_hold() {
+    let server = TestServer::start();
+    add_product(&server, "scarf", 10).await;
+    let reservation = reserve(&server, "ada", "scarf", 1).await;
+    for (number, code) in [
+        ("4000000000000002", "card_declined"),
+        ("4000000000009995", "insufficient_funds"),
+        ("4000000000000069", "expired_card"),
+        ("4000000000000127", "incorrect_cvc"),
+        ("4242424242424241", "invalid_card_number"),
+    ] {
+        let (status, error) = checkout(
+            &server,
+            "ada",
+            json!({"reservation": reservation, "shipping": address(), "payment": card(number)}),
+        )
+        .await;
+        assert!(status.is_client_error(), "{number}: {status}");
+        assert_eq!(error["type"], "error");
+        assert_eq!(error["code"], code, "{number}: {error}");
+        assert!(!error.to_string().contains(number), "{error}");
+        assert_eq!(counts(&server, "scarf").await["held"], 1, "the hold stays");
+    }
+    // A past expiry is expired_card before any charge.
+    let mut expired = card("4242424242424242");
+    expired["exp_year"] = 2020.into();
+    let (_, error) = checkout(
+        &server,
+        "ada",
+        json!({"reservation": reservation, "shipping": address(), "payment": expired}),
+    )
+    .await;
+    assert_eq!(error["code"], "expired_card");
+
+    // The retry with a good card (mastercard) succeeds on the same hold.
+    let (status, order) = checkout(
+        &server,
+        "ada",
+        json!({"reservation": reservation, "shipping": address(), "payment": card("5555555555554444")}),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(
+        order["payment"],
+        json!({"brand":"mastercard","last4":"4444"})
+    );
+    let counts = counts(&server, "scarf").await;
+    assert_eq!(
+        (counts["held"].as_u64(), counts["sold"].as_u64()),
+        (Some(0), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn field_errors_name_the_field() {
+    let server = TestServer::start();
+    add_product(&server, "tee", 10).await;
+    let reservation = reserve(&server, "ada", "tee", 1).await;
+    let mut no_city = address();
+    no_city["city"] = "".into();
+    let mut bad_country = address();
+    bad_country["country"] = "Great Britain".into();
+    let mut bad_month = card("4242424242424242");
+    bad_month["exp_month"] = 13.into();
+    let mut short_cvc = card("4242424242424242");
+    short_cvc["cvc"] = "12".into();
+    let cases = [
+        (
+            json!({"reservation": reservation, "payment": card("4242424242424242")}),
+            "shipping",
+        ),
+        (
+            json!({"reservation": reservation, "shipping": no_city, "payment": card("4242424242424242")}),
+            "shipping.city",
+        ),
+        (
+            json!({"reservation": reservation, "shipping": bad_country, "payment": card("4242424242424242")}),
+            "shipping.country",
+        ),
+        (
+            json!({"reservation": reservation, "shipping": address(), "payment": bad_month}),
+            "payment.exp_month",
+        ),
+        (
+            json!({"reservation": reservation, "shipping": address(), "payment": short_cvc}),
+            "payment.cvc",
+        ),
+        (
+            json!({"reservation": reservation, "shipping": address(), "payment": {"number": 42}}),
+            "payment.exp_month",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, error) = checkout(&server, "ada", body).await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["code"], "bad_request");
+        assert!(
+            error["message"].as_str().unwrap().contains(field),
+            "{field}: {error}"
+        );
+    }
+    assert_eq!(counts(&server, "tee").await["held"], 1);
+}
+
+#[tokio::test]
+async fn the_confirmation_reaches_every_open_connection_of_the_buyer_and_no_one_else() {
+    let server = TestServer::start();
+    add_product(&server, "hat", 10).await;
+    // Several connections, spread over both shards by the kernel's accept balancing.
+    let mut ada = Vec::new();
+    for _ in 0..4 {
+        let mut client = connect(&server, "ada").await;
+        client.send(json!({"op":"ping","id":"p"})).await;
+        client.recv_type("pong").await;
+        ada.push(client);
+    }
+    let mut bob = connect(&server, "bob").await;
+
+    // Over REST: every WebSocket of Ada's gets the push.
+    let reservation = reserve(&server, "ada", "hat", 1).await;
+    let (status, order) = checkout(
+        &server,
+        "ada",
+        json!({"reservation": reservation, "shipping": address(), "payment": card("4242424242424242")}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    for client in &mut ada {
+        let push = client.recv_type("order").await;
+        assert_eq!(push, json!({"type":"order","order": order}));
+    }
+
+    // Over one WebSocket: that one gets the reply, the others the push.
+    ada[0]
+        .send(json!({"op":"reserve","id":"r","product":"hat","quantity":1}))
+        .await;
+    let reserved = ada[0].recv_type("reserved").await;
+    ada[0]
+        .send(
+            json!({"op":"checkout","id":"c","reservation":reserved["reservation"]["id"],
+                     "shipping":address(),"payment":card("4242424242424242")}),
+        )
+        .await;
+    let reply = ada[0].recv_type("order").await;
+    assert_eq!(reply["id"], "c");
+    for client in &mut ada[1..] {
+        let push = client.recv_type("order").await;
+        assert_eq!(push["order"], reply["order"]);
+        assert!(push.get("id").is_none());
+    }
+    // Nothing more for Ada's first connection, nothing at all for Bob.
+    assert_eq!(ada[0].quiet_for(Duration::from_millis(300)).await, None);
+    assert_eq!(bob.quiet_for(Duration::from_millis(300)).await, None);
+}
+
+#[tokio::test]
+async fn a_buyer_sees_only_their_own_orders() {
+    let server = TestServer::start();
+    add_product(&server, "tee", 10).await;
+    let (ada, bob) = (
+        token(&server, Role::Customer, "ada"),
+        token(&server, Role::Customer, "bob"),
+    );
+    let reservation = reserve(&server, "ada", "tee", 1).await;
+    let (_, order) = checkout(
+        &server,
+        "ada",
+        json!({"reservation": reservation, "shipping": address(), "payment": card("4242424242424242")}),
+    )
+    .await;
+    let id = order["id"].as_str().unwrap();
+
+    let (status, error) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/orders/{id}"),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), error["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (_, unknown) = call(
+        &server,
+        Method::GET,
+        "/v1/orders/ord_0000000000000bad",
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(
+        error["message"], unknown["message"],
+        "another's order looks like no order"
+    );
+
+    let (_, mine) = call(&server, Method::GET, "/v1/me/orders", &ada, None).await;
+    assert_eq!(mine, json!([order]));
+    let (_, theirs) = call(&server, Method::GET, "/v1/me/orders", &bob, None).await;
+    assert_eq!(theirs, json!([]));
+    // Bob cannot buy Ada's reservation (sold or not).
+    let (_, error) = checkout(
+        &server,
+        "bob",
+        json!({"reservation": reservation, "shipping": address(), "payment": card("4242424242424242")}),
+    )
+    .await;
+    assert_eq!(error["code"], "reservation_not_found");
+}
+
+#[tokio::test]
+async fn a_partner_sees_its_orders_with_shipping_and_the_card_only_with_consent() {
+    let server = TestServer::start();
+    add_product(&server, "trench", 10).await;
+    for (buyer, share) in [("ada", true), ("bob", false)] {
+        let reservation = reserve(&server, buyer, "trench", 1).await;
+        let (status, _) = checkout(
+            &server,
+            buyer,
+            json!({"reservation": reservation, "shipping": address(), "payment": card("5555555555554444"),
+                   "share_card_with_seller": share}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let burberry = token(&server, Role::Partner, "burberry");
+    let (status, orders) = call(
+        &server,
+        Method::GET,
+        "/v1/partners/burberry/orders",
+        &burberry,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{orders}");
+    let orders = orders.as_array().unwrap();
+    assert_eq!(orders.len(), 2);
+    assert_eq!(
+        orders[0]["payment"],
+        json!({"brand":"mastercard","last4":"4444"})
+    );
+    assert_eq!(orders[1]["payment"], Value::Null);
+    for order in orders {
+        assert_eq!(order["shipping"], address());
+        assert_eq!(order["total"]["amount"], PRICE);
+        assert!(order.get("customer").is_none(), "buyers' ids stay private");
+    }
+    // Paging.
+    let first = orders[0]["id"].as_str().unwrap();
+    let (_, page) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/partners/burberry/orders?after={first}&limit=5"),
+        &burberry,
+        None,
+    )
+    .await;
+    assert_eq!(page.as_array().unwrap().len(), 1);
+
+    // Another partner, and a customer, are refused; an admin may read.
+    let homedepot = token(&server, Role::Partner, "homedepot");
+    let ada = token(&server, Role::Customer, "ada");
+    let admin = token(&server, Role::Admin, "ops");
+    for (caller, status) in [(&homedepot, 403), (&ada, 403), (&admin, 200)] {
+        let (got, _) = call(
+            &server,
+            Method::GET,
+            "/v1/partners/burberry/orders",
+            caller,
+            None,
+        )
+        .await;
+        assert_eq!(got.as_u16(), status);
+    }
+    let (got, _) = call(
+        &server,
+        Method::GET,
+        "/v1/partners/homedepot/orders",
+        &homedepot,
+        None,
+    )
+    .await;
+    assert_eq!(got, 200);
+}
+
+#[tokio::test]
+async fn roles_are_checked_for_every_commerce_route() {
+    let server = TestServer::start();
+    let body = json!({"reservation":"res_0000000000000001","shipping":address(),"payment":card("4242424242424242")});
+    let partner = token(&server, Role::Partner, "burberry");
+    let ingest = token(&server, Role::Ingest, "feed");
+    let admin = token(&server, Role::Admin, "ops");
+    for (method, path, body) in [
+        (Method::POST, "/v1/orders", Some(body.clone())),
+        (Method::GET, "/v1/me/orders", None),
+        (Method::GET, "/v1/orders/ord_0000000000000001", None),
+        (Method::GET, "/v1/me/payment-methods", None),
+        (Method::DELETE, "/v1/me/payment-methods/pm_1", None),
+        (Method::GET, "/v1/me/addresses", None),
+        (Method::DELETE, "/v1/me/addresses/addr_1", None),
+    ] {
+        let anonymous = reqwest::Client::new()
+            .request(method.clone(), server.http(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 401, "{method} {path}");
+        for caller in [&partner, &ingest, &admin] {
+            let (status, _) = call(&server, method.clone(), path, caller, body.clone()).await;
+            assert_eq!(status, 403, "{method} {path}");
+        }
+    }
+    // Over the WebSocket: anonymous is unauthorized, a partner forbidden.
+    let mut anonymous = Client::connect(&server.ws("/v1/stream")).await;
+    let mut op = body.clone();
+    op["op"] = "checkout".into();
+    op["id"] = "x".into();
+    anonymous.send(op.clone()).await;
+    assert_eq!(anonymous.recv_type("error").await["code"], "unauthorized");
+    let mut seller = Client::connect_with_token(&server.ws("/v1/stream"), &partner).await;
+    seller.send(op).await;
+    assert_eq!(seller.recv_type("error").await["code"], "forbidden");
+}
+
+#[tokio::test]
+async fn a_saved_card_and_address_are_reused_and_gone_for_good_once_deleted() {
+    let server = TestServer::start();
+    add_product(&server, "drill", 10).await;
+    let ada = token(&server, Role::Customer, "ada");
+    let reservation = reserve(&server, "ada", "drill", 1).await;
+    let (status, _) = checkout(
+        &server,
+        "ada",
+        json!({"reservation": reservation, "shipping": address(), "payment": card("4242424242424242"), "save": true}),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    let (_, cards) = call(&server, Method::GET, "/v1/me/payment-methods", &ada, None).await;
+    let cards = cards.as_array().unwrap().clone();
+    assert_eq!(cards.len(), 1);
+    let pm = cards[0]["id"].as_str().unwrap().to_owned();
+    assert!(pm.starts_with("pm_"));
+    assert_eq!(
+        cards[0],
+        json!({"id": pm, "brand":"visa","last4":"4242","exp_month":12,"exp_year":2040})
+    );
+    let (_, addresses) = call(&server, Method::GET, "/v1/me/addresses", &ada, None).await;
+    let addr = addresses[0]["id"].as_str().unwrap().to_owned();
+    assert!(addr.starts_with("addr_"));
+    assert_eq!(addresses[0]["city"], "London");
+
+    // Reuse both, over the WebSocket: no card number, no CVC.
+    let mut socket = connect(&server, "ada").await;
+    socket
+        .send(json!({"op":"reserve","id":"r","product":"drill","quantity":1}))
+        .await;
+    let reserved = socket.recv_type("reserved").await;
+    socket
+        .send(
+            json!({"op":"checkout","id":"c","reservation":reserved["reservation"]["id"],
+                     "shipping":{"saved": addr},"payment":{"saved": pm}}),
+        )
+        .await;
+    let order = socket.recv_type("order").await;
+    assert_eq!(order["order"]["payment"]["last4"], "4242", "{order}");
+    assert_eq!(order["order"]["shipping"], address());
+
+    // Bob can neither see nor delete them.
+    let bob = token(&server, Role::Customer, "bob");
+    let (_, none) = call(&server, Method::GET, "/v1/me/payment-methods", &bob, None).await;
+    assert_eq!(none, json!([]));
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/me/payment-methods/{pm}"),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Deleted: gone from the listing and unusable.
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/me/payment-methods/{pm}"),
+        &ada,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/me/addresses/{addr}"),
+        &ada,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, cards) = call(&server, Method::GET, "/v1/me/payment-methods", &ada, None).await;
+    assert_eq!(cards, json!([]));
+    let reservation = reserve(&server, "ada", "drill", 1).await;
+    let (status, error) = checkout(
+        &server,
+        "ada",
+        json!({"reservation": reservation, "shipping": address(), "payment": {"saved": pm}}),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), error["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/me/payment-methods/{pm}"),
+        &ada,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "deleting twice finds nothing");
+}
+
+#[tokio::test]
+async fn a_retried_checkout_with_the_same_key_sells_once() {
+    let server = TestServer::start();
+    add_product(&server, "cap", 10).await;
+    let reservation = reserve(&server, "ada", "cap", 1).await;
+    let body = json!({"reservation": reservation, "shipping": address(),
+                      "payment": card("4242424242424242"), "idempotency_key": "checkout-1"});
+    let (first, second) = tokio::join!(
+        checkout(&server, "ada", body.clone()),
+        checkout(&server, "ada", body.clone())
+    );
+    assert_eq!((first.0.as_u16(), second.0.as_u16()), (201, 201));
+    assert_eq!(first.1, second.1);
+    let (_, third) = checkout(&server, "ada", body).await;
+    assert_eq!(third, first.1);
+    assert_eq!(counts(&server, "cap").await["sold"], 1);
+    // The key belongs to that reservation.
+    let other = reserve(&server, "ada", "cap", 1).await;
+    let (status, error) = checkout(
+        &server,
+        "ada",
+        json!({"reservation": other, "shipping": address(), "payment": card("4242424242424242"),
+               "idempotency_key": "checkout-1"}),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), error["code"].as_str()),
+        (409, Some("idempotency_mismatch"))
+    );
+}

@@ -1,0 +1,197 @@
+//! A checkout stampede on a real server process, killed with SIGKILL in the middle: after the
+//! restart every acknowledged order is there, no unit is sold twice, and retrying the
+//! interrupted checkouts with their idempotency keys sells each hold at most once.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use buyline::auth::Role;
+use serde_json::{Value, json};
+
+const STOCK: u64 = 60;
+const BUYERS: usize = 150;
+
+/// What the buyers were told before the kill.
+#[derive(Default)]
+struct Ledger {
+    /// Acknowledged reservations: buyer -> reservation id.
+    reserved: HashMap<String, String>,
+    /// Acknowledged orders: buyer -> order.
+    orders: HashMap<String, Value>,
+}
+
+async fn post(addr: SocketAddr, path: &str, token: &str, body: Value) -> Option<(u16, Value)> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.ok()?))
+}
+
+async fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn checkout_body(reservation: &str, buyer: &str) -> Value {
+    json!({
+        "reservation": reservation,
+        "shipping": {"name": buyer, "line1":"1 Crash Ct","city":"Austin","postal_code":"78701","country":"US"},
+        "payment": {"number":"4242424242424242","exp_month":12,"exp_year":2040,"cvc":"123","name": buyer},
+        "idempotency_key": format!("buy-{buyer}"),
+    })
+}
+
+/// One buyer: reserve, then pay; records what was acknowledged.
+async fn buy(addr: SocketAddr, buyer: String, token: String, ledger: Arc<Mutex<Ledger>>) {
+    let Some((201, reserved)) = post(
+        addr,
+        "/v1/reservations",
+        &token,
+        json!({"product":"drop","quantity":1}),
+    )
+    .await
+    else {
+        return; // sold out, or the server died: nothing acknowledged
+    };
+    let reservation = reserved["id"].as_str().unwrap().to_owned();
+    ledger
+        .lock()
+        .unwrap()
+        .reserved
+        .insert(buyer.clone(), reservation.clone());
+    if let Some((201, order)) = post(
+        addr,
+        "/v1/orders",
+        &token,
+        checkout_body(&reservation, &buyer),
+    )
+    .await
+    {
+        ledger.lock().unwrap().orders.insert(buyer, order);
+    }
+}
+
+#[tokio::test]
+async fn sigkill_during_a_checkout_stampede_loses_no_confirmed_order_and_sells_nothing_twice() {
+    common::raise_fd_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let catalog = dir.path().join("catalog.json");
+    std::fs::write(
+        &catalog,
+        json!({
+            "partners": [{"id":"p","name":"P","accounts":["p"],"platform":"direct","kind":"brand"}],
+            "products": [{"id":"drop","partner":"p","title":"Drop","description":"d",
+                "image":"https://p.example/i.jpg","price":{"amount":100,"currency":"usd"},
+                "urls":["https://p.example/drop"],"stock":STOCK,"hold_seconds":3600}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let catalog_arg = catalog.display().to_string();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--firehose",
+        "none",
+        "--catalog",
+        &catalog_arg,
+    ];
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let buyers: Vec<String> = (0..BUYERS).map(|n| format!("buyer-{n:03}")).collect();
+
+    let server = common::BuylineProcess::start_in(&data_dir, &args);
+    let addr = server.addr;
+    let tasks: Vec<_> = buyers
+        .iter()
+        .map(|buyer| {
+            let token = common::sign(&data_dir, Role::Customer, buyer);
+            tokio::spawn(buy(addr, buyer.clone(), token, Arc::clone(&ledger)))
+        })
+        .collect();
+    // Kill once a good part of the sale is acknowledged, while the rest is in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ledger.lock().unwrap().orders.len() < 15 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.kill();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (reserved, acknowledged) = {
+        let ledger = ledger.lock().unwrap();
+        (ledger.reserved.clone(), ledger.orders.clone())
+    };
+    eprintln!(
+        "killed with {} orders and {} reservations acknowledged",
+        acknowledged.len(),
+        reserved.len()
+    );
+    assert!(!acknowledged.is_empty(), "the kill came before any order");
+
+    let server = common::BuylineProcess::start_in(&data_dir, &args);
+    let addr = server.addr;
+    // Every acknowledged order is there, as it was acknowledged.
+    for (buyer, order) in &acknowledged {
+        let token = common::sign(&data_dir, Role::Customer, buyer);
+        let id = order["id"].as_str().unwrap();
+        let (status, found) = get(addr, &format!("/v1/orders/{id}"), &token).await;
+        assert_eq!(status, 200, "{buyer}'s acknowledged order {id} is lost");
+        assert_eq!(&found, order);
+    }
+    // Retry every interrupted checkout whose hold was acknowledged: each sells at most once
+    // (a checkout that became durable without its reply answers with the same order).
+    for (buyer, reservation) in &reserved {
+        let token = common::sign(&data_dir, Role::Customer, buyer);
+        let (status, order) = post(
+            addr,
+            "/v1/orders",
+            &token,
+            checkout_body(reservation, buyer),
+        )
+        .await
+        .expect("the restarted server answers");
+        assert_eq!(status, 201, "{buyer}: {order}");
+        if let Some(before) = acknowledged.get(buyer) {
+            assert_eq!(&order, before, "a retry finds the acknowledged order");
+        }
+    }
+
+    let admin = common::sign(&data_dir, Role::Admin, "ops");
+    let (_, counts) = get(addr, "/v1/admin/products/drop/inventory", &admin).await;
+    let (available, held, sold) = (
+        counts["available"].as_u64().unwrap(),
+        counts["held"].as_u64().unwrap(),
+        counts["sold"].as_u64().unwrap(),
+    );
+    assert_eq!(available + held + sold, STOCK, "{counts}");
+    assert!(sold <= STOCK);
+    let (_, orders) = get(addr, "/v1/partners/p/orders?limit=1000", &admin).await;
+    let orders = orders.as_array().unwrap();
+    assert_eq!(orders.len() as u64, sold, "one order per unit sold");
+    let ids: HashSet<&str> = orders.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), orders.len(), "no order twice");
+    // Every acknowledged reservation is now sold, exactly once, to its buyer.
+    assert!(sold >= reserved.len() as u64);
+    for buyer in reserved.keys() {
+        let token = common::sign(&data_dir, Role::Customer, buyer);
+        let (_, mine) = get(addr, "/v1/me/orders", &token).await;
+        assert_eq!(mine.as_array().unwrap().len(), 1, "{buyer}: {mine}");
+    }
+}
