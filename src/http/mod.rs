@@ -135,6 +135,18 @@ pub fn identity(
     }
 }
 
+/// The caller's subject (customer id), if its token allows `action`.
+pub fn subject_for(
+    state: &HttpState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    action: &auth::Action,
+) -> Result<String, ApiError> {
+    let caller = identity(&state.app, headers, uri)?;
+    auth::authorize(caller.as_ref(), action)?;
+    Ok(caller.map(|c| c.subject).unwrap_or_default())
+}
+
 /// Reads a request body of at most `limit` bytes; a larger one is `too_large`.
 pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;

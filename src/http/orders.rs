@@ -15,7 +15,7 @@ use crate::auth::{self, Action};
 use crate::checkout::order_book::{Page, StoredOrder};
 use crate::checkout::request::CheckoutRequest;
 use crate::error::ApiError;
-use crate::http::{HttpState, MAX_JSON_BODY, identity, json_response, read_body};
+use crate::http::{HttpState, MAX_JSON_BODY, identity, json_response, read_body, subject_for};
 use crate::model::{Address, CardSummary, Money, OrderStatus};
 
 /// Orders a list returns when the request names no `limit`.
@@ -23,25 +23,13 @@ const DEFAULT_PAGE: usize = 100;
 /// Most orders one list returns.
 const MAX_PAGE: usize = 1000;
 
-/// The caller's customer id, if its token allows `action`.
-pub(super) fn customer(
-    state: &HttpState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    action: &Action,
-) -> Result<String, ApiError> {
-    let caller = identity(&state.app, headers, uri)?;
-    auth::authorize(caller.as_ref(), action)?;
-    Ok(caller.map(|c| c.subject).unwrap_or_default())
-}
-
 pub async fn create(
     State(state): State<HttpState>,
     headers: HeaderMap,
     uri: Uri,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let customer = customer(&state, &headers, &uri, &Action::Checkout)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::Checkout)?;
     let body = read_body(body, MAX_JSON_BODY).await?;
     // Parsed as a `Value` first: serde's typed errors would quote the values (`request.rs`).
     let value: serde_json::Value = serde_json::from_slice(&body)
@@ -70,7 +58,7 @@ pub async fn get_own(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
     match state.app.checkout.orders().get(&id) {
         Some(order) if order.customer == customer => {
             Ok(json_response(StatusCode::OK, &order.order))
@@ -84,7 +72,7 @@ pub async fn list_own(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
     let (after, limit) = paging(&uri)?;
     let page = Page {
         after: after.as_deref(),

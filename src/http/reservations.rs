@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{self, Action};
+use crate::auth::Action;
 use crate::error::ApiError;
-use crate::http::{HttpState, MAX_JSON_BODY, identity, json_body, json_response, read_body};
+use crate::http::{HttpState, MAX_JSON_BODY, json_body, json_response, read_body, subject_for};
 use crate::sessions::ops::ReservationView;
 
 #[derive(Deserialize)]
@@ -27,20 +27,13 @@ struct ReservationReply<'a> {
     remaining: u32,
 }
 
-/// The caller's customer id, if its token may reserve.
-fn customer(state: &HttpState, headers: &HeaderMap, uri: &Uri) -> Result<String, ApiError> {
-    let caller = identity(&state.app, headers, uri)?;
-    auth::authorize(caller.as_ref(), &Action::Reserve)?;
-    Ok(caller.map(|c| c.subject).unwrap_or_default())
-}
-
 pub async fn reserve(
     State(state): State<HttpState>,
     headers: HeaderMap,
     uri: Uri,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let customer = customer(&state, &headers, &uri)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::Reserve)?;
     let key = match headers.get("idempotency-key") {
         Some(value) => Some(
             value
@@ -71,7 +64,7 @@ pub async fn release(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let customer = customer(&state, &headers, &uri)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::Reserve)?;
     let remaining = state.app.inventory.release(&customer, &id).await?;
     Ok(json_response(
         StatusCode::OK,

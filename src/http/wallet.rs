@@ -9,15 +9,14 @@ use crate::auth::Action;
 use crate::checkout::service::wallet_error;
 use crate::checkout::wallet::{Wallet, WalletError};
 use crate::error::ApiError;
-use crate::http::orders::customer;
-use crate::http::{HttpState, json_response};
+use crate::http::{HttpState, json_response, subject_for};
 
 pub async fn list_cards(
     State(state): State<HttpState>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
     let cards = on_wallet(&state, move |wallet| wallet.cards(&customer)).await?;
     Ok(json_response(StatusCode::OK, &cards))
 }
@@ -28,7 +27,7 @@ pub async fn delete_card(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
     let target = id.clone();
     let deleted = on_wallet(&state, move |wallet| wallet.delete_card(&customer, &target)).await?;
     deleted_or_not_found(deleted, &id, "no saved payment method with this id")
@@ -39,7 +38,7 @@ pub async fn list_addresses(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
     let addresses = on_wallet(&state, move |wallet| wallet.addresses(&customer)).await?;
     Ok(json_response(StatusCode::OK, &addresses))
 }
@@ -50,7 +49,7 @@ pub async fn delete_address(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let customer = customer(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
     let target = id.clone();
     let deleted = on_wallet(&state, move |wallet| {
         wallet.delete_address(&customer, &target)
