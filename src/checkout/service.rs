@@ -318,16 +318,8 @@ impl CheckoutService {
         let customer = customer.to_owned();
         let card = matches!(request.payment, Payment::New(_)).then(|| card.clone());
         let shipping = matches!(request.shipping, Shipping::New(_)).then(|| shipping.clone());
-        let saved = blocking(move || {
-            if let Some(card) = &card {
-                wallet.save_card(&customer, card)?;
-            }
-            if let Some(address) = &shipping {
-                wallet.save_address(&customer, address)?;
-            }
-            Ok(())
-        })
-        .await;
+        let saved =
+            blocking(move || wallet.save_both(&customer, card.as_ref(), shipping.as_ref())).await;
         if let Err(error) = saved {
             tracing::error!(code = %error.code, message = %error.message,
                 "saving to the wallet failed; the order stands");
