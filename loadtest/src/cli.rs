@@ -118,6 +118,10 @@ pub struct FanoutArgs {
     /// Skip buyline and run only the peer (for profiling one side).
     #[arg(long)]
     pub peer_only: bool,
+    /// Fail the run on any lost or lagged frame, even one the server reported (for unloaded
+    /// runs such as CI's smoke).
+    #[arg(long)]
+    pub expect_no_loss: bool,
 }
 
 /// The timeline kinds of the contract that carry tweets.

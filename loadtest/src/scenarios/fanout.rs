@@ -474,6 +474,14 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
             lost <= side.seen.iter().map(|(_, s)| s.lagged_dropped).sum::<u64>(),
             format!("{lost} lost"),
         );
+        if args.expect_no_loss {
+            let lagged: u64 = side.seen.iter().map(|(_, s)| s.lagged_events).sum();
+            report.check(
+                "buyline: nothing lost or lagged (unloaded run)",
+                lost == 0 && lagged == 0,
+                format!("{lost} lost, {lagged} lagged notices"),
+            );
+        }
         report.check(
             "buyline: nothing out of order or twice",
             ooo == 0,

@@ -71,7 +71,7 @@ fn classify_error(body: &Value) -> Outcome {
 
 /// A buyer's connection: one WebSocket, or the shared HTTP client with the buyer's token.
 enum Buyer {
-    Ws(ws::Ws),
+    Ws(Box<ws::Ws>),
     Http(Target),
 }
 
@@ -207,9 +207,9 @@ pub async fn run_buyline(
     let mut buyers = Vec::with_capacity(tokens.len());
     for token in &tokens {
         buyers.push(match args.transport {
-            Transport::Ws => {
-                Buyer::Ws(ws::connect(&target.ws_url("/v1/stream"), Some(token)).await?)
-            }
+            Transport::Ws => Buyer::Ws(Box::new(
+                ws::connect(&target.ws_url("/v1/stream"), Some(token)).await?,
+            )),
             Transport::Http => Buyer::Http(target.clone()),
         });
     }

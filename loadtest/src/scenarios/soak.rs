@@ -86,6 +86,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
         },
         peer: None,
         peer_only: false,
+        expect_no_loss: true,
     };
     let sale_args = FlashSaleArgs {
         buyers: args.buyers,
@@ -131,6 +132,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
     report.absorb(fanout);
     let mut sales = Report::new("flash-sale", &common.target, json!({}));
     let (mut attempts, mut holds, mut secs) = (0u64, 0u64, 0f64);
+    let (mut checked, mut rounds_run) = (0usize, 0usize);
     for (i, (args, sale)) in rounds.into_iter().enumerate() {
         match sale {
             Ok(sale) => {
@@ -143,15 +145,26 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
                     json!({}),
                 );
                 crate::scenarios::flash_sale::report_buyline(&mut round, &args, &sale);
-                // Keep the checks of every round, the figures of none (the totals follow).
-                sales.checks.extend(round.checks.into_iter().map(|mut c| {
-                    c.name = format!("{}: {}", round.scenario, c.name);
-                    c
-                }));
+                // Keep the failed checks of every round, the figures of none (totals follow).
+                checked += round.checks.len();
+                rounds_run += 1;
+                sales
+                    .checks
+                    .extend(round.checks.into_iter().filter(|c| !c.ok).map(|mut c| {
+                        c.name = format!("{}: {}", round.scenario, c.name);
+                        c
+                    }));
             }
             Err(e) => sales.check(&format!("sale {} ran", i + 1), false, format!("{e:#}")),
         }
     }
+    let failed = sales.checks.len();
+    sales.check(
+        "every sale: oversold 0, stock adds up, every hold paid, no errors",
+        failed == 0 && rounds_run > 0,
+        format!("{rounds_run} sales, {checked} checks, {failed} failed"),
+    );
+    sales.buyline("sales", "sales", rounds_run as f64);
     sales.buyline("reservation attempts", "requests", attempts as f64);
     sales.buyline(
         "attempts/s (while a sale ran)",
