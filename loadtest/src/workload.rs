@@ -90,6 +90,28 @@ impl Generator {
             },
             tag: ((r >> 48) % TAGS as u64) as usize,
         };
+        self.write_json(out, shape);
+        shape
+    }
+
+    /// The closing burst: one tweet by every author (the partner too), tags cycling, so every
+    /// timeline of the mix is owed at least one. Sent after the run has drained, it carries
+    /// any `lagged` notice still pending (a notice rides on the next frame that fits).
+    pub fn closing_json(&mut self) -> Vec<(Shape, String)> {
+        (0..=AUTHORS)
+            .map(|author| {
+                let shape = Shape {
+                    author,
+                    tag: author % TAGS,
+                };
+                let mut out = String::new();
+                self.write_json(&mut out, shape);
+                (shape, out)
+            })
+            .collect()
+    }
+
+    fn write_json(&mut self, out: &mut String, shape: Shape) {
         self.counts.add(shape);
         let n = self.next;
         self.next += 1;
@@ -114,7 +136,6 @@ impl Generator {
                 t = shape.tag,
             )
         };
-        shape
     }
 }
 

@@ -245,6 +245,39 @@ async fn producer_task(
     Ok(out)
 }
 
+/// Sends the closing burst ([`Generator::closing_json`]) as producer `producer`, in one
+/// request; returns its counts.
+pub async fn push_closing(sink: &Sink, producer: u32) -> Result<Counts> {
+    let mut generator = Generator::new(producer, 0.0);
+    let tweets = generator.closing_json();
+    match sink {
+        Sink::Buyline { target, token, .. } => {
+            let body: String = tweets.iter().map(|(_, t)| format!("{t}\n")).collect();
+            let reply = target
+                .http
+                .post(format!("{}/v1/ingest", target.base))
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .context("POST /v1/ingest (closing burst)")?;
+            if !reply.status().is_success() {
+                bail!("the closing burst was refused: {}", reply.status());
+            }
+        }
+        Sink::Nats { port } => {
+            let mut connection = nats::connect(*port, &[]).await?;
+            for (shape, text) in &tweets {
+                connection
+                    .publish(&crate::workload::nats_subject(*shape), text.as_bytes())
+                    .await?;
+            }
+            connection.round_trip().await?;
+        }
+    }
+    Ok(generator.counts)
+}
+
 /// Loads NDJSON lines of real tweets (plain text; compressed files: decompress first).
 pub fn load_lines(path: &std::path::Path) -> Result<Vec<String>> {
     let text =
