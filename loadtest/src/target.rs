@@ -243,6 +243,33 @@ impl Metrics {
     }
 }
 
+/// The `q` quantile (upper bucket bound, seconds) of histogram `name` between two scrapes.
+pub fn histogram_quantile(before: &Metrics, after: &Metrics, name: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, f64)> = after
+        .samples
+        .iter()
+        .filter_map(|(k, v)| {
+            let le = k.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((bound, v - before.get(k).unwrap_or(0.0)))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    buckets
+        .iter()
+        .find(|(_, cumulative)| *cumulative >= q * total)
+        .map(|(bound, _)| *bound)
+}
+
 /// Server CPU seconds between two scrapes (None if the server does not export it).
 pub fn cpu_between(before: &Metrics, after: &Metrics) -> Option<f64> {
     Some(after.cpu_seconds()? - before.cpu_seconds()?)

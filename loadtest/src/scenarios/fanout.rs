@@ -481,6 +481,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
             .await?
             .next()
             .context("the target's address does not resolve")?;
+        let metrics_before = target.metrics().await?;
         let side = run_side(
             common,
             args,
@@ -490,6 +491,21 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
             cpu,
         )
         .await?;
+        let metrics_after = target.metrics().await?;
+        for (label, q) in [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)] {
+            if let Some(bound) = crate::target::histogram_quantile(
+                &metrics_before,
+                &metrics_after,
+                "buyline_ingest_to_socket_latency_seconds",
+                q,
+            ) {
+                report.buyline(
+                    &format!("server-side ingest-to-socket {label} (bucket bound, /metrics)"),
+                    "ms",
+                    bound * 1000.0,
+                );
+            }
+        }
         let (lost, ooo, rejected, errors) = figures(&mut report, None, &side);
         report.check(
             "buyline: every lost frame was reported by a lagged notice",
