@@ -451,11 +451,13 @@ impl Compactor for Tally {
         self.last = n;
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        [self.count, self.sum, self.last]
-            .iter()
-            .flat_map(|word| word.to_le_bytes())
-            .collect()
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        Some(
+            [self.count, self.sum, self.last]
+                .iter()
+                .flat_map(|word| word.to_le_bytes())
+                .collect(),
+        )
     }
 }
 

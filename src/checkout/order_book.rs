@@ -2,9 +2,10 @@
 //! seller (partner), and by the buyer's idempotency key.
 //!
 //! The journal is the orders' home: each order's [`StoredOrder`] rides in the `Confirmed`
-//! record that sells its hold (and in snapshots after compaction), so an order exists exactly
-//! when its sale is durable. This book is rebuilt from the journal at start-up and appended
-//! to by checkout after each durable sale; it holds no state of its own.
+//! record that sells its hold (and in the journal's order archive once a snapshot replaced
+//! that record), so an order exists exactly when its sale is durable. This book is rebuilt
+//! from the journal at start-up and appended to by checkout after each durable sale; it holds
+//! no state of its own.
 //!
 //! A std `RwLock` guards it: reads are short (an index lookup and `Arc` clones), writes are
 //! one push per sale, and no lock is held across an `.await`.

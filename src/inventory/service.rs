@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::codec;
 use crate::decorate::frame::StockLevels;
@@ -24,7 +24,9 @@ use crate::inventory::{
     HoldView, Inventory, InventoryError, InventoryState, Record, Reservation, ReserveRequest,
     StockChange, StockCounts, hold_id_text, parse_hold_id,
 };
-use crate::journal::{Compactor, Durable, Journal, JournalError, JournalOptions, StreamPos};
+use crate::journal::{
+    Archive, Compactor, Durable, Journal, JournalError, JournalOptions, StreamPos,
+};
 use crate::model::Product;
 use crate::sessions::ops::ReservationView;
 use crate::telemetry;
@@ -69,19 +71,14 @@ pub struct InventoryService {
 }
 
 /// The journal writer's model of the inventory: the state every committed record was applied
-/// to, plus the details of every order sold, snapshotted as bincode.
+/// to, snapshotted as bincode, and the archive that keeps each sale's order details once a
+/// snapshot has replaced the records that carried them (snapshots hold state, not history).
 struct StateCompactor {
     state: InventoryState,
-    /// Each `Confirmed` record's order bytes, in journal order: the journal is the orders'
-    /// only home, so a snapshot that replaces the records must carry them.
-    orders: Vec<Vec<u8>>,
-}
-
-/// What a snapshot holds.
-#[derive(Serialize, Deserialize)]
-struct Snapshot<S, O> {
-    inventory: S,
-    orders: O,
+    orders: Archive,
+    /// An order could not be archived: no snapshot may replace the records still holding it.
+    /// A restart recovers it from the journal and starts a sound archive.
+    archive_failed: bool,
 }
 
 impl Compactor for StateCompactor {
@@ -92,37 +89,54 @@ impl Compactor for StateCompactor {
                 if let Record::Confirmed {
                     order: Some(order), ..
                 } = record
+                    && let Err(error) = self.orders.push(&order)
                 {
-                    self.orders.push(order);
+                    tracing::error!(%error, "archiving an order failed; snapshots stop until a restart");
+                    self.archive_failed = true;
                 }
             }
             Err(error) => tracing::error!(%error, "journal payload is not an inventory record"),
         }
     }
 
-    fn snapshot(&self) -> Vec<u8> {
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        if self.archive_failed {
+            return None;
+        }
+        // Everything the snapshot drops from the journal must be durable in the archive first.
+        if let Err(error) = self.orders.sync() {
+            tracing::error!(%error, "syncing the order archive failed; snapshots stop until a restart");
+            self.archive_failed = true;
+            return None;
+        }
         let mut state = self.state.clone();
         state.prune_keys(now_ms());
-        // Borrowed orders: a snapshot copies them once, into the encoding.
-        codec::encode(&Snapshot {
-            inventory: &state,
-            orders: &self.orders,
-        })
-        .unwrap_or_default()
+        codec::encode(&state).ok()
     }
 }
 
-/// Decodes a snapshot; one written before snapshots carried orders is the bare state.
+/// A snapshot as written for a while by this version's predecessor: the state plus every
+/// order (replaced by the archive, since it made each snapshot rewrite all history).
+#[derive(Deserialize)]
+struct SnapshotWithOrders {
+    inventory: InventoryState,
+    orders: Vec<Vec<u8>>,
+}
+
+/// Decodes a snapshot: the bare state, or the older form that also carried the orders.
 fn decode_snapshot(bytes: &[u8]) -> Result<(InventoryState, Vec<Vec<u8>>), StartError> {
     let limit = bytes.len() as u64;
-    match codec::decode::<Snapshot<InventoryState, Vec<Vec<u8>>>>(bytes, limit) {
-        Ok(snapshot) => Ok((snapshot.inventory, snapshot.orders)),
-        Err(error) => match codec::decode::<InventoryState>(bytes, limit) {
-            Ok(state) => Ok((state, Vec::new())),
+    match codec::decode::<InventoryState>(bytes, limit) {
+        Ok(state) => Ok((state, Vec::new())),
+        Err(error) => match codec::decode::<SnapshotWithOrders>(bytes, limit) {
+            Ok(old) => Ok((old.inventory, old.orders)),
             Err(_) => Err(StartError::Snapshot(error)),
         },
     }
 }
+
+/// The order archive's file, beside the journal's segments.
+const ORDER_ARCHIVE: &str = "orders.archive";
 
 impl InventoryService {
     /// Recovers the inventory from `dir` (created if missing) and opens `catalog`'s products.
@@ -146,6 +160,10 @@ impl InventoryService {
             Some(bytes) => decode_snapshot(bytes)?,
             None => (InventoryState::default(), Vec::new()),
         };
+        // Orders whose records a snapshot replaced, then those in the records after it (an
+        // order can be in both: readers keep the first of each id).
+        let (archive, archived) = Archive::open(&dir.join(ORDER_ARCHIVE))?;
+        orders.extend(archived);
         for (index, payload) in recovered.records.iter().enumerate() {
             let record = codec::decode::<Record>(payload, payload.len() as u64)
                 .map_err(|source| StartError::Record { index, source })?;
@@ -173,7 +191,8 @@ impl InventoryService {
         );
         let journal = ready.start(Box::new(StateCompactor {
             state,
-            orders: orders.clone(),
+            orders: archive,
+            archive_failed: false,
         }))?;
         for (stream, version) in streams {
             journal.open_stream(stream, version)?;
@@ -327,8 +346,9 @@ impl InventoryService {
         Ok(self.engine.hold_of(customer, hold, now_ms())?)
     }
 
-    /// The order details journaled with every sale before this start, in journal order;
-    /// the first call takes them, later calls get nothing.
+    /// The order details journaled with every sale before this start, in journal order (an
+    /// order may appear twice: keep the first); the first call takes them, later calls get
+    /// nothing.
     pub fn take_recovered_orders(&self) -> Vec<Vec<u8>> {
         std::mem::take(
             &mut *self

@@ -41,7 +41,7 @@
 //! # struct Model;
 //! # impl Compactor for Model {
 //! #     fn apply(&mut self, _: &[u8]) {}
-//! #     fn snapshot(&self) -> Vec<u8> { Vec::new() }
+//! #     fn snapshot(&mut self) -> Option<Vec<u8>> { Some(Vec::new()) }
 //! # }
 //! # fn restore(_: Option<&[u8]>) -> Model { Model }
 //! # fn main() -> Result<(), buyline::journal::JournalError> {
@@ -64,6 +64,7 @@
 //! segments before it are then deleted.
 
 mod acker;
+mod archive;
 mod error;
 mod format;
 mod options;
@@ -83,6 +84,7 @@ use std::thread::{self, JoinHandle, Thread};
 use crossbeam::channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 
+pub use archive::Archive;
 pub use error::JournalError;
 pub use format::{Lsn, MAX_PAYLOAD_BYTES};
 pub use options::JournalOptions;

@@ -30,8 +30,9 @@ pub trait Compactor: Send + 'static {
     /// Folds one committed record into the state.
     fn apply(&mut self, payload: &[u8]);
     /// The state after every record applied so far, as bytes recovery hands back in
-    /// `Recovered::snapshot`.
-    fn snapshot(&self) -> Vec<u8>;
+    /// `Recovered::snapshot`; `None` when no snapshot may be taken now (the compactor could
+    /// not make durable something the snapshot would drop), and the records stay.
+    fn snapshot(&mut self) -> Option<Vec<u8>>;
 }
 
 /// Writes the snapshot covering records up to `lsn`, durably, and returns its path.

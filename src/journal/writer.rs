@@ -443,15 +443,17 @@ impl Writer {
             self.roll(self.next_lsn)?;
         }
         let lsn = Lsn(self.next_lsn.0 - 1);
+        // Counted as taken either way: a compactor that declines is asked again only after
+        // another threshold's worth of records.
+        self.records_since_snapshot = 0;
+        self.bytes_since_snapshot = 0;
         let Some(state) = self
             .compactor
-            .as_ref()
-            .map(|compactor| compactor.snapshot())
+            .as_mut()
+            .and_then(|compactor| compactor.snapshot())
         else {
             return Ok(());
         };
-        self.records_since_snapshot = 0;
-        self.bytes_since_snapshot = 0;
         match snapshot::write(&self.dir, lsn, &state) {
             Ok(path) => {
                 Shared::count(&self.shared.fsyncs, 2);

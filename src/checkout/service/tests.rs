@@ -44,8 +44,15 @@ fn catalog(hold_seconds: u32) -> Catalog {
 
 impl Shop {
     fn open(dir: tempfile::TempDir, catalog: Catalog) -> Shop {
-        let inventory = InventoryService::start(&dir.path().join("journal"), &catalog.products)
-            .expect("inventory starts");
+        // Snapshots every few records, so restarts go through snapshot, archive and tail.
+        let options = crate::journal::JournalOptions {
+            snapshot_after_records: 7,
+            segment_bytes: 4096,
+            ..crate::journal::JournalOptions::default()
+        };
+        let inventory =
+            InventoryService::start_with(&dir.path().join("journal"), &catalog.products, options)
+                .expect("inventory starts");
         let orders = Arc::new(OrderBook::from_journal(inventory.take_recovered_orders()));
         let wallet = Wallet::open(&dir.path().join("wallet"), MasterKey::derive(&[7; 32])).unwrap();
         let gateway = Arc::new(SandboxGateway::default());
@@ -271,7 +278,25 @@ async fn orders_survive_a_restart_with_their_keys_through_snapshots() {
             shop.buy("ada", body).await.unwrap().order.id.clone(),
         ));
     }
+    let journal = shop.dir.path().join("journal");
     let shop = shop.restart();
+    let snapshots = std::fs::read_dir(&journal)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("snapshot-")
+        })
+        .count();
+    assert!(snapshots > 0, "the test should cross a snapshot");
+    assert!(
+        std::fs::metadata(journal.join("orders.archive"))
+            .unwrap()
+            .len()
+            > 0
+    );
     let orders = shop.checkout.orders();
     assert_eq!(orders.len(), 30);
     let all = Page {
