@@ -172,6 +172,10 @@ pub struct FlashSaleArgs {
     /// Skip buyline and run only the peer.
     #[arg(long)]
     pub peer_only: bool,
+    /// Reserve without idempotency keys (by default every attempt carries a unique one, as a
+    /// real client's retry-safe tap does).
+    #[arg(long)]
+    pub no_idempotency_keys: bool,
 }
 
 #[derive(Debug, Args, Clone)]

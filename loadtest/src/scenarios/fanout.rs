@@ -51,6 +51,8 @@ struct Live {
 /// The figures of one side (buyline or a peer) of a run.
 struct Side {
     pushed: Pushed,
+    /// CPU seconds the tester itself used over the run (it shares the cores).
+    tester_cpu: Option<f64>,
     /// Deliveries before the closing burst (the rate's numerator).
     delivered_in_run: u64,
     seen: Vec<(Subscription, Seen)>,
@@ -318,6 +320,7 @@ async fn run_side(
         common.plain,
     );
     let cpu_before = cpu().await;
+    let tester_before = peers::proc_cpu(std::process::id());
     let start_ns = now_ns();
     let pushed = firehose::push(&sink, &push, sent).await?;
 
@@ -341,6 +344,10 @@ async fn run_side(
         }
     }
     let cpu_after = cpu().await;
+    let tester_cpu = match (tester_before, peers::proc_cpu(std::process::id())) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
     // The rate is taken up to here: the closing burst below only settles the books.
     let delivered_in_run = live.delivered.load(Ordering::Relaxed);
     let last_ns = live
@@ -365,6 +372,7 @@ async fn run_side(
     }
     let samples = progress.finish().await;
     Ok(Side {
+        tester_cpu,
         delivered_in_run,
         pushed,
         seen,
@@ -431,6 +439,13 @@ fn figures(report: &mut Report, peer: Option<&str>, side: &Side) -> (u64, u64, u
         if received > 0 {
             put("server CPU per delivery", "µs", cpu * 1e6 / received as f64);
         }
+    }
+    if let Some(cpu) = side.tester_cpu {
+        put(
+            "tester CPU (same machine)",
+            "cores",
+            cpu / side.deliver_secs.max(1e-9),
+        );
     }
     report.latency(peer, "ingest-to-client latency", &side.latencies.snapshot());
     let name = peer.unwrap_or("buyline");

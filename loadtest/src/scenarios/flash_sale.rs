@@ -90,11 +90,15 @@ impl Buyer {
         bail!("the server closed the stream")
     }
 
+    /// One reservation attempt; `key` is sent as the idempotency key unless empty.
     async fn reserve(&mut self, token: &str, product: &str, key: &str, n: u64) -> Result<Outcome> {
         match self {
             Buyer::Ws(socket) => {
                 let id = n.to_string();
-                let op = json!({"op": "reserve", "id": id, "product": product, "quantity": 1, "idempotency_key": key});
+                let mut op = json!({"op": "reserve", "id": id, "product": product, "quantity": 1});
+                if !key.is_empty() {
+                    op["idempotency_key"] = key.into();
+                }
                 let reply = Self::ws_call(socket, op, &id).await?;
                 Ok(match reply["type"].as_str() {
                     Some("reserved") => Outcome::Held(
@@ -107,11 +111,12 @@ impl Buyer {
                 })
             }
             Buyer::Http(target) => {
-                let reply = target
-                    .http
-                    .post(format!("{}/v1/reservations", target.base))
+                let mut request = target.http.post(format!("{}/v1/reservations", target.base));
+                if !key.is_empty() {
+                    request = request.header("idempotency-key", key);
+                }
+                let reply = request
                     .bearer_auth(token)
-                    .header("idempotency-key", key)
                     .header("content-type", "application/json")
                     .body(json!({"product": product, "quantity": 1}).to_string())
                     .send()
@@ -248,6 +253,7 @@ pub async fn run_buyline(
         let mut reserve_rec = reserve_latency.recorder();
         let mut checkout_rec = checkout_latency.recorder();
         let checkout = args.checkout;
+        let keyed = !args.no_idempotency_keys;
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             loop {
@@ -261,7 +267,11 @@ pub async fn run_buyline(
                     break;
                 }
                 n += 1;
-                let key = format!("b{i}-{n}");
+                let key = if keyed {
+                    format!("b{i}-{n}")
+                } else {
+                    String::new()
+                };
                 let t0 = Instant::now();
                 let outcome = buyer.reserve(&token, &product, &key, n).await;
                 reserve_rec.record(t0.elapsed());
@@ -549,7 +559,7 @@ pub async fn run(common: &Common, args: &FlashSaleArgs) -> Result<Report> {
         "flash-sale",
         &common.target,
         json!({"buyers": args.buyers, "stock": args.stock, "concurrency": args.concurrency, "limit": args.limit,
-               "transport": args.transport, "checkout": args.checkout, "max_duration_s": common.duration.as_secs_f64(),
+               "transport": args.transport, "checkout": args.checkout, "idempotency_keys": !args.no_idempotency_keys, "max_duration_s": common.duration.as_secs_f64(),
                "peer": args.peer.map(|_| "redis")}),
     );
     let mut buyline_rate = None;

@@ -97,6 +97,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
         checkout: args.checkout,
         peer: None,
         peer_only: false,
+        no_idempotency_keys: false,
     };
     let fanout = crate::scenarios::fanout::run(&sub, &fanout_args);
     let sales = async {
