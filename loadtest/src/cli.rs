@@ -235,3 +235,37 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     Ok(Duration::from_secs_f64(seconds))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "fanout",
+            "--subscribers",
+            "10",
+            "--peer",
+            "nats",
+            "--target",
+            "http://127.0.0.1:1",
+        ])
+        .expect("parses");
+        assert!(
+            matches!(cli.scenario, Scenario::Fanout(ref a) if a.subscribers == 10 && a.peer.is_some())
+        );
+    }
+}

@@ -274,3 +274,29 @@ pub fn histogram_quantile(before: &Metrics, after: &Metrics, name: &str, q: f64)
 pub fn cpu_between(before: &Metrics, after: &Metrics) -> Option<f64> {
     Some(after.cpu_seconds()? - before.cpu_seconds()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str = "# TYPE lat histogram\nlat_bucket{le=\"0.001\"} 10\nlat_bucket{le=\"0.01\"} 10\nlat_bucket{le=\"+Inf\"} 10\nprocess_cpu_seconds_total 3\nbuyline_process_cpu_seconds 3.25\n";
+    const AFTER: &str = "lat_bucket{le=\"0.001\"} 60\nlat_bucket{le=\"0.01\"} 108\nlat_bucket{le=\"+Inf\"} 110\nprocess_cpu_seconds_total 5\nbuyline_process_cpu_seconds 5.5\nx_total{a=\"1\"} 2\nx_total{a=\"2\"} 3\n";
+
+    #[test]
+    fn quantiles_come_from_the_bucket_deltas() {
+        let (before, after) = (Metrics::parse(BEFORE), Metrics::parse(AFTER));
+        assert_eq!(histogram_quantile(&before, &after, "lat", 0.5), Some(0.001));
+        assert_eq!(histogram_quantile(&before, &after, "lat", 0.9), Some(0.01));
+        assert_eq!(
+            histogram_quantile(&before, &after, "lat", 0.999),
+            Some(f64::INFINITY)
+        );
+    }
+
+    #[test]
+    fn cpu_prefers_the_precise_gauge_and_sums_ignore_labels() {
+        let (before, after) = (Metrics::parse(BEFORE), Metrics::parse(AFTER));
+        assert_eq!(cpu_between(&before, &after), Some(2.25));
+        assert_eq!(after.sum("x_total"), 5.0);
+    }
+}

@@ -9,17 +9,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::cli::{Common, FlashSaleArgs, Transport};
 use crate::peers::{self, redis};
 use crate::progress::{Gauge, Progress};
+use crate::rawws;
 use crate::report::{Report, Series};
 use crate::stats::Latencies;
 use crate::target::{self, Target};
-use crate::ws::{self, Message};
 
 /// The sandbox card that always succeeds, and a shipping address.
 fn card() -> Value {
@@ -70,44 +69,63 @@ fn classify_error(body: &Value) -> Outcome {
 }
 
 /// A buyer's connection: one WebSocket, or the shared HTTP client with the buyer's token.
+///
+/// The WebSocket side uses the bare client ([`rawws`]) and reads replies by scanning, like the
+/// RESP client of the Redis peer, so the tester's cost per request is alike on both sides.
 enum Buyer {
-    Ws(Box<ws::Ws>),
+    Ws(Box<rawws::Connection>),
     Http(Target),
 }
 
+/// The string value of `"key":"..."` in a JSON text (ids and codes have no escapes).
+fn string_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let pattern = format!("\"{key}\":\"");
+    let at = text.find(&pattern)? + pattern.len();
+    let len = text[at..].find('"')?;
+    Some(&text[at..at + len])
+}
+
 impl Buyer {
-    /// Sends `op` over the stream and waits for the reply carrying `id` (skipping pushes).
-    async fn ws_call(socket: &mut ws::Ws, op: Value, id: &str) -> Result<Value> {
-        socket.send(Message::text(op.to_string())).await?;
-        while let Some(msg) = socket.next().await {
-            if let Message::Text(text) = msg? {
-                let value: Value = serde_json::from_str(&text).context("reply is not JSON")?;
-                if value["id"].as_str() == Some(id) {
-                    return Ok(value);
+    /// Sends `op` over the stream and returns the reply carrying request id `id` (skipping
+    /// pushes such as `stock` and order confirmations).
+    async fn ws_call(socket: &mut rawws::Connection, op: &str, id: &str) -> Result<String> {
+        socket.send_text(op).await?;
+        let wanted = format!("\"id\":\"{id}\"");
+        loop {
+            match socket.next().await? {
+                rawws::Frame::Text(bytes) => {
+                    let text = std::str::from_utf8(bytes).context("reply is not UTF-8")?;
+                    if text.contains(&wanted) {
+                        return Ok(text.to_string());
+                    }
                 }
+                rawws::Frame::Close => bail!("the server closed the stream"),
             }
         }
-        bail!("the server closed the stream")
     }
 
     /// One reservation attempt; `key` is sent as the idempotency key unless empty.
     async fn reserve(&mut self, token: &str, product: &str, key: &str, n: u64) -> Result<Outcome> {
         match self {
             Buyer::Ws(socket) => {
-                let id = n.to_string();
-                let mut op = json!({"op": "reserve", "id": id, "product": product, "quantity": 1});
-                if !key.is_empty() {
-                    op["idempotency_key"] = key.into();
-                }
-                let reply = Self::ws_call(socket, op, &id).await?;
-                Ok(match reply["type"].as_str() {
+                // Product ids and keys are the tool's own: no characters that need escaping.
+                let op = if key.is_empty() {
+                    format!(r#"{{"op":"reserve","id":"{n}","product":"{product}","quantity":1}}"#)
+                } else {
+                    format!(
+                        r#"{{"op":"reserve","id":"{n}","product":"{product}","quantity":1,"idempotency_key":"{key}"}}"#
+                    )
+                };
+                let reply = Self::ws_call(socket, &op, &n.to_string()).await?;
+                Ok(match string_field(&reply, "type") {
                     Some("reserved") => Outcome::Held(
-                        reply["reservation"]["id"]
-                            .as_str()
+                        reply
+                            .split_once("\"reservation\":")
+                            .and_then(|(_, r)| string_field(r, "id"))
                             .unwrap_or("")
                             .to_string(),
                     ),
-                    _ => classify_error(&reply),
+                    _ => classify_error(&serde_json::from_str(&reply).unwrap_or(Value::Null)),
                 })
             }
             Buyer::Http(target) => {
@@ -144,8 +162,8 @@ impl Buyer {
                 let id = format!("c{n}");
                 let op = json!({"op": "checkout", "id": id, "reservation": reservation, "shipping": address(),
                                 "payment": card(), "idempotency_key": format!("pay-{reservation}")});
-                let reply = Self::ws_call(socket, op, &id).await?;
-                Ok((reply["type"].as_str() != Some("order")).then(|| reply.to_string()))
+                let reply = Self::ws_call(socket, &op.to_string(), &id).await?;
+                Ok((string_field(&reply, "type") != Some("order")).then_some(reply))
             }
             Buyer::Http(target) => {
                 let reply = target
@@ -177,6 +195,8 @@ pub struct Sale {
     pub checkout_latency: Latencies,
     pub samples: Vec<crate::progress::Sample>,
     pub cpu: Option<f64>,
+    /// CPU seconds the tester used meanwhile (it shares the cores).
+    pub tester_cpu: Option<f64>,
     /// `(available, held, sold)` after the sale, from the server.
     pub inventory: Option<(u64, u64, u64)>,
 }
@@ -209,11 +229,20 @@ pub async fn run_buyline(
     let tokens = target
         .customer_tokens(&format!("lt-buyer-{run_id}-"), args.buyers)
         .await?;
+    let server: std::net::SocketAddr = tokio::net::lookup_host(&target.authority)
+        .await?
+        .next()
+        .context("the target's address does not resolve")?;
     let mut buyers = Vec::with_capacity(tokens.len());
     for token in &tokens {
         buyers.push(match args.transport {
             Transport::Ws => Buyer::Ws(Box::new(
-                ws::connect(&target.ws_url("/v1/stream"), Some(token)).await?,
+                rawws::connect(
+                    server,
+                    &target.authority,
+                    &format!("/v1/stream?token={token}"),
+                )
+                .await?,
             )),
             Transport::Http => Buyer::Http(target.clone()),
         });
@@ -243,6 +272,7 @@ pub async fn run_buyline(
         common.plain,
     );
     let before = target.metrics().await.ok();
+    let tester_before = peers::proc_cpu(std::process::id());
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::with_capacity(buyers.len());
@@ -313,15 +343,14 @@ pub async fn run_buyline(
                     }
                 }
             }
-            if let Buyer::Ws(mut socket) = buyer {
-                let _ = socket.close(None).await;
-            }
+            drop(buyer);
         }));
     }
     for t in tasks {
         let _ = t.await;
     }
     let elapsed = start.elapsed();
+    let tester_cpu = tester_before.and_then(|b| Some(peers::proc_cpu(std::process::id())? - b));
     let samples = progress.finish().await;
     let after = target.metrics().await.ok();
     let inventory = target.inventory(&admin, &product).await.ok();
@@ -342,6 +371,7 @@ pub async fn run_buyline(
             _ => None,
         },
         inventory,
+        tester_cpu,
     })
 }
 
@@ -363,6 +393,9 @@ pub fn report_buyline(report: &mut Report, args: &FlashSaleArgs, sale: &Sale) {
                 cpu * 1e6 / sale.attempts as f64,
             );
         }
+    }
+    if let Some(cpu) = sale.tester_cpu {
+        report.buyline("tester CPU (same machine)", "cores", cpu / secs);
     }
     report.latency(None, "reserve latency", &sale.reserve_latency.snapshot());
     if args.checkout {
@@ -468,6 +501,7 @@ async fn run_redis(
         common.plain,
     );
     let cpu_before = server.cpu_seconds();
+    let tester_before = peers::proc_cpu(std::process::id());
     let start = Instant::now();
     let deadline = start + duration;
     let next = Arc::new(AtomicU64::new(0));
@@ -523,6 +557,7 @@ async fn run_redis(
         let _ = t.await;
     }
     let elapsed = start.elapsed();
+    let tester_cpu = tester_before.and_then(|b| Some(peers::proc_cpu(std::process::id())? - b));
     let samples = progress.finish().await;
     let cpu = match (cpu_before, server.cpu_seconds()) {
         (Some(a), Some(b)) => Some(b - a),
@@ -547,6 +582,7 @@ async fn run_redis(
             checkout_latency: Latencies::new(),
             samples,
             cpu,
+            tester_cpu,
             inventory: Some((left.max(0) as u64, holds, 0)),
         },
         holds.saturating_sub(args.stock) + u64::from(left < 0),
@@ -604,6 +640,9 @@ pub async fn run(common: &Common, args: &FlashSaleArgs) -> Result<Report> {
                                 cpu * 1e6 / sale.attempts as f64,
                             );
                         }
+                    }
+                    if let Some(cpu) = sale.tester_cpu {
+                        report.peer(&label, "tester CPU (same machine)", "cores", cpu / secs);
                     }
                     report.peer(&label, "oversold", "units", oversold as f64);
                     report.latency(
