@@ -110,7 +110,9 @@ async fn open(source: Ipv4Addr, server: SocketAddr, host: &str) -> Result<TcpStr
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
-        .map_err(|_| "the upgrade timed out".to_string())??;
+        .map_err(|_| {
+            "the upgrade timed out: the server stopped accepting (its open-file limit? see process_max_fds)".to_string()
+        })??;
     Ok(stream)
 }
 
@@ -295,6 +297,13 @@ pub async fn run(common: &Common, args: &ConnectionsArgs) -> Result<Report> {
         ),
         Some(why) => {
             report.note(format!("STOPPED at {n} connections by: {why}"));
+            if let (Some(open), Some(max)) =
+                (after.get("process_open_fds"), after.get("process_max_fds"))
+            {
+                report.note(format!(
+                    "server file descriptors: {open} open at the last 5 s sample (unreadable once the limit is hit) of a limit of {max}"
+                ));
+            }
             report.check(
                 "all connections opened",
                 false,
