@@ -10,6 +10,10 @@ fn main() -> anyhow::Result<()> {
     let filter = buyline::logging::filter(&config.log).context("--log is not a valid filter")?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
+    match buyline::server::raise_open_file_limit() {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
     let demo = config.demo;
     let firehose = config.firehose.to_string();
     let server =

@@ -38,6 +38,33 @@ use crate::sources::driver;
 use crate::sources::sequencer::Sequencer;
 use crate::telemetry;
 
+/// Raises this process's open-file soft limit to its hard limit and returns the limit now in
+/// force. Every connection is a descriptor, and the usual soft limit (1,024) would refuse
+/// connections long before memory runs out; the hard limit is the operator's to set.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// How long shutdown waits for clients to take their close frames.
 const DRAIN_BUDGET: Duration = Duration::from_secs(2);
 
