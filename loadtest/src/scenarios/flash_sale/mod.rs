@@ -1,0 +1,419 @@
+//! `flash-sale`: B buyers (one customer token each) rush one product of stock K with C
+//! requests in flight, over WebSocket or HTTP; with `--checkout` every hold is paid with the
+//! sandbox card. Oversold must be 0. `--peer redis` runs the same sale through Redis and the
+//! standard Lua reserve script, at `appendfsync always` (buyline's durability: a reservation
+//! is answered after its fdatasync) and at `everysec`.
+//!
+//! `buyer`: one buyer's requests over WebSocket or HTTP; `redis_sale`: the peer's sale.
+
+mod buyer;
+mod redis_sale;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::cli::{Common, FlashSaleArgs, Transport};
+use crate::peers::{self, redis};
+use crate::progress::{Gauge, Progress};
+use crate::rawws;
+use crate::report::{Report, Series};
+use crate::stats::Latencies;
+use crate::target::{self, Target};
+use buyer::{Buyer, Outcome};
+
+/// Counters shared by the buyers.
+#[derive(Default)]
+struct Tally {
+    attempts: Arc<AtomicU64>,
+    holds: Arc<AtomicU64>,
+    orders: Arc<AtomicU64>,
+    sold_out: AtomicU64,
+    limited: AtomicU64,
+    errors: AtomicU64,
+    checkout_errors: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+    /// Set on the first `sold_out`: every buyer stops after its request in flight.
+    over: AtomicBool,
+}
+
+impl Tally {
+    fn error(&self, counter: &AtomicU64, what: String) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert(what);
+        }
+    }
+}
+
+/// What one sale measured.
+pub struct Sale {
+    pub attempts: u64,
+    pub holds: u64,
+    pub orders: u64,
+    pub errors: u64,
+    pub checkout_errors: u64,
+    pub first_error: Option<String>,
+    pub elapsed: Duration,
+    pub reserve_latency: Latencies,
+    pub checkout_latency: Latencies,
+    pub samples: Vec<crate::progress::Sample>,
+    pub cpu: Option<f64>,
+    /// CPU seconds the tester used meanwhile (it shares the cores).
+    pub tester_cpu: Option<f64>,
+    /// `(available, held, sold)` after the sale, from the server.
+    pub inventory: Option<(u64, u64, u64)>,
+}
+
+/// Runs one sale against buyline with a fresh product of `args.stock` units.
+pub async fn run_buyline(
+    common: &Common,
+    args: &FlashSaleArgs,
+    duration: Duration,
+    label: &str,
+) -> Result<Sale> {
+    let target = Target::new(&common.target)?;
+    target.wait_ready(Duration::from_secs(10)).await?;
+    let admin = target.token("admin", "loadtest-admin").await?;
+    target.put_partner(&admin).await?;
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    let product = format!("lt-sale-{run_id}");
+    target
+        .put_product(
+            &admin,
+            &product,
+            &format!("https://loadtest.example/sale/{run_id}"),
+            args.stock,
+            args.limit,
+        )
+        .await?;
+    let tokens = target
+        .customer_tokens(&format!("lt-buyer-{run_id}-"), args.buyers)
+        .await?;
+    let server: std::net::SocketAddr = tokio::net::lookup_host(&target.authority)
+        .await?
+        .next()
+        .context("the target's address does not resolve")?;
+    let mut buyers = Vec::with_capacity(tokens.len());
+    for token in &tokens {
+        buyers.push(match args.transport {
+            Transport::Ws => Buyer::Ws(Box::new(
+                rawws::connect(
+                    server,
+                    &target.authority,
+                    &format!("/v1/stream?token={token}"),
+                )
+                .await?,
+            )),
+            Transport::Http => Buyer::Http(target.clone()),
+        });
+    }
+
+    let tally = Arc::new(Tally::default());
+    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let reserve_latency = Latencies::new();
+    let checkout_latency = Latencies::new();
+    let progress = Progress::start(
+        label,
+        duration,
+        vec![
+            Gauge {
+                name: "attempts",
+                counter: tally.attempts.clone(),
+            },
+            Gauge {
+                name: "holds",
+                counter: tally.holds.clone(),
+            },
+            Gauge {
+                name: "orders",
+                counter: tally.orders.clone(),
+            },
+        ],
+        common.plain,
+    );
+    let before = target.metrics().await.ok();
+    let tester_before = peers::proc_cpu(std::process::id());
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::with_capacity(buyers.len());
+    for (i, (mut buyer, token)) in buyers.into_iter().zip(tokens).enumerate() {
+        let tally = tally.clone();
+        let permits = permits.clone();
+        let product = product.clone();
+        let mut reserve_rec = reserve_latency.recorder();
+        let mut checkout_rec = checkout_latency.recorder();
+        let checkout = args.checkout;
+        let keyed = !args.no_idempotency_keys;
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                if tally.over.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    break;
+                }
+                let Ok(_permit) = permits.acquire().await else {
+                    break;
+                };
+                if tally.over.load(Ordering::Relaxed) {
+                    break;
+                }
+                n += 1;
+                let key = if keyed {
+                    format!("b{i}-{n}")
+                } else {
+                    String::new()
+                };
+                let t0 = Instant::now();
+                let outcome = buyer.reserve(&token, &product, &key, n).await;
+                reserve_rec.record(t0.elapsed());
+                tally.attempts.fetch_add(1, Ordering::Relaxed);
+                match outcome {
+                    Ok(Outcome::Held(reservation)) => {
+                        tally.holds.fetch_add(1, Ordering::Relaxed);
+                        if checkout {
+                            let t1 = Instant::now();
+                            match buyer.checkout(&token, &reservation, n).await {
+                                Ok(None) => {
+                                    checkout_rec.record(t1.elapsed());
+                                    tally.orders.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok(Some(refusal)) => tally
+                                    .error(&tally.checkout_errors, format!("checkout: {refusal}")),
+                                Err(e) => {
+                                    tally.error(&tally.checkout_errors, format!("checkout: {e:#}"));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Ok(Outcome::SoldOut) => {
+                        tally.sold_out.fetch_add(1, Ordering::Relaxed);
+                        tally.over.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Ok(Outcome::Limited) => {
+                        tally.limited.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Ok(Outcome::Failed(reply)) => {
+                        tally.error(&tally.errors, format!("reserve: {reply}"))
+                    }
+                    Err(e) => {
+                        tally.error(&tally.errors, format!("reserve: {e:#}"));
+                        break;
+                    }
+                }
+            }
+            drop(buyer);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed();
+    let tester_cpu = tester_before.and_then(|b| Some(peers::proc_cpu(std::process::id())? - b));
+    let samples = progress.finish().await;
+    let after = target.metrics().await.ok();
+    let inventory = target.inventory(&admin, &product).await.ok();
+    let first_error = tally.first_error.lock().ok().and_then(|f| f.clone());
+    Ok(Sale {
+        attempts: tally.attempts.load(Ordering::Relaxed),
+        holds: tally.holds.load(Ordering::Relaxed),
+        orders: tally.orders.load(Ordering::Relaxed),
+        errors: tally.errors.load(Ordering::Relaxed),
+        checkout_errors: tally.checkout_errors.load(Ordering::Relaxed),
+        first_error,
+        elapsed,
+        reserve_latency,
+        checkout_latency,
+        samples,
+        cpu: match (&before, &after) {
+            (Some(b), Some(a)) => target::cpu_between(b, a),
+            _ => None,
+        },
+        inventory,
+        tester_cpu,
+    })
+}
+
+/// Adds a buyline sale to the report with its checks; `oversold` is the figure the run fails on.
+pub fn report_buyline(report: &mut Report, args: &FlashSaleArgs, sale: &Sale) {
+    let secs = sale.elapsed.as_secs_f64();
+    report.buyline("reservation attempts", "requests", sale.attempts as f64);
+    report.buyline("attempts/s", "requests/s", sale.attempts as f64 / secs);
+    report.buyline("holds", "units", sale.holds as f64);
+    report.buyline("holds/s", "units/s", sale.holds as f64 / secs);
+    report.buyline("orders", "orders", sale.orders as f64);
+    report.buyline("time to sell out or stop", "s", secs);
+    if let Some(cpu) = sale.cpu {
+        report.buyline("server CPU", "cores", cpu / secs);
+        if sale.attempts > 0 {
+            report.buyline(
+                "server CPU per reservation",
+                "µs",
+                cpu * 1e6 / sale.attempts as f64,
+            );
+        }
+    }
+    if let Some(cpu) = sale.tester_cpu {
+        report.buyline("tester CPU (same machine)", "cores", cpu / secs);
+    }
+    report.latency(None, "reserve latency", &sale.reserve_latency.snapshot());
+    if args.checkout {
+        report.latency(None, "checkout latency", &sale.checkout_latency.snapshot());
+    }
+    let mut oversold = sale.holds.saturating_sub(args.stock);
+    let mut detail = format!("{} holds acknowledged for {} units", sale.holds, args.stock);
+    match sale.inventory {
+        Some((available, held, sold)) => {
+            oversold += (held + sold).saturating_sub(args.stock);
+            detail.push_str(&format!(
+                "; server: available {available}, held {held}, sold {sold}"
+            ));
+            report.check(
+                "stock adds up (available + held + sold = stock)",
+                available + held + sold == args.stock,
+                format!("{} = {}", available + held + sold, args.stock),
+            );
+            report.check(
+                "every acknowledged hold is held or sold, and nothing else",
+                held + sold == sale.holds,
+                format!("server {} vs acknowledged {}", held + sold, sale.holds),
+            );
+        }
+        None => report.check(
+            "inventory readable",
+            false,
+            "GET /v1/admin/products/{id}/inventory failed",
+        ),
+    }
+    report.buyline("oversold", "units", oversold as f64);
+    report.check("oversold = 0", oversold == 0, detail);
+    report.check(
+        "no reservation errors",
+        sale.errors == 0,
+        format!(
+            "{} errors{}",
+            sale.errors,
+            sale.first_error
+                .as_ref()
+                .map(|e| format!(", first: {e}"))
+                .unwrap_or_default()
+        ),
+    );
+    if args.checkout {
+        report.check(
+            "every hold paid",
+            sale.checkout_errors == 0 && sale.orders == sale.holds,
+            format!(
+                "{} orders of {} holds, {} checkout errors{}",
+                sale.orders,
+                sale.holds,
+                sale.checkout_errors,
+                sale.first_error
+                    .as_ref()
+                    .map(|e| format!(", first: {e}"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    report.series.push(Series {
+        name: "buyline reservation attempts/s".into(),
+        points: sale.samples.iter().map(|s| (s.t, s.rates[0])).collect(),
+    });
+}
+
+/// The `flash-sale` scenario.
+pub async fn run(common: &Common, args: &FlashSaleArgs) -> Result<Report> {
+    let mut report = Report::new(
+        "flash-sale",
+        &common.target,
+        json!({"buyers": args.buyers, "stock": args.stock, "concurrency": args.concurrency, "limit": args.limit,
+               "transport": args.transport, "checkout": args.checkout, "idempotency_keys": !args.no_idempotency_keys, "max_duration_s": common.duration.as_secs_f64(),
+               "peer": args.peer.map(|_| "redis")}),
+    );
+    let mut buyline_rate = None;
+    if !args.peer_only {
+        let sale = run_buyline(common, args, common.duration, "buyline").await?;
+        buyline_rate = Some(sale.attempts as f64 / sale.elapsed.as_secs_f64());
+        report_buyline(&mut report, args, &sale);
+    }
+    if args.peer.is_some() {
+        if args.checkout {
+            report.note("the Redis peer reserves only: the standard script has no payment step");
+        }
+        match redis::start() {
+            Ok(server) => {
+                for fsync in ["always", "everysec"] {
+                    let label = format!("redis appendfsync={fsync}");
+                    let (sale, oversold) =
+                        redis_sale::run_redis(&server, args, common.duration, fsync, common)
+                            .await?;
+                    let secs = sale.elapsed.as_secs_f64();
+                    report.peer(
+                        &label,
+                        "reservation attempts",
+                        "requests",
+                        sale.attempts as f64,
+                    );
+                    report.peer(
+                        &label,
+                        "attempts/s",
+                        "requests/s",
+                        sale.attempts as f64 / secs,
+                    );
+                    report.peer(&label, "holds", "units", sale.holds as f64);
+                    report.peer(&label, "holds/s", "units/s", sale.holds as f64 / secs);
+                    report.peer(&label, "time to sell out or stop", "s", secs);
+                    if let Some(cpu) = sale.cpu {
+                        report.peer(&label, "server CPU", "cores", cpu / secs);
+                        if sale.attempts > 0 {
+                            report.peer(
+                                &label,
+                                "server CPU per reservation",
+                                "µs",
+                                cpu * 1e6 / sale.attempts as f64,
+                            );
+                        }
+                    }
+                    if let Some(cpu) = sale.tester_cpu {
+                        report.peer(&label, "tester CPU (same machine)", "cores", cpu / secs);
+                    }
+                    report.peer(&label, "oversold", "units", oversold as f64);
+                    report.latency(
+                        Some(&label),
+                        "reserve latency",
+                        &sale.reserve_latency.snapshot(),
+                    );
+                    report.check(
+                        &format!("{label}: no errors"),
+                        sale.errors == 0,
+                        sale.first_error.clone().unwrap_or_else(|| "none".into()),
+                    );
+                    report.series.push(Series {
+                        name: format!("{label} attempts/s"),
+                        points: sale.samples.iter().map(|s| (s.t, s.rates[0])).collect(),
+                    });
+                    if let Some(b) = buyline_rate {
+                        report.note(format!(
+                            "attempts/s buyline / {label} = {:.2}x",
+                            b / (sale.attempts as f64 / secs)
+                        ));
+                    }
+                }
+            }
+            Err(e) if !peers::required() => {
+                report.note(format!("PEER SKIPPED: redis-server could not start: {e:#}"))
+            }
+            Err(e) => report.check("redis peer ran", false, format!("{e:#}")),
+        }
+    }
+    Ok(report)
+}
