@@ -62,7 +62,7 @@ fn fanning_a_frame_out_to_10000_connections_allocates_nothing_per_connection() {
     // Warm up: each outbox's queue grows its storage once.
     for seq in 1..=4 {
         let mut counts = FanoutCounts::default();
-        index.fan_out(&tweet(seq, &frame), &frame, Instant::now(), &mut counts);
+        index.fan_out(&tweet(seq, &frame), Instant::now(), &mut counts);
     }
     for outbox in &outboxes {
         while outbox.pop().is_some() {}
@@ -72,7 +72,7 @@ fn fanning_a_frame_out_to_10000_connections_allocates_nothing_per_connection() {
     let now = Instant::now();
     let mut counts = FanoutCounts::default();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    index.fan_out(&tweet, &frame, now, &mut counts);
+    index.fan_out(&tweet, now, &mut counts);
     let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
     assert_eq!(
         counts.queued, 10_000,

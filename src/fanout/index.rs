@@ -10,7 +10,6 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::decorate::frame::DecoratedTweet;
 use crate::fanout::timeline::Timeline;
@@ -71,16 +70,6 @@ pub struct SubscriptionIndex {
 }
 
 impl SubscriptionIndex {
-    /// Whether no connection here would receive any tweet (`product:` subscriptions get
-    /// stock events only).
-    pub fn is_empty(&self) -> bool {
-        self.all.is_empty()
-            && self.buyable.is_empty()
-            && self.users.is_empty()
-            && self.tags.is_empty()
-            && self.home.is_empty()
-    }
-
     /// Adds `conn` to `timeline`; for `home`, under each name in `follows`.
     pub fn insert(
         &mut self,
@@ -134,17 +123,11 @@ impl SubscriptionIndex {
         }
     }
 
-    /// Offers `tweet`, as `frame`, to every connection subscribed to a timeline it belongs to.
-    pub fn fan_out(
-        &self,
-        tweet: &DecoratedTweet,
-        frame: &Utf8Bytes,
-        now: Instant,
-        counts: &mut FanoutCounts,
-    ) {
+    /// Offers `tweet` to every connection subscribed to a timeline it belongs to.
+    pub fn fan_out(&self, tweet: &DecoratedTweet, now: Instant, counts: &mut FanoutCounts) {
         let mut offer_all = |members: &Members| {
             for outbox in members.values() {
-                counts.count(outbox.offer_tweet(tweet, frame, now));
+                counts.count(outbox.offer_tweet(tweet, now));
             }
         };
         offer_all(&self.all);
@@ -211,36 +194,11 @@ mod tests {
         index.insert(&Timeline::Home, 1, &outbox, &follows);
         let mut counts = FanoutCounts::default();
         let now = Instant::now();
-        index.fan_out(
-            &tweet(1, "alice", &["red"], true),
-            &tweet(1, "alice", &["red"], true).frame,
-            now,
-            &mut counts,
-        );
-        index.fan_out(
-            &tweet(2, "bob", &[], false),
-            &tweet(2, "bob", &[], false).frame,
-            now,
-            &mut counts,
-        );
-        index.fan_out(
-            &tweet(3, "bob", &["red"], false),
-            &tweet(3, "bob", &["red"], false).frame,
-            now,
-            &mut counts,
-        );
-        index.fan_out(
-            &tweet(4, "bob", &[], true),
-            &tweet(4, "bob", &[], true).frame,
-            now,
-            &mut counts,
-        );
-        index.fan_out(
-            &tweet(5, "carol", &[], false),
-            &tweet(5, "carol", &[], false).frame,
-            now,
-            &mut counts,
-        );
+        index.fan_out(&tweet(1, "alice", &["red"], true), now, &mut counts);
+        index.fan_out(&tweet(2, "bob", &[], false), now, &mut counts);
+        index.fan_out(&tweet(3, "bob", &["red"], false), now, &mut counts);
+        index.fan_out(&tweet(4, "bob", &[], true), now, &mut counts);
+        index.fan_out(&tweet(5, "carol", &[], false), now, &mut counts);
         assert_eq!(seqs(&outbox), ["1", "3", "4", "5"]);
         assert_eq!(counts.queued, 4);
     }
@@ -255,12 +213,7 @@ mod tests {
         index.remove(&Timeline::All, 7, &[]);
         index.remove(&Timeline::Home, 7, &follows);
         let mut counts = FanoutCounts::default();
-        index.fan_out(
-            &tweet(1, "carol", &[], true),
-            &tweet(1, "carol", &[], true).frame,
-            Instant::now(),
-            &mut counts,
-        );
+        index.fan_out(&tweet(1, "carol", &[], true), Instant::now(), &mut counts);
         assert!(outbox.is_empty());
         assert!(index.home.is_empty());
     }

@@ -225,7 +225,7 @@ impl ShardCore {
             let now = Instant::now();
             let mut counts = FanoutCounts::default();
             for tweet in &replay.tweets {
-                counts.count(outbox.offer_tweet(tweet, &tweet.frame, now));
+                counts.count(outbox.offer_tweet(tweet, now));
             }
             counts.report();
         }
@@ -264,24 +264,14 @@ impl ShardCore {
     }
 
     /// Fans a decorated batch out to this shard's subscribers.
-    ///
-    /// Each tweet goes out as this shard's own copy of its frame: every recipient takes a
-    /// reference and its writer drops it, and with the decorator's frame shared by all shards
-    /// that count's cache line moved between the cores for each recipient (about 20 % of the
-    /// server's CPU at 10,000 subscribers, see BENCHMARKS.md). Cost: one allocation and a
-    /// memcpy of the frame per tweet per shard, skipped when the shard has no subscribers.
     pub fn deliver(&mut self, batch: &[Arc<DecoratedTweet>]) -> FanoutCounts {
         let now = Instant::now();
         let mut counts = FanoutCounts::default();
-        let anyone = !self.index.is_empty();
         for tweet in batch {
             if tweet.seq <= self.last_seq {
                 continue;
             }
-            if anyone {
-                let frame = Utf8Bytes::from(tweet.frame.as_str().to_owned());
-                self.index.fan_out(tweet, &frame, now, &mut counts);
-            }
+            self.index.fan_out(tweet, now, &mut counts);
             self.last_seq = tweet.seq;
         }
         counts

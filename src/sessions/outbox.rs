@@ -106,9 +106,8 @@ impl Outbox {
         }
     }
 
-    /// Offers a tweet whose frame is `frame` (the tweet's own, or the shard's copy of it);
-    /// `now` is the batch's clock reading (one per batch, not per recipient).
-    pub fn offer_tweet(&self, tweet: &DecoratedTweet, frame: &Utf8Bytes, now: Instant) -> Offer {
+    /// Offers a tweet; `now` is the batch's clock reading (one per batch, not per recipient).
+    pub fn offer_tweet(&self, tweet: &DecoratedTweet, now: Instant) -> Offer {
         if tweet.seq <= self.last_seq.get() {
             return Offer::Duplicate;
         }
@@ -137,7 +136,7 @@ impl Outbox {
             self.dropped.set(0);
         }
         queue.push_back(Outgoing {
-            text: frame.clone(),
+            text: tweet.frame.clone(),
             ingested_at: Some(tweet.ingested_at),
         });
         self.last_seq.set(tweet.seq);
@@ -345,22 +344,10 @@ mod tests {
     fn a_tweet_is_queued_once_and_never_out_of_order() {
         let outbox = Outbox::new(8, Duration::from_secs(10));
         let now = Instant::now();
-        assert_eq!(
-            outbox.offer_tweet(&tweet(2), &tweet(2).frame, now),
-            Offer::Queued
-        );
-        assert_eq!(
-            outbox.offer_tweet(&tweet(2), &tweet(2).frame, now),
-            Offer::Duplicate
-        );
-        assert_eq!(
-            outbox.offer_tweet(&tweet(1), &tweet(1).frame, now),
-            Offer::Duplicate
-        );
-        assert_eq!(
-            outbox.offer_tweet(&tweet(3), &tweet(3).frame, now),
-            Offer::Queued
-        );
+        assert_eq!(outbox.offer_tweet(&tweet(2), now), Offer::Queued);
+        assert_eq!(outbox.offer_tweet(&tweet(2), now), Offer::Duplicate);
+        assert_eq!(outbox.offer_tweet(&tweet(1), now), Offer::Duplicate);
+        assert_eq!(outbox.offer_tweet(&tweet(3), now), Offer::Queued);
         assert_eq!(drain(&outbox).len(), 2);
     }
 
@@ -369,14 +356,11 @@ mod tests {
         let outbox = Outbox::new(2, Duration::from_secs(10));
         let now = Instant::now();
         for seq in 1..=5 {
-            outbox.offer_tweet(&tweet(seq), &tweet(seq).frame, now);
+            outbox.offer_tweet(&tweet(seq), now);
         }
         assert_eq!(outbox.len(), 2);
         drain(&outbox);
-        assert_eq!(
-            outbox.offer_tweet(&tweet(6), &tweet(6).frame, now),
-            Offer::Queued
-        );
+        assert_eq!(outbox.offer_tweet(&tweet(6), now), Offer::Queued);
         let frames = drain(&outbox);
         assert_eq!(frames[0], r#"{"type":"lagged","dropped":3}"#);
         assert!(frames[1].contains(r#""seq":6"#));
@@ -386,15 +370,12 @@ mod tests {
     fn a_client_full_past_the_timeout_is_closed() {
         let outbox = Outbox::new(2, Duration::from_millis(10));
         let start = Instant::now();
-        outbox.offer_tweet(&tweet(1), &tweet(1).frame, start);
-        outbox.offer_tweet(&tweet(2), &tweet(2).frame, start);
-        assert_eq!(
-            outbox.offer_tweet(&tweet(3), &tweet(3).frame, start),
-            Offer::Dropped
-        );
+        outbox.offer_tweet(&tweet(1), start);
+        outbox.offer_tweet(&tweet(2), start);
+        assert_eq!(outbox.offer_tweet(&tweet(3), start), Offer::Dropped);
         let later = start + Duration::from_millis(50);
         assert_eq!(
-            outbox.offer_tweet(&tweet(4), &tweet(4).frame, later),
+            outbox.offer_tweet(&tweet(4), later),
             Offer::DroppedAndClosed
         );
         assert_eq!(outbox.close.borrow().as_ref().map(|c| c.code), Some(1008));
@@ -405,15 +386,12 @@ mod tests {
         let outbox = Outbox::new(2, Duration::from_millis(10));
         let start = Instant::now();
         for seq in 1..=3 {
-            outbox.offer_tweet(&tweet(seq), &tweet(seq).frame, start);
+            outbox.offer_tweet(&tweet(seq), start);
         }
         outbox.pop();
         let later = start + Duration::from_millis(50);
         outbox.pop();
-        assert_eq!(
-            outbox.offer_tweet(&tweet(4), &tweet(4).frame, later),
-            Offer::Queued
-        );
+        assert_eq!(outbox.offer_tweet(&tweet(4), later), Offer::Queued);
         assert!(!outbox.is_closing());
     }
 }
