@@ -18,7 +18,8 @@ while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
 done
 target="http://127.0.0.1:$port"
 
-# The server keeps an fd per connection and does not raise its own limit: give it the hard one.
+# The server keeps an fd per connection; it raises its soft limit to the hard one itself, and
+# this does the same for the tester.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$buyline" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --firehose none --log warn \
     >"$work/server.log" 2>&1 &
