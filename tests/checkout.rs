@@ -531,39 +531,21 @@ async fn a_saved_card_and_address_are_reused_and_gone_for_good_once_deleted() {
     assert_eq!(order["order"]["payment"]["last4"], "4242", "{order}");
     assert_eq!(order["order"]["shipping"], address());
 
+    let delete = |path: String, caller: String| {
+        let server = &server;
+        async move { call(server, Method::DELETE, &path, &caller, None).await.0 }
+    };
     // Bob can neither see nor delete them.
     let bob = token(&server, Role::Customer, "bob");
     let (_, none) = call(&server, Method::GET, "/v1/me/payment-methods", &bob, None).await;
     assert_eq!(none, json!([]));
-    let (status, _) = call(
-        &server,
-        Method::DELETE,
-        &format!("/v1/me/payment-methods/{pm}"),
-        &bob,
-        None,
-    )
-    .await;
-    assert_eq!(status, 404);
+    let card_path = format!("/v1/me/payment-methods/{pm}");
+    assert_eq!(delete(card_path.clone(), bob.clone()).await, 404);
 
     // Deleted: gone from the listing and unusable.
-    let (status, _) = call(
-        &server,
-        Method::DELETE,
-        &format!("/v1/me/payment-methods/{pm}"),
-        &ada,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _) = call(
-        &server,
-        Method::DELETE,
-        &format!("/v1/me/addresses/{addr}"),
-        &ada,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(delete(card_path.clone(), ada.clone()).await, 200);
+    let address_path = format!("/v1/me/addresses/{addr}");
+    assert_eq!(delete(address_path, ada.clone()).await, 200);
     let (_, cards) = call(&server, Method::GET, "/v1/me/payment-methods", &ada, None).await;
     assert_eq!(cards, json!([]));
     let reservation = reserve(&server, "ada", "drill", 1).await;
@@ -577,15 +559,11 @@ async fn a_saved_card_and_address_are_reused_and_gone_for_good_once_deleted() {
         (status.as_u16(), error["code"].as_str()),
         (404, Some("not_found"))
     );
-    let (status, _) = call(
-        &server,
-        Method::DELETE,
-        &format!("/v1/me/payment-methods/{pm}"),
-        &ada,
-        None,
-    )
-    .await;
-    assert_eq!(status, 404, "deleting twice finds nothing");
+    assert_eq!(
+        delete(card_path, ada.clone()).await,
+        404,
+        "deleting twice finds nothing"
+    );
 }
 
 #[tokio::test]
