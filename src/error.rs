@@ -142,6 +142,13 @@ impl ApiError {
         Self::new(ErrorCode::Internal, message)
     }
 
+    /// A request that is not the JSON it should be. serde's own message quotes what it found
+    /// (`invalid type: string "4242424242424242", expected u32`), and a client may have put a
+    /// card number in any field, so only the shape of the problem and its position are kept.
+    pub fn json(context: &str, error: &serde_json::Error) -> Self {
+        Self::bad_request(format!("{context}: {}", describe_json_error(error)))
+    }
+
     /// The HTTP status this error is sent with.
     pub fn status(&self) -> u16 {
         self.code.http_status()
@@ -164,9 +171,122 @@ impl ApiError {
     }
 }
 
+/// serde_json's message for `error` without the values the client sent: the found value of
+/// `invalid type` / `invalid value` / `invalid length` and the name in `unknown variant` /
+/// `unknown field` are dropped, and any remaining run of 8 or more digits is masked.
+fn describe_json_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let mut kept = String::with_capacity(text.len());
+    let quoted_found = ["invalid type", "invalid value", "invalid length"];
+    let named_found = ["unknown variant", "unknown field"];
+    if let Some(kind) = quoted_found
+        .iter()
+        .chain(&named_found)
+        .find(|kind| text.starts_with(**kind))
+    {
+        kept.push_str(kind);
+        match text.find(", expected") {
+            Some(at) => kept.push_str(&text[at..]),
+            None => {
+                // No "expected" part: keep only the position, if serde gave one.
+                if let Some(at) = text.rfind(" at line ") {
+                    kept.push_str(&text[at..]);
+                }
+            }
+        }
+    } else {
+        kept = text;
+    }
+    mask_long_digit_runs(&kept)
+}
+
+/// Replaces every run of 8 or more ASCII digits with `#`s of the same length.
+fn mask_long_digit_runs(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = bytes[start..]
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .map_or(bytes.len(), |n| start + n);
+        if end > start {
+            if end - start >= 8 {
+                out.extend(std::iter::repeat_n('#', end - start));
+            } else {
+                out.push_str(&text[start..end]);
+            }
+            start = end;
+        } else {
+            let next = text[start..]
+                .char_indices()
+                .nth(1)
+                .map_or(text.len(), |(n, _)| start + n);
+            out.push_str(&text[start..next]);
+            start = next;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Fields {
+        quantity: u32,
+        kind: Option<Kind>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        One,
+    }
+
+    fn message_for(json: &str) -> String {
+        let error = serde_json::from_str::<Fields>(json).unwrap_err();
+        ApiError::json("body", &error).message
+    }
+
+    #[test]
+    fn json_errors_never_repeat_what_the_client_sent() {
+        let card = "4242424242424242";
+        for json in [
+            format!(r#"{{"quantity":"{card}"}}"#),
+            format!(r#"{{"quantity":{card}1234567}}"#),
+            format!(r#"{{"quantity":-{card}}}"#),
+            format!(r#"{{"quantity":1,"kind":"{card}"}}"#),
+            card.to_string(),
+            format!(r#"["{card}"]"#),
+            format!(r#"{{"quantity":1.{card}}}"#),
+        ] {
+            let message = message_for(&json);
+            assert!(!message.contains("42424242"), "{json} gave {message}");
+            assert!(message.starts_with("body: "), "{message}");
+        }
+        assert_eq!(
+            message_for(r#"{"quantity":"x"}"#),
+            "body: invalid type, expected u32 at line 1 column 15"
+        );
+        assert!(message_for(r#"{"kind":"one"}"#).contains("missing field `quantity`"));
+        assert!(message_for(r#"{"quantity":"#).contains("EOF"));
+    }
+
+    #[test]
+    fn only_long_digit_runs_are_masked() {
+        assert_eq!(
+            mask_long_digit_runs("line 1 column 1234567"),
+            "line 1 column 1234567"
+        );
+        assert_eq!(mask_long_digit_runs("a 12345678 b"), "a ######## b");
+        assert_eq!(
+            mask_long_digit_runs("é4111111111111111é"),
+            "é################é"
+        );
+    }
 
     #[test]
     fn error_frame_has_the_contract_shape() {

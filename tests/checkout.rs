@@ -10,6 +10,7 @@ use buyline::auth::Role;
 use common::{Client, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 const PRICE: i64 = 4200;
 
@@ -264,6 +265,35 @@ async fn field_errors_name_the_field() {
         );
     }
     assert_eq!(counts(&server, "tee").await["held"], 1);
+}
+
+#[tokio::test]
+async fn a_card_number_typed_anywhere_never_comes_back_in_an_error() {
+    let server = TestServer::start();
+    add_product(&server, "tee", 10).await;
+    let number = "4242424242424242";
+    let mut ws = connect(&server, "ada").await;
+    // A bare number instead of an op, and a number in fields of the wrong type.
+    for frame in [
+        number.to_string(),
+        format!(r#"{{"op":"reserve","id":"1","product":"tee","quantity":"{number}"}}"#),
+        format!(r#"{{"op":"reserve","id":"2","product":{number},"quantity":1}}"#),
+    ] {
+        ws.send_raw(Message::Text(frame.clone().into())).await;
+        let error = ws.recv_type("error").await;
+        assert_eq!(error["code"], "bad_request", "{frame}: {error}");
+        assert!(!error.to_string().contains("42424242"), "{frame}: {error}");
+    }
+    let customer = token(&server, Role::Customer, "ada");
+    for (path, body) in [
+        ("/v1/reservations", json!({"product": "tee", "quantity": number})),
+        ("/v1/reservations", json!({"product": "tee", "quantity": [number]})),
+        ("/v1/orders", json!({"reservation": number})),
+    ] {
+        let (status, error) = call(&server, Method::POST, path, &customer, Some(body)).await;
+        assert!(status.is_client_error(), "{path}: {status} {error}");
+        assert!(!error.to_string().contains("42424242"), "{path}: {error}");
+    }
 }
 
 #[tokio::test]

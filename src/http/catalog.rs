@@ -74,7 +74,7 @@ fn parse_object<T: serde::de::DeserializeOwned>(
     id: &str,
 ) -> Result<T, ApiError> {
     let value = with_path_id(json_body(body)?, id)?;
-    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+    serde_json::from_value(value).map_err(|e| ApiError::json("request body", &e))
 }
 
 /// The shared shape of the admin PUTs: check the role, parse the object, apply, echo it back.

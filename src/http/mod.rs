@@ -164,7 +164,7 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Ap
 
 /// Parses a JSON request body into `T` with a contract error on failure.
 pub fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::json("request body", &e))
 }
 
 /// A JSON response with `status`.

@@ -33,7 +33,7 @@ pub async fn create(
     let body = read_body(body, MAX_JSON_BODY).await?;
     // Parsed as a `Value` first: serde's typed errors would quote the values (`request.rs`).
     let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("request body is not JSON: {e}")))?;
+        .map_err(|e| ApiError::json("request body is not JSON", &e))?;
     let mut request = CheckoutRequest::from_json(&value, &[])?;
     if let Some(header) = headers.get("idempotency-key") {
         let header = header

@@ -72,7 +72,7 @@ struct ReleaseFields {
 pub fn parse(text: &str) -> Result<(Option<Value>, ClientOp), OpError> {
     let envelope: Envelope = serde_json::from_str(text).map_err(|e| OpError {
         id: None,
-        error: ApiError::bad_request(format!("not a JSON object: {e}")),
+        error: ApiError::json("not a JSON object", &e),
     })?;
     let id = envelope.id;
     let fail = |error: ApiError| OpError {
@@ -84,7 +84,7 @@ pub fn parse(text: &str) -> Result<(Option<Value>, ClientOp), OpError> {
         Some(_) => return Err(fail(ApiError::bad_request("op must be a string"))),
         None => return Err(fail(ApiError::bad_request("missing field `op`"))),
     };
-    let fields_error = |e: serde_json::Error| fail(ApiError::bad_request(format!("{op}: {e}")));
+    let fields_error = |e: serde_json::Error| fail(ApiError::json(&op, &e));
     let parsed = match op.as_str() {
         "subscribe" => {
             let f: SubscribeFields = serde_json::from_str(text).map_err(fields_error)?;
