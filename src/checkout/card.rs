@@ -97,7 +97,12 @@ fn field(name: &str, problem: &str) -> ApiError {
 pub fn validate_card(card: CardInput, today: (u32, u32)) -> Result<ValidCard, ApiError> {
     let number = &card.number;
     if !number.expose().bytes().all(|b| b.is_ascii_digit()) || !(12..=19).contains(&number.len()) {
-        return Err(field("payment.number", "must be 12 to 19 digits"));
+        // No card has such a number: the same code as a failed checksum, so a client can show
+        // "check the card number" for both.
+        return Err(ApiError::new(
+            ErrorCode::InvalidCardNumber,
+            "payment.number must be 12 to 19 digits",
+        ));
     }
     if !luhn_valid(number.expose()) {
         return Err(ApiError::new(
@@ -108,7 +113,7 @@ pub fn validate_card(card: CardInput, today: (u32, u32)) -> Result<ValidCard, Ap
     if !(1..=12).contains(&card.exp_month) {
         return Err(field("payment.exp_month", "must be 1 to 12"));
     }
-    if !(2000..=2199).contains(&card.exp_year) {
+    if card.exp_year < 1000 {
         return Err(field("payment.exp_year", "must be a four-digit year"));
     }
     if (card.exp_year, card.exp_month) < today {
@@ -116,6 +121,9 @@ pub fn validate_card(card: CardInput, today: (u32, u32)) -> Result<ValidCard, Ap
             ErrorCode::ExpiredCard,
             "the card has expired",
         ));
+    }
+    if card.exp_year > today.0 + 50 {
+        return Err(field("payment.exp_year", "is too far in the future"));
     }
     let brand = brand_of(number.expose());
     let cvc_len = if brand == CardBrand::Amex { 4 } else { 3 };
@@ -241,7 +249,23 @@ mod tests {
         assert_eq!(e.code, ErrorCode::BadRequest);
         assert!(e.message.contains("payment.exp_month"));
         let e = code(card("42424242abcd4242", 12, 2030, "123"));
+        assert_eq!(e.code, ErrorCode::InvalidCardNumber);
         assert!(e.message.contains("payment.number"));
+        // Too long to be any card, whatever its checksum.
+        let e = code(card("42424242424242424242", 12, 2030, "123"));
+        assert_eq!(e.code, ErrorCode::InvalidCardNumber);
+        // Any past year is an expired card; a two-digit year is a typing error.
+        for year in [1999, 2025] {
+            assert_eq!(
+                code(card("4242424242424242", 12, year, "123")).code,
+                ErrorCode::ExpiredCard
+            );
+        }
+        let e = code(card("4242424242424242", 12, 30, "123"));
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("payment.exp_year"));
+        let e = code(card("4242424242424242", 12, 2199, "123"));
+        assert!(e.message.contains("payment.exp_year"));
         let e = code(card("4242424242424242", 12, 2030, "12"));
         assert!(e.message.contains("payment.cvc"));
     }
