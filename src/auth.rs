@@ -453,6 +453,8 @@ pub enum Action {
     Checkout,
     /// Read the caller's own orders, payment methods and addresses.
     ReadOwnOrders,
+    /// Delete one of the caller's saved payment methods or addresses.
+    ManageOwnWallet,
     /// Read the orders of one partner's products.
     ReadPartnerOrders {
         /// The partner id in the request path; a partner token must carry it as its subject.
@@ -472,7 +474,9 @@ pub enum Action {
 pub fn authorize(identity: Option<&Identity>, action: &Action) -> Result<(), ApiError> {
     let required = match action {
         Action::Subscribe => return Ok(()),
-        Action::Reserve | Action::Checkout | Action::ReadOwnOrders => Role::Customer,
+        Action::Reserve | Action::Checkout | Action::ReadOwnOrders | Action::ManageOwnWallet => {
+            Role::Customer
+        }
         Action::ReadPartnerOrders { .. } => Role::Partner,
         Action::ManageCatalog => Role::Admin,
         Action::Ingest => Role::Ingest,
@@ -495,6 +499,14 @@ pub fn authorize(identity: Option<&Identity>, action: &Action) -> Result<(), Api
             needs(required)
         ))),
     }
+}
+
+/// The customer a connection buys as: its subject if the token is a customer's. Order
+/// confirmations are pushed to the connections of that customer.
+pub fn buyer(identity: Option<&Identity>) -> Option<&str> {
+    identity
+        .filter(|i| i.role == Role::Customer)
+        .map(|i| i.subject.as_str())
 }
 
 /// The message for a caller lacking the `role` an action needs.

@@ -255,7 +255,12 @@ fn anyone_may_subscribe() {
 
 #[test]
 fn buying_needs_a_customer_token() {
-    for action in [Action::Reserve, Action::Checkout, Action::ReadOwnOrders] {
+    for action in [
+        Action::Reserve,
+        Action::Checkout,
+        Action::ReadOwnOrders,
+        Action::ManageOwnWallet,
+    ] {
         let err = authorize(None, &action).expect_err("anonymous");
         assert_eq!(err.code, ErrorCode::Unauthorized);
         assert_eq!(err.message, "this needs a customer token");
@@ -267,6 +272,15 @@ fn buying_needs_a_customer_token() {
             );
         }
     }
+}
+
+#[test]
+fn only_a_customer_connection_has_a_buyer() {
+    assert_eq!(buyer(Some(&identity("c", Role::Customer))), Some("c"));
+    for role in [Role::Partner, Role::Admin, Role::Ingest] {
+        assert_eq!(buyer(Some(&identity("x", role))), None);
+    }
+    assert_eq!(buyer(None), None);
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub async fn delete_card(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::ManageOwnWallet)?;
     let target = id.clone();
     let deleted = on_wallet(&state, move |wallet| wallet.delete_card(&customer, &target)).await?;
     deleted_or_not_found(deleted, &id, "no saved payment method with this id")
@@ -49,7 +49,7 @@ pub async fn delete_address(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
+    let customer = subject_for(&state, &headers, &uri, &Action::ManageOwnWallet)?;
     let target = id.clone();
     let deleted = on_wallet(&state, move |wallet| {
         wallet.delete_address(&customer, &target)

@@ -59,10 +59,7 @@ pub async fn run(
     };
     let socket =
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    let customer = identity
-        .as_ref()
-        .filter(|i| i.role == auth::Role::Customer)
-        .map(|i| i.subject.as_str());
+    let customer = auth::buyer(identity.as_ref());
     let (conn, outbox) = core.borrow_mut().open_session(customer);
     telemetry::connections_open("stream", 1.0);
     let (sink, stream) = socket.split();
