@@ -155,6 +155,13 @@ impl CheckoutService {
             }
         };
         self.unlock_hold(hold, lock);
+        // As on reserve, a key whose request failed is free again (a retry with it runs anew;
+        // it may then name another reservation).
+        if outcome.is_err()
+            && let Some(key) = &request.idempotency_key
+        {
+            self.free_key(customer, key, &request.reservation);
+        }
         outcome
     }
 
@@ -363,6 +370,18 @@ impl CheckoutService {
             return Err(mismatch());
         }
         Ok(None)
+    }
+
+    /// Unbinds `key` from `reservation` after a checkout with it failed.
+    fn free_key(&self, customer: &str, key: &str, reservation: &str) {
+        let mut keys = self.lock_keys();
+        let id = (customer.to_owned(), key.to_owned());
+        if keys
+            .get(&id)
+            .is_some_and(|used| used.reservation == reservation)
+        {
+            keys.remove(&id);
+        }
     }
 
     /// Forgets keys of checkouts that made no order, 24 hours after their first use.

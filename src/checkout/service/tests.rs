@@ -204,6 +204,32 @@ async fn a_decline_keeps_the_hold_and_charges_nothing() {
     assert_eq!(order.order.payment.last4, "4444");
 }
 
+#[tokio::test]
+async fn a_key_whose_checkout_failed_is_free_again_as_on_reserve() {
+    let shop = Shop::new(120);
+    let first = shop.reserve("ada", 1).await;
+    let mut declined = request(&first, "4000000000000002");
+    declined["idempotency_key"] = "k-2".into();
+    let error = shop.buy("ada", declined).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::CardDeclined);
+    // The same key now buys another reservation...
+    let second = shop.reserve("ada", 1).await;
+    let mut paid = request(&second, "4242424242424242");
+    paid["idempotency_key"] = "k-2".into();
+    let order = shop.buy("ada", paid.clone()).await.unwrap();
+    // ...and from then on it is bound to that one: a retry replays, another hold is refused.
+    assert_eq!(
+        shop.buy("ada", paid).await.unwrap().order.id,
+        order.order.id
+    );
+    let mut reused = request(&first, "4242424242424242");
+    reused["idempotency_key"] = "k-2".into();
+    let error = shop.buy("ada", reused).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::IdempotencyMismatch);
+    assert_eq!(shop.gateway.charges_made(), 1);
+    assert_eq!(shop.inventory.counts("tee").unwrap().held, 1);
+}
+
 /// The sandbox, answering only after `delay` (a slow card network).
 struct SlowGateway {
     inner: Arc<SandboxGateway>,
