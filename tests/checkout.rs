@@ -286,8 +286,14 @@ async fn a_card_number_typed_anywhere_never_comes_back_in_an_error() {
     }
     let customer = token(&server, Role::Customer, "ada");
     for (path, body) in [
-        ("/v1/reservations", json!({"product": "tee", "quantity": number})),
-        ("/v1/reservations", json!({"product": "tee", "quantity": [number]})),
+        (
+            "/v1/reservations",
+            json!({"product": "tee", "quantity": number}),
+        ),
+        (
+            "/v1/reservations",
+            json!({"product": "tee", "quantity": [number]}),
+        ),
         ("/v1/orders", json!({"reservation": number})),
     ] {
         let (status, error) = call(&server, Method::POST, path, &customer, Some(body)).await;
