@@ -5,8 +5,8 @@
 //! fingerprint of the request's parameters (product and quantity), when the key was first used,
 //! and, once known, the reservation it produced. A request with a key:
 //!
-//! * finds no entry: inserts a *pending* one atomically (`SkipMap::get_or_insert`, lock-free;
-//!   of two concurrent inserts exactly one lands) and goes on to reserve. If the reservation
+//! * finds no entry: inserts a *pending* one atomically (`papaya::HashMap::try_insert`,
+//!   lock-free; of two concurrent inserts exactly one lands) and goes on to reserve. If the reservation
 //!   fails, the entry is settled as failed and removed: a request that did nothing leaves its
 //!   key free, and the error is not replayed. If it succeeds, the caller gets a [`KeyTicket`]
 //!   and completes it once the reservation's journal record is durable; only then do
@@ -23,8 +23,6 @@
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 
-use crossbeam_skiplist::SkipMap;
-use crossbeam_skiplist::map::Entry;
 use tokio::sync::Notify;
 
 use super::error::InventoryError;
@@ -137,22 +135,41 @@ pub(crate) struct SavedKey<'a> {
 /// What a request with a key should do.
 pub(crate) enum KeyClaim<'a> {
     /// The key is new: reserve, then settle this entry.
-    Fresh(Entry<'a, Box<[u8]>, Arc<KeyEntry>>),
+    Fresh(FreshKey<'a>),
     /// The key already produced this reservation.
     Replay(PastReservation),
     /// The key's first request is still in flight.
     Wait(KeyWait),
 }
 
-/// Every key in use.
-#[derive(Debug, Default)]
-pub(crate) struct IdempotencyTable {
-    /// Keyed by the customer's length (4 bytes), the customer and the key, so that no two
-    /// (customer, key) pairs share bytes.
-    map: SkipMap<Box<[u8]>, Arc<KeyEntry>>,
+/// A pending entry this request inserted: it must reserve, then complete the entry's ticket or
+/// [`IdempotencyTable::fail`] it.
+pub(crate) struct FreshKey<'a> {
+    table: &'a IdempotencyTable,
+    at: TableKey,
+    entry: Arc<KeyEntry>,
 }
 
-fn table_key(customer: &str, key: &str) -> Box<[u8]> {
+impl FreshKey<'_> {
+    pub(crate) fn value(&self) -> &Arc<KeyEntry> {
+        &self.entry
+    }
+}
+
+/// Every key in use: a lock-free hash table (papaya). It replaced a `crossbeam_skiplist`
+/// map, whose search at a million keys walked ~20 nodes, a cache miss each: with it the
+/// search was 11-18 % of the server's CPU in a keyed flash sale (BENCHMARKS.md). A hash
+/// lookup is one or two. The default (SipHash) hasher, since clients choose the keys.
+#[derive(Debug, Default)]
+pub(crate) struct IdempotencyTable {
+    map: papaya::HashMap<TableKey, Arc<KeyEntry>>,
+}
+
+/// The customer's length (4 bytes), the customer and the key, so that no two (customer, key)
+/// pairs share bytes.
+type TableKey = Box<[u8]>;
+
+fn table_key(customer: &str, key: &str) -> TableKey {
     let mut bytes = Vec::with_capacity(4 + customer.len() + key.len());
     bytes.extend_from_slice(&(customer.len() as u32).to_le_bytes());
     bytes.extend_from_slice(customer.as_bytes());
@@ -169,12 +186,14 @@ impl IdempotencyTable {
         fingerprint: u64,
         now_ms: i64,
     ) -> Result<KeyClaim<'_>, InventoryError> {
-        let bytes = table_key(customer, key);
+        let at = table_key(customer, key);
+        let map = self.map.pin();
         loop {
-            if let Some(found) = self.map.get(&bytes[..]) {
-                let entry = found.value();
+            if let Some(entry) = map.get(&at) {
                 if entry.is_stale(now_ms) {
-                    found.remove();
+                    // Remove exactly the entry seen: a fresh one a concurrent request put in
+                    // its place stays.
+                    let _ = map.remove_if(&at, |_, found| Arc::ptr_eq(found, entry));
                     continue;
                 }
                 if entry.fingerprint != fingerprint {
@@ -196,26 +215,40 @@ impl IdempotencyTable {
                 outcome: OnceLock::new(),
                 settled: Notify::new(),
             });
-            let landed = self.map.get_or_insert(bytes.clone(), Arc::clone(&mine));
-            if Arc::ptr_eq(landed.value(), &mine) {
-                return Ok(KeyClaim::Fresh(landed));
+            // Of two concurrent inserts of one key exactly one lands; the other answers from
+            // the entry that did.
+            if map.try_insert(at.clone(), Arc::clone(&mine)).is_ok() {
+                return Ok(KeyClaim::Fresh(FreshKey {
+                    table: self,
+                    at,
+                    entry: mine,
+                }));
             }
-            // A concurrent request with the same key got there first: answer from its entry.
         }
     }
 
     /// Settles a fresh entry whose reservation failed, and removes it (the key is free again).
-    pub(crate) fn fail(entry: Entry<'_, Box<[u8]>, Arc<KeyEntry>>, err: InventoryError) {
-        entry.value().settle(KeyOutcome::Failed(err));
-        entry.remove();
+    pub(crate) fn fail(fresh: FreshKey<'_>, err: InventoryError) {
+        fresh.entry.settle(KeyOutcome::Failed(err));
+        let _ = fresh
+            .table
+            .map
+            .pin()
+            .remove_if(&fresh.at, |_, found| Arc::ptr_eq(found, &fresh.entry));
     }
 
     /// Forgets keys first used 24 hours or more before `now_ms`, and failed ones. Returns how
     /// many were removed. Scans every key: call it about once a minute.
     pub(crate) fn prune(&self, now_ms: i64) -> usize {
+        let map = self.map.pin();
         let mut removed = 0;
-        for entry in self.map.iter() {
-            if entry.value().is_stale(now_ms) && entry.remove() {
+        for (at, entry) in map.iter() {
+            if entry.is_stale(now_ms)
+                && matches!(
+                    map.remove_if(at, |_, found| Arc::ptr_eq(found, entry)),
+                    Ok(Some(_))
+                )
+            {
                 removed += 1;
             }
         }
@@ -239,13 +272,15 @@ impl IdempotencyTable {
             outcome: OnceLock::from(KeyOutcome::Reserved(hold)),
             settled: Notify::new(),
         };
-        self.map.insert(table_key(customer, key), Arc::new(entry));
+        self.map
+            .pin()
+            .insert(table_key(customer, key), Arc::new(entry));
     }
 
     /// Calls `each` for every key with a reservation (for snapshots).
     pub(crate) fn for_each_saved(&self, mut each: impl FnMut(SavedKey<'_>)) {
-        for entry in self.map.iter() {
-            let value = entry.value();
+        let map = self.map.pin();
+        for (_, value) in map.iter() {
             if let Some(KeyOutcome::Reserved(hold)) = value.outcome.get() {
                 each(SavedKey {
                     customer: &value.customer,

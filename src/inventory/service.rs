@@ -11,9 +11,12 @@
 //! holding that same state, which it keeps current by applying each committed record; its
 //! snapshots keep replay time bounded.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -22,11 +25,11 @@ use crate::codec;
 use crate::decorate::frame::StockLevels;
 use crate::error::ApiError;
 use crate::inventory::{
-    HoldView, Inventory, InventoryError, InventoryState, Record, Reservation, ReserveRequest,
-    StockChange, StockCounts, hold_id_text, parse_hold_id,
+    HoldView, Inventory, InventoryError, InventoryState, KeyTicket, Record, Reservation,
+    ReserveRequest, StockChange, StockCounts, hold_id_text, parse_hold_id,
 };
 use crate::journal::{
-    Archive, Compactor, Durable, Journal, JournalError, JournalOptions, StreamPos,
+    self, Archive, Compactor, Durable, Journal, JournalError, JournalOptions, StreamPos,
 };
 use crate::model::Product;
 use crate::sessions::ops::ReservationView;
@@ -285,25 +288,11 @@ impl InventoryService {
             Reservation::New(reserved) => {
                 let durable = self.enqueue(&reserved.record, reserved.stream);
                 match reserved.ticket {
-                    // The key's outcome must be settled even if this request is abandoned
-                    // (a client that hangs up): a task of its own waits for durability.
-                    Some(ticket) => {
-                        let settled = tokio::spawn(async move {
-                            let written = durable.await;
-                            if written.is_ok() {
-                                ticket.complete();
-                            }
-                            written
-                        });
-                        settled
-                            .await
-                            .map_err(|_| ApiError::internal("the reservation task failed"))?
-                            .map_err(journal_error)?;
-                    }
-                    None => {
-                        durable.await.map_err(journal_error)?;
-                    }
-                }
+                    Some(ticket) => SettleWhenDurable::new(durable, ticket)
+                        .await
+                        .map_err(journal_error)?,
+                    None => durable.await.map_err(journal_error)?,
+                };
                 return Ok(ReserveReply {
                     reservation: view(
                         reserved.hold,
@@ -447,6 +436,71 @@ impl InventoryService {
     }
 }
 
+/// Waits for a keyed reservation's record to be durable, then completes its key's ticket
+/// (which answers the duplicates waiting on the key). The key's outcome must be settled even if
+/// the request is abandoned first (a client that hangs up), so dropping this early hands the
+/// wait to a task of its own. Before, every keyed reservation spawned that task up front.
+struct SettleWhenDurable {
+    /// Both `Some` until the record is durable or this is dropped.
+    waiting: Option<(Durable, KeyTicket)>,
+}
+
+impl SettleWhenDurable {
+    fn new(durable: Durable, ticket: KeyTicket) -> Self {
+        SettleWhenDurable {
+            waiting: Some((durable, ticket)),
+        }
+    }
+}
+
+impl Future for SettleWhenDurable {
+    type Output = Result<journal::Lsn, JournalError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some((durable, _)) = self.waiting.as_mut() else {
+            return Poll::Ready(Err(JournalError::Closed));
+        };
+        let written = std::task::ready!(Pin::new(durable).poll(cx));
+        if let Some((_, ticket)) = self.waiting.take()
+            && written.is_ok()
+        {
+            ticket.complete();
+        }
+        // A failed write drops the ticket, which settles the key as failed.
+        Poll::Ready(written)
+    }
+}
+
+impl Drop for SettleWhenDurable {
+    fn drop(&mut self) {
+        let Some((durable, ticket)) = self.waiting.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if durable.await.is_ok() {
+                        ticket.complete();
+                    }
+                });
+            }
+            // Dropped outside a runtime (a test's executor, say): a thread waits instead.
+            Err(_) => {
+                let spawned = std::thread::Builder::new()
+                    .name(String::from("buyline-key-settle"))
+                    .spawn(move || {
+                        if durable.wait().is_ok() {
+                            ticket.complete();
+                        }
+                    });
+                if let Err(error) = spawned {
+                    tracing::error!(%error, "no thread to wait for a keyed reservation; its key is settled as failed");
+                }
+            }
+        }
+    }
+}
+
 impl StockLevels for InventoryService {
     fn remaining(&self, product: &Product) -> u32 {
         self.engine.remaining(&product.id).unwrap_or(0)
@@ -501,6 +555,24 @@ mod tests {
             segment_bytes: 4096,
             ..JournalOptions::default()
         }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_keyed_reservation_still_settles_its_key() {
+        use futures_util::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = demo_catalog().products;
+        let product = "red-classic-tee";
+        let service = InventoryService::start_with(dir.path(), &catalog, options()).unwrap();
+        let before = service.counts(product).unwrap().available;
+        // Polled once (decided and journaled, not yet durable), then the client goes away.
+        let abandoned = service.reserve("ada", product, 1, Some("k")).now_or_never();
+        let again = service.reserve("ada", product, 1, Some("k")).await.unwrap();
+        if let Some(first) = abandoned {
+            assert_eq!(first.unwrap().reservation.id, again.reservation.id);
+        }
+        let counts = service.counts(product).unwrap();
+        assert_eq!((counts.held, counts.available), (1, before - 1));
     }
 
     #[tokio::test]
