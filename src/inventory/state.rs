@@ -1,7 +1,10 @@
 //! The inventory as plain data: what a snapshot holds and what replaying the journal rebuilds.
 //!
-//! [`InventoryState`] is sequential and serde-friendly (`BTreeMap`s, so equal states compare
-//! and encode equal). The journal's compactor keeps one by [`InventoryState::apply`]ing every
+//! [`InventoryState`] is sequential and serde-friendly. Products and holds are `BTreeMap`s;
+//! the per-customer maps (units, idempotency keys) are hash maps, since the journal writer
+//! applies every committed record here and string-keyed B-tree searches were most of that cost
+//! (BENCHMARKS.md). Equal states compare equal; their encodings may list those maps in another
+//! order. The journal's compactor keeps one by [`InventoryState::apply`]ing every
 //! committed record; `Inventory::to_state` produces the same thing from a quiescent engine, and
 //! `Inventory::from_state` brings a state back to life (`restore.rs`).
 //!
@@ -14,7 +17,7 @@
 //! product are their live holds plus what they bought. The engine uses them for limits; a limit
 //! switched on later therefore counts everything bought before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +34,7 @@ pub struct InventoryState {
     /// a restored inventory expires them on its first sweep).
     pub holds: BTreeMap<HoldId, LiveHold>,
     /// Idempotency keys by customer, then key.
-    pub keys: BTreeMap<String, BTreeMap<String, KeyGrant>>,
+    pub keys: HashMap<String, HashMap<String, KeyGrant>>,
     /// The highest hold generation ever issued: holds created after a restore get ids above
     /// it, so no id is ever reused.
     pub top_generation: u32,
@@ -53,7 +56,7 @@ pub struct ProductState {
     /// Version after the product's last change (0 right after it opened).
     pub version: u32,
     /// Each customer's units of this product (live holds plus bought), when not zero.
-    pub customers: BTreeMap<String, u32>,
+    pub customers: HashMap<String, u32>,
 }
 
 /// A live hold.
@@ -156,8 +159,12 @@ impl InventoryState {
                 p.available = p.available.saturating_sub(*quantity);
                 p.held = p.held.saturating_add(*quantity);
                 p.version = *version;
-                let units = p.customers.entry(customer.clone()).or_default();
-                *units = units.saturating_add(*quantity);
+                match p.customers.get_mut(customer) {
+                    Some(units) => *units = units.saturating_add(*quantity),
+                    None => {
+                        p.customers.insert(customer.clone(), *quantity);
+                    }
+                }
                 self.holds.insert(
                     *hold,
                     LiveHold {
@@ -169,17 +176,24 @@ impl InventoryState {
                 );
                 self.top_generation = self.top_generation.max(generation_of(*hold));
                 if let Some(key) = idempotency {
-                    self.keys.entry(customer.clone()).or_default().insert(
-                        key.key.clone(),
-                        KeyGrant {
-                            fingerprint: key.fingerprint,
-                            at_ms: key.at_ms,
-                            hold: *hold,
-                            product: product.clone(),
-                            quantity: *quantity,
-                            expires_at_ms: *expires_at_ms,
-                        },
-                    );
+                    let grant = KeyGrant {
+                        fingerprint: key.fingerprint,
+                        at_ms: key.at_ms,
+                        hold: *hold,
+                        product: product.clone(),
+                        quantity: *quantity,
+                        expires_at_ms: *expires_at_ms,
+                    };
+                    // Look up by &str first: the customer's String is cloned only for a new one.
+                    match self.keys.get_mut(customer) {
+                        Some(grants) => {
+                            grants.insert(key.key.clone(), grant);
+                        }
+                        None => {
+                            let grants = HashMap::from([(key.key.clone(), grant)]);
+                            self.keys.insert(customer.clone(), grants);
+                        }
+                    }
                 }
             }
             Record::Released {
