@@ -35,6 +35,7 @@ use crate::fanout::stock_publisher::StockPublisher;
 use crate::http::upgrade;
 use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
 use crate::sources::driver;
+use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
 use crate::telemetry;
 
@@ -130,6 +131,8 @@ pub fn start(
         .with_context(|| format!("the wallet in {} could not be opened", wallet_dir.display()))?;
     let catalog_store = Arc::new(CatalogStore::new(index));
     let history = Arc::new(HistoryRing::new(config.history));
+    let (seq_floor, first_seq) = SeqFloor::open(&config.data_dir)
+        .context("the firehose sequence numbers could not be resumed")?;
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
@@ -148,6 +151,8 @@ pub fn start(
                 inventory,
                 orders,
                 wallet: Arc::new(wallet),
+                seq_floor,
+                first_seq,
             };
             system.block_on(pipeline.run(started_tx, async move {
                 tokio::select! {
@@ -187,6 +192,9 @@ struct Pipeline {
     /// Every order, rebuilt from the journal.
     orders: Arc<OrderBook>,
     wallet: Arc<Wallet>,
+    /// Where `seq` resumes: above every seq an earlier run handed out.
+    seq_floor: SeqFloor,
+    first_seq: u64,
 }
 
 impl Pipeline {
@@ -208,6 +216,7 @@ impl Pipeline {
         let mut shards = Vec::new();
         for id in 0..config.shards {
             let arbiter = Arbiter::new();
+            let first_seq = self.first_seq;
             let (history, catalog, limits) = (
                 Arc::clone(&self.history),
                 Arc::clone(&self.catalog_store),
@@ -216,7 +225,10 @@ impl Pipeline {
             // The core holds `Rc`s, so it is built on the shard's own thread.
             shards.push(FanoutShard::start_in_arbiter(
                 &arbiter.handle(),
-                move |_| FanoutShard::new(id, ShardCore::new(history, catalog, limits), ws_config),
+                move |_| {
+                    let core = ShardCore::new(history, catalog, limits, first_seq);
+                    FanoutShard::new(id, core, ws_config)
+                },
             ));
             arbiters.push(arbiter);
         }
@@ -240,7 +252,7 @@ impl Pipeline {
             });
         }
         arbiters.push(decorator_arbiter);
-        let sequencer = Sequencer::new(decorator).start();
+        let sequencer = Sequencer::new(decorator, self.seq_floor, self.first_seq).start();
         let checkout = Arc::new(CheckoutService::new(
             Arc::clone(&self.inventory),
             Arc::clone(&self.catalog_store),

@@ -57,9 +57,9 @@ impl HistoryRing {
     ) -> Replay {
         let tweets = self.tweets.read().unwrap_or_else(|p| p.into_inner());
         let mut replay = Replay::default();
-        let Some(oldest) = tweets.front().map(|t| t.seq) else {
-            return replay;
-        };
+        // With nothing retained (a restart: the ring is not kept), the oldest a client could
+        // still get is the next tweet, so any `since` below `upto` has missed some.
+        let oldest = tweets.front().map_or(upto.saturating_add(1), |t| t.seq);
         if since.saturating_add(1) < oldest && since < upto {
             replay.gap_oldest = Some(oldest);
         }

@@ -69,16 +69,19 @@ pub struct ShardCore {
 }
 
 impl ShardCore {
+    /// A shard whose run numbers tweets from `first_seq` on.
     pub fn new(
         history: Arc<HistoryRing>,
         catalog: Arc<CatalogStore>,
         limits: SessionLimits,
+        first_seq: u64,
     ) -> Self {
         ShardCore {
             sessions: FxHashMap::default(),
             customers: FxHashMap::default(),
             index: SubscriptionIndex::default(),
-            last_seq: 0,
+            // Nothing delivered yet in this run: "newest" is just below its first seq.
+            last_seq: first_seq.saturating_sub(1),
             history,
             catalog,
             limits,

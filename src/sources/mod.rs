@@ -1,7 +1,8 @@
 //! Where tweets enter buyline.
 //!
 //! Every source decodes its input with [`formats`] and submits batches to the [`sequencer`],
-//! the single ingest stage that numbers tweets. Sources differ only in where bytes come from:
+//! the single ingest stage that numbers tweets ([`seq_floor`] keeps the numbers rising across
+//! restarts). Sources differ only in where bytes come from:
 //! [`synthetic`] makes them up, [`replay`] reads a file, [`ingest_ws`] and [`ingest_http`]
 //! take them from producers over the network. [`driver`] runs the built-in ones on a timer.
 
@@ -10,5 +11,6 @@ pub mod formats;
 pub mod ingest_http;
 pub mod ingest_ws;
 pub mod replay;
+pub mod seq_floor;
 pub mod sequencer;
 pub mod synthetic;

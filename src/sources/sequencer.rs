@@ -15,6 +15,7 @@ use actix::prelude::*;
 
 use crate::decorate::decorator::{Decorate, Decorator};
 use crate::model::Tweet;
+use crate::sources::seq_floor::SeqFloor;
 use crate::telemetry;
 
 /// Messages the sequencer's mailbox holds before senders wait.
@@ -48,15 +49,20 @@ pub struct SeqRange {
 
 /// The ingest stage actor.
 pub struct Sequencer {
-    /// The seq the next accepted tweet gets. Starts at 1 so `since: 0` means "everything".
+    /// The seq the next accepted tweet gets. A new data dir starts at 1, so `since: 0` means
+    /// "everything"; a restart resumes above every seq handed out before.
     next_seq: u64,
+    /// The seqs reserved on disk; moved on before a batch would pass them.
+    floor: SeqFloor,
     decorator: Addr<Decorator>,
 }
 
 impl Sequencer {
-    pub fn new(decorator: Addr<Decorator>) -> Self {
+    /// A sequencer starting at `first_seq`, which `floor` has reserved.
+    pub fn new(decorator: Addr<Decorator>, floor: SeqFloor, first_seq: u64) -> Self {
         Sequencer {
-            next_seq: 1,
+            next_seq: first_seq,
+            floor,
             decorator,
         }
     }
@@ -78,6 +84,12 @@ impl Handler<Submit> for Sequencer {
         let count = msg.tweets.len() as u64;
         if count == 0 {
             return SeqRange { first, count };
+        }
+        // About once every 16 M tweets this syncs a small file (a millisecond or so). If it
+        // fails, tweets still flow, but a crash before the next successful write could reuse
+        // seqs, so it is logged as an error each time.
+        if let Err(error) = self.floor.reserve_through(first + count - 1) {
+            tracing::error!(%error, "could not reserve firehose seqs on disk; a restart may reuse some");
         }
         let ingested_at = Instant::now();
         let batch: Vec<SequencedTweet> = msg
