@@ -395,35 +395,69 @@ async fn a_slow_reader_gets_lagged_with_the_count_of_lost_frames() {
     let server = TestServer::start_with(|c| c.outbox_frames = 8);
     let mut client = Client::connect(&server.ws("/v1/stream")).await;
     client.subscribe("all").await;
-    // Stop reading while many large tweets arrive, then read everything.
+    // Stop reading while more large tweets arrive than the socket buffers on both sides hold
+    // (16 MB; loopback's buffers grow to about 10 MB), then read everything.
     let text = "z".repeat(8000);
-    let tweets: Vec<_> = (0..400)
-        .map(|i| tweet(&format!("l{i}"), "alice", &text, &[], &[]))
-        .collect();
-    server.ingest(&ndjson(&tweets)).await;
+    for round in 0..4 {
+        let tweets: Vec<_> = (0..500)
+            .map(|i| tweet(&format!("l{round}-{i}"), "alice", &text, &[], &[]))
+            .collect();
+        server.ingest(&ndjson(&tweets)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let reading = tokio::spawn(async move {
+        let mut tweets_seen = 0u64;
+        let mut dropped = 0u64;
+        let mut last_seq = 0;
+        loop {
+            let frame = client.recv().await;
+            match frame["type"].as_str() {
+                Some("tweet") => {
+                    let seq = frame["seq"].as_u64().unwrap();
+                    assert!(seq > last_seq);
+                    last_seq = seq;
+                    tweets_seen += 1;
+                    if frame["tweet"]["id"] == "last" {
+                        return (tweets_seen, dropped);
+                    }
+                }
+                Some("lagged") => dropped += frame["dropped"].as_u64().unwrap(),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    });
+    // Once the client has caught up, one more tweet: it arrives after the notice of the loss.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     server
         .ingest(&ndjson(&[tweet("last", "alice", "x", &[], &[])]))
         .await;
-    let mut tweets_seen = 0u64;
-    let mut dropped = 0u64;
-    let mut last_seq = 0;
-    loop {
-        let frame = client.recv().await;
-        match frame["type"].as_str() {
-            Some("tweet") => {
-                let seq = frame["seq"].as_u64().unwrap();
-                assert!(seq > last_seq);
-                last_seq = seq;
-                tweets_seen += 1;
-                if frame["tweet"]["id"] == "last" {
-                    break;
-                }
-            }
-            Some("lagged") => dropped += frame["dropped"].as_u64().unwrap(),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let (tweets_seen, dropped) = reading.await.expect("the reader sees the last tweet");
     assert!(dropped > 0, "expected drops with an 8-frame outbox");
-    assert_eq!(tweets_seen + dropped, 401);
+    assert_eq!(tweets_seen + dropped, 2001);
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_outbox_reaches_a_client_that_reads() {
+    // One ingest body of 1,000 tweets is one batch for the shard; the outbox holds 64. A client
+    // that reads as fast as frames come must still get every one.
+    let server = TestServer::start_with(|c| c.outbox_frames = 64);
+    let mut client = Client::connect(&server.ws("/v1/stream")).await;
+    client.subscribe("all").await;
+    let tweets: Vec<_> = (0..1000)
+        .map(|i| tweet(&format!("b{i}"), "alice", "burst", &[], &[]))
+        .collect();
+    let reading = tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < 1000 {
+            let frame = client.recv().await;
+            assert_eq!(
+                frame["type"], "tweet",
+                "a reading client lost frames: {frame}"
+            );
+            seen += 1;
+        }
+    });
+    let report = server.ingest(&ndjson(&tweets)).await;
+    assert_eq!(report["accepted"], 1000, "{report}");
+    reading.await.expect("every tweet arrives");
 }

@@ -137,9 +137,37 @@ impl Actor for FanoutShard {
 impl Handler<Deliver> for FanoutShard {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
-        let counts = self.core.borrow_mut().deliver(&msg.0);
-        counts.report();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        self.deliver_from(msg.0, 0, ctx);
+    }
+}
+
+impl FanoutShard {
+    /// Offers `batch[start..]` to the subscribers, at most half an outbox at a time. The
+    /// connections' writers run on this thread too, so a batch handed out whole (an ingest
+    /// body is up to 1,024 tweets, a bincode batch 10,000) would overflow every outbox smaller
+    /// than it before any writer ran, and even a client reading at once would lose frames.
+    /// Between chunks the shard yields, so the writers drain into their sockets; the mailbox
+    /// waits meanwhile (`ctx.wait`), so the next batch still comes after this one.
+    fn deliver_from(
+        &mut self,
+        batch: Arc<[Arc<DecoratedTweet>]>,
+        start: usize,
+        ctx: &mut Context<Self>,
+    ) {
+        let end = {
+            let mut core = self.core.borrow_mut();
+            let end = batch.len().min(start + core.delivery_chunk());
+            core.deliver(&batch[start..end]).report();
+            end
+        };
+        if end < batch.len() {
+            ctx.wait(
+                tokio::task::yield_now()
+                    .into_actor(self)
+                    .map(move |(), shard, ctx| shard.deliver_from(batch, end, ctx)),
+            );
+        }
     }
 }
 

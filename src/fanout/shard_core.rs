@@ -266,6 +266,11 @@ impl ShardCore {
         Ok(())
     }
 
+    /// How many tweets to offer at once before letting the writers drain: half an outbox.
+    pub fn delivery_chunk(&self) -> usize {
+        (self.limits.outbox_frames / 2).max(1)
+    }
+
     /// Fans a decorated batch out to this shard's subscribers.
     pub fn deliver(&mut self, batch: &[Arc<DecoratedTweet>]) -> FanoutCounts {
         let now = Instant::now();
