@@ -27,6 +27,9 @@ pub struct FanoutCounts {
     pub queued: u64,
     pub dropped: u64,
     pub closed_slow: u64,
+    /// Some outbox that took a tweet is now at least half full: its writer should run
+    /// before the shard offers much more.
+    pub filling: bool,
 }
 
 impl FanoutCounts {
@@ -127,7 +130,11 @@ impl SubscriptionIndex {
     pub fn fan_out(&self, tweet: &DecoratedTweet, now: Instant, counts: &mut FanoutCounts) {
         let mut offer_all = |members: &Members| {
             for outbox in members.values() {
-                counts.count(outbox.offer_tweet(tweet, now));
+                let offer = outbox.offer_tweet(tweet, now);
+                if offer == Offer::Queued && !counts.filling && outbox.past_half() {
+                    counts.filling = true;
+                }
+                counts.count(offer);
             }
         };
         offer_all(&self.all);

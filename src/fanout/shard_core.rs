@@ -266,23 +266,33 @@ impl ShardCore {
         Ok(())
     }
 
-    /// How many tweets to offer at once before letting the writers drain: half an outbox.
-    pub fn delivery_chunk(&self) -> usize {
-        (self.limits.outbox_frames / 2).max(1)
-    }
-
     /// Fans a decorated batch out to this shard's subscribers.
     pub fn deliver(&mut self, batch: &[Arc<DecoratedTweet>]) -> FanoutCounts {
-        let now = Instant::now();
         let mut counts = FanoutCounts::default();
-        for tweet in batch {
-            if tweet.seq <= self.last_seq {
-                continue;
-            }
-            self.index.fan_out(tweet, now, &mut counts);
-            self.last_seq = tweet.seq;
-        }
+        self.deliver_until_filling(batch, usize::MAX, &mut counts);
         counts
+    }
+
+    /// Offers tweets of `batch` in order, stopping early, once at least `at_least` tweets
+    /// are out, after a tweet that left some outbox half full (its writer should run first).
+    /// Returns how many tweets of `batch` it handled.
+    pub fn deliver_until_filling(
+        &mut self,
+        batch: &[Arc<DecoratedTweet>],
+        at_least: usize,
+        counts: &mut FanoutCounts,
+    ) -> usize {
+        let now = Instant::now();
+        for (done, tweet) in batch.iter().enumerate() {
+            if tweet.seq > self.last_seq {
+                self.index.fan_out(tweet, now, counts);
+                self.last_seq = tweet.seq;
+            }
+            if counts.filling && done + 1 >= at_least {
+                return done + 1;
+            }
+        }
+        batch.len()
     }
 
     /// Offers each stock event to the connections subscribed to `buyable` or `product:<id>`.

@@ -307,6 +307,11 @@ impl Outbox {
         self.len() == 0
     }
 
+    /// Whether half the tweet capacity is in use: the writer is falling behind the shard.
+    pub fn past_half(&self) -> bool {
+        self.len() * 2 >= self.capacity
+    }
+
     /// Newest tweet seq queued on this connection.
     pub fn last_seq(&self) -> u64 {
         self.last_seq.get()
