@@ -363,3 +363,75 @@ impl ShardCore {
         Ok(follows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+    use super::*;
+    use crate::decorate::demo::demo_catalog;
+    use crate::decorate::partner_index::PartnerIndex;
+
+    fn core(outbox_frames: usize) -> ShardCore {
+        let index = PartnerIndex::build(&demo_catalog()).unwrap();
+        let limits = SessionLimits {
+            max_subscriptions: 8,
+            max_follows: 8,
+            outbox_frames,
+            slow_client_timeout: Duration::from_secs(10),
+        };
+        ShardCore::new(
+            Arc::new(HistoryRing::new(16)),
+            Arc::new(CatalogStore::new(index)),
+            limits,
+            1,
+        )
+    }
+
+    fn batch(seqs: std::ops::RangeInclusive<u64>) -> Vec<Arc<DecoratedTweet>> {
+        seqs.map(|seq| {
+            Arc::new(DecoratedTweet {
+                seq,
+                frame: Utf8Bytes::from(format!("{seq}")),
+                author: "alice".into(),
+                hashtags: Box::new([]),
+                product: None,
+                ingested_at: Instant::now(),
+            })
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_batch_pauses_once_an_outbox_is_half_full_and_resumes_where_it_stopped() {
+        let mut core = core(8);
+        let (conn, outbox) = core.open_session(None);
+        core.subscribe(conn, None, "all", None, None).unwrap();
+        outbox.pop(); // the `subscribed` reply
+        let tweets = batch(1..=20);
+        let mut counts = FanoutCounts::default();
+        // Half of 8 is reached by the 4th tweet; at least 2 go out before any pause.
+        let done = core.deliver_until_filling(&tweets, 2, &mut counts);
+        assert_eq!((done, counts.queued, counts.filling), (4, 4, true));
+        // The writer drains; the rest of the batch goes on from there, in order.
+        while outbox.pop().is_some() {}
+        let mut counts = FanoutCounts::default();
+        let more = core.deliver_until_filling(&tweets[done..], 2, &mut counts);
+        assert_eq!(more, 4);
+        let texts: Vec<String> = std::iter::from_fn(|| outbox.pop())
+            .map(|f| f.text.as_str().to_owned())
+            .collect();
+        assert_eq!(texts, ["5", "6", "7", "8"]);
+    }
+
+    #[test]
+    fn a_batch_that_fits_goes_out_whole() {
+        let mut core = core(1024);
+        let (conn, _outbox) = core.open_session(None);
+        core.subscribe(conn, None, "all", None, None).unwrap();
+        let tweets = batch(1..=100);
+        let mut counts = FanoutCounts::default();
+        assert_eq!(core.deliver_until_filling(&tweets, 32, &mut counts), 100);
+        assert_eq!((counts.queued, counts.filling), (100, false));
+    }
+}
