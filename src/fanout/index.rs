@@ -130,10 +130,8 @@ impl SubscriptionIndex {
     pub fn fan_out(&self, tweet: &DecoratedTweet, now: Instant, counts: &mut FanoutCounts) {
         let mut offer_all = |members: &Members| {
             for outbox in members.values() {
-                let offer = outbox.offer_tweet(tweet, now);
-                if offer == Offer::Queued && !counts.filling && outbox.past_half() {
-                    counts.filling = true;
-                }
+                let (offer, filling) = outbox.offer_tweet_watching(tweet, now);
+                counts.filling |= filling;
                 counts.count(offer);
             }
         };

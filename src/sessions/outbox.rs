@@ -108,11 +108,17 @@ impl Outbox {
 
     /// Offers a tweet; `now` is the batch's clock reading (one per batch, not per recipient).
     pub fn offer_tweet(&self, tweet: &DecoratedTweet, now: Instant) -> Offer {
+        self.offer_tweet_watching(tweet, now).0
+    }
+
+    /// [`Outbox::offer_tweet`], also saying whether the outbox is now at least half full (the
+    /// writer is falling behind), read while the queue is at hand.
+    pub fn offer_tweet_watching(&self, tweet: &DecoratedTweet, now: Instant) -> (Offer, bool) {
         if tweet.seq <= self.last_seq.get() {
-            return Offer::Duplicate;
+            return (Offer::Duplicate, false);
         }
         if self.is_closing() {
-            return Offer::Dropped;
+            return (Offer::Dropped, false);
         }
         let mut queue = self.queue.borrow_mut();
         let pending = self.dropped.get();
@@ -124,9 +130,9 @@ impl Outbox {
                 self.full_since.set(Some(now));
             }
             if self.close_if_slow(now) {
-                return Offer::DroppedAndClosed;
+                return (Offer::DroppedAndClosed, false);
             }
-            return Offer::Dropped;
+            return (Offer::Dropped, false);
         }
         if pending > 0 {
             queue.push_back(Outgoing {
@@ -140,9 +146,10 @@ impl Outbox {
             ingested_at: Some(tweet.ingested_at),
         });
         self.last_seq.set(tweet.seq);
+        let filling = queue.len() * 2 >= self.capacity;
         drop(queue);
         self.wake_writer();
-        Offer::Queued
+        (Offer::Queued, filling)
     }
 
     /// Offers a shared event frame (a `stock` update); dropped like a tweet when full.
@@ -305,11 +312,6 @@ impl Outbox {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Whether half the tweet capacity is in use: the writer is falling behind the shard.
-    pub fn past_half(&self) -> bool {
-        self.len() * 2 >= self.capacity
     }
 
     /// Newest tweet seq queued on this connection.
