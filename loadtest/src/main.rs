@@ -20,6 +20,7 @@ mod cli;
 mod peers;
 mod plot;
 mod progress;
+mod rawhttp;
 mod rawws;
 mod report;
 mod rlimit;

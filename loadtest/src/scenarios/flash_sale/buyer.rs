@@ -3,8 +3,7 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::rawws;
-use crate::target::Target;
+use crate::{rawhttp, rawws};
 
 /// The sandbox card that always succeeds, and a shipping address.
 pub(super) fn card() -> Value {
@@ -30,13 +29,13 @@ fn classify_error(body: &Value) -> Outcome {
     }
 }
 
-/// A buyer's connection: one WebSocket, or the shared HTTP client with the buyer's token.
+/// A buyer's connection: one WebSocket, or one keep-alive HTTP connection.
 ///
-/// The WebSocket side uses the bare client ([`rawws`]) and reads replies by scanning, like the
-/// RESP client of the Redis peer, so the tester's cost per request is alike on both sides.
+/// Both sides use bare clients ([`rawws`], [`rawhttp`]) and read replies by scanning, like the
+/// RESP client of the Redis peer, so the tester's cost per request is alike on every side.
 pub(super) enum Buyer {
     Ws(Box<rawws::Connection>),
-    Http(Target),
+    Http(Box<rawhttp::Connection>),
 }
 
 /// The string value of `"key":"..."` in a JSON text (ids and codes have no escapes).
@@ -96,28 +95,22 @@ impl Buyer {
                     _ => classify_error(&serde_json::from_str(&reply).unwrap_or(Value::Null)),
                 })
             }
-            Buyer::Http(target) => {
-                let mut request = target.http.post(format!("{}/v1/reservations", target.base));
-                if !key.is_empty() {
-                    request = request.header("idempotency-key", key);
-                }
-                let reply = request
-                    .bearer_auth(token)
-                    .header("content-type", "application/json")
-                    .body(json!({"product": product, "quantity": 1}).to_string())
-                    .send()
+            Buyer::Http(connection) => {
+                let body = format!(r#"{{"product":"{product}","quantity":1}}"#);
+                let key_header = [("Idempotency-Key", key)];
+                let headers: &[(&str, &str)] = if key.is_empty() { &[] } else { &key_header };
+                let reply = connection
+                    .post("/v1/reservations", token, headers, &body)
                     .await?;
-                let status = reply.status();
-                let body: Value =
-                    serde_json::from_slice(&reply.bytes().await?).unwrap_or(Value::Null);
-                Ok(if status.as_u16() == 201 {
-                    let id = body["reservation"]["id"]
-                        .as_str()
-                        .or(body["id"].as_str())
-                        .unwrap_or("");
-                    Outcome::Held(id.to_string())
+                Ok(if reply.status == 201 {
+                    // The RESERVATION object, or one wrapped in `reservation`.
+                    let object = reply
+                        .body
+                        .split_once("\"reservation\":")
+                        .map_or(reply.body, |(_, r)| r);
+                    Outcome::Held(string_field(object, "id").unwrap_or("").to_string())
                 } else {
-                    classify_error(&body)
+                    classify_error(&serde_json::from_str(reply.body).unwrap_or(Value::Null))
                 })
             }
         }
@@ -138,18 +131,12 @@ impl Buyer {
                 let reply = Self::ws_call(socket, &op.to_string(), &id).await?;
                 Ok((string_field(&reply, "type") != Some("order")).then_some(reply))
             }
-            Buyer::Http(target) => {
-                let reply = target
-                    .http
-                    .post(format!("{}/v1/orders", target.base))
-                    .bearer_auth(token)
-                    .header("content-type", "application/json")
-                    .body(json!({"reservation": reservation, "shipping": address(), "payment": card()}).to_string())
-                    .send()
-                    .await?;
-                let status = reply.status();
-                let body = reply.text().await.unwrap_or_default();
-                Ok((status.as_u16() != 201).then(|| format!("{status} {body}")))
+            Buyer::Http(connection) => {
+                let body =
+                    json!({"reservation": reservation, "shipping": address(), "payment": card()})
+                        .to_string();
+                let reply = connection.post("/v1/orders", token, &[], &body).await?;
+                Ok((reply.status != 201).then(|| format!("{} {}", reply.status, reply.body)))
             }
         }
     }

@@ -20,10 +20,10 @@ use tokio::sync::Semaphore;
 use crate::cli::{Common, FlashSaleArgs, Transport};
 use crate::peers::{self, redis};
 use crate::progress::{Gauge, Progress};
-use crate::rawws;
 use crate::report::{Report, Series};
 use crate::stats::Latencies;
 use crate::target::{self, Target};
+use crate::{rawhttp, rawws};
 use buyer::{Buyer, Outcome};
 
 /// Counters shared by the buyers.
@@ -112,7 +112,9 @@ pub async fn run_buyline(
                 )
                 .await?,
             )),
-            Transport::Http => Buyer::Http(target.clone()),
+            Transport::Http => Buyer::Http(Box::new(
+                rawhttp::Connection::connect(server, &target.authority).await?,
+            )),
         });
     }
 
