@@ -34,6 +34,7 @@ pub mod checkout;
 pub mod codec;
 pub mod config;
 pub mod decorate;
+pub mod durable_file;
 pub mod error;
 pub mod fanout;
 pub mod http;

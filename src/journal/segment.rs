@@ -111,7 +111,5 @@ impl SegmentFile {
 
 /// Makes the directory's entries (files created or renamed in it) durable.
 pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(JournalError::io("fsync directory", dir))
+    crate::durable_file::sync_dir(dir).map_err(JournalError::io("fsync directory", dir))
 }

@@ -9,9 +9,11 @@
 //! most the rest of a block, which clients see as a `gap` (the tweets after their `since` are
 //! not retained), never as a seq used twice.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::durable_file;
 
 /// Seqs reserved per write of the file: at 500,000 tweets/s, one write every half a minute.
 pub const BLOCK: u64 = 1 << 24;
@@ -40,7 +42,6 @@ pub enum SeqFloorError {
 #[derive(Debug)]
 pub struct SeqFloor {
     path: PathBuf,
-    dir: PathBuf,
     /// The first seq not yet reserved (what the file says).
     limit: u64,
 }
@@ -60,11 +61,7 @@ impl SeqFloor {
             Err(error) if error.kind() == io::ErrorKind::NotFound => 1,
             Err(source) => return Err(SeqFloorError::Io { path, source }),
         };
-        let mut floor = SeqFloor {
-            dir: data_dir.to_path_buf(),
-            path,
-            limit: first,
-        };
+        let mut floor = SeqFloor { path, limit: first };
         floor.reserve_through(first)?;
         Ok((floor, first))
     }
@@ -81,26 +78,14 @@ impl SeqFloor {
         Ok(true)
     }
 
-    /// Replaces the file with `limit`: a temp file, synced, renamed, and the directory synced.
+    /// Replaces the file with `limit` (see [`durable_file::replace`]).
     fn write(&self, limit: u64) -> Result<(), SeqFloorError> {
-        let tmp = self.path.with_extension("tmp");
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SeqFloorError::Io { path, source }
-        };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io_error(&tmp))?;
-        writeln!(file, "{limit}")
-            .and_then(|()| file.sync_all())
-            .map_err(io_error(&tmp))?;
-        fs::rename(&tmp, &self.path).map_err(io_error(&self.path))?;
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error(&self.dir))
+        durable_file::replace(&self.path, format!("{limit}\n").as_bytes(), 0o644).map_err(|error| {
+            SeqFloorError::Io {
+                path: error.path,
+                source: error.source,
+            }
+        })
     }
 }
 

@@ -1,4 +1,4 @@
-//! A wallet file's format, and replacing a file atomically.
+//! A wallet file's format: sealing and opening one.
 //!
 //! ```text
 //! "BLWALLET" | version (1) | wrap nonce (24) | data key sealed by the master key (32 + 16)
@@ -7,9 +7,6 @@
 //!
 //! Both seals are XChaCha20-Poly1305 with the header and the customer id as associated data.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use chacha20poly1305::XNonce;
@@ -18,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::keys::{KEY_LEN, MasterKey, cipher};
 use super::record::Body;
-use super::{WalletError, io_error, random};
+use super::{WalletError, random};
 
 /// Leads every wallet file, so a foreign or truncated file is recognised before any crypto.
 pub(super) const MAGIC: &[u8; 8] = b"BLWALLET";
@@ -38,41 +35,6 @@ pub(super) fn associated_data(customer: &str) -> Vec<u8> {
     aad.push(VERSION);
     aad.extend_from_slice(customer.as_bytes());
     aad
-}
-
-/// Fsyncs a directory so a rename or removal in it survives a crash.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), WalletError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
-}
-
-/// Replaces `path` with `bytes`: `*.tmp` (0600), fsync, rename, fsync the directory. Readers see
-/// the old file or the new one, never a torn one.
-pub(super) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), WalletError> {
-    let tmp = path.with_extension("tmp");
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    if let Err(source) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(WalletError::Io { path: tmp, source });
-    }
-    if let Err(source) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(WalletError::Io {
-            path: path.to_owned(),
-            source,
-        });
-    }
-    sync_dir(dir)
 }
 
 /// Encrypts a body under a fresh data key and wraps the key: the whole file's bytes.

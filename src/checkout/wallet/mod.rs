@@ -52,6 +52,7 @@ use hmac::Mac;
 use serde::Serialize;
 
 use crate::checkout::card::{SecretDigits, ValidCard};
+use crate::durable_file;
 use crate::model::{Address, CardBrand};
 
 pub use keys::MasterKey;
@@ -150,6 +151,15 @@ pub struct Wallet {
 impl fmt::Debug for Wallet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Wallet").field("dir", &self.dir).finish()
+    }
+}
+
+impl From<durable_file::FileError> for WalletError {
+    fn from(error: durable_file::FileError) -> Self {
+        WalletError::Io {
+            path: error.path,
+            source: error.source,
+        }
     }
 }
 
@@ -273,7 +283,7 @@ impl Wallet {
             Err(err) if err.kind() == ErrorKind::NotFound => {
                 let mut bytes = KEY_CHECK_MAGIC.to_vec();
                 bytes.extend_from_slice(&mac.finalize().into_bytes());
-                file::write_atomic(&self.dir, &path, &bytes)
+                Ok(durable_file::replace(&path, &bytes, 0o600)?)
             }
             Err(source) => Err(WalletError::Io { path, source }),
         }
@@ -415,11 +425,11 @@ impl Wallet {
                 Err(err) if err.kind() == ErrorKind::NotFound => {}
                 Err(source) => return Err(WalletError::Io { path, source }),
             }
-            file::sync_dir(&self.dir)?;
+            durable_file::sync_dir(&self.dir).map_err(io_error(&self.dir))?;
             tracing::debug!(file = %path.display(), "wallet emptied and removed");
         } else {
             let bytes = file::seal(&body, customer, &self.master)?;
-            file::write_atomic(&self.dir, &path, &bytes)?;
+            durable_file::replace(&path, &bytes, 0o600)?;
             tracing::debug!(file = %path.display(), "wallet rewritten under a fresh key");
         }
         Ok(result)
