@@ -131,7 +131,7 @@ pub fn start(
         .with_context(|| format!("the wallet in {} could not be opened", wallet_dir.display()))?;
     let catalog_store = Arc::new(CatalogStore::new(index));
     let history = Arc::new(HistoryRing::new(config.history));
-    let (seq_floor, first_seq) = SeqFloor::open(&config.data_dir)
+    let seq_floor = SeqFloor::open(&config.data_dir)
         .context("the firehose sequence numbers could not be resumed")?;
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -152,7 +152,6 @@ pub fn start(
                 orders,
                 wallet: Arc::new(wallet),
                 seq_floor,
-                first_seq,
             };
             system.block_on(pipeline.run(started_tx, async move {
                 tokio::select! {
@@ -194,7 +193,6 @@ struct Pipeline {
     wallet: Arc<Wallet>,
     /// Where `seq` resumes: above every seq an earlier run handed out.
     seq_floor: SeqFloor,
-    first_seq: u64,
 }
 
 impl Pipeline {
@@ -216,7 +214,7 @@ impl Pipeline {
         let mut shards = Vec::new();
         for id in 0..config.shards {
             let arbiter = Arbiter::new();
-            let first_seq = self.first_seq;
+            let first_seq = self.seq_floor.first();
             let (history, catalog, limits) = (
                 Arc::clone(&self.history),
                 Arc::clone(&self.catalog_store),
@@ -252,7 +250,7 @@ impl Pipeline {
             });
         }
         arbiters.push(decorator_arbiter);
-        let sequencer = Sequencer::new(decorator, self.seq_floor, self.first_seq).start();
+        let sequencer = Sequencer::new(decorator, self.seq_floor).start();
         let checkout = Arc::new(CheckoutService::new(
             Arc::clone(&self.inventory),
             Arc::clone(&self.catalog_store),

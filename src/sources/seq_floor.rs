@@ -38,18 +38,20 @@ pub enum SeqFloorError {
     Malformed { path: PathBuf },
 }
 
-/// The reserved seqs of this run: everything below `limit` may be handed out.
+/// The reserved seqs of this run: from `first`, everything below `limit` may be handed out.
 #[derive(Debug)]
 pub struct SeqFloor {
     path: PathBuf,
+    /// The first seq this run may use.
+    first: u64,
     /// The first seq not yet reserved (what the file says).
     limit: u64,
 }
 
 impl SeqFloor {
-    /// Reads the floor in `data_dir` (1 if there is none yet), reserves the first block from
-    /// it, and returns the reservation with the first seq this run may use.
-    pub fn open(data_dir: &Path) -> Result<(SeqFloor, u64), SeqFloorError> {
+    /// Reads the floor in `data_dir` (1 if there is none yet) and reserves the first block
+    /// from it.
+    pub fn open(data_dir: &Path) -> Result<SeqFloor, SeqFloorError> {
         let path = data_dir.join(FILE_NAME);
         let first = match fs::read_to_string(&path) {
             Ok(text) => text
@@ -61,9 +63,18 @@ impl SeqFloor {
             Err(error) if error.kind() == io::ErrorKind::NotFound => 1,
             Err(source) => return Err(SeqFloorError::Io { path, source }),
         };
-        let mut floor = SeqFloor { path, limit: first };
+        let mut floor = SeqFloor {
+            path,
+            first,
+            limit: first,
+        };
         floor.reserve_through(first)?;
-        Ok((floor, first))
+        Ok(floor)
+    }
+
+    /// The first seq this run may use.
+    pub fn first(&self) -> u64 {
+        self.first
     }
 
     /// Makes sure every seq up to and including `last` is reserved, moving the file on (and
@@ -96,16 +107,16 @@ mod tests {
     #[test]
     fn a_new_data_dir_starts_at_1_and_each_restart_above_everything_reserved() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut floor, first) = SeqFloor::open(dir.path()).unwrap();
-        assert_eq!(first, 1);
+        let mut floor = SeqFloor::open(dir.path()).unwrap();
+        assert_eq!(floor.first(), 1);
         // Seqs within the first block need no write; the block's end moves the file.
         assert!(!floor.reserve_through(BLOCK).unwrap());
         assert!(floor.reserve_through(BLOCK + 1).unwrap());
         let used = BLOCK + 1;
         drop(floor);
-        let (_, first) = SeqFloor::open(dir.path()).unwrap();
+        let first = SeqFloor::open(dir.path()).unwrap().first();
         assert!(first > used, "{first} must be above {used}");
-        let (_, again) = SeqFloor::open(dir.path()).unwrap();
+        let again = SeqFloor::open(dir.path()).unwrap().first();
         assert!(again > first);
     }
 

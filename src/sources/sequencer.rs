@@ -58,10 +58,10 @@ pub struct Sequencer {
 }
 
 impl Sequencer {
-    /// A sequencer starting at `first_seq`, which `floor` has reserved.
-    pub fn new(decorator: Addr<Decorator>, floor: SeqFloor, first_seq: u64) -> Self {
+    /// A sequencer starting at the first seq `floor` reserved.
+    pub fn new(decorator: Addr<Decorator>, floor: SeqFloor) -> Self {
         Sequencer {
-            next_seq: first_seq,
+            next_seq: floor.first(),
             floor,
             decorator,
         }
