@@ -161,11 +161,10 @@ impl FanoutShard {
         ctx: &mut Context<Self>,
     ) {
         let mut counts = FanoutCounts::default();
-        let done = self.core.borrow_mut().deliver_until_filling(
-            &batch[start..],
-            MIN_RUN_BEFORE_PAUSE,
-            &mut counts,
-        );
+        let done =
+            self.core
+                .borrow_mut()
+                .deliver(&batch[start..], MIN_RUN_BEFORE_PAUSE, &mut counts);
         counts.report();
         let next = start + done;
         if next < batch.len() {

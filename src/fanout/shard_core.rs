@@ -266,17 +266,10 @@ impl ShardCore {
         Ok(())
     }
 
-    /// Fans a decorated batch out to this shard's subscribers.
-    pub fn deliver(&mut self, batch: &[Arc<DecoratedTweet>]) -> FanoutCounts {
-        let mut counts = FanoutCounts::default();
-        self.deliver_until_filling(batch, usize::MAX, &mut counts);
-        counts
-    }
-
-    /// Offers tweets of `batch` in order, stopping early, once at least `at_least` tweets
-    /// are out, after a tweet that left some outbox half full (its writer should run first).
-    /// Returns how many tweets of `batch` it handled.
-    pub fn deliver_until_filling(
+    /// Fans tweets of a decorated batch out to this shard's subscribers, in order, stopping
+    /// early, once at least `at_least` tweets are out, after a tweet that left some outbox half
+    /// full (its writer should run first). Returns how many tweets of `batch` it handled.
+    pub fn deliver(
         &mut self,
         batch: &[Arc<DecoratedTweet>],
         at_least: usize,
@@ -411,12 +404,12 @@ mod tests {
         let tweets = batch(1..=20);
         let mut counts = FanoutCounts::default();
         // Half of 8 is reached by the 4th tweet; at least 2 go out before any pause.
-        let done = core.deliver_until_filling(&tweets, 2, &mut counts);
+        let done = core.deliver(&tweets, 2, &mut counts);
         assert_eq!((done, counts.queued, counts.filling), (4, 4, true));
         // The writer drains; the rest of the batch goes on from there, in order.
         while outbox.pop().is_some() {}
         let mut counts = FanoutCounts::default();
-        let more = core.deliver_until_filling(&tweets[done..], 2, &mut counts);
+        let more = core.deliver(&tweets[done..], 2, &mut counts);
         assert_eq!(more, 4);
         let texts: Vec<String> = std::iter::from_fn(|| outbox.pop())
             .map(|f| f.text.as_str().to_owned())
@@ -431,7 +424,7 @@ mod tests {
         core.subscribe(conn, None, "all", None, None).unwrap();
         let tweets = batch(1..=100);
         let mut counts = FanoutCounts::default();
-        assert_eq!(core.deliver_until_filling(&tweets, 32, &mut counts), 100);
+        assert_eq!(core.deliver(&tweets, 32, &mut counts), 100);
         assert_eq!((counts.queued, counts.filling), (100, false));
     }
 }
