@@ -6,8 +6,8 @@
 //! and, once known, the reservation it produced. A request with a key:
 //!
 //! * finds no entry: inserts a *pending* one atomically (`papaya::HashMap::try_insert`,
-//!   lock-free; of two concurrent inserts exactly one lands) and goes on to reserve. If the reservation
-//!   fails, the entry is settled as failed and removed: a request that did nothing leaves its
+//!   lock-free; of two concurrent inserts exactly one lands) and goes on to reserve. If the
+//!   reservation fails, the entry is settled as failed and removed: a request that did nothing leaves its
 //!   key free, and the error is not replayed. If it succeeds, the caller gets a [`KeyTicket`]
 //!   and completes it once the reservation's journal record is durable; only then do
 //!   duplicates hear about the hold, so no client is ever told about a hold a crash could lose.
@@ -151,7 +151,7 @@ pub(crate) struct FreshKey<'a> {
 }
 
 impl FreshKey<'_> {
-    pub(crate) fn value(&self) -> &Arc<KeyEntry> {
+    pub(crate) fn entry(&self) -> &Arc<KeyEntry> {
         &self.entry
     }
 }

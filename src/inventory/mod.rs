@@ -20,7 +20,8 @@
 //! * [`record`]: every change as a journal record; [`state`] replays records into a snapshot,
 //!   and [`restore`] turns a snapshot into a running inventory and back.
 //! * [`service`]: the inventory as the server uses it, with the journal: every change durable
-//!   before it is acknowledged.
+//!   before it is acknowledged; [`compactor`] is the journal writer's copy of the state, which
+//!   it snapshots.
 //!
 //! # Invariants
 //!
@@ -57,6 +58,7 @@
 //! core, over 4 million with both cores on one product.
 
 pub mod arena;
+pub mod compactor;
 pub mod customers;
 pub mod error;
 pub mod hold;

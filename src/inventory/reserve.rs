@@ -95,10 +95,10 @@ impl Inventory {
         let claim = self
             .keys
             .claim(request.customer, key, fingerprint, request.now_ms)?;
-        let entry = match claim {
+        let fresh = match claim {
             KeyClaim::Replay(past) => return Ok(Reservation::Replayed(past)),
             KeyClaim::Wait(wait) => return Ok(Reservation::InFlight(wait)),
-            KeyClaim::Fresh(entry) => entry,
+            KeyClaim::Fresh(fresh) => fresh,
         };
         let idempotency = IdempotencyRecord {
             key: key.to_owned(),
@@ -119,12 +119,12 @@ impl Inventory {
                         quantity: reserved.quantity,
                         expires_at_ms: reserved.expires_at_ms,
                     };
-                    reserved.ticket = Some(KeyTicket::new(Arc::clone(entry.value()), hold));
+                    reserved.ticket = Some(KeyTicket::new(Arc::clone(fresh.entry()), hold));
                 }
                 Ok(Reservation::New(reserved))
             }
             Err(err) => {
-                IdempotencyTable::fail(entry, err.clone());
+                IdempotencyTable::fail(fresh, err.clone());
                 Err(err)
             }
         }

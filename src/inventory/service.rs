@@ -19,18 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::codec;
 use crate::decorate::frame::StockLevels;
 use crate::error::ApiError;
+use crate::inventory::compactor::{self, StateCompactor};
 use crate::inventory::{
     HoldView, Inventory, InventoryError, InventoryState, KeyTicket, Record, Reservation,
     ReserveRequest, StockChange, StockCounts, hold_id_text, parse_hold_id,
 };
-use crate::journal::{
-    self, Archive, Compactor, Durable, Journal, JournalError, JournalOptions, StreamPos,
-};
+use crate::journal::{self, Archive, Durable, Journal, JournalError, JournalOptions, StreamPos};
 use crate::model::Product;
 use crate::sessions::ops::ReservationView;
 use crate::telemetry;
@@ -79,74 +76,6 @@ pub struct InventoryService {
     keys_pruned_at: AtomicI64,
 }
 
-/// The journal writer's model of the inventory: the state every committed record was applied
-/// to, snapshotted as bincode, and the archive that keeps each sale's order details once a
-/// snapshot has replaced the records that carried them (snapshots hold state, not history).
-struct StateCompactor {
-    state: InventoryState,
-    orders: Archive,
-    /// An order could not be archived: no snapshot may replace the records still holding it.
-    /// A restart recovers it from the journal and starts a sound archive.
-    archive_failed: bool,
-}
-
-impl Compactor for StateCompactor {
-    fn apply(&mut self, payload: &[u8]) {
-        match codec::decode::<Record>(payload, payload.len() as u64) {
-            Ok(record) => {
-                self.state.apply(&record);
-                if let Record::Confirmed {
-                    order: Some(order), ..
-                } = record
-                    && let Err(error) = self.orders.push(&order)
-                {
-                    tracing::error!(%error, "archiving an order failed; snapshots stop until a restart");
-                    self.archive_failed = true;
-                }
-            }
-            Err(error) => tracing::error!(%error, "journal payload is not an inventory record"),
-        }
-    }
-
-    fn snapshot(&mut self) -> Option<Vec<u8>> {
-        if self.archive_failed {
-            return None;
-        }
-        // Everything the snapshot drops from the journal must be durable in the archive first.
-        if let Err(error) = self.orders.sync() {
-            tracing::error!(%error, "syncing the order archive failed; snapshots stop until a restart");
-            self.archive_failed = true;
-            return None;
-        }
-        let mut state = self.state.clone();
-        state.prune_keys(now_ms());
-        codec::encode(&state).ok()
-    }
-}
-
-/// A snapshot as written for a while by this version's predecessor: the state plus every
-/// order (replaced by the archive, since it made each snapshot rewrite all history).
-#[derive(Deserialize)]
-struct SnapshotWithOrders {
-    inventory: InventoryState,
-    orders: Vec<Vec<u8>>,
-}
-
-/// Decodes a snapshot: the bare state, or the older form that also carried the orders.
-fn decode_snapshot(bytes: &[u8]) -> Result<(InventoryState, Vec<Vec<u8>>), StartError> {
-    let limit = bytes.len() as u64;
-    match codec::decode::<InventoryState>(bytes, limit) {
-        Ok(state) => Ok((state, Vec::new())),
-        Err(error) => match codec::decode::<SnapshotWithOrders>(bytes, limit) {
-            Ok(old) => Ok((old.inventory, old.orders)),
-            Err(_) => Err(StartError::Snapshot(error)),
-        },
-    }
-}
-
-/// The order archive's file, beside the journal's segments.
-const ORDER_ARCHIVE: &str = "orders.archive";
-
 impl InventoryService {
     /// Recovers the inventory from `dir` (created if missing) and opens `catalog`'s products.
     pub fn start(dir: &Path, catalog: &[Product]) -> Result<Arc<InventoryService>, StartError> {
@@ -166,12 +95,12 @@ impl InventoryService {
                 "the journal ended in a torn record (a crash mid-write); it was cut off");
         }
         let (mut state, mut orders) = match &recovered.snapshot {
-            Some(bytes) => decode_snapshot(bytes)?,
+            Some(bytes) => compactor::decode_snapshot(bytes).map_err(StartError::Snapshot)?,
             None => (InventoryState::default(), Vec::new()),
         };
         // Orders whose records a snapshot replaced, then those in the records after it (an
         // order can be in both: readers keep the first of each id).
-        let (archive, archived) = Archive::open(&dir.join(ORDER_ARCHIVE))?;
+        let (archive, archived) = Archive::open(&dir.join(compactor::ORDER_ARCHIVE))?;
         orders.extend(archived);
         for (index, payload) in recovered.records.iter().enumerate() {
             let record = codec::decode::<Record>(payload, payload.len() as u64)
@@ -198,11 +127,7 @@ impl InventoryService {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "inventory recovered"
         );
-        let journal = ready.start(Box::new(StateCompactor {
-            state,
-            orders: archive,
-            archive_failed: false,
-        }))?;
+        let journal = ready.start(Box::new(StateCompactor::new(state, archive)))?;
         for (stream, version) in streams {
             journal.open_stream(stream, version)?;
         }
@@ -484,17 +409,10 @@ impl Drop for SettleWhenDurable {
                     }
                 });
             }
-            // Dropped outside a runtime (a test's executor, say): a thread waits instead.
+            // Outside a runtime nothing would poll a task: wait here, for one group commit.
             Err(_) => {
-                let spawned = std::thread::Builder::new()
-                    .name(String::from("buyline-key-settle"))
-                    .spawn(move || {
-                        if durable.wait().is_ok() {
-                            ticket.complete();
-                        }
-                    });
-                if let Err(error) = spawned {
-                    tracing::error!(%error, "no thread to wait for a keyed reservation; its key is settled as failed");
+                if durable.wait().is_ok() {
+                    ticket.complete();
                 }
             }
         }
