@@ -175,57 +175,41 @@ impl ApiError {
 /// `invalid type` / `invalid value` / `invalid length` and the name in `unknown variant` /
 /// `unknown field` are dropped, and any remaining run of 8 or more digits is masked.
 fn describe_json_error(error: &serde_json::Error) -> String {
+    const QUOTING: [&str; 5] = [
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "unknown variant",
+        "unknown field",
+    ];
     let text = error.to_string();
-    let mut kept = String::with_capacity(text.len());
-    let quoted_found = ["invalid type", "invalid value", "invalid length"];
-    let named_found = ["unknown variant", "unknown field"];
-    if let Some(kind) = quoted_found
-        .iter()
-        .chain(&named_found)
-        .find(|kind| text.starts_with(**kind))
-    {
-        kept.push_str(kind);
-        match text.find(", expected") {
-            Some(at) => kept.push_str(&text[at..]),
-            None => {
-                // No "expected" part: keep only the position, if serde gave one.
-                if let Some(at) = text.rfind(" at line ") {
-                    kept.push_str(&text[at..]);
-                }
-            }
-        }
-    } else {
-        kept = text;
-    }
-    mask_long_digit_runs(&kept)
+    let Some(kind) = QUOTING.iter().find(|kind| text.starts_with(**kind)) else {
+        return mask_long_digit_runs(&text);
+    };
+    // Keep what serde expected (or, without that, only the position).
+    let rest = text
+        .find(", expected")
+        .or_else(|| text.rfind(" at line "))
+        .map_or("", |at| &text[at..]);
+    mask_long_digit_runs(&format!("{kind}{rest}"))
 }
 
 /// Replaces every run of 8 or more ASCII digits with `#`s of the same length.
 fn mask_long_digit_runs(text: &str) -> String {
-    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut start = 0;
-    while start < bytes.len() {
-        let end = bytes[start..]
-            .iter()
-            .position(|b| !b.is_ascii_digit())
-            .map_or(bytes.len(), |n| start + n);
-        if end > start {
-            if end - start >= 8 {
-                out.extend(std::iter::repeat_n('#', end - start));
-            } else {
-                out.push_str(&text[start..end]);
-            }
-            start = end;
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+        out.push_str(&rest[..start]);
+        let run = &rest[start..];
+        let len = run.find(|c: char| !c.is_ascii_digit()).unwrap_or(run.len());
+        if len >= 8 {
+            out.extend(std::iter::repeat_n('#', len));
         } else {
-            let next = text[start..]
-                .char_indices()
-                .nth(1)
-                .map_or(text.len(), |(n, _)| start + n);
-            out.push_str(&text[start..next]);
-            start = next;
+            out.push_str(&run[..len]);
         }
+        rest = &run[len..];
     }
+    out.push_str(rest);
     out
 }
 
