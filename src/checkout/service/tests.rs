@@ -123,6 +123,13 @@ fn request(reservation: &str, number: &str) -> serde_json::Value {
     })
 }
 
+/// [`request`] with an idempotency key.
+fn keyed(reservation: &str, number: &str, key: &str) -> serde_json::Value {
+    let mut body = request(reservation, number);
+    body["idempotency_key"] = key.into();
+    body
+}
+
 #[tokio::test]
 async fn a_checkout_sells_the_hold_charges_once_and_pushes_the_confirmation() {
     let shop = Shop::new(120);
@@ -151,11 +158,10 @@ async fn a_checkout_sells_the_hold_charges_once_and_pushes_the_confirmation() {
 async fn retries_of_one_reservation_charge_and_sell_once_even_when_concurrent() {
     let shop = Shop::new(120);
     let reservation = shop.reserve("ada", 1).await;
-    let mut keyed = request(&reservation, "4242424242424242");
-    keyed["idempotency_key"] = "k-1".into();
+    let first_try = keyed(&reservation, "4242424242424242", "k-1");
     let (a, b, c) = tokio::join!(
-        shop.buy("ada", keyed.clone()),
-        shop.buy("ada", keyed.clone()),
+        shop.buy("ada", first_try.clone()),
+        shop.buy("ada", first_try.clone()),
         shop.buy("ada", request(&reservation, "5555555555554444")),
     );
     let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
@@ -165,8 +171,7 @@ async fn retries_of_one_reservation_charge_and_sell_once_even_when_concurrent() 
     assert_eq!(shop.inventory.counts("tee").unwrap().sold, 1);
     // The key is bound to its reservation.
     let other = shop.reserve("ada", 1).await;
-    let mut reused = request(&other, "4242424242424242");
-    reused["idempotency_key"] = "k-1".into();
+    let reused = keyed(&other, "4242424242424242", "k-1");
     let error = shop.buy("ada", reused).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::IdempotencyMismatch);
     // Someone else's reservation is not found, sold or not.
@@ -208,22 +213,19 @@ async fn a_decline_keeps_the_hold_and_charges_nothing() {
 async fn a_key_whose_checkout_failed_is_free_again_as_on_reserve() {
     let shop = Shop::new(120);
     let first = shop.reserve("ada", 1).await;
-    let mut declined = request(&first, "4000000000000002");
-    declined["idempotency_key"] = "k-2".into();
+    let declined = keyed(&first, "4000000000000002", "k-2");
     let error = shop.buy("ada", declined).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::CardDeclined);
     // The same key now buys another reservation...
     let second = shop.reserve("ada", 1).await;
-    let mut paid = request(&second, "4242424242424242");
-    paid["idempotency_key"] = "k-2".into();
+    let paid = keyed(&second, "4242424242424242", "k-2");
     let order = shop.buy("ada", paid.clone()).await.unwrap();
     // ...and from then on it is bound to that one: a retry replays, another hold is refused.
     assert_eq!(
         shop.buy("ada", paid).await.unwrap().order.id,
         order.order.id
     );
-    let mut reused = request(&first, "4242424242424242");
-    reused["idempotency_key"] = "k-2".into();
+    let reused = keyed(&first, "4242424242424242", "k-2");
     let error = shop.buy("ada", reused).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::IdempotencyMismatch);
     assert_eq!(shop.gateway.charges_made(), 1);
@@ -296,8 +298,7 @@ async fn orders_survive_a_restart_with_their_keys_through_snapshots() {
     let mut ids = Vec::new();
     for n in 0..30 {
         let reservation = shop.reserve("ada", 1).await;
-        let mut body = request(&reservation, "4242424242424242");
-        body["idempotency_key"] = format!("key-{n}").into();
+        let mut body = keyed(&reservation, "4242424242424242", &format!("key-{n}"));
         body["share_card_with_seller"] = (n % 2 == 0).into();
         ids.push((
             reservation,
@@ -339,8 +340,7 @@ async fn orders_survive_a_restart_with_their_keys_through_snapshots() {
     assert_eq!(orders.of_partner("red", all).len(), 30);
     // A retry after the restart finds its order by key, without charging.
     let (reservation, id) = &ids[7];
-    let mut body = request(reservation, "4242424242424242");
-    body["idempotency_key"] = "key-7".into();
+    let body = keyed(reservation, "4242424242424242", "key-7");
     let again = shop.buy("ada", body).await.unwrap();
     assert_eq!(&again.order.id, id);
     assert_eq!(shop.gateway.charges_made(), 0);
