@@ -146,7 +146,6 @@ pub(crate) enum KeyClaim<'a> {
 /// [`IdempotencyTable::fail`] it.
 pub(crate) struct FreshKey<'a> {
     table: &'a IdempotencyTable,
-    at: TableKey,
     entry: Arc<KeyEntry>,
 }
 
@@ -186,7 +185,7 @@ impl IdempotencyTable {
         fingerprint: u64,
         now_ms: i64,
     ) -> Result<KeyClaim<'_>, InventoryError> {
-        let at = table_key(customer, key);
+        let mut at = table_key(customer, key);
         let map = self.map.pin();
         loop {
             if let Some(entry) = map.get(&at) {
@@ -216,25 +215,27 @@ impl IdempotencyTable {
                 settled: Notify::new(),
             });
             // Of two concurrent inserts of one key exactly one lands; the other answers from
-            // the entry that did.
-            if map.try_insert(at.clone(), Arc::clone(&mine)).is_ok() {
+            // the entry that did (with the table key made again: the insert took it).
+            if map.try_insert(at, Arc::clone(&mine)).is_ok() {
                 return Ok(KeyClaim::Fresh(FreshKey {
                     table: self,
-                    at,
                     entry: mine,
                 }));
             }
+            at = table_key(customer, key);
         }
     }
 
     /// Settles a fresh entry whose reservation failed, and removes it (the key is free again).
     pub(crate) fn fail(fresh: FreshKey<'_>, err: InventoryError) {
-        fresh.entry.settle(KeyOutcome::Failed(err));
+        let entry = fresh.entry;
+        entry.settle(KeyOutcome::Failed(err));
+        let at = table_key(&entry.customer, &entry.key);
         let _ = fresh
             .table
             .map
             .pin()
-            .remove_if(&fresh.at, |_, found| Arc::ptr_eq(found, &fresh.entry));
+            .remove_if(&at, |_, found| Arc::ptr_eq(found, &entry));
     }
 
     /// Forgets keys first used 24 hours or more before `now_ms`, and failed ones. Returns how
