@@ -85,10 +85,17 @@ pub enum CatalogError {
         /// The partner that claimed it again.
         second: String,
     },
-    #[error("products {first:?} and {second:?} share the URL {url:?} (after normalisation)")]
+    #[error(
+        "products {first:?} and {second:?} of partner {partner:?} share the URL {url:?} \
+         (after normalisation); one partner may list a URL once"
+    )]
     DuplicateUrl {
-        /// The shared comparison key; a link to it could not tell which product it means.
+        /// The shared comparison key; the partner's tweet linking it could not tell which
+        /// product it means. (Products of different partners may share one: the tweet's
+        /// author picks.)
         url: String,
+        /// The partner both products belong to.
+        partner: String,
         /// The product that listed it first.
         first: String,
         /// The product that listed it again.
@@ -184,8 +191,9 @@ fn stringify_datetimes(value: &mut toml::Value) {
     }
 }
 
-/// Checks every partner and product, and what only the whole catalog can tell: unique ids,
-/// accounts and URLs, and that each product's partner exists.
+/// Checks every partner and product, and what only the whole catalog can tell: unique ids
+/// and accounts, a URL listed by at most one product of each partner (partners may share
+/// one), and that each product's partner exists.
 pub fn validate(catalog: &Catalog) -> Result<(), CatalogError> {
     let mut partner_ids = HashSet::with_capacity(catalog.partners.len());
     let mut accounts: HashMap<String, &str> = HashMap::new();
@@ -213,7 +221,8 @@ pub fn validate(catalog: &Catalog) -> Result<(), CatalogError> {
     }
 
     let mut product_ids = HashSet::with_capacity(catalog.products.len());
-    let mut urls: HashMap<String, &str> = HashMap::new();
+    // (URL key, partner) to the product listing it: a URL is one product per partner.
+    let mut urls: HashMap<(String, &str), &str> = HashMap::new();
     for product in &catalog.products {
         validate_product(product)?;
         if !product_ids.insert(product.id.as_str()) {
@@ -231,16 +240,19 @@ pub fn validate(catalog: &Catalog) -> Result<(), CatalogError> {
             let Some(key) = url::normalize(raw) else {
                 continue;
             };
-            match urls.get(&key) {
+            let slot = (key, product.partner.as_str());
+            match urls.get(&slot) {
                 Some(&owner) if owner != product.id => {
                     return Err(CatalogError::DuplicateUrl {
-                        url: key,
+                        url: slot.0,
+                        partner: product.partner.clone(),
                         first: owner.to_owned(),
                         second: product.id.clone(),
                     });
                 }
-                _ => {
-                    urls.insert(key, &product.id);
+                Some(_) => {}
+                None => {
+                    urls.insert(slot, &product.id);
                 }
             }
         }

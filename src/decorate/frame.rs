@@ -35,7 +35,9 @@ pub struct DecoratedTweet {
 ///
 /// The button goes to the first candidate link (the tweet's `urls` in order, then URLs in its
 /// `text` not already listed) that leads to a product the author may sell: one of the author's
-/// partner's products, or with `decorate_shares` any product.
+/// partner's products, or with `decorate_shares` any product. Where partners share a URL, the
+/// author's partner's product is the one; a tweet by anyone else (with `decorate_shares`) gets
+/// the first product listing it in catalog order.
 ///
 /// A retweet is judged by its original (`retweet_of`): the contract puts the button on a
 /// partner's tweet linking its product, and a retweet re-delivers exactly that tweet, so it
@@ -124,16 +126,16 @@ fn find_button<'i>(
     // Borrow `buf`'s allocation as the key buffer; it is cleared, so always valid UTF-8.
     buf.clear();
     let mut key = String::from_utf8(std::mem::take(buf)).unwrap_or_default();
+    let author_partner = author_partner.map(|p| p.id.as_str());
     let mut found = None;
     for candidate in candidates {
         if !url::normalize_into(candidate, &mut key) {
             continue;
         }
-        let Some(product) = index.product_for_url(&key) else {
+        let Some(product) = index.product_for_link(&key, author_partner, decorate_shares) else {
             continue;
         };
-        let allowed = decorate_shares || author_partner.is_some_and(|p| p.id == product.partner);
-        if let (true, Some(button)) = (allowed, index.button(&product.id)) {
+        if let Some(button) = index.button(&product.id) {
             found = Some((&**product, button));
             break;
         }

@@ -27,10 +27,18 @@ pub struct PartnerIndex {
     partners: FxHashMap<Box<str>, Arc<Partner>>,
     /// Lower-cased screen name to its partner: the per-tweet "is this a partner tweet?" test.
     accounts: FxHashMap<Box<str>, Arc<Partner>>,
-    /// Normalised product URL ([`url::normalize`]) to its product: the per-link lookup.
-    urls: FxHashMap<Box<str>, Arc<Product>>,
+    /// Normalised product URL ([`url::normalize`]) to the products listing it, in catalog
+    /// order: the per-link lookup. Products of different partners may share a URL (the
+    /// author picks among them); validation keeps it to one product per partner, so a list
+    /// is at most as long as the partner count and almost always one.
+    urls: FxHashMap<Box<str>, Box<[Arc<Product>]>>,
     /// Products by id, for buttons, reservations and the admin API.
     products: FxHashMap<Box<str>, Arc<Product>>,
+    /// Partners in catalog order, so a rebuild keeps it.
+    partner_order: Vec<Arc<Partner>>,
+    /// Products in catalog order: which product a shared URL gives a non-partner tweet, and
+    /// the order an admin write keeps (a replaced product keeps its place, a new one is last).
+    product_order: Vec<Arc<Product>>,
     /// Each product's buy button by product id, rendered here so tweets only copy it.
     buttons: FxHashMap<Box<str>, BuyButton>,
 }
@@ -47,8 +55,12 @@ impl PartnerIndex {
                     .accounts
                     .insert(account.to_lowercase().into(), Arc::clone(&partner));
             }
-            index.partners.insert(partner.id.as_str().into(), partner);
+            index
+                .partners
+                .insert(partner.id.as_str().into(), Arc::clone(&partner));
+            index.partner_order.push(partner);
         }
+        let mut urls: FxHashMap<Box<str>, Vec<Arc<Product>>> = FxHashMap::default();
         for product in &catalog.products {
             // validate() has checked the partner exists and the sale dates can be rendered;
             // these errors are the same checks seen from here, not new rules.
@@ -72,12 +84,24 @@ impl PartnerIndex {
             let product = Arc::new(product.clone());
             for raw in &product.urls {
                 // validate() refused any URL without a key, so none is skipped here.
-                if let Some(key) = url::normalize(raw) {
-                    index.urls.insert(key.into(), Arc::clone(&product));
+                let Some(key) = url::normalize(raw) else {
+                    continue;
+                };
+                let listing = urls.entry(key.into()).or_default();
+                // A product listing one page twice (say with and without `www.`) once.
+                if !listing.iter().any(|p| p.id == product.id) {
+                    listing.push(Arc::clone(&product));
                 }
             }
-            index.products.insert(product.id.as_str().into(), product);
+            index
+                .products
+                .insert(product.id.as_str().into(), Arc::clone(&product));
+            index.product_order.push(product);
         }
+        index.urls = urls
+            .into_iter()
+            .map(|(key, listing)| (key, listing.into_boxed_slice()))
+            .collect();
         Ok(index)
     }
 
@@ -108,9 +132,33 @@ impl PartnerIndex {
         partner.map(|p| &**p)
     }
 
-    /// The product a link leads to, given the link's [`url::normalize`] key.
-    pub fn product_for_url(&self, normalized: &str) -> Option<&Arc<Product>> {
-        self.urls.get(normalized)
+    /// The products a link leads to, given the link's [`url::normalize`] key: in catalog
+    /// order, at most one per partner; empty when no product lists it.
+    ///
+    /// Cost: one hash lookup, no allocation.
+    pub fn products_for_url(&self, normalized: &str) -> &[Arc<Product>] {
+        self.urls.get(normalized).map_or(&[], |listing| &listing[..])
+    }
+
+    /// The product a link gives a tweet: the product of `author_partner` listing it if there
+    /// is one; otherwise, when `shares` (`--decorate-shares`), the first product listing it in
+    /// catalog order; otherwise none.
+    ///
+    /// Cost: one hash lookup and a scan of the URL's products (almost always one), comparing
+    /// partner ids; no allocation.
+    pub fn product_for_link(
+        &self,
+        normalized: &str,
+        author_partner: Option<&str>,
+        shares: bool,
+    ) -> Option<&Arc<Product>> {
+        let listing = self.products_for_url(normalized);
+        let own = author_partner.and_then(|partner| listing.iter().find(|p| p.partner == partner));
+        match own {
+            Some(product) => Some(product),
+            None if shares => listing.first(),
+            None => None,
+        }
     }
 
     /// The product with this id.
@@ -128,23 +176,22 @@ impl PartnerIndex {
         self.partners.get(id).map(|p| &**p)
     }
 
-    /// Every partner, in no particular order.
+    /// Every partner, in catalog order.
     pub fn partners(&self) -> impl Iterator<Item = &Partner> {
-        self.partners.values().map(|p| &**p)
+        self.partner_order.iter().map(|p| &**p)
     }
 
-    /// Every product, in no particular order.
+    /// Every product, in catalog order.
     pub fn products(&self) -> impl Iterator<Item = &Arc<Product>> {
-        self.products.values()
+        self.product_order.iter()
     }
 
-    /// The catalog this index was built from, partners and products sorted by id.
+    /// The catalog this index was built from, in its order.
     pub fn to_catalog(&self) -> Catalog {
-        let mut partners: Vec<Partner> = self.partners().cloned().collect();
-        partners.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        let mut products: Vec<Product> = self.products().map(|p| (**p).clone()).collect();
-        products.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        Catalog { partners, products }
+        Catalog {
+            partners: self.partners().cloned().collect(),
+            products: self.products().map(|p| (**p).clone()).collect(),
+        }
     }
 }
 
@@ -221,8 +268,9 @@ impl CatalogStore {
         })
     }
 
-    /// Adds a product, or replaces the one with the same id. Its partner must exist and its
-    /// URLs must not lead to another product.
+    /// Adds a product (last in catalog order), or replaces the one with the same id (in its
+    /// place). Its partner must exist and its URLs must not lead to another product of the
+    /// same partner.
     pub fn upsert_product(&self, product: Product) -> Result<(), ApiError> {
         catalog_file::validate_product(&product)?;
         self.update(|catalog| {

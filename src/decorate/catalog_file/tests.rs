@@ -192,7 +192,13 @@ fn validate_refuses_each_broken_rule() {
                     .urls
                     .push("http://BURBERRY.com/limited/heritage-trench/?utm_source=x".into())
             },
-            &["share the URL", "burberry.com/limited/heritage-trench"],
+            &[
+                "share the URL",
+                "burberry.com/limited/heritage-trench",
+                "\"burberry-heritage-trench-limited\"",
+                "\"burberry-cashmere-scarf\"",
+                "partner \"burberry\"",
+            ],
         ),
         (
             |c| c.products[0].price.currency = "us".into(),
@@ -245,6 +251,19 @@ fn validate_accepts_the_edges_of_each_rule() {
         1,
     ));
     catalog.partners[0].accounts.push("burberry".into());
+    validate(&catalog).unwrap();
+}
+
+#[test]
+fn validate_accepts_a_url_listed_by_products_of_different_partners() {
+    let mut catalog = demo_catalog();
+    let trench = catalog.products[0].urls[0].clone();
+    let drill = catalog
+        .products
+        .iter_mut()
+        .find(|p| p.partner == "homedepot")
+        .unwrap();
+    drill.urls.push(trench.replace("https://www.", "http://"));
     validate(&catalog).unwrap();
 }
 

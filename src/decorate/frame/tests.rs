@@ -306,3 +306,61 @@ fn a_catalog_change_shows_on_the_next_tweet() {
     );
     assert_eq!(frame_json(&decorated)["buy"]["title"], "Renamed");
 }
+
+/// The demo catalog with the Home Depot's drill also listed at the trench's URL: Burberry is
+/// first in catalog order.
+fn shared_trench_index() -> PartnerIndex {
+    let mut catalog = demo_catalog();
+    let drill = catalog
+        .products
+        .iter_mut()
+        .find(|p| p.id == "homedepot-ryobi-drill-kit")
+        .unwrap();
+    drill.urls.push(TRENCH.to_owned());
+    PartnerIndex::build(&catalog).expect("a URL shared by two partners is accepted")
+}
+
+fn run_on(index: &PartnerIndex, tweet: &Tweet, decorate_shares: bool) -> Option<String> {
+    let decorated = decorate(
+        index,
+        &CatalogStock,
+        7,
+        tweet,
+        Instant::now(),
+        decorate_shares,
+        &mut Vec::new(),
+    );
+    decorated.product.map(String::from)
+}
+
+#[test]
+fn each_partner_linking_a_shared_url_gets_its_own_product() {
+    let index = shared_trench_index();
+    for shares in [false, true] {
+        assert_eq!(
+            run_on(&index, &tweet("Burberry", "x", &[TRENCH]), shares).as_deref(),
+            Some("burberry-heritage-trench-limited")
+        );
+        assert_eq!(
+            run_on(&index, &tweet("HomeDepot", "x", &[TRENCH]), shares).as_deref(),
+            Some("homedepot-ryobi-drill-kit")
+        );
+    }
+}
+
+#[test]
+fn a_shared_url_gives_anyone_else_the_first_product_in_catalog_order_with_decorate_shares() {
+    let index = shared_trench_index();
+    let fan = tweet("a_fan", "want", &[TRENCH]);
+    assert_eq!(run_on(&index, &fan, false), None);
+    assert_eq!(
+        run_on(&index, &fan, true).as_deref(),
+        Some("burberry-heritage-trench-limited")
+    );
+    let other_partner = tweet("RED", "nice", &[TRENCH]);
+    assert_eq!(run_on(&index, &other_partner, false), None);
+    assert_eq!(
+        run_on(&index, &other_partner, true).as_deref(),
+        Some("burberry-heritage-trench-limited")
+    );
+}

@@ -80,7 +80,7 @@ fn non_ascii_accounts_match_case_insensitively() {
 fn products_are_found_by_normalised_url_and_by_id() {
     let index = demo_index();
     let key = url::normalize("https://www.burberry.com/limited/heritage-trench").unwrap();
-    let by_url = index.product_for_url(&key).expect("trench by url");
+    let by_url = &index.products_for_url(&key)[0];
     assert_eq!(by_url.id, "burberry-heritage-trench-limited");
     let by_id = index
         .product("burberry-heritage-trench-limited")
@@ -88,20 +88,118 @@ fn products_are_found_by_normalised_url_and_by_id() {
     assert!(Arc::ptr_eq(by_url, by_id));
     assert!(
         index
-            .product_for_url("https://www.burberry.com/limited/heritage-trench")
-            .is_none()
+            .products_for_url("https://www.burberry.com/limited/heritage-trench")
+            .is_empty()
     );
     assert!(index.product("nope").is_none());
     assert_eq!(index.partner("red").map(|p| p.name.as_str()), Some("(RED)"));
 }
 
 #[test]
-fn to_catalog_round_trips_sorted_by_id() {
-    let catalog = demo_index().to_catalog();
-    let mut expected = demo_catalog();
-    expected.partners.sort_by(|a, b| a.id.cmp(&b.id));
-    expected.products.sort_by(|a, b| a.id.cmp(&b.id));
-    assert_eq!(catalog, expected);
+fn to_catalog_round_trips_in_catalog_order() {
+    assert_eq!(demo_index().to_catalog(), demo_catalog());
+}
+
+const SHARED: &str = "https://shop.example/shared";
+
+/// Three partners; `zz-first` (listed first, though last by id) and `aa-second` list
+/// [`SHARED`], `mm-own` lists another page.
+fn shared_catalog() -> Catalog {
+    Catalog {
+        partners: vec![
+            partner("zz", "zzbrand"),
+            partner("aa", "aabrand"),
+            partner("mm", "mmbrand"),
+        ],
+        products: vec![
+            product("zz-first", "zz", SHARED),
+            product("aa-second", "aa", "http://www.shop.example/shared/?utm_source=x"),
+            product("mm-own", "mm", "https://shop.example/mm"),
+        ],
+    }
+}
+
+fn ids(products: &[Arc<Product>]) -> Vec<&str> {
+    products.iter().map(|p| p.id.as_str()).collect()
+}
+
+#[test]
+fn a_url_shared_by_two_partners_leads_to_both_in_catalog_order() {
+    let index = PartnerIndex::build(&shared_catalog()).expect("a shared URL is accepted");
+    let key = url::normalize(SHARED).unwrap();
+    assert_eq!(
+        ids(index.products_for_url(&key)),
+        ["zz-first", "aa-second"]
+    );
+    assert!(index.products_for_url("shop.example/nothing").is_empty());
+}
+
+#[test]
+fn the_authors_partner_picks_among_the_products_sharing_a_url() {
+    let index = PartnerIndex::build(&shared_catalog()).unwrap();
+    let key = url::normalize(SHARED).unwrap();
+    let pick = |partner, shares| {
+        index
+            .product_for_link(&key, partner, shares)
+            .map(|p| p.id.as_str())
+    };
+    for shares in [false, true] {
+        assert_eq!(pick(Some("zz"), shares), Some("zz-first"));
+        assert_eq!(pick(Some("aa"), shares), Some("aa-second"));
+    }
+    // Anyone else: nothing, or with shares the first in catalog order (not the first by id).
+    assert_eq!(pick(None, false), None);
+    assert_eq!(pick(Some("mm"), false), None);
+    assert_eq!(pick(None, true), Some("zz-first"));
+    assert_eq!(pick(Some("mm"), true), Some("zz-first"));
+}
+
+#[test]
+fn an_admin_write_keeps_catalog_order_and_puts_a_new_product_last() {
+    let store = CatalogStore::new(PartnerIndex::build(&shared_catalog()).unwrap());
+    let key = url::normalize(SHARED).unwrap();
+    // Replacing the first product keeps it first, though it sorts last by id.
+    let mut first = product("zz-first", "zz", SHARED);
+    first.title = String::from("Renamed");
+    store.upsert_product(first).unwrap();
+    assert_eq!(
+        ids(store.load().products_for_url(&key)),
+        ["zz-first", "aa-second"]
+    );
+    // A new product sharing the URL goes last.
+    store
+        .upsert_product(product("mm-also", "mm", SHARED))
+        .unwrap();
+    let index = store.load();
+    assert_eq!(
+        ids(index.products_for_url(&key)),
+        ["zz-first", "aa-second", "mm-also"]
+    );
+    let order: Vec<&str> = index.products().map(|p| p.id.as_str()).collect();
+    assert_eq!(order, ["zz-first", "aa-second", "mm-own", "mm-also"]);
+    // Deleting the first makes the next one the shares' pick.
+    drop(index);
+    store.delete_product("zz-first").unwrap();
+    assert_eq!(
+        store
+            .load()
+            .product_for_link(&key, None, true)
+            .map(|p| p.id.as_str()),
+        Some("aa-second")
+    );
+}
+
+#[test]
+fn an_admin_write_giving_a_partner_a_url_twice_is_refused_naming_both_products() {
+    let store = CatalogStore::new(PartnerIndex::build(&shared_catalog()).unwrap());
+    let err = store
+        .upsert_product(product("zz-again", "zz", "https://www.shop.example/shared/"))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::BadRequest);
+    for word in ["\"zz-first\"", "\"zz-again\"", "shop.example/shared"] {
+        assert!(err.message.contains(word), "{word}: {}", err.message);
+    }
+    assert!(store.load().product("zz-again").is_none());
 }
 
 #[test]
@@ -128,9 +226,8 @@ fn an_upserted_product_is_found_on_the_next_load() {
     );
     let now = store.load();
     assert_eq!(
-        now.product_for_url("burberry.com/boots")
-            .map(|p| p.id.as_str()),
-        Some("burberry-boots")
+        ids(now.products_for_url("burberry.com/boots")),
+        ["burberry-boots"]
     );
 }
 
@@ -147,13 +244,12 @@ fn upserting_a_product_replaces_the_one_with_its_id() {
     let index = store.load();
     assert!(
         index
-            .product_for_url("burberry.com/limited/heritage-trench")
-            .is_none()
+            .products_for_url("burberry.com/limited/heritage-trench")
+            .is_empty()
     );
-    assert!(
-        index
-            .product_for_url("burberry.com/limited/trench-2")
-            .is_some()
+    assert_eq!(
+        ids(index.products_for_url("burberry.com/limited/trench-2")),
+        ["burberry-heritage-trench-limited"]
     );
     assert_eq!(index.products().count(), demo_catalog().products.len());
 }
@@ -206,8 +302,8 @@ fn deleting_a_product_removes_it_and_its_urls() {
     assert!(index.product("red-classic-tee").is_none());
     assert!(
         index
-            .product_for_url("fancy.com/things/red-classic-tee")
-            .is_none()
+            .products_for_url("fancy.com/things/red-classic-tee")
+            .is_empty()
     );
     let err = store.delete_product("red-classic-tee").unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);
@@ -277,8 +373,8 @@ fn readers_never_see_a_half_built_index_while_a_writer_upserts() {
                     for product in index.products() {
                         for raw in &product.urls {
                             let key = url::normalize(raw).unwrap();
-                            let found = index.product_for_url(&key).expect("url indexed");
-                            assert!(Arc::ptr_eq(found, product));
+                            let found = index.products_for_url(&key);
+                            assert!(found.iter().any(|p| Arc::ptr_eq(p, product)));
                         }
                         assert!(index.partner(&product.partner).is_some());
                         added += usize::from(product.id.starts_with("flash-"));
