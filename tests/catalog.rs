@@ -320,3 +320,151 @@ async fn admin_routes_need_an_admin_token_and_valid_bodies() {
         .unwrap();
     assert_eq!(response.status(), 400, "unknown partner");
 }
+
+/// A catalog where two partners' products list the same page (in different spellings), with
+/// `dw-medium` first in catalog order though last by id.
+fn shared_url_catalog(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("catalog.json");
+    let product = |id: &str, partner: &str, url: &str| {
+        json!({"id": id, "partner": partner, "title": id, "description": "d",
+               "image": "https://guides.example/i.jpg", "price": {"amount": 1500, "currency": "usd"},
+               "urls": [url], "stock": 10})
+    };
+    let catalog = json!({
+        "partners": [
+            {"id":"dw","name":"DW","accounts":["dwbooks"],"platform":"direct","kind":"retailer"},
+            {"id":"td","name":"TD","accounts":["tdguides"],"platform":"direct","kind":"retailer"},
+        ],
+        "products": [
+            product("dw-medium", "dw", "https://guides.example/medium"),
+            product("td-guides", "td", "http://www.guides.example/medium/?utm_source=tw"),
+        ],
+    });
+    std::fs::write(&path, catalog.to_string()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn partners_sharing_a_product_url_each_get_their_own_product() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = shared_url_catalog(dir.path());
+    let server = TestServer::start_with(|c| c.catalog = Some(path.clone()));
+    let mut client = Client::connect(&server.ws("/v1/stream")).await;
+    client.subscribe("all").await;
+    let link = ["https://guides.example/medium"];
+    server
+        .ingest(&ndjson(&[
+            tweet("1", "TDguides", "out now", &link, &[]),
+            tweet("2", "dwbooks", "out now", &link, &[]),
+            tweet("3", "a_reader", "look", &link, &[]),
+        ]))
+        .await;
+    assert_eq!(next_tweet(&mut client).await["buy"]["product"], "td-guides");
+    assert_eq!(next_tweet(&mut client).await["buy"]["product"], "dw-medium");
+    assert!(next_tweet(&mut client).await.get("buy").is_none());
+}
+
+#[tokio::test]
+async fn decorate_shares_gives_a_shared_url_the_first_product_in_catalog_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = shared_url_catalog(dir.path());
+    let server = TestServer::start_with(|c| {
+        c.catalog = Some(path.clone());
+        c.decorate_shares = true;
+    });
+    let admin = server.token("admin", "ops").await;
+    let mut client = Client::connect(&server.ws("/v1/stream")).await;
+    client.subscribe("all").await;
+    let link = ["https://guides.example/medium"];
+    server
+        .ingest(&ndjson(&[
+            tweet("1", "a_reader", "look", &link, &[]),
+            tweet("2", "tdguides", "ours", &link, &[]),
+        ]))
+        .await;
+    assert_eq!(next_tweet(&mut client).await["buy"]["product"], "dw-medium");
+    assert_eq!(next_tweet(&mut client).await["buy"]["product"], "td-guides");
+
+    // An admin PUT of the first product keeps its place; a new product sharing the URL goes
+    // last, so the shares' pick stays the same.
+    let mut first: Value = reqwest::get(server.http("/v1/products/dw-medium"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    first.as_object_mut().unwrap().remove("remaining");
+    first["title"] = "Medium, 2nd edition".into();
+    let response = server
+        .admin(Method::PUT, "/v1/admin/products/dw-medium", &admin, Some(first))
+        .await;
+    assert_eq!(response.status(), 200);
+    let partner = json!({"name":"Acme","accounts":["acme"],"platform":"direct","kind":"brand"});
+    let response = server
+        .admin(Method::PUT, "/v1/admin/partners/acme", &admin, Some(partner))
+        .await;
+    assert_eq!(response.status(), 200);
+    let newcomer = json!({"partner":"acme","title":"Acme's medium","description":"d",
+        "image":"https://acme.example/i.jpg","price":{"amount":900,"currency":"usd"},
+        "urls":["https://guides.example/medium"],"stock":5});
+    let response = server
+        .admin(Method::PUT, "/v1/admin/products/acme-medium", &admin, Some(newcomer))
+        .await;
+    assert_eq!(response.status(), 200);
+    server
+        .ingest(&ndjson(&[
+            tweet("3", "a_reader", "look again", &link, &[]),
+            tweet("4", "ACME", "ours too", &link, &[]),
+        ]))
+        .await;
+    let third = next_tweet(&mut client).await;
+    assert_eq!(third["buy"]["product"], "dw-medium");
+    assert_eq!(third["buy"]["title"], "Medium, 2nd edition");
+    assert_eq!(next_tweet(&mut client).await["buy"]["product"], "acme-medium");
+}
+
+#[test]
+fn a_catalog_file_giving_one_partner_a_url_twice_stops_start_up_naming_both_products() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = shared_url_catalog(dir.path());
+    let mut catalog: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    catalog["products"][1]["partner"] = "dw".into();
+    std::fs::write(&path, catalog.to_string()).unwrap();
+    let config = buyline::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        catalog: Some(path),
+        firehose: buyline::config::FirehoseSource::None,
+        ..Default::default()
+    };
+    let error = buyline::server::start(config, std::future::pending())
+        .err()
+        .expect("start fails");
+    let message = format!("{error:#}");
+    for word in ["catalog.json", "\"dw-medium\"", "\"td-guides\"", "guides.example/medium"] {
+        assert!(message.contains(word), "{word}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_put_giving_one_partner_a_url_twice_is_refused_naming_both_products() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = shared_url_catalog(dir.path());
+    let server = TestServer::start_with(|c| c.catalog = Some(path.clone()));
+    let admin = server.token("admin", "ops").await;
+    let twin = json!({"partner":"td","title":"Twin","description":"d",
+        "image":"https://guides.example/i.jpg","price":{"amount":900,"currency":"usd"},
+        "urls":["https://guides.example/medium/"],"stock":5});
+    let response = server
+        .admin(Method::PUT, "/v1/admin/products/td-twin", &admin, Some(twin))
+        .await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["code"], "bad_request");
+    let message = error["message"].as_str().unwrap();
+    for word in ["\"td-guides\"", "\"td-twin\""] {
+        assert!(message.contains(word), "{word}: {message}");
+    }
+    let response = reqwest::get(server.http("/v1/products/td-twin")).await.unwrap();
+    assert_eq!(response.status(), 404, "a refused PUT adds nothing");
+}
