@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use buyline::checkout::fingerprint::FingerprintKey;
 use buyline::checkout::gateway::SandboxGateway;
 use buyline::checkout::order_book::OrderBook;
 use buyline::checkout::request::CheckoutRequest;
@@ -66,6 +67,7 @@ fn shop() -> Shop {
         Arc::new(wallet),
         Arc::new(OrderBook::default()),
         Arc::new(Nobody),
+        FingerprintKey::derive(&[9; 32]),
     ));
     Shop {
         _dir: dir,

@@ -19,6 +19,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::app::{AppState, ConnectionLimiter};
 use crate::auth::{self, TokenSigner};
+use crate::checkout::fingerprint::FingerprintKey;
 use crate::checkout::gateway::SandboxGateway;
 use crate::checkout::order_book::OrderBook;
 use crate::checkout::service::CheckoutService;
@@ -129,6 +130,7 @@ pub fn start(
     let wallet_dir = config.data_dir.join("wallet");
     let wallet = Wallet::open(&wallet_dir, MasterKey::derive(&secret))
         .with_context(|| format!("the wallet in {} could not be opened", wallet_dir.display()))?;
+    let fingerprints = FingerprintKey::derive(&secret);
     let catalog_store = Arc::new(CatalogStore::new(index));
     let history = Arc::new(HistoryRing::new(config.history));
     let seq_floor = SeqFloor::open(&config.data_dir)
@@ -151,6 +153,7 @@ pub fn start(
                 inventory,
                 orders,
                 wallet: Arc::new(wallet),
+                fingerprints,
                 seq_floor,
             };
             system.block_on(pipeline.run(started_tx, async move {
@@ -191,6 +194,8 @@ struct Pipeline {
     /// Every order, rebuilt from the journal.
     orders: Arc<OrderBook>,
     wallet: Arc<Wallet>,
+    /// The key checkout idempotency keys' request fingerprints are made under.
+    fingerprints: FingerprintKey,
     /// Where `seq` resumes: above every seq an earlier run handed out.
     seq_floor: SeqFloor,
 }
@@ -260,6 +265,7 @@ impl Pipeline {
             Arc::new(ShardOrderPush {
                 shards: shards.clone(),
             }),
+            self.fingerprints,
         ));
 
         let app = Arc::new(AppState {

@@ -396,19 +396,34 @@ async fn decorate_shares_gives_a_shared_url_the_first_product_in_catalog_order()
     first.as_object_mut().unwrap().remove("remaining");
     first["title"] = "Medium, 2nd edition".into();
     let response = server
-        .admin(Method::PUT, "/v1/admin/products/dw-medium", &admin, Some(first))
+        .admin(
+            Method::PUT,
+            "/v1/admin/products/dw-medium",
+            &admin,
+            Some(first),
+        )
         .await;
     assert_eq!(response.status(), 200);
     let partner = json!({"name":"Acme","accounts":["acme"],"platform":"direct","kind":"brand"});
     let response = server
-        .admin(Method::PUT, "/v1/admin/partners/acme", &admin, Some(partner))
+        .admin(
+            Method::PUT,
+            "/v1/admin/partners/acme",
+            &admin,
+            Some(partner),
+        )
         .await;
     assert_eq!(response.status(), 200);
     let newcomer = json!({"partner":"acme","title":"Acme's medium","description":"d",
         "image":"https://acme.example/i.jpg","price":{"amount":900,"currency":"usd"},
         "urls":["https://guides.example/medium"],"stock":5});
     let response = server
-        .admin(Method::PUT, "/v1/admin/products/acme-medium", &admin, Some(newcomer))
+        .admin(
+            Method::PUT,
+            "/v1/admin/products/acme-medium",
+            &admin,
+            Some(newcomer),
+        )
         .await;
     assert_eq!(response.status(), 200);
     server
@@ -420,14 +435,18 @@ async fn decorate_shares_gives_a_shared_url_the_first_product_in_catalog_order()
     let third = next_tweet(&mut client).await;
     assert_eq!(third["buy"]["product"], "dw-medium");
     assert_eq!(third["buy"]["title"], "Medium, 2nd edition");
-    assert_eq!(next_tweet(&mut client).await["buy"]["product"], "acme-medium");
+    assert_eq!(
+        next_tweet(&mut client).await["buy"]["product"],
+        "acme-medium"
+    );
 }
 
 #[test]
 fn a_catalog_file_giving_one_partner_a_url_twice_stops_start_up_naming_both_products() {
     let dir = tempfile::tempdir().unwrap();
     let path = shared_url_catalog(dir.path());
-    let mut catalog: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut catalog: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     catalog["products"][1]["partner"] = "dw".into();
     std::fs::write(&path, catalog.to_string()).unwrap();
     let config = buyline::config::Config {
@@ -441,7 +460,12 @@ fn a_catalog_file_giving_one_partner_a_url_twice_stops_start_up_naming_both_prod
         .err()
         .expect("start fails");
     let message = format!("{error:#}");
-    for word in ["catalog.json", "\"dw-medium\"", "\"td-guides\"", "guides.example/medium"] {
+    for word in [
+        "catalog.json",
+        "\"dw-medium\"",
+        "\"td-guides\"",
+        "guides.example/medium",
+    ] {
         assert!(message.contains(word), "{word}: {message}");
     }
 }
@@ -456,7 +480,12 @@ async fn an_admin_put_giving_one_partner_a_url_twice_is_refused_naming_both_prod
         "image":"https://guides.example/i.jpg","price":{"amount":900,"currency":"usd"},
         "urls":["https://guides.example/medium/"],"stock":5});
     let response = server
-        .admin(Method::PUT, "/v1/admin/products/td-twin", &admin, Some(twin))
+        .admin(
+            Method::PUT,
+            "/v1/admin/products/td-twin",
+            &admin,
+            Some(twin),
+        )
         .await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
@@ -465,6 +494,8 @@ async fn an_admin_put_giving_one_partner_a_url_twice_is_refused_naming_both_prod
     for word in ["\"td-guides\"", "\"td-twin\""] {
         assert!(message.contains(word), "{word}: {message}");
     }
-    let response = reqwest::get(server.http("/v1/products/td-twin")).await.unwrap();
+    let response = reqwest::get(server.http("/v1/products/td-twin"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404, "a refused PUT adds nothing");
 }

@@ -1,6 +1,7 @@
 //! Checkout: turning a hold into an order.
 //!
-//! [`service`] runs a checkout from [`request`] to a durable order in the [`order_book`].
+//! [`service`] runs a checkout from [`request`] to a durable order in the [`order_book`];
+//! [`fingerprint`] is what a buyer's idempotency key binds to (a keyed hash of the request).
 //! [`card`] validates what the buyer typed (field-level errors) and [`gateway`] charges it
 //! through the [`gateway::PaymentGateway`] trait, whose built-in implementation is the
 //! sandbox with the public test cards. Confirming the hold into an order goes through the
@@ -8,6 +9,7 @@
 //! encrypted at rest under per-customer keys, so deleting one shreds it.
 
 pub mod card;
+pub mod fingerprint;
 pub mod gateway;
 pub mod order_book;
 pub mod request;

@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::checkout::fingerprint::RequestFingerprint;
 use crate::inventory::{HoldId, hold_id_text};
 use crate::model::Order;
 
@@ -36,6 +37,11 @@ pub struct StoredOrder {
     /// The buyer's idempotency key, so a retry after a restart still finds this order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The keyed fingerprint of the request that made the order, when it had an idempotency
+    /// key: a retry under the key must match it. Absent in orders journaled before it
+    /// existed; those compare the reservation only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_fingerprint: Option<RequestFingerprint>,
     /// The payment gateway's charge id, for refunds and reconciliation.
     pub charge_id: String,
 }
@@ -232,6 +238,7 @@ mod tests {
             reservation: hold_id_text(n),
             share_card_with_seller: false,
             idempotency_key: key.map(Into::into),
+            request_fingerprint: None,
             charge_id: format!("ch_{n}"),
         }
     }

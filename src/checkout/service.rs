@@ -10,9 +10,10 @@
 //! Exactly once: an order's id is derived from its hold's, so a retried checkout of a sold
 //! reservation finds the order instead of charging again; checkouts of one hold run one at a
 //! time (a duplicate waits, then finds the order); and the gateway gets the order id as its
-//! idempotency key. A buyer's `idempotency_key` binds to one reservation (another
-//! reservation under the same key is `idempotency_mismatch`) and survives restarts inside the
-//! journaled order.
+//! idempotency key. A buyer's `idempotency_key` binds to one request, by its keyed
+//! [`fingerprint`](crate::checkout::fingerprint) (the same key with another reservation, card,
+//! address or option is `idempotency_mismatch`), and survives restarts inside the journaled
+//! order.
 //!
 //! A checkout runs on its own task: a client that hangs up mid-payment cannot leave a card
 //! charged with no order.
@@ -24,6 +25,7 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::checkout::card::{ValidCard, validate_address, validate_card};
+use crate::checkout::fingerprint::{FingerprintKey, RequestFingerprint};
 use crate::checkout::gateway::{Charge, PaymentGateway};
 use crate::checkout::order_book::{OrderBook, StoredOrder, order_id_for};
 use crate::checkout::request::{CheckoutRequest, Payment, Shipping};
@@ -57,15 +59,17 @@ pub struct CheckoutService {
     listeners: Arc<dyn OrderListeners>,
     /// One lock per hold being checked out, so duplicates run one after the other.
     holds: Mutex<FxHashMap<HoldId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Makes the request fingerprints idempotency keys are bound to.
+    fingerprints: FingerprintKey,
     /// Keys of checkouts that have not (yet) produced an order: (customer, key) to the
-    /// reservation they were first used with and when. Keys that did produce one live in the
-    /// order book (and the journal).
+    /// fingerprint of the request they were first used with, and when. Keys that did produce
+    /// one live in the order book (and the journal).
     keys: Mutex<FxHashMap<(String, String), KeyUse>>,
 }
 
 #[derive(Clone, Debug)]
 struct KeyUse {
-    reservation: String,
+    fingerprint: RequestFingerprint,
     at_ms: i64,
 }
 
@@ -85,6 +89,7 @@ impl CheckoutService {
         wallet: Arc<Wallet>,
         orders: Arc<OrderBook>,
         listeners: Arc<dyn OrderListeners>,
+        fingerprints: FingerprintKey,
     ) -> CheckoutService {
         CheckoutService {
             inventory,
@@ -93,6 +98,7 @@ impl CheckoutService {
             wallet,
             orders,
             listeners,
+            fingerprints,
             holds: Mutex::default(),
             keys: Mutex::default(),
         }
@@ -138,29 +144,37 @@ impl CheckoutService {
     ) -> Result<(Arc<StoredOrder>, Fresh), ApiError> {
         let hold =
             parse_hold_id(&request.reservation).ok_or(InventoryError::ReservationNotFound)?;
-        if let Some(key) = &request.idempotency_key
-            && let Some(order) = self.claim_key(customer, key, &request.reservation)?
-        {
-            return Ok((order, Fresh::Replayed));
-        }
+        let keyed = match &request.idempotency_key {
+            Some(key) => {
+                check_key(key)?;
+                let fingerprint = self.fingerprints.fingerprint(customer, request);
+                if let Some(order) =
+                    self.claim_key(customer, key, fingerprint, &request.reservation)?
+                {
+                    return Ok((order, Fresh::Replayed));
+                }
+                Some((key, fingerprint))
+            }
+            None => None,
+        };
         let lock = self.lock_hold(hold);
         let outcome = {
             let _turn = lock.lock().await;
             match self.existing_order(customer, hold) {
                 Some(found) => found.map(|order| (order, Fresh::Replayed)),
                 None => self
-                    .sell(customer, hold, request, origin)
+                    .sell(customer, hold, request, keyed.map(|(_, f)| f), origin)
                     .await
                     .map(|order| (order, Fresh::Sold)),
             }
         };
         self.unlock_hold(hold, lock);
         // As on reserve, a key whose request failed is free again (a retry with it runs anew;
-        // it may then name another reservation).
+        // it may then be another request).
         if outcome.is_err()
-            && let Some(key) = &request.idempotency_key
+            && let Some((key, fingerprint)) = keyed
         {
-            self.free_key(customer, key, &request.reservation);
+            self.free_key(customer, key, fingerprint);
         }
         outcome
     }
@@ -185,6 +199,7 @@ impl CheckoutService {
         customer: &str,
         hold: HoldId,
         request: &CheckoutRequest,
+        fingerprint: Option<RequestFingerprint>,
         origin: Option<ConnId>,
     ) -> Result<Arc<StoredOrder>, ApiError> {
         let held = self.inventory.hold_of(customer, &request.reservation)?;
@@ -231,6 +246,7 @@ impl CheckoutService {
             reservation: request.reservation.clone(),
             share_card_with_seller: request.share_card_with_seller,
             idempotency_key: request.idempotency_key.clone(),
+            request_fingerprint: fingerprint,
             charge_id: receipt.charge_id.clone(),
         };
         if let Err(error) = self
@@ -333,26 +349,31 @@ impl CheckoutService {
         }
     }
 
-    /// Binds `key` to `reservation` for `customer`; returns the order the key already made.
+    /// Binds `customer`'s `key` to the request with this `fingerprint` (for `reservation`);
+    /// returns the order the key already made. The same key with another request is
+    /// `idempotency_mismatch`, whether its first request is still running or made an order.
     fn claim_key(
         &self,
         customer: &str,
         key: &str,
+        fingerprint: RequestFingerprint,
         reservation: &str,
     ) -> Result<Option<Arc<StoredOrder>>, ApiError> {
-        if key.is_empty() || key.len() > MAX_KEY_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "idempotency_key must be 1 to {MAX_KEY_BYTES} bytes"
-            )));
-        }
+        // Says which request, never what was in it: the first one held a card.
         let mismatch = || {
             ApiError::new(
                 ErrorCode::IdempotencyMismatch,
-                "this idempotency key was used for another reservation",
+                "this idempotency key was used with a different request (reservation, card, \
+                 address, save or share_card_with_seller); use a new key for a new checkout",
             )
         };
         if let Some(order) = self.orders.by_key(customer, key) {
-            return if order.reservation == reservation {
+            let same = match order.request_fingerprint {
+                Some(made_by) => made_by == fingerprint,
+                // Journaled before fingerprints: the reservation is all there is to compare.
+                None => order.reservation == reservation,
+            };
+            return if same {
                 Ok(Some(order))
             } else {
                 Err(mismatch())
@@ -362,23 +383,23 @@ impl CheckoutService {
         let mut keys = self.lock_keys();
         let entry = keys
             .entry((customer.to_owned(), key.to_owned()))
-            .or_insert_with(|| KeyUse {
-                reservation: reservation.to_owned(),
+            .or_insert(KeyUse {
+                fingerprint,
                 at_ms: now,
             });
-        if entry.reservation != reservation {
+        if entry.fingerprint != fingerprint {
             return Err(mismatch());
         }
         Ok(None)
     }
 
-    /// Unbinds `key` from `reservation` after a checkout with it failed.
-    fn free_key(&self, customer: &str, key: &str, reservation: &str) {
+    /// Unbinds `key` from the request with `fingerprint` after a checkout with it failed.
+    fn free_key(&self, customer: &str, key: &str, fingerprint: RequestFingerprint) {
         let mut keys = self.lock_keys();
         let id = (customer.to_owned(), key.to_owned());
         if keys
             .get(&id)
-            .is_some_and(|used| used.reservation == reservation)
+            .is_some_and(|used| used.fingerprint == fingerprint)
         {
             keys.remove(&id);
         }
@@ -408,6 +429,16 @@ impl CheckoutService {
     fn lock_keys(&self) -> std::sync::MutexGuard<'_, FxHashMap<(String, String), KeyUse>> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Refuses an idempotency key that is empty or too long to keep.
+fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "idempotency_key must be 1 to {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether a checkout sold the hold now or found the order a previous attempt made.

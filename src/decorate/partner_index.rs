@@ -137,7 +137,9 @@ impl PartnerIndex {
     ///
     /// Cost: one hash lookup, no allocation.
     pub fn products_for_url(&self, normalized: &str) -> &[Arc<Product>] {
-        self.urls.get(normalized).map_or(&[], |listing| &listing[..])
+        self.urls
+            .get(normalized)
+            .map_or(&[], |listing| &listing[..])
     }
 
     /// The product a link gives a tweet: the product of `author_partner` listing it if there

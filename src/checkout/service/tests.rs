@@ -65,6 +65,7 @@ impl Shop {
             Arc::new(wallet),
             orders,
             Arc::clone(&pushes) as Arc<dyn OrderListeners>,
+            FingerprintKey::derive(&[7; 32]),
         ));
         Shop {
             dir,
@@ -232,6 +233,139 @@ async fn a_key_whose_checkout_failed_is_free_again_as_on_reserve() {
     assert_eq!(shop.inventory.counts("tee").unwrap().held, 1);
 }
 
+#[tokio::test]
+async fn the_same_key_with_another_card_address_or_reservation_is_a_mismatch_and_charges_nothing() {
+    let shop = Shop::new(120);
+    let reservation = shop.reserve("ada", 1).await;
+    let first = keyed(&reservation, "4242424242424242", "k-3");
+    let order = shop.buy("ada", first.clone()).await.unwrap();
+    let mut another_address = first.clone();
+    another_address["shipping"]["city"] = "Paris".into();
+    let mut shared_card = first.clone();
+    shared_card["share_card_with_seller"] = true.into();
+    let other_hold = shop.reserve("ada", 1).await;
+    for (what, body) in [
+        ("card", keyed(&reservation, "5555555555554444", "k-3")),
+        ("address", another_address),
+        ("flag", shared_card),
+        ("reservation", keyed(&other_hold, "4242424242424242", "k-3")),
+    ] {
+        let error = shop.buy("ada", body).await.unwrap_err();
+        assert_eq!(error.code, ErrorCode::IdempotencyMismatch, "{what}");
+        assert!(!error.message.contains("4242"), "{}", error.message);
+    }
+    assert_eq!(shop.gateway.charges_made(), 1);
+    let counts = shop.inventory.counts("tee").unwrap();
+    assert_eq!((counts.sold, counts.held), (1, 1));
+    // The identical request still finds its order; the CVC is not part of the request.
+    let mut retyped = first;
+    retyped["payment"]["cvc"] = "999".into();
+    retyped["payment"]["number"] = "4242 4242 4242 4242".into();
+    assert_eq!(
+        shop.buy("ada", retyped).await.unwrap().order.id,
+        order.order.id
+    );
+    assert_eq!(shop.gateway.charges_made(), 1);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_card_while_the_first_is_paying_is_a_mismatch() {
+    let mut shop = Shop::new(120);
+    let slow = SlowGateway {
+        inner: Arc::clone(&shop.gateway),
+        delay: std::time::Duration::from_millis(500),
+    };
+    shop.checkout = Arc::new(CheckoutService::new(
+        Arc::clone(&shop.inventory),
+        Arc::clone(&shop.checkout.catalog),
+        Arc::new(slow),
+        Arc::clone(shop.checkout.wallet()),
+        Arc::clone(shop.checkout.orders()),
+        Arc::clone(&shop.pushes) as Arc<dyn OrderListeners>,
+        FingerprintKey::derive(&[7; 32]),
+    ));
+    let reservation = shop.reserve("ada", 1).await;
+    let first = shop.buy("ada", keyed(&reservation, "4242424242424242", "k-4"));
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        shop.buy("ada", keyed(&reservation, "5555555555554444", "k-4"))
+            .await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.unwrap().order.payment.last4, "4242");
+    assert_eq!(second.unwrap_err().code, ErrorCode::IdempotencyMismatch);
+    assert_eq!(shop.gateway.charges_made(), 1);
+}
+
+#[tokio::test]
+async fn a_key_stays_bound_to_its_request_across_a_restart() {
+    let shop = Shop::new(120);
+    let reservation = shop.reserve("ada", 1).await;
+    let first = keyed(&reservation, "4242424242424242", "k-5");
+    let order = shop.buy("ada", first.clone()).await.unwrap();
+    let stored = StoredOrder::decode(&order.encode()).unwrap();
+    assert!(stored.request_fingerprint.is_some());
+    let shop = shop.restart();
+    let error = shop
+        .buy("ada", keyed(&reservation, "5555555555554444", "k-5"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::IdempotencyMismatch);
+    let again = shop.buy("ada", first).await.unwrap();
+    assert_eq!(*again, *order);
+    assert_eq!(shop.gateway.charges_made(), 0);
+    assert_eq!(shop.inventory.counts("tee").unwrap().sold, 1);
+}
+
+#[tokio::test]
+async fn two_customers_may_use_the_same_key() {
+    let shop = Shop::new(120);
+    let adas = shop.reserve("ada", 1).await;
+    let bobs = shop.reserve("bob", 1).await;
+    let ada = shop
+        .buy("ada", keyed(&adas, "4242424242424242", "same"))
+        .await
+        .unwrap();
+    let bob = shop
+        .buy("bob", keyed(&bobs, "5555555555554444", "same"))
+        .await
+        .unwrap();
+    assert_ne!(ada.order.id, bob.order.id);
+    assert_eq!(bob.customer, "bob");
+    assert_eq!(shop.gateway.charges_made(), 2);
+}
+
+#[tokio::test]
+async fn an_order_journaled_without_a_fingerprint_compares_its_reservation_only() {
+    let shop = Shop::new(120);
+    let reservation = shop.reserve("ada", 1).await;
+    let order = shop
+        .buy("ada", request(&reservation, "4242424242424242"))
+        .await
+        .unwrap();
+    // As an order journaled before fingerprints existed reads back.
+    let mut old = (*order).clone();
+    old.order.id = String::from("ord_old");
+    old.idempotency_key = Some(String::from("old-key"));
+    assert!(old.request_fingerprint.is_none());
+    let mut json: serde_json::Value = serde_json::from_slice(&old.encode()).unwrap();
+    assert!(json.get("request_fingerprint").is_none());
+    json["charge_id"] = "ch_old".into();
+    let old = StoredOrder::decode(&serde_json::to_vec(&json).unwrap()).unwrap();
+    shop.checkout.orders().insert(Arc::new(old));
+    let replay = shop
+        .buy("ada", keyed(&reservation, "5555555555554444", "old-key"))
+        .await
+        .unwrap();
+    assert_eq!(replay.order.id, "ord_old");
+    let other = shop.reserve("ada", 1).await;
+    let error = shop
+        .buy("ada", keyed(&other, "4242424242424242", "old-key"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::IdempotencyMismatch);
+}
+
 /// The sandbox, answering only after `delay` (a slow card network).
 struct SlowGateway {
     inner: Arc<SandboxGateway>,
@@ -279,6 +413,7 @@ async fn a_hold_that_expires_during_payment_is_not_sold_and_the_charge_is_refund
         Arc::clone(shop.checkout.wallet()),
         Arc::clone(shop.checkout.orders()),
         Arc::clone(&shop.pushes) as Arc<dyn OrderListeners>,
+        FingerprintKey::derive(&[7; 32]),
     ));
     let reservation = shop.reserve("ada", 1).await;
     let error = shop

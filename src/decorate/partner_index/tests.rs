@@ -113,7 +113,11 @@ fn shared_catalog() -> Catalog {
         ],
         products: vec![
             product("zz-first", "zz", SHARED),
-            product("aa-second", "aa", "http://www.shop.example/shared/?utm_source=x"),
+            product(
+                "aa-second",
+                "aa",
+                "http://www.shop.example/shared/?utm_source=x",
+            ),
             product("mm-own", "mm", "https://shop.example/mm"),
         ],
     }
@@ -127,10 +131,7 @@ fn ids(products: &[Arc<Product>]) -> Vec<&str> {
 fn a_url_shared_by_two_partners_leads_to_both_in_catalog_order() {
     let index = PartnerIndex::build(&shared_catalog()).expect("a shared URL is accepted");
     let key = url::normalize(SHARED).unwrap();
-    assert_eq!(
-        ids(index.products_for_url(&key)),
-        ["zz-first", "aa-second"]
-    );
+    assert_eq!(ids(index.products_for_url(&key)), ["zz-first", "aa-second"]);
     assert!(index.products_for_url("shop.example/nothing").is_empty());
 }
 
@@ -193,7 +194,11 @@ fn an_admin_write_keeps_catalog_order_and_puts_a_new_product_last() {
 fn an_admin_write_giving_a_partner_a_url_twice_is_refused_naming_both_products() {
     let store = CatalogStore::new(PartnerIndex::build(&shared_catalog()).unwrap());
     let err = store
-        .upsert_product(product("zz-again", "zz", "https://www.shop.example/shared/"))
+        .upsert_product(product(
+            "zz-again",
+            "zz",
+            "https://www.shop.example/shared/",
+        ))
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
     for word in ["\"zz-first\"", "\"zz-again\"", "shop.example/shared"] {
