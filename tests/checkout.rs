@@ -632,3 +632,140 @@ async fn a_retried_checkout_with_the_same_key_sells_once() {
         (409, Some("idempotency_mismatch"))
     );
 }
+
+/// A `POST /v1/orders` with the key in the `Idempotency-Key` header.
+async fn checkout_with_key_header(
+    server: &TestServer,
+    customer: &str,
+    key: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(server.http("/v1/orders"))
+        .bearer_auth(token(server, Role::Customer, customer))
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    (response.status(), response.json().await.expect("JSON"))
+}
+
+async fn my_orders(server: &TestServer, customer: &str) -> usize {
+    let (_, orders) = call(
+        server,
+        Method::GET,
+        "/v1/me/orders",
+        &token(server, Role::Customer, customer),
+        None,
+    )
+    .await;
+    orders.as_array().expect("a list").len()
+}
+
+#[tokio::test]
+async fn an_identical_retry_with_the_same_key_returns_the_first_order_over_http_and_the_websocket()
+{
+    let server = TestServer::start();
+    add_product(&server, "hood", 10).await;
+    // HTTP, key in the header.
+    let reservation = reserve(&server, "ada", "hood", 1).await;
+    let body = json!({"reservation": reservation, "shipping": address(),
+                      "payment": card("4242424242424242")});
+    let (status, first) = checkout_with_key_header(&server, "ada", "http-1", body.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = checkout_with_key_header(&server, "ada", "http-1", body).await;
+    assert_eq!((status.as_u16(), &again), (201, &first));
+
+    // WebSocket, key in the op; the retry comes on another connection, as after a reconnect.
+    let reservation = reserve(&server, "ada", "hood", 1).await;
+    let op = json!({"op":"checkout","id":"c1","reservation":reservation,"shipping":address(),
+                    "payment":card("5555555555554444"),"idempotency_key":"ws-1"});
+    let mut ada = connect(&server, "ada").await;
+    ada.send(op.clone()).await;
+    let first = ada.recv_type("order").await;
+    drop(ada);
+    let mut ada = connect(&server, "ada").await;
+    ada.send(op).await;
+    let again = ada.recv_type("order").await;
+    assert_eq!(again["order"], first["order"]);
+    assert_eq!(counts(&server, "hood").await["sold"], 2);
+    assert_eq!(my_orders(&server, "ada").await, 2);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_card_address_or_reservation_is_409_and_sells_nothing() {
+    let server = TestServer::start();
+    add_product(&server, "boot", 10).await;
+    let reservation = reserve(&server, "ada", "boot", 1).await;
+    let first = json!({"reservation": reservation, "shipping": address(),
+                       "payment": card("4242424242424242"), "idempotency_key": "pay-9"});
+    let (status, order) = checkout(&server, "ada", first.clone()).await;
+    assert_eq!(status, 201, "{order}");
+    let other_hold = reserve(&server, "ada", "boot", 1).await;
+
+    let mut another_card = first.clone();
+    another_card["payment"] = card("5555555555554444");
+    let mut another_address = first.clone();
+    another_address["shipping"]["line1"] = "221B Baker Street".into();
+    let mut another_reservation = first.clone();
+    another_reservation["reservation"] = other_hold.clone().into();
+    for (what, body) in [
+        ("card", another_card.clone()),
+        ("address", another_address),
+        ("reservation", another_reservation),
+    ] {
+        let (status, error) = checkout(&server, "ada", body).await;
+        assert_eq!(status, 409, "{what}: {error}");
+        assert_eq!(error["code"], "idempotency_mismatch", "{what}");
+        assert!(!error.to_string().contains("5555"), "{error}");
+    }
+    // The same over the WebSocket.
+    let mut ada = connect(&server, "ada").await;
+    let mut op = another_card;
+    op["op"] = "checkout".into();
+    op["id"] = "w".into();
+    ada.send(op).await;
+    let error = ada.recv_type("error").await;
+    assert_eq!(error["code"], "idempotency_mismatch");
+    assert_eq!(error["id"], "w");
+
+    let counts = counts(&server, "boot").await;
+    assert_eq!(
+        (counts["sold"].as_u64(), counts["held"].as_u64()),
+        (Some(1), Some(1)),
+        "nothing sold, the other hold still held: {counts}"
+    );
+    assert_eq!(my_orders(&server, "ada").await, 1);
+    // The other hold is still there to buy, with a new key.
+    let (status, _) = checkout(
+        &server,
+        "ada",
+        json!({"reservation": other_hold, "shipping": address(),
+               "payment": card("5555555555554444"), "idempotency_key": "pay-10"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn two_customers_may_use_the_same_checkout_key() {
+    let server = TestServer::start();
+    add_product(&server, "mitt", 10).await;
+    let mut orders = Vec::new();
+    for (buyer, number) in [("ada", "4242424242424242"), ("bob", "5555555555554444")] {
+        let reservation = reserve(&server, buyer, "mitt", 1).await;
+        let (status, order) = checkout(
+            &server,
+            buyer,
+            json!({"reservation": reservation, "shipping": address(),
+                   "payment": card(number), "idempotency_key": "order-1"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{buyer}: {order}");
+        orders.push(order);
+    }
+    assert_ne!(orders[0]["id"], orders[1]["id"]);
+    assert_eq!(orders[1]["payment"]["last4"], "4444");
+    assert_eq!(counts(&server, "mitt").await["sold"], 2);
+}

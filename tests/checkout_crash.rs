@@ -1,6 +1,8 @@
 //! A checkout stampede on a real server process, killed with SIGKILL in the middle: after the
 //! restart every acknowledged order is there, no unit is sold twice, and retrying the
-//! interrupted checkouts with their idempotency keys sells each hold at most once.
+//! interrupted checkouts with their idempotency keys sells each hold at most once. And a key
+//! stays bound to its request across a SIGKILL: the same request finds its order, another
+//! one is `idempotency_mismatch`.
 
 mod common;
 
@@ -193,5 +195,148 @@ async fn sigkill_during_a_checkout_stampede_loses_no_confirmed_order_and_sells_n
         let token = common::sign(&data_dir, Role::Customer, buyer);
         let (_, mine) = get(addr, "/v1/me/orders", &token).await;
         assert_eq!(mine.as_array().unwrap().len(), 1, "{buyer}: {mine}");
+    }
+}
+
+/// The process's `buyline_checkouts_total` for `outcome` (0 when not yet counted).
+async fn checkouts(addr: SocketAddr, outcome: &str) -> u64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("buyline_checkouts_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_checkout_key_stays_bound_to_its_request_after_sigkill_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let catalog = dir.path().join("catalog.json");
+    std::fs::write(
+        &catalog,
+        json!({
+            "partners": [{"id":"p","name":"P","accounts":["p"],"platform":"direct","kind":"brand"}],
+            "products": [{"id":"lamp","partner":"p","title":"Lamp","description":"d",
+                "image":"https://p.example/i.jpg","price":{"amount":100,"currency":"usd"},
+                "urls":["https://p.example/lamp"],"stock":5,"hold_seconds":3600}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let catalog_arg = catalog.display().to_string();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--firehose",
+        "none",
+        "--catalog",
+        &catalog_arg,
+    ];
+    let server = common::BuylineProcess::start_in(&data_dir, &args);
+    let ada = common::sign(&data_dir, Role::Customer, "ada");
+    let bob = common::sign(&data_dir, Role::Customer, "bob");
+    let hold = |addr, token: String| async move {
+        let (status, reserved) = post(
+            addr,
+            "/v1/reservations",
+            &token,
+            json!({"product":"lamp","quantity":1}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 201, "{reserved}");
+        reserved["id"].as_str().unwrap().to_owned()
+    };
+    let reservation = hold(server.addr, ada.clone()).await;
+    let mut body = checkout_body(&reservation, "ada");
+    body["idempotency_key"] = "once".into();
+    let (status, order) = post(server.addr, "/v1/orders", &ada, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{order}");
+    server.kill();
+
+    let server = common::BuylineProcess::start_in(&data_dir, &args);
+    let addr = server.addr;
+    let (status, again) = post(addr, "/v1/orders", &ada, body.clone()).await.unwrap();
+    assert_eq!((status, &again), (201, &order), "the identical retry");
+    let other_hold = hold(addr, ada.clone()).await;
+    let mut another_card = body.clone();
+    another_card["payment"]["number"] = "5555555555554444".into();
+    let mut another_address = body.clone();
+    another_address["shipping"]["postal_code"] = "78702".into();
+    let mut another_reservation = body.clone();
+    another_reservation["reservation"] = other_hold.into();
+    for (what, changed) in [
+        ("card", another_card),
+        ("address", another_address),
+        ("reservation", another_reservation),
+    ] {
+        let (status, error) = post(addr, "/v1/orders", &ada, changed).await.unwrap();
+        assert_eq!(status, 409, "{what}: {error}");
+        assert_eq!(error["code"], "idempotency_mismatch", "{what}");
+    }
+    // Nothing charged or sold since the restart: the retry replayed, the rest were refused.
+    assert_eq!(checkouts(addr, "confirmed").await, 0);
+    assert_eq!(checkouts(addr, "replayed").await, 1);
+    assert_eq!(checkouts(addr, "idempotency_mismatch").await, 3);
+    let admin = common::sign(&data_dir, Role::Admin, "ops");
+    let (_, counts) = get(addr, "/v1/admin/products/lamp/inventory", &admin).await;
+    assert_eq!(
+        (counts["sold"].as_u64(), counts["held"].as_u64()),
+        (Some(1), Some(1)),
+        "{counts}"
+    );
+    // Another customer's same key is theirs alone.
+    let bobs = hold(addr, bob.clone()).await;
+    let mut bobs_body = checkout_body(&bobs, "bob");
+    bobs_body["idempotency_key"] = "once".into();
+    let (status, bobs_order) = post(addr, "/v1/orders", &bob, bobs_body).await.unwrap();
+    assert_eq!(status, 201, "{bobs_order}");
+    assert_ne!(bobs_order["id"], order["id"]);
+
+    // What binds the key reached the journal, not the card: neither the number nor its
+    // unkeyed SHA-256 is in any file.
+    drop(server);
+    let number = "4242424242424242";
+    let plain_hash: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(number.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let mut all = Vec::new();
+    files(&data_dir, &mut all);
+    for path in all {
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(number),
+            "{} holds the card number",
+            path.display()
+        );
+        assert!(
+            !text.contains(&plain_hash[..16]),
+            "{} holds the card's plain hash",
+            path.display()
+        );
     }
 }
