@@ -38,9 +38,12 @@ fn the_same_request_has_the_same_fingerprint_whatever_its_spelling() {
     assert_eq!(of(base()), of(retyped));
 }
 
+/// One edit of a request body.
+type Change = fn(&mut Value);
+
 #[test]
 fn each_part_of_the_order_changes_the_fingerprint() {
-    let changes: [(&str, fn(&mut Value)); 14] = [
+    let changes: [(&str, Change); 14] = [
         ("reservation", |b| {
             b["reservation"] = "res_0000000100000001".into()
         }),
