@@ -520,8 +520,9 @@ fn journal_error(error: JournalError) -> ApiError {
 /// are for the operator (`/readyz`, the log).
 fn unavailable() -> ApiError {
     ApiError::unavailable(
-        "this node cannot make changes durable (its journal stopped) and takes no reservations \
-         until it is restarted; nothing was changed; retry, on another node if there is one",
+        "this node cannot make changes durable (its journal stopped) and takes no reservations, \
+         releases or checkouts until it is restarted; retry (with the same idempotency key), on \
+         another node if there is one",
     )
 }
 
@@ -632,5 +633,77 @@ mod tests {
             .unwrap();
         assert_eq!(again.reservation.id, keyed.reservation.id);
         assert_eq!(again.reservation.expires_at, keyed.reservation.expires_at);
+    }
+
+    #[tokio::test]
+    async fn an_fdatasync_error_makes_every_change_unavailable_and_undoes_the_failed_reservation() {
+        use crate::error::ErrorCode;
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = demo_catalog().products;
+        let product = "red-classic-tee";
+        let kept = {
+            let service = InventoryService::start_with(dir.path(), &catalog, options()).unwrap();
+            let stock = service.counts(product).unwrap().available;
+            let kept = service.reserve("alice", product, 2, None).await.unwrap();
+            assert!(service.unavailable_reason().is_none());
+
+            service.journal.fail_next_syncs();
+            let failed = service.reserve("bob", product, 3, None).await.unwrap_err();
+            assert_eq!(failed.code, ErrorCode::Unavailable, "{failed}");
+            assert!(!failed.message.contains(dir.path().to_str().unwrap()));
+            // Bob's hold never became durable: it is neither held nor sellable.
+            let counts = service.counts(product).unwrap();
+            assert_eq!((counts.held, counts.available), (2, stock - 2));
+            let reason = service.unavailable_reason().expect("a reason once stopped");
+            assert!(reason.contains("injected sync failure"), "{reason}");
+            assert!(reason.contains("restarted"), "{reason}");
+
+            // From now on every change is refused before anything is decided in memory.
+            let alice = &kept.reservation.id;
+            let refusals = [
+                service.reserve("carol", product, 1, None).await.unwrap_err(),
+                service.reserve("carol", product, 1, Some("k")).await.unwrap_err(),
+                service.release("alice", alice).await.unwrap_err(),
+                service.hold_of("alice", alice).unwrap_err(),
+                service.confirm("alice", alice, None).await.unwrap_err(),
+                service.restock(product, 5).await.unwrap_err(),
+            ];
+            for refusal in refusals {
+                assert_eq!(refusal.code, ErrorCode::Unavailable, "{refusal}");
+            }
+            let counts = service.counts(product).unwrap();
+            assert_eq!((counts.held, counts.available), (2, stock - 2));
+            kept
+        };
+        // A restart on the same (healthy) disk recovers the acknowledged hold.
+        let service = InventoryService::start_with(dir.path(), &catalog, options()).unwrap();
+        assert!(service.unavailable_reason().is_none());
+        let held = service.hold_of("alice", &kept.reservation.id).unwrap();
+        assert_eq!(held.quantity, 2);
+        service
+            .release("alice", &kept.reservation.id)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_waiting_on_a_key_whose_record_failed_hears_unavailable() {
+        use crate::error::ErrorCode;
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = demo_catalog().products;
+        let product = "red-classic-tee";
+        let service = InventoryService::start_with(dir.path(), &catalog, options()).unwrap();
+        let stock = service.counts(product).unwrap().available;
+        service.journal.fail_next_syncs();
+        // The first request is decided and queued, then waits for the writer thread (which
+        // has yet to wake up); its duplicate then waits on the key.
+        let mut first = Box::pin(service.reserve("ada", product, 1, Some("k")));
+        assert!(futures_util::poll!(&mut first).is_pending());
+        let duplicate = service.reserve("ada", product, 1, Some("k"));
+        let (first, duplicate) = tokio::join!(first, duplicate);
+        assert_eq!(first.unwrap_err().code, ErrorCode::Unavailable);
+        assert_eq!(duplicate.unwrap_err().code, ErrorCode::Unavailable);
+        let counts = service.counts(product).unwrap();
+        assert_eq!((counts.held, counts.available), (0, stock));
     }
 }
