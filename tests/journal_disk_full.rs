@@ -94,7 +94,10 @@ fn fill_leaving(dir: &Path, room: u64) {
         }
     }
     let len = ballast.metadata().expect("ballast size").len();
-    assert!(len > room, "the tmpfs should be mostly free before the ballast");
+    assert!(
+        len > room,
+        "the tmpfs should be mostly free before the ballast"
+    );
     ballast.set_len(len - room).expect("shrinking the ballast");
 }
 
@@ -251,7 +254,10 @@ async fn a_full_disk_makes_the_node_unready_and_loses_no_acknowledged_hold() {
         .send(json!({"op":"reserve","id":"r1","product":"drop","quantity":1}))
         .await;
     let frame = socket.recv_type("error").await;
-    assert_eq!((&frame["id"], &frame["code"]), (&json!("r1"), &json!("unavailable")));
+    assert_eq!(
+        (&frame["id"], &frame["code"]),
+        (&json!("r1"), &json!("unavailable"))
+    );
 
     // The node says it cannot sell, and why; the refused reservation is not counted.
     let (status, body) = text(addr, "/readyz").await;
@@ -263,7 +269,9 @@ async fn a_full_disk_makes_the_node_unready_and_loses_no_acknowledged_hold() {
     assert!(reason.contains("restart"), "{reason}");
     let (_, metrics) = text(addr, "/metrics").await;
     assert!(
-        metrics.lines().any(|line| line == "buyline_journal_healthy 0"),
+        metrics
+            .lines()
+            .any(|line| line == "buyline_journal_healthy 0"),
         "{metrics}"
     );
     assert_eq!(remaining(addr).await, STOCK - acknowledged.len() as u64);
@@ -286,7 +294,10 @@ async fn a_full_disk_makes_the_node_unready_and_loses_no_acknowledged_hold() {
             .await
             .expect("release request");
         let (status, _, body) = answer(release).await;
-        assert_eq!(status, 200, "acknowledged hold {id} after the restart: {body}");
+        assert_eq!(
+            status, 200,
+            "acknowledged hold {id} after the restart: {body}"
+        );
     }
     assert_eq!(remaining(addr).await, STOCK);
 }

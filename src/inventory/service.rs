@@ -162,10 +162,11 @@ impl InventoryService {
     }
 
     /// Registers a product (new ones open with their stock, durably) or updates its rules.
+    /// A rules update needs no journal; a new product is refused once the journal stopped.
     pub fn open_product_blocking(&self, product: &Product) -> Result<(), ApiError> {
-        self.check_writable()?;
         let _opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
         if self.engine.stream_of(&product.id).is_none() {
+            self.check_writable()?;
             // A new product: its journal stream must exist in the writer before the product
             // is visible, so its first reservation can never be written before `Opened`.
             let stream = self.engine.next_stream();
@@ -661,8 +662,14 @@ mod tests {
             // From now on every change is refused before anything is decided in memory.
             let alice = &kept.reservation.id;
             let refusals = [
-                service.reserve("carol", product, 1, None).await.unwrap_err(),
-                service.reserve("carol", product, 1, Some("k")).await.unwrap_err(),
+                service
+                    .reserve("carol", product, 1, None)
+                    .await
+                    .unwrap_err(),
+                service
+                    .reserve("carol", product, 1, Some("k"))
+                    .await
+                    .unwrap_err(),
                 service.release("alice", alice).await.unwrap_err(),
                 service.hold_of("alice", alice).unwrap_err(),
                 service.confirm("alice", alice, None).await.unwrap_err(),
