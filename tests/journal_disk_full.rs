@@ -267,6 +267,8 @@ async fn a_full_disk_makes_the_node_unready_and_loses_no_acknowledged_hold() {
     let reason = ready["reason"].as_str().expect("a reason");
     assert!(reason.contains("journal stopped"), "{reason}");
     assert!(reason.contains("restart"), "{reason}");
+    assert!(reason.contains("No space left on device"), "{reason}");
+    eprintln!("/readyz: {body}");
     let (_, metrics) = text(addr, "/metrics").await;
     assert!(
         metrics
@@ -285,6 +287,13 @@ async fn a_full_disk_makes_the_node_unready_and_loses_no_acknowledged_hold() {
     let addr = server.addr;
     let (status, body) = text(addr, "/readyz").await;
     assert_eq!(status, 200, "{body}");
+    let (_, metrics) = text(addr, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "buyline_journal_healthy 1"),
+        "{metrics}"
+    );
     assert_eq!(remaining(addr).await, STOCK - acknowledged.len() as u64);
     for id in &acknowledged {
         let release = http()

@@ -39,13 +39,25 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
     }
 }
 
+/// The body of a 503 from `/readyz`.
+#[derive(serde::Serialize)]
+struct NotReady<'a> {
+    status: &'static str,
+    reason: &'a str,
+}
+
 /// `{"status":"not ready","reason":...}` with 503.
 fn not_ready(reason: &str) -> Response {
-    let body = serde_json::json!({ "status": "not ready", "reason": reason });
+    let body = NotReady {
+        status: "not ready",
+        reason,
+    };
+    // A struct of two strings always serialises.
+    let text = serde_json::to_string(&body).unwrap_or_default();
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        text,
     )
         .into_response()
 }

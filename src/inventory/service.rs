@@ -357,6 +357,11 @@ impl InventoryService {
     /// operator (it names the journal file that failed).
     pub fn unavailable_reason(&self) -> Option<String> {
         self.journal.failure().map(|error| {
+            // `Stopped` wraps the failure that stopped it; the operator wants the latter.
+            let error = match error {
+                JournalError::Stopped(cause) => cause.to_string(),
+                other => other.to_string(),
+            };
             format!(
                 "journal stopped, for good until the node is restarted: {error}; every \
                  acknowledged change is on disk, and a restart (with room on the disk) recovers it"

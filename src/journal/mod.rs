@@ -30,6 +30,7 @@
 //!
 //! If a write or sync fails, the journal fail-stops: the batch gets the error and every later
 //! append is refused, because after a failed `fsync` the state of the page cache is unknown.
+//! [`Journal::failure`] says so (set before the failed batch hears of it), for readiness.
 //!
 //! # Recovery protocol
 //!
