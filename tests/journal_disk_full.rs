@@ -76,7 +76,11 @@ fn skip<T>(why: &str) -> Option<T> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{why}; under CI=true this test must run (CI runs as root)");
     }
-    eprintln!("SKIPPED a_full_disk_makes_the_node_unready_and_loses_no_acknowledged_hold: {why}");
+    // Straight to stderr, not `eprintln!`: the test harness would swallow that on a pass.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED a_full_disk_makes_the_node_unready_and_loses_no_acknowledged_hold: {why}"
+    );
     None
 }
 
