@@ -33,8 +33,16 @@ pub enum ErrorCode {
     ExpiredCard,
     IncorrectCvc,
     InvalidCardNumber,
+    /// The node cannot take the request now (its journal stopped); another node, or this one
+    /// after a restart, can. Sent with `Retry-After` over HTTP.
+    Unavailable,
     Internal,
 }
+
+/// Seconds a client is told to wait (`Retry-After`) before retrying an `unavailable` request.
+/// Short: a load balancer moves buyers to a ready node within its next probe, and a restarted
+/// node is back within seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 5;
 
 impl ErrorCode {
     /// The code as it appears on the wire.
@@ -60,6 +68,7 @@ impl ErrorCode {
             ErrorCode::ExpiredCard => "expired_card",
             ErrorCode::IncorrectCvc => "incorrect_cvc",
             ErrorCode::InvalidCardNumber => "invalid_card_number",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -86,6 +95,15 @@ impl ErrorCode {
             ErrorCode::TooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+
+    /// The `Retry-After` an HTTP error with this code carries, in seconds, if any.
+    pub fn retry_after_secs(self) -> Option<u32> {
+        match self {
+            ErrorCode::Unavailable => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
         }
     }
 }
@@ -140,6 +158,10 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
     }
 
     /// A request that is not the JSON it should be. serde's own message quotes what it found
@@ -289,6 +311,7 @@ mod tests {
         for code in [
             ErrorCode::UnknownOp,
             ErrorCode::IncorrectCvc,
+            ErrorCode::Unavailable,
             ErrorCode::Internal,
         ] {
             assert_eq!(
@@ -296,5 +319,16 @@ mod tests {
                 Value::from(code.as_str())
             );
         }
+    }
+
+    #[test]
+    fn only_unavailable_is_a_503_with_a_retry_after() {
+        assert_eq!(ErrorCode::Unavailable.http_status(), 503);
+        assert_eq!(
+            ErrorCode::Unavailable.retry_after_secs(),
+            Some(UNAVAILABLE_RETRY_AFTER_SECS)
+        );
+        assert_eq!(ErrorCode::Internal.retry_after_secs(), None);
+        assert_eq!(ErrorCode::RateLimited.retry_after_secs(), None);
     }
 }

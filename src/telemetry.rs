@@ -38,6 +38,7 @@ const JOURNAL_COMMITS: &str = "buyline_journal_group_commits_total";
 const JOURNAL_FSYNCS: &str = "buyline_journal_fsyncs_total";
 const JOURNAL_BYTES: &str = "buyline_journal_bytes_total";
 const JOURNAL_SNAPSHOTS: &str = "buyline_journal_snapshots_total";
+const JOURNAL_HEALTHY: &str = "buyline_journal_healthy";
 const PROCESS_CPU: &str = "process_cpu_seconds_total";
 const PROCESS_CPU_PRECISE: &str = "buyline_process_cpu_seconds";
 const PROCESS_RSS: &str = "process_resident_memory_bytes";
@@ -166,6 +167,10 @@ fn describe() {
     describe_counter!(
         JOURNAL_SNAPSHOTS,
         "Inventory snapshots written by the journal."
+    );
+    describe_gauge!(
+        JOURNAL_HEALTHY,
+        "1 while the journal takes appends, 0 once it stopped after a write or sync error (for good: a restart is needed)."
     );
     describe_counter!(
         PROCESS_CPU,
@@ -365,4 +370,9 @@ pub fn journal(stats: &crate::journal::JournalStats) {
     counter!(JOURNAL_FSYNCS).absolute(stats.fsyncs);
     counter!(JOURNAL_BYTES).absolute(stats.bytes);
     counter!(JOURNAL_SNAPSHOTS).absolute(stats.snapshots);
+}
+
+/// Whether the journal takes appends (1) or has stopped (0).
+pub fn journal_healthy(healthy: bool) {
+    gauge!(JOURNAL_HEALTHY).set(if healthy { 1.0 } else { 0.0 });
 }

@@ -23,21 +23,43 @@ pub async fn healthz() -> Response {
         .into_response()
 }
 
+/// 200 once every actor runs; 503 while starting or shutting down, and, with a JSON reason,
+/// once the node cannot take reservations (its journal stopped: for good, until a restart).
 pub async fn readyz(State(state): State<HttpState>) -> Response {
-    if state.app.ready.load(Ordering::Relaxed) {
-        (
+    if !state.app.ready.load(Ordering::Relaxed) {
+        return not_ready("starting or shutting down");
+    }
+    match state.app.inventory.unavailable_reason() {
+        Some(reason) => not_ready(&reason),
+        None => (
             [(header::CONTENT_TYPE, "application/json")],
             r#"{"status":"ready"}"#,
         )
-            .into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"status":"not ready"}"#,
-        )
-            .into_response()
+            .into_response(),
     }
+}
+
+/// The body of a 503 from `/readyz`.
+#[derive(serde::Serialize)]
+struct NotReady<'a> {
+    status: &'static str,
+    reason: &'a str,
+}
+
+/// `{"status":"not ready","reason":...}` with 503.
+fn not_ready(reason: &str) -> Response {
+    let body = NotReady {
+        status: "not ready",
+        reason,
+    };
+    // A struct of two strings always serialises.
+    let text = serde_json::to_string(&body).unwrap_or_default();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response()
 }
 
 pub async fn metrics(State(state): State<HttpState>) -> Response {

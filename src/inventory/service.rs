@@ -10,6 +10,17 @@
 //! [`InventoryState`], builds the engine from it, and hands the journal writer a compactor
 //! holding that same state, which it keeps current by applying each committed record; its
 //! snapshots keep replay time bounded.
+//!
+//! # When the journal stops
+//!
+//! After a failed write or sync the journal fail-stops for good (see `journal::writer`). From
+//! then on every change is refused up front with `unavailable`, before the engine decides
+//! anything, so memory stops moving while the disk cannot follow it; the expiry sweep pauses
+//! too. A reservation decided just before the stop whose record failed is undone in memory (its
+//! units go back to available, its key is freed), so it can be neither sold nor counted. Other
+//! changes caught in the failed batch (a release, a sale) stay as memory has them; the client
+//! was told `unavailable`, the checkout refunds, and the restart the node needs rebuilds memory
+//! from what the disk really holds.
 
 use std::future::Future;
 use std::path::Path;
@@ -24,7 +35,7 @@ use crate::decorate::frame::StockLevels;
 use crate::error::ApiError;
 use crate::inventory::compactor::{self, StateCompactor};
 use crate::inventory::{
-    HoldView, Inventory, InventoryError, InventoryState, KeyTicket, Record, Reservation,
+    HoldId, HoldView, Inventory, InventoryError, InventoryState, KeyTicket, Record, Reservation,
     ReserveRequest, StockChange, StockCounts, hold_id_text, parse_hold_id,
 };
 use crate::journal::{self, Archive, Durable, Journal, JournalError, JournalOptions, StreamPos};
@@ -138,6 +149,7 @@ impl InventoryService {
             recovered_orders: Mutex::new(orders),
             keys_pruned_at: AtomicI64::new(now),
         };
+        telemetry::journal_healthy(true);
         for product in catalog {
             service
                 .open_product_blocking(product)
@@ -150,9 +162,11 @@ impl InventoryService {
     }
 
     /// Registers a product (new ones open with their stock, durably) or updates its rules.
+    /// A rules update needs no journal; a new product is refused once the journal stopped.
     pub fn open_product_blocking(&self, product: &Product) -> Result<(), ApiError> {
         let _opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
         if self.engine.stream_of(&product.id).is_none() {
+            self.check_writable()?;
             // A new product: its journal stream must exist in the writer before the product
             // is visible, so its first reservation can never be written before `Opened`.
             let stream = self.engine.next_stream();
@@ -209,15 +223,18 @@ impl InventoryService {
     }
 
     async fn reserve_once(&self, request: &ReserveRequest<'_>) -> Result<ReserveReply, ApiError> {
+        self.check_writable()?;
         let past = match self.engine.reserve(request)? {
             Reservation::New(reserved) => {
                 let durable = self.enqueue(&reserved.record, reserved.stream);
-                match reserved.ticket {
-                    Some(ticket) => SettleWhenDurable::new(durable, ticket)
-                        .await
-                        .map_err(journal_error)?,
-                    None => durable.await.map_err(journal_error)?,
+                let written = match reserved.ticket {
+                    Some(ticket) => SettleWhenDurable::new(durable, ticket).await,
+                    None => durable.await,
                 };
+                if let Err(error) = written {
+                    self.undo_reservation(request, reserved.hold);
+                    return Err(journal_error(error));
+                }
                 return Ok(ReserveReply {
                     reservation: view(
                         reserved.hold,
@@ -229,7 +246,12 @@ impl InventoryService {
                 });
             }
             Reservation::Replayed(past) => past,
-            Reservation::InFlight(wait) => wait.outcome().await?,
+            // The first request's failure reads `internal`; when the journal stopped under
+            // it, the duplicate hears why.
+            Reservation::InFlight(wait) => wait
+                .outcome()
+                .await
+                .map_err(|error| self.unavailable_or(error.into()))?,
         };
         Ok(ReserveReply {
             reservation: view(past.hold, &past.product, past.quantity, past.expires_at_ms),
@@ -239,6 +261,7 @@ impl InventoryService {
 
     /// Releases `customer`'s hold, durably; returns the units available after it.
     pub async fn release(&self, customer: &str, reservation: &str) -> Result<u32, ApiError> {
+        self.check_writable()?;
         let hold = parse_hold_id(reservation).ok_or(InventoryError::ReservationNotFound)?;
         let released = self.engine.release(customer, hold, now_ms())?;
         self.append(&released.record, released.stream).await?;
@@ -254,6 +277,7 @@ impl InventoryService {
         reservation: &str,
         order: Option<Vec<u8>>,
     ) -> Result<crate::inventory::Confirmed, ApiError> {
+        self.check_writable()?;
         let hold = parse_hold_id(reservation).ok_or(InventoryError::ReservationNotFound)?;
         let confirmed = self.engine.confirm(customer, hold, now_ms(), order)?;
         self.append(&confirmed.record, confirmed.stream).await?;
@@ -261,8 +285,10 @@ impl InventoryService {
         Ok(confirmed)
     }
 
-    /// `customer`'s live hold, without ending it (checkout prices the order from it).
+    /// `customer`'s live hold, without ending it (checkout prices the order from it). Refused
+    /// with `unavailable` once the journal stopped, so checkout fails before it charges.
     pub fn hold_of(&self, customer: &str, reservation: &str) -> Result<HoldView, ApiError> {
+        self.check_writable()?;
         let hold = parse_hold_id(reservation).ok_or(InventoryError::ReservationNotFound)?;
         Ok(self.engine.hold_of(customer, hold, now_ms())?)
     }
@@ -281,6 +307,7 @@ impl InventoryService {
 
     /// Adds units to a product, durably; returns the units available after it.
     pub async fn restock(&self, product: &str, quantity: u32) -> Result<u32, ApiError> {
+        self.check_writable()?;
         let restocked = self.engine.restock(product, quantity)?;
         self.append(&restocked.record, restocked.stream).await?;
         Ok(restocked.remaining)
@@ -290,6 +317,13 @@ impl InventoryService {
     /// [`EXPIRY_SWEEP`]. Once a minute it also forgets idempotency keys older than 24 hours.
     pub async fn sweep(&self, records: &mut Vec<Record>) {
         records.clear();
+        let healthy = self.journal.failure().is_none();
+        telemetry::journal_healthy(healthy);
+        telemetry::journal(&self.journal.stats());
+        if !healthy {
+            // Expiries could not be journaled: memory keeps the holds, as the disk does.
+            return;
+        }
         let now = now_ms();
         self.engine.expire_due(now, records);
         if !records.is_empty() {
@@ -317,7 +351,50 @@ impl InventoryService {
             self.keys_pruned_at.store(now, Ordering::Relaxed);
             self.engine.prune_idempotency(now);
         }
-        telemetry::journal(&self.journal.stats());
+    }
+
+    /// Why this node takes no reservations, for `/readyz`; `None` while it can. Worded for the
+    /// operator (it names the journal file that failed).
+    pub fn unavailable_reason(&self) -> Option<String> {
+        self.journal.failure().map(|error| {
+            // `Stopped` wraps the failure that stopped it; the operator wants the latter.
+            let error = match error {
+                JournalError::Stopped(cause) => cause.to_string(),
+                other => other.to_string(),
+            };
+            format!(
+                "journal stopped, for good until the node is restarted: {error}; every \
+                 acknowledged change is on disk, and a restart (with room on the disk) recovers it"
+            )
+        })
+    }
+
+    /// Refuses a change once the journal has stopped, before the engine decides anything.
+    /// Cost: one atomic load while the journal is healthy.
+    fn check_writable(&self) -> Result<(), ApiError> {
+        match self.journal.failure() {
+            None => Ok(()),
+            Some(_) => Err(unavailable()),
+        }
+    }
+
+    /// `error`, or `unavailable` if the journal has stopped meanwhile.
+    fn unavailable_or(&self, error: ApiError) -> ApiError {
+        match self.journal.failure() {
+            None => error,
+            Some(_) => unavailable(),
+        }
+    }
+
+    /// Undoes, in memory only, a reservation whose record was never made durable: nobody was
+    /// told of it, and it must be neither sold nor counted. Released as of the moment it was
+    /// decided, so a hold that has expired since still gives its units back. The release's
+    /// own record is not journaled: the journal takes nothing more (it stopped), and the disk
+    /// never had the hold. Cost: one CAS on the hold and one on the stock word.
+    fn undo_reservation(&self, request: &ReserveRequest<'_>, hold: HoldId) {
+        if let Err(error) = self.engine.release(request.customer, hold, request.now_ms) {
+            tracing::warn!(%error, "a reservation that was not made durable could not be undone");
+        }
     }
 
     /// Live units available, for buttons and product reads.
@@ -430,10 +507,29 @@ fn encode(record: &Record) -> Result<Vec<u8>, ApiError> {
     codec::encode(record).map_err(|e| ApiError::internal(format!("encoding a journal record: {e}")))
 }
 
-/// A journal failure as clients see it: the operation did not happen durably.
+/// A journal failure as clients see it: the operation did not happen durably. A journal that
+/// stopped (a write or sync error, a panicked writer) or is shutting down makes the node
+/// `unavailable`; anything else is a bug upstream of the journal (`internal`).
 fn journal_error(error: JournalError) -> ApiError {
     tracing::error!(%error, "journal append failed");
-    ApiError::internal("the operation could not be made durable; it did not take effect")
+    match error {
+        JournalError::Io { .. } | JournalError::Stopped(_) | JournalError::WriterPanicked => {
+            telemetry::journal_healthy(false);
+            unavailable()
+        }
+        JournalError::Closed => unavailable(),
+        _ => ApiError::internal("the operation could not be made durable; it did not take effect"),
+    }
+}
+
+/// The answer to every change once the journal has stopped. No path or OS error in it: those
+/// are for the operator (`/readyz`, the log).
+fn unavailable() -> ApiError {
+    ApiError::unavailable(
+        "this node cannot make changes durable (its journal stopped) and takes no reservations, \
+         releases or checkouts until it is restarted; retry (with the same idempotency key), on \
+         another node if there is one",
+    )
 }
 
 fn view(hold: u64, product: &str, quantity: u32, expires_at_ms: i64) -> ReservationView {
@@ -543,5 +639,83 @@ mod tests {
             .unwrap();
         assert_eq!(again.reservation.id, keyed.reservation.id);
         assert_eq!(again.reservation.expires_at, keyed.reservation.expires_at);
+    }
+
+    #[tokio::test]
+    async fn an_fdatasync_error_makes_every_change_unavailable_and_undoes_the_failed_reservation() {
+        use crate::error::ErrorCode;
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = demo_catalog().products;
+        let product = "red-classic-tee";
+        let kept = {
+            let service = InventoryService::start_with(dir.path(), &catalog, options()).unwrap();
+            let stock = service.counts(product).unwrap().available;
+            let kept = service.reserve("alice", product, 2, None).await.unwrap();
+            assert!(service.unavailable_reason().is_none());
+
+            service.journal.fail_next_syncs();
+            let failed = service.reserve("bob", product, 3, None).await.unwrap_err();
+            assert_eq!(failed.code, ErrorCode::Unavailable, "{failed}");
+            assert!(!failed.message.contains(dir.path().to_str().unwrap()));
+            // Bob's hold never became durable: it is neither held nor sellable.
+            let counts = service.counts(product).unwrap();
+            assert_eq!((counts.held, counts.available), (2, stock - 2));
+            let reason = service.unavailable_reason().expect("a reason once stopped");
+            assert!(reason.contains("injected sync failure"), "{reason}");
+            assert!(reason.contains("restarted"), "{reason}");
+
+            // From now on every change is refused before anything is decided in memory.
+            let alice = &kept.reservation.id;
+            let refusals = [
+                service
+                    .reserve("carol", product, 1, None)
+                    .await
+                    .unwrap_err(),
+                service
+                    .reserve("carol", product, 1, Some("k"))
+                    .await
+                    .unwrap_err(),
+                service.release("alice", alice).await.unwrap_err(),
+                service.hold_of("alice", alice).unwrap_err(),
+                service.confirm("alice", alice, None).await.unwrap_err(),
+                service.restock(product, 5).await.unwrap_err(),
+            ];
+            for refusal in refusals {
+                assert_eq!(refusal.code, ErrorCode::Unavailable, "{refusal}");
+            }
+            let counts = service.counts(product).unwrap();
+            assert_eq!((counts.held, counts.available), (2, stock - 2));
+            kept
+        };
+        // A restart on the same (healthy) disk recovers the acknowledged hold.
+        let service = InventoryService::start_with(dir.path(), &catalog, options()).unwrap();
+        assert!(service.unavailable_reason().is_none());
+        let held = service.hold_of("alice", &kept.reservation.id).unwrap();
+        assert_eq!(held.quantity, 2);
+        service
+            .release("alice", &kept.reservation.id)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_waiting_on_a_key_whose_record_failed_hears_unavailable() {
+        use crate::error::ErrorCode;
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = demo_catalog().products;
+        let product = "red-classic-tee";
+        let service = InventoryService::start_with(dir.path(), &catalog, options()).unwrap();
+        let stock = service.counts(product).unwrap().available;
+        service.journal.fail_next_syncs();
+        // The first request is decided and queued, then waits for the writer thread (which
+        // has yet to wake up); its duplicate then waits on the key.
+        let mut first = Box::pin(service.reserve("ada", product, 1, Some("k")));
+        assert!(futures_util::poll!(&mut first).is_pending());
+        let duplicate = service.reserve("ada", product, 1, Some("k"));
+        let (first, duplicate) = tokio::join!(first, duplicate);
+        assert_eq!(first.unwrap_err().code, ErrorCode::Unavailable);
+        assert_eq!(duplicate.unwrap_err().code, ErrorCode::Unavailable);
+        let counts = service.counts(product).unwrap();
+        assert_eq!((counts.held, counts.available), (0, stock));
     }
 }

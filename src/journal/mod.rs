@@ -30,6 +30,7 @@
 //!
 //! If a write or sync fails, the journal fail-stops: the batch gets the error and every later
 //! append is refused, because after a failed `fsync` the state of the page cache is unknown.
+//! [`Journal::failure`] says so (set before the failed batch hears of it), for readiness.
 //!
 //! # Recovery protocol
 //!
@@ -200,6 +201,14 @@ impl Journal {
             .await
     }
 
+    /// Why the journal stopped taking appends, if it has (fail-stop after a write or sync
+    /// error, or a panicked writer); `None` while it is healthy. Stopped is for good: only a
+    /// new process, which recovers what is really on disk, can append again. Cost: one atomic
+    /// load (and a clone of the error once stopped).
+    pub fn failure(&self) -> Option<JournalError> {
+        self.inner.shared.failed.get().cloned()
+    }
+
     /// What the writer has done so far.
     pub fn stats(&self) -> JournalStats {
         self.inner.shared.stats()
@@ -266,8 +275,9 @@ impl Journal {
         }
     }
 
+    /// Makes every later `fdatasync` fail (tests of fail-stop; inventory tests use it too).
     #[cfg(test)]
-    fn fail_next_syncs(&self) {
+    pub(crate) fn fail_next_syncs(&self) {
         self.inner
             .shared
             .fail_syncs

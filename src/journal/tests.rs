@@ -21,6 +21,7 @@ fn a_failed_sync_fails_the_batch_and_stops_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let (journal, _) = open(dir.path(), JournalOptions::default());
     assert_eq!(journal.append_blocking(record(1), None).unwrap(), Lsn(1));
+    assert!(journal.failure().is_none());
     journal.fail_next_syncs();
     let err = journal.append_blocking(record(2), None).unwrap_err();
     assert!(
@@ -32,6 +33,12 @@ fn a_failed_sync_fails_the_batch_and_stops_the_journal() {
             }
         ),
         "{err}"
+    );
+    // Stopped before the failed batch heard of it, so readiness never lags an error reply.
+    let failure = journal.failure();
+    assert!(
+        matches!(&failure, Some(JournalError::Stopped(_))),
+        "{failure:?}"
     );
     let err = journal.append_blocking(record(3), None).unwrap_err();
     assert!(matches!(err, JournalError::Stopped(_)), "{err}");

@@ -365,6 +365,11 @@ impl Writer {
         Shared::count(&self.shared.batches, 1);
         // Acknowledge first (on the acknowledger thread, overlapping the next batch), then feed
         // the compactor: acknowledgements wait only for the disk.
+        // The journal is marked stopped before anyone hears of the failure, so a client told
+        // "unavailable" never then finds the node ready.
+        if let Some(err) = &failure {
+            self.mark_stopped(err);
+        }
         let keep_payloads = self.compactor.is_some();
         let mut senders = Vec::with_capacity(durable);
         for (i, append) in batch.drain(..).enumerate() {
@@ -492,12 +497,20 @@ impl Writer {
         }
     }
 
+    /// Sets the fail-stop flag for `err` (the first failure wins) and returns the error later
+    /// appends get.
+    fn mark_stopped(&self, err: &JournalError) -> JournalError {
+        self.shared
+            .failed
+            .get_or_init(|| JournalError::Stopped(Arc::new(err.clone())))
+            .clone()
+    }
+
     /// Stops the journal after `err`: records waiting or queued get the error, and the flag
     /// makes every later append fail at once.
     fn fail_stop(&mut self, err: JournalError) {
         tracing::error!(error = %err, "journal: write failed; refusing all further appends");
-        let stopped = JournalError::Stopped(Arc::new(err));
-        let _ = self.shared.failed.set(stopped.clone());
+        let stopped = self.mark_stopped(&err);
         for (append, _) in self.order.drain() {
             append.reply(Err(stopped.clone()));
         }
