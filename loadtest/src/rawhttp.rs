@@ -272,9 +272,15 @@ mod tests {
             requests
         });
         let mut connection = Connection::connect(addr, "h").await.unwrap();
-        assert_eq!(connection.post("/", "T", &[], "{}").await.unwrap().body, "ok");
+        assert_eq!(
+            connection.post("/", "T", &[], "{}").await.unwrap().body,
+            "ok"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert_eq!(connection.post("/", "T", &[], "{}").await.unwrap().body, "ok");
+        assert_eq!(
+            connection.post("/", "T", &[], "{}").await.unwrap().body,
+            "ok"
+        );
         assert_eq!(server.await.unwrap(), 2);
     }
 
