@@ -295,6 +295,32 @@ async fn an_ingest_websocket_that_never_answers_pings_is_closed() {
 }
 
 #[tokio::test]
+async fn an_ingest_client_that_answers_pings_stays_open() {
+    let server = TestServer::start_with(|c| {
+        c.ping_interval = Duration::from_millis(300);
+        c.ping_timeout = Duration::from_millis(300);
+    });
+    let token = server.token("ingest", "quiet-producer").await;
+    let mut producer = Client::connect_with_token(&server.ws("/v1/ingest"), &token).await;
+    let mut pings = 0;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        match tokio::time::timeout(Duration::from_millis(100), producer.socket.next()).await {
+            Err(_) => {}
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        pings >= 2,
+        "the server pinged an idle producer ({pings} pings)"
+    );
+    producer.send_raw(Message::Text("not a tweet".into())).await;
+    let error = producer.recv_type("error").await;
+    assert_eq!(error["code"], "bad_request");
+}
+
+#[tokio::test]
 async fn connections_past_the_per_address_cap_get_429_with_retry_after() {
     let server = TestServer::start_with(|c| {
         c.demo = false;
