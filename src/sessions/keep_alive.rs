@@ -6,7 +6,8 @@
 //! both WebSockets (`/v1/stream` shares it between its reader and writer tasks, which run on
 //! one thread, hence `Cell`s).
 //!
-//! Cost per received frame: one clock read. The reader's timer is re-armed only when it fires.
+//! Cost per received frame: one clock read. The reader's timer is re-armed only when it fires
+//! or a ping is answered, not per frame.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -51,10 +52,11 @@ impl KeepAlive {
         }
     }
 
-    /// The client sent something at `now`.
-    pub fn heard(&self, now: Instant) {
+    /// The client sent something at `now`. Returns true when that answered a ping: the
+    /// deadline then moves other than forward, so a timer set to it must be re-armed.
+    pub fn heard(&self, now: Instant) -> bool {
         self.last_heard.set(now);
-        self.pinged_at.set(None);
+        self.pinged_at.take().is_some()
     }
 
     /// When [`KeepAlive::check`] should next be called.
@@ -111,7 +113,11 @@ mod tests {
     fn an_answer_to_the_ping_keeps_the_connection() {
         let (keep_alive, start) = clock();
         assert_eq!(keep_alive.check(start + 10 * SECOND), Verdict::Ping);
-        keep_alive.heard(start + 11 * SECOND);
+        assert!(
+            keep_alive.heard(start + 11 * SECOND),
+            "the answer re-arms the timer"
+        );
+        assert!(!keep_alive.heard(start + 11 * SECOND));
         assert_eq!(keep_alive.check(start + 15 * SECOND), Verdict::Wait);
         assert_eq!(keep_alive.deadline(), start + 21 * SECOND);
     }
@@ -120,7 +126,7 @@ mod tests {
     fn a_client_that_talks_is_never_pinged() {
         let (keep_alive, start) = clock();
         for second in 1..100 {
-            keep_alive.heard(start + second * SECOND);
+            assert!(!keep_alive.heard(start + second * SECOND));
             assert_eq!(keep_alive.check(start + second * SECOND), Verdict::Wait);
         }
         assert!(!keep_alive.take_ping_due());

@@ -127,7 +127,9 @@ impl Session<'_> {
                     continue;
                 }
             };
-            self.keep_alive.heard(Instant::now());
+            if self.keep_alive.heard(Instant::now()) {
+                keep_alive_timer.as_mut().reset(self.keep_alive.deadline());
+            }
             if matches!(message, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
                 // Both may produce a reply: stop reading a client that sends without reading.
                 outbox.reply_space().await;
