@@ -116,7 +116,8 @@ async fn open(source: Ipv4Addr, server: SocketAddr, host: &str) -> Result<TcpStr
             Ok(())
         } else if head.starts_with("HTTP/1.1 429") {
             Err(
-                "the server answered 429 rate_limited: --max-connections (or a busy shard)"
+                "the server answered 429 rate_limited: --max-connections, --max-connections-per-ip \
+                 (loopback is counted unless the server is in demo mode) or a busy shard"
                     .to_string(),
             )
         } else {
