@@ -11,6 +11,7 @@ use crate::checkout::service::CheckoutService;
 use crate::config::Config;
 use crate::decorate::partner_index::CatalogStore;
 use crate::fanout::history::HistoryRing;
+use crate::http::peer_limit::PeerLimiter;
 use crate::inventory::service::InventoryService;
 use crate::sources::sequencer::Sequencer;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Caps concurrent WebSocket connections across all shards.
     pub connections: ConnectionLimiter,
+    /// Caps the TCP connections (any kind) one client address holds, across all shards.
+    pub peers: PeerLimiter,
     /// False until every actor is running, and again once shutdown begins (`/readyz`).
     pub ready: AtomicBool,
 }

@@ -121,6 +121,16 @@ pub struct Config {
     pub outbox_frames: usize,
     /// How long a connection may stay with a full outbox before it is dropped.
     pub slow_client_timeout: Duration,
+    /// How long a client has to send a whole HTTP request head (and how long a kept-alive
+    /// connection may sit idle between requests) before it is disconnected.
+    pub header_timeout: Duration,
+    /// How long a WebSocket may be silent before the server pings it.
+    pub ping_interval: Duration,
+    /// How long after a ping a silent WebSocket is closed: a dead peer frees its slot.
+    pub ping_timeout: Duration,
+    /// Open TCP connections one client address may hold (IPv6: one /64), so one client cannot
+    /// take every descriptor. Loopback is exempt in demo mode.
+    pub max_connections_per_ip: usize,
     /// Screen names one `home` subscription may follow.
     pub max_follows: usize,
     /// The largest `POST /v1/ingest` body accepted, in bytes.
@@ -151,6 +161,10 @@ impl Default for Config {
             max_frame_bytes: 128 * 1024,
             outbox_frames: 1024,
             slow_client_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(10),
+            max_connections_per_ip: 1000,
             max_follows: 5000,
             max_ingest_body_bytes: 16 * 1024 * 1024,
             log: String::from("info"),
@@ -222,6 +236,7 @@ impl Config {
         at_least("--history", self.history, 1)?;
         at_least("--shards", self.shards, 1)?;
         at_least("--max-connections", self.max_connections, 1)?;
+        at_least("--max-connections-per-ip", self.max_connections_per_ip, 1)?;
         at_least("--max-subscriptions", self.max_subscriptions, 1)?;
         at_least("--max-frame-bytes", self.max_frame_bytes, 1024)?;
         // One frame in flight and one queued: fewer and every connection is always "slow".
@@ -234,11 +249,22 @@ impl Config {
                 requirement: format!("must be between 0 and 1, got {}", self.partner_share),
             });
         }
-        if self.slow_client_timeout.is_zero() {
-            return Err(ConfigError::Invalid {
-                flag: "--slow-client-timeout",
-                requirement: String::from("must be more than 0 seconds"),
-            });
+        for (flag, timeout) in [
+            ("--slow-client-timeout", self.slow_client_timeout),
+            ("--header-timeout", self.header_timeout),
+            ("--ping-interval", self.ping_interval),
+            ("--ping-timeout", self.ping_timeout),
+        ] {
+            // The upper bound keeps `now + timeout` far from `Instant`'s overflow panic.
+            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+                return Err(ConfigError::Invalid {
+                    flag,
+                    requirement: format!(
+                        "must be more than 0 and at most {} seconds",
+                        MAX_TIMEOUT.as_secs()
+                    ),
+                });
+            }
         }
         // Caught here rather than when logging starts, so a typo fails before anything runs.
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log) {
@@ -250,6 +276,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// The longest any timeout flag may be: one day.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// True for 127.0.0.0/8, `::1`, and `::ffff:127.x.y.z`.
 fn is_loopback(listen: SocketAddr) -> bool {
@@ -428,6 +457,24 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     slow_client_timeout: Option<f64>,
 
+    /// Seconds a client has to send its HTTP request head; also the idle limit of a kept-alive
+    /// connection [default: 10]
+    #[arg(long, value_name = "SECS")]
+    header_timeout: Option<f64>,
+
+    /// Seconds a WebSocket may be silent before the server pings it [default: 25]
+    #[arg(long, value_name = "SECS")]
+    ping_interval: Option<f64>,
+
+    /// Seconds a pinged WebSocket has to answer before it is closed [default: 10]
+    #[arg(long, value_name = "SECS")]
+    ping_timeout: Option<f64>,
+
+    /// Most open connections from one client address (IPv6: one /64); loopback is exempt in
+    /// demo mode [default: 1000]
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
+
     /// Most screen names a `home` subscription may follow [default: 5000]
     #[arg(long, value_name = "N")]
     max_follows: Option<usize>,
@@ -479,6 +526,10 @@ impl ServeArgs {
             max_frame_bytes,
             outbox_frames,
             slow_client_timeout,
+            header_timeout,
+            ping_interval,
+            ping_timeout,
+            max_connections_per_ip,
             max_follows,
             max_ingest_body_bytes,
             log,
@@ -503,6 +554,10 @@ impl ServeArgs {
             max_frame_bytes: max_frame_bytes.or(lower.max_frame_bytes),
             outbox_frames: outbox_frames.or(lower.outbox_frames),
             slow_client_timeout: slow_client_timeout.or(lower.slow_client_timeout),
+            header_timeout: header_timeout.or(lower.header_timeout),
+            ping_interval: ping_interval.or(lower.ping_interval),
+            ping_timeout: ping_timeout.or(lower.ping_timeout),
+            max_connections_per_ip: max_connections_per_ip.or(lower.max_connections_per_ip),
             max_follows: max_follows.or(lower.max_follows),
             max_ingest_body_bytes: max_ingest_body_bytes.or(lower.max_ingest_body_bytes),
             log: log.or(lower.log),
@@ -533,18 +588,23 @@ impl ServeArgs {
             max_frame_bytes,
             outbox_frames,
             slow_client_timeout,
+            header_timeout,
+            ping_interval,
+            ping_timeout,
+            max_connections_per_ip,
             max_follows,
             max_ingest_body_bytes,
             log,
         } = self;
         let listen = listen.unwrap_or(defaults.listen);
-        let slow_client_timeout = match slow_client_timeout {
-            Some(secs) => Duration::try_from_secs_f64(secs).map_err(|_| ConfigError::Invalid {
-                flag: "--slow-client-timeout",
-                requirement: format!("must be a number of seconds, got {secs}"),
-            })?,
-            None => defaults.slow_client_timeout,
-        };
+        let slow_client_timeout = seconds(
+            "--slow-client-timeout",
+            slow_client_timeout,
+            defaults.slow_client_timeout,
+        )?;
+        let header_timeout = seconds("--header-timeout", header_timeout, defaults.header_timeout)?;
+        let ping_interval = seconds("--ping-interval", ping_interval, defaults.ping_interval)?;
+        let ping_timeout = seconds("--ping-timeout", ping_timeout, defaults.ping_timeout)?;
         Ok(Config {
             listen,
             data_dir: data_dir.unwrap_or(defaults.data_dir),
@@ -565,10 +625,30 @@ impl ServeArgs {
             max_frame_bytes: max_frame_bytes.unwrap_or(defaults.max_frame_bytes),
             outbox_frames: outbox_frames.unwrap_or(defaults.outbox_frames),
             slow_client_timeout,
+            header_timeout,
+            ping_interval,
+            ping_timeout,
+            max_connections_per_ip: max_connections_per_ip
+                .unwrap_or(defaults.max_connections_per_ip),
             max_follows: max_follows.unwrap_or(defaults.max_follows),
             max_ingest_body_bytes: max_ingest_body_bytes.unwrap_or(defaults.max_ingest_body_bytes),
             log: log.unwrap_or(defaults.log),
         })
+    }
+}
+
+/// A duration flag given in (possibly fractional) seconds, or its default.
+fn seconds(
+    flag: &'static str,
+    secs: Option<f64>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match secs {
+        Some(secs) => Duration::try_from_secs_f64(secs).map_err(|_| ConfigError::Invalid {
+            flag,
+            requirement: format!("must be a number of seconds, got {secs}"),
+        }),
+        None => Ok(default),
     }
 }
 

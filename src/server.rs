@@ -33,6 +33,7 @@ use crate::fanout::history::HistoryRing;
 use crate::fanout::shard::{FanoutShard, ShardOrderPush, Shutdown, StartServing};
 use crate::fanout::shard_core::{SessionLimits, ShardCore};
 use crate::fanout::stock_publisher::StockPublisher;
+use crate::http::peer_limit::PeerLimiter;
 use crate::http::upgrade;
 use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
 use crate::sources::driver;
@@ -278,6 +279,7 @@ impl Pipeline {
             signer: self.signer,
             metrics: self.metrics.clone(),
             connections: ConnectionLimiter::new(config.max_connections),
+            peers: PeerLimiter::new(config.max_connections_per_ip, config.demo),
             ready: Default::default(),
         });
 

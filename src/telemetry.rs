@@ -24,6 +24,7 @@ const FRAMES_DROPPED: &str = "buyline_frames_dropped_total";
 const SLOW_CLIENTS_CLOSED: &str = "buyline_slow_clients_closed_total";
 const CONNECTIONS_OPEN: &str = "buyline_connections_open";
 const CONNECTIONS_REFUSED: &str = "buyline_connections_refused_total";
+const CONNECTIONS_CLOSED: &str = "buyline_connections_closed_total";
 const SUBSCRIPTIONS: &str = "buyline_subscriptions";
 const LATENCY: &str = "buyline_ingest_to_socket_latency_seconds";
 const HISTORY_LENGTH: &str = "buyline_history_tweets";
@@ -118,7 +119,11 @@ fn describe() {
     describe_gauge!(CONNECTIONS_OPEN, "Open WebSocket connections, by endpoint.");
     describe_counter!(
         CONNECTIONS_REFUSED,
-        "WebSocket upgrades refused, by reason."
+        "Connections and WebSocket upgrades refused, by reason."
+    );
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "Connections the server closed for going silent, by reason."
     );
     describe_gauge!(SUBSCRIPTIONS, "Active timeline subscriptions.");
     describe_histogram!(
@@ -317,9 +322,15 @@ pub fn connections_open(endpoint: &'static str, delta: f64) {
     gauge!(CONNECTIONS_OPEN, "endpoint" => endpoint).increment(delta);
 }
 
-/// An upgrade refused for `reason` (`max_connections`, `shard_busy`).
+/// A connection or upgrade refused for `reason` (`max_connections`, `shard_busy`,
+/// `max_connections_per_ip`).
 pub fn connection_refused(reason: &'static str) {
     counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// A connection closed by the server for `reason` (`header_timeout`, `ping_timeout`).
+pub fn connection_closed(reason: &'static str) {
+    counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
 }
 
 /// The subscription gauge moves by `delta`.

@@ -78,20 +78,18 @@ impl Connection {
         }
         self.request.extend_from_slice(b"\r\n");
         self.request.extend_from_slice(body.as_bytes());
-        if self.stream.is_none() {
+        let reused = self.stream.is_some();
+        if !reused {
             self.open().await?;
         }
-        let stream = self.stream.as_mut().context("no connection")?;
-        if let Err(error) = stream.write_all(&self.request).await {
-            self.stream = None;
-            return Err(error).context("sending the request");
-        }
-        let (status, body_at, body_len, close) = match self.read_response().await {
-            Ok(parts) => parts,
-            Err(error) => {
-                self.stream = None;
-                return Err(error);
+        let (status, body_at, body_len, close) = match self.exchange().await {
+            // The server closes a kept-alive connection idle past its --header-timeout. Closed
+            // before a byte of the answer, it never read this request: send it on a new one.
+            Err(_) if reused && self.len == 0 => {
+                self.open().await?;
+                self.exchange().await?
             }
+            result => result?,
         };
         if close {
             self.stream = None;
@@ -105,6 +103,21 @@ impl Connection {
         let body = std::str::from_utf8(&self.buf[body_at..body_at + body_len])
             .context("the response body is not UTF-8")?;
         Ok(Response { status, body })
+    }
+
+    /// Sends the request in `request` and reads its response; the connection is dropped on error.
+    async fn exchange(&mut self) -> Result<(u16, usize, usize, bool)> {
+        self.len = 0;
+        let stream = self.stream.as_mut().context("no connection")?;
+        if let Err(error) = stream.write_all(&self.request).await {
+            self.stream = None;
+            return Err(error).context("sending the request");
+        }
+        let response = self.read_response().await;
+        if response.is_err() {
+            self.stream = None;
+        }
+        response
     }
 
     /// Reads one response into `buf`: its status, where its body starts, the body's length, and
@@ -236,6 +249,39 @@ mod tests {
         assert!(seen[0].contains("Authorization: Bearer T\r\n"));
         assert!(seen[0].contains("Idempotency-Key: k1\r\n"));
         assert!(seen[1].ends_with("\r\n\r\n{\"a\":1}"));
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_closed_while_idle_is_replaced_and_the_request_sent_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut requests = 0;
+            for _ in 0..2 {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut chunk = [0u8; 4096];
+                let n = socket.read(&mut chunk).await.unwrap();
+                assert!(chunk[..n].ends_with(b"{}"), "one whole request");
+                requests += 1;
+                socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+                // Then idle too long: the server closes its side, as buyline does.
+            }
+            requests
+        });
+        let mut connection = Connection::connect(addr, "h").await.unwrap();
+        assert_eq!(
+            connection.post("/", "T", &[], "{}").await.unwrap().body,
+            "ok"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(
+            connection.post("/", "T", &[], "{}").await.unwrap().body,
+            "ok"
+        );
+        assert_eq!(server.await.unwrap(), 2);
     }
 
     #[tokio::test]

@@ -247,6 +247,14 @@ fn out_of_range_settings_name_their_flag() {
         (vec!["--partner-share", "NaN"], "--partner-share"),
         (vec!["--slow-client-timeout", "0"], "--slow-client-timeout"),
         (vec!["--slow-client-timeout=-1"], "--slow-client-timeout"),
+        (vec!["--header-timeout", "0"], "--header-timeout"),
+        (vec!["--header-timeout", "1e300"], "--header-timeout"),
+        (vec!["--ping-interval", "0"], "--ping-interval"),
+        (vec!["--ping-timeout", "86401"], "--ping-timeout"),
+        (
+            vec!["--max-connections-per-ip", "0"],
+            "--max-connections-per-ip",
+        ),
         (vec!["--log", "info,=="], "--log"),
     ] {
         let argv = std::iter::once("buyline").chain(args.iter().copied());
@@ -264,4 +272,28 @@ fn help_lists_each_flags_environment_variable() {
     assert!(!help.contains("BUYLINE_NO_DEMO"), "{help}");
     let err = from_args(["buyline", "serve", "--help"], no_env).expect_err("help exits");
     assert!(err.to_string().contains("BUYLINE_MAX_FOLLOWS"));
+}
+
+#[test]
+fn connection_limits_come_from_every_layer_and_take_fractions() {
+    let file = toml_file("header_timeout = 3\nping_timeout = 4.5\n");
+    let env = env_of(&[
+        ("BUYLINE_CONFIG", &path_arg(&file)),
+        ("BUYLINE_PING_INTERVAL", "0.25"),
+        ("BUYLINE_MAX_CONNECTIONS_PER_IP", "7"),
+    ]);
+    let config = from_args(["buyline", "--header-timeout", "1.5"], &env).expect("valid");
+    assert_eq!(config.header_timeout, Duration::from_millis(1500));
+    assert_eq!(config.ping_interval, Duration::from_millis(250));
+    assert_eq!(config.ping_timeout, Duration::from_millis(4500));
+    assert_eq!(config.max_connections_per_ip, 7);
+}
+
+#[test]
+fn connection_limits_default_to_the_documented_values() {
+    let config = Config::default();
+    assert_eq!(config.header_timeout, Duration::from_secs(10));
+    assert_eq!(config.ping_interval, Duration::from_secs(25));
+    assert_eq!(config.ping_timeout, Duration::from_secs(10));
+    assert_eq!(config.max_connections_per_ip, 1000);
 }

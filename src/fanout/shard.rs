@@ -215,11 +215,7 @@ impl Handler<StartServing> for FanoutShard {
             .and_then(|()| tokio::net::TcpListener::from_std(msg.listener));
         match listener {
             Ok(listener) => {
-                actix_rt::spawn(http::accept_loop(
-                    listener,
-                    http::router(state),
-                    msg.shutdown,
-                ));
+                actix_rt::spawn(http::accept_loop(listener, state, msg.shutdown));
             }
             Err(error) => tracing::error!(shard, %error, "shard cannot accept connections"),
         }

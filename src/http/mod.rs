@@ -7,12 +7,15 @@
 mod catalog;
 mod dev_tokens;
 mod orders;
+pub mod peer_limit;
 mod probes;
 mod reservations;
 mod stream;
 pub mod upgrade;
 mod wallet;
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +25,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -31,7 +34,9 @@ use crate::app::AppState;
 use crate::auth::{self, Identity};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::shard::FanoutShard;
+use crate::http::peer_limit::CountedStream;
 use crate::sources::{ingest_http, ingest_ws};
+use crate::telemetry;
 
 /// Largest JSON body the REST routes read (catalog objects, token requests).
 pub const MAX_JSON_BODY: usize = 1 << 20;
@@ -181,28 +186,68 @@ pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Respon
     }
 }
 
-/// Accepts connections on this shard's thread until shutdown, serving each with `router`.
+/// How long a client is told to wait before reconnecting when its address is at its cap.
+const RETRY_AFTER_SECS: u32 = 5;
+
+/// How long answering a connection over its address's cap may take, reading included.
+const REFUSAL_BUDGET: Duration = Duration::from_secs(1);
+
+/// Most bytes of a refused client's request read (and discarded) before its socket closes.
+const REFUSAL_DRAIN_BYTES: usize = 16 * 1024;
+
+/// Refused connections being answered at once per shard; past it they are closed unanswered,
+/// so a flood of refused connections cannot hold descriptors for the whole budget.
+const MAX_REFUSALS_IN_FLIGHT: usize = 256;
+
+/// Accepts connections on this shard's thread until shutdown, serving each with the router.
+///
+/// Every connection is counted against its address's cap first; one over it is answered 429
+/// and closed without reaching hyper. hyper closes a connection that has not sent a whole
+/// request head within `--header-timeout`; the timer also runs while a kept-alive connection
+/// waits for its next request, so an idle one is closed after the same time.
 pub async fn accept_loop(
     listener: tokio::net::TcpListener,
-    router: Router,
+    state: HttpState,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let app = Arc::clone(&state.app);
+    let router = router(state);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.config.header_timeout);
+    let builder = Rc::new(builder);
+    let refusals = Rc::new(Cell::new(0usize));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.changed() => return,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
+                let Some(permit) = app.peers.try_acquire(peer.ip()) else {
+                    telemetry::connection_refused("max_connections_per_ip");
+                    refuse_over_cap(stream, app.peers.max(), &refusals);
+                    continue;
+                };
                 // Frames are batched by the writer; Nagle would only add latency on top.
                 let _ = stream.set_nodelay(true);
+                let io = TokioIo::new(CountedStream::new(stream, permit));
                 let service = TowerToHyperService::new(router.clone());
+                let builder = Rc::clone(&builder);
                 tokio::task::spawn_local(async move {
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades();
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "http connection ended with an error");
+                    let connection = builder.serve_connection(io, service).with_upgrades();
+                    match connection.await {
+                        Ok(()) => {}
+                        Err(error) if error.is_timeout() => {
+                            telemetry::connection_closed("header_timeout");
+                            tracing::debug!(
+                                "closed a connection that sent no request head in time"
+                            );
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "http connection ended with an error")
+                        }
                     }
                 });
             }
@@ -213,4 +258,48 @@ pub async fn accept_loop(
             }
         }
     }
+}
+
+/// Answers a connection whose address is at its cap with 429 `rate_limited` and
+/// `Retry-After`, then closes it, all within [`REFUSAL_BUDGET`] whatever the client does.
+///
+/// The response is written before the request is read: the client need not have sent it
+/// yet. Its input is then read until it closes (up to a bound), because closing a socket
+/// with unread input sends a reset, which can destroy the 429 before the client reads it.
+fn refuse_over_cap(mut stream: tokio::net::TcpStream, max: usize, in_flight: &Rc<Cell<usize>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if in_flight.get() >= MAX_REFUSALS_IN_FLIGHT {
+        return;
+    }
+    in_flight.set(in_flight.get() + 1);
+    let in_flight = Rc::clone(in_flight);
+    let body = ApiError::new(
+        ErrorCode::RateLimited,
+        format!("too many connections from your address (the limit is {max}); retry later"),
+    )
+    .to_frame(None);
+    let response = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+         retry-after: {RETRY_AFTER_SECS}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::task::spawn_local(async move {
+        let answer = async {
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await?;
+            let mut discard = [0u8; 1024];
+            let mut drained = 0;
+            while drained < REFUSAL_DRAIN_BYTES {
+                match stream.read(&mut discard).await? {
+                    0 => break,
+                    read => drained += read,
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        if let Ok(Err(error)) = tokio::time::timeout(REFUSAL_BUDGET, answer).await {
+            tracing::debug!(%error, "answering a refused connection failed");
+        }
+        in_flight.set(in_flight.get() - 1);
+    });
 }

@@ -4,6 +4,10 @@
 //! Writes are batched: the writer feeds everything queued into tungstenite's write buffer and
 //! flushes once. A writer blocked on a client that does not read blocks only itself; the
 //! shard keeps offering tweets to the outbox, which drops and counts them when full.
+//!
+//! Keep-alive: the reader keeps the connection's [`KeepAlive`] clock; when the client has been
+//! silent for `--ping-interval` it asks the writer for a ping, and when a ping goes unanswered
+//! for `--ping-timeout` it closes the connection with 1008.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -17,6 +21,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -28,6 +33,7 @@ use crate::auth::{self, Action, Identity};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::index::ConnId;
 use crate::fanout::shard_core::ShardCore;
+use crate::sessions::keep_alive::{KeepAlive, Verdict};
 use crate::sessions::ops::{self, ClientOp};
 use crate::sessions::outbox::{CloseReason, Outbox, WriterTask};
 use crate::telemetry;
@@ -63,11 +69,18 @@ pub async fn run(
     let (conn, outbox) = core.borrow_mut().open_session(customer);
     telemetry::connections_open("stream", 1.0);
     let (sink, stream) = socket.split();
-    let writer = tokio::task::spawn_local(write_loop(Rc::clone(&outbox), sink));
+    let keep_alive = Rc::new(KeepAlive::new(
+        app.config.ping_interval,
+        app.config.ping_timeout,
+        Instant::now(),
+    ));
+    let writer =
+        tokio::task::spawn_local(write_loop(Rc::clone(&outbox), Rc::clone(&keep_alive), sink));
     let session = Session {
         core: &core,
         conn,
         outbox: &outbox,
+        keep_alive: &keep_alive,
         identity: identity.as_ref(),
         app: &app,
         in_flight: Arc::new(Semaphore::new(MAX_COMMERCE_IN_FLIGHT)),
@@ -88,6 +101,8 @@ struct Session<'a> {
     core: &'a RefCell<ShardCore>,
     conn: ConnId,
     outbox: &'a Rc<Outbox>,
+    /// When the client was last heard from; the writer sends the pings it asks for.
+    keep_alive: &'a KeepAlive,
     identity: Option<&'a Identity>,
     app: &'a Arc<AppState>,
     /// Reserve/release ops running for this client; past the limit the reader waits.
@@ -97,12 +112,24 @@ struct Session<'a> {
 impl Session<'_> {
     async fn read_loop(&self, mut stream: SplitStream<ServerSocket>) {
         let outbox = self.outbox;
+        let keep_alive_timer = tokio::time::sleep_until(self.keep_alive.deadline());
+        tokio::pin!(keep_alive_timer);
         loop {
             let message = tokio::select! {
                 biased;
                 _ = outbox.closed() => return,
                 message = stream.next() => message,
+                () = &mut keep_alive_timer => {
+                    if !self.keep_alive_due() {
+                        return;
+                    }
+                    keep_alive_timer.as_mut().reset(self.keep_alive.deadline());
+                    continue;
+                }
             };
+            if self.keep_alive.heard(Instant::now()) {
+                keep_alive_timer.as_mut().reset(self.keep_alive.deadline());
+            }
             if matches!(message, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
                 // Both may produce a reply: stop reading a client that sends without reading.
                 outbox.reply_space().await;
@@ -127,6 +154,27 @@ impl Session<'_> {
                     reject_bad_frame(outbox, error);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Acts on a passed keep-alive deadline; false once the connection is closing for silence.
+    fn keep_alive_due(&self) -> bool {
+        match self.keep_alive.check(Instant::now()) {
+            Verdict::Wait => true,
+            // The writer sends the ping on its next turn.
+            Verdict::Ping => {
+                self.outbox.request_flush();
+                true
+            }
+            Verdict::Silent => {
+                telemetry::connection_closed("ping_timeout");
+                tracing::debug!(
+                    conn = self.conn,
+                    "closing a connection that stopped answering pings"
+                );
+                self.outbox.close(1008, "ping timeout");
+                false
             }
         }
     }
@@ -292,7 +340,11 @@ pub fn send_error(outbox: &Outbox, id: Option<&serde_json::Value>, error: ApiErr
     outbox.push_reply(error.to_frame(id));
 }
 
-async fn write_loop(outbox: Rc<Outbox>, mut sink: SplitSink<ServerSocket, Message>) {
+async fn write_loop(
+    outbox: Rc<Outbox>,
+    keep_alive: Rc<KeepAlive>,
+    mut sink: SplitSink<ServerSocket, Message>,
+) {
     loop {
         match outbox.next_task().await {
             WriterTask::Close(reason) => {
@@ -307,6 +359,9 @@ async fn write_loop(outbox: Rc<Outbox>, mut sink: SplitSink<ServerSocket, Messag
                 let mut oldest = None;
                 let written = tokio::select! {
                     written = async {
+                        if keep_alive.take_ping_due() {
+                            sink.feed(Message::Ping(Default::default())).await?;
+                        }
                         while let Some(frame) = outbox.pop() {
                             oldest = oldest.or(frame.ingested_at);
                             sink.feed(Message::Text(frame.text)).await?;

@@ -6,6 +6,11 @@
 //! the sequencer is busy this task waits, and TCP pushes back on the producer. A bad frame gets
 //! an `error` frame (`id` null) and the connection carries on; a frame over the size limit or
 //! one that is not UTF-8 closes it, as WebSocket requires.
+//!
+//! Keep-alive as on `/v1/stream`: a producer silent for `--ping-interval` is pinged, and one
+//! that does not answer within `--ping-timeout` is closed with 1008. A producer blocked by the
+//! sequencer is not read meanwhile; its answer waits in the socket and is read first when
+//! reading resumes, so backpressure alone never closes it.
 
 use std::time::Duration;
 
@@ -14,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -26,6 +32,7 @@ use crate::codec;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{HttpState, identity, upgrade};
 use crate::model::Tweet;
+use crate::sessions::keep_alive::{KeepAlive, Verdict};
 use crate::sources::formats::{self, Decoded};
 use crate::sources::sequencer::Submit;
 use crate::telemetry;
@@ -79,9 +86,19 @@ async fn run(
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
     telemetry::connections_open("ingest", 1.0);
     let mut session = IngestSession::default();
+    let mut keep_alive = KeepAlive::new(
+        app.config.ping_interval,
+        app.config.ping_timeout,
+        Instant::now(),
+    );
     let close = loop {
-        let Some(first) = socket.next().await else {
-            break None;
+        let first = match next_message(&mut socket, &mut keep_alive).await {
+            Next::Message(first) => first,
+            Next::Closed => break None,
+            Next::Silent => {
+                telemetry::connection_closed("ping_timeout");
+                break Some((1008, "ping timeout"));
+            }
         };
         let mut next = Some(first);
         // Take whatever else has already arrived, without waiting.
@@ -130,6 +147,51 @@ async fn run(
     telemetry::connections_open("ingest", -1.0);
     drop(permit);
 }
+
+/// What the producer did next, as far as the reader is concerned.
+enum Next {
+    Message(Result<Message, WsError>),
+    /// The socket ended.
+    Closed,
+    /// It stopped answering pings.
+    Silent,
+}
+
+/// Waits for the producer's next frame, pinging it when it has been silent too long.
+///
+/// Cost: one clock read per call (per batch, not per frame); the timer is registered only when
+/// no frame is waiting, as `select!` polls the read first.
+async fn next_message(socket: &mut IngestSocket, keep_alive: &mut KeepAlive) -> Next {
+    loop {
+        let deadline = keep_alive.deadline();
+        tokio::select! {
+            // A frame that has already arrived wins over a deadline that has passed meanwhile.
+            biased;
+            message = socket.next() => {
+                // The sleep is made anew on each call, so it needs no re-arming.
+                let _ = keep_alive.heard(Instant::now());
+                return message.map_or(Next::Closed, Next::Message);
+            }
+            () = tokio::time::sleep_until(deadline) => match keep_alive.check(Instant::now()) {
+                Verdict::Wait => {}
+                Verdict::Silent => return Next::Silent,
+                Verdict::Ping => {
+                    keep_alive.take_ping_due();
+                    // A producer that does not read cannot take the ping: bounded by the same
+                    // deadline as its answer.
+                    let ping = socket.send(Message::Ping(Default::default()));
+                    match tokio::time::timeout_at(keep_alive.deadline(), ping).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return Next::Closed,
+                        Err(_) => return Next::Silent,
+                    }
+                }
+            },
+        }
+    }
+}
+
+type IngestSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// What one ingest connection has read but not yet handed on.
 #[derive(Default)]
@@ -215,10 +277,7 @@ impl IngestSession {
     }
 }
 
-async fn flush_errors(
-    socket: &mut WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
-    errors: &mut Vec<String>,
-) -> Result<(), WsError> {
+async fn flush_errors(socket: &mut IngestSocket, errors: &mut Vec<String>) -> Result<(), WsError> {
     if errors.is_empty() {
         return Ok(());
     }

@@ -4,6 +4,11 @@
 //! The connections are bare upgraded sockets (no client WebSocket state), spread over source
 //! addresses 127.0.0.1, 127.0.0.2, ... so the ephemeral ports of one address (about 28,000 per
 //! destination) do not cap the count. Whatever stops the opening is reported by name.
+//!
+//! Bare sockets never read, so they cannot answer the server's keep-alive pings (it closes a
+//! WebSocket silent for `--ping-interval` plus `--ping-timeout`, 35 s by default). Instead each
+//! held socket sends an unsolicited pong every [`HEARTBEAT`], from the moment it is open: a
+//! one-way heartbeat (RFC 6455 5.5.3) the server counts as a sign of life and does not answer.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -25,6 +30,19 @@ use crate::target::Target;
 /// Ephemeral ports one source address gets toward one destination (Linux default range).
 const PORTS_PER_ADDRESS: usize = 28_000;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a held connection tells the server it is alive: well inside the server's default
+/// `--ping-interval` of 25 s.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+/// An empty, masked (key 0) pong frame.
+const HEARTBEAT_FRAME: [u8; 6] = [0x8a, 0x80, 0, 0, 0, 0];
+
+/// Sends each stream a heartbeat, waiting on none: six bytes always fit an idle socket's send
+/// buffer, so a write either goes whole or (the socket is gone) fails.
+fn heartbeat<'a>(streams: impl Iterator<Item = &'a TcpStream>) {
+    for stream in streams {
+        let _ = stream.try_write(&HEARTBEAT_FRAME);
+    }
+}
 
 /// Why opening stopped early.
 fn reason_of(error: &std::io::Error) -> String {
@@ -98,7 +116,8 @@ async fn open(source: Ipv4Addr, server: SocketAddr, host: &str) -> Result<TcpStr
             Ok(())
         } else if head.starts_with("HTTP/1.1 429") {
             Err(
-                "the server answered 429 rate_limited: --max-connections (or a busy shard)"
+                "the server answered 429 rate_limited: --max-connections, --max-connections-per-ip \
+                 (loopback is counted unless the server is in demo mode) or a busy shard"
                     .to_string(),
             )
         } else {
@@ -137,6 +156,18 @@ pub struct Held {
     pub elapsed: Duration,
 }
 
+impl Held {
+    /// Keeps every held connection alive for the server's keep-alive; never returns, so run
+    /// it beside what else happens while they are held.
+    pub async fn keep_alive(&self) {
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        loop {
+            beat.tick().await;
+            heartbeat(self.streams.iter());
+        }
+    }
+}
+
 /// Opens up to `args.connections` idle connections.
 pub async fn open_all(
     target: &Target,
@@ -172,7 +203,7 @@ pub async fn open_all(
     );
     let start = std::time::Instant::now();
     let host = target.authority.clone();
-    let results: Vec<Result<TcpStream, String>> = futures_util::stream::iter(0..args.connections)
+    let mut opening = futures_util::stream::iter(0..args.connections)
         .map(|i| {
             let (stop, opened, host) = (stop.clone(), opened.clone(), host.clone());
             let source = sources[i % sources.len()];
@@ -190,9 +221,19 @@ pub async fn open_all(
                 r
             }
         })
-        .buffer_unordered(args.concurrency.max(1))
-        .collect()
-        .await;
+        .buffer_unordered(args.concurrency.max(1));
+    // Opening many thousands takes longer than the server's keep-alive: beat meanwhile too.
+    let mut results: Vec<Result<TcpStream, String>> = Vec::with_capacity(args.connections);
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    loop {
+        tokio::select! {
+            result = opening.next() => match result {
+                Some(result) => results.push(result),
+                None => break,
+            },
+            _ = beat.tick() => heartbeat(results.iter().filter_map(|r| r.as_ref().ok())),
+        }
+    }
     let elapsed = start.elapsed();
     progress.finish().await;
     let mut held = Held {
@@ -227,6 +268,7 @@ pub async fn run(common: &Common, args: &ConnectionsArgs) -> Result<Report> {
     let before = target.metrics().await?;
     let opened = Arc::new(AtomicU64::new(0));
     let mut held = open_all(&target, args, common, opened).await?;
+    heartbeat(held.streams.iter());
     // Let the server's process sampler (every 250 ms) see the settled state.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = target.metrics().await?;
@@ -316,7 +358,10 @@ pub async fn run(common: &Common, args: &ConnectionsArgs) -> Result<Report> {
         (open_gauge - n as f64).abs() < 1.0 + n as f64 * 0.001,
         format!("{open_gauge} counted, {n} opened"),
     );
-    tokio::time::sleep(args.hold).await;
+    tokio::select! {
+        () = tokio::time::sleep(args.hold) => {}
+        () = held.keep_alive() => {}
+    }
     drop(held);
     Ok(report)
 }

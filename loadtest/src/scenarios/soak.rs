@@ -126,7 +126,11 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
         }
         rounds
     };
-    let (fanout, rounds) = tokio::join!(fanout, sales);
+    // The idle crowd answers no ping: it sends heartbeats instead, the whole run.
+    let (fanout, rounds) = tokio::select! {
+        results = async { tokio::join!(fanout, sales) } => results,
+        () = held.keep_alive() => unreachable!("keep_alive never returns"),
+    };
 
     let mut fanout = fanout?;
     fanout.scenario = "fanout".into();
