@@ -3,6 +3,10 @@
 //! It lives on the shard's thread inside an `Rc<RefCell<_>>` shared by the shard actor (which
 //! delivers tweets) and the shard's session tasks (which subscribe and unsubscribe). Every
 //! borrow is taken and released without an `.await` in between, so they never overlap.
+//!
+//! A `since` subscribe starts a [`ReplayCursor`] on the connection; the connection's writer
+//! calls [`ShardCore::replay_step`] before each drain until the cursor has caught up with live
+//! delivery.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use crate::decorate::partner_index::CatalogStore;
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::history::HistoryRing;
 use crate::fanout::index::{ConnId, FanoutCounts, SubscriptionIndex};
+use crate::fanout::replay::{ReplayCursor, ReplayStep};
 use crate::fanout::timeline::Timeline;
 use crate::sessions::ops;
 use crate::sessions::outbox::Outbox;
@@ -49,10 +54,31 @@ struct Session {
     outbox: Rc<Outbox>,
     /// The signed-in customer, whose order confirmations this connection receives.
     customer: Option<Box<str>>,
-    /// Each timeline with the text the client used for it (echoed in replies).
-    timelines: Vec<(Timeline, String)>,
+    timelines: Vec<Subscription>,
     /// The `home` follows list, lower-case and deduplicated.
     follows: Vec<Box<str>>,
+    /// The running `since` replay, if any; the outbox defers live tweets meanwhile.
+    replay: Option<ReplayCursor>,
+}
+
+/// One timeline a connection is subscribed to.
+struct Subscription {
+    timeline: Timeline,
+    /// The text the client used for it (echoed in replies).
+    text: String,
+    /// The subscription wants tweets with seq above this: its `since`, or for a live-only
+    /// subscription the newest seq delivered when it was made. What a replay cursor reading
+    /// for another subscription of the connection picks up for this one.
+    after: u64,
+}
+
+impl Session {
+    /// Whether some subscription of this connection wants `tweet` (the replay cursor's filter).
+    fn wants(&self, tweet: &DecoratedTweet) -> bool {
+        self.timelines
+            .iter()
+            .any(|sub| tweet.seq > sub.after && sub.timeline.matches(tweet, &self.follows))
+    }
 }
 
 /// A shard's connections and subscription index.
@@ -110,6 +136,7 @@ impl ShardCore {
                 customer: customer.map(Into::into),
                 timelines: Vec::new(),
                 follows: Vec::new(),
+                replay: None,
             },
         );
         (conn, outbox)
@@ -118,8 +145,8 @@ impl ShardCore {
     /// Forgets a connection and all its subscriptions.
     pub fn close_session(&mut self, conn: ConnId) {
         if let Some(session) = self.sessions.remove(&conn) {
-            for (timeline, _) in &session.timelines {
-                self.index.remove(timeline, conn, &session.follows);
+            for sub in &session.timelines {
+                self.index.remove(&sub.timeline, conn, &session.follows);
             }
             telemetry::subscriptions(-(session.timelines.len() as f64));
             if let Some(customer) = &session.customer
@@ -149,7 +176,9 @@ impl ShardCore {
     }
 
     /// Handles `subscribe`: registers the timeline, queues the `subscribed` reply, then any
-    /// `gap` notice and the replayed tweets after `since`.
+    /// `gap` notice, and starts (or widens) the connection's replay of the tweets after
+    /// `since`. A connection gets tweets in seq order, so the replay starts after the newest
+    /// tweet already queued on it.
     pub fn subscribe(
         &mut self,
         conn: ConnId,
@@ -177,12 +206,17 @@ impl ShardCore {
             .sessions
             .get_mut(&conn)
             .ok_or_else(|| ApiError::internal("connection is closed"))?;
-        let existing = session.timelines.iter().position(|(t, _)| *t == timeline);
+        let after = since.unwrap_or(self.last_seq);
+        let existing = session
+            .timelines
+            .iter()
+            .position(|s| s.timeline == timeline);
         match existing {
             Some(at) => {
                 // Re-subscribing replaces (for home: the follows list).
                 self.index.remove(&timeline, conn, &session.follows);
-                session.timelines[at].1 = timeline_text.to_owned();
+                session.timelines[at].text = timeline_text.to_owned();
+                session.timelines[at].after = after;
             }
             None if session.timelines.len() >= self.limits.max_subscriptions => {
                 return Err(ApiError::new(
@@ -194,9 +228,11 @@ impl ShardCore {
                 ));
             }
             None => {
-                session
-                    .timelines
-                    .push((timeline.clone(), timeline_text.to_owned()));
+                session.timelines.push(Subscription {
+                    timeline: timeline.clone(),
+                    text: timeline_text.to_owned(),
+                    after,
+                });
                 telemetry::subscriptions(1.0);
             }
         }
@@ -213,26 +249,44 @@ impl ShardCore {
             timeline: timeline_text,
             seq: self.last_seq,
         }));
-        if let Some(since) = since {
-            let replay = self.history.replay(since, self.last_seq, |t| {
-                timeline.matches(t, &session.follows)
-            });
-            if let Some(oldest) = replay.gap_oldest {
-                outbox.push_reply(ops::to_text(&ops::Gap {
-                    kind: "gap",
-                    timeline: timeline_text,
-                    since,
-                    oldest,
-                }));
-            }
-            let now = Instant::now();
-            let mut counts = FanoutCounts::default();
-            for tweet in &replay.tweets {
-                counts.count(outbox.offer_tweet(tweet, now));
-            }
-            counts.report();
+        let Some(since) = since else {
+            return Ok(());
+        };
+        let gap = self.history.gap(since, self.last_seq);
+        if let Some(oldest) = gap {
+            outbox.push_reply(ops::to_text(&ops::Gap {
+                kind: "gap",
+                timeline: timeline_text,
+                since,
+                oldest,
+            }));
         }
+        if session.replay.is_none() {
+            // A running replay already reads for every subscription, this one included, from
+            // a point it cannot go back before.
+            let start = (since + 1).max(outbox.last_seq() + 1).max(gap.unwrap_or(0));
+            session.replay = Some(ReplayCursor::starting_at(start));
+            outbox.begin_replay();
+        }
+        self.replay_step(conn);
         Ok(())
+    }
+
+    /// Reads a connection's replay on (a bounded step) into its outbox; the writer calls it
+    /// before each drain while the outbox is replaying. Ends the replay once it has caught up
+    /// with what this shard delivered live.
+    pub fn replay_step(&mut self, conn: ConnId) {
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        // Taken out for the step, so the filter can borrow the session.
+        let Some(mut cursor) = session.replay.take() else {
+            return;
+        };
+        let step = cursor.step(&self.history, self.last_seq, &session.outbox, |t| {
+            session.wants(t)
+        });
+        session.replay = (step == ReplayStep::Reading).then_some(cursor);
     }
 
     /// Handles `unsubscribe`.
@@ -250,7 +304,7 @@ impl ShardCore {
         let at = session
             .timelines
             .iter()
-            .position(|(t, _)| *t == timeline)
+            .position(|s| s.timeline == timeline)
             .ok_or_else(|| ApiError::not_found(format!("not subscribed to {timeline_text:?}")))?;
         session.timelines.swap_remove(at);
         self.index.remove(&timeline, conn, &session.follows);

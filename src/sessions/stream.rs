@@ -63,7 +63,11 @@ pub async fn run(
     let (conn, outbox) = core.borrow_mut().open_session(customer);
     telemetry::connections_open("stream", 1.0);
     let (sink, stream) = socket.split();
-    let writer = tokio::task::spawn_local(write_loop(Rc::clone(&outbox), sink));
+    let replay_step = {
+        let core = Rc::clone(&core);
+        move || core.borrow_mut().replay_step(conn)
+    };
+    let writer = tokio::task::spawn_local(write_loop(Rc::clone(&outbox), sink, replay_step));
     let session = Session {
         core: &core,
         conn,
@@ -292,7 +296,13 @@ pub fn send_error(outbox: &Outbox, id: Option<&serde_json::Value>, error: ApiErr
     outbox.push_reply(error.to_frame(id));
 }
 
-async fn write_loop(outbox: Rc<Outbox>, mut sink: SplitSink<ServerSocket, Message>) {
+/// Drains the outbox into the socket, one flush per drain. While a `since` replay runs,
+/// `replay_step` reads the next part of it into the outbox before each drain.
+async fn write_loop(
+    outbox: Rc<Outbox>,
+    mut sink: SplitSink<ServerSocket, Message>,
+    replay_step: impl Fn(),
+) {
     loop {
         match outbox.next_task().await {
             WriterTask::Close(reason) => {
@@ -303,6 +313,13 @@ async fn write_loop(outbox: Rc<Outbox>, mut sink: SplitSink<ServerSocket, Messag
                 return;
             }
             WriterTask::Write => {
+                if outbox.is_replaying() {
+                    replay_step();
+                    if outbox.is_empty() {
+                        // The step only skipped tweets of other timelines: let the others run.
+                        tokio::task::yield_now().await;
+                    }
+                }
                 let mut frames = 0u64;
                 let mut oldest = None;
                 let written = tokio::select! {
