@@ -628,7 +628,10 @@ mod tests {
         let mut shard = Shard::new(8, 1000);
         shard.publish(&batch(1..=40));
         let (conn, outbox) = shard.core.open_session(None);
-        shard.core.subscribe(conn, None, "all", Some(0), None).unwrap();
+        shard
+            .core
+            .subscribe(conn, None, "all", Some(0), None)
+            .unwrap();
         shard.core.close_session(conn);
         // The writer drains once more and asks for the next step: nothing comes.
         outbox.pop();
