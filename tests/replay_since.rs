@@ -129,7 +129,7 @@ async fn a_since_replay_of_50000_tweets_on_a_user_timeline_arrives_whole_then_th
     let server = server(100_000);
     let mut producer = producer(&server).await;
     // Alice writes 5 of every 6 tweets: 50,000 of the first 60,000.
-    let author = |n: u64| if n % 6 == 0 { "bob" } else { "Alice" };
+    let author = |n: u64| if n.is_multiple_of(6) { "bob" } else { "Alice" };
     ingest(&mut producer, 1..=60_000, 40, author).await;
     wait_delivered(&server, 60_000).await;
 
@@ -139,7 +139,7 @@ async fn a_since_replay_of_50000_tweets_on_a_user_timeline_arrives_whole_then_th
     ingest(&mut producer, 60_001..=62_000, 40, author).await;
     seqs.extend(read_until(&mut client, 62_000).await);
 
-    let expected: Vec<u64> = (1..=62_000).filter(|n| n % 6 != 0).collect();
+    let expected: Vec<u64> = (1..=62_000u64).filter(|n| !n.is_multiple_of(6)).collect();
     assert_eq!(expected.len(), 51_667);
     assert!(
         seqs == expected,

@@ -87,15 +87,13 @@ impl HistoryRing {
             evicted(read.evicted);
         }
         let start = tweets.partition_point(|t| t.seq < read.next);
-        let mut scanned = 0;
-        for tweet in tweets.range(start..) {
+        for (scanned, tweet) in tweets.range(start..).enumerate() {
             if tweet.seq > upto {
                 break;
             }
             if scanned == scan_limit {
                 return read;
             }
-            scanned += 1;
             if visit(tweet).is_break() {
                 return read;
             }
@@ -131,7 +129,7 @@ mod tests {
                 Arc::new(DecoratedTweet {
                     seq,
                     frame: Utf8Bytes::from(format!("{seq}")),
-                    author: if seq % 2 == 0 { "even" } else { "odd" }.into(),
+                    author: if seq.is_multiple_of(2) { "even" } else { "odd" }.into(),
                     hashtags: Box::new([]),
                     product: None,
                     ingested_at: Instant::now(),

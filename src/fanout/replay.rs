@@ -15,6 +15,7 @@ use std::ops::ControlFlow;
 use crate::decorate::frame::DecoratedTweet;
 use crate::fanout::history::HistoryRing;
 use crate::sessions::outbox::Outbox;
+use crate::telemetry;
 
 /// Most history entries one step looks at: bounds the time the history's read lock is held
 /// (and the decorator's write waits) to a few microseconds per step.
@@ -69,6 +70,7 @@ impl ReplayCursor {
                     lost,
                     "tweets fell out of the history before a replay read them"
                 );
+                telemetry::frames_dropped(lost);
                 outbox.replay_lost(lost);
             },
             |tweet| {
@@ -111,7 +113,12 @@ mod tests {
         DecoratedTweet {
             seq,
             frame: Utf8Bytes::from(format!("{seq}")),
-            author: if seq % 3 == 0 { "three" } else { "other" }.into(),
+            author: if seq.is_multiple_of(3) {
+                "three"
+            } else {
+                "other"
+            }
+            .into(),
             hashtags: Box::new([]),
             product: None,
             ingested_at: Instant::now(),

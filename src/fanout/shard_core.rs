@@ -554,10 +554,13 @@ mod tests {
             .subscribe(conn, None, "user:alice", since, None)
             .unwrap();
         // Live tweets of both while the replay runs are read after it, in order.
-        shard.publish(&by(
-            41..=50,
-            |seq| if seq % 2 == 0 { "bob" } else { "alice" },
-        ));
+        shard.publish(&by(41..=50, |seq| {
+            if seq.is_multiple_of(2) {
+                "bob"
+            } else {
+                "alice"
+            }
+        }));
         let expected: Vec<u64> = (11..=50).collect();
         assert_eq!(shard.read_all(conn, &outbox), expected);
         assert!(!outbox.is_replaying());
@@ -568,10 +571,13 @@ mod tests {
     #[test]
     fn a_second_since_subscribe_during_a_replay_joins_it_from_the_cursor_on() {
         let mut shard = Shard::new(8, 1000);
-        shard.publish(&by(
-            1..=40,
-            |seq| if seq % 2 == 0 { "bob" } else { "alice" },
-        ));
+        shard.publish(&by(1..=40, |seq| {
+            if seq.is_multiple_of(2) {
+                "bob"
+            } else {
+                "alice"
+            }
+        }));
         let (conn, outbox) = shard.core.open_session(None);
         shard
             .core
