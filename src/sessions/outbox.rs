@@ -196,9 +196,11 @@ impl Outbox {
         self.live_after.get() == REPLAYING
     }
 
-    /// Queues a tweet read by the replay cursor, if it fits within the tweet capacity (with
-    /// the `lagged` notice it may owe first). False when there is no room (or the connection
-    /// is closing): the cursor stays on this tweet and tries again after the writer drained.
+    /// Queues a tweet read by the replay cursor (with the `lagged` notice it may owe first)
+    /// while the queue is less than half full; an empty queue always takes one, so a replay
+    /// always moves. The other half stays free for `stock` events, which a full outbox would
+    /// drop, and the writer's next drain sends the lot. False when there is no room (or the
+    /// connection is closing): the cursor stays on this tweet and tries again after the drain.
     ///
     /// Cost: as [`Outbox::offer_tweet`].
     pub fn push_replayed(&self, tweet: &DecoratedTweet) -> bool {
@@ -206,8 +208,9 @@ impl Outbox {
             self.is_replaying(),
             "only a replay cursor pushes replayed tweets"
         );
+        // The cursor starts after the newest queued tweet and only reads forwards.
+        debug_assert!(tweet.seq > self.last_seq.get(), "a replay never goes back");
         if tweet.seq <= self.last_seq.get() {
-            // Already queued through another subscription's replay: seq order still holds.
             return true;
         }
         if self.is_closing() {
@@ -216,7 +219,7 @@ impl Outbox {
         let mut queue = self.queue.borrow_mut();
         let pending = self.dropped.get();
         let needed = if pending > 0 { 2 } else { 1 };
-        if queue.len() + needed > self.capacity {
+        if !queue.is_empty() && queue.len() + needed > self.capacity / 2 {
             return false;
         }
         if pending > 0 {
@@ -502,8 +505,8 @@ mod tests {
     }
 
     #[test]
-    fn during_a_replay_live_tweets_are_deferred_and_replayed_ones_fill_up_to_capacity() {
-        let outbox = Outbox::new(4, Duration::from_secs(10));
+    fn during_a_replay_live_tweets_are_deferred_and_replayed_ones_fill_half_the_outbox() {
+        let outbox = Outbox::new(8, Duration::from_secs(10));
         let now = Instant::now();
         outbox.begin_replay();
         assert_eq!(outbox.offer_tweet(&tweet(9), now), Offer::Deferred);
@@ -520,7 +523,7 @@ mod tests {
 
     #[test]
     fn tweets_lost_during_a_replay_are_reported_before_the_next_one() {
-        let outbox = Outbox::new(4, Duration::from_secs(10));
+        let outbox = Outbox::new(8, Duration::from_secs(10));
         outbox.begin_replay();
         assert!(outbox.push_replayed(&tweet(1)));
         outbox.replay_lost(7);
@@ -532,11 +535,31 @@ mod tests {
 
     #[test]
     fn a_replaying_client_that_stops_reading_runs_the_slow_clock() {
-        let outbox = Outbox::new(4, Duration::from_millis(10));
+        let outbox = Outbox::new(8, Duration::from_millis(10));
         let start = Instant::now();
         outbox.begin_replay();
         while outbox.push_replayed(&tweet(outbox.last_seq() + 1)) {}
         assert_eq!(outbox.offer_tweet(&tweet(100), start), Offer::Deferred);
         assert!(outbox.close_if_slow(start + Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn a_replay_into_the_smallest_outbox_still_moves_with_its_lagged_notice() {
+        let outbox = Outbox::new(2, Duration::from_secs(10));
+        outbox.begin_replay();
+        outbox.replay_lost(3);
+        assert!(outbox.push_replayed(&tweet(4)));
+        assert!(!outbox.push_replayed(&tweet(5)));
+        assert_eq!(drain(&outbox).len(), 2);
+        assert!(outbox.push_replayed(&tweet(5)));
+    }
+
+    #[test]
+    fn a_replay_leaves_room_for_stock_events() {
+        let outbox = Outbox::new(8, Duration::from_secs(10));
+        outbox.begin_replay();
+        while outbox.push_replayed(&tweet(outbox.last_seq() + 1)) {}
+        let stock = Utf8Bytes::from_static(r#"{"type":"stock","product":"p","remaining":0}"#);
+        assert_eq!(outbox.offer_event(&stock, Instant::now()), Offer::Queued);
     }
 }
