@@ -18,8 +18,9 @@ use crate::sessions::outbox::Outbox;
 use crate::telemetry;
 
 /// Most history entries one step looks at: bounds the time the history's read lock is held
-/// (and the decorator's write waits) to a few microseconds per step.
-pub const SCAN_STEP: usize = 4096;
+/// (and the decorator's write may wait): each entry costs one filter call, a few compares per
+/// subscription of the connection.
+pub const SCAN_STEP: usize = 1024;
 
 /// Where a connection's replay has got to.
 #[derive(Debug, PartialEq, Eq)]

@@ -261,9 +261,9 @@ impl ShardCore {
                 oldest,
             }));
         }
-        if session.replay.is_none() {
-            // A running replay already reads for every subscription, this one included, from
-            // a point it cannot go back before.
+        // `product:<id>` has no tweets to replay. A running replay already reads for every
+        // subscription, this one included, from a point it cannot go back before.
+        if session.replay.is_none() && !matches!(timeline, Timeline::Product(_)) {
             let start = (since + 1).max(outbox.last_seq() + 1).max(gap.unwrap_or(0));
             session.replay = Some(ReplayCursor::starting_at(start));
             outbox.begin_replay();
