@@ -264,7 +264,11 @@ impl ShardCore {
         // `product:<id>` has no tweets to replay. A running replay already reads for every
         // subscription, this one included, from a point it cannot go back before.
         if session.replay.is_none() && !matches!(timeline, Timeline::Product(_)) {
-            let start = (since + 1).max(outbox.last_seq() + 1).max(gap.unwrap_or(0));
+            // `since` is the client's number: any u64 must be safe here.
+            let start = since
+                .saturating_add(1)
+                .max(outbox.last_seq() + 1)
+                .max(gap.unwrap_or(0));
             session.replay = Some(ReplayCursor::starting_at(start));
             outbox.begin_replay();
         }
@@ -645,5 +649,19 @@ mod tests {
         shard.core.replay_step(conn);
         assert_eq!(shard.core.session_count(), 0);
         assert_eq!(outbox.len(), 3);
+    }
+
+    #[test]
+    fn a_since_at_the_top_of_the_range_replays_nothing_and_stays_live() {
+        let mut shard = Shard::new(8, 1000);
+        shard.publish(&batch(1..=4));
+        let (conn, outbox) = shard.core.open_session(None);
+        shard
+            .core
+            .subscribe(conn, None, "all", Some(u64::MAX), None)
+            .unwrap();
+        assert!(!outbox.is_replaying());
+        shard.publish(&batch(5..=5));
+        assert_eq!(shard.read_all(conn, &outbox), [5]);
     }
 }
