@@ -130,7 +130,10 @@ impl Outbox {
     /// writer is falling behind), read while the queue is at hand.
     pub fn offer_tweet_watching(&self, tweet: &DecoratedTweet, now: Instant) -> (Offer, bool) {
         if tweet.seq <= self.live_after.get() {
-            return (self.refuse_live(now), false);
+            if !self.is_replaying() {
+                return (Offer::Duplicate, false);
+            }
+            return (self.defer_live(now), false);
         }
         if self.is_closing() {
             return (Offer::Dropped, false);
@@ -165,14 +168,11 @@ impl Outbox {
         (Offer::Queued, filling)
     }
 
-    /// Why a live tweet was refused. During a replay, a queue that is at least half full while
-    /// live tweets keep coming means the client is behind: the slow-client clock runs (the
-    /// writer's next pop stops it), as it does for a live client whose tweets are dropped.
+    /// Defers a live tweet during a replay. A queue that is at least half full while live
+    /// tweets keep coming means the client is behind: the slow-client clock runs (the writer's
+    /// next pop stops it), as it does for a live client whose tweets are dropped.
     #[cold]
-    fn refuse_live(&self, now: Instant) -> Offer {
-        if !self.is_replaying() {
-            return Offer::Duplicate;
-        }
+    fn defer_live(&self, now: Instant) -> Offer {
         if self.full_since.get().is_none() && self.queue.borrow().len() * 2 >= self.capacity {
             self.full_since.set(Some(now));
         }
