@@ -151,6 +151,31 @@ async fn a_since_replay_of_50000_tweets_on_a_user_timeline_arrives_whole_then_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_beside_a_live_subscription_brings_that_one_only_its_live_tweets_in_order() {
+    let server = server(100_000);
+    let mut producer = producer(&server).await;
+    let author = |n: u64| if n.is_multiple_of(4) { "bob" } else { "alice" };
+    ingest(&mut producer, 1..=20_000, 40, author).await;
+    wait_delivered(&server, 20_000).await;
+
+    let mut client = Client::connect(&server.ws("/v1/stream")).await;
+    client.subscribe("user:bob").await;
+    subscribe_since(&mut client, "user:alice", 0).await;
+    let mut seqs = read_until(&mut client, 1_001).await;
+    // Both timelines get tweets while alice's replay is under way.
+    ingest(&mut producer, 20_001..=21_000, 40, author).await;
+    seqs.extend(read_until(&mut client, 21_000).await);
+
+    // Alice's history, then everyone's live tweets: bob's timeline was subscribed without
+    // `since`, so his retained tweets are not replayed.
+    let expected: Vec<u64> = (1..=20_000u64)
+        .filter(|n| !n.is_multiple_of(4))
+        .chain(20_001..=21_000)
+        .collect();
+    assert!(seqs == expected, "not in order once: {}", describe(&seqs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaying_client_that_stops_reading_gets_lagged_rather_than_a_silent_hole() {
     let server = server(4_000);
     let mut producer = producer(&server).await;
