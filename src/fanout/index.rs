@@ -4,7 +4,8 @@
 //! has a button), its author in `users` and `home`, and each of its hashtags in `tags`. The cost
 //! of fanning out a tweet is those few hash lookups plus one outbox offer per member; a
 //! connection reached through several timelines is offered the tweet several times and the
-//! outbox's seq check keeps exactly one.
+//! outbox's seq check keeps exactly one. A connection whose `since` replay is running defers
+//! the offer (the same compare): its replay cursor reads the tweet from the history instead.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -37,7 +38,7 @@ impl FanoutCounts {
     pub fn count(&mut self, offer: Offer) {
         match offer {
             Offer::Queued => self.queued += 1,
-            Offer::Duplicate => {}
+            Offer::Duplicate | Offer::Deferred => {}
             Offer::Dropped => self.dropped += 1,
             Offer::DroppedAndClosed => {
                 self.dropped += 1;

@@ -3,10 +3,11 @@
 //! One [`shard::FanoutShard`] actor per core, each on its own actix `Arbiter`, owns its
 //! connections and their [`index`]. The decorator sends every shard each batch once, as an
 //! `Arc` of already-serialised frames. The [`history`] ring, shared by all shards, serves
-//! `since` replay.
+//! `since` replay, which a connection's [`replay`] cursor reads as its outbox drains.
 
 pub mod history;
 pub mod index;
+pub mod replay;
 pub mod shard;
 pub mod shard_core;
 pub mod stock_publisher;

@@ -3,6 +3,10 @@
 //! It lives on the shard's thread inside an `Rc<RefCell<_>>` shared by the shard actor (which
 //! delivers tweets) and the shard's session tasks (which subscribe and unsubscribe). Every
 //! borrow is taken and released without an `.await` in between, so they never overlap.
+//!
+//! A `since` subscribe starts a [`ReplayCursor`] on the connection; the connection's writer
+//! calls [`ShardCore::replay_step`] before each drain until the cursor has caught up with live
+//! delivery.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use crate::decorate::partner_index::CatalogStore;
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::history::HistoryRing;
 use crate::fanout::index::{ConnId, FanoutCounts, SubscriptionIndex};
+use crate::fanout::replay::{ReplayCursor, ReplayStep};
 use crate::fanout::timeline::Timeline;
 use crate::sessions::ops;
 use crate::sessions::outbox::Outbox;
@@ -49,10 +54,31 @@ struct Session {
     outbox: Rc<Outbox>,
     /// The signed-in customer, whose order confirmations this connection receives.
     customer: Option<Box<str>>,
-    /// Each timeline with the text the client used for it (echoed in replies).
-    timelines: Vec<(Timeline, String)>,
+    timelines: Vec<Subscription>,
     /// The `home` follows list, lower-case and deduplicated.
     follows: Vec<Box<str>>,
+    /// The running `since` replay, if any; the outbox defers live tweets meanwhile.
+    replay: Option<ReplayCursor>,
+}
+
+/// One timeline a connection is subscribed to.
+struct Subscription {
+    timeline: Timeline,
+    /// The text the client used for it (echoed in replies).
+    text: String,
+    /// The subscription wants tweets with seq above this: its `since`, or for a live-only
+    /// subscription the newest seq delivered when it was made. What a replay cursor reading
+    /// for another subscription of the connection picks up for this one.
+    after: u64,
+}
+
+impl Session {
+    /// Whether some subscription of this connection wants `tweet` (the replay cursor's filter).
+    fn wants(&self, tweet: &DecoratedTweet) -> bool {
+        self.timelines
+            .iter()
+            .any(|sub| tweet.seq > sub.after && sub.timeline.matches(tweet, &self.follows))
+    }
 }
 
 /// A shard's connections and subscription index.
@@ -110,6 +136,7 @@ impl ShardCore {
                 customer: customer.map(Into::into),
                 timelines: Vec::new(),
                 follows: Vec::new(),
+                replay: None,
             },
         );
         (conn, outbox)
@@ -118,8 +145,8 @@ impl ShardCore {
     /// Forgets a connection and all its subscriptions.
     pub fn close_session(&mut self, conn: ConnId) {
         if let Some(session) = self.sessions.remove(&conn) {
-            for (timeline, _) in &session.timelines {
-                self.index.remove(timeline, conn, &session.follows);
+            for sub in &session.timelines {
+                self.index.remove(&sub.timeline, conn, &session.follows);
             }
             telemetry::subscriptions(-(session.timelines.len() as f64));
             if let Some(customer) = &session.customer
@@ -149,7 +176,9 @@ impl ShardCore {
     }
 
     /// Handles `subscribe`: registers the timeline, queues the `subscribed` reply, then any
-    /// `gap` notice and the replayed tweets after `since`.
+    /// `gap` notice, and starts (or widens) the connection's replay of the tweets after
+    /// `since`. A connection gets tweets in seq order, so the replay starts after the newest
+    /// tweet already queued on it.
     pub fn subscribe(
         &mut self,
         conn: ConnId,
@@ -177,12 +206,17 @@ impl ShardCore {
             .sessions
             .get_mut(&conn)
             .ok_or_else(|| ApiError::internal("connection is closed"))?;
-        let existing = session.timelines.iter().position(|(t, _)| *t == timeline);
+        let after = since.unwrap_or(self.last_seq);
+        let existing = session
+            .timelines
+            .iter()
+            .position(|s| s.timeline == timeline);
         match existing {
             Some(at) => {
                 // Re-subscribing replaces (for home: the follows list).
                 self.index.remove(&timeline, conn, &session.follows);
-                session.timelines[at].1 = timeline_text.to_owned();
+                session.timelines[at].text = timeline_text.to_owned();
+                session.timelines[at].after = after;
             }
             None if session.timelines.len() >= self.limits.max_subscriptions => {
                 return Err(ApiError::new(
@@ -194,9 +228,11 @@ impl ShardCore {
                 ));
             }
             None => {
-                session
-                    .timelines
-                    .push((timeline.clone(), timeline_text.to_owned()));
+                session.timelines.push(Subscription {
+                    timeline: timeline.clone(),
+                    text: timeline_text.to_owned(),
+                    after,
+                });
                 telemetry::subscriptions(1.0);
             }
         }
@@ -213,26 +249,48 @@ impl ShardCore {
             timeline: timeline_text,
             seq: self.last_seq,
         }));
-        if let Some(since) = since {
-            let replay = self.history.replay(since, self.last_seq, |t| {
-                timeline.matches(t, &session.follows)
-            });
-            if let Some(oldest) = replay.gap_oldest {
-                outbox.push_reply(ops::to_text(&ops::Gap {
-                    kind: "gap",
-                    timeline: timeline_text,
-                    since,
-                    oldest,
-                }));
-            }
-            let now = Instant::now();
-            let mut counts = FanoutCounts::default();
-            for tweet in &replay.tweets {
-                counts.count(outbox.offer_tweet(tweet, now));
-            }
-            counts.report();
+        let Some(since) = since else {
+            return Ok(());
+        };
+        let gap = self.history.gap(since, self.last_seq);
+        if let Some(oldest) = gap {
+            outbox.push_reply(ops::to_text(&ops::Gap {
+                kind: "gap",
+                timeline: timeline_text,
+                since,
+                oldest,
+            }));
         }
+        // `product:<id>` has no tweets to replay. A running replay already reads for every
+        // subscription, this one included, from a point it cannot go back before.
+        if session.replay.is_none() && !matches!(timeline, Timeline::Product(_)) {
+            // `since` is the client's number: any u64 must be safe here.
+            let start = since
+                .saturating_add(1)
+                .max(outbox.last_seq() + 1)
+                .max(gap.unwrap_or(0));
+            session.replay = Some(ReplayCursor::starting_at(start));
+            outbox.begin_replay();
+        }
+        self.replay_step(conn);
         Ok(())
+    }
+
+    /// Reads a connection's replay on (a bounded step) into its outbox; the writer calls it
+    /// before each drain while the outbox is replaying. Ends the replay once it has caught up
+    /// with what this shard delivered live.
+    pub fn replay_step(&mut self, conn: ConnId) {
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        // Taken out for the step, so the filter can borrow the session.
+        let Some(mut cursor) = session.replay.take() else {
+            return;
+        };
+        let step = cursor.step(&self.history, self.last_seq, &session.outbox, |t| {
+            session.wants(t)
+        });
+        session.replay = (step == ReplayStep::Reading).then_some(cursor);
     }
 
     /// Handles `unsubscribe`.
@@ -250,7 +308,7 @@ impl ShardCore {
         let at = session
             .timelines
             .iter()
-            .position(|(t, _)| *t == timeline)
+            .position(|s| s.timeline == timeline)
             .ok_or_else(|| ApiError::not_found(format!("not subscribed to {timeline_text:?}")))?;
         session.timelines.swap_remove(at);
         self.index.remove(&timeline, conn, &session.follows);
@@ -366,6 +424,10 @@ mod tests {
     use crate::decorate::partner_index::PartnerIndex;
 
     fn core(outbox_frames: usize) -> ShardCore {
+        core_with_history(outbox_frames, Arc::new(HistoryRing::new(16)))
+    }
+
+    fn core_with_history(outbox_frames: usize, history: Arc<HistoryRing>) -> ShardCore {
         let index = PartnerIndex::build(&demo_catalog()).unwrap();
         let limits = SessionLimits {
             max_subscriptions: 8,
@@ -373,20 +435,23 @@ mod tests {
             outbox_frames,
             slow_client_timeout: Duration::from_secs(10),
         };
-        ShardCore::new(
-            Arc::new(HistoryRing::new(16)),
-            Arc::new(CatalogStore::new(index)),
-            limits,
-            1,
-        )
+        ShardCore::new(history, Arc::new(CatalogStore::new(index)), limits, 1)
     }
 
     fn batch(seqs: std::ops::RangeInclusive<u64>) -> Vec<Arc<DecoratedTweet>> {
+        by(seqs, |_| "alice")
+    }
+
+    /// Tweets whose author `author_of(seq)` names; each frame is its seq.
+    fn by(
+        seqs: std::ops::RangeInclusive<u64>,
+        author_of: impl Fn(u64) -> &'static str,
+    ) -> Vec<Arc<DecoratedTweet>> {
         seqs.map(|seq| {
             Arc::new(DecoratedTweet {
                 seq,
                 frame: Utf8Bytes::from(format!("{seq}")),
-                author: "alice".into(),
+                author: author_of(seq).into(),
                 hashtags: Box::new([]),
                 product: None,
                 ingested_at: Instant::now(),
@@ -426,5 +491,177 @@ mod tests {
         let mut counts = FanoutCounts::default();
         assert_eq!(core.deliver(&tweets, 32, &mut counts), 100);
         assert_eq!((counts.queued, counts.filling), (100, false));
+    }
+
+    /// A shard with a history ring of `history_len`, as the server wires them.
+    struct Shard {
+        core: ShardCore,
+        history: Arc<HistoryRing>,
+    }
+
+    impl Shard {
+        fn new(outbox_frames: usize, history_len: usize) -> Shard {
+            let history = Arc::new(HistoryRing::new(history_len));
+            Shard {
+                core: core_with_history(outbox_frames, Arc::clone(&history)),
+                history,
+            }
+        }
+
+        /// What the decorator does: the history first, then the shard's live delivery.
+        fn publish(&mut self, tweets: &[Arc<DecoratedTweet>]) {
+            self.history.push_batch(tweets);
+            let mut counts = FanoutCounts::default();
+            assert_eq!(
+                self.core.deliver(tweets, usize::MAX, &mut counts),
+                tweets.len()
+            );
+        }
+
+        /// What the connection's writer does until nothing is left: a replay step before
+        /// each drain. Returns the tweet seqs it wrote, skipping the replies.
+        fn read_all(&mut self, conn: ConnId, outbox: &Outbox) -> Vec<u64> {
+            let mut seqs = Vec::new();
+            loop {
+                if outbox.is_replaying() {
+                    self.core.replay_step(conn);
+                }
+                assert!(
+                    outbox.len() <= 8 + 2,
+                    "an outbox holds its capacity and replies"
+                );
+                let mut wrote = 0;
+                while let Some(frame) = outbox.pop() {
+                    wrote += 1;
+                    seqs.extend(frame.text.as_str().parse::<u64>().ok());
+                }
+                if wrote == 0 && !outbox.is_replaying() {
+                    return seqs;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_replay_on_a_connection_live_on_another_timeline_keeps_both_in_seq_order() {
+        let mut shard = Shard::new(8, 1000);
+        let (conn, outbox) = shard.core.open_session(None);
+        shard
+            .core
+            .subscribe(conn, None, "user:bob", None, None)
+            .unwrap();
+        shard.publish(&by(1..=40, |seq| if seq == 10 { "bob" } else { "alice" }));
+        assert_eq!(shard.read_all(conn, &outbox), [10]);
+        let since = Some(0);
+        shard
+            .core
+            .subscribe(conn, None, "user:alice", since, None)
+            .unwrap();
+        // Live tweets of both while the replay runs are read after it, in order.
+        shard.publish(&by(41..=50, |seq| {
+            if seq.is_multiple_of(2) {
+                "bob"
+            } else {
+                "alice"
+            }
+        }));
+        let expected: Vec<u64> = (11..=50).collect();
+        assert_eq!(shard.read_all(conn, &outbox), expected);
+        assert!(!outbox.is_replaying());
+        shard.publish(&by(51..=52, |_| "bob"));
+        assert_eq!(shard.read_all(conn, &outbox), [51, 52]);
+    }
+
+    #[test]
+    fn a_second_since_subscribe_during_a_replay_joins_it_from_the_cursor_on() {
+        let mut shard = Shard::new(8, 1000);
+        shard.publish(&by(1..=40, |seq| {
+            if seq.is_multiple_of(2) {
+                "bob"
+            } else {
+                "alice"
+            }
+        }));
+        let (conn, outbox) = shard.core.open_session(None);
+        shard
+            .core
+            .subscribe(conn, None, "user:alice", Some(0), None)
+            .unwrap();
+        // The first step queued 1, 3 and 5 (half the outbox; the reply takes a place) and the
+        // cursor waits on 7.
+        shard
+            .core
+            .subscribe(conn, None, "user:bob", Some(20), None)
+            .unwrap();
+        let expected: Vec<u64> = (1..=19).step_by(2).chain(21..=40).collect();
+        assert_eq!(shard.read_all(conn, &outbox), expected);
+    }
+
+    #[test]
+    fn unsubscribing_during_a_replay_stops_that_timelines_tweets() {
+        let mut shard = Shard::new(8, 1000);
+        shard.publish(&batch(1..=40));
+        let (conn, outbox) = shard.core.open_session(None);
+        shard
+            .core
+            .subscribe(conn, None, "user:alice", Some(0), None)
+            .unwrap();
+        shard.core.unsubscribe(conn, None, "user:alice").unwrap();
+        // What the first step queued (half the outbox's 8 places, less the reply) still goes
+        // out.
+        let expected: Vec<u64> = (1..=3).collect();
+        assert_eq!(shard.read_all(conn, &outbox), expected);
+        shard.publish(&batch(41..=41));
+        assert_eq!(shard.read_all(conn, &outbox), [] as [u64; 0]);
+    }
+
+    #[test]
+    fn a_replay_past_the_history_sends_gap_and_no_lagged_for_the_same_tweets() {
+        let mut shard = Shard::new(8, 16);
+        shard.publish(&batch(1..=40));
+        let (conn, outbox) = shard.core.open_session(None);
+        shard
+            .core
+            .subscribe(conn, None, "all", Some(0), None)
+            .unwrap();
+        let frames: Vec<String> = std::iter::from_fn(|| outbox.pop())
+            .take(3)
+            .map(|f| f.text.as_str().to_owned())
+            .collect();
+        assert!(frames[1].contains(r#""type":"gap""#) && frames[1].contains(r#""oldest":25"#));
+        assert_eq!(frames[2], "25");
+        let expected: Vec<u64> = (26..=40).collect();
+        assert_eq!(shard.read_all(conn, &outbox), expected);
+    }
+
+    #[test]
+    fn closing_a_connection_during_a_replay_forgets_it() {
+        let mut shard = Shard::new(8, 1000);
+        shard.publish(&batch(1..=40));
+        let (conn, outbox) = shard.core.open_session(None);
+        shard
+            .core
+            .subscribe(conn, None, "all", Some(0), None)
+            .unwrap();
+        shard.core.close_session(conn);
+        // The writer drains once more and asks for the next step: nothing comes.
+        outbox.pop();
+        shard.core.replay_step(conn);
+        assert_eq!(shard.core.session_count(), 0);
+        assert_eq!(outbox.len(), 3);
+    }
+
+    #[test]
+    fn a_since_at_the_top_of_the_range_replays_nothing_and_stays_live() {
+        let mut shard = Shard::new(8, 1000);
+        shard.publish(&batch(1..=4));
+        let (conn, outbox) = shard.core.open_session(None);
+        shard
+            .core
+            .subscribe(conn, None, "all", Some(u64::MAX), None)
+            .unwrap();
+        assert!(!outbox.is_replaying());
+        shard.publish(&batch(5..=5));
+        assert_eq!(shard.read_all(conn, &outbox), [5]);
     }
 }

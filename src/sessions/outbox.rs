@@ -11,6 +11,11 @@
 //! Slow consumers: when the queue is full, tweets are dropped and counted; the next frame
 //! that fits is preceded by `{"type":"lagged","dropped":N}`. A client that stays full past
 //! the slow-client timeout is closed with 1008.
+//!
+//! Replay: while a `since` replay runs, the connection's replay cursor (see
+//! [`crate::fanout::replay`]) queues tweets from the history as the writer drains, and live
+//! offers are deferred (the cursor reads them from the history in their turn), so an older
+//! replayed tweet never finds a newer live one ahead of it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -26,6 +31,9 @@ use crate::decorate::frame::DecoratedTweet;
 /// Replies to a client's own ops may exceed the tweet capacity by this much, so a full
 /// outbox of tweets never blocks a `pong`; past it the reader stops reading the client.
 const REPLY_RESERVE: usize = 64;
+
+/// `live_after` while a replay runs: every live offer is deferred.
+const REPLAYING: u64 = u64::MAX;
 
 /// One frame waiting to be written.
 #[derive(Debug)]
@@ -53,6 +61,9 @@ pub enum Offer {
     Dropped,
     /// Dropped, and the client has now been full past the timeout: it is being closed.
     DroppedAndClosed,
+    /// Not queued now: the connection is replaying, and its cursor will read the tweet from
+    /// the history after the older ones.
+    Deferred,
 }
 
 /// What the writer should do next.
@@ -73,6 +84,9 @@ pub struct Outbox {
     slow_timeout: Duration,
     /// Newest tweet seq queued: tweets at or below it are duplicates (or would go backwards).
     last_seq: Cell<u64>,
+    /// Live offers at or below this are refused: equal to `last_seq`, or [`REPLAYING`] while a
+    /// replay cursor feeds the queue. One compare serves both on the per-recipient path.
+    live_after: Cell<u64>,
     /// Tweets dropped since the last `lagged` notice.
     dropped: Cell<u64>,
     /// Since when the queue has been continuously full.
@@ -96,6 +110,7 @@ impl Outbox {
             capacity: capacity.max(2),
             slow_timeout,
             last_seq: Cell::new(0),
+            live_after: Cell::new(0),
             dropped: Cell::new(0),
             full_since: Cell::new(None),
             close: RefCell::new(None),
@@ -114,8 +129,11 @@ impl Outbox {
     /// [`Outbox::offer_tweet`], also saying whether the outbox is now at least half full (the
     /// writer is falling behind), read while the queue is at hand.
     pub fn offer_tweet_watching(&self, tweet: &DecoratedTweet, now: Instant) -> (Offer, bool) {
-        if tweet.seq <= self.last_seq.get() {
-            return (Offer::Duplicate, false);
+        if tweet.seq <= self.live_after.get() {
+            if !self.is_replaying() {
+                return (Offer::Duplicate, false);
+            }
+            return (self.defer_live(now), false);
         }
         if self.is_closing() {
             return (Offer::Dropped, false);
@@ -135,10 +153,7 @@ impl Outbox {
             return (Offer::Dropped, false);
         }
         if pending > 0 {
-            queue.push_back(Outgoing {
-                text: Utf8Bytes::from(format!(r#"{{"type":"lagged","dropped":{pending}}}"#)),
-                ingested_at: None,
-            });
+            queue.push_back(lagged_notice(pending));
             self.dropped.set(0);
         }
         queue.push_back(Outgoing {
@@ -146,10 +161,85 @@ impl Outbox {
             ingested_at: Some(tweet.ingested_at),
         });
         self.last_seq.set(tweet.seq);
+        self.live_after.set(tweet.seq);
         let filling = queue.len() * 2 >= self.capacity;
         drop(queue);
         self.wake_writer();
         (Offer::Queued, filling)
+    }
+
+    /// Defers a live tweet during a replay. A queue that is at least half full while live
+    /// tweets keep coming means the client is behind: the slow-client clock runs (the writer's
+    /// next pop stops it), as it does for a live client whose tweets are dropped.
+    #[cold]
+    fn defer_live(&self, now: Instant) -> Offer {
+        if self.full_since.get().is_none() && self.queue.borrow().len() * 2 >= self.capacity {
+            self.full_since.set(Some(now));
+        }
+        Offer::Deferred
+    }
+
+    /// Starts a replay: from now on live offers are deferred until [`Outbox::end_replay`].
+    pub fn begin_replay(&self) {
+        self.live_after.set(REPLAYING);
+        self.wake_writer();
+    }
+
+    /// Ends a replay (its cursor has read up to what the shard delivered live): live offers
+    /// after the newest queued tweet are taken again.
+    pub fn end_replay(&self) {
+        self.live_after.set(self.last_seq.get());
+    }
+
+    /// Whether a replay cursor feeds this outbox.
+    pub fn is_replaying(&self) -> bool {
+        self.live_after.get() == REPLAYING
+    }
+
+    /// Queues a tweet read by the replay cursor (with the `lagged` notice it may owe first)
+    /// while the queue is less than half full; an empty queue always takes one, so a replay
+    /// always moves. The other half stays free for `stock` events, which a full outbox would
+    /// drop, and the writer's next drain sends the lot. False when there is no room (or the
+    /// connection is closing): the cursor stays on this tweet and tries again after the drain.
+    ///
+    /// Cost: as [`Outbox::offer_tweet`].
+    pub fn push_replayed(&self, tweet: &DecoratedTweet) -> bool {
+        debug_assert!(
+            self.is_replaying(),
+            "only a replay cursor pushes replayed tweets"
+        );
+        // The cursor starts after the newest queued tweet and only reads forwards.
+        debug_assert!(tweet.seq > self.last_seq.get(), "a replay never goes back");
+        if tweet.seq <= self.last_seq.get() {
+            return true;
+        }
+        if self.is_closing() {
+            return false;
+        }
+        let mut queue = self.queue.borrow_mut();
+        let pending = self.dropped.get();
+        let needed = if pending > 0 { 2 } else { 1 };
+        if !queue.is_empty() && queue.len() + needed > self.capacity / 2 {
+            return false;
+        }
+        if pending > 0 {
+            queue.push_back(lagged_notice(pending));
+            self.dropped.set(0);
+        }
+        queue.push_back(Outgoing {
+            text: tweet.frame.clone(),
+            ingested_at: Some(tweet.ingested_at),
+        });
+        self.last_seq.set(tweet.seq);
+        drop(queue);
+        self.wake_writer();
+        true
+    }
+
+    /// Counts tweets that fell out of the history before the replay cursor read them; the
+    /// next queued tweet is preceded by `lagged`.
+    pub fn replay_lost(&self, tweets: u64) {
+        self.dropped.set(self.dropped.get() + tweets);
     }
 
     /// Offers a shared event frame (a `stock` update); dropped like a tweet when full.
@@ -241,7 +331,11 @@ impl Outbox {
             if let Some(reason) = self.close.borrow().clone() {
                 return Poll::Ready(WriterTask::Close(reason));
             }
-            if !self.queue.borrow().is_empty() || self.flush_requested.replace(false) {
+            // A replay with nothing queued wants the writer to read on through the history.
+            if !self.queue.borrow().is_empty()
+                || self.is_replaying()
+                || self.flush_requested.replace(false)
+            {
                 return Poll::Ready(WriterTask::Write);
             }
             self.writer.set(Some(cx.waker().clone()));
@@ -326,6 +420,14 @@ impl Outbox {
     }
 }
 
+/// `{"type":"lagged","dropped":N}`.
+fn lagged_notice(dropped: u64) -> Outgoing {
+    Outgoing {
+        text: Utf8Bytes::from(format!(r#"{{"type":"lagged","dropped":{dropped}}}"#)),
+        ingested_at: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,5 +502,64 @@ mod tests {
         outbox.pop();
         assert_eq!(outbox.offer_tweet(&tweet(4), later), Offer::Queued);
         assert!(!outbox.is_closing());
+    }
+
+    #[test]
+    fn during_a_replay_live_tweets_are_deferred_and_replayed_ones_fill_half_the_outbox() {
+        let outbox = Outbox::new(8, Duration::from_secs(10));
+        let now = Instant::now();
+        outbox.begin_replay();
+        assert_eq!(outbox.offer_tweet(&tweet(9), now), Offer::Deferred);
+        let pushed = (1..=6).take_while(|seq| outbox.push_replayed(&tweet(*seq)));
+        assert_eq!(pushed.count(), 4);
+        assert_eq!(outbox.len(), 4);
+        outbox.pop();
+        assert!(outbox.push_replayed(&tweet(5)));
+        outbox.end_replay();
+        assert_eq!(outbox.offer_tweet(&tweet(5), now), Offer::Duplicate);
+        drain(&outbox);
+        assert_eq!(outbox.offer_tweet(&tweet(9), now), Offer::Queued);
+    }
+
+    #[test]
+    fn tweets_lost_during_a_replay_are_reported_before_the_next_one() {
+        let outbox = Outbox::new(8, Duration::from_secs(10));
+        outbox.begin_replay();
+        assert!(outbox.push_replayed(&tweet(1)));
+        outbox.replay_lost(7);
+        assert!(outbox.push_replayed(&tweet(9)));
+        let frames = drain(&outbox);
+        assert_eq!(frames[1], r#"{"type":"lagged","dropped":7}"#);
+        assert!(frames[2].contains(r#""seq":9"#));
+    }
+
+    #[test]
+    fn a_replaying_client_that_stops_reading_runs_the_slow_clock() {
+        let outbox = Outbox::new(8, Duration::from_millis(10));
+        let start = Instant::now();
+        outbox.begin_replay();
+        while outbox.push_replayed(&tweet(outbox.last_seq() + 1)) {}
+        assert_eq!(outbox.offer_tweet(&tweet(100), start), Offer::Deferred);
+        assert!(outbox.close_if_slow(start + Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn a_replay_into_the_smallest_outbox_still_moves_with_its_lagged_notice() {
+        let outbox = Outbox::new(2, Duration::from_secs(10));
+        outbox.begin_replay();
+        outbox.replay_lost(3);
+        assert!(outbox.push_replayed(&tweet(4)));
+        assert!(!outbox.push_replayed(&tweet(5)));
+        assert_eq!(drain(&outbox).len(), 2);
+        assert!(outbox.push_replayed(&tweet(5)));
+    }
+
+    #[test]
+    fn a_replay_leaves_room_for_stock_events() {
+        let outbox = Outbox::new(8, Duration::from_secs(10));
+        outbox.begin_replay();
+        while outbox.push_replayed(&tweet(outbox.last_seq() + 1)) {}
+        let stock = Utf8Bytes::from_static(r#"{"type":"stock","product":"p","remaining":0}"#);
+        assert_eq!(outbox.offer_event(&stock, Instant::now()), Offer::Queued);
     }
 }

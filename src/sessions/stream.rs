@@ -74,8 +74,16 @@ pub async fn run(
         app.config.ping_timeout,
         Instant::now(),
     ));
-    let writer =
-        tokio::task::spawn_local(write_loop(Rc::clone(&outbox), Rc::clone(&keep_alive), sink));
+    let replay_step = {
+        let core = Rc::clone(&core);
+        move || core.borrow_mut().replay_step(conn)
+    };
+    let writer = tokio::task::spawn_local(write_loop(
+        Rc::clone(&outbox),
+        Rc::clone(&keep_alive),
+        sink,
+        replay_step,
+    ));
     let session = Session {
         core: &core,
         conn,
@@ -340,10 +348,14 @@ pub fn send_error(outbox: &Outbox, id: Option<&serde_json::Value>, error: ApiErr
     outbox.push_reply(error.to_frame(id));
 }
 
+/// Drains the outbox into the socket, one flush per drain, with a keep-alive ping when one is
+/// due. While a `since` replay runs, `replay_step` reads the next part of it into the outbox
+/// before each drain.
 async fn write_loop(
     outbox: Rc<Outbox>,
     keep_alive: Rc<KeepAlive>,
     mut sink: SplitSink<ServerSocket, Message>,
+    replay_step: impl Fn(),
 ) {
     loop {
         match outbox.next_task().await {
@@ -355,6 +367,13 @@ async fn write_loop(
                 return;
             }
             WriterTask::Write => {
+                if outbox.is_replaying() {
+                    replay_step();
+                    if outbox.is_empty() {
+                        // The step only skipped tweets of other timelines: let the others run.
+                        tokio::task::yield_now().await;
+                    }
+                }
                 let mut frames = 0u64;
                 let mut oldest = None;
                 let written = tokio::select! {

@@ -1,0 +1,93 @@
+//! What `--history` costs: the heap held by a full history ring of 100,000 decorated tweets
+//! from the synthetic firehose (the default 2 % partner share), measured with a counting
+//! global allocator. README's figure comes from this test's output
+//! (`cargo test --test history_memory -- --nocapture`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use buyline::decorate::demo::demo_catalog;
+use buyline::decorate::frame::{self, CatalogStock};
+use buyline::decorate::partner_index::PartnerIndex;
+use buyline::fanout::history::HistoryRing;
+use buyline::sources::synthetic::SyntheticFirehose;
+
+struct CountingAllocator;
+
+/// Bytes allocated and not yet freed.
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; it only counts.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+const HISTORY: usize = 100_000;
+
+#[test]
+fn a_full_history_of_100000_synthetic_tweets_holds_less_than_100_mb() {
+    let catalog = demo_catalog();
+    let index = PartnerIndex::build(&catalog).expect("demo catalog");
+    let mut firehose = SyntheticFirehose::new(&catalog, 0.02, 7);
+    let mut buf = Vec::with_capacity(4096);
+    let ring = HistoryRing::new(HISTORY);
+    let mut frame_bytes = 0;
+    let mut tweets = Vec::new();
+
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    // Twice the capacity: the ring is full and has evicted as it does in service.
+    for batch in 0..2 * HISTORY / 1000 {
+        tweets.clear();
+        firehose.fill(1000, &mut tweets);
+        let decorated: Vec<_> = tweets
+            .iter()
+            .enumerate()
+            .map(|(i, tweet)| {
+                let seq = (batch * 1000 + i + 1) as u64;
+                let t = frame::decorate(
+                    &index,
+                    &CatalogStock,
+                    seq,
+                    tweet,
+                    Instant::now(),
+                    false,
+                    &mut buf,
+                );
+                Arc::new(t)
+            })
+            .collect();
+        if batch >= HISTORY / 1000 {
+            frame_bytes += decorated.iter().map(|t| t.frame.len()).sum::<usize>();
+        }
+        ring.push_batch(&decorated);
+    }
+    drop(tweets);
+    let held = LIVE_BYTES.load(Ordering::Relaxed) - before;
+
+    assert_eq!(ring.len(), HISTORY);
+    let per_tweet = held as f64 / HISTORY as f64;
+    eprintln!(
+        "history of {HISTORY}: {:.1} MB held, {per_tweet:.0} bytes a tweet, of which frame {:.0}",
+        held as f64 / 1e6,
+        frame_bytes as f64 / HISTORY as f64,
+    );
+    assert!(held < 100_000_000, "{held} bytes for {HISTORY} tweets");
+}
