@@ -44,6 +44,10 @@ pub enum ErrorCode {
 /// node is back within seconds.
 pub const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 5;
 
+/// Seconds a client over a connection limit (`rate_limited`) is told to wait before trying again:
+/// long enough for a slot to free up, short enough that a buyer is not lost.
+pub const RATE_LIMITED_RETRY_AFTER_SECS: u32 = 5;
+
 impl ErrorCode {
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
@@ -103,6 +107,7 @@ impl ErrorCode {
     pub fn retry_after_secs(self) -> Option<u32> {
         match self {
             ErrorCode::Unavailable => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            ErrorCode::RateLimited => Some(RATE_LIMITED_RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -322,13 +327,17 @@ mod tests {
     }
 
     #[test]
-    fn only_unavailable_is_a_503_with_a_retry_after() {
+    fn unavailable_and_rate_limited_carry_a_retry_after() {
         assert_eq!(ErrorCode::Unavailable.http_status(), 503);
         assert_eq!(
             ErrorCode::Unavailable.retry_after_secs(),
             Some(UNAVAILABLE_RETRY_AFTER_SECS)
         );
         assert_eq!(ErrorCode::Internal.retry_after_secs(), None);
-        assert_eq!(ErrorCode::RateLimited.retry_after_secs(), None);
+        assert_eq!(
+            ErrorCode::RateLimited.retry_after_secs(),
+            Some(RATE_LIMITED_RETRY_AFTER_SECS)
+        );
+        assert_eq!(ErrorCode::SoldOut.retry_after_secs(), None);
     }
 }

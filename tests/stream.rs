@@ -280,6 +280,7 @@ async fn connections_past_the_limit_are_refused_with_a_clear_error() {
     match refused {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), 429);
+            assert_eq!(response.headers()["retry-after"], "5");
             let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
             assert!(body.contains("rate_limited"), "{body}");
         }

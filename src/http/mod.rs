@@ -187,7 +187,7 @@ pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Respon
 }
 
 /// How long a client is told to wait before reconnecting when its address is at its cap.
-const RETRY_AFTER_SECS: u32 = 5;
+const RETRY_AFTER_SECS: u32 = crate::error::RATE_LIMITED_RETRY_AFTER_SECS;
 
 /// How long answering a connection over its address's cap may take, reading included.
 const REFUSAL_BUDGET: Duration = Duration::from_secs(1);
