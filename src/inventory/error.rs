@@ -78,8 +78,9 @@ pub enum InventoryError {
         "this idempotency key was already used for a different product or quantity; use a new key"
     )]
     IdempotencyMismatch,
-    /// `internal`: the inventory could not complete the request (a reservation whose first
-    /// attempt was never made durable, or a server out of hold capacity). Safe to retry.
+    /// `unavailable`: the inventory could not complete the request now (a reservation whose
+    /// first attempt was never made durable, or a server out of hold capacity). Safe to retry,
+    /// so it is a 503 with `Retry-After`, not an `internal` error.
     #[error("the reservation could not be completed ({reason}); please retry")]
     Unavailable {
         /// What went wrong, for the message.
@@ -103,7 +104,7 @@ impl InventoryError {
             InventoryError::ReservationNotFound => ErrorCode::ReservationNotFound,
             InventoryError::ReservationExpired => ErrorCode::ReservationExpired,
             InventoryError::IdempotencyMismatch => ErrorCode::IdempotencyMismatch,
-            InventoryError::Unavailable { .. } => ErrorCode::Internal,
+            InventoryError::Unavailable { .. } => ErrorCode::Unavailable,
         }
     }
 }

@@ -597,7 +597,7 @@ fn errors_convert_to_api_errors_with_their_codes() {
             },
             "bad_request",
         ),
-        (InventoryError::Unavailable { reason: "x" }, "internal"),
+        (InventoryError::Unavailable { reason: "x" }, "unavailable"),
     ];
     for (err, code) in cases {
         let message = err.to_string();
@@ -737,7 +737,7 @@ fn a_dropped_ticket_fails_the_waiters_and_frees_the_key() {
     drop(first.ticket);
     assert_eq!(
         wait.peek().unwrap().unwrap_err().code(),
-        ErrorCode::Internal
+        ErrorCode::Unavailable
     );
     assert!(matches!(
         inv.reserve(&keyed("alice", "p", 1, "k")),
