@@ -9,7 +9,8 @@
 //! one waker call when the writer was idle. No allocation, no serialisation.
 //!
 //! Slow consumers: when the queue is full, tweets are dropped and counted; the next frame
-//! that fits is preceded by `{"type":"lagged","dropped":N}`. A client that stays full past
+//! that fits is preceded by `{"type":"lagged","dropped":N}`, or, if the writer empties the
+//! queue first, the notice ends that drain. A client that stays full past
 //! the slow-client timeout is closed with 1008.
 //!
 //! Replay: while a `since` replay runs, the connection's replay cursor (see
@@ -361,6 +362,15 @@ impl Outbox {
     pub fn pop(&self) -> Option<Outgoing> {
         let mut queue = self.queue.borrow_mut();
         let frame = queue.pop_front();
+        // Drained with drops still unreported: the `lagged` notice goes out in this drain,
+        // where the dropped frames would have been, instead of waiting for a frame that fits
+        // (on a quiet timeline there may be none for a long time).
+        if frame.is_some() && queue.is_empty() {
+            let pending = self.dropped.replace(0);
+            if pending > 0 {
+                queue.push_back(lagged_notice(pending));
+            }
+        }
         if queue.len() < self.capacity {
             self.full_since.set(None);
             if let Some(reader) = self.reader.take() {
@@ -462,17 +472,34 @@ mod tests {
 
     #[test]
     fn overflow_drops_and_reports_lagged_before_the_next_frame() {
+        let outbox = Outbox::new(4, Duration::from_secs(10));
+        let now = Instant::now();
+        for seq in 1..=6 {
+            outbox.offer_tweet(&tweet(seq), now);
+        }
+        assert_eq!(outbox.len(), 4);
+        // The writer pops two; the queue has room again before it drained.
+        assert!(outbox.pop().unwrap().text.contains(r#""seq":1"#));
+        assert!(outbox.pop().unwrap().text.contains(r#""seq":2"#));
+        assert_eq!(outbox.offer_tweet(&tweet(7), now), Offer::Queued);
+        let frames = drain(&outbox);
+        assert!(frames[1].contains(r#""seq":4"#));
+        assert_eq!(frames[2], r#"{"type":"lagged","dropped":2}"#);
+        assert!(frames[3].contains(r#""seq":7"#));
+    }
+
+    #[test]
+    fn a_drained_outbox_reports_its_drops_without_waiting_for_another_frame() {
         let outbox = Outbox::new(2, Duration::from_secs(10));
         let now = Instant::now();
         for seq in 1..=5 {
             outbox.offer_tweet(&tweet(seq), now);
         }
-        assert_eq!(outbox.len(), 2);
-        drain(&outbox);
-        assert_eq!(outbox.offer_tweet(&tweet(6), now), Offer::Queued);
+        // No tweet follows (a quiet timeline): the drain itself ends with the notice.
         let frames = drain(&outbox);
-        assert_eq!(frames[0], r#"{"type":"lagged","dropped":3}"#);
-        assert!(frames[1].contains(r#""seq":6"#));
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[2], r#"{"type":"lagged","dropped":3}"#);
+        assert!(outbox.pop().is_none());
     }
 
     #[test]
