@@ -263,6 +263,24 @@ async fn a_full_disk_makes_the_node_unready_and_loses_no_acknowledged_hold() {
         (&json!("r1"), &json!("unavailable"))
     );
 
+    // A new product cannot open its stock: the PUT is refused and the catalog does not list it
+    // (a button for a product that cannot be reserved would only produce errors).
+    let admin = common::sign(&data_dir, Role::Admin, "ops");
+    let put = http()
+        .put(format!("http://{addr}/v1/admin/products/late"))
+        .bearer_auth(&admin)
+        .json(
+            &json!({"id":"late","partner":"p","title":"Late","description":"d",
+            "image":"https://p.example/l.jpg","price":{"amount":100,"currency":"usd"},
+            "urls":["https://p.example/late"],"stock":10}),
+        )
+        .send()
+        .await
+        .expect("product PUT");
+    assert_unavailable("a new product's PUT", &answer(put).await);
+    let (status, body) = text(addr, "/v1/products/late").await;
+    assert_eq!(status, 404, "the refused product is listed: {body}");
+
     // The node says it cannot sell, and why; the refused reservation is not counted.
     let (status, body) = text(addr, "/readyz").await;
     assert_eq!(status, 503, "{body}");

@@ -155,6 +155,7 @@ pub async fn put_product(
     uri: Uri,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let was_listed = state.app.catalog.load().product(&id).is_some();
     let response = admin_put(
         &state,
         &id,
@@ -164,12 +165,20 @@ pub async fn put_product(
     )
     .await?;
     // The catalog took it; now the inventory (a new product opens with its stock, durably).
-    if let Some(product) = state.app.catalog.load().product(&id) {
-        state
+    let listed = state.app.catalog.load().product(&id).cloned();
+    if let Some(product) = listed
+        && let Err(error) = state
             .app
             .inventory
-            .open_product(Product::clone(product))
-            .await?;
+            .open_product(Product::clone(&product))
+            .await
+    {
+        // A new product whose stock could not open (the journal stopped) leaves the catalog
+        // again: a button for a product nobody can reserve would only produce errors.
+        if !was_listed && let Err(undo) = state.app.catalog.delete_product(&id) {
+            tracing::warn!(%id, %undo, "could not take back a product whose stock did not open");
+        }
+        return Err(error);
     }
     Ok(response)
 }
