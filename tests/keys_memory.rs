@@ -258,3 +258,68 @@ fn a_live_hold_and_an_idempotency_key_each_cost_less_than_a_kilobyte() {
     assert!(per(engine_keys + state_keys) < 1024.0);
     assert!(per(engine_keys) > 0.0 && per(state_keys) > 0.0);
 }
+
+// --- What a prune costs at a million keys ---
+
+/// Keys in the prune measurement.
+const MILLION: usize = 1_000_000;
+
+#[test]
+fn pruning_a_million_keys_scans_them_all_and_removes_only_those_past_the_window() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let now_ms = 1_700_000_000_000;
+    let window = KeyWindow::new(Duration::from_secs(60));
+    let inventory = Inventory::with_key_window(window);
+    let mut state = InventoryState::default();
+    state.apply(
+        &inventory
+            .open_product(&product(MILLION as u32))
+            .expect("opened"),
+    );
+    for i in 0..MILLION {
+        let (who, key) = (customer(i), key(1, i));
+        let reserved = reserve(&inventory, &who, Some(&key), now_ms);
+        if let Some(ticket) = reserved.ticket {
+            ticket.complete();
+        }
+        let released = inventory
+            .release(&who, reserved.hold, now_ms)
+            .expect("release");
+        state.apply(&reserved.record);
+        state.apply(&released.record);
+    }
+    // Timed for the printout only (a debug build: a release build is several times faster,
+    // `cargo bench --bench inventory -- prune_keys`).
+    let timed = |what: &str, prune: &mut dyn FnMut() -> usize| {
+        let began = std::time::Instant::now();
+        let removed = prune();
+        println!(
+            "{what}: {removed} removed of {MILLION} in {:.1} ms",
+            began.elapsed().as_secs_f64() * 1e3
+        );
+        removed
+    };
+    let inside = now_ms + 59_999;
+    let past = now_ms + 60_000;
+    assert_eq!(
+        timed("engine, none due", &mut || inventory
+            .prune_idempotency(inside)),
+        0
+    );
+    assert_eq!(
+        timed("writer's copy, none due", &mut || state
+            .prune_keys(inside, window)),
+        0
+    );
+    assert_eq!(
+        timed("engine, all due", &mut || inventory.prune_idempotency(past)),
+        MILLION
+    );
+    assert_eq!(
+        timed("writer's copy, all due", &mut || state
+            .prune_keys(past, window)),
+        MILLION
+    );
+    assert_eq!(inventory.idempotency_keys(), 0);
+    assert!(state.keys.is_empty());
+}
