@@ -335,7 +335,7 @@ impl InventoryService {
     }
 
     /// Ends the holds past their expiry and journals it; the server runs this every
-    /// [`EXPIRY_SWEEP`]. Every [`KeyWindow::prune_every_ms`] (a quarter of the key window, at
+    /// [`EXPIRY_SWEEP`]. Every [`KeyWindow::prune_every_ms`] (a twelfth of the key window, at
     /// most a minute) it also forgets idempotency keys past their window.
     pub async fn sweep(&self, records: &mut Vec<Record>) {
         records.clear();
@@ -368,7 +368,7 @@ impl InventoryService {
         // Pruning scans every key: with hundreds of thousands of keys, doing it on every sweep
         // took about 40 % of the server's CPU during a sale (see BENCHMARKS.md). Keys past
         // their window are refused on lookup anyway; this frees their memory, so the table
-        // holds at most a window and a quarter of keys.
+        // holds at most a window and a twelfth of keys.
         // At a million keys a prune takes about 25 ms of scanning plus 0.35 µs a key removed
         // (README "Memory"), so it runs on a blocking thread, not the runtime's.
         let last = self.keys_pruned_at.load(Ordering::Relaxed);
