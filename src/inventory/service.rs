@@ -380,6 +380,8 @@ impl InventoryService {
                 tracing::error!(%error, "pruning idempotency keys failed");
             }
         }
+        // Cost: a sum over the table's counter stripes.
+        telemetry::idempotency_keys(self.engine.idempotency_keys());
     }
 
     /// Why this node takes no reservations, for `/readyz`; `None` while it can. Worded for the
