@@ -135,6 +135,10 @@ pub struct Config {
     pub max_follows: usize,
     /// The largest `POST /v1/ingest` body accepted, in bytes.
     pub max_ingest_body_bytes: usize,
+    /// How long a reservation's idempotency key is remembered after its first use. Keys inside
+    /// the window are held in memory (a few hundred bytes each, README "Memory"), so this bounds
+    /// the memory of keyed reservations: keys a second times the window.
+    pub idempotency_window: Duration,
     /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`info,buyline::fanout=debug`).
     pub log: String,
 }
@@ -167,6 +171,7 @@ impl Default for Config {
             max_connections_per_ip: 1000,
             max_follows: 5000,
             max_ingest_body_bytes: 16 * 1024 * 1024,
+            idempotency_window: Duration::from_secs(24 * 60 * 60),
             log: String::from("info"),
         }
     }
@@ -266,6 +271,17 @@ impl Config {
                 });
             }
         }
+        if !(MIN_IDEMPOTENCY_WINDOW..=MAX_IDEMPOTENCY_WINDOW).contains(&self.idempotency_window) {
+            return Err(ConfigError::Invalid {
+                flag: "--idempotency-window",
+                requirement: format!(
+                    "must be {} to {} seconds, got {}",
+                    MIN_IDEMPOTENCY_WINDOW.as_secs(),
+                    MAX_IDEMPOTENCY_WINDOW.as_secs(),
+                    self.idempotency_window.as_secs_f64()
+                ),
+            });
+        }
         // Caught here rather than when logging starts, so a typo fails before anything runs.
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return Err(ConfigError::Invalid {
@@ -279,6 +295,11 @@ impl Config {
 
 /// The longest any timeout flag may be: one day.
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The shortest `--idempotency-window`: a minute, well past any client's retry of one request.
+pub const MIN_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(60);
+/// The longest `--idempotency-window`: a week (memory grows with the window).
+pub const MAX_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// True for 127.0.0.0/8, `::1`, and `::ffff:127.x.y.z`.
 fn is_loopback(listen: SocketAddr) -> bool {
@@ -483,6 +504,11 @@ struct ServeArgs {
     #[arg(long, value_name = "N")]
     max_ingest_body_bytes: Option<usize>,
 
+    /// Seconds a reservation's idempotency key is remembered, 60 to 604800; memory holds every
+    /// key inside it [default: 86400]
+    #[arg(long, value_name = "SECS")]
+    idempotency_window: Option<u64>,
+
     /// Log filter, in tracing EnvFilter syntax [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -532,6 +558,7 @@ impl ServeArgs {
             max_connections_per_ip,
             max_follows,
             max_ingest_body_bytes,
+            idempotency_window,
             log,
         } = self;
         ServeArgs {
@@ -560,6 +587,7 @@ impl ServeArgs {
             max_connections_per_ip: max_connections_per_ip.or(lower.max_connections_per_ip),
             max_follows: max_follows.or(lower.max_follows),
             max_ingest_body_bytes: max_ingest_body_bytes.or(lower.max_ingest_body_bytes),
+            idempotency_window: idempotency_window.or(lower.idempotency_window),
             log: log.or(lower.log),
         }
     }
@@ -594,6 +622,7 @@ impl ServeArgs {
             max_connections_per_ip,
             max_follows,
             max_ingest_body_bytes,
+            idempotency_window,
             log,
         } = self;
         let listen = listen.unwrap_or(defaults.listen);
@@ -632,6 +661,8 @@ impl ServeArgs {
                 .unwrap_or(defaults.max_connections_per_ip),
             max_follows: max_follows.unwrap_or(defaults.max_follows),
             max_ingest_body_bytes: max_ingest_body_bytes.unwrap_or(defaults.max_ingest_body_bytes),
+            idempotency_window: idempotency_window
+                .map_or(defaults.idempotency_window, Duration::from_secs),
             log: log.unwrap_or(defaults.log),
         })
     }

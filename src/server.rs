@@ -125,8 +125,14 @@ pub fn start(
         None => demo::demo_catalog(),
     };
     let index = PartnerIndex::build(&catalog).context("the catalog is invalid")?;
-    let inventory = InventoryService::start(&config.data_dir.join("journal"), &catalog.products)
-        .context("the inventory journal could not be recovered")?;
+    let key_window = crate::inventory::KeyWindow::new(config.idempotency_window);
+    let inventory = InventoryService::start_with_key_window(
+        &config.data_dir.join("journal"),
+        &catalog.products,
+        crate::journal::JournalOptions::default(),
+        key_window,
+    )
+    .context("the inventory journal could not be recovered")?;
     let orders = Arc::new(OrderBook::from_journal(inventory.take_recovered_orders()));
     let wallet_dir = config.data_dir.join("wallet");
     let wallet = Wallet::open(&wallet_dir, MasterKey::derive(&secret))

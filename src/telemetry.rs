@@ -40,6 +40,7 @@ const JOURNAL_FSYNCS: &str = "buyline_journal_fsyncs_total";
 const JOURNAL_BYTES: &str = "buyline_journal_bytes_total";
 const JOURNAL_SNAPSHOTS: &str = "buyline_journal_snapshots_total";
 const JOURNAL_HEALTHY: &str = "buyline_journal_healthy";
+const IDEMPOTENCY_KEYS: &str = "buyline_idempotency_keys";
 const PROCESS_CPU: &str = "process_cpu_seconds_total";
 const PROCESS_CPU_PRECISE: &str = "buyline_process_cpu_seconds";
 const PROCESS_RSS: &str = "process_resident_memory_bytes";
@@ -176,6 +177,10 @@ fn describe() {
     describe_gauge!(
         JOURNAL_HEALTHY,
         "1 while the journal takes appends, 0 once it stopped after a write or sync error (for good: a restart is needed)."
+    );
+    describe_gauge!(
+        IDEMPOTENCY_KEYS,
+        "Reservation idempotency keys held in memory (inside --idempotency-window, or past it and not yet pruned)."
     );
     describe_counter!(
         PROCESS_CPU,
@@ -381,6 +386,11 @@ pub fn journal(stats: &crate::journal::JournalStats) {
     counter!(JOURNAL_FSYNCS).absolute(stats.fsyncs);
     counter!(JOURNAL_BYTES).absolute(stats.bytes);
     counter!(JOURNAL_SNAPSHOTS).absolute(stats.snapshots);
+}
+
+/// Reservation idempotency keys held in memory now.
+pub fn idempotency_keys(keys: usize) {
+    gauge!(IDEMPOTENCY_KEYS).set(keys as f64);
 }
 
 /// Whether the journal takes appends (1) or has stopped (0).

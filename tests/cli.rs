@@ -223,3 +223,26 @@ async fn replay_plays_a_native_ndjson_file_and_skips_bad_lines() {
         assert_eq!(frame["seq"], i);
     }
 }
+
+#[test]
+fn an_idempotency_window_under_a_minute_is_refused_naming_the_flag() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_buyline"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--firehose",
+            "none",
+            "--idempotency-window",
+            "59",
+            "--data-dir",
+        ])
+        .arg(data_dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--idempotency-window"), "{stderr}");
+    assert!(stderr.contains("60"), "{stderr}");
+}

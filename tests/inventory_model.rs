@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use buyline::inventory::idempotency::fingerprint;
 use buyline::inventory::{
-    EXPIRED_RETENTION_MS, HoldId, Inventory, InventoryError, InventoryState, KEY_TTL_MS,
+    EXPIRED_RETENTION_MS, HoldId, Inventory, InventoryError, InventoryState, KEY_TTL_MS, KeyWindow,
     MAX_QUANTITY, Record, Reservation, ReserveRequest, StockCounts,
 };
 use buyline::model::{Money, Product, SaleWindow};
@@ -464,7 +464,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Restart => {
                 // A restart resumes from the replayed journal, not from the engine; keys a
                 // day old are gone from both.
-                journal.state.prune_keys(model.now);
+                journal.state.prune_keys(model.now, KeyWindow::DEFAULT);
                 engine = Inventory::from_state(journal.state.clone(), &catalog, model.now);
                 for hold in &mut model.holds {
                     if let Status::Expired { .. } = hold.status {
@@ -493,9 +493,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         // Keys a day old count as absent; the engine forgets one when it is used again, the
         // journal when it is pruned. Compare what is in force.
         let mut engine_state = engine.to_state();
-        engine_state.prune_keys(model.now);
+        engine_state.prune_keys(model.now, KeyWindow::DEFAULT);
         let mut journal_state = journal.state.clone();
-        journal_state.prune_keys(model.now);
+        journal_state.prune_keys(model.now, KeyWindow::DEFAULT);
         prop_assert_eq!(engine_state, journal_state);
     }
     Ok(())

@@ -4,9 +4,13 @@
 //! succeed, the others decline with their own code. Like Stripe's test mode it refuses any
 //! other number, so a real card can never be "charged" by a demo server.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustc_hash::FxHashMap;
 
 use crate::checkout::card::ValidCard;
 use crate::error::{ApiError, ErrorCode};
@@ -84,18 +88,71 @@ pub trait PaymentGateway: Send + Sync {
     fn refund<'a>(&'a self, receipt: &'a Receipt) -> RefundFuture<'a>;
 }
 
+/// Charge keys the sandbox remembers: the most recent 100,000 (a few hundred bytes each). A real
+/// gateway keeps its keys a day; the sandbox bounds its memory instead, since every sale
+/// charges under a key of its own. Checkout retries a charge only while its hold lives.
+pub const SANDBOX_CHARGE_KEYS: usize = 100_000;
+
 /// The built-in gateway: Stripe's public test cards, no network.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SandboxGateway {
     /// Numbers the next charge id.
     charges: AtomicU64,
     /// Refunds made.
     refunds: AtomicU64,
     /// Receipts by idempotency key, so a retried charge is not charged again.
-    by_key: dashmap::DashMap<String, Receipt>,
+    receipts: Mutex<KeyedReceipts>,
+}
+
+/// The most recent charge keys and their receipts, oldest forgotten first.
+#[derive(Debug, Default)]
+struct KeyedReceipts {
+    by_key: FxHashMap<String, Receipt>,
+    /// Keys in the order they were first used.
+    order: VecDeque<String>,
+    /// The most keys kept.
+    capacity: usize,
+}
+
+impl KeyedReceipts {
+    fn insert(&mut self, key: &str, receipt: Receipt) {
+        if self.by_key.insert(key.to_owned(), receipt).is_some() {
+            return;
+        }
+        self.order.push_back(key.to_owned());
+        if self.order.len() > self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.by_key.remove(&oldest);
+        }
+    }
+}
+
+impl Default for SandboxGateway {
+    fn default() -> Self {
+        SandboxGateway::with_key_capacity(SANDBOX_CHARGE_KEYS)
+    }
 }
 
 impl SandboxGateway {
+    /// A sandbox remembering the most recent `capacity` charge keys (at least one).
+    pub fn with_key_capacity(capacity: usize) -> Self {
+        SandboxGateway {
+            charges: AtomicU64::new(0),
+            refunds: AtomicU64::new(0),
+            receipts: Mutex::new(KeyedReceipts {
+                capacity: capacity.max(1),
+                ..KeyedReceipts::default()
+            }),
+        }
+    }
+
+    fn receipts(&self) -> std::sync::MutexGuard<'_, KeyedReceipts> {
+        // Each change to the receipts is one insert and at most one removal: a panic cannot
+        // leave them half-changed in a way that matters.
+        self.receipts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn decide(&self, card: &ValidCard) -> Result<(), Decline> {
         match card.number.expose() {
             "4242424242424242" | "5555555555554444" => Ok(()),
@@ -123,7 +180,7 @@ impl PaymentGateway for SandboxGateway {
     fn charge<'a>(&'a self, charge: Charge<'a>) -> ChargeFuture<'a> {
         Box::pin(async move {
             if let Some(key) = charge.idempotency_key
-                && let Some(receipt) = self.by_key.get(key)
+                && let Some(receipt) = self.receipts().by_key.get(key)
             {
                 return Ok(receipt.clone());
             }
@@ -135,7 +192,7 @@ impl PaymentGateway for SandboxGateway {
                 card: charge.card.summary(),
             };
             if let Some(key) = charge.idempotency_key {
-                self.by_key.insert(key.to_owned(), receipt.clone());
+                self.receipts().insert(key, receipt.clone());
             }
             Ok(receipt)
         })
@@ -214,6 +271,33 @@ mod tests {
         assert_eq!(gateway.charges_made(), 2);
         gateway.refund(&first).await.unwrap();
         assert_eq!(gateway.refunds_made(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_sandbox_remembers_only_its_most_recent_charge_keys() {
+        let gateway = SandboxGateway::with_key_capacity(2);
+        let card = card("4242424242424242");
+        let charge = |key| Charge {
+            card: &card,
+            amount: Money {
+                amount: 100,
+                currency: "usd".into(),
+            },
+            customer: "ada",
+            idempotency_key: Some(key),
+        };
+        let first = gateway.charge(charge("ord_1")).await.unwrap();
+        gateway.charge(charge("ord_2")).await.unwrap();
+        let third = gateway.charge(charge("ord_3")).await.unwrap();
+        assert_eq!(gateway.charges_made(), 3);
+        // The two most recent keys still answer from their receipts...
+        assert_eq!(gateway.charge(charge("ord_3")).await.unwrap(), third);
+        gateway.charge(charge("ord_2")).await.unwrap();
+        assert_eq!(gateway.charges_made(), 3);
+        // ...the oldest was forgotten, so it charges anew.
+        assert_ne!(gateway.charge(charge("ord_1")).await.unwrap(), first);
+        assert_eq!(gateway.charges_made(), 4);
+        assert_eq!(gateway.receipts().by_key.len(), 2);
     }
 
     #[test]

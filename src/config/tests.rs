@@ -255,6 +255,11 @@ fn out_of_range_settings_name_their_flag() {
             vec!["--max-connections-per-ip", "0"],
             "--max-connections-per-ip",
         ),
+        (vec!["--idempotency-window", "59"], "--idempotency-window"),
+        (
+            vec!["--idempotency-window", "604801"],
+            "--idempotency-window",
+        ),
         (vec!["--log", "info,=="], "--log"),
     ] {
         let argv = std::iter::once("buyline").chain(args.iter().copied());
@@ -296,4 +301,26 @@ fn connection_limits_default_to_the_documented_values() {
     assert_eq!(config.ping_interval, Duration::from_secs(25));
     assert_eq!(config.ping_timeout, Duration::from_secs(10));
     assert_eq!(config.max_connections_per_ip, 1000);
+}
+
+#[test]
+fn idempotency_window_defaults_to_a_day_and_comes_from_every_layer() {
+    assert_eq!(
+        Config::default().idempotency_window,
+        Duration::from_secs(86_400)
+    );
+    let file = toml_file("idempotency_window = 600\n");
+    let config = from_args(["buyline", "--config", &path_arg(&file)], no_env).expect("valid");
+    assert_eq!(config.idempotency_window, Duration::from_secs(600));
+    let env = env_of(&[
+        ("BUYLINE_CONFIG", &path_arg(&file)),
+        ("BUYLINE_IDEMPOTENCY_WINDOW", "120"),
+    ]);
+    let config = from_args(["buyline"], &env).expect("valid");
+    assert_eq!(config.idempotency_window, Duration::from_secs(120));
+    let config = from_args(["buyline", "--idempotency-window", "60"], &env).expect("valid");
+    assert_eq!(config.idempotency_window, Duration::from_secs(60));
+    let config =
+        from_args(["buyline", "--idempotency-window", "604800"], no_env).expect("a week is valid");
+    assert_eq!(config.idempotency_window, Duration::from_secs(604_800));
 }

@@ -16,12 +16,14 @@
 //!   has since been released, confirmed or expired (with today's `remaining`).
 //! * finds a pending entry: a [`KeyWait`] to await the first request's outcome.
 //!
-//! Keys are kept 24 hours ([`KEY_TTL_MS`]): an older entry counts as absent and
-//! `Inventory::prune_idempotency` removes it. The journal keeps keys in the `Reserved` record,
-//! so a restart restores them with their reservation.
+//! Keys are kept for a [`KeyWindow`] after their first use (24 hours by default,
+//! `--idempotency-window`): an older entry counts as absent and `Inventory::prune_idempotency`
+//! removes it. The journal keeps keys in the `Reserved` record, so a restart restores them with
+//! their reservation (those still inside the window).
 
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -29,8 +31,56 @@ use super::error::InventoryError;
 use super::product::ProductEntry;
 use super::record::HoldId;
 
-/// How long a key is remembered after its first use: 24 hours, in milliseconds.
+/// How long a key is remembered after its first use by default: 24 hours, in milliseconds.
 pub const KEY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The longest a prune of expired keys waits: a minute.
+const MAX_PRUNE_EVERY_MS: i64 = 60_000;
+
+/// How long an idempotency key is remembered after its first use. Keys inside it are live
+/// state (they hold memory in the engine and in the journal writer's copy); keys past it count
+/// as absent everywhere (lookups, snapshots, restarts) and are pruned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyWindow {
+    /// Milliseconds, at least 1.
+    ms: i64,
+}
+
+impl Default for KeyWindow {
+    fn default() -> Self {
+        KeyWindow::DEFAULT
+    }
+}
+
+impl KeyWindow {
+    /// 24 hours.
+    pub const DEFAULT: KeyWindow = KeyWindow { ms: KEY_TTL_MS };
+
+    /// A window of `window` (at least a millisecond; the server's flag asks for a minute or
+    /// more, tests use less).
+    pub fn new(window: Duration) -> KeyWindow {
+        let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        KeyWindow { ms: ms.max(1) }
+    }
+
+    /// The window in milliseconds.
+    pub fn as_millis(self) -> i64 {
+        self.ms
+    }
+
+    /// Whether a key first used at `at_ms` is past the window at `now_ms`.
+    pub fn is_past(self, at_ms: i64, now_ms: i64) -> bool {
+        now_ms >= at_ms.saturating_add(self.ms)
+    }
+
+    /// How often keys past the window should be pruned: a twelfth of the window (5 s for a
+    /// one-minute window), at most a minute. Memory then holds the keys of a window and a
+    /// twelfth at most. Each prune scans every key (about 25 ns a key, README "Memory of holds
+    /// and keys"), so at a million keys pruning every 5 s costs about 0.5 % of a core.
+    pub fn prune_every_ms(self) -> i64 {
+        (self.ms / 12).clamp(1, MAX_PRUNE_EVERY_MS)
+    }
+}
 
 /// The fingerprint of a reservation's parameters: FNV-1a 64 over the product id, a separator
 /// byte that UTF-8 never contains, and the quantity. Stable across builds and restarts (it is
@@ -94,13 +144,12 @@ enum KeyOutcome {
     Failed(InventoryError),
 }
 
-/// One (customer, key).
+/// One (customer, key). The customer and the key themselves are only in the table's key (an
+/// entry is reached through it), not repeated here: that saves about 80 bytes a key.
 #[derive(Debug)]
 pub(crate) struct KeyEntry {
-    customer: Box<str>,
-    key: Box<str>,
     fingerprint: u64,
-    /// When the key was first used; it is forgotten [`KEY_TTL_MS`] later.
+    /// When the key was first used; it is forgotten a [`KeyWindow`] later.
     at_ms: i64,
     /// Set once, by the first request's ticket (or its failure).
     outcome: OnceLock<KeyOutcome>,
@@ -117,8 +166,8 @@ impl KeyEntry {
     }
 
     /// Whether a new request should treat this entry as absent.
-    fn is_stale(&self, now_ms: i64) -> bool {
-        now_ms >= self.at_ms.saturating_add(KEY_TTL_MS)
+    fn is_stale(&self, now_ms: i64, window: KeyWindow) -> bool {
+        window.is_past(self.at_ms, now_ms)
             || matches!(self.outcome.get(), Some(KeyOutcome::Failed(_)))
     }
 }
@@ -162,6 +211,8 @@ impl FreshKey<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct IdempotencyTable {
     map: papaya::HashMap<TableKey, Arc<KeyEntry>>,
+    /// How long a key is remembered.
+    window: KeyWindow,
 }
 
 /// The customer's length (4 bytes), the customer and the key, so that no two (customer, key)
@@ -176,7 +227,39 @@ fn table_key(customer: &str, key: &str) -> TableKey {
     bytes.into_boxed_slice()
 }
 
+/// The customer and the key a [`table_key`] was made of (`None` only for bytes it did not make).
+fn split_table_key(at: &[u8]) -> Option<(&str, &str)> {
+    let (len, rest) = at.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    if len > rest.len() {
+        return None;
+    }
+    let (customer, key) = rest.split_at(len);
+    Some((
+        std::str::from_utf8(customer).ok()?,
+        std::str::from_utf8(key).ok()?,
+    ))
+}
+
 impl IdempotencyTable {
+    /// An empty table remembering keys for `window`.
+    pub(crate) fn new(window: KeyWindow) -> IdempotencyTable {
+        IdempotencyTable {
+            map: papaya::HashMap::default(),
+            window,
+        }
+    }
+
+    /// Keys in the table.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// How long this table remembers a key.
+    pub(crate) fn window(&self) -> KeyWindow {
+        self.window
+    }
+
     /// Looks `customer`'s `key` up, inserting a pending entry if it is new.
     pub(crate) fn claim(
         &self,
@@ -189,7 +272,7 @@ impl IdempotencyTable {
         let map = self.map.pin();
         loop {
             if let Some(entry) = map.get(&at) {
-                if entry.is_stale(now_ms) {
+                if entry.is_stale(now_ms, self.window) {
                     // Remove exactly the entry seen: a fresh one a concurrent request put in
                     // its place stays.
                     let _ = map.remove_if(&at, |_, found| Arc::ptr_eq(found, entry));
@@ -207,8 +290,6 @@ impl IdempotencyTable {
                 });
             }
             let mine = Arc::new(KeyEntry {
-                customer: customer.into(),
-                key: key.into(),
                 fingerprint,
                 at_ms: now_ms,
                 outcome: OnceLock::new(),
@@ -226,11 +307,12 @@ impl IdempotencyTable {
         }
     }
 
-    /// Settles a fresh entry whose reservation failed, and removes it (the key is free again).
-    pub(crate) fn fail(fresh: FreshKey<'_>, err: InventoryError) {
+    /// Settles a fresh entry (of `customer`'s `key`) whose reservation failed, and removes it
+    /// (the key is free again).
+    pub(crate) fn fail(fresh: FreshKey<'_>, customer: &str, key: &str, err: InventoryError) {
         let entry = fresh.entry;
         entry.settle(KeyOutcome::Failed(err));
-        let at = table_key(&entry.customer, &entry.key);
+        let at = table_key(customer, key);
         let _ = fresh
             .table
             .map
@@ -238,13 +320,14 @@ impl IdempotencyTable {
             .remove_if(&at, |_, found| Arc::ptr_eq(found, &entry));
     }
 
-    /// Forgets keys first used 24 hours or more before `now_ms`, and failed ones. Returns how
-    /// many were removed. Scans every key: call it about once a minute.
+    /// Forgets keys first used a window or more before `now_ms`, and failed ones. Returns how
+    /// many were removed. Scans every key (about 40 ns a key in a release build, see
+    /// `benches/inventory.rs`): call it every [`KeyWindow::prune_every_ms`].
     pub(crate) fn prune(&self, now_ms: i64) -> usize {
         let map = self.map.pin();
         let mut removed = 0;
         for (at, entry) in map.iter() {
-            if entry.is_stale(now_ms)
+            if entry.is_stale(now_ms, self.window)
                 && matches!(
                     map.remove_if(at, |_, found| Arc::ptr_eq(found, entry)),
                     Ok(Some(_))
@@ -266,8 +349,6 @@ impl IdempotencyTable {
         hold: KeyedHold,
     ) {
         let entry = KeyEntry {
-            customer: customer.into(),
-            key: key.into(),
             fingerprint,
             at_ms,
             outcome: OnceLock::from(KeyOutcome::Reserved(hold)),
@@ -281,11 +362,13 @@ impl IdempotencyTable {
     /// Calls `each` for every key with a reservation (for snapshots).
     pub(crate) fn for_each_saved(&self, mut each: impl FnMut(SavedKey<'_>)) {
         let map = self.map.pin();
-        for (_, value) in map.iter() {
-            if let Some(KeyOutcome::Reserved(hold)) = value.outcome.get() {
+        for (at, value) in map.iter() {
+            if let Some(KeyOutcome::Reserved(hold)) = value.outcome.get()
+                && let Some((customer, key)) = split_table_key(at)
+            {
                 each(SavedKey {
-                    customer: &value.customer,
-                    key: &value.key,
+                    customer,
+                    key,
                     fingerprint: value.fingerprint,
                     at_ms: value.at_ms,
                     hold,
@@ -360,5 +443,29 @@ impl KeyWait {
             KeyOutcome::Reserved(hold) => Ok(hold.reply()),
             KeyOutcome::Failed(err) => Err(err.clone()),
         })
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_key_splits_back_into_its_customer_and_key() {
+        for (customer, key) in [
+            ("ada", "k"),
+            ("", "k"),
+            ("ada", ""),
+            ("lt-buyer-é-1", "b1-2"),
+        ] {
+            let at = table_key(customer, key);
+            assert_eq!(split_table_key(&at), Some((customer, key)));
+        }
+        assert_eq!(split_table_key(&[1, 0]), None, "too short for its length");
+        assert_eq!(
+            split_table_key(&[9, 0, 0, 0, b'a']),
+            None,
+            "a length past the end"
+        );
     }
 }

@@ -40,7 +40,7 @@
 //!   tests and the loom model are deterministic.
 //! * Memory is bounded by what is live: an ended hold's slot is reused (a released or
 //!   confirmed one at once, an expired one after a minute), customers back at zero are
-//!   pruned, keys are forgotten after 24 hours.
+//!   pruned, keys are forgotten after their [`KeyWindow`] (24 hours unless configured).
 //!
 //! Every change returns its journal [`Record`], carrying the product's version after the
 //! change, and its product's dense `stream` index. The caller journals the record and answers
@@ -80,7 +80,7 @@ use arc_swap::ArcSwap;
 
 pub use error::{InventoryError, MAX_QUANTITY};
 pub use hold::{hold_id_text, parse_hold_id};
-pub use idempotency::{KEY_TTL_MS, KeyTicket, KeyWait, PastReservation};
+pub use idempotency::{KEY_TTL_MS, KeyTicket, KeyWait, KeyWindow, PastReservation};
 pub use record::{HoldId, IdempotencyRecord, Record};
 pub use reserve::{Reservation, ReserveRequest, Reserved};
 pub use settle::{Confirmed, EXPIRED_RETENTION_MS, HoldView, Released};
@@ -143,13 +143,18 @@ impl Default for Inventory {
 }
 
 impl Inventory {
-    /// An inventory with no products.
+    /// An inventory with no products, remembering idempotency keys for 24 hours.
     pub fn new() -> Inventory {
+        Inventory::with_key_window(KeyWindow::DEFAULT)
+    }
+
+    /// An inventory with no products, remembering idempotency keys for `window`.
+    pub fn with_key_window(window: KeyWindow) -> Inventory {
         Inventory::with_parts(
             Listings::default(),
             0,
             HoldArena::new(0),
-            IdempotencyTable::default(),
+            IdempotencyTable::new(window),
         )
     }
 
@@ -318,10 +323,21 @@ impl Inventory {
         }
     }
 
-    /// Forgets idempotency keys first used 24 hours or more before `now_ms`. Returns how many.
-    /// Scans every key: call it about once a minute.
+    /// Forgets idempotency keys first used a [`KeyWindow`] or more before `now_ms`. Returns
+    /// how many. Scans every key: call it every [`KeyWindow::prune_every_ms`].
     pub fn prune_idempotency(&self, now_ms: i64) -> usize {
         self.keys.prune(now_ms)
+    }
+
+    /// Idempotency keys in the table (inside their window or not yet pruned). For tests and
+    /// metrics.
+    pub fn idempotency_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// How long this inventory remembers an idempotency key.
+    pub fn key_window(&self) -> KeyWindow {
+        self.keys.window()
     }
 
     /// Live holds right now. Scans the hold arena (for tests and metrics, not hot paths).

@@ -124,7 +124,7 @@ impl Inventory {
                 Ok(Reservation::New(reserved))
             }
             Err(err) => {
-                IdempotencyTable::fail(fresh, err.clone());
+                IdempotencyTable::fail(fresh, request.customer, key, err.clone());
                 Err(err)
             }
         }

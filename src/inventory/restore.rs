@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use super::Inventory;
 use super::arena::{CustomerKey, HoldArena, NewHold};
 use super::hold::{HoldPhase, slot_of};
-use super::idempotency::{IdempotencyTable, KEY_TTL_MS, KeyedHold};
+use super::idempotency::{IdempotencyTable, KeyWindow, KeyedHold};
 use super::product::{Listing, Listings, ProductEntry, Rules};
 use super::state::{InventoryState, KeyGrant, LiveHold, ProductState};
 use super::stock::{FIELD_MAX, StockCounts, fit_field};
@@ -27,6 +27,17 @@ impl Inventory {
     /// (returning their `Opened` records, to journal) and leaves the others as they are.
     /// Keys older than 24 hours at `now_ms` are dropped.
     pub fn from_state(state: InventoryState, catalog: &[Product], now_ms: i64) -> Inventory {
+        Inventory::from_state_with_key_window(state, catalog, now_ms, KeyWindow::DEFAULT)
+    }
+
+    /// [`Inventory::from_state`] remembering idempotency keys for `window`: keys past it at
+    /// `now_ms` are dropped.
+    pub fn from_state_with_key_window(
+        state: InventoryState,
+        catalog: &[Product],
+        now_ms: i64,
+        window: KeyWindow,
+    ) -> Inventory {
         let rules: FxHashMap<&str, Rules> = catalog
             .iter()
             .map(|product| (product.id.as_str(), Rules::of(product)))
@@ -85,10 +96,10 @@ impl Inventory {
         }
         holds.free_unused();
 
-        let keys = IdempotencyTable::default();
+        let keys = IdempotencyTable::new(window);
         for (customer, grants) in &state.keys {
             for (key, grant) in grants {
-                if now_ms >= grant.at_ms.saturating_add(KEY_TTL_MS) {
+                if window.is_past(grant.at_ms, now_ms) {
                     continue;
                 }
                 let Some(listing) = listings.get(grant.product.as_str()) else {

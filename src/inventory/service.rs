@@ -35,8 +35,8 @@ use crate::decorate::frame::StockLevels;
 use crate::error::ApiError;
 use crate::inventory::compactor::{self, StateCompactor};
 use crate::inventory::{
-    HoldId, HoldView, Inventory, InventoryError, InventoryState, KeyTicket, Record, Reservation,
-    ReserveRequest, StockChange, StockCounts, hold_id_text, parse_hold_id,
+    HoldId, HoldView, Inventory, InventoryError, InventoryState, KeyTicket, KeyWindow, Record,
+    Reservation, ReserveRequest, StockChange, StockCounts, hold_id_text, parse_hold_id,
 };
 use crate::journal::{self, Archive, Durable, Journal, JournalError, JournalOptions, StreamPos};
 use crate::model::Product;
@@ -46,9 +46,6 @@ use crate::telemetry;
 /// How often holds past their expiry are ended: expired units are back within this (and the
 /// time to journal the expiry) of `expires_at`, whatever the load.
 pub const EXPIRY_SWEEP: Duration = Duration::from_millis(250);
-
-/// How often the sweep forgets idempotency keys older than 24 hours (a scan of every key).
-const KEY_PRUNE_EVERY_MS: i64 = 60_000;
 
 /// The reply to a reservation.
 #[derive(Clone, Debug)]
@@ -76,7 +73,8 @@ pub enum StartError {
 
 /// The engine and its journal.
 pub struct InventoryService {
-    engine: Inventory,
+    /// Shared with the key prune, which runs on a blocking thread.
+    engine: Arc<Inventory>,
     journal: Journal,
     /// Serialises product opens (an admin path), so a product's journal stream is opened
     /// before the product becomes visible to reservations.
@@ -85,6 +83,8 @@ pub struct InventoryService {
     recovered_orders: Mutex<Vec<Vec<u8>>>,
     /// When the sweep last pruned idempotency keys (milliseconds since the Unix epoch).
     keys_pruned_at: AtomicI64,
+    /// How long idempotency keys are remembered, by the engine and the journal writer's copy.
+    key_window: KeyWindow,
 }
 
 impl InventoryService {
@@ -98,6 +98,18 @@ impl InventoryService {
         dir: &Path,
         catalog: &[Product],
         options: JournalOptions,
+    ) -> Result<Arc<InventoryService>, StartError> {
+        Self::start_with_key_window(dir, catalog, options, KeyWindow::DEFAULT)
+    }
+
+    /// [`InventoryService::start_with`], remembering idempotency keys for `key_window`
+    /// (`--idempotency-window`) rather than 24 hours. Keys the journal holds that are past the
+    /// window now are not restored.
+    pub fn start_with_key_window(
+        dir: &Path,
+        catalog: &[Product],
+        options: JournalOptions,
+        key_window: KeyWindow,
     ) -> Result<Arc<InventoryService>, StartError> {
         let started = std::time::Instant::now();
         let (ready, recovered) = Journal::open(dir, options)?;
@@ -125,12 +137,19 @@ impl InventoryService {
             }
         }
         let now = now_ms();
+        // Keys past the window stay out of the engine and of the writer's copy alike.
+        state.prune_keys(now, key_window);
         let streams: Vec<(u32, u32)> = state
             .products
             .values()
             .map(|p| (p.stream, p.version))
             .collect();
-        let engine = Inventory::from_state(state.clone(), catalog, now);
+        let engine = Arc::new(Inventory::from_state_with_key_window(
+            state.clone(),
+            catalog,
+            now,
+            key_window,
+        ));
         tracing::info!(
             records = recovered.records.len(),
             snapshot = recovered.snapshot.is_some(),
@@ -138,7 +157,8 @@ impl InventoryService {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "inventory recovered"
         );
-        let journal = ready.start(Box::new(StateCompactor::new(state, archive)))?;
+        let compactor = StateCompactor::new(state, archive).with_key_window(key_window);
+        let journal = ready.start(Box::new(compactor))?;
         for (stream, version) in streams {
             journal.open_stream(stream, version)?;
         }
@@ -148,6 +168,7 @@ impl InventoryService {
             opening: Mutex::new(()),
             recovered_orders: Mutex::new(orders),
             keys_pruned_at: AtomicI64::new(now),
+            key_window,
         };
         telemetry::journal_healthy(true);
         for product in catalog {
@@ -314,7 +335,8 @@ impl InventoryService {
     }
 
     /// Ends the holds past their expiry and journals it; the server runs this every
-    /// [`EXPIRY_SWEEP`]. Once a minute it also forgets idempotency keys older than 24 hours.
+    /// [`EXPIRY_SWEEP`]. Every [`KeyWindow::prune_every_ms`] (a twelfth of the key window, at
+    /// most a minute) it also forgets idempotency keys past their window.
     pub async fn sweep(&self, records: &mut Vec<Record>) {
         records.clear();
         let healthy = self.journal.failure().is_none();
@@ -345,12 +367,21 @@ impl InventoryService {
         }
         // Pruning scans every key: with hundreds of thousands of keys, doing it on every sweep
         // took about 40 % of the server's CPU during a sale (see BENCHMARKS.md). Keys past
-        // their 24 hours are refused on lookup anyway; this only frees their memory.
+        // their window are refused on lookup anyway; this frees their memory, so the table
+        // holds at most a window and a twelfth of keys.
+        // At a million keys a prune takes about 25 ms of scanning plus 0.35 µs a key removed
+        // (README "Memory"), so it runs on a blocking thread, not the runtime's.
         let last = self.keys_pruned_at.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= KEY_PRUNE_EVERY_MS {
+        if now.saturating_sub(last) >= self.key_window.prune_every_ms() {
             self.keys_pruned_at.store(now, Ordering::Relaxed);
-            self.engine.prune_idempotency(now);
+            let engine = Arc::clone(&self.engine);
+            let pruned = tokio::task::spawn_blocking(move || engine.prune_idempotency(now)).await;
+            if let Err(error) = pruned {
+                tracing::error!(%error, "pruning idempotency keys failed");
+            }
         }
+        // Cost: a sum over the table's counter stripes.
+        telemetry::idempotency_keys(self.engine.idempotency_keys());
     }
 
     /// Why this node takes no reservations, for `/readyz`; `None` while it can. Worded for the
@@ -639,6 +670,78 @@ mod tests {
             .unwrap();
         assert_eq!(again.reservation.id, keyed.reservation.id);
         assert_eq!(again.reservation.expires_at, keyed.reservation.expires_at);
+    }
+
+    /// Reserves with `old`, waits, reserves with `new`, waits until `old` is past the window
+    /// (and `new` well inside it), then restarts from `dir` with `options`.
+    async fn restart_between_two_keys(
+        options: JournalOptions,
+    ) -> (
+        ReserveReply,
+        ReserveReply,
+        Arc<InventoryService>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = demo_catalog().products;
+        let product = "red-classic-tee";
+        let window = KeyWindow::new(Duration::from_millis(4_000));
+        let (old, new) = {
+            let service = InventoryService::start_with_key_window(
+                dir.path(),
+                &catalog,
+                options.clone(),
+                window,
+            )
+            .unwrap();
+            let old = service
+                .reserve("ada", product, 1, Some("old"))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            let new = service
+                .reserve("ada", product, 1, Some("new"))
+                .await
+                .unwrap();
+            // Records after both keys, so a small snapshot threshold takes one.
+            for _ in 0..10 {
+                let hold = service.reserve("bo", product, 1, None).await.unwrap();
+                service.release("bo", &hold.reservation.id).await.unwrap();
+            }
+            (old, new)
+        };
+        tokio::time::sleep(Duration::from_millis(1_700)).await;
+        let service =
+            InventoryService::start_with_key_window(dir.path(), &catalog, options, window).unwrap();
+        (old, new, service, dir)
+    }
+
+    async fn a_restart_keeps_keys_inside_the_window_only(options: JournalOptions) {
+        let product = "red-classic-tee";
+        let (old, new, service, _dir) = restart_between_two_keys(options).await;
+        let again = service
+            .reserve("ada", product, 1, Some("new"))
+            .await
+            .unwrap();
+        assert_eq!(
+            again.reservation.id, new.reservation.id,
+            "inside the window"
+        );
+        let fresh = service
+            .reserve("ada", product, 1, Some("old"))
+            .await
+            .unwrap();
+        assert_ne!(fresh.reservation.id, old.reservation.id, "past the window");
+    }
+
+    #[tokio::test]
+    async fn a_restart_from_the_records_keeps_keys_inside_the_window_only() {
+        a_restart_keeps_keys_inside_the_window_only(JournalOptions::default()).await;
+    }
+
+    #[tokio::test]
+    async fn a_restart_from_a_snapshot_keeps_keys_inside_the_window_only() {
+        a_restart_keeps_keys_inside_the_window_only(options()).await;
     }
 
     #[tokio::test]

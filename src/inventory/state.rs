@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::hold::{generation_of, hold_id_text};
-use super::idempotency::KEY_TTL_MS;
+use super::idempotency::KeyWindow;
 use super::record::{HoldId, Record};
 
 /// Everything the inventory needs to resume: products, live holds, keys.
@@ -77,7 +77,8 @@ pub struct LiveHold {
 pub struct KeyGrant {
     /// Fingerprint of the request's product and quantity.
     pub fingerprint: u64,
-    /// When the key was first used (milliseconds since the Unix epoch); kept 24 hours.
+    /// When the key was first used (milliseconds since the Unix epoch); kept for the
+    /// inventory's [`KeyWindow`] (24 hours by default).
     pub at_ms: i64,
     /// The hold the key's first request created (it may have ended since).
     pub hold: HoldId,
@@ -243,12 +244,18 @@ impl InventoryState {
         Ok(())
     }
 
-    /// Forgets idempotency keys first used 24 hours or more before `now_ms`.
-    pub fn prune_keys(&mut self, now_ms: i64) {
+    /// Forgets idempotency keys first used `window` or more before `now_ms`, and customers
+    /// left with none; returns how many keys. Scans every key. The maps keep their capacity
+    /// (the next keys reuse it), so memory stays at the peak of keys inside the window.
+    pub fn prune_keys(&mut self, now_ms: i64, window: KeyWindow) -> usize {
+        let mut removed = 0;
         for keys in self.keys.values_mut() {
-            keys.retain(|_, grant| now_ms < grant.at_ms.saturating_add(KEY_TTL_MS));
+            let before = keys.len();
+            keys.retain(|_, grant| !window.is_past(grant.at_ms, now_ms));
+            removed += before - keys.len();
         }
         self.keys.retain(|_, keys| !keys.is_empty());
+        removed
     }
 
     /// Removes live hold `hold` of `product` (checking both first, so a misfit changes

@@ -1,5 +1,6 @@
 //! Unit tests of the inventory: one behaviour a test, named after it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -779,6 +780,53 @@ fn keys_are_forgotten_after_a_day() {
     assert_ne!(second.hold, first.hold);
     second.ticket.unwrap().complete();
     assert_eq!(inv.prune_idempotency(NOW + 2 * KEY_TTL_MS), 1);
+}
+
+#[test]
+fn keys_are_forgotten_after_a_configured_window() {
+    let window = KeyWindow::new(std::time::Duration::from_secs(60));
+    let inv = Inventory::with_key_window(window);
+    inv.open_product(&product("p", 5));
+    let Ok(Reservation::New(first)) = inv.reserve(&keyed("alice", "p", 1, "k")) else {
+        panic!()
+    };
+    first.ticket.unwrap().complete();
+    let inside = ReserveRequest {
+        now_ms: NOW + 59_999,
+        ..keyed("alice", "p", 1, "k")
+    };
+    assert!(matches!(inv.reserve(&inside), Ok(Reservation::Replayed(_))));
+    assert_eq!(inv.prune_idempotency(NOW + 59_999), 0);
+    assert_eq!(inv.idempotency_keys(), 1);
+    assert_eq!(inv.prune_idempotency(NOW + 60_000), 1);
+    assert_eq!(inv.idempotency_keys(), 0);
+    let past = ReserveRequest {
+        now_ms: NOW + 60_000,
+        ..keyed("alice", "p", 1, "k")
+    };
+    let Ok(Reservation::New(second)) = inv.reserve(&past) else {
+        panic!("past the window the key is new")
+    };
+    assert_ne!(second.hold, first.hold);
+}
+
+#[test]
+fn a_state_prunes_keys_past_its_window_and_customers_left_without_any() {
+    let (inv, records) = busy_inventory();
+    let mut state = InventoryState::default();
+    for record in &records {
+        state.apply(record);
+    }
+    assert!(!state.keys.is_empty());
+    let window = KeyWindow::new(std::time::Duration::from_secs(60));
+    assert_eq!(state.prune_keys(NOW + 59_999, window), 0);
+    let keys: usize = state.keys.values().map(HashMap::len).sum();
+    assert_eq!(state.prune_keys(NOW + 60_000, window), keys);
+    assert!(state.keys.is_empty(), "no customer is left with no keys");
+    // A restore at that moment brings none of them back either.
+    let restored = Inventory::from_state_with_key_window(state, &[], NOW + 60_000, window);
+    assert_eq!(restored.idempotency_keys(), 0);
+    drop(inv);
 }
 
 // Snapshots.
