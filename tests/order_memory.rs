@@ -76,7 +76,7 @@ fn order(n: u64) -> StoredOrder {
         customer: format!("buyer-{}", n % 5000),
         partner: "red".into(),
         reservation: hold_id_text(n),
-        share_card_with_seller: n % 2 == 0,
+        share_card_with_seller: n.is_multiple_of(2),
         idempotency_key: Some(format!("checkout-{n}")),
         request_fingerprint: None,
         charge_id: format!("ch_{n:016x}"),

@@ -185,7 +185,7 @@ async fn an_order_is_in_every_read_the_moment_its_checkout_answers() {
         let id = order["id"].as_str().unwrap();
         let (status, found) = get(addr, &format!("/v1/orders/{id}"), &ada).await;
         assert_eq!((status, &found), (200, &order));
-        let (_, mine) = get(addr, &format!("/v1/me/orders?limit=1000"), &ada).await;
+        let (_, mine) = get(addr, "/v1/me/orders?limit=1000", &ada).await;
         let mine = mine.as_array().unwrap();
         assert_eq!(mine.len(), n + 1);
         assert_eq!(mine.last().unwrap(), &order);
