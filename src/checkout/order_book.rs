@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkout::fingerprint::RequestFingerprint;
 use crate::checkout::order_store::recent::{RECENT_ORDERS, RecentOrders};
 use crate::checkout::order_store::writer::StoreWriter;
-use crate::checkout::order_store::{OrderStore, OrderStoreError, Seller};
+use crate::checkout::order_store::{OrderList, OrderStore, OrderStoreError};
 use crate::inventory::service::RecoveredOrders;
 use crate::inventory::{HoldId, hold_id_text};
 use crate::journal::ArchiveReader;
@@ -160,7 +160,7 @@ impl OrderBook {
         customer: &str,
         page: Page<'_>,
     ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
-        self.store.page(Seller::Customer(customer), page)
+        self.store.page(OrderList::Buyer(customer), page)
     }
 
     /// The orders of a partner's products, oldest first.
@@ -169,7 +169,7 @@ impl OrderBook {
         partner: &str,
         page: Page<'_>,
     ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
-        self.store.page(Seller::Partner(partner), page)
+        self.store.page(OrderList::Partner(partner), page)
     }
 
     /// Orders in the store.

@@ -57,6 +57,8 @@ pub enum OrderStoreError {
     Io { path: PathBuf, message: String },
     #[error("the order store's writer has stopped")]
     WriterStopped,
+    #[error("cannot start the order store's writer thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Why an existing store file is not used.
@@ -69,8 +71,10 @@ enum Unusable {
 
 /// Which list a page is read from.
 #[derive(Clone, Copy, Debug)]
-pub enum Seller<'a> {
-    Customer(&'a str),
+pub enum OrderList<'a> {
+    /// A customer's purchases.
+    Buyer(&'a str),
+    /// The orders of a partner's products.
     Partner(&'a str),
 }
 
@@ -276,13 +280,13 @@ impl OrderStore {
     /// Cost: one range scan of the index and one row read per order returned.
     pub fn page(
         &self,
-        of: Seller<'_>,
+        of: OrderList<'_>,
         page: Page<'_>,
     ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
         let txn = self.db.begin_read().map_err(self.err())?;
         let (index, who) = match of {
-            Seller::Customer(who) => (txn.open_table(BY_CUSTOMER), who),
-            Seller::Partner(who) => (txn.open_table(BY_PARTNER), who),
+            OrderList::Buyer(who) => (txn.open_table(BY_CUSTOMER), who),
+            OrderList::Partner(who) => (txn.open_table(BY_PARTNER), who),
         };
         let index = index.map_err(self.err())?;
         let from = match page.after {

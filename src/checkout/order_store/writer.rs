@@ -55,10 +55,7 @@ impl StoreWriter {
         let thread = std::thread::Builder::new()
             .name("buyline-orders".into())
             .spawn(move || run(&store, orders))
-            .map_err(|e| OrderStoreError::Io {
-                path: "orders writer".into(),
-                message: format!("cannot start the thread: {e}"),
-            })?;
+            .map_err(OrderStoreError::Thread)?;
         Ok(StoreWriter {
             queue: Some(queue),
             thread: Some(thread),
