@@ -39,8 +39,8 @@ unsafe impl GlobalAlloc for CountingAllocator {
 static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Orders sold before the first measurement: enough to fill the recent cache (2,048) and
-/// redb's page cache (8 MiB of pages).
-const WARM_UP: u64 = 30_000;
+/// redb's page cache (8 MiB of pages; 30,000 orders did not always fill it).
+const WARM_UP: u64 = 60_000;
 /// Orders sold between the two measurements.
 const MEASURED: u64 = 30_000;
 /// Checkouts storing at once (so the writer batches, as under load).
@@ -108,8 +108,10 @@ async fn the_heap_held_for_orders_stops_growing_once_the_caches_are_full() {
     let book = Arc::new(OrderBook::open(&dir.path().join("orders.redb"), None).expect("store"));
     let start = LIVE_BYTES.load(Ordering::Relaxed);
     sell(&book, 0, WARM_UP).await;
+    book.until_stored().await;
     let warm = LIVE_BYTES.load(Ordering::Relaxed);
     sell(&book, WARM_UP, WARM_UP + MEASURED).await;
+    book.until_stored().await;
     let end = LIVE_BYTES.load(Ordering::Relaxed);
     assert_eq!(book.len().unwrap(), WARM_UP + MEASURED);
 
@@ -127,6 +129,12 @@ async fn the_heap_held_for_orders_stops_growing_once_the_caches_are_full() {
     assert!(
         per_order < 64.0,
         "the heap grew by {per_order:.1} bytes per order"
+    );
+    // And all of it is the caches': the recent orders and redb's 8 MiB.
+    assert!(
+        end - start < 24 << 20,
+        "the order book holds {} bytes",
+        end - start
     );
     // Every order is still readable: the oldest from the store, the newest from the cache.
     assert!(book.get(&order_id_for(0)).unwrap().is_some());

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::checkout::fingerprint::RequestFingerprint;
-use crate::checkout::order_store::recent::{RECENT_ORDERS, RecentOrders};
+use tokio::sync::Semaphore;
+
+use crate::checkout::order_store::recent::{MAX_UNSTORED, RECENT_ORDERS, RecentOrders};
 use crate::checkout::order_store::writer::StoreWriter;
 use crate::checkout::order_store::{OrderList, OrderStore, OrderStoreError};
 use crate::inventory::service::RecoveredOrders;
@@ -85,11 +87,14 @@ pub struct Page<'a> {
 /// The orders: the store on disk, its writer and the recent-orders cache.
 #[derive(Debug)]
 pub struct OrderBook {
-    /// Stops (after a last durable commit) before the store closes: declared first, dropped
-    /// first.
-    writer: StoreWriter,
+    /// Stops (storing what is left, then a durable commit) before the store closes: declared
+    /// first, dropped first.
+    _writer: StoreWriter,
     store: Arc<OrderStore>,
-    recent: RecentOrders,
+    recent: Arc<RecentOrders>,
+    /// Room for orders the writer has not stored yet ([`MAX_UNSTORED`] permits): a checkout
+    /// waits here when the store falls behind, so the backlog cannot grow memory.
+    room: Arc<Semaphore>,
 }
 
 /// Orders decoded and applied to the store in one transaction at start-up.
@@ -119,19 +124,36 @@ impl OrderBook {
             "order store ready"
         );
         let store = Arc::new(store);
+        let recent = Arc::new(RecentOrders::new(RECENT_ORDERS));
+        let room = Arc::new(Semaphore::new(MAX_UNSTORED));
         Ok(OrderBook {
-            writer: StoreWriter::start(Arc::clone(&store))?,
+            _writer: StoreWriter::start(
+                Arc::clone(&store),
+                Arc::clone(&recent),
+                Arc::clone(&room),
+            )?,
             store,
-            recent: RecentOrders::new(RECENT_ORDERS),
+            recent,
+            room,
         })
     }
 
-    /// Adds an order whose sale is durable; returns once the store shows it. One already
-    /// present (same id) is left as it is. If the store cannot take it, the order stays in the
-    /// recent cache and the error is returned (the journal has it; a restart stores it).
+    /// Adds an order whose sale is durable: readable at once (from the recent cache), in the
+    /// store soon after. One already present (same id) is left as it is. Waits only when
+    /// [`MAX_UNSTORED`] orders are already waiting for the store.
+    ///
+    /// Cost: a semaphore permit and three hash-map inserts; no disk access.
     pub async fn insert(&self, order: Arc<StoredOrder>) -> Result<(), OrderStoreError> {
-        self.recent.insert(Arc::clone(&order));
-        self.writer.store(order).await
+        let permit = self
+            .room
+            .acquire()
+            .await
+            .map_err(|_| OrderStoreError::WriterStopped)?;
+        if self.recent.add(order) {
+            // The writer gives it back once the order is stored.
+            permit.forget();
+        }
+        Ok(())
     }
 
     /// The order with this id, whoever bought it (callers check ownership).
@@ -160,7 +182,7 @@ impl OrderBook {
         customer: &str,
         page: Page<'_>,
     ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
-        self.store.page(OrderList::Buyer(customer), page)
+        self.page(OrderList::Buyer(customer), page)
     }
 
     /// The orders of a partner's products, oldest first.
@@ -169,19 +191,58 @@ impl OrderBook {
         partner: &str,
         page: Page<'_>,
     ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
-        self.store.page(OrderList::Partner(partner), page)
+        self.page(OrderList::Partner(partner), page)
     }
 
-    /// Orders in the store.
+    /// A page of `list`: the store's, then the orders the writer has not stored yet (they
+    /// will follow every stored one, in this order). The unstored are read first: one stored
+    /// meanwhile shows up in the store's page too, and is kept once.
+    fn page(
+        &self,
+        list: OrderList<'_>,
+        page: Page<'_>,
+    ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
+        let unstored = self.recent.unstored_of(list);
+        let stored = self.store.page(list, page)?;
+        let start = match page.after {
+            None => 0,
+            Some(after) => match unstored.iter().position(|o| o.order.id == after) {
+                Some(at) => at + 1,
+                // Stored: every unstored order comes after it.
+                None if stored.is_some() => 0,
+                // Not in this list at all.
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut found = stored.unwrap_or_default();
+        for order in &unstored[start..] {
+            if found.len() >= page.limit {
+                break;
+            }
+            if !found.iter().any(|f| f.order.id == order.order.id) {
+                found.push(Arc::clone(order));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Orders in the store (an order just added may not be there yet).
     pub fn len(&self) -> Result<u64, OrderStoreError> {
         self.store.len()
     }
 
     pub fn is_empty(&self) -> Result<bool, OrderStoreError> {
-        self.store.is_empty()
+        Ok(self.len()? == 0 && self.recent.is_empty())
     }
 
-    /// Orders in the recent cache (bounded by [`RECENT_ORDERS`]).
+    /// Returns once every order added so far is in the store (tests, measurements).
+    pub async fn until_stored(&self) {
+        while self.room.available_permits() < MAX_UNSTORED {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Orders in the recent cache (at most [`RECENT_ORDERS`] stored plus [`MAX_UNSTORED`]).
     pub fn recent_len(&self) -> usize {
         self.recent.len()
     }
@@ -378,6 +439,7 @@ mod tests {
         book.insert(Arc::new(order(1, "alice", "red", None)))
             .await
             .unwrap();
+        book.until_stored().await;
         assert_eq!(book.len().unwrap(), 6);
     }
 
@@ -391,6 +453,7 @@ mod tests {
                 .await
                 .unwrap();
         }
+        book.until_stored().await;
         assert_eq!(book.recent_len(), RECENT_ORDERS);
         // Order 0 left the cache first; the store still answers for it, by id and by key.
         assert!(book.recent.get(&order_id_for(0)).is_none());
@@ -403,6 +466,66 @@ mod tests {
             order_id_for(0)
         );
         assert_eq!(book.of_customer("alice", ALL).unwrap().len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn orders_the_writer_has_not_stored_yet_are_read_and_paged_after_the_stored_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = OrderBook::open(&dir.path().join("orders.redb"), None).unwrap();
+        for n in 1..=3 {
+            book.insert(Arc::new(order(n, "alice", "red", None)))
+                .await
+                .unwrap();
+        }
+        book.until_stored().await;
+        // The writer is stuck behind this transaction: orders 4 to 6 stay unstored.
+        let held = book.store.hold_writes();
+        for n in 4..=6 {
+            let key = format!("k{n}");
+            book.insert(Arc::new(order(n, "alice", "red", Some(&key))))
+                .await
+                .unwrap();
+        }
+        assert_eq!(book.len().unwrap(), 3);
+        let pages = |list: &str| {
+            let mut seen = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = Page {
+                    after: after.as_deref(),
+                    limit: 2,
+                };
+                let got = if list == "buyer" {
+                    book.of_customer("alice", page).unwrap()
+                } else {
+                    book.of_partner("red", page).unwrap()
+                };
+                seen.extend(ids(&got));
+                match got.last() {
+                    Some(last) if got.len() == 2 => after = Some(last.order.id.clone()),
+                    _ => return seen,
+                }
+            }
+        };
+        let all: Vec<String> = (1..=6).map(order_id_for).collect();
+        assert_eq!(pages("buyer"), all);
+        assert_eq!(pages("partner"), all);
+        assert_eq!(
+            book.by_key("alice", "k5").unwrap().unwrap().order.id,
+            all[4]
+        );
+        let unknown = Page {
+            after: Some("ord_x"),
+            limit: 10,
+        };
+        assert!(book.of_customer("alice", unknown).unwrap().is_empty());
+        assert!(book.of_customer("bob", ALL).unwrap().is_empty());
+
+        drop(held);
+        book.until_stored().await;
+        assert_eq!(book.len().unwrap(), 6);
+        assert_eq!(pages("buyer"), all);
+        assert_eq!(pages("partner"), all);
     }
 
     #[test]

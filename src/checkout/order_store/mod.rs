@@ -273,16 +273,16 @@ impl OrderStore {
         self.row(&rows, pos)
     }
 
-    /// A page of a buyer's or a seller's orders, oldest first. An `after` id that is not in
-    /// this list (someone else's, or unknown) gives an empty page: the caller learns nothing
-    /// about orders that are not theirs.
+    /// A page of a buyer's or a seller's orders, oldest first; `None` when the page's `after`
+    /// id is not in this list (someone else's, or unknown): the caller learns nothing about
+    /// orders that are not theirs.
     ///
     /// Cost: one range scan of the index and one row read per order returned.
     pub fn page(
         &self,
         of: OrderList<'_>,
         page: Page<'_>,
-    ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
+    ) -> Result<Option<Vec<Arc<StoredOrder>>>, OrderStoreError> {
         let txn = self.db.begin_read().map_err(self.err())?;
         let (index, who) = match of {
             OrderList::Buyer(who) => (txn.open_table(BY_CUSTOMER), who),
@@ -294,10 +294,10 @@ impl OrderStore {
             Some(after) => {
                 let by_id = txn.open_table(BY_ID).map_err(self.err())?;
                 let Some(pos) = by_id.get(after).map_err(self.err())?.map(|p| p.value()) else {
-                    return Ok(Vec::new());
+                    return Ok(None);
                 };
                 if index.get((who, pos)).map_err(self.err())?.is_none() {
-                    return Ok(Vec::new());
+                    return Ok(None);
                 }
                 pos + 1
             }
@@ -315,7 +315,14 @@ impl OrderStore {
                 found.push(order);
             }
         }
-        Ok(found)
+        Ok(Some(found))
+    }
+
+    /// Holds the store's one write transaction until the returned one drops: the writer waits
+    /// (tests use it to keep orders unstored).
+    #[cfg(test)]
+    pub(crate) fn hold_writes(&self) -> redb::WriteTransaction {
+        self.db.begin_write().expect("a write transaction")
     }
 
     /// Orders in the store.

@@ -1,55 +1,70 @@
 //! The most recent orders, by id and by idempotency key: a bounded cache in front of the order
-//! store, for the reads that follow a checkout (the buyer's `GET /v1/orders/{id}`, a retry
-//! under the same key). First in, first out: at [`RECENT_ORDERS`] the oldest goes.
+//! store, which is also the store writer's queue. Orders enter at the back once their sale is
+//! durable; the writer takes them from the front of the unstored ones, in that order, and
+//! marks them stored once its commit is visible. Only stored orders are ever evicted (oldest
+//! first, past [`RECENT_ORDERS`]), so an order is always in the cache, the store, or both:
+//! there is no moment after its sale at which it is unreadable.
 //!
-//! Evicting never makes an order unreadable: an order enters here after its sale is durable
-//! and leaves only after the store has it (checkout waits for the store's commit before it
-//! answers, and the cache is filled before that wait).
+//! Bounds: at most [`RECENT_ORDERS`] stored orders, plus at most [`MAX_UNSTORED`] waiting for
+//! the writer (checkout waits for room, see `OrderBook::insert`).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
 use crate::checkout::order_book::StoredOrder;
+use crate::checkout::order_store::OrderList;
 
-/// Orders kept, at most (about 1 KiB each with their index entries).
+/// Stored orders kept, at most (about 1 KiB each with their index entries).
 pub const RECENT_ORDERS: usize = 2048;
+/// Orders waiting for the store's writer, at most.
+pub const MAX_UNSTORED: usize = 1024;
 
-/// The cache; a std `Mutex` guards it: every operation is a few hash-map steps and no lock is
-/// held across an `.await`.
+/// The cache; a std `Mutex` guards it: every operation is a few hash-map steps (a list's
+/// snapshot, a scan of at most [`MAX_UNSTORED`]) and no lock is held across an `.await`.
 #[derive(Debug)]
 pub struct RecentOrders {
     capacity: usize,
     inner: Mutex<Recent>,
+    /// Wakes the writer when orders arrive or the cache closes.
+    arrived: Condvar,
 }
 
 #[derive(Debug, Default)]
 struct Recent {
-    /// Oldest first.
+    /// Oldest first: stored orders, then the `unstored` ones in the order the writer takes them.
     fifo: VecDeque<Arc<StoredOrder>>,
     by_id: FxHashMap<String, Arc<StoredOrder>>,
     /// (customer, idempotency key) to the order's id.
     by_key: FxHashMap<(String, String), String>,
+    /// How many orders at the back of `fifo` the store does not have yet.
+    unstored: usize,
+    /// How many of the unstored (from the oldest) the writer has taken and is committing.
+    taken: usize,
+    /// No more orders come: the writer stores what is left and stops.
+    closed: bool,
 }
 
 impl RecentOrders {
-    /// A cache of at most `capacity` orders (at least one).
+    /// A cache of at most `capacity` stored orders (at least one).
     pub fn new(capacity: usize) -> RecentOrders {
         RecentOrders {
             capacity: capacity.max(1),
             inner: Mutex::default(),
+            arrived: Condvar::new(),
         }
     }
 
-    /// Adds `order` (one already here, by id, is left as it is), evicting the oldest past the
-    /// capacity.
+    /// Adds `order` for the writer to store; false if an order with its id is already here.
+    /// The caller holds room for it (at most [`MAX_UNSTORED`] unstored).
     ///
-    /// Cost: three hash-map inserts and three `String` clones; an eviction, three removals.
-    pub fn insert(&self, order: Arc<StoredOrder>) {
+    /// Cost: three hash-map inserts and three `String` clones.
+    pub fn add(&self, order: Arc<StoredOrder>) -> bool {
         let mut recent = self.lock();
         if recent.by_id.contains_key(&order.order.id) {
-            return;
+            return false;
         }
         recent
             .by_id
@@ -61,7 +76,40 @@ impl RecentOrders {
             );
         }
         recent.fifo.push_back(order);
-        while recent.fifo.len() > self.capacity {
+        recent.unstored += 1;
+        debug_assert!(recent.unstored <= MAX_UNSTORED);
+        drop(recent);
+        self.arrived.notify_one();
+        true
+    }
+
+    /// For the writer: up to `max` unstored orders not yet taken, oldest first, waiting up to
+    /// `wait` for one. Empty after `wait`, or once closed with nothing left (`closed` says).
+    pub fn take_unstored(&self, max: usize, wait: Duration) -> (Vec<Arc<StoredOrder>>, bool) {
+        let mut recent = self.lock();
+        if recent.unstored == recent.taken && !recent.closed {
+            recent = match self.arrived.wait_timeout(recent, wait) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        let first = recent.fifo.len() - recent.unstored + recent.taken;
+        let count = (recent.unstored - recent.taken).min(max);
+        let batch: Vec<_> = recent.fifo.range(first..first + count).cloned().collect();
+        recent.taken += count;
+        let closed = recent.closed && recent.unstored == recent.taken;
+        (batch, closed)
+    }
+
+    /// For the writer: the `count` oldest taken orders are in the store now (or could not be
+    /// stored: the journal has them). Evicts the oldest stored orders past the capacity.
+    pub fn stored(&self, count: usize) {
+        let mut recent = self.lock();
+        debug_assert!(count <= recent.taken);
+        let count = count.min(recent.taken);
+        recent.taken -= count;
+        recent.unstored -= count;
+        while recent.fifo.len() > self.capacity && recent.fifo.len() > recent.unstored {
             let Some(oldest) = recent.fifo.pop_front() else {
                 break;
             };
@@ -73,8 +121,13 @@ impl RecentOrders {
                 }
             }
         }
-        debug_assert!(recent.fifo.len() <= self.capacity);
         debug_assert_eq!(recent.fifo.len(), recent.by_id.len());
+    }
+
+    /// No more orders come; wakes the writer to store the rest and stop.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.arrived.notify_all();
     }
 
     /// The order with this id, if it is recent.
@@ -89,7 +142,23 @@ impl RecentOrders {
         recent.by_id.get(id).cloned()
     }
 
-    /// Orders held now.
+    /// The orders of `list` the store may not have yet, oldest first (at most
+    /// [`MAX_UNSTORED`]).
+    pub fn unstored_of(&self, list: OrderList<'_>) -> Vec<Arc<StoredOrder>> {
+        let recent = self.lock();
+        let first = recent.fifo.len() - recent.unstored;
+        recent
+            .fifo
+            .range(first..)
+            .filter(|order| match list {
+                OrderList::Buyer(who) => order.customer == who,
+                OrderList::Partner(who) => order.partner == who,
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Orders held now, stored or not.
     pub fn len(&self) -> usize {
         self.lock().fifo.len()
     }

@@ -1,126 +1,97 @@
-//! The order store's writer: one thread that applies the orders checkout hands it, in batches.
+//! The order store's writer: one thread that stores the orders checkout adds to the recent
+//! cache, in batches, in the order they were added.
 //!
-//! Checkout sends each order after its sale is durable and waits for the batch that holds it
-//! to commit (a non-durable redb commit: visible to every reader, no fsync), then answers. So
-//! once a buyer is told of an order, the store can read it, whatever the recent-orders cache
-//! has evicted. At most one commit a [`DURABLE_EVERY`] is durable (an fsync), and the last one
-//! when the writer stops; a crash loses at most the non-durable tail, which start-up re-applies
-//! from the journal.
-//!
-//! The queue is bounded ([`QUEUE`]): a checkout waits for room, so a slow disk slows checkouts
-//! instead of growing memory.
+//! Checkout does not wait for it: the recent cache holds an order until the store has it, so
+//! readers find it in one or the other. Each batch is one non-durable redb commit (visible to
+//! every reader, no fsync); at most one commit a [`DURABLE_EVERY`] is durable, and one when the
+//! writer stops or has been idle that long. A crash loses at most the non-durable tail, which
+//! start-up re-applies from the journal.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::Semaphore;
 
-use crate::checkout::order_book::StoredOrder;
+use crate::checkout::order_store::recent::RecentOrders;
 use crate::checkout::order_store::{OrderStore, OrderStoreError};
 
-/// Orders waiting for the writer, at most.
-pub const QUEUE: usize = 1024;
 /// Orders applied in one transaction, at most.
 const MAX_BATCH: usize = 512;
 /// How often a commit is made durable while orders keep coming.
 pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
-/// One order to store and who waits for it.
-struct Write {
-    order: Arc<StoredOrder>,
-    stored: oneshot::Sender<bool>,
-}
-
-/// The handle checkout sends orders through; dropping it stops the thread (after a last
-/// durable commit) and waits for it.
+/// The writer thread; dropping it closes the cache to new orders, lets the thread store what is
+/// left (and commit durably), and waits for it.
 #[derive(Debug)]
 pub struct StoreWriter {
-    queue: Option<mpsc::Sender<Write>>,
+    recent: Arc<RecentOrders>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for Write {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Write")
-            .field("order", &self.order.order.id)
-            .finish()
-    }
-}
-
 impl StoreWriter {
-    /// Starts the writer thread on `store`.
-    pub fn start(store: Arc<OrderStore>) -> Result<StoreWriter, OrderStoreError> {
-        let (queue, orders) = mpsc::channel(QUEUE);
+    /// Starts the writer thread: it stores what `recent` holds unstored into `store`, and
+    /// gives `room` back a permit per order stored.
+    pub fn start(
+        store: Arc<OrderStore>,
+        recent: Arc<RecentOrders>,
+        room: Arc<Semaphore>,
+    ) -> Result<StoreWriter, OrderStoreError> {
+        let queue = Arc::clone(&recent);
         let thread = std::thread::Builder::new()
             .name("buyline-orders".into())
-            .spawn(move || run(&store, orders))
+            .spawn(move || run(&store, &queue, &room))
             .map_err(OrderStoreError::Thread)?;
         Ok(StoreWriter {
-            queue: Some(queue),
+            recent,
             thread: Some(thread),
         })
-    }
-
-    /// Stores `order`; returns once a commit holding it is visible to readers.
-    pub async fn store(&self, order: Arc<StoredOrder>) -> Result<(), OrderStoreError> {
-        let queue = self.queue.as_ref().ok_or(OrderStoreError::WriterStopped)?;
-        let (stored, done) = oneshot::channel();
-        queue
-            .send(Write { order, stored })
-            .await
-            .map_err(|_| OrderStoreError::WriterStopped)?;
-        match done.await {
-            Ok(true) => Ok(()),
-            _ => Err(OrderStoreError::WriterStopped),
-        }
     }
 }
 
 impl Drop for StoreWriter {
     fn drop(&mut self) {
-        drop(self.queue.take());
+        self.recent.close();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// The thread: batch what is queued, commit, tell the waiters; a durable commit at most every
-/// [`DURABLE_EVERY`] and at the end.
-fn run(store: &OrderStore, mut orders: mpsc::Receiver<Write>) {
-    let mut batch: Vec<Write> = Vec::with_capacity(MAX_BATCH);
+/// The thread: take what is unstored, commit, mark it stored; a durable commit at most every
+/// [`DURABLE_EVERY`], when idle that long, and at the end.
+fn run(store: &OrderStore, recent: &RecentOrders, room: &Semaphore) {
     let mut last_durable = Instant::now();
     let mut undurable = false;
-    while let Some(first) = orders.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match orders.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
+    loop {
+        let (batch, closed) = recent.take_unstored(MAX_BATCH, DURABLE_EVERY);
+        if batch.is_empty() {
+            if undurable && (closed || last_durable.elapsed() >= DURABLE_EVERY) {
+                match store.apply([], None, true) {
+                    Ok(_) => undurable = false,
+                    Err(error) => {
+                        tracing::error!(%error, "a durable commit of the order store failed")
+                    }
+                }
+                last_durable = Instant::now();
             }
+            if closed {
+                return;
+            }
+            continue;
         }
         let durable = last_durable.elapsed() >= DURABLE_EVERY;
-        let applied = store.apply(batch.iter().map(|w| &*w.order), None, durable);
-        let ok = match applied {
-            Ok(_) => true,
-            Err(error) => {
-                // The orders stay durable in the journal; a restart re-applies them.
-                tracing::error!(%error, orders = batch.len(), "storing orders failed");
-                false
+        match store.apply(batch.iter().map(|order| &**order), None, durable) {
+            Ok(_) if durable => {
+                last_durable = Instant::now();
+                undurable = false;
             }
-        };
-        if ok && durable {
-            last_durable = Instant::now();
-            undurable = false;
-        } else if ok {
-            undurable = true;
+            Ok(_) => undurable = true,
+            // The orders stay durable in the journal; a restart stores them. They become
+            // evictable like the rest, so a broken store cannot grow the cache.
+            Err(error) => tracing::error!(%error, orders = batch.len(), "storing orders failed"),
         }
-        for write in batch.drain(..) {
-            let _ = write.stored.send(ok);
-        }
-    }
-    if undurable && let Err(error) = store.apply([], None, true) {
-        tracing::error!(%error, "the last durable commit of the order store failed");
+        recent.stored(batch.len());
+        room.add_permits(batch.len());
     }
 }
