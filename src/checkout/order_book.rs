@@ -9,8 +9,9 @@
 //! bounded cache ([`RecentOrders`]). Memory does not grow with the orders sold.
 //!
 //! The order of events for one sale: the sale is durable (journal) -> the order enters the
-//! cache -> the store's writer commits it (visible to readers) -> checkout answers -> later,
-//! the cache evicts it. There is no moment after the answer at which the order is unreadable.
+//! cache (readable from here on) -> checkout answers -> the store's writer commits it (visible
+//! to readers) -> later, the cache evicts it. The cache never evicts an order the store does
+//! not have, so there is no moment after the sale at which the order is unreadable.
 
 use std::path::Path;
 use std::sync::Arc;
