@@ -125,9 +125,9 @@ async fn the_heap_held_for_orders_stops_growing_once_the_caches_are_full() {
     );
     // Orders held in RAM cost about 1 KiB each here (measured with the recent cache made
     // unbounded: 1,043 bytes per order). Allow some noise (redb's free-page lists between
-    // durable commits), nothing that grows with the orders.
+    // durable commits; runs measured -4 to +25 bytes), nothing that grows with the orders.
     assert!(
-        per_order < 64.0,
+        per_order < 128.0,
         "the heap grew by {per_order:.1} bytes per order"
     );
     // And all of it is the caches': the recent orders and redb's 8 MiB.
