@@ -108,6 +108,9 @@ impl Drop for RunningServer {
     }
 }
 
+/// The order store's file in the data dir (rebuilt from the journal when missing).
+pub const ORDER_STORE: &str = "orders.redb";
+
 /// Starts a server for `config`; it runs until `shutdown` resolves or [`RunningServer::stop`].
 pub fn start(
     config: Config,
@@ -133,7 +136,15 @@ pub fn start(
         key_window,
     )
     .context("the inventory journal could not be recovered")?;
-    let orders = Arc::new(OrderBook::from_journal(inventory.take_recovered_orders()));
+    let orders_path = config.data_dir.join(ORDER_STORE);
+    let orders = Arc::new(
+        OrderBook::open(&orders_path, inventory.take_recovered_orders()).with_context(|| {
+            format!(
+                "the order store {} could not be opened",
+                orders_path.display()
+            )
+        })?,
+    );
     let wallet_dir = config.data_dir.join("wallet");
     let wallet = Wallet::open(&wallet_dir, MasterKey::derive(&secret))
         .with_context(|| format!("the wallet in {} could not be opened", wallet_dir.display()))?;
@@ -198,7 +209,7 @@ struct Pipeline {
     catalog_store: Arc<CatalogStore>,
     history: Arc<HistoryRing>,
     inventory: Arc<InventoryService>,
-    /// Every order, rebuilt from the journal.
+    /// Every order: the store on disk, kept up to date with the journal.
     orders: Arc<OrderBook>,
     wallet: Arc<Wallet>,
     /// The key checkout idempotency keys' request fingerprints are made under.

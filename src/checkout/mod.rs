@@ -12,6 +12,7 @@ pub mod card;
 pub mod fingerprint;
 pub mod gateway;
 pub mod order_book;
+pub mod order_store;
 pub mod request;
 pub mod service;
 pub mod wallet;

@@ -1,22 +1,32 @@
-//! Every confirmed order, indexed for the reads the contract offers: by id, by buyer, by the
-//! seller (partner), and by the buyer's idempotency key.
+//! Every confirmed order, for the reads the contract offers: by id, by buyer, by the seller
+//! (partner), and by the buyer's idempotency key.
 //!
 //! The journal is the orders' home: each order's [`StoredOrder`] rides in the `Confirmed`
 //! record that sells its hold (and in the journal's order archive once a snapshot replaced
-//! that record), so an order exists exactly when its sale is durable. This book is rebuilt
-//! from the journal at start-up and appended to by checkout after each durable sale; it holds
-//! no state of its own.
+//! that record), so an order exists exactly when its sale is durable. The book reads orders
+//! back from the [`OrderStore`] on disk (a view of the journal, brought up to date at
+//! start-up and written by checkout after each durable sale), with the most recent ones in a
+//! bounded cache ([`RecentOrders`]). Memory does not grow with the orders sold.
 //!
-//! A std `RwLock` guards it: reads are short (an index lookup and `Arc` clones), writes are
-//! one push per sale, and no lock is held across an `.await`.
+//! The order of events for one sale: the sale is durable (journal) -> the order enters the
+//! cache (readable from here on) -> checkout answers -> the store's writer commits it (visible
+//! to readers) -> later, the cache evicts it. The cache never evicts an order the store does
+//! not have, so there is no moment after the sale at which the order is unreadable.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::path::Path;
+use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::checkout::fingerprint::RequestFingerprint;
+use tokio::sync::Semaphore;
+
+use crate::checkout::order_store::recent::{MAX_UNSTORED, RECENT_ORDERS, RecentOrders};
+use crate::checkout::order_store::writer::StoreWriter;
+use crate::checkout::order_store::{OrderList, OrderStore, OrderStoreError};
+use crate::inventory::service::RecoveredOrders;
 use crate::inventory::{HoldId, hold_id_text};
+use crate::journal::ArchiveReader;
 use crate::model::Order;
 
 /// An order as the journal keeps it: the contract's ORDER plus who bought it, who sells it,
@@ -75,136 +85,229 @@ pub struct Page<'a> {
     pub limit: usize,
 }
 
-/// The orders, in the order their sales became durable.
-#[derive(Debug, Default)]
+/// The orders: the store on disk, its writer and the recent-orders cache.
+#[derive(Debug)]
 pub struct OrderBook {
-    book: RwLock<Book>,
+    /// Stops (storing what is left, then a durable commit) before the store closes: declared
+    /// first, dropped first.
+    _writer: StoreWriter,
+    store: Arc<OrderStore>,
+    recent: Arc<RecentOrders>,
+    /// Room for orders the writer has not stored yet ([`MAX_UNSTORED`] permits): a checkout
+    /// waits here when the store falls behind, so the backlog cannot grow memory.
+    room: Arc<Semaphore>,
 }
 
-#[derive(Debug, Default)]
-struct Book {
-    orders: Vec<Arc<StoredOrder>>,
-    by_id: FxHashMap<String, usize>,
-    /// Positions in `orders`, ascending.
-    by_customer: FxHashMap<String, Vec<usize>>,
-    /// Positions in `orders`, ascending.
-    by_partner: FxHashMap<String, Vec<usize>>,
-    /// (customer, idempotency key) to position.
-    by_key: FxHashMap<(String, String), usize>,
-}
+/// Orders decoded and applied to the store in one transaction at start-up.
+const REPLAY_BATCH: usize = 1024;
 
 impl OrderBook {
-    /// Rebuilds the book from the order bytes the journal recovered, in journal order. Bytes
-    /// that do not decode are skipped with an error log (the sale itself stands).
-    pub fn from_journal(encoded: Vec<Vec<u8>>) -> OrderBook {
-        let book = OrderBook::default();
-        for (index, bytes) in encoded.iter().enumerate() {
-            match StoredOrder::decode(bytes) {
-                Ok(order) => book.insert(Arc::new(order)),
-                Err(error) => {
-                    tracing::error!(index, %error, "a journaled order does not decode; skipped")
-                }
-            }
+    /// Opens the store at `path` and brings it up to date with the journal's orders
+    /// (`recovered`, from the inventory's start-up): the archive past the store's watermark
+    /// (all of it when the store was missing or damaged and is rebuilt), then the orders not
+    /// yet archived. Streams: memory holds one batch of [`REPLAY_BATCH`] orders, whatever the
+    /// history. Bytes that do not decode are skipped with an error log (the sale stands).
+    pub fn open(
+        path: &Path,
+        recovered: Option<RecoveredOrders>,
+    ) -> Result<OrderBook, OrderStoreError> {
+        let started = std::time::Instant::now();
+        let (store, rebuilt) = OrderStore::open(path)?;
+        let mut replayed = 0;
+        if let Some(recovered) = recovered {
+            replayed = catch_up(&store, rebuilt, &recovered)?;
         }
-        book
+        tracing::info!(
+            rebuilt,
+            replayed,
+            orders = store.len()?,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "order store ready"
+        );
+        let store = Arc::new(store);
+        let recent = Arc::new(RecentOrders::new(RECENT_ORDERS));
+        let room = Arc::new(Semaphore::new(MAX_UNSTORED));
+        Ok(OrderBook {
+            _writer: StoreWriter::start(
+                Arc::clone(&store),
+                Arc::clone(&recent),
+                Arc::clone(&room),
+            )?,
+            store,
+            recent,
+            room,
+        })
     }
 
-    /// Adds an order; one already present (same id) is left as it is.
-    pub fn insert(&self, order: Arc<StoredOrder>) {
-        let mut book = self.write();
-        if book.by_id.contains_key(&order.order.id) {
-            return;
+    /// Adds an order whose sale is durable: readable at once (from the recent cache), in the
+    /// store soon after. One already present (same id) is left as it is. Waits only when
+    /// [`MAX_UNSTORED`] orders are already waiting for the store.
+    ///
+    /// Cost: a semaphore permit and three hash-map inserts; no disk access.
+    pub async fn insert(&self, order: Arc<StoredOrder>) -> Result<(), OrderStoreError> {
+        let permit = self
+            .room
+            .acquire()
+            .await
+            .map_err(|_| OrderStoreError::WriterStopped)?;
+        if self.recent.add(order) {
+            // The writer gives it back once the order is stored.
+            permit.forget();
         }
-        let position = book.orders.len();
-        book.by_id.insert(order.order.id.clone(), position);
-        book.by_customer
-            .entry(order.customer.clone())
-            .or_default()
-            .push(position);
-        book.by_partner
-            .entry(order.partner.clone())
-            .or_default()
-            .push(position);
-        if let Some(key) = &order.idempotency_key {
-            book.by_key
-                .insert((order.customer.clone(), key.clone()), position);
-        }
-        book.orders.push(order);
+        Ok(())
     }
 
     /// The order with this id, whoever bought it (callers check ownership).
-    pub fn get(&self, id: &str) -> Option<Arc<StoredOrder>> {
-        let book = self.read();
-        book.by_id.get(id).map(|&i| Arc::clone(&book.orders[i]))
+    pub fn get(&self, id: &str) -> Result<Option<Arc<StoredOrder>>, OrderStoreError> {
+        match self.recent.get(id) {
+            Some(order) => Ok(Some(order)),
+            None => self.store.get(id),
+        }
     }
 
     /// The order a customer's idempotency key produced.
-    pub fn by_key(&self, customer: &str, key: &str) -> Option<Arc<StoredOrder>> {
-        let book = self.read();
-        book.by_key
-            .get(&(customer.to_owned(), key.to_owned()))
-            .map(|&i| Arc::clone(&book.orders[i]))
+    pub fn by_key(
+        &self,
+        customer: &str,
+        key: &str,
+    ) -> Result<Option<Arc<StoredOrder>>, OrderStoreError> {
+        match self.recent.by_key(customer, key) {
+            Some(order) => Ok(Some(order)),
+            None => self.store.by_key(customer, key),
+        }
     }
 
     /// A customer's orders, oldest first.
-    pub fn of_customer(&self, customer: &str, page: Page<'_>) -> Vec<Arc<StoredOrder>> {
-        let book = self.read();
-        book.page(book.by_customer.get(customer), page)
+    pub fn of_customer(
+        &self,
+        customer: &str,
+        page: Page<'_>,
+    ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
+        self.page(OrderList::Buyer(customer), page)
     }
 
     /// The orders of a partner's products, oldest first.
-    pub fn of_partner(&self, partner: &str, page: Page<'_>) -> Vec<Arc<StoredOrder>> {
-        let book = self.read();
-        book.page(book.by_partner.get(partner), page)
+    pub fn of_partner(
+        &self,
+        partner: &str,
+        page: Page<'_>,
+    ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
+        self.page(OrderList::Partner(partner), page)
     }
 
-    /// Orders in the book.
-    pub fn len(&self) -> usize {
-        self.read().orders.len()
+    /// A page of `list`: the store's, then the orders the writer has not stored yet (they
+    /// will follow every stored one, in this order). The unstored are read first: one stored
+    /// meanwhile shows up in the store's page too, and is kept once.
+    fn page(
+        &self,
+        list: OrderList<'_>,
+        page: Page<'_>,
+    ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
+        let unstored = self.recent.unstored_of(list);
+        let stored = self.store.page(list, page)?;
+        let start = match page.after {
+            None => 0,
+            Some(after) => match unstored.iter().position(|o| o.order.id == after) {
+                Some(at) => at + 1,
+                // Stored: every unstored order comes after it.
+                None if stored.is_some() => 0,
+                // Not in this list at all.
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut found = stored.unwrap_or_default();
+        for order in &unstored[start..] {
+            if found.len() >= page.limit {
+                break;
+            }
+            if !found.iter().any(|f| f.order.id == order.order.id) {
+                found.push(Arc::clone(order));
+            }
+        }
+        Ok(found)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Orders in the store (an order just added may not be there yet).
+    pub fn len(&self) -> Result<u64, OrderStoreError> {
+        self.store.len()
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Book> {
-        // A panic while writing leaves at worst an order missing from one index.
-        self.book.read().unwrap_or_else(|p| p.into_inner())
+    pub fn is_empty(&self) -> Result<bool, OrderStoreError> {
+        Ok(self.len()? == 0 && self.recent.is_empty())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Book> {
-        self.book.write().unwrap_or_else(|p| p.into_inner())
+    /// Returns once every order added so far is in the store (tests, measurements).
+    pub async fn until_stored(&self) {
+        while self.room.available_permits() < MAX_UNSTORED {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Orders in the recent cache (at most [`RECENT_ORDERS`] stored plus [`MAX_UNSTORED`]).
+    pub fn recent_len(&self) -> usize {
+        self.recent.len()
     }
 }
 
-impl Book {
-    fn page(&self, positions: Option<&Vec<usize>>, page: Page<'_>) -> Vec<Arc<StoredOrder>> {
-        let Some(positions) = positions else {
-            return Vec::new();
-        };
-        // An `after` id outside this list (someone else's, or unknown) starts at the beginning
-        // of nothing: the caller learns nothing about orders that are not theirs.
-        let start = match page.after {
-            None => 0,
-            Some(after) => match self.by_id.get(after) {
-                Some(position) => match positions.binary_search(position) {
-                    Ok(found) => found + 1,
-                    Err(_) => return Vec::new(),
-                },
-                None => return Vec::new(),
-            },
-        };
-        positions[start.min(positions.len())..]
-            .iter()
-            .take(page.limit)
-            .map(|&i| Arc::clone(&self.orders[i]))
-            .collect()
+/// Applies the journal's orders the store may lack; returns how many were read.
+fn catch_up(
+    store: &OrderStore,
+    rebuilt: bool,
+    recovered: &RecoveredOrders,
+) -> Result<usize, OrderStoreError> {
+    let mut read = 0;
+    // A watermark past the archive's end (its torn tail was cut off) counts from the end:
+    // what the cut frames held is in the journal's records, applied below.
+    let from = if rebuilt {
+        0
+    } else {
+        store.archive_watermark()?.min(recovered.archive_len)
+    };
+    let mut batch: Vec<StoredOrder> = Vec::with_capacity(REPLAY_BATCH);
+    if from < recovered.archive_len {
+        let mut archive = ArchiveReader::open(&recovered.archive, from, recovered.archive_len)
+            .map_err(|e| OrderStoreError::Io {
+                path: recovered.archive.clone(),
+                message: e.to_string(),
+            })?;
+        loop {
+            let next = archive.next_frame().map_err(|e| OrderStoreError::Io {
+                path: recovered.archive.clone(),
+                message: e.to_string(),
+            })?;
+            let Some((bytes, end)) = next else { break };
+            read += 1;
+            decode_into(&mut batch, bytes, read);
+            if batch.len() == REPLAY_BATCH {
+                store.apply(&batch, Some(end), false)?;
+                batch.clear();
+            }
+        }
+    }
+    for bytes in &recovered.unarchived {
+        read += 1;
+        decode_into(&mut batch, bytes, read);
+        if batch.len() == REPLAY_BATCH {
+            store.apply(&batch, None, false)?;
+            batch.clear();
+        }
+    }
+    // Durable, with the watermark: the next start reads only what is archived after this one.
+    store.apply(&batch, Some(recovered.archive_len), true)?;
+    Ok(read)
+}
+
+fn decode_into(batch: &mut Vec<StoredOrder>, bytes: &[u8], index: usize) {
+    match StoredOrder::decode(bytes) {
+        Ok(order) => batch.push(order),
+        Err(error) => tracing::error!(index, %error, "a journaled order does not decode; skipped"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::Archive;
     use crate::model::{Address, CardBrand, CardSummary, Money, OrderStatus};
 
     fn order(n: u64, customer: &str, partner: &str, key: Option<&str>) -> StoredOrder {
@@ -249,69 +352,243 @@ mod tests {
         assert_eq!(order_id_for(0xab), "ord_00000000000000ab");
     }
 
+    /// An archive at `dir/orders.archive` holding `archived` (in order), as the journal's
+    /// start-up would describe it with `unarchived` after it.
+    fn recovered(dir: &Path, archived: &[Vec<u8>], unarchived: Vec<Vec<u8>>) -> RecoveredOrders {
+        let path = dir.join("orders.archive");
+        let mut archive = Archive::open(&path).unwrap();
+        for bytes in archived {
+            archive.push(bytes).unwrap();
+        }
+        archive.sync().unwrap();
+        drop(archive);
+        RecoveredOrders {
+            archive_len: Archive::open(&path).unwrap().len_at_open(),
+            archive: path,
+            unarchived,
+        }
+    }
+
+    fn ids(orders: &[Arc<StoredOrder>]) -> Vec<String> {
+        orders.iter().map(|o| o.order.id.clone()).collect()
+    }
+
+    const ALL: Page<'static> = Page {
+        after: None,
+        limit: 1000,
+    };
+
     #[test]
     fn journal_bytes_round_trip_and_rebuild_every_index() {
+        let dir = tempfile::tempdir().unwrap();
         let orders = [
             order(1, "alice", "red", Some("k1")),
             order(2, "bob", "red", None),
             order(3, "alice", "gumroad", None),
         ];
-        let mut encoded: Vec<Vec<u8>> = orders.iter().map(StoredOrder::encode).collect();
-        encoded.insert(1, b"not json".to_vec());
-        let book = OrderBook::from_journal(encoded);
-        assert_eq!(book.len(), 3);
-        assert_eq!(*book.get(&order_id_for(2)).unwrap(), orders[1]);
-        let all = Page {
-            after: None,
-            limit: 100,
-        };
-        let alice: Vec<_> = book
-            .of_customer("alice", all)
-            .iter()
-            .map(|o| o.order.id.clone())
-            .collect();
-        assert_eq!(alice, [order_id_for(1), order_id_for(3)]);
-        assert_eq!(book.of_partner("red", all).len(), 2);
+        let archived = vec![orders[0].encode(), b"not json".to_vec(), orders[1].encode()];
+        // The tail repeats an archived order (a record after the snapshot, archived too).
+        let unarchived = vec![orders[1].encode(), orders[2].encode()];
+        let recovered = recovered(dir.path(), &archived, unarchived);
+        let book = OrderBook::open(&dir.path().join("orders.redb"), Some(recovered)).unwrap();
+        assert_eq!(book.len().unwrap(), 3);
+        assert_eq!(*book.get(&order_id_for(2)).unwrap().unwrap(), orders[1]);
+        let alice = book.of_customer("alice", ALL).unwrap();
+        assert_eq!(ids(&alice), [order_id_for(1), order_id_for(3)]);
+        assert_eq!(book.of_partner("red", ALL).unwrap().len(), 2);
+        let by_key = book.by_key("alice", "k1").unwrap().unwrap();
+        assert_eq!(by_key.order.id, order_id_for(1));
+        assert!(book.by_key("bob", "k1").unwrap().is_none());
+        assert!(book.get("ord_unknown").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn pages_continue_after_an_id_of_the_same_list_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = OrderBook::open(&dir.path().join("orders.redb"), None).unwrap();
+        for n in 1..=5 {
+            book.insert(Arc::new(order(n, "alice", "red", None)))
+                .await
+                .unwrap();
+        }
+        book.insert(Arc::new(order(6, "bob", "red", None)))
+            .await
+            .unwrap();
+        fn page(after: Option<&str>, limit: usize) -> Page<'_> {
+            Page { after, limit }
+        }
+        let first = book.of_customer("alice", page(None, 2)).unwrap();
+        assert_eq!(ids(&first), [order_id_for(1), order_id_for(2)]);
+        let next = book
+            .of_customer("alice", page(Some(&first[1].order.id), 10))
+            .unwrap();
         assert_eq!(
-            book.by_key("alice", "k1").unwrap().order.id,
-            order_id_for(1)
+            ids(&next),
+            [order_id_for(3), order_id_for(4), order_id_for(5)]
         );
-        assert!(book.by_key("bob", "k1").is_none());
+        let partner = book
+            .of_partner("red", page(Some(&order_id_for(5)), 10))
+            .unwrap();
+        assert_eq!(ids(&partner), [order_id_for(6)]);
+        let foreign = book
+            .of_customer("alice", page(Some(&order_id_for(6)), 10))
+            .unwrap();
+        assert!(foreign.is_empty());
+        let unknown = book.of_customer("alice", page(Some("ord_x"), 10)).unwrap();
+        assert!(unknown.is_empty());
+        // The same order twice is kept once.
+        book.insert(Arc::new(order(1, "alice", "red", None)))
+            .await
+            .unwrap();
+        book.until_stored().await;
+        assert_eq!(book.len().unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn an_order_is_read_from_the_store_once_the_cache_evicted_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = OrderBook::open(&dir.path().join("orders.redb"), None).unwrap();
+        let count = RECENT_ORDERS as u64 + 10;
+        for n in 0..count {
+            book.insert(Arc::new(order(n, "alice", "red", Some(&format!("k{n}")))))
+                .await
+                .unwrap();
+        }
+        book.until_stored().await;
+        assert_eq!(book.recent_len(), RECENT_ORDERS);
+        // Order 0 left the cache first; the store still answers for it, by id and by key.
+        assert!(book.recent.get(&order_id_for(0)).is_none());
+        assert_eq!(
+            book.get(&order_id_for(0)).unwrap().unwrap().order.id,
+            order_id_for(0)
+        );
+        assert_eq!(
+            book.by_key("alice", "k0").unwrap().unwrap().order.id,
+            order_id_for(0)
+        );
+        assert_eq!(book.of_customer("alice", ALL).unwrap().len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn orders_the_writer_has_not_stored_yet_are_read_and_paged_after_the_stored_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = OrderBook::open(&dir.path().join("orders.redb"), None).unwrap();
+        for n in 1..=3 {
+            book.insert(Arc::new(order(n, "alice", "red", None)))
+                .await
+                .unwrap();
+        }
+        book.until_stored().await;
+        // The writer is stuck behind this transaction: orders 4 to 6 stay unstored.
+        let held = book.store.hold_writes();
+        for n in 4..=6 {
+            let key = format!("k{n}");
+            book.insert(Arc::new(order(n, "alice", "red", Some(&key))))
+                .await
+                .unwrap();
+        }
+        assert_eq!(book.len().unwrap(), 3);
+        let pages = |list: &str| {
+            let mut seen = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = Page {
+                    after: after.as_deref(),
+                    limit: 2,
+                };
+                let got = if list == "buyer" {
+                    book.of_customer("alice", page).unwrap()
+                } else {
+                    book.of_partner("red", page).unwrap()
+                };
+                seen.extend(ids(&got));
+                match got.last() {
+                    Some(last) if got.len() == 2 => after = Some(last.order.id.clone()),
+                    _ => return seen,
+                }
+            }
+        };
+        let all: Vec<String> = (1..=6).map(order_id_for).collect();
+        assert_eq!(pages("buyer"), all);
+        assert_eq!(pages("partner"), all);
+        assert_eq!(
+            book.by_key("alice", "k5").unwrap().unwrap().order.id,
+            all[4]
+        );
+        let unknown = Page {
+            after: Some("ord_x"),
+            limit: 10,
+        };
+        assert!(book.of_customer("alice", unknown).unwrap().is_empty());
+        assert!(book.of_customer("bob", ALL).unwrap().is_empty());
+
+        drop(held);
+        book.until_stored().await;
+        assert_eq!(book.len().unwrap(), 6);
+        assert_eq!(pages("buyer"), all);
+        assert_eq!(pages("partner"), all);
     }
 
     #[test]
-    fn pages_continue_after_an_id_of_the_same_list_only() {
-        let book = OrderBook::default();
-        for n in 1..=5 {
-            book.insert(Arc::new(order(n, "alice", "red", None)));
+    fn a_reopened_store_reads_only_the_archive_past_its_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let first: Vec<Vec<u8>> = (0..10)
+            .map(|n| order(n, "alice", "red", None).encode())
+            .collect();
+        let path = dir.path().join("orders.redb");
+        let recovered_once = recovered(dir.path(), &first, Vec::new());
+        let store_path = path.clone();
+        {
+            let (store, rebuilt) = OrderStore::open(&store_path).unwrap();
+            assert!(rebuilt);
+            assert_eq!(catch_up(&store, rebuilt, &recovered_once).unwrap(), 10);
         }
-        book.insert(Arc::new(order(6, "bob", "red", None)));
-        let first = book.of_customer(
-            "alice",
-            Page {
-                after: None,
-                limit: 2,
-            },
+        // Five more sales archived during the next run.
+        let more: Vec<Vec<u8>> = (10..15)
+            .map(|n| order(n, "bob", "red", None).encode())
+            .collect();
+        let recovered_twice = recovered(dir.path(), &more, Vec::new());
+        let (store, rebuilt) = OrderStore::open(&store_path).unwrap();
+        assert!(!rebuilt);
+        assert_eq!(catch_up(&store, rebuilt, &recovered_twice).unwrap(), 5);
+        assert_eq!(store.len().unwrap(), 15);
+        assert_eq!(
+            store.archive_watermark().unwrap(),
+            recovered_twice.archive_len
         );
-        assert_eq!(first.len(), 2);
-        let next = book.of_customer(
-            "alice",
-            Page {
-                after: Some(&first[1].order.id),
-                limit: 10,
-            },
-        );
-        assert_eq!(next.len(), 3);
-        let foreign = book.of_customer(
-            "alice",
-            Page {
-                after: Some(&order_id_for(6)),
-                limit: 10,
-            },
-        );
-        assert!(foreign.is_empty());
-        // The same order twice is kept once.
-        book.insert(Arc::new(order(1, "alice", "red", None)));
-        assert_eq!(book.len(), 6);
+    }
+
+    #[test]
+    fn a_damaged_or_deleted_store_is_rebuilt_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let archived: Vec<Vec<u8>> = (0..50)
+            .map(|n| order(n, "alice", "red", None).encode())
+            .collect();
+        let path = dir.path().join("orders.redb");
+        let open = || {
+            let recovered = recovered(
+                dir.path(),
+                &[],
+                vec![order(50, "bob", "red", None).encode()],
+            );
+            OrderBook::open(&path, Some(recovered)).unwrap()
+        };
+        recovered(dir.path(), &archived, Vec::new());
+        assert_eq!(open().len().unwrap(), 51);
+
+        // Overwritten with garbage from the start: not a store, rebuilt.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..4096].fill(0xa5);
+        std::fs::write(&path, &bytes).unwrap();
+        let book = open();
+        assert_eq!(book.len().unwrap(), 51);
+        assert_eq!(book.of_customer("alice", ALL).unwrap().len(), 50);
+        drop(book);
+
+        // Deleted: rebuilt.
+        std::fs::remove_file(&path).unwrap();
+        let book = open();
+        assert_eq!(book.len().unwrap(), 51);
+        assert!(book.get(&order_id_for(49)).unwrap().is_some());
     }
 }

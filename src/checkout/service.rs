@@ -28,6 +28,7 @@ use crate::checkout::card::{ValidCard, validate_address, validate_card};
 use crate::checkout::fingerprint::{FingerprintKey, RequestFingerprint};
 use crate::checkout::gateway::{Charge, PaymentGateway};
 use crate::checkout::order_book::{OrderBook, StoredOrder, order_id_for};
+use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::request::{CheckoutRequest, Payment, Shipping};
 use crate::checkout::wallet::{Wallet, WalletError};
 use crate::decorate::partner_index::CatalogStore;
@@ -160,12 +161,13 @@ impl CheckoutService {
         let lock = self.lock_hold(hold);
         let outcome = {
             let _turn = lock.lock().await;
-            match self.existing_order(customer, hold) {
-                Some(found) => found.map(|order| (order, Fresh::Replayed)),
-                None => self
+            match self.existing_order(customer, &request.reservation, hold) {
+                Ok(Some(order)) => Ok((order, Fresh::Replayed)),
+                Ok(None) => self
                     .sell(customer, hold, request, keyed.map(|(_, f)| f), origin)
                     .await
                     .map(|order| (order, Fresh::Sold)),
+                Err(error) => Err(error),
             }
         };
         self.unlock_hold(hold, lock);
@@ -181,17 +183,27 @@ impl CheckoutService {
 
     /// The order already made from `hold`, if any: the caller's, or `reservation_not_found`
     /// for someone else's (exactly as for a hold that never existed).
+    ///
+    /// Cost: in the common case (the caller's hold is live, so no order was made from it) one
+    /// in-memory hold lookup; only a hold that is gone sends a lookup to the order book.
     fn existing_order(
         &self,
         customer: &str,
+        reservation: &str,
         hold: HoldId,
-    ) -> Option<Result<Arc<StoredOrder>, ApiError>> {
-        let order = self.orders.get(&order_id_for(hold))?;
-        Some(if order.customer == customer {
-            Ok(order)
-        } else {
-            Err(InventoryError::ReservationNotFound.into())
-        })
+    ) -> Result<Option<Arc<StoredOrder>>, ApiError> {
+        if self.inventory.hold_of(customer, reservation).is_ok() {
+            return Ok(None);
+        }
+        match self
+            .orders
+            .get(&order_id_for(hold))
+            .map_err(order_store_error)?
+        {
+            Some(order) if order.customer == customer => Ok(Some(order)),
+            Some(_) => Err(InventoryError::ReservationNotFound.into()),
+            None => Ok(None),
+        }
     }
 
     async fn sell(
@@ -262,7 +274,10 @@ impl CheckoutService {
             return Err(error);
         }
         let stored = Arc::new(stored);
-        self.orders.insert(Arc::clone(&stored));
+        if let Err(error) = self.orders.insert(Arc::clone(&stored)).await {
+            // Sold and durable: the buyer gets the order; the journal re-stores it on restart.
+            tracing::error!(%error, order = %stored.order.id, "the order could not be stored");
+        }
         if let Some(key) = &request.idempotency_key {
             self.lock_keys().remove(&(customer.to_owned(), key.clone()));
         }
@@ -367,7 +382,11 @@ impl CheckoutService {
                  address, save or share_card_with_seller); use a new key for a new checkout",
             )
         };
-        if let Some(order) = self.orders.by_key(customer, key) {
+        if let Some(order) = self
+            .orders
+            .by_key(customer, key)
+            .map_err(order_store_error)?
+        {
             let same = match order.request_fingerprint {
                 Some(made_by) => made_by == fingerprint,
                 // Journaled before fingerprints: the reservation is all there is to compare.
@@ -457,6 +476,12 @@ async fn blocking<T: Send + 'static>(
         Ok(Err(error)) => Err(wallet_error(&error)),
         Err(_) => Err(ApiError::internal("the wallet task failed")),
     }
+}
+
+/// An order store failure as clients see it: logged in full (file names, never contents).
+pub fn order_store_error(error: OrderStoreError) -> ApiError {
+    tracing::error!(%error, "order store read failed");
+    ApiError::internal("the orders could not be read")
 }
 
 /// A wallet failure as clients see it. The error names files (hashed names), never contents;

@@ -12,8 +12,12 @@ use axum::response::Response;
 use serde::Serialize;
 
 use crate::auth::{self, Action};
-use crate::checkout::order_book::{Page, StoredOrder};
+use std::sync::Arc;
+
+use crate::checkout::order_book::{OrderBook, Page, StoredOrder};
+use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::request::CheckoutRequest;
+use crate::checkout::service::order_store_error;
 use crate::error::ApiError;
 use crate::http::{HttpState, MAX_JSON_BODY, identity, json_response, read_body, subject_for};
 use crate::model::{Address, CardSummary, Money, OrderStatus};
@@ -59,7 +63,8 @@ pub async fn get_own(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
-    match state.app.checkout.orders().get(&id) {
+    let found = read_orders(&state, move |orders| orders.get(&id)).await?;
+    match found {
         Some(order) if order.customer == customer => {
             Ok(json_response(StatusCode::OK, &order.order))
         }
@@ -74,11 +79,14 @@ pub async fn list_own(
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
     let (after, limit) = paging(&uri)?;
-    let page = Page {
-        after: after.as_deref(),
-        limit,
-    };
-    let orders = state.app.checkout.orders().of_customer(&customer, page);
+    let orders = read_orders(&state, move |orders| {
+        let page = Page {
+            after: after.as_deref(),
+            limit,
+        };
+        orders.of_customer(&customer, page)
+    })
+    .await?;
     let orders: Vec<_> = orders.iter().map(|o| &o.order).collect();
     Ok(json_response(StatusCode::OK, &orders))
 }
@@ -128,13 +136,31 @@ pub async fn list_partner(
         },
     )?;
     let (after, limit) = paging(&uri)?;
-    let page = Page {
-        after: after.as_deref(),
-        limit,
-    };
-    let orders = state.app.checkout.orders().of_partner(&partner, page);
+    let orders = read_orders(&state, move |orders| {
+        let page = Page {
+            after: after.as_deref(),
+            limit,
+        };
+        orders.of_partner(&partner, page)
+    })
+    .await?;
     let orders: Vec<PartnerOrder<'_>> = orders.iter().map(|o| PartnerOrder::from(&**o)).collect();
     Ok(json_response(StatusCode::OK, &orders))
+}
+
+/// Runs an order-book read on the blocking pool: it may read the store's file (a page of up
+/// to [`MAX_PAGE`] orders is that many row reads), which must not stall this thread's other
+/// connections.
+async fn read_orders<T: Send + 'static>(
+    state: &HttpState,
+    read: impl FnOnce(&OrderBook) -> Result<T, OrderStoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let orders = Arc::clone(state.app.checkout.orders());
+    match tokio::task::spawn_blocking(move || read(&orders)).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(error)) => Err(order_store_error(error)),
+        Err(_) => Err(ApiError::internal("the order read failed")),
+    }
 }
 
 /// `?after=ord_...&limit=N` (both optional).

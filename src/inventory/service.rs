@@ -55,6 +55,17 @@ pub struct ReserveReply {
     pub remaining: u32,
 }
 
+/// Where the orders of every sale before this start are: the archive's first `archive_len`
+/// bytes (read it with [`journal::ArchiveReader`]), then `unarchived`, the orders of the
+/// records after the snapshot (bounded by the snapshot interval) and of a snapshot of the
+/// older form that carried orders. In journal order; an order may appear twice (keep the first).
+#[derive(Debug)]
+pub struct RecoveredOrders {
+    pub archive: std::path::PathBuf,
+    pub archive_len: u64,
+    pub unarchived: Vec<Vec<u8>>,
+}
+
 /// Why the inventory could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -79,8 +90,8 @@ pub struct InventoryService {
     /// Serialises product opens (an admin path), so a product's journal stream is opened
     /// before the product becomes visible to reservations.
     opening: Mutex<()>,
-    /// The order details of every sale found at start-up, until checkout takes them.
-    recovered_orders: Mutex<Vec<Vec<u8>>>,
+    /// Where the orders of the sales found at start-up are, until the order book takes them.
+    recovered_orders: Mutex<Option<RecoveredOrders>>,
     /// When the sweep last pruned idempotency keys (milliseconds since the Unix epoch).
     keys_pruned_at: AtomicI64,
     /// How long idempotency keys are remembered, by the engine and the journal writer's copy.
@@ -121,10 +132,12 @@ impl InventoryService {
             Some(bytes) => compactor::decode_snapshot(bytes).map_err(StartError::Snapshot)?,
             None => (InventoryState::default(), Vec::new()),
         };
-        // Orders whose records a snapshot replaced, then those in the records after it (an
-        // order can be in both: readers keep the first of each id).
-        let (archive, archived) = Archive::open(&dir.join(compactor::ORDER_ARCHIVE))?;
-        orders.extend(archived);
+        // Orders whose records a snapshot replaced stay in the archive (read back later, a
+        // frame at a time); those in the records after it are collected here (an order can be
+        // in both: readers keep the first of each id).
+        let archive_path = dir.join(compactor::ORDER_ARCHIVE);
+        let archive = Archive::open(&archive_path)?;
+        let archive_len = archive.len_at_open();
         for (index, payload) in recovered.records.iter().enumerate() {
             let record = codec::decode::<Record>(payload, payload.len() as u64)
                 .map_err(|source| StartError::Record { index, source })?;
@@ -166,7 +179,11 @@ impl InventoryService {
             engine,
             journal,
             opening: Mutex::new(()),
-            recovered_orders: Mutex::new(orders),
+            recovered_orders: Mutex::new(Some(RecoveredOrders {
+                archive: archive_path,
+                archive_len,
+                unarchived: orders,
+            })),
             keys_pruned_at: AtomicI64::new(now),
             key_window,
         };
@@ -314,16 +331,13 @@ impl InventoryService {
         Ok(self.engine.hold_of(customer, hold, now_ms())?)
     }
 
-    /// The order details journaled with every sale before this start, in journal order (an
-    /// order may appear twice: keep the first); the first call takes them, later calls get
-    /// nothing.
-    pub fn take_recovered_orders(&self) -> Vec<Vec<u8>> {
-        std::mem::take(
-            &mut *self
-                .recovered_orders
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
+    /// Where the order details journaled with every sale before this start are; the first
+    /// call takes them, later calls get `None`.
+    pub fn take_recovered_orders(&self) -> Option<RecoveredOrders> {
+        self.recovered_orders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Adds units to a product, durably; returns the units available after it.

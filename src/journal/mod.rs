@@ -85,7 +85,7 @@ use std::thread::{self, JoinHandle, Thread};
 use crossbeam::channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 
-pub use archive::Archive;
+pub use archive::{Archive, ArchiveReader};
 pub use error::JournalError;
 pub use format::{Lsn, MAX_PAYLOAD_BYTES};
 pub use options::JournalOptions;
