@@ -3,9 +3,7 @@
 //! global allocator. README's figure comes from this test's output
 //! (`cargo test --test history_memory -- --nocapture`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use buyline::decorate::demo::demo_catalog;
@@ -14,31 +12,11 @@ use buyline::decorate::partner_index::PartnerIndex;
 use buyline::fanout::history::HistoryRing;
 use buyline::sources::synthetic::SyntheticFirehose;
 
-struct CountingAllocator;
-
-/// Bytes allocated and not yet freed.
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; it only counts.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/live_bytes.rs"]
+mod live_bytes;
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: live_bytes::LiveBytes = live_bytes::LiveBytes;
 
 const HISTORY: usize = 100_000;
 
@@ -52,7 +30,7 @@ fn a_full_history_of_100000_synthetic_tweets_holds_less_than_100_mb() {
     let mut frame_bytes = 0;
     let mut tweets = Vec::new();
 
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let before = live_bytes::LiveBytes::now();
     // Twice the capacity: the ring is full and has evicted as it does in service.
     for batch in 0..2 * HISTORY / 1000 {
         tweets.clear();
@@ -80,7 +58,7 @@ fn a_full_history_of_100000_synthetic_tweets_holds_less_than_100_mb() {
         ring.push_batch(&decorated);
     }
     drop(tweets);
-    let held = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    let held = live_bytes::LiveBytes::now() - before;
 
     assert_eq!(ring.len(), HISTORY);
     let per_tweet = held as f64 / HISTORY as f64;

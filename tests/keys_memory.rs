@@ -6,9 +6,7 @@
 //!
 //! The tests share the allocator's count, so they run one at a time (`SERIAL`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use buyline::decorate::demo::demo_catalog;
@@ -19,37 +17,17 @@ use buyline::inventory::{
 use buyline::journal::JournalOptions;
 use buyline::model::Product;
 
-struct CountingAllocator;
-
-/// Bytes allocated and not yet freed.
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; it only counts.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/live_bytes.rs"]
+mod live_bytes;
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: live_bytes::LiveBytes = live_bytes::LiveBytes;
 
 /// One measuring test at a time: they share `LIVE_BYTES`.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn live_bytes() -> i64 {
-    LIVE_BYTES.load(Ordering::Relaxed)
+    live_bytes::LiveBytes::now()
 }
 
 /// A customer id shaped like the load test's token subjects.

@@ -4,39 +4,17 @@
 //! Measured with a counting global allocator; README's figure comes from this test's output
 //! (`cargo test --test order_memory -- --nocapture`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use buyline::checkout::order_book::{OrderBook, StoredOrder, order_id_for};
 use buyline::inventory::hold_id_text;
 use buyline::model::{Address, CardBrand, CardSummary, Money, Order, OrderStatus};
 
-struct CountingAllocator;
-
-/// Bytes allocated and not yet freed.
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; it only counts.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/live_bytes.rs"]
+mod live_bytes;
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: live_bytes::LiveBytes = live_bytes::LiveBytes;
 
 /// Orders sold before the first measurement: enough to fill the recent cache (2,048) and
 /// redb's page cache (8 MiB of pages; 30,000 orders did not always fill it).
@@ -106,13 +84,13 @@ async fn sell(book: &Arc<OrderBook>, from: u64, to: u64) {
 async fn the_heap_held_for_orders_stops_growing_once_the_caches_are_full() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
     let book = Arc::new(OrderBook::open(&dir.path().join("orders.redb"), None).expect("store"));
-    let start = LIVE_BYTES.load(Ordering::Relaxed);
+    let start = live_bytes::LiveBytes::now();
     sell(&book, 0, WARM_UP).await;
     book.until_stored().await;
-    let warm = LIVE_BYTES.load(Ordering::Relaxed);
+    let warm = live_bytes::LiveBytes::now();
     sell(&book, WARM_UP, WARM_UP + MEASURED).await;
     book.until_stored().await;
-    let end = LIVE_BYTES.load(Ordering::Relaxed);
+    let end = live_bytes::LiveBytes::now();
     assert_eq!(book.len().unwrap(), WARM_UP + MEASURED);
 
     let per_order = (end - warm) as f64 / MEASURED as f64;
