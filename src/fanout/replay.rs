@@ -126,12 +126,6 @@ mod tests {
         }
     }
 
-    fn drain(outbox: &Outbox) -> Vec<String> {
-        std::iter::from_fn(|| outbox.pop())
-            .map(|f| f.text.as_str().to_owned())
-            .collect()
-    }
-
     #[test]
     fn a_replay_longer_than_the_outbox_arrives_whole_as_the_outbox_drains() {
         let ring = history(100_000, 1..=10_000);
@@ -141,9 +135,9 @@ mod tests {
         let mut seen = Vec::new();
         while cursor.step(&ring, 10_000, &outbox, |_| true) == ReplayStep::Reading {
             assert!(outbox.len() <= 32, "a replay fills at most half the outbox");
-            seen.extend(drain(&outbox));
+            seen.extend(outbox.drain_texts());
         }
-        seen.extend(drain(&outbox));
+        seen.extend(outbox.drain_texts());
         let expected: Vec<String> = (1..=10_000).map(|seq| seq.to_string()).collect();
         assert_eq!(seen, expected);
         assert!(!outbox.is_replaying());
@@ -187,12 +181,12 @@ mod tests {
             if cursor.step(&ring, delivered, &outbox, |_| true) == ReplayStep::CaughtUp {
                 break;
             }
-            seen.extend(drain(&outbox));
+            seen.extend(outbox.drain_texts());
         }
         for seq in delivered + 1..=delivered + 3 {
             assert_eq!(outbox.offer_tweet(&tweet(seq), now), Offer::Queued);
         }
-        seen.extend(drain(&outbox));
+        seen.extend(outbox.drain_texts());
         let expected: Vec<String> = (1..=delivered + 3).map(|seq| seq.to_string()).collect();
         assert_eq!(seen, expected);
     }
@@ -204,12 +198,12 @@ mod tests {
         outbox.begin_replay();
         let mut cursor = ReplayCursor::starting_at(1);
         cursor.step(&ring, 40, &outbox, |_| true);
-        assert_eq!(drain(&outbox), ["1", "2", "3", "4"]);
+        assert_eq!(outbox.drain_texts(), ["1", "2", "3", "4"]);
         // The client stalls while 30 more tweets push 5..=20 out of the ring.
         let more: Vec<_> = (41..=70).map(|seq| Arc::new(tweet(seq))).collect();
         ring.push_batch(&more);
         cursor.step(&ring, 70, &outbox, |_| true);
-        let frames = drain(&outbox);
+        let frames = outbox.drain_texts();
         assert_eq!(frames[0], r#"{"type":"lagged","dropped":16}"#);
         assert_eq!(frames[1], "21");
     }

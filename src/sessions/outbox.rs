@@ -380,6 +380,14 @@ impl Outbox {
         frame
     }
 
+    /// Pops everything queued (as the writer's drain would) and returns the frames' texts.
+    #[cfg(test)]
+    pub(crate) fn drain_texts(&self) -> Vec<String> {
+        std::iter::from_fn(|| self.pop())
+            .map(|f| f.text.as_str().to_owned())
+            .collect()
+    }
+
     /// Asks the writer to flush even with nothing queued (tungstenite sends pongs on flush).
     pub fn request_flush(&self) {
         self.flush_requested.set(true);
@@ -453,12 +461,6 @@ mod tests {
         }
     }
 
-    fn drain(outbox: &Outbox) -> Vec<String> {
-        std::iter::from_fn(|| outbox.pop())
-            .map(|f| f.text.as_str().to_owned())
-            .collect()
-    }
-
     #[test]
     fn a_tweet_is_queued_once_and_never_out_of_order() {
         let outbox = Outbox::new(8, Duration::from_secs(10));
@@ -467,7 +469,7 @@ mod tests {
         assert_eq!(outbox.offer_tweet(&tweet(2), now), Offer::Duplicate);
         assert_eq!(outbox.offer_tweet(&tweet(1), now), Offer::Duplicate);
         assert_eq!(outbox.offer_tweet(&tweet(3), now), Offer::Queued);
-        assert_eq!(drain(&outbox).len(), 2);
+        assert_eq!(outbox.drain_texts().len(), 2);
     }
 
     #[test]
@@ -482,7 +484,7 @@ mod tests {
         assert!(outbox.pop().unwrap().text.contains(r#""seq":1"#));
         assert!(outbox.pop().unwrap().text.contains(r#""seq":2"#));
         assert_eq!(outbox.offer_tweet(&tweet(7), now), Offer::Queued);
-        let frames = drain(&outbox);
+        let frames = outbox.drain_texts();
         assert!(frames[1].contains(r#""seq":4"#));
         assert_eq!(frames[2], r#"{"type":"lagged","dropped":2}"#);
         assert!(frames[3].contains(r#""seq":7"#));
@@ -496,7 +498,7 @@ mod tests {
             outbox.offer_tweet(&tweet(seq), now);
         }
         // No tweet follows (a quiet timeline): the drain itself ends with the notice.
-        let frames = drain(&outbox);
+        let frames = outbox.drain_texts();
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[2], r#"{"type":"lagged","dropped":3}"#);
         assert!(outbox.pop().is_none());
@@ -544,7 +546,7 @@ mod tests {
         assert!(outbox.push_replayed(&tweet(5)));
         outbox.end_replay();
         assert_eq!(outbox.offer_tweet(&tweet(5), now), Offer::Duplicate);
-        drain(&outbox);
+        outbox.drain_texts();
         assert_eq!(outbox.offer_tweet(&tweet(9), now), Offer::Queued);
     }
 
@@ -555,7 +557,7 @@ mod tests {
         assert!(outbox.push_replayed(&tweet(1)));
         outbox.replay_lost(7);
         assert!(outbox.push_replayed(&tweet(9)));
-        let frames = drain(&outbox);
+        let frames = outbox.drain_texts();
         assert_eq!(frames[1], r#"{"type":"lagged","dropped":7}"#);
         assert!(frames[2].contains(r#""seq":9"#));
     }
@@ -577,7 +579,7 @@ mod tests {
         outbox.replay_lost(3);
         assert!(outbox.push_replayed(&tweet(4)));
         assert!(!outbox.push_replayed(&tweet(5)));
-        assert_eq!(drain(&outbox).len(), 2);
+        assert_eq!(outbox.drain_texts().len(), 2);
         assert!(outbox.push_replayed(&tweet(5)));
     }
 

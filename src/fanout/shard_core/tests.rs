@@ -57,9 +57,7 @@ fn a_batch_pauses_once_an_outbox_is_half_full_and_resumes_where_it_stopped() {
     let mut counts = FanoutCounts::default();
     let more = core.deliver(&tweets[done..], 2, &mut counts);
     assert_eq!(more, 4);
-    let texts: Vec<String> = std::iter::from_fn(|| outbox.pop())
-        .map(|f| f.text.as_str().to_owned())
-        .collect();
+    let texts = outbox.drain_texts();
     assert_eq!(texts, ["5", "6", "7", "8"]);
 }
 
