@@ -97,6 +97,15 @@ impl Shard {
         );
     }
 
+    /// A new connection subscribed to `timeline`, replaying from `since` if given.
+    fn subscribe(&mut self, timeline: &str, since: Option<u64>) -> (ConnId, Rc<Outbox>) {
+        let (conn, outbox) = self.core.open_session(None);
+        self.core
+            .subscribe(conn, None, timeline, since, None)
+            .unwrap();
+        (conn, outbox)
+    }
+
     /// What the connection's writer does until nothing is left: a replay step before
     /// each drain. Returns the tweet seqs it wrote, skipping the replies.
     fn read_all(&mut self, conn: ConnId, outbox: &Outbox) -> Vec<u64> {
@@ -124,11 +133,7 @@ impl Shard {
 #[test]
 fn a_replay_on_a_connection_live_on_another_timeline_keeps_both_in_seq_order() {
     let mut shard = Shard::new(8, 1000);
-    let (conn, outbox) = shard.core.open_session(None);
-    shard
-        .core
-        .subscribe(conn, None, "user:bob", None, None)
-        .unwrap();
+    let (conn, outbox) = shard.subscribe("user:bob", None);
     shard.publish(&by(1..=40, |seq| if seq == 10 { "bob" } else { "alice" }));
     assert_eq!(shard.read_all(conn, &outbox), [10]);
     let since = Some(0);
@@ -161,11 +166,7 @@ fn a_second_since_subscribe_during_a_replay_joins_it_from_the_cursor_on() {
             "alice"
         }
     }));
-    let (conn, outbox) = shard.core.open_session(None);
-    shard
-        .core
-        .subscribe(conn, None, "user:alice", Some(0), None)
-        .unwrap();
+    let (conn, outbox) = shard.subscribe("user:alice", Some(0));
     // The first step queued 1, 3 and 5 (half the outbox; the reply takes a place) and the
     // cursor waits on 7.
     shard
@@ -180,11 +181,7 @@ fn a_second_since_subscribe_during_a_replay_joins_it_from_the_cursor_on() {
 fn unsubscribing_during_a_replay_stops_that_timelines_tweets() {
     let mut shard = Shard::new(8, 1000);
     shard.publish(&batch(1..=40));
-    let (conn, outbox) = shard.core.open_session(None);
-    shard
-        .core
-        .subscribe(conn, None, "user:alice", Some(0), None)
-        .unwrap();
+    let (conn, outbox) = shard.subscribe("user:alice", Some(0));
     shard.core.unsubscribe(conn, None, "user:alice").unwrap();
     // What the first step queued (half the outbox's 8 places, less the reply) still goes
     // out.
@@ -198,11 +195,7 @@ fn unsubscribing_during_a_replay_stops_that_timelines_tweets() {
 fn a_replay_past_the_history_sends_gap_and_no_lagged_for_the_same_tweets() {
     let mut shard = Shard::new(8, 16);
     shard.publish(&batch(1..=40));
-    let (conn, outbox) = shard.core.open_session(None);
-    shard
-        .core
-        .subscribe(conn, None, "all", Some(0), None)
-        .unwrap();
+    let (conn, outbox) = shard.subscribe("all", Some(0));
     let frames: Vec<String> = std::iter::from_fn(|| outbox.pop())
         .take(3)
         .map(|f| f.text.as_str().to_owned())
@@ -217,11 +210,7 @@ fn a_replay_past_the_history_sends_gap_and_no_lagged_for_the_same_tweets() {
 fn closing_a_connection_during_a_replay_forgets_it() {
     let mut shard = Shard::new(8, 1000);
     shard.publish(&batch(1..=40));
-    let (conn, outbox) = shard.core.open_session(None);
-    shard
-        .core
-        .subscribe(conn, None, "all", Some(0), None)
-        .unwrap();
+    let (conn, outbox) = shard.subscribe("all", Some(0));
     shard.core.close_session(conn);
     // The writer drains once more and asks for the next step: nothing comes.
     outbox.pop();
@@ -234,11 +223,7 @@ fn closing_a_connection_during_a_replay_forgets_it() {
 fn a_since_at_the_top_of_the_range_replays_nothing_and_stays_live() {
     let mut shard = Shard::new(8, 1000);
     shard.publish(&batch(1..=4));
-    let (conn, outbox) = shard.core.open_session(None);
-    shard
-        .core
-        .subscribe(conn, None, "all", Some(u64::MAX), None)
-        .unwrap();
+    let (conn, outbox) = shard.subscribe("all", Some(u64::MAX));
     assert!(!outbox.is_replaying());
     shard.publish(&batch(5..=5));
     assert_eq!(shard.read_all(conn, &outbox), [5]);
