@@ -353,7 +353,7 @@ impl InventoryService {
     /// most a minute) it also forgets idempotency keys past their window.
     pub async fn sweep(&self, records: &mut Vec<Record>) {
         records.clear();
-        let healthy = self.journal.failure().is_none();
+        let healthy = !self.journal.has_stopped();
         telemetry::journal_healthy(healthy);
         telemetry::journal(&self.journal.stats());
         if !healthy {
@@ -417,18 +417,18 @@ impl InventoryService {
     /// Refuses a change once the journal has stopped, before the engine decides anything.
     /// Cost: one atomic load while the journal is healthy.
     fn check_writable(&self) -> Result<(), ApiError> {
-        match self.journal.failure() {
-            None => Ok(()),
-            Some(_) => Err(unavailable()),
+        if self.journal.has_stopped() {
+            return Err(unavailable());
         }
+        Ok(())
     }
 
     /// `error`, or `unavailable` if the journal has stopped meanwhile.
     fn unavailable_or(&self, error: ApiError) -> ApiError {
-        match self.journal.failure() {
-            None => error,
-            Some(_) => unavailable(),
+        if self.journal.has_stopped() {
+            return unavailable();
         }
+        error
     }
 
     /// Undoes, in memory only, a reservation whose record was never made durable: nobody was

@@ -201,6 +201,12 @@ impl Journal {
             .await
     }
 
+    /// Whether the writer has stopped for good: one load, no error cloned (the reserve path
+    /// asks on every request).
+    pub fn has_stopped(&self) -> bool {
+        self.inner.shared.failed.get().is_some()
+    }
+
     /// Why the journal stopped taking appends, if it has (fail-stop after a write or sync
     /// error, or a panicked writer); `None` while it is healthy. Stopped is for good: only a
     /// new process, which recovers what is really on disk, can append again. Cost: one atomic

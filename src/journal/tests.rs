@@ -22,6 +22,7 @@ fn a_failed_sync_fails_the_batch_and_stops_the_journal() {
     let (journal, _) = open(dir.path(), JournalOptions::default());
     assert_eq!(journal.append_blocking(record(1), None).unwrap(), Lsn(1));
     assert!(journal.failure().is_none());
+    assert!(!journal.has_stopped());
     journal.fail_next_syncs();
     let err = journal.append_blocking(record(2), None).unwrap_err();
     assert!(
@@ -40,6 +41,7 @@ fn a_failed_sync_fails_the_batch_and_stops_the_journal() {
         matches!(&failure, Some(JournalError::Stopped(_))),
         "{failure:?}"
     );
+    assert!(journal.has_stopped());
     let err = journal.append_blocking(record(3), None).unwrap_err();
     assert!(matches!(err, JournalError::Stopped(_)), "{err}");
     assert!(err.to_string().contains("injected sync failure"), "{err}");
