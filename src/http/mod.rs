@@ -186,9 +186,6 @@ pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Respon
     }
 }
 
-/// How long a client is told to wait before reconnecting when its address is at its cap.
-const RETRY_AFTER_SECS: u32 = crate::error::RATE_LIMITED_RETRY_AFTER_SECS;
-
 /// How long answering a connection over its address's cap may take, reading included.
 const REFUSAL_BUDGET: Duration = Duration::from_secs(1);
 
@@ -278,9 +275,12 @@ fn refuse_over_cap(mut stream: tokio::net::TcpStream, max: usize, in_flight: &Rc
         format!("too many connections from your address (the limit is {max}); retry later"),
     )
     .to_frame(None);
+    // Written by hand (hyper never sees this connection), with the same `Retry-After` as
+    // every other `rate_limited` answer.
+    let retry_after = crate::error::RATE_LIMITED_RETRY_AFTER_SECS;
     let response = format!(
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-         retry-after: {RETRY_AFTER_SECS}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+         retry-after: {retry_after}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     tokio::task::spawn_local(async move {
