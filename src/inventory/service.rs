@@ -383,8 +383,9 @@ impl InventoryService {
         // took about 40 % of the server's CPU during a sale (see BENCHMARKS.md). Keys past
         // their window are refused on lookup anyway; this frees their memory, so the table
         // holds at most a window and a twelfth of keys.
-        // At a million keys a prune takes about 25 ms of scanning plus 0.35 µs a key removed
-        // (README "Memory"), so it runs on a blocking thread, not the runtime's.
+        // At a million keys one scan takes about 51 ms, more when it removes keys
+        // (`cargo bench --bench inventory -- prune_keys`), so it runs on a blocking thread,
+        // not the runtime's.
         let last = self.keys_pruned_at.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= self.key_window.prune_every_ms() {
             self.keys_pruned_at.store(now, Ordering::Relaxed);
