@@ -26,30 +26,6 @@ struct Ledger {
     orders: HashMap<String, Value>,
 }
 
-async fn post(addr: SocketAddr, path: &str, token: &str, body: Value) -> Option<(u16, Value)> {
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.json().await.ok()?))
-}
-
-async fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 fn checkout_body(reservation: &str, buyer: &str) -> Value {
     json!({
         "reservation": reservation,
@@ -61,7 +37,7 @@ fn checkout_body(reservation: &str, buyer: &str) -> Value {
 
 /// One buyer: reserve, then pay; records what was acknowledged.
 async fn buy(addr: SocketAddr, buyer: String, token: String, ledger: Arc<Mutex<Ledger>>) {
-    let Some((201, reserved)) = post(
+    let Some((201, reserved)) = common::post_as(
         addr,
         "/v1/reservations",
         &token,
@@ -77,7 +53,7 @@ async fn buy(addr: SocketAddr, buyer: String, token: String, ledger: Arc<Mutex<L
         .unwrap()
         .reserved
         .insert(buyer.clone(), reservation.clone());
-    if let Some((201, order)) = post(
+    if let Some((201, order)) = common::post_as(
         addr,
         "/v1/orders",
         &token,
@@ -153,7 +129,7 @@ async fn sigkill_during_a_checkout_stampede_loses_no_confirmed_order_and_sells_n
     for (buyer, order) in &acknowledged {
         let token = common::sign(&data_dir, Role::Customer, buyer);
         let id = order["id"].as_str().unwrap();
-        let (status, found) = get(addr, &format!("/v1/orders/{id}"), &token).await;
+        let (status, found) = common::get_as(addr, &format!("/v1/orders/{id}"), &token).await;
         assert_eq!(status, 200, "{buyer}'s acknowledged order {id} is lost");
         assert_eq!(&found, order);
     }
@@ -161,7 +137,7 @@ async fn sigkill_during_a_checkout_stampede_loses_no_confirmed_order_and_sells_n
     // (a checkout that became durable without its reply answers with the same order).
     for (buyer, reservation) in &reserved {
         let token = common::sign(&data_dir, Role::Customer, buyer);
-        let (status, order) = post(
+        let (status, order) = common::post_as(
             addr,
             "/v1/orders",
             &token,
@@ -176,7 +152,7 @@ async fn sigkill_during_a_checkout_stampede_loses_no_confirmed_order_and_sells_n
     }
 
     let admin = common::sign(&data_dir, Role::Admin, "ops");
-    let (_, counts) = get(addr, "/v1/admin/products/drop/inventory", &admin).await;
+    let (_, counts) = common::get_as(addr, "/v1/admin/products/drop/inventory", &admin).await;
     let (available, held, sold) = (
         counts["available"].as_u64().unwrap(),
         counts["held"].as_u64().unwrap(),
@@ -184,7 +160,7 @@ async fn sigkill_during_a_checkout_stampede_loses_no_confirmed_order_and_sells_n
     );
     assert_eq!(available + held + sold, STOCK, "{counts}");
     assert!(sold <= STOCK);
-    let (_, orders) = get(addr, "/v1/partners/p/orders?limit=1000", &admin).await;
+    let (_, orders) = common::get_as(addr, "/v1/partners/p/orders?limit=1000", &admin).await;
     let orders = orders.as_array().unwrap();
     assert_eq!(orders.len() as u64, sold, "one order per unit sold");
     let ids: HashSet<&str> = orders.iter().map(|o| o["id"].as_str().unwrap()).collect();
@@ -193,7 +169,7 @@ async fn sigkill_during_a_checkout_stampede_loses_no_confirmed_order_and_sells_n
     assert!(sold >= reserved.len() as u64);
     for buyer in reserved.keys() {
         let token = common::sign(&data_dir, Role::Customer, buyer);
-        let (_, mine) = get(addr, "/v1/me/orders", &token).await;
+        let (_, mine) = common::get_as(addr, "/v1/me/orders", &token).await;
         assert_eq!(mine.as_array().unwrap().len(), 1, "{buyer}: {mine}");
     }
 }
@@ -253,7 +229,7 @@ async fn a_checkout_key_stays_bound_to_its_request_after_sigkill_and_restart() {
     let ada = common::sign(&data_dir, Role::Customer, "ada");
     let bob = common::sign(&data_dir, Role::Customer, "bob");
     let hold = |addr, token: String| async move {
-        let (status, reserved) = post(
+        let (status, reserved) = common::post_as(
             addr,
             "/v1/reservations",
             &token,
@@ -267,7 +243,7 @@ async fn a_checkout_key_stays_bound_to_its_request_after_sigkill_and_restart() {
     let reservation = hold(server.addr, ada.clone()).await;
     let mut body = checkout_body(&reservation, "ada");
     body["idempotency_key"] = "once".into();
-    let (status, order) = post(server.addr, "/v1/orders", &ada, body.clone())
+    let (status, order) = common::post_as(server.addr, "/v1/orders", &ada, body.clone())
         .await
         .unwrap();
     assert_eq!(status, 201, "{order}");
@@ -275,7 +251,9 @@ async fn a_checkout_key_stays_bound_to_its_request_after_sigkill_and_restart() {
 
     let server = common::BuylineProcess::start_in(&data_dir, &args);
     let addr = server.addr;
-    let (status, again) = post(addr, "/v1/orders", &ada, body.clone()).await.unwrap();
+    let (status, again) = common::post_as(addr, "/v1/orders", &ada, body.clone())
+        .await
+        .unwrap();
     assert_eq!((status, &again), (201, &order), "the identical retry");
     let other_hold = hold(addr, ada.clone()).await;
     let mut another_card = body.clone();
@@ -289,7 +267,9 @@ async fn a_checkout_key_stays_bound_to_its_request_after_sigkill_and_restart() {
         ("address", another_address),
         ("reservation", another_reservation),
     ] {
-        let (status, error) = post(addr, "/v1/orders", &ada, changed).await.unwrap();
+        let (status, error) = common::post_as(addr, "/v1/orders", &ada, changed)
+            .await
+            .unwrap();
         assert_eq!(status, 409, "{what}: {error}");
         assert_eq!(error["code"], "idempotency_mismatch", "{what}");
     }
@@ -298,7 +278,7 @@ async fn a_checkout_key_stays_bound_to_its_request_after_sigkill_and_restart() {
     assert_eq!(checkouts(addr, "replayed").await, 1);
     assert_eq!(checkouts(addr, "idempotency_mismatch").await, 3);
     let admin = common::sign(&data_dir, Role::Admin, "ops");
-    let (_, counts) = get(addr, "/v1/admin/products/lamp/inventory", &admin).await;
+    let (_, counts) = common::get_as(addr, "/v1/admin/products/lamp/inventory", &admin).await;
     assert_eq!(
         (counts["sold"].as_u64(), counts["held"].as_u64()),
         (Some(1), Some(1)),
@@ -308,7 +288,9 @@ async fn a_checkout_key_stays_bound_to_its_request_after_sigkill_and_restart() {
     let bobs = hold(addr, bob.clone()).await;
     let mut bobs_body = checkout_body(&bobs, "bob");
     bobs_body["idempotency_key"] = "once".into();
-    let (status, bobs_order) = post(addr, "/v1/orders", &bob, bobs_body).await.unwrap();
+    let (status, bobs_order) = common::post_as(addr, "/v1/orders", &bob, bobs_body)
+        .await
+        .unwrap();
     assert_eq!(status, 201, "{bobs_order}");
     assert_ne!(bobs_order["id"], order["id"]);
 

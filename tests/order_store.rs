@@ -14,30 +14,6 @@ use std::time::Duration;
 use buyline::auth::Role;
 use serde_json::{Value, json};
 
-async fn post(addr: SocketAddr, path: &str, token: &str, body: Value) -> Option<(u16, Value)> {
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.json().await.ok()?))
-}
-
-async fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 fn checkout_body(reservation: &str, buyer: &str, key: &str) -> Value {
     json!({
         "reservation": reservation,
@@ -115,7 +91,7 @@ async fn buy(
     product: &str,
     key: &str,
 ) -> Option<Value> {
-    let (status, reserved) = post(
+    let (status, reserved) = common::post_as(
         addr,
         "/v1/reservations",
         token,
@@ -126,7 +102,7 @@ async fn buy(
         return None;
     }
     let reservation = reserved["id"].as_str()?.to_owned();
-    match post(
+    match common::post_as(
         addr,
         "/v1/orders",
         token,
@@ -147,7 +123,8 @@ async fn list_all(addr: SocketAddr, path: &str, token: &str, limit: usize) -> Ve
             .last()
             .map(|id| format!("&after={id}"))
             .unwrap_or_default();
-        let (status, page) = get(addr, &format!("{path}?limit={limit}{after}"), token).await;
+        let (status, page) =
+            common::get_as(addr, &format!("{path}?limit={limit}{after}"), token).await;
         assert_eq!(status, 200, "{page}");
         let page = page.as_array().unwrap();
         ids.extend(page.iter().map(|o| o["id"].as_str().unwrap().to_owned()));
@@ -183,13 +160,13 @@ async fn an_order_is_in_every_read_the_moment_its_checkout_answers() {
             .await
             .expect("acknowledged");
         let id = order["id"].as_str().unwrap();
-        let (status, found) = get(addr, &format!("/v1/orders/{id}"), &ada).await;
+        let (status, found) = common::get_as(addr, &format!("/v1/orders/{id}"), &ada).await;
         assert_eq!((status, &found), (200, &order));
-        let (_, mine) = get(addr, "/v1/me/orders?limit=1000", &ada).await;
+        let (_, mine) = common::get_as(addr, "/v1/me/orders?limit=1000", &ada).await;
         let mine = mine.as_array().unwrap();
         assert_eq!(mine.len(), n + 1);
         assert_eq!(mine.last().unwrap(), &order);
-        let (_, sold) = get(addr, "/v1/partners/p/orders?limit=1000", &p).await;
+        let (_, sold) = common::get_as(addr, "/v1/partners/p/orders?limit=1000", &p).await;
         assert_eq!(sold.as_array().unwrap().last().unwrap()["id"], id);
     }
 }
@@ -243,7 +220,7 @@ async fn buyer_and_partner_pages_and_keys_are_the_same_after_a_restart_and_a_sig
     let (buyer, order) = &orders[4];
     let token = shop.token(Role::Customer, buyer);
     let reservation = order["id"].as_str().unwrap().replacen("ord_", "res_", 1);
-    let (status, again) = post(
+    let (status, again) = common::post_as(
         server.addr,
         "/v1/orders",
         &token,
@@ -252,7 +229,7 @@ async fn buyer_and_partner_pages_and_keys_are_the_same_after_a_restart_and_a_sig
     .await
     .unwrap();
     assert_eq!((status, &again), (201, order), "the identical retry");
-    let (status, other) = post(
+    let (status, other) = common::post_as(
         server.addr,
         "/v1/reservations",
         &token,
@@ -262,7 +239,7 @@ async fn buyer_and_partner_pages_and_keys_are_the_same_after_a_restart_and_a_sig
     .unwrap();
     assert_eq!(status, 201);
     let other = other["id"].as_str().unwrap();
-    let (status, error) = post(
+    let (status, error) = common::post_as(
         server.addr,
         "/v1/orders",
         &token,
@@ -373,7 +350,8 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_order() {
         let token = shop.token(Role::Customer, buyer);
         for order in orders {
             let id = order["id"].as_str().unwrap();
-            let (status, found) = get(server.addr, &format!("/v1/orders/{id}"), &token).await;
+            let (status, found) =
+                common::get_as(server.addr, &format!("/v1/orders/{id}"), &token).await;
             assert_eq!((status, &found), (200, order), "{buyer}'s {id}");
         }
         // The list holds each acknowledged order once, in the order acknowledged (it may hold

@@ -351,3 +351,35 @@ impl Drop for BuylineProcess {
         let _ = self.child.wait();
     }
 }
+
+/// `POST` of a JSON body to a server process at `addr` as `token`'s holder: the status and JSON
+/// reply, or `None` when the server is gone or answered no JSON (a crash test's SIGKILL).
+pub async fn post_as(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> Option<(u16, Value)> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.ok()?))
+}
+
+/// `GET` from a server process at `addr` as `token`'s holder: the status and JSON reply.
+pub async fn get_as(addr: SocketAddr, path: &str, token: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON reply"))
+}
