@@ -153,6 +153,18 @@ impl Outbox {
             }
             return (Offer::Dropped, false);
         }
+        self.queue_tweet(&mut queue, pending, tweet);
+        self.live_after.set(tweet.seq);
+        let filling = queue.len() * 2 >= self.capacity;
+        drop(queue);
+        self.wake_writer();
+        (Offer::Queued, filling)
+    }
+
+    /// Queues `tweet`, after the `lagged` notice for `pending` drops if any; the caller has
+    /// checked there is room for both. Shared by live offers and the replay cursor.
+    #[inline]
+    fn queue_tweet(&self, queue: &mut VecDeque<Outgoing>, pending: u64, tweet: &DecoratedTweet) {
         if pending > 0 {
             queue.push_back(lagged_notice(pending));
             self.dropped.set(0);
@@ -162,11 +174,6 @@ impl Outbox {
             ingested_at: Some(tweet.ingested_at),
         });
         self.last_seq.set(tweet.seq);
-        self.live_after.set(tweet.seq);
-        let filling = queue.len() * 2 >= self.capacity;
-        drop(queue);
-        self.wake_writer();
-        (Offer::Queued, filling)
     }
 
     /// Defers a live tweet during a replay. A queue that is at least half full while live
@@ -223,15 +230,7 @@ impl Outbox {
         if !queue.is_empty() && queue.len() + needed > self.capacity / 2 {
             return false;
         }
-        if pending > 0 {
-            queue.push_back(lagged_notice(pending));
-            self.dropped.set(0);
-        }
-        queue.push_back(Outgoing {
-            text: tweet.frame.clone(),
-            ingested_at: Some(tweet.ingested_at),
-        });
-        self.last_seq.set(tweet.seq);
+        self.queue_tweet(&mut queue, pending, tweet);
         drop(queue);
         self.wake_writer();
         true
