@@ -2,6 +2,12 @@
 
 use anyhow::Context as _;
 
+/// mimalloc instead of glibc's malloc: requests allocate on one thread and free on another
+/// (an order built by a session is dropped by the order store's writer), which sends glibc
+/// into `malloc_consolidate` and arena locking on every checkout.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let config = match buyline::config::parse_cli() {
         Ok(config) => config,
