@@ -13,8 +13,7 @@ fn main() -> anyhow::Result<()> {
         Ok(config) => config,
         Err(error) => error.exit(),
     };
-    let filter = buyline::logging::filter(&config.log).context("--log is not a valid filter")?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    buyline::logging::init(&config.log).context("--log is not a valid filter")?;
 
     match buyline::server::raise_open_file_limit() {
         Ok(limit) => tracing::info!(limit, "open-file limit"),
