@@ -65,7 +65,7 @@ fn shop() -> Shop {
         store,
         Arc::new(SandboxGateway::default()),
         Arc::new(wallet),
-        Arc::new(OrderBook::open(&dir.path().join("orders.redb"), None).expect("order store")),
+        Arc::new(OrderBook::open(&dir.path().join("orders"), None).expect("order store")),
         Arc::new(Nobody),
         FingerprintKey::derive(&[9; 32]),
     ));

@@ -108,8 +108,22 @@ impl Drop for RunningServer {
     }
 }
 
-/// The order store's file in the data dir (rebuilt from the journal when missing).
-pub const ORDER_STORE: &str = "orders.redb";
+/// The order store's directory in the data dir (rebuilt from the journal when missing).
+pub const ORDER_STORE: &str = "orders";
+/// Where versions before the LSM store kept it (a redb file): removed at start, as the store
+/// in [`ORDER_STORE`] is rebuilt from the journal.
+const LEGACY_ORDER_STORE: &str = "orders.redb";
+
+/// Removes an order store of the older format, if any: every order in it is in the journal.
+fn remove_legacy_order_store(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.is_file() {
+        tracing::info!(file = %path.display(),
+            "removing the order store of an older version; the new one is built from the journal");
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the old order store {}", path.display()))?;
+    }
+    Ok(())
+}
 
 /// Starts a server for `config`; it runs until `shutdown` resolves or [`RunningServer::stop`].
 pub fn start(
@@ -137,6 +151,7 @@ pub fn start(
     )
     .context("the inventory journal could not be recovered")?;
     let orders_path = config.data_dir.join(ORDER_STORE);
+    remove_legacy_order_store(&config.data_dir.join(LEGACY_ORDER_STORE))?;
     let orders = Arc::new(
         OrderBook::open(&orders_path, inventory.take_recovered_orders()).with_context(|| {
             format!(

@@ -1,4 +1,4 @@
-//! Orders live on disk (the order store, `orders.redb` in the data dir), not in the server's
+//! Orders live on disk (the order store, the directory `orders` in the data dir), not in the server's
 //! memory: each is readable the moment its checkout answers, in the buyer's and the seller's
 //! lists, and after a restart, a SIGKILL at any moment, or the loss of the store file (rebuilt
 //! from the journal). Real server processes over loopback.
@@ -267,10 +267,10 @@ async fn a_store_deleted_or_damaged_between_runs_is_rebuilt_from_the_journal() {
     }
     let before = lists(&shop, server.addr, &buyers).await;
     stop(server);
-    let store = shop.data_dir().join("orders.redb");
-    assert!(store.exists(), "the store is in the data dir");
+    let store = shop.data_dir().join("orders");
+    assert!(store.is_dir(), "the store is in the data dir");
 
-    std::fs::remove_file(&store).unwrap();
+    std::fs::remove_dir_all(&store).unwrap();
     let server = shop.start();
     assert_eq!(lists(&shop, server.addr, &buyers).await, before, "deleted");
     stop(server);
@@ -287,12 +287,25 @@ async fn a_store_deleted_or_damaged_between_runs_is_rebuilt_from_the_journal() {
     assert_eq!(mine.last().map(String::as_str), order["id"].as_str());
 }
 
-/// Overwrites the start of `file` with garbage.
-fn damage(file: &Path) {
-    let mut bytes = std::fs::read(file).unwrap();
-    let end = bytes.len().min(8192);
-    bytes[..end].fill(0x5a);
-    std::fs::write(file, &bytes).unwrap();
+/// Overwrites the start of every file of the store `dir` with garbage.
+fn damage(dir: &Path) {
+    let mut damaged = 0;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let mut bytes = std::fs::read(&path).unwrap();
+            let end = bytes.len().min(8192);
+            bytes[..end].fill(0x5a);
+            std::fs::write(&path, &bytes).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0, "the store has files to damage");
 }
 
 #[tokio::test]

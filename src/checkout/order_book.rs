@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::checkout::order_store::recent::{MAX_UNSTORED, RECENT_ORDERS, RecentOrders};
 use crate::checkout::order_store::writer::StoreWriter;
-use crate::checkout::order_store::{OrderList, OrderStore, OrderStoreError};
+use crate::checkout::order_store::{Novelty, OrderList, OrderStore, OrderStoreError};
 use crate::inventory::service::RecoveredOrders;
 use crate::inventory::{HoldId, hold_id_text};
 use crate::journal::ArchiveReader;
@@ -247,6 +247,11 @@ impl OrderBook {
     pub fn recent_len(&self) -> usize {
         self.recent.len()
     }
+
+    /// Bytes in the store's memtables (see [`OrderStore::memtable_bytes`]).
+    pub fn store_memtable_bytes(&self) -> u64 {
+        self.store.memtable_bytes()
+    }
 }
 
 /// Applies the journal's orders the store may lack; returns how many were read.
@@ -279,7 +284,7 @@ fn catch_up(
             read += 1;
             decode_into(&mut batch, bytes, read);
             if batch.len() == REPLAY_BATCH {
-                store.apply(&batch, Some(end), false)?;
+                store.apply(&batch, Novelty::MayBeKnown, Some(end), false)?;
                 batch.clear();
             }
         }
@@ -288,12 +293,17 @@ fn catch_up(
         read += 1;
         decode_into(&mut batch, bytes, read);
         if batch.len() == REPLAY_BATCH {
-            store.apply(&batch, None, false)?;
+            store.apply(&batch, Novelty::MayBeKnown, None, false)?;
             batch.clear();
         }
     }
     // Durable, with the watermark: the next start reads only what is archived after this one.
-    store.apply(&batch, Some(recovered.archive_len), true)?;
+    store.apply(
+        &batch,
+        Novelty::MayBeKnown,
+        Some(recovered.archive_len),
+        true,
+    )?;
     Ok(read)
 }
 
@@ -390,7 +400,7 @@ mod tests {
         // The tail repeats an archived order (a record after the snapshot, archived too).
         let unarchived = vec![orders[1].encode(), orders[2].encode()];
         let recovered = recovered(dir.path(), &archived, unarchived);
-        let book = OrderBook::open(&dir.path().join("orders.redb"), Some(recovered)).unwrap();
+        let book = OrderBook::open(&dir.path().join("orders"), Some(recovered)).unwrap();
         assert_eq!(book.len().unwrap(), 3);
         assert_eq!(*book.get(&order_id_for(2)).unwrap().unwrap(), orders[1]);
         let alice = book.of_customer("alice", ALL).unwrap();
@@ -405,7 +415,7 @@ mod tests {
     #[tokio::test]
     async fn pages_continue_after_an_id_of_the_same_list_only() {
         let dir = tempfile::tempdir().unwrap();
-        let book = OrderBook::open(&dir.path().join("orders.redb"), None).unwrap();
+        let book = OrderBook::open(&dir.path().join("orders"), None).unwrap();
         for n in 1..=5 {
             book.insert(Arc::new(order(n, "alice", "red", None)))
                 .await
@@ -447,7 +457,7 @@ mod tests {
     #[tokio::test]
     async fn an_order_is_read_from_the_store_once_the_cache_evicted_it() {
         let dir = tempfile::tempdir().unwrap();
-        let book = OrderBook::open(&dir.path().join("orders.redb"), None).unwrap();
+        let book = OrderBook::open(&dir.path().join("orders"), None).unwrap();
         let count = RECENT_ORDERS as u64 + 10;
         for n in 0..count {
             book.insert(Arc::new(order(n, "alice", "red", Some(&format!("k{n}")))))
@@ -470,9 +480,12 @@ mod tests {
     }
 
     #[tokio::test]
+    // The writer is a std thread: holding the store's write lock across the inserts below is
+    // what keeps it waiting, and no task here needs that lock.
+    #[allow(clippy::await_holding_lock)]
     async fn orders_the_writer_has_not_stored_yet_are_read_and_paged_after_the_stored_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let book = OrderBook::open(&dir.path().join("orders.redb"), None).unwrap();
+        let book = OrderBook::open(&dir.path().join("orders"), None).unwrap();
         for n in 1..=3 {
             book.insert(Arc::new(order(n, "alice", "red", None)))
                 .await
@@ -535,7 +548,7 @@ mod tests {
         let first: Vec<Vec<u8>> = (0..10)
             .map(|n| order(n, "alice", "red", None).encode())
             .collect();
-        let path = dir.path().join("orders.redb");
+        let path = dir.path().join("orders");
         let recovered_once = recovered(dir.path(), &first, Vec::new());
         let store_path = path.clone();
         {
@@ -564,7 +577,7 @@ mod tests {
         let archived: Vec<Vec<u8>> = (0..50)
             .map(|n| order(n, "alice", "red", None).encode())
             .collect();
-        let path = dir.path().join("orders.redb");
+        let path = dir.path().join("orders");
         let open = || {
             let recovered = recovered(
                 dir.path(),
@@ -576,19 +589,40 @@ mod tests {
         recovered(dir.path(), &archived, Vec::new());
         assert_eq!(open().len().unwrap(), 51);
 
-        // Overwritten with garbage from the start: not a store, rebuilt.
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[..4096].fill(0xa5);
-        std::fs::write(&path, &bytes).unwrap();
+        // Every file overwritten with garbage from the start: not a store, rebuilt.
+        let mut damaged = 0;
+        let mut dirs = vec![path.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let file = entry.unwrap().path();
+                if file.is_dir() {
+                    dirs.push(file);
+                    continue;
+                }
+                let mut bytes = std::fs::read(&file).unwrap();
+                let end = bytes.len().min(4096);
+                bytes[..end].fill(0xa5);
+                std::fs::write(&file, &bytes).unwrap();
+                damaged += 1;
+            }
+        }
+        assert!(damaged > 0);
         let book = open();
         assert_eq!(book.len().unwrap(), 51);
         assert_eq!(book.of_customer("alice", ALL).unwrap().len(), 50);
         drop(book);
 
         // Deleted: rebuilt.
-        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir_all(&path).unwrap();
         let book = open();
         assert_eq!(book.len().unwrap(), 51);
         assert!(book.get(&order_id_for(49)).unwrap().is_some());
+        drop(book);
+
+        // A file where the directory should be (an older version's store): rebuilt.
+        std::fs::remove_dir_all(&path).unwrap();
+        std::fs::write(&path, b"an older store").unwrap();
+        let book = open();
+        assert_eq!(book.len().unwrap(), 51);
     }
 }

@@ -2,8 +2,8 @@
 //! cache, in batches, in the order they were added.
 //!
 //! Checkout does not wait for it: the recent cache holds an order until the store has it, so
-//! readers find it in one or the other. Each batch is one non-durable redb commit (visible to
-//! every reader, no fsync); at most one commit a [`DURABLE_EVERY`] is durable, and one when the
+//! readers find it in one or the other. Each batch is one atomic, non-durable write batch
+//! (visible to every reader, no fsync); at most one commit a [`DURABLE_EVERY`] is durable, and one when the
 //! writer stops or has been idle that long. A crash loses at most the non-durable tail, which
 //! start-up re-applies from the journal.
 
@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::checkout::order_store::recent::RecentOrders;
-use crate::checkout::order_store::{OrderStore, OrderStoreError};
+use crate::checkout::order_store::{Novelty, OrderStore, OrderStoreError};
 
 /// Orders applied in one transaction, at most.
 const MAX_BATCH: usize = 512;
 /// After a batch smaller than [`MAX_BATCH`], the writer pauses this long so the next one is
-/// bigger: each commit has a fixed cost (redb's root and free-page bookkeeping), and nobody
+/// bigger: each batch has a fixed cost (a write to the engine's log), and nobody
 /// waits for the store (the recent cache serves the orders meanwhile). At most 200 commits a
 /// second; the backlog this builds stays far below the 1,024 orders of room.
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
@@ -72,7 +72,7 @@ fn run(store: &OrderStore, recent: &RecentOrders, room: &Semaphore) {
         let (batch, closed) = recent.take_unstored(MAX_BATCH, DURABLE_EVERY);
         if batch.is_empty() {
             if undurable && (closed || last_durable.elapsed() >= DURABLE_EVERY) {
-                match store.apply([], None, true) {
+                match store.apply([], Novelty::New, None, true) {
                     Ok(_) => undurable = false,
                     Err(error) => {
                         tracing::error!(%error, "a durable commit of the order store failed")
@@ -86,7 +86,12 @@ fn run(store: &OrderStore, recent: &RecentOrders, room: &Semaphore) {
             continue;
         }
         let durable = last_durable.elapsed() >= DURABLE_EVERY;
-        match store.apply(batch.iter().map(|order| &**order), None, durable) {
+        match store.apply(
+            batch.iter().map(|order| &**order),
+            Novelty::New,
+            None,
+            durable,
+        ) {
             Ok(_) if durable => {
                 last_durable = Instant::now();
                 undurable = false;

@@ -55,7 +55,7 @@ impl Shop {
                 .expect("inventory starts");
         let orders = Arc::new(
             OrderBook::open(
-                &dir.path().join("orders.redb"),
+                &dir.path().join("orders"),
                 inventory.take_recovered_orders(),
             )
             .expect("order store opens"),

@@ -1,0 +1,106 @@
+//! The order store under a write burst: orders applied as fast as one thread can, as the
+//! start-up rebuild of a large store does. Prints the heap (a counting allocator over every
+//! thread) every 100,000 orders and fails when it passes the bound: the store's memory must not
+//! grow with the orders however fast they come.
+//!
+//! `cargo run --release --example order_store_burst -- 2000000` (CI runs a shorter burst).
+//! Found the need for the store to seal its own memtables: without it, fjall's active memtable
+//! grew with every order once its worker fell behind (878 MiB after 1.9 million orders).
+
+use anyhow::Context as _;
+
+use buyline::checkout::order_book::{StoredOrder, order_id_for};
+use buyline::checkout::order_store::{Novelty, OrderStore};
+use buyline::inventory::hold_id_text;
+use buyline::model::{Address, CardBrand, CardSummary, Money, Order, OrderStatus};
+
+#[path = "../tests/common/live_bytes.rs"]
+mod live_bytes;
+
+#[global_allocator]
+static GLOBAL: live_bytes::LiveBytes = live_bytes::LiveBytes;
+
+/// Orders applied in one batch (the store writer's largest).
+const BATCH: u64 = 512;
+/// The most heap the store may hold: memtables (one active and at most four sealed a
+/// keyspace, 2 MiB each, five keyspaces = 50 MiB), the 8 MiB block cache, pinned index and
+/// filter blocks of the first levels, and a compaction's buffers.
+const HEAP_BOUND: i64 = 96 << 20;
+
+fn main() -> anyhow::Result<()> {
+    let orders: u64 = match std::env::args().nth(1) {
+        Some(n) => n.parse().context("usage: order_store_burst [ORDERS]")?,
+        None => 1_000_000,
+    };
+    let dir = tempfile::tempdir()?;
+    let (store, _) = OrderStore::open(&dir.path().join("orders"))?;
+    let start = live_bytes::LiveBytes::now();
+    let mut peak = 0;
+    let mut batch = Vec::with_capacity(BATCH as usize);
+    let mut n = 0;
+    while n < orders {
+        batch.clear();
+        batch.extend((n..(n + BATCH).min(orders)).map(order));
+        store.apply(&batch, Novelty::New, None, false)?;
+        n += batch.len() as u64;
+        let heap = live_bytes::LiveBytes::now() - start;
+        peak = peak.max(heap);
+        if n % 100_000 < BATCH {
+            println!(
+                "{n} orders: store heap {:.1} MiB (peak {:.1} MiB)",
+                heap as f64 / (1 << 20) as f64,
+                peak as f64 / (1 << 20) as f64
+            );
+        }
+        anyhow::ensure!(
+            heap < HEAP_BOUND,
+            "the store holds {:.1} MiB after {n} orders (bound {} MiB)",
+            heap as f64 / (1 << 20) as f64,
+            HEAP_BOUND >> 20
+        );
+    }
+    anyhow::ensure!(store.len()? == orders, "every order is stored");
+    println!(
+        "{orders} orders: peak store heap {:.1} MiB, bound {} MiB",
+        peak as f64 / (1 << 20) as f64,
+        HEAP_BOUND >> 20
+    );
+    Ok(())
+}
+
+/// An order like checkout's (as in `tests/order_memory.rs`), bought by one of 100,000 buyers.
+fn order(n: u64) -> StoredOrder {
+    StoredOrder {
+        order: Order {
+            id: order_id_for(n),
+            status: OrderStatus::Confirmed,
+            product: "tee".into(),
+            quantity: 1,
+            total: Money {
+                amount: 3500,
+                currency: "usd".into(),
+            },
+            created_at: "2026-11-22T12:00:00.123Z".into(),
+            payment: CardSummary {
+                brand: CardBrand::Visa,
+                last4: "4242".into(),
+            },
+            shipping: Address {
+                name: format!("Buyer {n}"),
+                line1: "1 Loop Rd".into(),
+                line2: None,
+                city: "Austin".into(),
+                region: Some("TX".into()),
+                postal_code: "78701".into(),
+                country: "US".into(),
+            },
+        },
+        customer: format!("buyer-{}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 100_000),
+        partner: "red".into(),
+        reservation: hold_id_text(n),
+        share_card_with_seller: n.is_multiple_of(2),
+        idempotency_key: Some(format!("checkout-{n}")),
+        request_fingerprint: None,
+        charge_id: format!("ch_{n:016x}"),
+    }
+}
