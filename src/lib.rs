@@ -31,6 +31,7 @@
 pub mod app;
 pub mod auth;
 pub mod checkout;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod decorate;

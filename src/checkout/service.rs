@@ -31,10 +31,11 @@ use crate::checkout::order_book::{OrderBook, StoredOrder, order_id_for};
 use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::request::{CheckoutRequest, Payment, Shipping};
 use crate::checkout::wallet::{Wallet, WalletError};
+use crate::clock::{now_ms, rfc3339_now, today};
 use crate::decorate::partner_index::CatalogStore;
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::index::ConnId;
-use crate::inventory::service::{InventoryService, now_ms};
+use crate::inventory::service::InventoryService;
 use crate::inventory::{HoldId, InventoryError, KEY_TTL_MS, parse_hold_id};
 use crate::model::{Address, Money, Order, OrderStatus};
 use crate::telemetry;
@@ -492,20 +493,6 @@ pub fn wallet_error(error: &WalletError) -> ApiError {
         WalletError::Full { .. } => ApiError::bad_request(error.to_string()),
         _ => ApiError::internal("the wallet could not be read or written"),
     }
-}
-
-/// (year, month) today, UTC.
-fn today() -> (u32, u32) {
-    let now = time::OffsetDateTime::now_utc();
-    (now.year().max(0) as u32, u32::from(u8::from(now.month())))
-}
-
-/// Now as RFC 3339 UTC, to the millisecond.
-fn rfc3339_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

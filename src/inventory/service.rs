@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::clock::{now_ms, rfc3339_ms};
 use crate::codec;
 use crate::decorate::frame::StockLevels;
 use crate::error::ApiError;
@@ -170,7 +171,7 @@ impl InventoryService {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "inventory recovered"
         );
-        let compactor = StateCompactor::new(state, archive).with_key_window(key_window);
+        let compactor = StateCompactor::new(state, archive, now_ms).with_key_window(key_window);
         let journal = ready.start(Box::new(compactor))?;
         for (stream, version) in streams {
             journal.open_stream(stream, version)?;
@@ -585,22 +586,6 @@ fn view(hold: u64, product: &str, quantity: u32, expires_at_ms: i64) -> Reservat
         quantity,
         expires_at: rfc3339_ms(expires_at_ms),
     }
-}
-
-/// Milliseconds since the Unix epoch as RFC 3339 UTC.
-fn rfc3339_ms(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
