@@ -43,6 +43,7 @@ pub mod inventory;
 pub mod journal;
 pub mod logging;
 pub mod model;
+pub mod protocol;
 pub mod server;
 pub mod sessions;
 pub mod sources;

@@ -14,11 +14,9 @@ use rustc_hash::FxHashMap;
 
 use crate::decorate::frame::DecoratedTweet;
 use crate::fanout::timeline::Timeline;
+use crate::protocol::ConnId;
 use crate::sessions::outbox::{Offer, Outbox};
 use crate::telemetry;
-
-/// A connection's id within its shard.
-pub type ConnId = u64;
 
 type Members = FxHashMap<ConnId, Rc<Outbox>>;
 

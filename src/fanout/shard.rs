@@ -18,9 +18,11 @@ use crate::app::{AppState, ConnectionPermit};
 use crate::auth::Identity;
 use crate::checkout::service::OrderListeners;
 use crate::decorate::frame::DecoratedTweet;
-use crate::fanout::index::{ConnId, FanoutCounts};
+use crate::fanout::index::FanoutCounts;
 use crate::fanout::shard_core::{ShardCore, StockEvent};
 use crate::http;
+use crate::model::Order;
+use crate::protocol::{self, ConnId};
 use crate::sessions;
 
 /// Messages a shard's mailbox holds before the decorator waits (batches and new connections).
@@ -56,8 +58,13 @@ pub struct ShardOrderPush {
 }
 
 impl OrderListeners for ShardOrderPush {
-    fn order_confirmed(&self, customer: &str, frame: Utf8Bytes, skip: Option<ConnId>) {
+    fn order_confirmed(&self, customer: &str, order: &Order, skip: Option<ConnId>) {
         let customer: Arc<str> = customer.into();
+        // Rendered once, shared by every shard.
+        let frame = Utf8Bytes::from(protocol::to_text(&protocol::OrderPush {
+            kind: "order",
+            order,
+        }));
         for shard in &self.shards {
             // `do_send` past the mailbox bound: one message per sale per shard, and sales are
             // bounded by the journal's group commit and each connection's in-flight limit.

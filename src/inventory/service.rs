@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::clock::{now_ms, rfc3339_ms};
+use crate::clock::now_ms;
 use crate::codec;
 use crate::decorate::frame::StockLevels;
 use crate::error::ApiError;
@@ -41,17 +41,28 @@ use crate::inventory::{
 };
 use crate::journal::{self, Archive, Durable, Journal, JournalError, JournalOptions, StreamPos};
 use crate::model::Product;
-use crate::sessions::ops::ReservationView;
 use crate::telemetry;
 
 /// How often holds past their expiry are ended: expired units are back within this (and the
 /// time to journal the expiry) of `expires_at`, whatever the load.
 pub const EXPIRY_SWEEP: Duration = Duration::from_millis(250);
 
+/// A hold a reservation made (or found, for a repeated idempotency key), as plain values:
+/// `protocol` renders it for the wire.
+#[derive(Clone, Debug)]
+pub struct ReservedHold {
+    /// The hold's id as clients name it (`res_...`).
+    pub id: String,
+    pub product: String,
+    pub quantity: u32,
+    /// When the hold lapses, in milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
 /// The reply to a reservation.
 #[derive(Clone, Debug)]
 pub struct ReserveReply {
-    pub reservation: ReservationView,
+    pub reservation: ReservedHold,
     /// Units of the product available after it.
     pub remaining: u32,
 }
@@ -579,12 +590,12 @@ fn unavailable() -> ApiError {
     )
 }
 
-fn view(hold: u64, product: &str, quantity: u32, expires_at_ms: i64) -> ReservationView {
-    ReservationView {
+fn view(hold: u64, product: &str, quantity: u32, expires_at_ms: i64) -> ReservedHold {
+    ReservedHold {
         id: hold_id_text(hold),
         product: product.to_owned(),
         quantity,
-        expires_at: rfc3339_ms(expires_at_ms),
+        expires_at_ms,
     }
 }
 

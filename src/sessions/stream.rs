@@ -31,10 +31,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use crate::app::{AppState, ConnectionPermit};
 use crate::auth::{self, Action, Identity};
 use crate::error::{ApiError, ErrorCode};
-use crate::fanout::index::ConnId;
 use crate::fanout::shard_core::ShardCore;
+use crate::protocol::{self, ClientOp, ConnId, ReservationView};
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
-use crate::sessions::ops::{self, ClientOp};
 use crate::sessions::outbox::{CloseReason, Outbox, WriterTask};
 use crate::telemetry;
 
@@ -188,7 +187,7 @@ impl Session<'_> {
     }
 
     async fn handle_op(&self, text: &str) {
-        let (id, op) = match ops::parse(text) {
+        let (id, op) = match protocol::parse(text) {
             Ok(parsed) => parsed,
             Err(error) => return send_error(self.outbox, error.id.as_ref(), error.error),
         };
@@ -208,7 +207,7 @@ impl Session<'_> {
                     .unsubscribe(self.conn, id.as_ref(), &timeline)
             }
             ClientOp::Ping => {
-                self.outbox.push_reply(ops::to_text(&ops::Pong {
+                self.outbox.push_reply(protocol::to_text(&protocol::Pong {
                     kind: "pong",
                     id: id.as_ref(),
                 }));
@@ -226,10 +225,10 @@ impl Session<'_> {
                             .reserve(&customer, &product, quantity, idempotency_key.as_deref())
                             .await?;
                         Ok(move |id: Option<&Value>| {
-                            ops::to_text(&ops::Reserved {
+                            protocol::to_text(&protocol::Reserved {
                                 kind: "reserved",
                                 id,
-                                reservation: &reply.reservation,
+                                reservation: ReservationView::of(&reply.reservation),
                                 remaining: reply.remaining,
                             })
                         })
@@ -245,7 +244,7 @@ impl Session<'_> {
                     self.spawn_commerce(id.clone(), async move {
                         let remaining = inventory.release(&customer, &reservation).await?;
                         Ok(move |id: Option<&Value>| {
-                            ops::to_text(&ops::Released {
+                            protocol::to_text(&protocol::Released {
                                 kind: "released",
                                 id,
                                 reservation: &reservation,
@@ -264,7 +263,7 @@ impl Session<'_> {
                     self.spawn_commerce(id.clone(), async move {
                         let order = checkout.checkout(customer, *request, Some(conn)).await?;
                         Ok(move |id: Option<&Value>| {
-                            ops::to_text(&ops::OrderReply {
+                            protocol::to_text(&protocol::OrderReply {
                                 kind: "order",
                                 id,
                                 order: &order.order,
