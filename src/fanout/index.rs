@@ -13,9 +13,9 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::decorate::frame::DecoratedTweet;
+use crate::fanout::outbox::{Offer, Outbox};
 use crate::fanout::timeline::Timeline;
 use crate::protocol::ConnId;
-use crate::sessions::outbox::{Offer, Outbox};
 use crate::telemetry;
 
 type Members = FxHashMap<ConnId, Rc<Outbox>>;

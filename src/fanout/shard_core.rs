@@ -22,10 +22,10 @@ use crate::decorate::partner_index::CatalogStore;
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::history::HistoryRing;
 use crate::fanout::index::{FanoutCounts, SubscriptionIndex};
+use crate::fanout::outbox::Outbox;
 use crate::fanout::replay::{ReplayCursor, ReplayStep};
 use crate::fanout::timeline::Timeline;
 use crate::protocol::{self, ConnId};
-use crate::sessions::outbox::Outbox;
 use crate::telemetry;
 
 /// A `stock` frame, serialised once for every recipient.

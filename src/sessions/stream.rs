@@ -31,10 +31,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use crate::app::{AppState, ConnectionPermit};
 use crate::auth::{self, Action, Identity};
 use crate::error::{ApiError, ErrorCode};
+use crate::fanout::outbox::{CloseReason, Outbox, WriterTask};
 use crate::fanout::shard_core::ShardCore;
 use crate::protocol::{self, ClientOp, ConnId, ReservationView};
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
-use crate::sessions::outbox::{CloseReason, Outbox, WriterTask};
 use crate::telemetry;
 
 /// A server-side WebSocket over an upgraded HTTP connection.
