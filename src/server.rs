@@ -36,6 +36,7 @@ use crate::fanout::stock_publisher::StockPublisher;
 use crate::http::peer_limit::PeerLimiter;
 use crate::http::upgrade;
 use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
+use crate::model::Product;
 use crate::sources::driver;
 use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
@@ -375,5 +376,13 @@ impl Pipeline {
             arbiter.join().ok();
         }
         System::current().stop();
+    }
+}
+
+/// The decorator's buttons show the live inventory's stock. Here, where the two are wired,
+/// so that neither the inventory nor the decorator knows the other.
+impl StockLevels for InventoryService {
+    fn remaining(&self, product: &Product) -> u32 {
+        InventoryService::remaining(self, &product.id).unwrap_or(0)
     }
 }

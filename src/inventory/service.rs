@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use crate::clock::now_ms;
 use crate::codec;
-use crate::decorate::frame::StockLevels;
 use crate::error::ApiError;
 use crate::inventory::compactor::{self, StateCompactor};
 use crate::inventory::{
@@ -367,7 +366,14 @@ impl InventoryService {
         records.clear();
         let healthy = !self.journal.has_stopped();
         telemetry::journal_healthy(healthy);
-        telemetry::journal(&self.journal.stats());
+        let stats = self.journal.stats();
+        telemetry::journal(&telemetry::JournalTotals {
+            records: stats.records,
+            commits: stats.batches,
+            fsyncs: stats.fsyncs,
+            bytes: stats.bytes,
+            snapshots: stats.snapshots,
+        });
         if !healthy {
             // Expiries could not be journaled: memory keeps the holds, as the disk does.
             return;
@@ -551,12 +557,6 @@ impl Drop for SettleWhenDurable {
                 }
             }
         }
-    }
-}
-
-impl StockLevels for InventoryService {
-    fn remaining(&self, product: &Product) -> u32 {
-        self.engine.remaining(&product.id).unwrap_or(0)
     }
 }
 
