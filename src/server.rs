@@ -17,7 +17,7 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use tokio::sync::{oneshot, watch};
 
-use crate::app::{AppState, ConnectionLimiter};
+use crate::app::AppState;
 use crate::auth::{self, TokenSigner};
 use crate::checkout::fingerprint::FingerprintKey;
 use crate::checkout::gateway::SandboxGateway;
@@ -30,13 +30,15 @@ use crate::decorate::frame::StockLevels;
 use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
 use crate::decorate::{catalog_file, demo};
 use crate::fanout::history::HistoryRing;
-use crate::fanout::shard::{FanoutShard, ShardOrderPush, Shutdown, StartServing};
+use crate::fanout::shard::{FanoutShard, ShardOrderPush, Shutdown};
 use crate::fanout::shard_core::{SessionLimits, ShardCore};
 use crate::fanout::stock_publisher::StockPublisher;
 use crate::http::peer_limit::PeerLimiter;
-use crate::http::upgrade;
+use crate::http::{self, HttpState, upgrade};
 use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
 use crate::model::Product;
+use crate::sessions::connection_limit::ConnectionLimiter;
+use crate::sessions::stream::StreamSettings;
 use crate::sources::driver;
 use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
@@ -232,10 +234,15 @@ impl Pipeline {
             outbox_frames: config.outbox_frames,
             slow_client_timeout: config.slow_client_timeout,
         };
-        let ws_config = upgrade::ws_config(&config);
+        let settings = StreamSettings {
+            websocket: upgrade::ws_config(&config),
+            ping_interval: config.ping_interval,
+            ping_timeout: config.ping_timeout,
+        };
 
         let mut arbiters = Vec::new();
         let mut shards = Vec::new();
+        let mut shard_threads = Vec::new();
         for id in 0..config.shards {
             let arbiter = Arbiter::new();
             let first_seq = self.seq_floor.first();
@@ -249,9 +256,10 @@ impl Pipeline {
                 &arbiter.handle(),
                 move |_| {
                     let core = ShardCore::new(history, catalog, limits, first_seq);
-                    FanoutShard::new(id, core, ws_config)
+                    FanoutShard::new(id, core, settings)
                 },
             ));
+            shard_threads.push(arbiter.handle());
             arbiters.push(arbiter);
         }
         let decorator_arbiter = Arbiter::new();
@@ -302,7 +310,7 @@ impl Pipeline {
         });
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        for shard in &shards {
+        for (id, (shard, thread)) in shards.iter().zip(&shard_threads).enumerate() {
             let listener = match self.listener.try_clone() {
                 Ok(listener) => listener,
                 Err(error) => {
@@ -312,12 +320,11 @@ impl Pipeline {
                     return;
                 }
             };
-            let serving = StartServing {
-                listener,
+            let state = HttpState {
                 app: Arc::clone(&app),
-                shutdown: shutdown_rx.clone(),
+                shard: shard.clone(),
             };
-            if shard.send(serving).await.is_err() {
+            if !serve_on(thread, id, listener, state, shutdown_rx.clone()).await {
                 let _ = started.send(Err(anyhow::anyhow!("a fan-out shard failed to start")));
                 return;
             }
@@ -377,6 +384,33 @@ impl Pipeline {
         }
         System::current().stop();
     }
+}
+
+/// Runs an HTTP accept loop on shard `id`'s thread, on `listener` (a clone of the listening
+/// socket), so the connections it accepts, and the `/v1/stream` sessions they become, live on
+/// that thread with its shard. Returns once the loop runs; false if the thread has stopped.
+async fn serve_on(
+    thread: &ArbiterHandle,
+    id: usize,
+    listener: std::net::TcpListener,
+    state: HttpState,
+    shutdown: watch::Receiver<bool>,
+) -> bool {
+    let (running_tx, running_rx) = oneshot::channel();
+    let spawned = thread.spawn_fn(move || {
+        // The listener must be registered with this thread's runtime, so it is converted here.
+        let listener = listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener));
+        match listener {
+            Ok(listener) => {
+                actix_rt::spawn(http::accept_loop(listener, state, shutdown));
+            }
+            Err(error) => tracing::error!(shard = id, %error, "shard cannot accept connections"),
+        }
+        let _ = running_tx.send(());
+    });
+    spawned && running_rx.await.is_ok()
 }
 
 /// The decorator's buttons show the live inventory's stock. Here, where the two are wired,

@@ -5,5 +5,6 @@
 //! [`outbox`](crate::fanout::outbox) into the socket, flushing once per drain. [`keep_alive`]
 //! pings a connection that has gone quiet.
 
+pub mod connection_limit;
 pub mod keep_alive;
 pub mod stream;

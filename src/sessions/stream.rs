@@ -28,12 +28,14 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
-use crate::app::{AppState, ConnectionPermit};
 use crate::auth::{self, Action, Identity};
+use crate::checkout::service::CheckoutService;
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::outbox::{CloseReason, Outbox, WriterTask};
 use crate::fanout::shard_core::ShardCore;
+use crate::inventory::service::InventoryService;
 use crate::protocol::{self, ClientOp, ConnId, ReservationView};
+use crate::sessions::connection_limit::ConnectionPermit;
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
 use crate::telemetry;
 
@@ -46,14 +48,33 @@ const MAX_COMMERCE_IN_FLIGHT: usize = 16;
 /// How long closing (draining what is queued, sending the close frame) may take.
 const CLOSE_BUDGET: Duration = Duration::from_secs(1);
 
+/// What a session reaches beyond its shard: the inventory (reserve, release) and checkout.
+/// A narrow handle, not the whole server state.
+#[derive(Clone)]
+pub struct CommerceHandle {
+    pub inventory: Arc<InventoryService>,
+    pub checkout: Arc<CheckoutService>,
+}
+
+/// How every stream connection on a shard runs: the same for all, set at start-up.
+#[derive(Clone, Copy)]
+pub struct StreamSettings {
+    /// tungstenite settings: buffer sizes and frame limits.
+    pub websocket: WebSocketConfig,
+    /// A client silent this long is pinged (`--ping-interval`).
+    pub ping_interval: Duration,
+    /// A pinged client silent this much longer is closed (`--ping-timeout`).
+    pub ping_timeout: Duration,
+}
+
 /// Completes the upgrade and runs the connection until either side closes it.
 pub async fn run(
     core: Rc<RefCell<ShardCore>>,
     upgrade: OnUpgrade,
     identity: Option<Identity>,
     permit: ConnectionPermit,
-    app: Arc<AppState>,
-    config: WebSocketConfig,
+    commerce: CommerceHandle,
+    settings: StreamSettings,
 ) {
     let upgraded = match upgrade.await {
         Ok(upgraded) => upgraded,
@@ -62,15 +83,19 @@ pub async fn run(
             return;
         }
     };
-    let socket =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let socket = WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        Role::Server,
+        Some(settings.websocket),
+    )
+    .await;
     let customer = auth::buyer(identity.as_ref());
     let (conn, outbox) = core.borrow_mut().open_session(customer);
     telemetry::connections_open("stream", 1.0);
     let (sink, stream) = socket.split();
     let keep_alive = Rc::new(KeepAlive::new(
-        app.config.ping_interval,
-        app.config.ping_timeout,
+        settings.ping_interval,
+        settings.ping_timeout,
         Instant::now(),
     ));
     let replay_step = {
@@ -89,7 +114,7 @@ pub async fn run(
         outbox: &outbox,
         keep_alive: &keep_alive,
         identity: identity.as_ref(),
-        app: &app,
+        commerce: &commerce,
         in_flight: Arc::new(Semaphore::new(MAX_COMMERCE_IN_FLIGHT)),
     };
     session.read_loop(stream).await;
@@ -111,7 +136,8 @@ struct Session<'a> {
     /// When the client was last heard from; the writer sends the pings it asks for.
     keep_alive: &'a KeepAlive,
     identity: Option<&'a Identity>,
-    app: &'a Arc<AppState>,
+    /// Where reserve, release and checkout go.
+    commerce: &'a CommerceHandle,
     /// Reserve/release ops running for this client; past the limit the reader waits.
     in_flight: Arc<Semaphore>,
 }
@@ -219,7 +245,7 @@ impl Session<'_> {
                 idempotency_key,
             } => match self.customer(&Action::Reserve) {
                 Ok(customer) => {
-                    let inventory = Arc::clone(&self.app.inventory);
+                    let inventory = Arc::clone(&self.commerce.inventory);
                     self.spawn_commerce(id.clone(), async move {
                         let reply = inventory
                             .reserve(&customer, &product, quantity, idempotency_key.as_deref())
@@ -240,7 +266,7 @@ impl Session<'_> {
             },
             ClientOp::Release { reservation } => match self.customer(&Action::Reserve) {
                 Ok(customer) => {
-                    let inventory = Arc::clone(&self.app.inventory);
+                    let inventory = Arc::clone(&self.commerce.inventory);
                     self.spawn_commerce(id.clone(), async move {
                         let remaining = inventory.release(&customer, &reservation).await?;
                         Ok(move |id: Option<&Value>| {
@@ -259,7 +285,7 @@ impl Session<'_> {
             },
             ClientOp::Checkout(request) => match self.customer(&Action::Checkout) {
                 Ok(customer) => {
-                    let (checkout, conn) = (Arc::clone(&self.app.checkout), self.conn);
+                    let (checkout, conn) = (Arc::clone(&self.commerce.checkout), self.conn);
                     self.spawn_commerce(id.clone(), async move {
                         let order = checkout.checkout(customer, *request, Some(conn)).await?;
                         Ok(move |id: Option<&Value>| {
