@@ -217,16 +217,22 @@ impl Session<'_> {
             Ok(parsed) => parsed,
             Err(error) => return send_error(self.outbox, error.id.as_ref(), error.error),
         };
+        // Authorized once, before anything runs: an op the token does not allow goes no further.
+        let customer = match required_action(&op).map(|action| self.customer(&action)) {
+            None => String::new(),
+            Some(Ok(customer)) => customer,
+            Some(Err(error)) => return send_error(self.outbox, id.as_ref(), error),
+        };
         let result = match op {
             ClientOp::Subscribe {
                 timeline,
                 since,
                 follows,
-            } => auth::authorize(self.identity, &Action::Subscribe).and_then(|()| {
+            } => {
                 self.core
                     .borrow_mut()
                     .subscribe(self.conn, id.as_ref(), &timeline, since, follows)
-            }),
+            }
             ClientOp::Unsubscribe { timeline } => {
                 self.core
                     .borrow_mut()
@@ -243,64 +249,55 @@ impl Session<'_> {
                 product,
                 quantity,
                 idempotency_key,
-            } => match self.customer(&Action::Reserve) {
-                Ok(customer) => {
-                    let inventory = Arc::clone(&self.commerce.inventory);
-                    self.spawn_commerce(id.clone(), async move {
-                        let reply = inventory
-                            .reserve(&customer, &product, quantity, idempotency_key.as_deref())
-                            .await?;
-                        Ok(move |id: Option<&Value>| {
-                            protocol::to_text(&protocol::Reserved {
-                                kind: "reserved",
-                                id,
-                                reservation: ReservationView::of(&reply.reservation),
-                                remaining: reply.remaining,
-                            })
+            } => {
+                let inventory = Arc::clone(&self.commerce.inventory);
+                self.spawn_commerce(id.clone(), async move {
+                    let reply = inventory
+                        .reserve(&customer, &product, quantity, idempotency_key.as_deref())
+                        .await?;
+                    Ok(move |id: Option<&Value>| {
+                        protocol::to_text(&protocol::Reserved {
+                            kind: "reserved",
+                            id,
+                            reservation: ReservationView::of(&reply.reservation),
+                            remaining: reply.remaining,
                         })
                     })
-                    .await;
-                    Ok(())
-                }
-                Err(error) => Err(error),
-            },
-            ClientOp::Release { reservation } => match self.customer(&Action::Reserve) {
-                Ok(customer) => {
-                    let inventory = Arc::clone(&self.commerce.inventory);
-                    self.spawn_commerce(id.clone(), async move {
-                        let remaining = inventory.release(&customer, &reservation).await?;
-                        Ok(move |id: Option<&Value>| {
-                            protocol::to_text(&protocol::Released {
-                                kind: "released",
-                                id,
-                                reservation: &reservation,
-                                remaining,
-                            })
+                })
+                .await;
+                Ok(())
+            }
+            ClientOp::Release { reservation } => {
+                let inventory = Arc::clone(&self.commerce.inventory);
+                self.spawn_commerce(id.clone(), async move {
+                    let remaining = inventory.release(&customer, &reservation).await?;
+                    Ok(move |id: Option<&Value>| {
+                        protocol::to_text(&protocol::Released {
+                            kind: "released",
+                            id,
+                            reservation: &reservation,
+                            remaining,
                         })
                     })
-                    .await;
-                    Ok(())
-                }
-                Err(error) => Err(error),
-            },
-            ClientOp::Checkout(request) => match self.customer(&Action::Checkout) {
-                Ok(customer) => {
-                    let (checkout, conn) = (Arc::clone(&self.commerce.checkout), self.conn);
-                    self.spawn_commerce(id.clone(), async move {
-                        let order = checkout.checkout(customer, *request, Some(conn)).await?;
-                        Ok(move |id: Option<&Value>| {
-                            protocol::to_text(&protocol::OrderReply {
-                                kind: "order",
-                                id,
-                                order: &order.order,
-                            })
+                })
+                .await;
+                Ok(())
+            }
+            ClientOp::Checkout(request) => {
+                let (checkout, conn) = (Arc::clone(&self.commerce.checkout), self.conn);
+                self.spawn_commerce(id.clone(), async move {
+                    let order = checkout.checkout(customer, *request, Some(conn)).await?;
+                    Ok(move |id: Option<&Value>| {
+                        protocol::to_text(&protocol::OrderReply {
+                            kind: "order",
+                            id,
+                            order: &order.order,
                         })
                     })
-                    .await;
-                    Ok(())
-                }
-                Err(error) => Err(error),
-            },
+                })
+                .await;
+                Ok(())
+            }
         };
         if let Err(error) = result {
             send_error(self.outbox, id.as_ref(), error);
@@ -364,6 +361,17 @@ pub fn reject_bad_frame(outbox: &Outbox, error: WsError) {
             outbox.close(1002, "protocol error");
         }
         error => tracing::debug!(%error, "stream read failed"),
+    }
+}
+
+/// What `op` needs the caller's token to allow; `None` for the ops open to every connection
+/// (unsubscribe, ping).
+fn required_action(op: &ClientOp) -> Option<Action> {
+    match op {
+        ClientOp::Subscribe { .. } => Some(Action::Subscribe),
+        ClientOp::Unsubscribe { .. } | ClientOp::Ping => None,
+        ClientOp::Reserve { .. } | ClientOp::Release { .. } => Some(Action::Reserve),
+        ClientOp::Checkout(_) => Some(Action::Checkout),
     }
 }
 
