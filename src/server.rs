@@ -222,12 +222,79 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    /// Starts every stage, downstream first (shards, decorator, sequencer, checkout), then the
+    /// accept loops and the source; reports on `started`; runs until `stop`; shuts down.
     async fn run(
         self,
         started: std::sync::mpsc::Sender<anyhow::Result<()>>,
         stop: impl Future<Output = ()>,
     ) {
-        let config = self.config;
+        let mut arbiters = Vec::new();
+        let (shards, shard_threads) = self.start_shards(&mut arbiters);
+        let decorator = self.start_decorator(&shards, &mut arbiters);
+        let Pipeline {
+            config,
+            listener,
+            metrics,
+            signer,
+            catalog,
+            catalog_store,
+            history,
+            inventory,
+            orders,
+            wallet,
+            fingerprints,
+            seq_floor,
+        } = self;
+        let sequencer = Sequencer::new(decorator, seq_floor).start();
+        let checkout = Arc::new(CheckoutService::new(
+            Arc::clone(&inventory),
+            Arc::clone(&catalog_store),
+            Arc::new(SandboxGateway::default()),
+            wallet,
+            orders,
+            Arc::new(ShardOrderPush {
+                shards: shards.clone(),
+            }),
+            fingerprints,
+        ));
+        let app = Arc::new(AppState {
+            config: config.clone(),
+            catalog: catalog_store,
+            history,
+            inventory: Arc::clone(&inventory),
+            checkout: Arc::clone(&checkout),
+            sequencer: sequencer.clone(),
+            signer,
+            metrics: metrics.clone(),
+            connections: ConnectionLimiter::new(config.max_connections),
+            peers: PeerLimiter::new(config.max_connections_per_ip, config.demo),
+            ready: Default::default(),
+        });
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let serving = serve_on_every_shard(&listener, &app, &shards, &shard_threads, &shutdown_rx);
+        if let Err(error) = serving.await {
+            let _ = started.send(Err(error));
+            return;
+        }
+        drop(listener);
+        arbiters.push(start_source(&config, catalog, sequencer));
+        spawn_upkeep(inventory, checkout, metrics);
+
+        app.ready.store(true, Ordering::Relaxed);
+        let _ = started.send(Ok(()));
+        stop.await;
+        shut_down(&app, &shutdown_tx, &shards, arbiters).await;
+    }
+
+    /// One fan-out shard per `--shards`, each on its own arbiter (thread); returns their
+    /// addresses and threads, in shard order.
+    fn start_shards(
+        &self,
+        arbiters: &mut Vec<Arbiter>,
+    ) -> (Vec<Addr<FanoutShard>>, Vec<ArbiterHandle>) {
+        let config = &self.config;
         let limits = SessionLimits {
             max_subscriptions: config.max_subscriptions,
             max_follows: config.max_follows,
@@ -235,14 +302,12 @@ impl Pipeline {
             slow_client_timeout: config.slow_client_timeout,
         };
         let settings = StreamSettings {
-            websocket: upgrade::ws_config(&config),
+            websocket: upgrade::ws_config(config),
             ping_interval: config.ping_interval,
             ping_timeout: config.ping_timeout,
         };
-
-        let mut arbiters = Vec::new();
         let mut shards = Vec::new();
-        let mut shard_threads = Vec::new();
+        let mut threads = Vec::new();
         for id in 0..config.shards {
             let arbiter = Arbiter::new();
             let first_seq = self.seq_floor.first();
@@ -259,131 +324,131 @@ impl Pipeline {
                     FanoutShard::new(id, core, settings)
                 },
             ));
-            shard_threads.push(arbiter.handle());
+            threads.push(arbiter.handle());
             arbiters.push(arbiter);
         }
-        let decorator_arbiter = Arbiter::new();
+        (shards, threads)
+    }
+
+    /// The decorator and the stock publisher, on one arbiter of their own.
+    fn start_decorator(
+        &self,
+        shards: &[Addr<FanoutShard>],
+        arbiters: &mut Vec<Arbiter>,
+    ) -> Addr<Decorator> {
+        let arbiter = Arbiter::new();
         let decorator = {
             let (catalog, history, shards) = (
                 Arc::clone(&self.catalog_store),
                 Arc::clone(&self.history),
-                shards.clone(),
+                shards.to_vec(),
             );
-            let shares = config.decorate_shares;
+            let shares = self.config.decorate_shares;
             let stock: Arc<dyn StockLevels + Send + Sync> = self.inventory.clone();
-            Decorator::start_in_arbiter(&decorator_arbiter.handle(), move |_| {
+            Decorator::start_in_arbiter(&arbiter.handle(), move |_| {
                 Decorator::new(catalog, stock, history, shards, shares)
             })
         };
         {
-            let (inventory, shards) = (Arc::clone(&self.inventory), shards.clone());
-            StockPublisher::start_in_arbiter(&decorator_arbiter.handle(), move |_| {
+            let (inventory, shards) = (Arc::clone(&self.inventory), shards.to_vec());
+            StockPublisher::start_in_arbiter(&arbiter.handle(), move |_| {
                 StockPublisher::new(inventory, shards)
             });
         }
-        arbiters.push(decorator_arbiter);
-        let sequencer = Sequencer::new(decorator, self.seq_floor).start();
-        let checkout = Arc::new(CheckoutService::new(
-            Arc::clone(&self.inventory),
-            Arc::clone(&self.catalog_store),
-            Arc::new(SandboxGateway::default()),
-            self.wallet,
-            self.orders,
-            Arc::new(ShardOrderPush {
-                shards: shards.clone(),
-            }),
-            self.fingerprints,
-        ));
-
-        let app = Arc::new(AppState {
-            config: config.clone(),
-            catalog: self.catalog_store,
-            history: self.history,
-            inventory: Arc::clone(&self.inventory),
-            checkout: Arc::clone(&checkout),
-            sequencer: sequencer.clone(),
-            signer: self.signer,
-            metrics: self.metrics.clone(),
-            connections: ConnectionLimiter::new(config.max_connections),
-            peers: PeerLimiter::new(config.max_connections_per_ip, config.demo),
-            ready: Default::default(),
-        });
-
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        for (id, (shard, thread)) in shards.iter().zip(&shard_threads).enumerate() {
-            let listener = match self.listener.try_clone() {
-                Ok(listener) => listener,
-                Err(error) => {
-                    let _ = started.send(Err(
-                        anyhow::Error::new(error).context("cannot share the listener")
-                    ));
-                    return;
-                }
-            };
-            let state = HttpState {
-                app: Arc::clone(&app),
-                shard: shard.clone(),
-            };
-            if !serve_on(thread, id, listener, state, shutdown_rx.clone()).await {
-                let _ = started.send(Err(anyhow::anyhow!("a fan-out shard failed to start")));
-                return;
-            }
-        }
-        drop(self.listener);
-
-        let source_arbiter = Arbiter::new();
-        source_arbiter.spawn(driver::run(
-            config.firehose.clone(),
-            config.rate,
-            config.replay_loop,
-            config.partner_share,
-            self.catalog,
-            sequencer,
-        ));
-        arbiters.push(source_arbiter);
-
-        let inventory = self.inventory;
-        actix_rt::spawn(async move {
-            let mut tick = tokio::time::interval(EXPIRY_SWEEP);
-            let mut records = Vec::new();
-            loop {
-                tick.tick().await;
-                inventory.sweep(&mut records).await;
-                checkout.prune_keys();
-            }
-        });
-
-        let metrics = self.metrics;
-        actix_rt::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                telemetry::upkeep(&metrics);
-            }
-        });
-
-        app.ready.store(true, Ordering::Relaxed);
-        let _ = started.send(Ok(()));
-        stop.await;
-
-        tracing::info!("shutting down: closing clients with 1001");
-        app.ready.store(false, Ordering::Relaxed);
-        let _ = shutdown_tx.send(true);
-        for shard in &shards {
-            let _ = shard.send(Shutdown).await;
-        }
-        let deadline = tokio::time::Instant::now() + DRAIN_BUDGET;
-        while app.connections.open() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Upstream first (source, then decorator, then shards), so no stage sends to a
-        // stopped one.
-        for arbiter in arbiters.into_iter().rev() {
-            arbiter.stop();
-            arbiter.join().ok();
-        }
-        System::current().stop();
+        arbiters.push(arbiter);
+        decorator
     }
+}
+
+/// An HTTP accept loop on every shard's thread, each on its own clone of `listener`.
+async fn serve_on_every_shard(
+    listener: &std::net::TcpListener,
+    app: &Arc<AppState>,
+    shards: &[Addr<FanoutShard>],
+    threads: &[ArbiterHandle],
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    for (id, (shard, thread)) in shards.iter().zip(threads).enumerate() {
+        let listener = listener.try_clone().context("cannot share the listener")?;
+        let state = HttpState {
+            app: Arc::clone(app),
+            shard: shard.clone(),
+        };
+        if !serve_on(thread, id, listener, state, shutdown.clone()).await {
+            anyhow::bail!("a fan-out shard failed to start");
+        }
+    }
+    Ok(())
+}
+
+/// The built-in source (synthetic or replay), on an arbiter of its own.
+fn start_source(
+    config: &Config,
+    catalog: crate::model::Catalog,
+    sequencer: Addr<Sequencer>,
+) -> Arbiter {
+    let arbiter = Arbiter::new();
+    arbiter.spawn(driver::run(
+        config.firehose.clone(),
+        config.rate,
+        config.replay_loop,
+        config.partner_share,
+        catalog,
+        sequencer,
+    ));
+    arbiter
+}
+
+/// The timers on the system arbiter: the expiry sweep (and checkout's key prune) every
+/// [`EXPIRY_SWEEP`], the metrics upkeep every 5 s.
+fn spawn_upkeep(
+    inventory: Arc<InventoryService>,
+    checkout: Arc<CheckoutService>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) {
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+        let mut records = Vec::new();
+        loop {
+            tick.tick().await;
+            inventory.sweep(&mut records).await;
+            checkout.prune_keys();
+        }
+    });
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            telemetry::upkeep(&metrics);
+        }
+    });
+}
+
+/// Stops accepting, closes every client with 1001, waits (at most [`DRAIN_BUDGET`]) for the
+/// connections to end, then stops the arbiters and the system.
+async fn shut_down(
+    app: &AppState,
+    shutdown: &watch::Sender<bool>,
+    shards: &[Addr<FanoutShard>],
+    arbiters: Vec<Arbiter>,
+) {
+    tracing::info!("shutting down: closing clients with 1001");
+    app.ready.store(false, Ordering::Relaxed);
+    let _ = shutdown.send(true);
+    for shard in shards {
+        let _ = shard.send(Shutdown).await;
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_BUDGET;
+    while app.connections.open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Upstream first (source, then decorator, then shards), so no stage sends to a
+    // stopped one.
+    for arbiter in arbiters.into_iter().rev() {
+        arbiter.stop();
+        arbiter.join().ok();
+    }
+    System::current().stop();
 }
 
 /// Runs an HTTP accept loop on shard `id`'s thread, on `listener` (a clone of the listening
