@@ -27,13 +27,11 @@
 //! Around them: [`model`] (plain data), [`config`], [`auth`] (tokens and roles, checked in one
 //! place), [`telemetry`] (every metric name), [`logging`] (the log filter, which keeps
 //! payload-dumping libraries quiet), [`codec`] (the only user of bincode), [`clock`] (the wall
-//! clock, read in one place), [`durable_file`] (crash-safe file replacement), [`app`] (the
-//! handles every request needs), and [`error`] (the contract's error codes).
+//! clock, read in one place), [`durable_file`] (crash-safe file replacement), and [`error`] (the contract's error codes).
 //!
 //! Which module may use which is in ARCHITECTURE.md ("Architecture invariants") and checked by
 //! `tests/layering.rs`.
 
-pub mod app;
 pub mod auth;
 pub mod checkout;
 pub mod clock;

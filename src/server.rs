@@ -17,7 +17,6 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use tokio::sync::{oneshot, watch};
 
-use crate::app::AppState;
 use crate::auth::{self, TokenSigner};
 use crate::checkout::fingerprint::FingerprintKey;
 use crate::checkout::gateway::SandboxGateway;
@@ -34,6 +33,7 @@ use crate::fanout::shard::{FanoutShard, ShardOrderPush, Shutdown};
 use crate::fanout::shard_core::{SessionLimits, ShardCore};
 use crate::fanout::stock_publisher::StockPublisher;
 use crate::http::peer_limit::PeerLimiter;
+use crate::http::state::AppState;
 use crate::http::{self, HttpState, upgrade};
 use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
 use crate::model::Product;

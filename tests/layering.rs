@@ -55,7 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sessions",
         ],
     ),
-    ("L4 (routes and wiring)", &["http", "server", "app"]),
+    ("L4 (routes and wiring)", &["http", "server"]),
 ];
 
 /// The engines: they return plain values and know nothing of the wire.

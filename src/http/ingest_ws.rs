@@ -26,10 +26,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::app::AppState;
 use crate::auth::{self, Action};
 use crate::codec;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
 use crate::http::{HttpState, identity, upgrade};
 use crate::model::Tweet;
 use crate::sessions::connection_limit::ConnectionPermit;

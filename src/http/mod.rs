@@ -12,6 +12,7 @@ mod orders;
 pub mod peer_limit;
 mod probes;
 mod reservations;
+pub mod state;
 mod stream;
 pub mod upgrade;
 mod wallet;
@@ -32,11 +33,11 @@ use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::app::AppState;
 use crate::auth::{self, Identity};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::shard::FanoutShard;
 use crate::http::peer_limit::CountedStream;
+use crate::http::state::AppState;
 use crate::telemetry;
 
 /// Largest JSON body the REST routes read (catalog objects, token requests).
