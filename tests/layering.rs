@@ -331,6 +331,8 @@ struct File {
     module: Vec<String>,
     /// Every path the file names, absolute (`crate::...` or an external crate's name first).
     paths: BTreeSet<String>,
+    /// What its `pub use` lines re-export: the name to the absolute path it stands for.
+    reexports: BTreeMap<String, String>,
 }
 
 struct Crate {
@@ -361,33 +363,27 @@ impl Crate {
                         .to_string(),
                     module: module.clone(),
                     paths: paths_in(&code, module, &module_set),
+                    reexports: reexports_in(&code, module, &module_set),
                 }
             })
             .collect();
         Crate { files }
     }
 
-    /// Cycles in the graph of files naming items of other files. A module's root file
-    /// (`mod.rs`) declares its children and re-exports their items; its edges to its own
-    /// children are not imports, so they do not count.
+    /// Cycles in the graph of files naming items of other files (an item named through a
+    /// `pub use` counts as the file that defines it). A module's root file (`mod.rs`) declares
+    /// its children and re-exports their items; its edges to its own children are not
+    /// imports, so they do not count.
     fn file_cycles(&self) -> Vec<String> {
-        let modules: BTreeSet<&Vec<String>> = self.files.iter().map(|f| &f.module).collect();
         let mut edges: BTreeMap<&Vec<String>, BTreeSet<&Vec<String>>> = BTreeMap::new();
         for file in &self.files {
             let out = edges.entry(&file.module).or_default();
             for path in &file.paths {
-                let Some(target) = path.strip_prefix("crate::") else {
-                    continue;
-                };
-                let mut segments: Vec<String> = target.split("::").map(str::to_owned).collect();
-                while !segments.is_empty() && !modules.contains(&segments) {
-                    segments.pop();
-                }
-                let Some(to) = modules.get(&segments) else {
+                let Some(to) = self.file_of(path, 0) else {
                     continue;
                 };
                 let own_child = to.len() > file.module.len() && to.starts_with(&file.module);
-                if *to != &file.module && !own_child {
+                if *to != file.module && !own_child {
                     out.insert(to);
                 }
             }
@@ -400,6 +396,38 @@ impl Crate {
                 names.join(" <-> ")
             })
             .collect()
+    }
+}
+
+impl Crate {
+    /// The module of the file that defines what `path` names: the longest module the path
+    /// starts with, followed through that file's `pub use` re-exports (a few steps at most).
+    fn file_of(&self, path: &str, depth: usize) -> Option<&Vec<String>> {
+        let segments: Vec<&str> = path.strip_prefix("crate::")?.split("::").collect();
+        let (file, used) = (1..=segments.len()).rev().find_map(|n| {
+            let file = self.files.iter().find(|f| {
+                f.module
+                    .iter()
+                    .map(String::as_str)
+                    .eq(segments[..n].iter().copied())
+            })?;
+            Some((file, n))
+        })?;
+        let followed = segments
+            .get(used)
+            .and_then(|name| file.reexports.get(*name))
+            .filter(|_| depth < 4)
+            .map(|target| {
+                let rest = &segments[used + 1..];
+                if rest.is_empty() {
+                    target.clone()
+                } else {
+                    format!("{target}::{}", rest.join("::"))
+                }
+            });
+        followed
+            .and_then(|target| self.file_of(&target, depth + 1))
+            .or(Some(&file.module))
     }
 }
 
@@ -558,6 +586,37 @@ fn paths_in(code: &str, module: &[String], modules: &BTreeSet<Vec<String>>) -> B
         at = end.max(sep + 2);
     }
     paths
+}
+
+/// What `code`'s `pub use` lines (any `pub(...)` too) re-export: each name to the absolute
+/// path it stands for (`as` renames are not followed).
+fn reexports_in(
+    code: &str,
+    module: &[String],
+    modules: &BTreeSet<Vec<String>>,
+) -> BTreeMap<String, String> {
+    let code = without_test_items(&code_only(code));
+    let mut reexports = BTreeMap::new();
+    let mut cursor = 0;
+    while let Some(found) = find_word(&code, "use", cursor) {
+        let Some(end) = code[found..].find(';').map(|e| found + e) else {
+            break;
+        };
+        let before = code[..found].trim_end();
+        if before.ends_with("pub") || before.ends_with(')') && before.contains("pub(") {
+            let mut tree = Vec::new();
+            expand("", &normalise_tree(&code[found + 3..end]), &mut tree);
+            for path in tree {
+                if let Some(path) = absolute(&path, module, modules)
+                    && let Some(name) = path.rsplit("::").next()
+                {
+                    reexports.insert(name.to_owned(), path.clone());
+                }
+            }
+        }
+        cursor = end + 1;
+    }
+    reexports
 }
 
 /// Which crates and roots a path may start with to be worth checking.
