@@ -21,12 +21,10 @@ use buyline::checkout::request::CheckoutRequest;
 use buyline::checkout::service::{CheckoutService, OrderListeners};
 use buyline::checkout::wallet::{MasterKey, Wallet};
 use buyline::decorate::partner_index::{CatalogStore, PartnerIndex};
-use buyline::fanout::index::ConnId;
 use buyline::inventory::service::InventoryService;
-use buyline::model::Catalog;
+use buyline::model::{Catalog, Order};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 const BUYERS: u64 = 256;
 const ORDERS_PER_BUYER: u64 = 8;
@@ -34,7 +32,7 @@ const ORDERS_PER_BUYER: u64 = 8;
 struct Nobody;
 
 impl OrderListeners for Nobody {
-    fn order_confirmed(&self, _customer: &str, _frame: Utf8Bytes, _skip: Option<ConnId>) {}
+    fn order_confirmed(&self, _customer: &str, _order: &Order, _origin: Option<u64>) {}
 }
 
 struct Shop {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use buyline::decorate::frame::DecoratedTweet;
 use buyline::fanout::index::{FanoutCounts, SubscriptionIndex};
+use buyline::fanout::outbox::Outbox;
 use buyline::fanout::timeline::Timeline;
-use buyline::sessions::outbox::Outbox;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 

@@ -26,7 +26,7 @@ use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -34,6 +34,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::clock::unix_now;
 use crate::error::ApiError;
 
 /// The shortest secret we sign with: HMAC-SHA256 keys shorter than the hash output weaken it.
@@ -305,14 +306,6 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
     URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| AuthError::BadEncoding)
-}
-
-fn unix_now() -> u64 {
-    // A clock set before 1970 reads as 0, so no token looks expired; such a machine has bigger
-    // problems, and refusing every token would hide them less helpfully than this.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
 }
 
 /// The server secret: read from `secret_file` if given, else from `<data_dir>/secret.key`,

@@ -29,6 +29,8 @@ use crate::model::Tweet;
 /// tweets a frame of a given size can hold, so the batch vector is never sized by the
 /// (untrusted) count prefix alone.
 const MIN_ENCODED_TWEET_BYTES: usize = 8;
+// A zero would let the count prefix size the batch vector unchecked.
+const _: () = assert!(MIN_ENCODED_TWEET_BYTES > 0);
 
 /// Why bytes could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]

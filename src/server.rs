@@ -17,7 +17,6 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use tokio::sync::{oneshot, watch};
 
-use crate::app::{AppState, ConnectionLimiter};
 use crate::auth::{self, TokenSigner};
 use crate::checkout::fingerprint::FingerprintKey;
 use crate::checkout::gateway::SandboxGateway;
@@ -30,12 +29,16 @@ use crate::decorate::frame::StockLevels;
 use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
 use crate::decorate::{catalog_file, demo};
 use crate::fanout::history::HistoryRing;
-use crate::fanout::shard::{FanoutShard, ShardOrderPush, Shutdown, StartServing};
+use crate::fanout::shard::{FanoutShard, ShardOrderPush, Shutdown};
 use crate::fanout::shard_core::{SessionLimits, ShardCore};
 use crate::fanout::stock_publisher::StockPublisher;
 use crate::http::peer_limit::PeerLimiter;
-use crate::http::upgrade;
+use crate::http::state::AppState;
+use crate::http::{self, HttpState, upgrade};
 use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
+use crate::model::Product;
+use crate::sessions::connection_limit::ConnectionLimiter;
+use crate::sessions::stream::StreamSettings;
 use crate::sources::driver;
 use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
@@ -234,22 +237,92 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    /// Starts every stage, downstream first (shards, decorator, sequencer, checkout), then the
+    /// accept loops and the source; reports on `started`; runs until `stop`; shuts down.
     async fn run(
         self,
         started: std::sync::mpsc::Sender<anyhow::Result<()>>,
         stop: impl Future<Output = ()>,
     ) {
-        let config = self.config;
+        let mut arbiters = Vec::new();
+        let (shards, shard_threads) = self.start_shards(&mut arbiters);
+        let decorator = self.start_decorator(&shards, &mut arbiters);
+        let Pipeline {
+            config,
+            listener,
+            metrics,
+            signer,
+            catalog,
+            catalog_store,
+            history,
+            inventory,
+            orders,
+            wallet,
+            fingerprints,
+            seq_floor,
+        } = self;
+        let sequencer = Sequencer::new(decorator, seq_floor).start();
+        let checkout = Arc::new(CheckoutService::new(
+            Arc::clone(&inventory),
+            Arc::clone(&catalog_store),
+            Arc::new(SandboxGateway::default()),
+            wallet,
+            orders,
+            Arc::new(ShardOrderPush {
+                shards: shards.clone(),
+            }),
+            fingerprints,
+        ));
+        let app = Arc::new(AppState {
+            config: config.clone(),
+            catalog: catalog_store,
+            history,
+            inventory: Arc::clone(&inventory),
+            checkout: Arc::clone(&checkout),
+            sequencer: sequencer.clone(),
+            signer,
+            metrics: metrics.clone(),
+            connections: ConnectionLimiter::new(config.max_connections),
+            peers: PeerLimiter::new(config.max_connections_per_ip, config.demo),
+            ready: Default::default(),
+        });
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let serving = serve_on_every_shard(&listener, &app, &shards, &shard_threads, &shutdown_rx);
+        if let Err(error) = serving.await {
+            let _ = started.send(Err(error));
+            return;
+        }
+        drop(listener);
+        arbiters.push(start_source(&config, catalog, sequencer));
+        spawn_upkeep(inventory, checkout, metrics);
+
+        app.ready.store(true, Ordering::Relaxed);
+        let _ = started.send(Ok(()));
+        stop.await;
+        shut_down(&app, &shutdown_tx, &shards, arbiters).await;
+    }
+
+    /// One fan-out shard per `--shards`, each on its own arbiter (thread); returns their
+    /// addresses and threads, in shard order.
+    fn start_shards(
+        &self,
+        arbiters: &mut Vec<Arbiter>,
+    ) -> (Vec<Addr<FanoutShard>>, Vec<ArbiterHandle>) {
+        let config = &self.config;
         let limits = SessionLimits {
             max_subscriptions: config.max_subscriptions,
             max_follows: config.max_follows,
             outbox_frames: config.outbox_frames,
             slow_client_timeout: config.slow_client_timeout,
         };
-        let ws_config = upgrade::ws_config(&config);
-
-        let mut arbiters = Vec::new();
+        let settings = StreamSettings {
+            websocket: upgrade::ws_config(config),
+            ping_interval: config.ping_interval,
+            ping_timeout: config.ping_timeout,
+        };
         let mut shards = Vec::new();
+        let mut threads = Vec::new();
         for id in 0..config.shards {
             let arbiter = Arbiter::new();
             let first_seq = self.seq_floor.first();
@@ -263,132 +336,167 @@ impl Pipeline {
                 &arbiter.handle(),
                 move |_| {
                     let core = ShardCore::new(history, catalog, limits, first_seq);
-                    FanoutShard::new(id, core, ws_config)
+                    FanoutShard::new(id, core, settings)
                 },
             ));
+            threads.push(arbiter.handle());
             arbiters.push(arbiter);
         }
-        let decorator_arbiter = Arbiter::new();
+        (shards, threads)
+    }
+
+    /// The decorator and the stock publisher, on one arbiter of their own.
+    fn start_decorator(
+        &self,
+        shards: &[Addr<FanoutShard>],
+        arbiters: &mut Vec<Arbiter>,
+    ) -> Addr<Decorator> {
+        let arbiter = Arbiter::new();
         let decorator = {
             let (catalog, history, shards) = (
                 Arc::clone(&self.catalog_store),
                 Arc::clone(&self.history),
-                shards.clone(),
+                shards.to_vec(),
             );
-            let shares = config.decorate_shares;
+            let shares = self.config.decorate_shares;
             let stock: Arc<dyn StockLevels + Send + Sync> = self.inventory.clone();
-            Decorator::start_in_arbiter(&decorator_arbiter.handle(), move |_| {
+            Decorator::start_in_arbiter(&arbiter.handle(), move |_| {
                 Decorator::new(catalog, stock, history, shards, shares)
             })
         };
         {
-            let (inventory, shards) = (Arc::clone(&self.inventory), shards.clone());
-            StockPublisher::start_in_arbiter(&decorator_arbiter.handle(), move |_| {
+            let (inventory, shards) = (Arc::clone(&self.inventory), shards.to_vec());
+            StockPublisher::start_in_arbiter(&arbiter.handle(), move |_| {
                 StockPublisher::new(inventory, shards)
             });
         }
-        arbiters.push(decorator_arbiter);
-        let sequencer = Sequencer::new(decorator, self.seq_floor).start();
-        let checkout = Arc::new(CheckoutService::new(
-            Arc::clone(&self.inventory),
-            Arc::clone(&self.catalog_store),
-            Arc::new(SandboxGateway::default()),
-            self.wallet,
-            self.orders,
-            Arc::new(ShardOrderPush {
-                shards: shards.clone(),
-            }),
-            self.fingerprints,
-        ));
+        arbiters.push(arbiter);
+        decorator
+    }
+}
 
-        let app = Arc::new(AppState {
-            config: config.clone(),
-            catalog: self.catalog_store,
-            history: self.history,
-            inventory: Arc::clone(&self.inventory),
-            checkout: Arc::clone(&checkout),
-            sequencer: sequencer.clone(),
-            signer: self.signer,
-            metrics: self.metrics.clone(),
-            connections: ConnectionLimiter::new(config.max_connections),
-            peers: PeerLimiter::new(config.max_connections_per_ip, config.demo),
-            ready: Default::default(),
-        });
+/// An HTTP accept loop on every shard's thread, each on its own clone of `listener`.
+async fn serve_on_every_shard(
+    listener: &std::net::TcpListener,
+    app: &Arc<AppState>,
+    shards: &[Addr<FanoutShard>],
+    threads: &[ArbiterHandle],
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    for (id, (shard, thread)) in shards.iter().zip(threads).enumerate() {
+        let listener = listener.try_clone().context("cannot share the listener")?;
+        let state = HttpState {
+            app: Arc::clone(app),
+            shard: shard.clone(),
+        };
+        if !serve_on(thread, id, listener, state, shutdown.clone()).await {
+            anyhow::bail!("a fan-out shard failed to start");
+        }
+    }
+    Ok(())
+}
 
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        for shard in &shards {
-            let listener = match self.listener.try_clone() {
-                Ok(listener) => listener,
-                Err(error) => {
-                    let _ = started.send(Err(
-                        anyhow::Error::new(error).context("cannot share the listener")
-                    ));
-                    return;
-                }
-            };
-            let serving = StartServing {
-                listener,
-                app: Arc::clone(&app),
-                shutdown: shutdown_rx.clone(),
-            };
-            if shard.send(serving).await.is_err() {
-                let _ = started.send(Err(anyhow::anyhow!("a fan-out shard failed to start")));
-                return;
+/// The built-in source (synthetic or replay), on an arbiter of its own.
+fn start_source(
+    config: &Config,
+    catalog: crate::model::Catalog,
+    sequencer: Addr<Sequencer>,
+) -> Arbiter {
+    let arbiter = Arbiter::new();
+    arbiter.spawn(driver::run(
+        config.firehose.clone(),
+        config.rate,
+        config.replay_loop,
+        config.partner_share,
+        catalog,
+        sequencer,
+    ));
+    arbiter
+}
+
+/// The timers on the system arbiter: the expiry sweep (and checkout's key prune) every
+/// [`EXPIRY_SWEEP`], the metrics upkeep every 5 s.
+fn spawn_upkeep(
+    inventory: Arc<InventoryService>,
+    checkout: Arc<CheckoutService>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) {
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+        let mut records = Vec::new();
+        loop {
+            tick.tick().await;
+            inventory.sweep(&mut records).await;
+            checkout.prune_keys();
+        }
+    });
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            telemetry::upkeep(&metrics);
+        }
+    });
+}
+
+/// Stops accepting, closes every client with 1001, waits (at most [`DRAIN_BUDGET`]) for the
+/// connections to end, then stops the arbiters and the system.
+async fn shut_down(
+    app: &AppState,
+    shutdown: &watch::Sender<bool>,
+    shards: &[Addr<FanoutShard>],
+    arbiters: Vec<Arbiter>,
+) {
+    tracing::info!("shutting down: closing clients with 1001");
+    app.ready.store(false, Ordering::Relaxed);
+    let _ = shutdown.send(true);
+    for shard in shards {
+        let _ = shard.send(Shutdown).await;
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_BUDGET;
+    while app.connections.open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Upstream first (source, then decorator, then shards), so no stage sends to a
+    // stopped one.
+    for arbiter in arbiters.into_iter().rev() {
+        arbiter.stop();
+        arbiter.join().ok();
+    }
+    System::current().stop();
+}
+
+/// Runs an HTTP accept loop on shard `id`'s thread, on `listener` (a clone of the listening
+/// socket), so the connections it accepts, and the `/v1/stream` sessions they become, live on
+/// that thread with its shard. Returns once the loop runs; false if the thread has stopped.
+async fn serve_on(
+    thread: &ArbiterHandle,
+    id: usize,
+    listener: std::net::TcpListener,
+    state: HttpState,
+    shutdown: watch::Receiver<bool>,
+) -> bool {
+    let (running_tx, running_rx) = oneshot::channel();
+    let spawned = thread.spawn_fn(move || {
+        // The listener must be registered with this thread's runtime, so it is converted here.
+        let listener = listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener));
+        match listener {
+            Ok(listener) => {
+                actix_rt::spawn(http::accept_loop(listener, state, shutdown));
             }
+            Err(error) => tracing::error!(shard = id, %error, "shard cannot accept connections"),
         }
-        drop(self.listener);
+        let _ = running_tx.send(());
+    });
+    spawned && running_rx.await.is_ok()
+}
 
-        let source_arbiter = Arbiter::new();
-        source_arbiter.spawn(driver::run(
-            config.firehose.clone(),
-            config.rate,
-            config.replay_loop,
-            config.partner_share,
-            self.catalog,
-            sequencer,
-        ));
-        arbiters.push(source_arbiter);
-
-        let inventory = self.inventory;
-        actix_rt::spawn(async move {
-            let mut tick = tokio::time::interval(EXPIRY_SWEEP);
-            let mut records = Vec::new();
-            loop {
-                tick.tick().await;
-                inventory.sweep(&mut records).await;
-                checkout.prune_keys();
-            }
-        });
-
-        let metrics = self.metrics;
-        actix_rt::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                telemetry::upkeep(&metrics);
-            }
-        });
-
-        app.ready.store(true, Ordering::Relaxed);
-        let _ = started.send(Ok(()));
-        stop.await;
-
-        tracing::info!("shutting down: closing clients with 1001");
-        app.ready.store(false, Ordering::Relaxed);
-        let _ = shutdown_tx.send(true);
-        for shard in &shards {
-            let _ = shard.send(Shutdown).await;
-        }
-        let deadline = tokio::time::Instant::now() + DRAIN_BUDGET;
-        while app.connections.open() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Upstream first (source, then decorator, then shards), so no stage sends to a
-        // stopped one.
-        for arbiter in arbiters.into_iter().rev() {
-            arbiter.stop();
-            arbiter.join().ok();
-        }
-        System::current().stop();
+/// The decorator's buttons show the live inventory's stock. Here, where the two are wired,
+/// so that neither the inventory nor the decorator knows the other.
+impl StockLevels for InventoryService {
+    fn remaining(&self, product: &Product) -> u32 {
+        InventoryService::remaining(self, &product.id).unwrap_or(0)
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use buyline::decorate::frame::DecoratedTweet;
 use buyline::fanout::index::{FanoutCounts, SubscriptionIndex};
+use buyline::fanout::outbox::Outbox;
 use buyline::fanout::timeline::Timeline;
-use buyline::sessions::outbox::Outbox;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 struct CountingAllocator;

@@ -21,8 +21,6 @@
 use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
-use serde::Serialize;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::checkout::card::{ValidCard, validate_address, validate_card};
 use crate::checkout::fingerprint::{FingerprintKey, RequestFingerprint};
@@ -31,19 +29,20 @@ use crate::checkout::order_book::{OrderBook, StoredOrder, order_id_for};
 use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::request::{CheckoutRequest, Payment, Shipping};
 use crate::checkout::wallet::{Wallet, WalletError};
+use crate::clock::{now_ms, rfc3339_now, today};
 use crate::decorate::partner_index::CatalogStore;
 use crate::error::{ApiError, ErrorCode};
-use crate::fanout::index::ConnId;
-use crate::inventory::service::{InventoryService, now_ms};
+use crate::inventory::service::InventoryService;
 use crate::inventory::{HoldId, InventoryError, KEY_TTL_MS, parse_hold_id};
 use crate::model::{Address, Money, Order, OrderStatus};
 use crate::telemetry;
 
 /// Where order confirmations go: every open connection of the buyer.
 pub trait OrderListeners: Send + Sync {
-    /// `frame` is `{"type":"order","order":ORDER}`; `skip` is the connection that placed the
-    /// order (it gets the reply instead).
-    fn order_confirmed(&self, customer: &str, frame: Utf8Bytes, skip: Option<ConnId>);
+    /// `order` is sold and durable; `origin` is the connection that placed it, as the caller
+    /// of [`CheckoutService::checkout`] named it (it gets the reply instead of the push).
+    /// Checkout knows nothing of connections: it only hands `origin` back.
+    fn order_confirmed(&self, customer: &str, order: &Order, origin: Option<u64>);
 }
 
 /// Longest idempotency key accepted, in bytes.
@@ -72,14 +71,6 @@ pub struct CheckoutService {
 struct KeyUse {
     fingerprint: RequestFingerprint,
     at_ms: i64,
-}
-
-/// `{"type":"order","order":ORDER}`, the push to the buyer's other connections.
-#[derive(Serialize)]
-struct OrderPush<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    order: &'a Order,
 }
 
 impl CheckoutService {
@@ -116,12 +107,13 @@ impl CheckoutService {
     }
 
     /// Runs one checkout for `customer` to completion, even if the caller stops waiting.
-    /// `origin` is the WebSocket connection that asked, if any.
+    /// `origin` is the connection that asked, if any, as the caller numbers it: the
+    /// [`OrderListeners`] get it back.
     pub async fn checkout(
         self: &Arc<Self>,
         customer: String,
         request: CheckoutRequest,
-        origin: Option<ConnId>,
+        origin: Option<u64>,
     ) -> Result<Arc<StoredOrder>, ApiError> {
         let this = Arc::clone(self);
         let outcome = tokio::spawn(async move {
@@ -141,7 +133,7 @@ impl CheckoutService {
         &self,
         customer: &str,
         request: &CheckoutRequest,
-        origin: Option<ConnId>,
+        origin: Option<u64>,
     ) -> Result<(Arc<StoredOrder>, Fresh), ApiError> {
         let hold =
             parse_hold_id(&request.reservation).ok_or(InventoryError::ReservationNotFound)?;
@@ -212,7 +204,7 @@ impl CheckoutService {
         hold: HoldId,
         request: &CheckoutRequest,
         fingerprint: Option<RequestFingerprint>,
-        origin: Option<ConnId>,
+        origin: Option<u64>,
     ) -> Result<Arc<StoredOrder>, ApiError> {
         let held = self.inventory.hold_of(customer, &request.reservation)?;
         let (price, partner) = {
@@ -285,13 +277,8 @@ impl CheckoutService {
             self.save_to_wallet(customer, request, &card, &shipping)
                 .await;
         }
-        let frame = serde_json::to_string(&OrderPush {
-            kind: "order",
-            order: &stored.order,
-        })
-        .unwrap_or_default();
         self.listeners
-            .order_confirmed(customer, Utf8Bytes::from(frame), origin);
+            .order_confirmed(customer, &stored.order, origin);
         tracing::info!(order = %stored.order.id, product = %stored.order.product,
             quantity = stored.order.quantity, "order confirmed");
         Ok(stored)
@@ -492,20 +479,6 @@ pub fn wallet_error(error: &WalletError) -> ApiError {
         WalletError::Full { .. } => ApiError::bad_request(error.to_string()),
         _ => ApiError::internal("the wallet could not be read or written"),
     }
-}
-
-/// (year, month) today, UTC.
-fn today() -> (u32, u32) {
-    let now = time::OffsetDateTime::now_utc();
-    (now.year().max(0) as u32, u32::from(u8::from(now.month())))
-}
-
-/// Now as RFC 3339 UTC, to the millisecond.
-fn rfc3339_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

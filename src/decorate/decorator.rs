@@ -13,7 +13,7 @@ use crate::decorate::frame::{self, DecoratedTweet, StockLevels};
 use crate::decorate::partner_index::CatalogStore;
 use crate::fanout::history::HistoryRing;
 use crate::fanout::shard::{Deliver, FanoutShard};
-use crate::sources::sequencer::SequencedTweet;
+use crate::model::SequencedTweet;
 use crate::telemetry;
 
 /// Messages the decorator's mailbox holds before the sequencer waits.

@@ -13,12 +13,10 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::decorate::frame::DecoratedTweet;
+use crate::fanout::outbox::{Offer, Outbox};
 use crate::fanout::timeline::Timeline;
-use crate::sessions::outbox::{Offer, Outbox};
+use crate::protocol::ConnId;
 use crate::telemetry;
-
-/// A connection's id within its shard.
-pub type ConnId = u64;
 
 type Members = FxHashMap<ConnId, Rc<Outbox>>;
 

@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 
 use crate::decorate::frame::DecoratedTweet;
 use crate::fanout::history::HistoryRing;
-use crate::sessions::outbox::Outbox;
+use crate::fanout::outbox::Outbox;
 use crate::telemetry;
 
 /// Most history entries one step looks at: bounds the time the history's read lock is held
@@ -101,7 +101,7 @@ mod tests {
     use tokio_tungstenite::tungstenite::Utf8Bytes;
 
     use super::*;
-    use crate::sessions::outbox::Offer;
+    use crate::fanout::outbox::Offer;
 
     fn history(capacity: usize, seqs: std::ops::RangeInclusive<u64>) -> HistoryRing {
         let ring = HistoryRing::new(capacity);

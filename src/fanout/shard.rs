@@ -1,8 +1,10 @@
 //! The fan-out shard actor: one per core, each on its own `Arbiter` (thread).
 //!
-//! A shard accepts HTTP connections on its own thread (every shard accepts on a clone of the
-//! listening socket), so a WebSocket client is owned by the shard whose thread accepted it,
-//! together with its outbox and subscriptions. The decorator sends each shard every batch once.
+//! The server runs an HTTP accept loop on each shard's thread (every one accepts on a clone of
+//! the listening socket) and hands each `/v1/stream` upgrade to the shard of that thread, so a
+//! WebSocket client is owned by the shard whose thread accepted it, together with its outbox
+//! and subscriptions. The shard runs those sessions; it serves no HTTP itself. The decorator
+//! sends each shard every batch once.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,18 +12,18 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use hyper::upgrade::OnUpgrade;
-use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::app::{AppState, ConnectionPermit};
 use crate::auth::Identity;
 use crate::checkout::service::OrderListeners;
 use crate::decorate::frame::DecoratedTweet;
-use crate::fanout::index::{ConnId, FanoutCounts};
+use crate::fanout::index::FanoutCounts;
 use crate::fanout::shard_core::{ShardCore, StockEvent};
-use crate::http;
+use crate::model::Order;
+use crate::protocol::{self, ConnId};
 use crate::sessions;
+use crate::sessions::connection_limit::ConnectionPermit;
+use crate::sessions::stream::{CommerceHandle, StreamSettings};
 
 /// Messages a shard's mailbox holds before the decorator waits (batches and new connections).
 pub const MAILBOX_CAPACITY: usize = 256;
@@ -56,8 +58,13 @@ pub struct ShardOrderPush {
 }
 
 impl OrderListeners for ShardOrderPush {
-    fn order_confirmed(&self, customer: &str, frame: Utf8Bytes, skip: Option<ConnId>) {
+    fn order_confirmed(&self, customer: &str, order: &Order, skip: Option<ConnId>) {
         let customer: Arc<str> = customer.into();
+        // Rendered once, shared by every shard.
+        let frame = Utf8Bytes::from(protocol::to_text(&protocol::OrderPush {
+            kind: "order",
+            order,
+        }));
         for shard in &self.shards {
             // `do_send` past the mailbox bound: one message per sale per shard, and sales are
             // bounded by the journal's group commit and each connection's in-flight limit.
@@ -71,16 +78,6 @@ impl OrderListeners for ShardOrderPush {
     }
 }
 
-/// Start accepting connections on a clone of the server's listening socket.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StartServing {
-    pub listener: std::net::TcpListener,
-    pub app: Arc<AppState>,
-    /// Flips to true when the server shuts down.
-    pub shutdown: watch::Receiver<bool>,
-}
-
 /// An upgraded `/v1/stream` request to run on this shard.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -88,8 +85,8 @@ pub struct AcceptStream {
     pub upgrade: OnUpgrade,
     pub identity: Option<Identity>,
     pub permit: ConnectionPermit,
-    /// For the ops that reach beyond the shard (reserve, release).
-    pub app: Arc<AppState>,
+    /// For the ops that reach beyond the shard (reserve, release, checkout).
+    pub commerce: CommerceHandle,
 }
 
 /// Close every connection with 1001; replies with how many were open.
@@ -102,16 +99,16 @@ pub struct FanoutShard {
     /// The shard's number, for logs.
     id: usize,
     core: Rc<RefCell<ShardCore>>,
-    /// tungstenite settings for new connections: buffer sizes and frame limits.
-    ws_config: WebSocketConfig,
+    /// How new connections run: tungstenite's buffer sizes and frame limits, keep-alive.
+    settings: StreamSettings,
 }
 
 impl FanoutShard {
-    pub fn new(id: usize, core: ShardCore, ws_config: WebSocketConfig) -> Self {
+    pub fn new(id: usize, core: ShardCore, settings: StreamSettings) -> Self {
         FanoutShard {
             id,
             core: Rc::new(RefCell::new(core)),
-            ws_config,
+            settings,
         }
     }
 }
@@ -199,29 +196,6 @@ impl Handler<DeliverOrder> for FanoutShard {
     }
 }
 
-impl Handler<StartServing> for FanoutShard {
-    type Result = ();
-
-    fn handle(&mut self, msg: StartServing, ctx: &mut Self::Context) {
-        let state = http::HttpState {
-            app: msg.app,
-            shard: ctx.address(),
-        };
-        let shard = self.id;
-        // The listener must be registered with this thread's runtime, so it is converted here.
-        let listener = msg
-            .listener
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::TcpListener::from_std(msg.listener));
-        match listener {
-            Ok(listener) => {
-                actix_rt::spawn(http::accept_loop(listener, state, msg.shutdown));
-            }
-            Err(error) => tracing::error!(shard, %error, "shard cannot accept connections"),
-        }
-    }
-}
-
 impl Handler<AcceptStream> for FanoutShard {
     type Result = ();
 
@@ -231,8 +205,8 @@ impl Handler<AcceptStream> for FanoutShard {
             msg.upgrade,
             msg.identity,
             msg.permit,
-            msg.app,
-            self.ws_config,
+            msg.commerce,
+            self.settings,
         ));
     }
 }

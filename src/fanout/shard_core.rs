@@ -21,11 +21,11 @@ use crate::decorate::frame::DecoratedTweet;
 use crate::decorate::partner_index::CatalogStore;
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::history::HistoryRing;
-use crate::fanout::index::{ConnId, FanoutCounts, SubscriptionIndex};
+use crate::fanout::index::{FanoutCounts, SubscriptionIndex};
+use crate::fanout::outbox::Outbox;
 use crate::fanout::replay::{ReplayCursor, ReplayStep};
 use crate::fanout::timeline::Timeline;
-use crate::sessions::ops;
-use crate::sessions::outbox::Outbox;
+use crate::protocol::{self, ConnId};
 use crate::telemetry;
 
 /// A `stock` frame, serialised once for every recipient.
@@ -243,7 +243,7 @@ impl ShardCore {
             .insert(&timeline, conn, &session.outbox, &session.follows);
 
         let outbox = &session.outbox;
-        outbox.push_reply(ops::to_text(&ops::Subscribed {
+        outbox.push_reply(protocol::to_text(&protocol::Subscribed {
             kind: "subscribed",
             id,
             timeline: timeline_text,
@@ -254,7 +254,7 @@ impl ShardCore {
         };
         let gap = self.history.gap(since, self.last_seq);
         if let Some(oldest) = gap {
-            outbox.push_reply(ops::to_text(&ops::Gap {
+            outbox.push_reply(protocol::to_text(&protocol::Gap {
                 kind: "gap",
                 timeline: timeline_text,
                 since,
@@ -316,11 +316,13 @@ impl ShardCore {
             session.follows.clear();
         }
         telemetry::subscriptions(-1.0);
-        session.outbox.push_reply(ops::to_text(&ops::Unsubscribed {
-            kind: "unsubscribed",
-            id,
-            timeline: timeline_text,
-        }));
+        session
+            .outbox
+            .push_reply(protocol::to_text(&protocol::Unsubscribed {
+                kind: "unsubscribed",
+                id,
+                timeline: timeline_text,
+            }));
         Ok(())
     }
 

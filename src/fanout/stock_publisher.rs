@@ -17,7 +17,7 @@ use crate::fanout::shard::{DeliverStock, FanoutShard};
 use crate::fanout::shard_core::StockEvent;
 use crate::inventory::StockChange;
 use crate::inventory::service::InventoryService;
-use crate::sessions::ops;
+use crate::protocol;
 
 /// How often stock changes are published: the contract's coalescing window.
 pub const STOCK_INTERVAL: Duration = Duration::from_millis(250);
@@ -76,7 +76,7 @@ impl StockPublisher {
 }
 
 fn stock_event(product: &str, remaining: u32) -> StockEvent {
-    let frame = ops::to_text(&ops::Stock {
+    let frame = protocol::to_text(&protocol::Stock {
         kind: "stock",
         product,
         remaining,

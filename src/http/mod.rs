@@ -6,10 +6,13 @@
 
 mod catalog;
 mod dev_tokens;
+mod ingest;
+mod ingest_ws;
 mod orders;
 pub mod peer_limit;
 mod probes;
 mod reservations;
+pub mod state;
 mod stream;
 pub mod upgrade;
 mod wallet;
@@ -30,12 +33,11 @@ use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::app::AppState;
 use crate::auth::{self, Identity};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::shard::FanoutShard;
 use crate::http::peer_limit::CountedStream;
-use crate::sources::{ingest_http, ingest_ws};
+use crate::http::state::AppState;
 use crate::telemetry;
 
 /// Largest JSON body the REST routes read (catalog objects, token requests).
@@ -57,10 +59,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
         .route("/v1/stream", get(stream::upgrade))
-        .route(
-            "/v1/ingest",
-            get(ingest_ws::upgrade).post(ingest_http::post),
-        )
+        .route("/v1/ingest", get(ingest_ws::upgrade).post(ingest::post))
         .route("/v1/products/{id}", get(catalog::get_product))
         .route(
             "/v1/admin/partners/{id}",

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Action;
 use crate::error::ApiError;
 use crate::http::{HttpState, MAX_JSON_BODY, json_body, json_response, read_body, subject_for};
-use crate::sessions::ops::ReservationView;
+use crate::protocol::ReservationView;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +23,7 @@ struct ReserveBody {
 #[derive(Serialize)]
 struct ReservationReply<'a> {
     #[serde(flatten)]
-    reservation: &'a ReservationView,
+    reservation: ReservationView<'a>,
     remaining: u32,
 }
 
@@ -52,7 +52,7 @@ pub async fn reserve(
     Ok(json_response(
         StatusCode::CREATED,
         &ReservationReply {
-            reservation: &reply.reservation,
+            reservation: ReservationView::of(&reply.reservation),
             remaining: reply.remaining,
         },
     ))

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::shard::AcceptStream;
 use crate::http::{HttpState, identity, upgrade};
+use crate::sessions::stream::CommerceHandle;
 use crate::telemetry;
 
 pub async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Response {
@@ -36,7 +37,10 @@ fn accept(state: &HttpState, request: &mut Request) -> Result<Response, ApiError
         upgrade,
         identity,
         permit,
-        app: Arc::clone(&state.app),
+        commerce: CommerceHandle {
+            inventory: Arc::clone(&state.app.inventory),
+            checkout: Arc::clone(&state.app.checkout),
+        },
     };
     match state.shard.try_send(handoff) {
         Ok(()) => Ok(response),

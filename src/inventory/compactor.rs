@@ -6,7 +6,6 @@
 use serde::Deserialize;
 
 use crate::codec;
-use crate::inventory::service::now_ms;
 use crate::inventory::{InventoryState, KeyWindow, Record};
 use crate::journal::{Archive, Compactor};
 
@@ -24,17 +23,22 @@ pub struct StateCompactor {
     key_window: KeyWindow,
     /// When keys past the window were last pruned from `state` (milliseconds since the epoch).
     keys_pruned_at: i64,
+    /// Where the time comes from (milliseconds since the epoch): the caller's clock, so this
+    /// model reads none of its own and a test can run it at any time it likes.
+    now_ms: fn() -> i64,
 }
 
 impl StateCompactor {
-    /// A compactor holding `state` (exactly what recovery rebuilt) and appending to `orders`.
-    pub fn new(state: InventoryState, orders: Archive) -> Self {
+    /// A compactor holding `state` (exactly what recovery rebuilt), appending to `orders`,
+    /// telling the time with `now_ms` (the server passes [`crate::clock::now_ms`]).
+    pub fn new(state: InventoryState, orders: Archive, now_ms: fn() -> i64) -> Self {
         StateCompactor {
             state,
             orders,
             archive_failed: false,
             key_window: KeyWindow::DEFAULT,
             keys_pruned_at: now_ms(),
+            now_ms,
         }
     }
 
@@ -45,8 +49,8 @@ impl StateCompactor {
     }
 
     /// Prunes keys past the window from the state every [`KeyWindow::prune_every_ms`], so this
-    /// copy holds what the engine holds, not every key since the start. Cost: one clock read
-    /// (about 25 ns); a scan of every key when due.
+    /// copy holds what the engine holds, not every key since the start. Cost: one read of the
+    /// caller's clock (about 25 ns for the wall clock); a scan of every key when due.
     fn prune_keys_if_due(&mut self, now_ms: i64) {
         if now_ms.saturating_sub(self.keys_pruned_at) >= self.key_window.prune_every_ms() {
             self.keys_pruned_at = now_ms;
@@ -71,7 +75,7 @@ impl Compactor for StateCompactor {
             }
             Err(error) => tracing::error!(%error, "journal payload is not an inventory record"),
         }
-        self.prune_keys_if_due(now_ms());
+        self.prune_keys_if_due((self.now_ms)());
     }
 
     fn snapshot(&mut self) -> Option<Vec<u8>> {
@@ -86,7 +90,7 @@ impl Compactor for StateCompactor {
         }
         // Pruned in place and encoded without a copy: the snapshot holds the keys inside the
         // window and nothing else, and taking it costs no second state in memory.
-        let now = now_ms();
+        let now = (self.now_ms)();
         self.keys_pruned_at = now;
         self.state.prune_keys(now, self.key_window);
         codec::encode(&self.state).ok()

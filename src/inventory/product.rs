@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use crossbeam::utils::CachePadded;
 use rustc_hash::FxHashMap;
-use time::OffsetDateTime;
 
 use super::customers::Customers;
 use super::error::InventoryError;
 use super::stock::{StockCounts, StockWord};
+use crate::clock::unix_ms;
 use crate::model::Product;
 
 /// The shared, long-lived part of a product.
@@ -138,10 +138,4 @@ impl Listings {
         self.by_stream[stream] = Some(Arc::clone(&listing.entry));
         self.by_id.insert(Arc::clone(&listing.entry.id), listing);
     }
-}
-
-/// Milliseconds since the Unix epoch, saturating at the ends of `i64`.
-pub(crate) fn unix_ms(at: OffsetDateTime) -> i64 {
-    let ms = at.unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
 }

@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::clock::now_ms;
 use crate::codec;
-use crate::decorate::frame::StockLevels;
 use crate::error::ApiError;
 use crate::inventory::compactor::{self, StateCompactor};
 use crate::inventory::{
@@ -40,17 +40,28 @@ use crate::inventory::{
 };
 use crate::journal::{self, Archive, Durable, Journal, JournalError, JournalOptions, StreamPos};
 use crate::model::Product;
-use crate::sessions::ops::ReservationView;
 use crate::telemetry;
 
 /// How often holds past their expiry are ended: expired units are back within this (and the
 /// time to journal the expiry) of `expires_at`, whatever the load.
 pub const EXPIRY_SWEEP: Duration = Duration::from_millis(250);
 
+/// A hold a reservation made (or found, for a repeated idempotency key), as plain values:
+/// `protocol` renders it for the wire.
+#[derive(Clone, Debug)]
+pub struct ReservedHold {
+    /// The hold's id as clients name it (`res_...`).
+    pub id: String,
+    pub product: String,
+    pub quantity: u32,
+    /// When the hold lapses, in milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
 /// The reply to a reservation.
 #[derive(Clone, Debug)]
 pub struct ReserveReply {
-    pub reservation: ReservationView,
+    pub reservation: ReservedHold,
     /// Units of the product available after it.
     pub remaining: u32,
 }
@@ -170,7 +181,7 @@ impl InventoryService {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "inventory recovered"
         );
-        let compactor = StateCompactor::new(state, archive).with_key_window(key_window);
+        let compactor = StateCompactor::new(state, archive, now_ms).with_key_window(key_window);
         let journal = ready.start(Box::new(compactor))?;
         for (stream, version) in streams {
             journal.open_stream(stream, version)?;
@@ -355,7 +366,14 @@ impl InventoryService {
         records.clear();
         let healthy = !self.journal.has_stopped();
         telemetry::journal_healthy(healthy);
-        telemetry::journal(&self.journal.stats());
+        let stats = self.journal.stats();
+        telemetry::journal(&telemetry::JournalTotals {
+            records: stats.records,
+            commits: stats.batches,
+            fsyncs: stats.fsyncs,
+            bytes: stats.bytes,
+            snapshots: stats.snapshots,
+        });
         if !healthy {
             // Expiries could not be journaled: memory keeps the holds, as the disk does.
             return;
@@ -542,12 +560,6 @@ impl Drop for SettleWhenDurable {
     }
 }
 
-impl StockLevels for InventoryService {
-    fn remaining(&self, product: &Product) -> u32 {
-        self.engine.remaining(&product.id).unwrap_or(0)
-    }
-}
-
 fn encode(record: &Record) -> Result<Vec<u8>, ApiError> {
     // Used where no version gap can arise (product opens, under the opening lock).
     codec::encode(record).map_err(|e| ApiError::internal(format!("encoding a journal record: {e}")))
@@ -578,29 +590,13 @@ fn unavailable() -> ApiError {
     )
 }
 
-fn view(hold: u64, product: &str, quantity: u32, expires_at_ms: i64) -> ReservationView {
-    ReservationView {
+fn view(hold: u64, product: &str, quantity: u32, expires_at_ms: i64) -> ReservedHold {
+    ReservedHold {
         id: hold_id_text(hold),
         product: product.to_owned(),
         quantity,
-        expires_at: rfc3339_ms(expires_at_ms),
+        expires_at_ms,
     }
-}
-
-/// Milliseconds since the Unix epoch as RFC 3339 UTC.
-fn rfc3339_ms(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

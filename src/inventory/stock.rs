@@ -164,7 +164,7 @@ impl StockWord {
     /// available. Returns the counts after the change.
     pub fn reserve(&self, quantity: u32) -> Result<StockCounts, Shortfall> {
         debug_assert!(quantity > 0);
-        self.update(|c| {
+        self.update(0, |c| {
             c.covers(quantity)?;
             Ok(StockCounts {
                 available: c.available - quantity,
@@ -194,7 +194,7 @@ impl StockWord {
 
     /// Adds `quantity` units to available, unless the product's total would pass [`FIELD_MAX`].
     pub fn restock(&self, quantity: u32) -> Result<StockCounts, RestockOverflow> {
-        self.update(|c| {
+        self.update(quantity, |c| {
             let room = u64::from(FIELD_MAX) - c.total().min(u64::from(FIELD_MAX));
             if u64::from(quantity) > room {
                 return Err(RestockOverflow { room: room as u32 });
@@ -221,7 +221,7 @@ impl StockWord {
 
     /// Takes `quantity` out of held and applies `put` (which adds it elsewhere).
     fn move_held(&self, quantity: u32, put: impl Fn(StockCounts) -> StockCounts) -> StockCounts {
-        let moved = self.update(|c| {
+        let moved = self.update(0, |c| {
             // The caller's hold owns `quantity` of the held units, so this cannot fall short;
             // saturating keeps a bug from wrapping into a neighbouring field.
             debug_assert!(c.held >= quantity, "{c:?} cannot unhold {quantity}");
@@ -237,9 +237,12 @@ impl StockWord {
     }
 
     /// The compare-and-swap loop every change goes through: read, compute, swap if unchanged,
-    /// else recompute from what is there now. `change` refusing stops without writing.
+    /// else recompute from what is there now. `change` refusing stops without writing. `added`
+    /// is what the change adds to the product's units in all (a restock's quantity; 0 for the
+    /// changes that only move units between the fields).
     fn update<E>(
         &self,
+        added: u32,
         mut change: impl FnMut(StockCounts) -> Result<StockCounts, E>,
     ) -> Result<StockCounts, E> {
         let mut current = self.word.load(SeqCst);
@@ -250,6 +253,13 @@ impl StockWord {
                 .compare_exchange_weak(current, next.pack(), SeqCst, SeqCst)
             {
                 Ok(_) => {
+                    // Conservation: available + held + sold = stock + restocks, so a change
+                    // moves units between the fields and only a restock adds any.
+                    debug_assert_eq!(
+                        next.total(),
+                        StockCounts::unpack(current).total() + u64::from(added),
+                        "a stock change broke conservation"
+                    );
                     self.note_change(next.available == 0);
                     return Ok(next);
                 }

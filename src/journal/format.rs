@@ -47,6 +47,15 @@ pub const MAX_PAYLOAD_BYTES: usize = 16 << 20;
 /// The name of the lock file.
 pub const LOCK_FILE: &str = "LOCK";
 
+// What the readers and writers below index by hand, checked at compile time: a header is the
+// magic, the version and the LSN; a record frame, a `u32` length and a CRC; a snapshot frame, a
+// `u64` length and a CRC; and the largest payload's length fits a record frame's `u32`.
+const _: () = assert!(SEGMENT_MAGIC.len() == SNAPSHOT_MAGIC.len());
+const _: () = assert!(HEADER_LEN == SEGMENT_MAGIC.len() + size_of::<u32>() + size_of::<u64>());
+const _: () = assert!(FRAME_HEADER_LEN == size_of::<u32>() + size_of::<u32>());
+const _: () = assert!(SNAPSHOT_FRAME_LEN == size_of::<u64>() + size_of::<u32>());
+const _: () = assert!(MAX_PAYLOAD_BYTES <= u32::MAX as usize);
+
 /// The file name of the segment whose first record has LSN `first`.
 pub fn segment_name(first: Lsn) -> String {
     format!("journal-{:020}.seg", first.0)

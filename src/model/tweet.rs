@@ -1,6 +1,7 @@
 //! The native tweet: the one shape every ingest format is converted into.
 
 use std::cell::Cell;
+use std::time::Instant;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -78,4 +79,14 @@ fn nested_tweet<'de, D: Deserializer<'de>>(
     let _level = Level(depth);
     NESTING.set(depth + 1);
     Option::<Box<Tweet>>::deserialize(deserializer)
+}
+
+/// A tweet with its place in the firehose.
+#[derive(Debug)]
+pub struct SequencedTweet {
+    /// The server-wide firehose sequence number: increases by one per accepted tweet.
+    pub seq: u64,
+    pub tweet: Tweet,
+    /// When the sequencer accepted it: the start of the ingest-to-socket latency.
+    pub ingested_at: Instant,
 }

@@ -28,14 +28,15 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
-use crate::app::{AppState, ConnectionPermit};
 use crate::auth::{self, Action, Identity};
+use crate::checkout::service::CheckoutService;
 use crate::error::{ApiError, ErrorCode};
-use crate::fanout::index::ConnId;
+use crate::fanout::outbox::{CloseReason, Outbox, WriterTask};
 use crate::fanout::shard_core::ShardCore;
+use crate::inventory::service::InventoryService;
+use crate::protocol::{self, ClientOp, ConnId, ReservationView};
+use crate::sessions::connection_limit::ConnectionPermit;
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
-use crate::sessions::ops::{self, ClientOp};
-use crate::sessions::outbox::{CloseReason, Outbox, WriterTask};
 use crate::telemetry;
 
 /// A server-side WebSocket over an upgraded HTTP connection.
@@ -47,14 +48,33 @@ const MAX_COMMERCE_IN_FLIGHT: usize = 16;
 /// How long closing (draining what is queued, sending the close frame) may take.
 const CLOSE_BUDGET: Duration = Duration::from_secs(1);
 
+/// What a session reaches beyond its shard: the inventory (reserve, release) and checkout.
+/// A narrow handle, not the whole server state.
+#[derive(Clone)]
+pub struct CommerceHandle {
+    pub inventory: Arc<InventoryService>,
+    pub checkout: Arc<CheckoutService>,
+}
+
+/// How every stream connection on a shard runs: the same for all, set at start-up.
+#[derive(Clone, Copy)]
+pub struct StreamSettings {
+    /// tungstenite settings: buffer sizes and frame limits.
+    pub websocket: WebSocketConfig,
+    /// A client silent this long is pinged (`--ping-interval`).
+    pub ping_interval: Duration,
+    /// A pinged client silent this much longer is closed (`--ping-timeout`).
+    pub ping_timeout: Duration,
+}
+
 /// Completes the upgrade and runs the connection until either side closes it.
 pub async fn run(
     core: Rc<RefCell<ShardCore>>,
     upgrade: OnUpgrade,
     identity: Option<Identity>,
     permit: ConnectionPermit,
-    app: Arc<AppState>,
-    config: WebSocketConfig,
+    commerce: CommerceHandle,
+    settings: StreamSettings,
 ) {
     let upgraded = match upgrade.await {
         Ok(upgraded) => upgraded,
@@ -63,15 +83,19 @@ pub async fn run(
             return;
         }
     };
-    let socket =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let socket = WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        Role::Server,
+        Some(settings.websocket),
+    )
+    .await;
     let customer = auth::buyer(identity.as_ref());
     let (conn, outbox) = core.borrow_mut().open_session(customer);
     telemetry::connections_open("stream", 1.0);
     let (sink, stream) = socket.split();
     let keep_alive = Rc::new(KeepAlive::new(
-        app.config.ping_interval,
-        app.config.ping_timeout,
+        settings.ping_interval,
+        settings.ping_timeout,
         Instant::now(),
     ));
     let replay_step = {
@@ -90,7 +114,7 @@ pub async fn run(
         outbox: &outbox,
         keep_alive: &keep_alive,
         identity: identity.as_ref(),
-        app: &app,
+        commerce: &commerce,
         in_flight: Arc::new(Semaphore::new(MAX_COMMERCE_IN_FLIGHT)),
     };
     session.read_loop(stream).await;
@@ -112,7 +136,8 @@ struct Session<'a> {
     /// When the client was last heard from; the writer sends the pings it asks for.
     keep_alive: &'a KeepAlive,
     identity: Option<&'a Identity>,
-    app: &'a Arc<AppState>,
+    /// Where reserve, release and checkout go.
+    commerce: &'a CommerceHandle,
     /// Reserve/release ops running for this client; past the limit the reader waits.
     in_flight: Arc<Semaphore>,
 }
@@ -188,27 +213,33 @@ impl Session<'_> {
     }
 
     async fn handle_op(&self, text: &str) {
-        let (id, op) = match ops::parse(text) {
+        let (id, op) = match protocol::parse(text) {
             Ok(parsed) => parsed,
             Err(error) => return send_error(self.outbox, error.id.as_ref(), error.error),
+        };
+        // Authorized once, before anything runs: an op the token does not allow goes no further.
+        let customer = match required_action(&op).map(|action| self.customer(&action)) {
+            None => String::new(),
+            Some(Ok(customer)) => customer,
+            Some(Err(error)) => return send_error(self.outbox, id.as_ref(), error),
         };
         let result = match op {
             ClientOp::Subscribe {
                 timeline,
                 since,
                 follows,
-            } => auth::authorize(self.identity, &Action::Subscribe).and_then(|()| {
+            } => {
                 self.core
                     .borrow_mut()
                     .subscribe(self.conn, id.as_ref(), &timeline, since, follows)
-            }),
+            }
             ClientOp::Unsubscribe { timeline } => {
                 self.core
                     .borrow_mut()
                     .unsubscribe(self.conn, id.as_ref(), &timeline)
             }
             ClientOp::Ping => {
-                self.outbox.push_reply(ops::to_text(&ops::Pong {
+                self.outbox.push_reply(protocol::to_text(&protocol::Pong {
                     kind: "pong",
                     id: id.as_ref(),
                 }));
@@ -218,64 +249,55 @@ impl Session<'_> {
                 product,
                 quantity,
                 idempotency_key,
-            } => match self.customer(&Action::Reserve) {
-                Ok(customer) => {
-                    let inventory = Arc::clone(&self.app.inventory);
-                    self.spawn_commerce(id.clone(), async move {
-                        let reply = inventory
-                            .reserve(&customer, &product, quantity, idempotency_key.as_deref())
-                            .await?;
-                        Ok(move |id: Option<&Value>| {
-                            ops::to_text(&ops::Reserved {
-                                kind: "reserved",
-                                id,
-                                reservation: &reply.reservation,
-                                remaining: reply.remaining,
-                            })
+            } => {
+                let inventory = Arc::clone(&self.commerce.inventory);
+                self.spawn_commerce(id.clone(), async move {
+                    let reply = inventory
+                        .reserve(&customer, &product, quantity, idempotency_key.as_deref())
+                        .await?;
+                    Ok(move |id: Option<&Value>| {
+                        protocol::to_text(&protocol::Reserved {
+                            kind: "reserved",
+                            id,
+                            reservation: ReservationView::of(&reply.reservation),
+                            remaining: reply.remaining,
                         })
                     })
-                    .await;
-                    Ok(())
-                }
-                Err(error) => Err(error),
-            },
-            ClientOp::Release { reservation } => match self.customer(&Action::Reserve) {
-                Ok(customer) => {
-                    let inventory = Arc::clone(&self.app.inventory);
-                    self.spawn_commerce(id.clone(), async move {
-                        let remaining = inventory.release(&customer, &reservation).await?;
-                        Ok(move |id: Option<&Value>| {
-                            ops::to_text(&ops::Released {
-                                kind: "released",
-                                id,
-                                reservation: &reservation,
-                                remaining,
-                            })
+                })
+                .await;
+                Ok(())
+            }
+            ClientOp::Release { reservation } => {
+                let inventory = Arc::clone(&self.commerce.inventory);
+                self.spawn_commerce(id.clone(), async move {
+                    let remaining = inventory.release(&customer, &reservation).await?;
+                    Ok(move |id: Option<&Value>| {
+                        protocol::to_text(&protocol::Released {
+                            kind: "released",
+                            id,
+                            reservation: &reservation,
+                            remaining,
                         })
                     })
-                    .await;
-                    Ok(())
-                }
-                Err(error) => Err(error),
-            },
-            ClientOp::Checkout(request) => match self.customer(&Action::Checkout) {
-                Ok(customer) => {
-                    let (checkout, conn) = (Arc::clone(&self.app.checkout), self.conn);
-                    self.spawn_commerce(id.clone(), async move {
-                        let order = checkout.checkout(customer, *request, Some(conn)).await?;
-                        Ok(move |id: Option<&Value>| {
-                            ops::to_text(&ops::OrderReply {
-                                kind: "order",
-                                id,
-                                order: &order.order,
-                            })
+                })
+                .await;
+                Ok(())
+            }
+            ClientOp::Checkout(request) => {
+                let (checkout, conn) = (Arc::clone(&self.commerce.checkout), self.conn);
+                self.spawn_commerce(id.clone(), async move {
+                    let order = checkout.checkout(customer, *request, Some(conn)).await?;
+                    Ok(move |id: Option<&Value>| {
+                        protocol::to_text(&protocol::OrderReply {
+                            kind: "order",
+                            id,
+                            order: &order.order,
                         })
                     })
-                    .await;
-                    Ok(())
-                }
-                Err(error) => Err(error),
-            },
+                })
+                .await;
+                Ok(())
+            }
         };
         if let Err(error) = result {
             send_error(self.outbox, id.as_ref(), error);
@@ -339,6 +361,17 @@ pub fn reject_bad_frame(outbox: &Outbox, error: WsError) {
             outbox.close(1002, "protocol error");
         }
         error => tracing::debug!(%error, "stream read failed"),
+    }
+}
+
+/// What `op` needs the caller's token to allow; `None` for the ops open to every connection
+/// (unsubscribe, ping).
+fn required_action(op: &ClientOp) -> Option<Action> {
+    match op {
+        ClientOp::Subscribe { .. } => Some(Action::Subscribe),
+        ClientOp::Unsubscribe { .. } | ClientOp::Ping => None,
+        ClientOp::Reserve { .. } | ClientOp::Release { .. } => Some(Action::Reserve),
+        ClientOp::Checkout(_) => Some(Action::Checkout),
     }
 }
 

@@ -3,13 +3,12 @@
 //! Every source decodes its input with [`formats`] and submits batches to the [`sequencer`],
 //! the single ingest stage that numbers tweets ([`seq_floor`] keeps the numbers rising across
 //! restarts). Sources differ only in where bytes come from:
-//! [`synthetic`] makes them up, [`replay`] reads a file, [`ingest_ws`] and [`ingest_http`]
-//! take them from producers over the network. [`driver`] runs the built-in ones on a timer.
+//! [`synthetic`] makes them up, [`replay`] reads a file, and the ingest endpoints
+//! (`crate::http::ingest`, `crate::http::ingest_ws`) take them from producers over the
+//! network. [`driver`] runs the built-in ones on a timer.
 
 pub mod driver;
 pub mod formats;
-pub mod ingest_http;
-pub mod ingest_ws;
 pub mod replay;
 pub mod seq_floor;
 pub mod sequencer;

@@ -14,22 +14,12 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use crate::decorate::decorator::{Decorate, Decorator};
-use crate::model::Tweet;
+use crate::model::{SequencedTweet, Tweet};
 use crate::sources::seq_floor::SeqFloor;
 use crate::telemetry;
 
 /// Messages the sequencer's mailbox holds before senders wait.
 pub const MAILBOX_CAPACITY: usize = 64;
-
-/// A tweet with its place in the firehose.
-#[derive(Debug)]
-pub struct SequencedTweet {
-    /// The server-wide firehose sequence number: increases by one per accepted tweet.
-    pub seq: u64,
-    pub tweet: Tweet,
-    /// When the sequencer accepted it: the start of the ingest-to-socket latency.
-    pub ingested_at: Instant,
-}
 
 /// A batch of validated tweets from one source.
 #[derive(Message)]

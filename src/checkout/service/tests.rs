@@ -12,14 +12,18 @@ use crate::model::Catalog;
 
 /// Records every push, by customer.
 #[derive(Default)]
-struct Pushes(Mutex<Vec<(String, String, Option<ConnId>)>>);
+struct Pushes(Mutex<Vec<(String, String, Option<u64>)>>);
 
 impl OrderListeners for Pushes {
-    fn order_confirmed(&self, customer: &str, frame: Utf8Bytes, skip: Option<ConnId>) {
+    fn order_confirmed(&self, customer: &str, order: &Order, skip: Option<u64>) {
+        let frame = crate::protocol::to_text(&crate::protocol::OrderPush {
+            kind: "order",
+            order,
+        });
         self.0
             .lock()
             .unwrap()
-            .push((customer.to_owned(), frame.as_str().to_owned(), skip));
+            .push((customer.to_owned(), frame, skip));
     }
 }
 

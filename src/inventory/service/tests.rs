@@ -77,7 +77,10 @@ async fn a_restart_restores_counts_holds_keys_and_sales_through_snapshots() {
         .await
         .unwrap();
     assert_eq!(again.reservation.id, keyed.reservation.id);
-    assert_eq!(again.reservation.expires_at, keyed.reservation.expires_at);
+    assert_eq!(
+        again.reservation.expires_at_ms,
+        keyed.reservation.expires_at_ms
+    );
 }
 
 /// Reserves with `old`, waits, reserves with `new`, waits until `old` is past the window

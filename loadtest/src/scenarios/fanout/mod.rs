@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use super::firehose::{self, Push, Pushed, Sink};
+use super::producer::{self, Push, Pushed, Sink};
 use crate::cli::{Common, FanoutArgs};
 use crate::peers::{self, nats};
 use crate::progress::{Gauge, Progress};
@@ -135,7 +135,7 @@ async fn run_side(
     let cpu_before = cpu().await;
     let tester_before = peers::proc_cpu(std::process::id());
     let start_ns = now_ns();
-    let pushed = firehose::push(&sink, &push, sent).await?;
+    let pushed = producer::push(&sink, &push, sent).await?;
 
     // Drain: wait until every owed tweet arrived (or was reported dropped), or deliveries stop.
     let owed: u64 = subs.iter().map(|s| s.expected(&pushed.counts)).sum();
@@ -168,7 +168,7 @@ async fn run_side(
         .load(Ordering::Relaxed)
         .max(start_ns + 1);
     let mut pushed = pushed;
-    let closing = firehose::push_closing(&sink, producers as u32).await?;
+    let closing = producer::push_closing(&sink, producers as u32).await?;
     pushed.counts.merge(&closing);
     let owed: u64 = subs.iter().map(|s| s.expected(&pushed.counts)).sum();
     let drain_start = tokio::time::Instant::now();
@@ -286,7 +286,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     if !args.peer_only {
         let target = Target::new(&common.target)?;
         target.wait_ready(Duration::from_secs(10)).await?;
-        firehose::prepare_catalog(&target).await?;
+        producer::prepare_catalog(&target).await?;
         let token = target.token("ingest", "loadtest").await?;
         let sink = Sink::Buyline {
             target: target.clone(),

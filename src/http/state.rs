@@ -1,7 +1,8 @@
-//! The handles every request needs, shared by all shards: one `Arc<AppState>` per server.
+//! The handles every request needs, shared by all shards: one `Arc<AppState>` per server,
+//! the router's state.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use actix::Addr;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -13,6 +14,7 @@ use crate::decorate::partner_index::CatalogStore;
 use crate::fanout::history::HistoryRing;
 use crate::http::peer_limit::PeerLimiter;
 use crate::inventory::service::InventoryService;
+use crate::sessions::connection_limit::ConnectionLimiter;
 use crate::sources::sequencer::Sequencer;
 
 /// Shared server state.
@@ -38,53 +40,4 @@ pub struct AppState {
     pub peers: PeerLimiter,
     /// False until every actor is running, and again once shutdown begins (`/readyz`).
     pub ready: AtomicBool,
-}
-
-/// Counts open WebSocket connections against `--max-connections`.
-pub struct ConnectionLimiter {
-    open: Arc<AtomicUsize>,
-    max: usize,
-}
-
-/// One counted connection; dropping it frees the slot.
-#[derive(Debug)]
-pub struct ConnectionPermit {
-    open: Arc<AtomicUsize>,
-}
-
-impl ConnectionLimiter {
-    pub fn new(max: usize) -> Self {
-        ConnectionLimiter {
-            open: Arc::new(AtomicUsize::new(0)),
-            max,
-        }
-    }
-
-    /// Takes a slot, or `None` at the limit.
-    pub fn try_acquire(&self) -> Option<ConnectionPermit> {
-        // Relaxed: the count guards a resource limit, not other memory.
-        self.open
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
-                (open < self.max).then_some(open + 1)
-            })
-            .ok()
-            .map(|_| ConnectionPermit {
-                open: Arc::clone(&self.open),
-            })
-    }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    pub fn max(&self) -> usize {
-        self.max
-    }
-}
-
-impl Drop for ConnectionPermit {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-    }
 }

@@ -26,12 +26,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::app::{AppState, ConnectionPermit};
 use crate::auth::{self, Action};
 use crate::codec;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
 use crate::http::{HttpState, identity, upgrade};
 use crate::model::Tweet;
+use crate::sessions::connection_limit::ConnectionPermit;
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
 use crate::sources::formats::{self, Decoded};
 use crate::sources::sequencer::Submit;

@@ -1,11 +1,20 @@
-//! The client-to-server ops of `/v1/stream` and the reply frames they get.
+//! The wire protocol of `/v1/stream` (docs/PROTOCOL.md): the client's ops, parsed, and the
+//! frames the server sends back, rendered. The engines below (inventory, checkout) return
+//! plain values and know nothing of this module; it is the one place their answers become
+//! JSON frames. No transport here either: a frame is text, handed to whoever owns the socket.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::checkout::request::CheckoutRequest;
+use crate::clock::rfc3339_ms;
 use crate::error::{ApiError, ErrorCode};
+use crate::inventory::service::ReservedHold;
 use crate::model::Order;
+
+/// A connection's number on its shard: how the shard's index, its sessions and the order
+/// pushes name one `/v1/stream` connection. Never sent on the wire.
+pub type ConnId = u64;
 
 /// A parsed client op.
 #[derive(Debug, PartialEq)]
@@ -165,12 +174,24 @@ pub struct Gap<'a> {
 
 /// A reservation as the contract shows it: `{"id","product","quantity","expires_at"}`.
 #[derive(Clone, Debug, Serialize)]
-pub struct ReservationView {
-    pub id: String,
-    pub product: String,
+pub struct ReservationView<'a> {
+    pub id: &'a str,
+    pub product: &'a str,
     pub quantity: u32,
     /// RFC 3339 UTC.
     pub expires_at: String,
+}
+
+impl<'a> ReservationView<'a> {
+    /// The contract's view of a hold the inventory made.
+    pub fn of(hold: &'a ReservedHold) -> Self {
+        ReservationView {
+            id: &hold.id,
+            product: &hold.product,
+            quantity: hold.quantity,
+            expires_at: rfc3339_ms(hold.expires_at_ms),
+        }
+    }
 }
 
 /// `{"type":"reserved","id","reservation","remaining"}`.
@@ -179,7 +200,7 @@ pub struct Reserved<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub id: Option<&'a Value>,
-    pub reservation: &'a ReservationView,
+    pub reservation: ReservationView<'a>,
     pub remaining: u32,
 }
 
@@ -199,6 +220,14 @@ pub struct OrderReply<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub id: Option<&'a Value>,
+    pub order: &'a Order,
+}
+
+/// `{"type":"order","order":ORDER}`: the push to the buyer's other connections.
+#[derive(Serialize)]
+pub struct OrderPush<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
     pub order: &'a Order,
 }
 

@@ -1,0 +1,309 @@
+//! The producers the `firehose` and `fanout` scenarios share: tweets pushed over N ingest
+//! connections at a paced rate (or flat out), through buyline's WebSocket or NDJSON ingest,
+//! or published to NATS for the peer comparison.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+
+use crate::cli::IngestMode;
+use crate::peers::nats;
+use crate::target::{self, Target};
+use crate::workload::{Counts, Generator};
+use crate::ws::{self, Message};
+
+/// Tweets generated per pacing step and connection.
+const CHUNK: u64 = 256;
+
+/// Where the tweets go.
+#[derive(Clone)]
+pub enum Sink {
+    Buyline {
+        target: Target,
+        token: String,
+        mode: IngestMode,
+        batch: usize,
+    },
+    Nats {
+        port: u16,
+    },
+}
+
+/// The shape of the push.
+#[derive(Clone)]
+pub struct Push {
+    pub rate: u64,
+    pub connections: usize,
+    pub duration: Duration,
+    pub partner_share: f64,
+    /// Real tweets to cycle through instead of synthetic ones (no stamps, no expectations).
+    pub lines: Option<Arc<Vec<String>>>,
+}
+
+/// What the producers did.
+#[derive(Debug, Default)]
+pub struct Pushed {
+    pub sent: u64,
+    /// Refused by the server (error frames on WS ingest, `rejected` in POST replies).
+    pub rejected: u64,
+    /// Transport failures (not refusals).
+    pub errors: Vec<String>,
+    /// Generated tweets by author and tag (synthetic only).
+    pub counts: Counts,
+    pub elapsed: Duration,
+}
+
+/// Runs the producers for `push.duration`; `sent` is updated live for the progress display.
+pub async fn push(sink: &Sink, push: &Push, sent: Arc<AtomicU64>) -> Result<Pushed> {
+    let connections = push.connections.max(1);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(connections);
+    for producer in 0..connections {
+        let sink = sink.clone();
+        let push = push.clone();
+        let sent = sent.clone();
+        let per_connection = push.rate as f64 / connections as f64;
+        tasks.push(tokio::spawn(async move {
+            producer_task(producer as u32, sink, push, per_connection, sent).await
+        }));
+    }
+    let mut total = Pushed::default();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(p)) => {
+                total.sent += p.sent;
+                total.rejected += p.rejected;
+                total.errors.extend(p.errors);
+                total.counts.merge(&p.counts);
+            }
+            Ok(Err(e)) => total.errors.push(format!("{e:#}")),
+            Err(e) => total.errors.push(format!("producer task: {e}")),
+        }
+    }
+    total.elapsed = start.elapsed();
+    Ok(total)
+}
+
+/// How many tweets are due by now at `rate` per second (0: one more chunk, always).
+fn due(start: Instant, rate: f64, sent: u64) -> u64 {
+    if rate <= 0.0 {
+        return CHUNK;
+    }
+    let want = (start.elapsed().as_secs_f64() * rate) as u64;
+    want.saturating_sub(sent).min(CHUNK * 8)
+}
+
+async fn producer_task(
+    producer: u32,
+    sink: Sink,
+    push: Push,
+    rate: f64,
+    live: Arc<AtomicU64>,
+) -> Result<Pushed> {
+    let mut generator = Generator::new(producer, push.partner_share);
+    let mut line_at = producer as usize * 7919;
+    let mut next_tweet = |out: &mut String| match &push.lines {
+        Some(lines) => {
+            out.push_str(&lines[line_at % lines.len()]);
+            line_at += 1;
+        }
+        None => {
+            generator.next_json(out);
+        }
+    };
+    let mut out = Pushed::default();
+    let start = Instant::now();
+    match sink {
+        Sink::Buyline {
+            target,
+            token,
+            mode: IngestMode::Ws,
+            ..
+        } => {
+            let socket = ws::connect(&target.ws_url("/v1/ingest"), Some(&token)).await?;
+            let (mut write, mut read) = socket.split();
+            let rejected = Arc::new(AtomicU64::new(0));
+            let reader = {
+                let rejected = rejected.clone();
+                tokio::spawn(async move {
+                    let mut first = None;
+                    while let Some(Ok(msg)) = read.next().await {
+                        if let Message::Text(text) = msg
+                            && text.contains("\"type\":\"error\"")
+                        {
+                            rejected.fetch_add(1, Ordering::Relaxed);
+                            first.get_or_insert_with(|| text.to_string());
+                        }
+                    }
+                    first
+                })
+            };
+            let mut text = String::with_capacity(512);
+            while start.elapsed() < push.duration {
+                let n = due(start, rate, out.sent);
+                if n == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                for _ in 0..n {
+                    text.clear();
+                    next_tweet(&mut text);
+                    write
+                        .feed(Message::text(text.as_str()))
+                        .await
+                        .context("ingest socket")?;
+                }
+                write.flush().await.context("ingest socket")?;
+                out.sent += n;
+                live.fetch_add(n, Ordering::Relaxed);
+            }
+            // A close handshake: the server has read every frame before it answers the close.
+            let _ = write.send(Message::Close(None)).await;
+            match tokio::time::timeout(Duration::from_secs(10), reader).await {
+                Ok(Ok(Some(first))) => out.errors.push(format!("ingest refused a tweet: {first}")),
+                Ok(_) => {}
+                Err(_) => out
+                    .errors
+                    .push("ingest socket did not close within 10 s".into()),
+            }
+            out.rejected = rejected.load(Ordering::Relaxed);
+        }
+        Sink::Buyline {
+            target,
+            token,
+            mode: IngestMode::Http,
+            batch,
+        } => {
+            let url = format!("{}/v1/ingest", target.base);
+            let mut body = String::with_capacity(batch * 300);
+            while start.elapsed() < push.duration {
+                let n = due(start, rate, out.sent).min(batch as u64);
+                if n == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                body.clear();
+                for _ in 0..n {
+                    next_tweet(&mut body);
+                    body.push('\n');
+                }
+                let reply = target
+                    .http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .context("POST /v1/ingest")?;
+                let status = reply.status();
+                let reply: Value =
+                    serde_json::from_slice(&reply.bytes().await?).unwrap_or(Value::Null);
+                if !status.is_success() {
+                    bail!("POST /v1/ingest answered {status}: {reply}");
+                }
+                let rejected = reply["rejected"].as_u64().unwrap_or(0);
+                if rejected > 0 && out.errors.is_empty() {
+                    out.errors
+                        .push(format!("ingest refused tweets: {}", reply["errors"]));
+                }
+                out.rejected += rejected;
+                out.sent += n;
+                live.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        Sink::Nats { port } => {
+            let mut connection = nats::connect(port, &[]).await?;
+            let mut text = String::with_capacity(512);
+            while start.elapsed() < push.duration {
+                let n = due(start, rate, out.sent);
+                if n == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                for _ in 0..n {
+                    text.clear();
+                    let shape = generator.next_json(&mut text);
+                    connection
+                        .publish(&crate::workload::nats_subject(shape), text.as_bytes())
+                        .await?;
+                }
+                connection.flush().await?;
+                out.sent += n;
+                live.fetch_add(n, Ordering::Relaxed);
+            }
+            // Every PUB before the PING has been routed when the PONG comes back.
+            connection.round_trip().await?;
+        }
+    }
+    out.counts = generator.counts;
+    Ok(out)
+}
+
+/// Sends the closing burst ([`Generator::closing_json`]) as producer `producer`, in one
+/// request; returns its counts.
+pub async fn push_closing(sink: &Sink, producer: u32) -> Result<Counts> {
+    let mut generator = Generator::new(producer, 0.0);
+    let tweets = generator.closing_json();
+    match sink {
+        Sink::Buyline { target, token, .. } => {
+            let body: String = tweets.iter().map(|(_, t)| format!("{t}\n")).collect();
+            let reply = target
+                .http
+                .post(format!("{}/v1/ingest", target.base))
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .context("POST /v1/ingest (closing burst)")?;
+            if !reply.status().is_success() {
+                bail!("the closing burst was refused: {}", reply.status());
+            }
+        }
+        Sink::Nats { port } => {
+            let mut connection = nats::connect(*port, &[]).await?;
+            for (shape, text) in &tweets {
+                connection
+                    .publish(&crate::workload::nats_subject(*shape), text.as_bytes())
+                    .await?;
+            }
+            connection.round_trip().await?;
+        }
+    }
+    Ok(generator.counts)
+}
+
+/// Loads NDJSON lines of real tweets (plain text; compressed files: decompress first).
+pub fn load_lines(path: &std::path::Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
+    if lines.is_empty() {
+        bail!("{} holds no tweets", path.display());
+    }
+    Ok(lines)
+}
+
+/// Creates the load-test partner and the fan-out product, so partner tweets get buy buttons.
+pub async fn prepare_catalog(target: &Target) -> Result<String> {
+    let admin = target.token("admin", "loadtest-admin").await?;
+    target.put_partner(&admin).await?;
+    target
+        .put_product(
+            &admin,
+            "lt-fanout",
+            target::FANOUT_PRODUCT_URL,
+            1_000_000,
+            0,
+        )
+        .await?;
+    Ok(admin)
+}
