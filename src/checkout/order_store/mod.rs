@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rustc_hash::FxHashSet;
 
+use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::checkout::order_book::{Page, StoredOrder};
@@ -217,6 +218,11 @@ impl OrderStore {
                 KeyspaceCreateOptions::default()
                     .manual_journal_persist(true)
                     .max_memtable_size(MEMTABLE_BYTES)
+                    // Only the first level's index and filter blocks stay in memory for good
+                    // (fjall pins the second level's index blocks too, which grow with it);
+                    // the others go through the capped block cache.
+                    .index_block_pinning_policy(PinningPolicy::new([true, false]))
+                    .filter_block_pinning_policy(PinningPolicy::new([true, false]))
             })
             .map_err(&err)
         };
