@@ -9,7 +9,7 @@
 
 use anyhow::Context as _;
 
-use buyline::checkout::order_book::{StoredOrder, order_id_for};
+use buyline::checkout::order::{StoredOrder, order_id_for};
 use buyline::checkout::order_store::{Novelty, OrderStore};
 use buyline::inventory::hold_id_text;
 use buyline::model::{Address, CardBrand, CardSummary, Money, Order, OrderStatus};

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use buyline::checkout::order_book::{OrderBook, StoredOrder, order_id_for};
+use buyline::checkout::order::{StoredOrder, order_id_for};
+use buyline::checkout::order_book::OrderBook;
 use buyline::inventory::hold_id_text;
 use buyline::model::{Address, CardBrand, CardSummary, Money, Order, OrderStatus};
 

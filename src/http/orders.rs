@@ -14,7 +14,8 @@ use serde::Serialize;
 use crate::auth::{self, Action};
 use std::sync::Arc;
 
-use crate::checkout::order_book::{OrderBook, Page, StoredOrder};
+use crate::checkout::order::{Page, StoredOrder};
+use crate::checkout::order_book::OrderBook;
 use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::request::CheckoutRequest;
 use crate::checkout::service::order_store_error;
