@@ -254,7 +254,7 @@ impl Pipeline {
             signer,
             catalog,
             catalog_store,
-            history,
+            history: _,
             inventory,
             orders,
             wallet,
@@ -276,7 +276,6 @@ impl Pipeline {
         let app = Arc::new(AppState {
             config: config.clone(),
             catalog: catalog_store,
-            history,
             inventory: Arc::clone(&inventory),
             checkout: Arc::clone(&checkout),
             sequencer: sequencer.clone(),

@@ -11,7 +11,6 @@ use crate::auth::TokenSigner;
 use crate::checkout::service::CheckoutService;
 use crate::config::Config;
 use crate::decorate::partner_index::CatalogStore;
-use crate::fanout::history::HistoryRing;
 use crate::http::peer_limit::PeerLimiter;
 use crate::inventory::service::InventoryService;
 use crate::sessions::connection_limit::ConnectionLimiter;
@@ -22,8 +21,6 @@ pub struct AppState {
     pub config: Config,
     /// The live partner index; admin writes swap it.
     pub catalog: Arc<CatalogStore>,
-    /// The retained tail of the firehose (also used by `/readyz` and `/metrics`).
-    pub history: Arc<HistoryRing>,
     /// Stock, holds and their journal.
     pub inventory: Arc<InventoryService>,
     /// Checkout, the order book and the wallet.

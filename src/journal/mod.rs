@@ -90,7 +90,7 @@ pub use error::JournalError;
 pub use format::{Lsn, MAX_PAYLOAD_BYTES};
 pub use options::JournalOptions;
 pub use order::StreamPos;
-pub use recovery::{Recovered, TornTail};
+pub use recovery::Recovered;
 pub use snapshot::Compactor;
 pub use writer::JournalStats;
 
