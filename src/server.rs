@@ -42,6 +42,7 @@ use crate::sessions::stream::StreamSettings;
 use crate::sources::driver;
 use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
+use crate::sources::tweet_log::TweetLog;
 use crate::telemetry;
 
 /// Raises this process's open-file soft limit to its hard limit and returns the limit now in
@@ -261,7 +262,7 @@ impl Pipeline {
             fingerprints,
             seq_floor,
         } = self;
-        let sequencer = Sequencer::new(decorator, seq_floor).start();
+        let tweet_log = TweetLog::Local(Sequencer::new(decorator, seq_floor).start());
         let checkout = Arc::new(CheckoutService::new(
             Arc::clone(&inventory),
             Arc::clone(&catalog_store),
@@ -278,7 +279,7 @@ impl Pipeline {
             catalog: catalog_store,
             inventory: Arc::clone(&inventory),
             checkout: Arc::clone(&checkout),
-            sequencer: sequencer.clone(),
+            tweet_log: tweet_log.clone(),
             signer,
             metrics: metrics.clone(),
             connections: ConnectionLimiter::new(config.max_connections),
@@ -293,7 +294,7 @@ impl Pipeline {
             return;
         }
         drop(listener);
-        arbiters.push(start_source(&config, catalog, sequencer));
+        arbiters.push(start_source(&config, catalog, tweet_log));
         spawn_upkeep(inventory, checkout, metrics);
 
         app.ready.store(true, Ordering::Relaxed);
@@ -396,11 +397,7 @@ async fn serve_on_every_shard(
 }
 
 /// The built-in source (synthetic or replay), on an arbiter of its own.
-fn start_source(
-    config: &Config,
-    catalog: crate::model::Catalog,
-    sequencer: Addr<Sequencer>,
-) -> Arbiter {
+fn start_source(config: &Config, catalog: crate::model::Catalog, tweet_log: TweetLog) -> Arbiter {
     let arbiter = Arbiter::new();
     arbiter.spawn(driver::run(
         config.firehose.clone(),
@@ -408,7 +405,7 @@ fn start_source(
         config.replay_loop,
         config.partner_share,
         catalog,
-        sequencer,
+        tweet_log,
     ));
     arbiter
 }

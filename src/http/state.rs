@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use actix::Addr;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::TokenSigner;
@@ -14,7 +13,7 @@ use crate::decorate::partner_index::CatalogStore;
 use crate::http::peer_limit::PeerLimiter;
 use crate::inventory::service::InventoryService;
 use crate::sessions::connection_limit::ConnectionLimiter;
-use crate::sources::sequencer::Sequencer;
+use crate::sources::tweet_log::TweetLog;
 
 /// Shared server state.
 pub struct AppState {
@@ -25,8 +24,8 @@ pub struct AppState {
     pub inventory: Arc<InventoryService>,
     /// Checkout, the order book and the wallet.
     pub checkout: Arc<CheckoutService>,
-    /// Where ingest endpoints submit tweets.
-    pub sequencer: Addr<Sequencer>,
+    /// Where the ingest endpoints append tweets.
+    pub tweet_log: TweetLog,
     /// Verifies bearer tokens and, in demo mode, issues them.
     pub signer: TokenSigner,
     /// Renders `/metrics`.
