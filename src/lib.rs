@@ -22,6 +22,9 @@
 //!   service that makes every change durable in the [`journal`] before answering.
 //! * [`checkout`]: where a hold becomes an order: request parsing, the payment gateway (the
 //!   sandbox), the order book rebuilt from the journal, and the encrypted wallet.
+//! * [`store`]: the one door to stock, holds, orders and wallets (today: the inventory, the
+//!   order book and the wallet on this node), through which checkout, the routes and the
+//!   sessions reach them.
 //! * [`server`]: wires the actors together, accepts connections, and shuts down.
 //!
 //! Around them: [`model`] (plain data), [`config`], [`auth`] (tokens and roles, checked in one
@@ -56,6 +59,7 @@ mod protocol;
 mod server;
 mod sessions;
 mod sources;
+mod store;
 mod telemetry;
 
 // The binary (`main.rs`), and the tests that run a whole server.

@@ -11,17 +11,17 @@ use crate::checkout::service::CheckoutService;
 use crate::config::Config;
 use crate::decorate::partner_index::CatalogStore;
 use crate::http::peer_limit::PeerLimiter;
-use crate::inventory::service::InventoryService;
 use crate::sessions::connection_limit::ConnectionLimiter;
 use crate::sources::tweet_log::TweetLog;
+use crate::store::Store;
 
 /// Shared server state.
 pub struct AppState {
     pub config: Config,
     /// The live partner index; admin writes swap it.
     pub catalog: Arc<CatalogStore>,
-    /// Stock, holds and their journal.
-    pub inventory: Arc<InventoryService>,
+    /// Stock, holds, orders and wallets.
+    pub store: Store,
     /// Checkout, the order book and the wallet.
     pub checkout: Arc<CheckoutService>,
     /// Where the ingest endpoints append tweets.
