@@ -38,6 +38,10 @@
 //! Which module may use which is in ARCHITECTURE.md ("Architecture invariants") and checked by
 //! `tests/layering.rs`.
 
+// The docs name private modules and items on purpose: the crate is read with
+// `cargo doc --document-private-items`, where these links resolve.
+#![allow(rustdoc::private_intra_doc_links)]
+
 // Every module is private: what the binary, the tests, the benches, the examples, the fuzz
 // targets and the load tester use is re-exported below, by hand, one line a module. A `pub`
 // item not listed is the crate's own.
