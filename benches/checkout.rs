@@ -14,15 +14,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use buyline::checkout::fingerprint::FingerprintKey;
-use buyline::checkout::gateway::SandboxGateway;
-use buyline::checkout::order_book::OrderBook;
-use buyline::checkout::request::CheckoutRequest;
-use buyline::checkout::service::{CheckoutService, OrderListeners};
-use buyline::checkout::wallet::{MasterKey, Wallet};
-use buyline::decorate::partner_index::{CatalogStore, PartnerIndex};
-use buyline::inventory::service::InventoryService;
-use buyline::model::{Catalog, Order};
+use buyline::{
+    Catalog, CatalogStore, CheckoutRequest, CheckoutService, FingerprintKey, InventoryService,
+    MasterKey, Order, OrderBook, OrderListeners, PartnerIndex, SandboxGateway, Wallet,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 

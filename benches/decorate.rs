@@ -6,11 +6,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use buyline::decorate::demo::demo_catalog;
-use buyline::decorate::frame::{CatalogStock, decorate};
-use buyline::decorate::partner_index::PartnerIndex;
-use buyline::decorate::url;
-use buyline::model::{Author, Tweet};
+use buyline::{Author, CatalogStock, PartnerIndex, Tweet, decorate, demo_catalog, url};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn tweet(screen_name: &str, name: &str, text: &str, urls: &[&str], hashtags: &[&str]) -> Tweet {

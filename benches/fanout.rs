@@ -10,10 +10,7 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use buyline::decorate::frame::DecoratedTweet;
-use buyline::fanout::index::{FanoutCounts, SubscriptionIndex};
-use buyline::fanout::outbox::Outbox;
-use buyline::fanout::timeline::Timeline;
+use buyline::{DecoratedTweet, FanoutCounts, Outbox, SubscriptionIndex, Timeline};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 

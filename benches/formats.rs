@@ -9,7 +9,7 @@
 
 use std::hint::black_box;
 
-use buyline::sources::formats::{Decoded, decode};
+use buyline::{Decoded, decode_ingest_object as decode};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 

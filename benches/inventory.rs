@@ -19,8 +19,7 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use buyline::inventory::{Inventory, InventoryState, KeyWindow, Reservation, ReserveRequest};
-use buyline::model::{Money, Product};
+use buyline::{Inventory, InventoryState, KeyWindow, Money, Product, Reservation, ReserveRequest};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const NOW: i64 = 1_700_000_000_000;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use buyline::journal::{Journal, JournalOptions};
+use buyline::{Journal, JournalOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const REPLAY_RECORDS: u64 = 1_000_000;

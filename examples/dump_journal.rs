@@ -9,7 +9,7 @@ fn main() -> anyhow::Result<()> {
     let dir = std::env::args()
         .nth(1)
         .context("usage: dump_journal JOURNAL_DIR")?;
-    let (_ready, recovered) = buyline::journal::Journal::open(&dir, Default::default())?;
+    let (_ready, recovered) = buyline::Journal::open(&dir, Default::default())?;
     println!(
         "snapshot: {} (covers up to LSN {}), {} records after it",
         recovered
@@ -20,9 +20,8 @@ fn main() -> anyhow::Result<()> {
         recovered.records.len()
     );
     for (i, payload) in recovered.records.iter().enumerate() {
-        let record: buyline::inventory::Record =
-            buyline::codec::decode(payload, payload.len() as u64)
-                .with_context(|| format!("record {i} is not an inventory record"))?;
+        let record: buyline::Record = buyline::decode_bincode(payload, payload.len() as u64)
+            .with_context(|| format!("record {i} is not an inventory record"))?;
         println!("{} {record:?}", recovered.snapshot_lsn.0 + 1 + i as u64);
     }
     Ok(())

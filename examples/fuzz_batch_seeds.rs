@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use buyline::sources::formats::{Decoded, decode};
+use buyline::{Decoded, decode_ingest_object as decode};
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     for size in [0, 1, 2, 5, 17] {
         for (i, batch) in tweets.chunks(size.max(1)).take(8).enumerate() {
             let batch = if size == 0 { &[][..] } else { batch };
-            let bytes = buyline::codec::encode_tweet_batch(batch)?;
+            let bytes = buyline::encode_tweet_batch(batch)?;
             std::fs::write(dir.join(format!("seed-{size}-{i}")), bytes)?;
             written += 1;
             if size == 0 {

@@ -9,10 +9,10 @@
 
 use anyhow::Context as _;
 
-use buyline::checkout::order_book::{StoredOrder, order_id_for};
-use buyline::checkout::order_store::{Novelty, OrderStore};
-use buyline::inventory::hold_id_text;
-use buyline::model::{Address, CardBrand, CardSummary, Money, Order, OrderStatus};
+use buyline::{
+    Address, CardBrand, CardSummary, Money, Novelty, Order, OrderStatus, OrderStore, StoredOrder,
+    hold_id_text, order_id_for,
+};
 
 #[path = "../tests/common/live_bytes.rs"]
 mod live_bytes;

@@ -9,20 +9,20 @@ use anyhow::Context as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let config = match buyline::config::parse_cli() {
+    let config = match buyline::parse_cli() {
         Ok(config) => config,
         Err(error) => error.exit(),
     };
-    buyline::logging::init(&config.log).context("--log is not a valid filter")?;
+    buyline::init_logging(&config.log).context("--log is not a valid filter")?;
 
-    match buyline::server::raise_open_file_limit() {
+    match buyline::raise_open_file_limit() {
         Ok(limit) => tracing::info!(limit, "open-file limit"),
         Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
     }
     let demo = config.demo;
     let firehose = config.firehose.to_string();
     let server =
-        buyline::server::start(config, shutdown_signal()).context("buyline could not start")?;
+        buyline::start_server(config, shutdown_signal()).context("buyline could not start")?;
     tracing::info!(addr = %server.addr, demo, %firehose, "buyline serving on http://{}/", server.addr);
     server.wait();
     tracing::info!("buyline stopped");

@@ -42,6 +42,8 @@ use crate::sessions::stream::StreamSettings;
 use crate::sources::driver;
 use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
+use crate::sources::tweet_log::TweetLog;
+use crate::store::Store;
 use crate::telemetry;
 
 /// Raises this process's open-file soft limit to its hard limit and returns the limit now in
@@ -186,9 +188,7 @@ pub fn start(
                 catalog,
                 catalog_store,
                 history,
-                inventory,
-                orders,
-                wallet: Arc::new(wallet),
+                store: Store::local(inventory, orders, Arc::new(wallet)),
                 fingerprints,
                 seq_floor,
             };
@@ -226,10 +226,8 @@ struct Pipeline {
     catalog: crate::model::Catalog,
     catalog_store: Arc<CatalogStore>,
     history: Arc<HistoryRing>,
-    inventory: Arc<InventoryService>,
-    /// Every order: the store on disk, kept up to date with the journal.
-    orders: Arc<OrderBook>,
-    wallet: Arc<Wallet>,
+    /// Stock, holds, orders and wallets.
+    store: Store,
     /// The key checkout idempotency keys' request fingerprints are made under.
     fingerprints: FingerprintKey,
     /// Where `seq` resumes: above every seq an earlier run handed out.
@@ -254,20 +252,16 @@ impl Pipeline {
             signer,
             catalog,
             catalog_store,
-            history,
-            inventory,
-            orders,
-            wallet,
+            history: _,
+            store,
             fingerprints,
             seq_floor,
         } = self;
-        let sequencer = Sequencer::new(decorator, seq_floor).start();
-        let checkout = Arc::new(CheckoutService::new(
-            Arc::clone(&inventory),
+        let tweet_log = TweetLog::Local(Sequencer::new(decorator, seq_floor).start());
+        let checkout = Arc::new(CheckoutService::with_store(
+            store.clone(),
             Arc::clone(&catalog_store),
             Arc::new(SandboxGateway::default()),
-            wallet,
-            orders,
             Arc::new(ShardOrderPush {
                 shards: shards.clone(),
             }),
@@ -276,10 +270,9 @@ impl Pipeline {
         let app = Arc::new(AppState {
             config: config.clone(),
             catalog: catalog_store,
-            history,
-            inventory: Arc::clone(&inventory),
+            store: store.clone(),
             checkout: Arc::clone(&checkout),
-            sequencer: sequencer.clone(),
+            tweet_log: tweet_log.clone(),
             signer,
             metrics: metrics.clone(),
             connections: ConnectionLimiter::new(config.max_connections),
@@ -294,8 +287,8 @@ impl Pipeline {
             return;
         }
         drop(listener);
-        arbiters.push(start_source(&config, catalog, sequencer));
-        spawn_upkeep(inventory, checkout, metrics);
+        arbiters.push(start_source(&config, catalog, tweet_log));
+        spawn_upkeep(store, checkout, metrics);
 
         app.ready.store(true, Ordering::Relaxed);
         let _ = started.send(Ok(()));
@@ -359,15 +352,15 @@ impl Pipeline {
                 shards.to_vec(),
             );
             let shares = self.config.decorate_shares;
-            let stock: Arc<dyn StockLevels + Send + Sync> = self.inventory.clone();
+            let stock: Arc<dyn StockLevels + Send + Sync> = Arc::new(self.store.clone());
             Decorator::start_in_arbiter(&arbiter.handle(), move |_| {
                 Decorator::new(catalog, stock, history, shards, shares)
             })
         };
         {
-            let (inventory, shards) = (Arc::clone(&self.inventory), shards.to_vec());
+            let (store, shards) = (self.store.clone(), shards.to_vec());
             StockPublisher::start_in_arbiter(&arbiter.handle(), move |_| {
-                StockPublisher::new(inventory, shards)
+                StockPublisher::new(store, shards)
             });
         }
         arbiters.push(arbiter);
@@ -397,11 +390,7 @@ async fn serve_on_every_shard(
 }
 
 /// The built-in source (synthetic or replay), on an arbiter of its own.
-fn start_source(
-    config: &Config,
-    catalog: crate::model::Catalog,
-    sequencer: Addr<Sequencer>,
-) -> Arbiter {
+fn start_source(config: &Config, catalog: crate::model::Catalog, tweet_log: TweetLog) -> Arbiter {
     let arbiter = Arbiter::new();
     arbiter.spawn(driver::run(
         config.firehose.clone(),
@@ -409,7 +398,7 @@ fn start_source(
         config.replay_loop,
         config.partner_share,
         catalog,
-        sequencer,
+        tweet_log,
     ));
     arbiter
 }
@@ -417,7 +406,7 @@ fn start_source(
 /// The timers on the system arbiter: the expiry sweep (and checkout's key prune) every
 /// [`EXPIRY_SWEEP`], the metrics upkeep every 5 s.
 fn spawn_upkeep(
-    inventory: Arc<InventoryService>,
+    store: Store,
     checkout: Arc<CheckoutService>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) {
@@ -426,7 +415,7 @@ fn spawn_upkeep(
         let mut records = Vec::new();
         loop {
             tick.tick().await;
-            inventory.sweep(&mut records).await;
+            store.sweep(&mut records).await;
             checkout.prune_keys();
         }
     });
@@ -453,9 +442,13 @@ async fn shut_down(
     for shard in shards {
         let _ = shard.send(Shutdown).await;
     }
-    let deadline = tokio::time::Instant::now() + DRAIN_BUDGET;
-    while app.connections.open() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Every WebSocket connection holds a drop guard (its permit); this resolves when the last
+    // one is dropped.
+    if tokio::time::timeout(DRAIN_BUDGET, app.connections.all_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(budget = ?DRAIN_BUDGET, "connections still open after the drain budget; stopping anyway");
     }
     // Upstream first (source, then decorator, then shards), so no stage sends to a
     // stopped one.
@@ -493,10 +486,10 @@ async fn serve_on(
     spawned && running_rx.await.is_ok()
 }
 
-/// The decorator's buttons show the live inventory's stock. Here, where the two are wired,
-/// so that neither the inventory nor the decorator knows the other.
-impl StockLevels for InventoryService {
+/// The decorator's buttons show the store's live stock. Here, where the two are wired, so
+/// that neither the store nor the decorator knows the other.
+impl StockLevels for Store {
     fn remaining(&self, product: &Product) -> u32 {
-        InventoryService::remaining(self, &product.id).unwrap_or(0)
+        Store::remaining(self, &product.id).unwrap_or(0)
     }
 }

@@ -169,14 +169,14 @@ fn an_invalid_catalog_file_stops_start_up_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("catalog.json");
     std::fs::write(&path, r#"{"partners":[],"products":[{"id":"x"}]}"#).unwrap();
-    let config = buyline::config::Config {
+    let config = buyline::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_owned(),
         catalog: Some(path),
-        firehose: buyline::config::FirehoseSource::None,
+        firehose: buyline::FirehoseSource::None,
         ..Default::default()
     };
-    let error = buyline::server::start(config, std::future::pending())
+    let error = buyline::start_server(config, std::future::pending())
         .err()
         .expect("start fails");
     let message = format!("{error:#}");
@@ -449,14 +449,14 @@ fn a_catalog_file_giving_one_partner_a_url_twice_stops_start_up_naming_both_prod
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     catalog["products"][1]["partner"] = "dw".into();
     std::fs::write(&path, catalog.to_string()).unwrap();
-    let config = buyline::config::Config {
+    let config = buyline::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_owned(),
         catalog: Some(path),
-        firehose: buyline::config::FirehoseSource::None,
+        firehose: buyline::FirehoseSource::None,
         ..Default::default()
     };
-    let error = buyline::server::start(config, std::future::pending())
+    let error = buyline::start_server(config, std::future::pending())
         .err()
         .expect("start fails");
     let message = format!("{error:#}");

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use buyline::auth::Role;
+use buyline::Role;
 use common::{Client, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

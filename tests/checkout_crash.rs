@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use buyline::auth::Role;
+use buyline::Role;
 use serde_json::{Value, json};
 
 const STOCK: u64 = 60;

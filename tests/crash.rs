@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use buyline::auth::Role;
+use buyline::Role;
 use common::Client;
 use serde_json::{Value, json};
 

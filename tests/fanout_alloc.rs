@@ -6,10 +6,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use buyline::decorate::frame::DecoratedTweet;
-use buyline::fanout::index::{FanoutCounts, SubscriptionIndex};
-use buyline::fanout::outbox::Outbox;
-use buyline::fanout::timeline::Timeline;
+use buyline::{DecoratedTweet, FanoutCounts, Outbox, SubscriptionIndex, Timeline};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 struct CountingAllocator;

@@ -9,8 +9,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use buyline::model::Tweet;
-use buyline::sources::formats::{Decoded, NoticeKind, decode};
+use buyline::{Decoded, NoticeKind, Tweet, decode_ingest_object as decode};
 use serde_json::{Value, json};
 
 use common::{Client, TestServer};
@@ -33,7 +32,7 @@ fn raw(line: &str) -> Value {
 }
 
 /// The tweet a line decodes to; panics on a notice.
-fn tweet_of(n: usize, line: &str) -> Result<Tweet, buyline::sources::formats::FormatError> {
+fn tweet_of(n: usize, line: &str) -> Result<Tweet, buyline::FormatError> {
     decode(line.as_bytes()).map(|decoded| match decoded {
         Decoded::Tweet(tweet) => tweet,
         Decoded::Notice(kind) => panic!("line {n}: a status decoded as a {kind:?} notice"),

@@ -49,13 +49,13 @@ fn run_corpus(target: &str, check: impl Fn(&[u8])) {
 #[test]
 fn every_decode_corpus_input_decodes_or_is_rejected_without_panicking() {
     run_corpus("decode", |data| {
-        let _ = buyline::sources::formats::decode(data);
+        let _ = buyline::decode_ingest_object(data);
     });
 }
 
 #[test]
 fn every_ingest_batch_corpus_input_decodes_or_is_rejected_without_panicking() {
     run_corpus("ingest_batch", |data| {
-        let _ = buyline::codec::decode_tweet_batch(data, MAX_TWEETS);
+        let _ = buyline::decode_tweet_batch(data, MAX_TWEETS);
     });
 }

@@ -6,11 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use buyline::decorate::demo::demo_catalog;
-use buyline::decorate::frame::{self, CatalogStock};
-use buyline::decorate::partner_index::PartnerIndex;
-use buyline::fanout::history::HistoryRing;
-use buyline::sources::synthetic::SyntheticFirehose;
+use buyline::{CatalogStock, HistoryRing, PartnerIndex, SyntheticFirehose, decorate, demo_catalog};
 
 #[path = "common/live_bytes.rs"]
 mod live_bytes;
@@ -40,7 +36,7 @@ fn a_full_history_of_100000_synthetic_tweets_holds_less_than_100_mb() {
             .enumerate()
             .map(|(i, tweet)| {
                 let seq = (batch * 1000 + i + 1) as u64;
-                let t = frame::decorate(
+                let t = decorate(
                     &index,
                     &CatalogStock,
                     seq,

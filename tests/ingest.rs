@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use buyline::model::{Author, Tweet};
+use buyline::{Author, Tweet};
 use common::{Client, TestServer, ndjson, tweet};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -132,7 +132,7 @@ async fn websocket_ingest_takes_text_frames_and_bincode_batches() {
             quoted: None,
         })
         .collect();
-    let bytes = buyline::codec::encode_tweet_batch(&batch).unwrap();
+    let bytes = buyline::encode_tweet_batch(&batch).unwrap();
     producer.send_raw(Message::Binary(bytes.into())).await;
 
     assert_eq!(subscriber.recv_type("tweet").await["tweet"]["id"], "text-1");

@@ -8,12 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use buyline::inventory::idempotency::fingerprint;
-use buyline::inventory::{
+use buyline::{
     EXPIRED_RETENTION_MS, HoldId, Inventory, InventoryError, InventoryState, KEY_TTL_MS, KeyWindow,
-    MAX_QUANTITY, Record, Reservation, ReserveRequest, StockCounts,
+    MAX_QUANTITY, Money, Product, Record, Reservation, ReserveRequest, SaleWindow, StockCounts,
+    idempotency_fingerprint as fingerprint,
 };
-use buyline::model::{Money, Product, SaleWindow};
 use proptest::prelude::*;
 use time::OffsetDateTime;
 

@@ -19,10 +19,10 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::thread;
 
-use buyline::inventory::{
-    HoldId, Inventory, InventoryError, InventoryState, Record, Reservation, ReserveRequest,
+use buyline::{
+    HoldId, Inventory, InventoryError, InventoryState, Money, Product, Record, Reservation,
+    ReserveRequest,
 };
-use buyline::model::{Money, Product};
 
 const WORKERS: usize = 8;
 const OPS: usize = 100_000;

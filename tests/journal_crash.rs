@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use buyline::journal::{Journal, JournalOptions};
+use buyline::{Journal, JournalOptions};
 
 const CHILD_DIR: &str = "JOURNAL_CRASH_DIR";
 const CHILD_ROUND: &str = "JOURNAL_CRASH_ROUND";

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use buyline::auth::Role;
+use buyline::Role;
 use common::{BuylineProcess, Client};
 use serde_json::{Value, json};
 

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 
-use buyline::journal::{
-    Compactor, Journal, JournalError, JournalOptions, Lsn, Recovered, StreamPos,
-};
+use buyline::{Compactor, Journal, JournalError, JournalOptions, Lsn, Recovered, StreamPos};
 
 /// A record's payload: its number, then filler to about 100 bytes.
 fn payload(n: u64) -> Vec<u8> {

@@ -9,13 +9,10 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use buyline::decorate::demo::demo_catalog;
-use buyline::inventory::service::InventoryService;
-use buyline::inventory::{
-    Inventory, InventoryState, KeyWindow, Record, Reservation, ReserveRequest, Reserved,
+use buyline::{
+    Inventory, InventoryService, InventoryState, JournalOptions, KeyWindow, Product, Record,
+    Reservation, ReserveRequest, Reserved, demo_catalog,
 };
-use buyline::journal::JournalOptions;
-use buyline::model::Product;
 
 #[path = "common/live_bytes.rs"]
 mod live_bytes;

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use buyline::auth::Role;
+use buyline::Role;
 use common::TestServer;
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! A loom model of the inventory's lock-free core: the stock word, a hold's state word and a
-//! customer's limit count, exactly as the engine uses them (`buyline::inventory::{stock, hold,
-//! customers}`), under every interleaving loom can find.
+//! customer's limit count, exactly as the engine uses them (`src/inventory/{stock, hold,
+//! customers}.rs`), under every interleaving loom can find.
 //!
 //! Run: `cargo test --release --features loom --test loom_stock`. Under the `loom` feature the
 //! core's atomics are loom's model types, and the stock word is a 64-bit word of four 16-bit
@@ -9,9 +9,10 @@
 //! modelled here.
 #![cfg(feature = "loom")]
 
-use buyline::inventory::customers::{CustomerUnits, Refusal};
-use buyline::inventory::hold::{Ending, HoldPhase, HoldState, end_hold};
-use buyline::inventory::stock::{Shortfall, StockCounts, StockWord};
+use buyline::{
+    CustomerUnits, Ending, HoldPhase, HoldState, Refusal, Shortfall, StockCounts, StockWord,
+    end_hold,
+};
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicU32;
 use loom::sync::atomic::Ordering::Relaxed;

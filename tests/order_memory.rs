@@ -6,9 +6,10 @@
 
 use std::sync::Arc;
 
-use buyline::checkout::order_book::{OrderBook, StoredOrder, order_id_for};
-use buyline::inventory::hold_id_text;
-use buyline::model::{Address, CardBrand, CardSummary, Money, Order, OrderStatus};
+use buyline::{
+    Address, CardBrand, CardSummary, Money, Order, OrderBook, OrderStatus, StoredOrder,
+    hold_id_text, order_id_for,
+};
 
 #[path = "common/live_bytes.rs"]
 mod live_bytes;

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use buyline::auth::Role;
+use buyline::Role;
 use serde_json::{Value, json};
 
 fn checkout_body(reservation: &str, buyer: &str, key: &str) -> Value {

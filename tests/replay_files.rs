@@ -8,8 +8,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use buyline::model::Tweet;
-use buyline::sources::replay::{Compression, ReplayError, ReplayProgress, ReplayReader};
+use buyline::{Compression, ReplayError, ReplayProgress, ReplayReader, Tweet};
 use common::Client;
 use serde_json::json;
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use buyline::model::{Author, Tweet};
+use buyline::{Author, Tweet};
 use common::{Client, TestServer};
 use serde_json::{Value, json};
 use tokio::net::TcpSocket;
@@ -57,7 +57,7 @@ async fn ingest(
     let tweets: Vec<Tweet> = range.map(|n| native(n, author_of(n), text_len)).collect();
     let per_frame = FRAME_BUDGET / (text_len + 100);
     for chunk in tweets.chunks(per_frame) {
-        let bytes = buyline::codec::encode_tweet_batch(chunk).expect("encodes");
+        let bytes = buyline::encode_tweet_batch(chunk).expect("encodes");
         producer.send_raw(Message::Binary(bytes.into())).await;
     }
 }

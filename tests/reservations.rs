@@ -3,7 +3,7 @@
 
 mod common;
 
-use buyline::auth::Role;
+use buyline::Role;
 use common::{Client, TestServer, ndjson, tweet};
 use reqwest::Method;
 use serde_json::{Value, json};

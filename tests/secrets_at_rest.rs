@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use buyline::auth::Role;
+use buyline::Role;
 use common::Client;
 use serde_json::{Value, json};
 

@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use buyline::auth::Role;
+use buyline::Role;
 use common::{BuylineProcess, Client, ndjson, tweet};
 use serde_json::{Value, json};
 

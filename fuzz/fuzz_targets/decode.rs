@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // The result is irrelevant; only a panic, abort or timeout is a finding.
-    let _ = buyline::sources::formats::decode(data);
+    let _ = buyline::decode_ingest_object(data);
 });

@@ -8,5 +8,5 @@ use libfuzzer_sys::fuzz_target;
 const MAX_TWEETS: usize = 10_000;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = buyline::codec::decode_tweet_batch(data, MAX_TWEETS);
+    let _ = buyline::decode_tweet_batch(data, MAX_TWEETS);
 });

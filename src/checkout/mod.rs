@@ -11,6 +11,7 @@
 pub mod card;
 pub mod fingerprint;
 pub mod gateway;
+pub mod order;
 pub mod order_book;
 pub mod order_store;
 pub mod request;

@@ -16,74 +16,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::checkout::fingerprint::RequestFingerprint;
 use tokio::sync::Semaphore;
 
+use crate::checkout::order::{Page, StoredOrder};
 use crate::checkout::order_store::recent::{MAX_UNSTORED, RECENT_ORDERS, RecentOrders};
 use crate::checkout::order_store::writer::StoreWriter;
 use crate::checkout::order_store::{Novelty, OrderList, OrderStore, OrderStoreError};
 use crate::inventory::service::RecoveredOrders;
-use crate::inventory::{HoldId, hold_id_text};
 use crate::journal::ArchiveReader;
-use crate::model::Order;
-
-/// An order as the journal keeps it: the contract's ORDER plus who bought it, who sells it,
-/// and what the buyer agreed to share. Encoded as JSON inside the `Confirmed` record (the
-/// address's optional fields are skipped when empty, which bincode cannot round-trip).
-/// Never holds a card number or CVC: only the card's brand and last four digits, in `order`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredOrder {
-    pub order: Order,
-    /// The buyer's customer id (the token subject).
-    pub customer: String,
-    /// The partner selling the product, when the order was placed.
-    pub partner: String,
-    /// The reservation this order bought, `res_...`.
-    pub reservation: String,
-    /// Whether the seller may see the card's brand and last four digits.
-    pub share_card_with_seller: bool,
-    /// The buyer's idempotency key, so a retry after a restart still finds this order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    /// The keyed fingerprint of the request that made the order, when it had an idempotency
-    /// key: a retry under the key must match it. Absent in orders journaled before it
-    /// existed; those compare the reservation only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_fingerprint: Option<RequestFingerprint>,
-    /// The payment gateway's charge id, for refunds and reconciliation.
-    pub charge_id: String,
-}
-
-impl StoredOrder {
-    /// The bytes the journal keeps.
-    pub fn encode(&self) -> Vec<u8> {
-        // A struct of strings, integers and booleans always serialises.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// Reads journal bytes back.
-    pub fn decode(bytes: &[u8]) -> Result<StoredOrder, serde_json::Error> {
-        serde_json::from_slice(bytes)
-    }
-}
-
-/// The order id for the sale of hold `hold`: a hold is sold at most once, so its id names the
-/// order too, and a retried checkout of the same reservation finds the same order.
-pub fn order_id_for(hold: HoldId) -> String {
-    let reservation = hold_id_text(hold);
-    format!("ord_{}", reservation.trim_start_matches("res_"))
-}
-
-/// Paging for the order lists.
-#[derive(Clone, Copy, Debug)]
-pub struct Page<'a> {
-    /// Start after this order id (the last id of the previous page).
-    pub after: Option<&'a str>,
-    /// At most this many orders.
-    pub limit: usize,
-}
 
 /// The orders: the store on disk, its writer and the recent-orders cache.
 #[derive(Debug)]
@@ -317,8 +257,10 @@ fn decode_into(batch: &mut Vec<StoredOrder>, bytes: &[u8], index: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkout::order::order_id_for;
+    use crate::inventory::hold_id_text;
     use crate::journal::Archive;
-    use crate::model::{Address, CardBrand, CardSummary, Money, OrderStatus};
+    use crate::model::{Address, CardBrand, CardSummary, Money, Order, OrderStatus};
 
     fn order(n: u64, customer: &str, partner: &str, key: Option<&str>) -> StoredOrder {
         StoredOrder {
@@ -354,12 +296,6 @@ mod tests {
             request_fingerprint: None,
             charge_id: format!("ch_{n}"),
         }
-    }
-
-    #[test]
-    fn order_ids_follow_their_reservation() {
-        assert_eq!(hold_id_text(0xab), "res_00000000000000ab");
-        assert_eq!(order_id_for(0xab), "ord_00000000000000ab");
     }
 
     /// An archive at `dir/orders.archive` holding `archived` (in order), as the journal's

@@ -25,7 +25,8 @@ use rustc_hash::FxHashMap;
 use crate::checkout::card::{ValidCard, validate_address, validate_card};
 use crate::checkout::fingerprint::{FingerprintKey, RequestFingerprint};
 use crate::checkout::gateway::{Charge, PaymentGateway};
-use crate::checkout::order_book::{OrderBook, StoredOrder, order_id_for};
+use crate::checkout::order::{StoredOrder, order_id_for};
+use crate::checkout::order_book::OrderBook;
 use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::request::{CheckoutRequest, Payment, Shipping};
 use crate::checkout::wallet::{Wallet, WalletError};
@@ -35,6 +36,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::inventory::service::InventoryService;
 use crate::inventory::{HoldId, InventoryError, KEY_TTL_MS, parse_hold_id};
 use crate::model::{Address, Money, Order, OrderStatus};
+use crate::store::Store;
 use crate::telemetry;
 
 /// Where order confirmations go: every open connection of the buyer.
@@ -50,12 +52,11 @@ const MAX_KEY_BYTES: usize = 255;
 
 /// The parts checkout works with.
 pub struct CheckoutService {
-    inventory: Arc<InventoryService>,
+    /// Holds (checked, then sold), orders and wallets.
+    store: Store,
     /// Prices and sellers, read at checkout time.
     catalog: Arc<CatalogStore>,
     gateway: Arc<dyn PaymentGateway>,
-    wallet: Arc<Wallet>,
-    orders: Arc<OrderBook>,
     listeners: Arc<dyn OrderListeners>,
     /// One lock per hold being checked out, so duplicates run one after the other.
     holds: Mutex<FxHashMap<HoldId, Arc<tokio::sync::Mutex<()>>>>,
@@ -74,6 +75,7 @@ struct KeyUse {
 }
 
 impl CheckoutService {
+    /// Checkout on this node's store (see [`CheckoutService::with_store`]).
     pub fn new(
         inventory: Arc<InventoryService>,
         catalog: Arc<CatalogStore>,
@@ -83,12 +85,23 @@ impl CheckoutService {
         listeners: Arc<dyn OrderListeners>,
         fingerprints: FingerprintKey,
     ) -> CheckoutService {
+        let store = Store::local(inventory, orders, wallet);
+        CheckoutService::with_store(store, catalog, gateway, listeners, fingerprints)
+    }
+
+    /// Checkout on `store`: where the holds it sells, the orders it makes and the wallets it
+    /// reads and saves to live.
+    pub fn with_store(
+        store: Store,
+        catalog: Arc<CatalogStore>,
+        gateway: Arc<dyn PaymentGateway>,
+        listeners: Arc<dyn OrderListeners>,
+        fingerprints: FingerprintKey,
+    ) -> CheckoutService {
         CheckoutService {
-            inventory,
+            store,
             catalog,
             gateway,
-            wallet,
-            orders,
             listeners,
             fingerprints,
             holds: Mutex::default(),
@@ -96,14 +109,20 @@ impl CheckoutService {
         }
     }
 
-    /// The order book (for the order reads).
+    /// The order book (for the tests' order reads).
+    #[cfg(test)]
     pub fn orders(&self) -> &Arc<OrderBook> {
-        &self.orders
+        match &self.store {
+            Store::Local(local) => &local.orders,
+        }
     }
 
-    /// The wallet (for the `/v1/me/*` routes).
+    /// The wallet (for the tests' wallet reads).
+    #[cfg(test)]
     pub fn wallet(&self) -> &Arc<Wallet> {
-        &self.wallet
+        match &self.store {
+            Store::Local(local) => &local.wallet,
+        }
     }
 
     /// Runs one checkout for `customer` to completion, even if the caller stops waiting.
@@ -184,12 +203,12 @@ impl CheckoutService {
         reservation: &str,
         hold: HoldId,
     ) -> Result<Option<Arc<StoredOrder>>, ApiError> {
-        if self.inventory.hold_of(customer, reservation).is_ok() {
+        if self.store.hold_of(customer, reservation).is_ok() {
             return Ok(None);
         }
         match self
-            .orders
-            .get(&order_id_for(hold))
+            .store
+            .order(&order_id_for(hold))
             .map_err(order_store_error)?
         {
             Some(order) if order.customer == customer => Ok(Some(order)),
@@ -206,7 +225,7 @@ impl CheckoutService {
         fingerprint: Option<RequestFingerprint>,
         origin: Option<u64>,
     ) -> Result<Arc<StoredOrder>, ApiError> {
-        let held = self.inventory.hold_of(customer, &request.reservation)?;
+        let held = self.store.hold_of(customer, &request.reservation)?;
         let (price, partner) = {
             let index = self.catalog.load();
             let product = index.product(&held.product).ok_or_else(|| {
@@ -254,7 +273,7 @@ impl CheckoutService {
             charge_id: receipt.charge_id.clone(),
         };
         if let Err(error) = self
-            .inventory
+            .store
             .confirm(customer, &request.reservation, Some(stored.encode()))
             .await
         {
@@ -266,7 +285,7 @@ impl CheckoutService {
             return Err(error);
         }
         let stored = Arc::new(stored);
-        if let Err(error) = self.orders.insert(Arc::clone(&stored)).await {
+        if let Err(error) = self.store.insert_order(Arc::clone(&stored)).await {
             // Sold and durable: the buyer gets the order; the journal re-stores it on restart.
             tracing::error!(%error, order = %stored.order.id, "the order could not be stored");
         }
@@ -292,9 +311,8 @@ impl CheckoutService {
                 Ok(address.clone())
             }
             Shipping::Saved(id) => {
-                let (wallet, customer, id) =
-                    (Arc::clone(&self.wallet), customer.to_owned(), id.clone());
-                blocking(move || wallet.address(&customer, &id))
+                let (store, customer, id) = (self.store.clone(), customer.to_owned(), id.clone());
+                blocking(move || store.saved_address(&customer, &id))
                     .await?
                     .ok_or_else(|| ApiError::not_found("no saved address with this id"))
             }
@@ -307,9 +325,8 @@ impl CheckoutService {
         match payment {
             Payment::New(card) => validate_card(card.clone(), today),
             Payment::Saved(id) => {
-                let (wallet, customer, id) =
-                    (Arc::clone(&self.wallet), customer.to_owned(), id.clone());
-                let stored = blocking(move || wallet.card(&customer, &id))
+                let (store, customer, id) = (self.store.clone(), customer.to_owned(), id.clone());
+                let stored = blocking(move || store.saved_card(&customer, &id))
                     .await?
                     .ok_or_else(|| ApiError::not_found("no saved payment method with this id"))?;
                 if (stored.exp_year, stored.exp_month) < today {
@@ -339,12 +356,13 @@ impl CheckoutService {
         card: &ValidCard,
         shipping: &Address,
     ) {
-        let wallet = Arc::clone(&self.wallet);
+        let store = self.store.clone();
         let customer = customer.to_owned();
         let card = matches!(request.payment, Payment::New(_)).then(|| card.clone());
         let shipping = matches!(request.shipping, Shipping::New(_)).then(|| shipping.clone());
         let saved =
-            blocking(move || wallet.save_both(&customer, card.as_ref(), shipping.as_ref())).await;
+            blocking(move || store.save_to_wallet(&customer, card.as_ref(), shipping.as_ref()))
+                .await;
         if let Err(error) = saved {
             tracing::error!(code = %error.code, message = %error.message,
                 "saving to the wallet failed; the order stands");
@@ -370,8 +388,8 @@ impl CheckoutService {
             )
         };
         if let Some(order) = self
-            .orders
-            .by_key(customer, key)
+            .store
+            .order_by_key(customer, key)
             .map_err(order_store_error)?
         {
             let same = match order.request_fingerprint {

@@ -13,7 +13,3 @@ pub mod demo;
 pub mod frame;
 pub mod partner_index;
 pub mod url;
-
-pub use catalog_file::CatalogError;
-pub use frame::{DecoratedTweet, decorate};
-pub use partner_index::{CatalogStore, PartnerIndex};

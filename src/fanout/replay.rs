@@ -45,6 +45,7 @@ impl ReplayCursor {
     }
 
     /// The next seq it will read.
+    #[cfg(test)]
     pub fn next(&self) -> u64 {
         self.next
     }

@@ -385,11 +385,6 @@ impl ShardCore {
         self.sessions.len()
     }
 
-    /// The subscription index, for stock events and benches.
-    pub fn index(&self) -> &SubscriptionIndex {
-        &self.index
-    }
-
     fn home_follows(&self, names: Vec<String>) -> Result<Vec<Box<str>>, ApiError> {
         if names.len() > self.limits.max_follows {
             return Err(ApiError::new(

@@ -16,24 +16,24 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::fanout::shard::{DeliverStock, FanoutShard};
 use crate::fanout::shard_core::StockEvent;
 use crate::inventory::StockChange;
-use crate::inventory::service::InventoryService;
 use crate::protocol;
+use crate::store::Store;
 
 /// How often stock changes are published: the contract's coalescing window.
 pub const STOCK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The stock publisher actor.
 pub struct StockPublisher {
-    inventory: Arc<InventoryService>,
+    store: Store,
     shards: Vec<Addr<FanoutShard>>,
     /// Reused between ticks.
     changes: Vec<StockChange>,
 }
 
 impl StockPublisher {
-    pub fn new(inventory: Arc<InventoryService>, shards: Vec<Addr<FanoutShard>>) -> Self {
+    pub fn new(store: Store, shards: Vec<Addr<FanoutShard>>) -> Self {
         StockPublisher {
-            inventory,
+            store,
             shards,
             changes: Vec::new(),
         }
@@ -41,7 +41,7 @@ impl StockPublisher {
 
     fn publish(&mut self, ctx: &mut Context<Self>) {
         self.changes.clear();
-        self.inventory.take_stock_changes(&mut self.changes);
+        self.store.take_stock_changes(&mut self.changes);
         if self.changes.is_empty() {
             return;
         }

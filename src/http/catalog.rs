@@ -36,7 +36,7 @@ pub async fn get_product(
         StatusCode::OK,
         &ProductView {
             product,
-            remaining: state.app.inventory.remaining(&id).unwrap_or(0),
+            remaining: state.app.store.remaining(&id).unwrap_or(0),
         },
     ))
 }
@@ -167,11 +167,7 @@ pub async fn put_product(
     // The catalog took it; now the inventory (a new product opens with its stock, durably).
     let listed = state.app.catalog.load().product(&id).cloned();
     if let Some(product) = listed
-        && let Err(error) = state
-            .app
-            .inventory
-            .open_product(Product::clone(&product))
-            .await
+        && let Err(error) = state.app.store.open_product(Product::clone(&product)).await
     {
         // A new product whose stock could not open (the journal stopped) leaves the catalog
         // again: a button for a product nobody can reserve would only produce errors.
@@ -196,7 +192,7 @@ pub async fn delete_product(
         "product_delete",
         CatalogStore::delete_product,
     )?;
-    state.app.inventory.remove_product(&id);
+    state.app.store.remove_product(&id);
     Ok(response)
 }
 
@@ -211,7 +207,7 @@ pub async fn get_inventory(
     require_admin(&state, &headers, &uri)?;
     let counts = state
         .app
-        .inventory
+        .store
         .counts(&id)
         .ok_or_else(|| ApiError::not_found(format!("no product {id:?}")))?;
     Ok(json_response(

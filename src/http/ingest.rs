@@ -14,7 +14,6 @@ use crate::auth::{self, Action};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{HttpState, identity, json_response, read_body};
 use crate::sources::formats::{self, Decoded};
-use crate::sources::sequencer::Submit;
 use crate::telemetry;
 
 /// Tweets submitted to the sequencer at a time.
@@ -109,12 +108,9 @@ pub async fn post(
 async fn submit(state: &HttpState, tweets: Vec<crate::model::Tweet>) -> Result<u64, ApiError> {
     let range = state
         .app
-        .sequencer
-        .send(Submit {
-            source: "http",
-            tweets,
-        })
+        .tweet_log
+        .append("http", tweets)
         .await
-        .map_err(|_| ApiError::internal("the ingest stage is not running"))?;
+        .map_err(|stopped| ApiError::internal(stopped.to_string()))?;
     Ok(range.count)
 }

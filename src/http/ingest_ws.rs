@@ -35,7 +35,6 @@ use crate::model::Tweet;
 use crate::sessions::connection_limit::ConnectionPermit;
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
 use crate::sources::formats::{self, Decoded};
-use crate::sources::sequencer::Submit;
 use crate::telemetry;
 use std::sync::Arc;
 
@@ -116,15 +115,7 @@ async fn run(
         }
         if !session.batch.is_empty() {
             let tweets = std::mem::take(&mut session.batch);
-            if app
-                .sequencer
-                .send(Submit {
-                    source: "ws",
-                    tweets,
-                })
-                .await
-                .is_err()
-            {
+            if app.tweet_log.append("ws", tweets).await.is_err() {
                 break Some((1011, "ingest stage stopped"));
             }
         }

@@ -66,6 +66,7 @@ impl PeerLimiter {
     }
 
     /// Connections `peer` has open now (0 for an exempt address).
+    #[cfg(test)]
     pub fn open(&self, peer: IpAddr) -> usize {
         let key = address_key(peer.to_canonical());
         self.open.get(&key).map_or(0, |open| *open)

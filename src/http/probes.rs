@@ -29,7 +29,7 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
     if !state.app.ready.load(Ordering::Relaxed) {
         return not_ready("starting or shutting down");
     }
-    match state.app.inventory.unavailable_reason() {
+    match state.app.store.unavailable_reason() {
         Some(reason) => not_ready(&reason),
         None => (
             [(header::CONTENT_TYPE, "application/json")],

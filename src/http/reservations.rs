@@ -46,7 +46,7 @@ pub async fn reserve(
     let body: ReserveBody = json_body(&read_body(body, MAX_JSON_BODY).await?)?;
     let reply = state
         .app
-        .inventory
+        .store
         .reserve(&customer, &body.product, body.quantity, key.as_deref())
         .await?;
     Ok(json_response(
@@ -65,7 +65,7 @@ pub async fn release(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::Reserve)?;
-    let remaining = state.app.inventory.release(&customer, &id).await?;
+    let remaining = state.app.store.release(&customer, &id).await?;
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({ "type": "released", "reservation": id, "remaining": remaining }),
@@ -87,7 +87,7 @@ pub async fn restock(
 ) -> Result<Response, ApiError> {
     super::catalog::require_admin(&state, &headers, &uri)?;
     let body: RestockBody = json_body(&read_body(body, MAX_JSON_BODY).await?)?;
-    let remaining = state.app.inventory.restock(&id, body.quantity).await?;
+    let remaining = state.app.store.restock(&id, body.quantity).await?;
     tracing::info!(product = %id, quantity = body.quantity, remaining, "restocked");
     Ok(json_response(
         StatusCode::OK,

@@ -4,32 +4,28 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use actix::Addr;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::TokenSigner;
 use crate::checkout::service::CheckoutService;
 use crate::config::Config;
 use crate::decorate::partner_index::CatalogStore;
-use crate::fanout::history::HistoryRing;
 use crate::http::peer_limit::PeerLimiter;
-use crate::inventory::service::InventoryService;
 use crate::sessions::connection_limit::ConnectionLimiter;
-use crate::sources::sequencer::Sequencer;
+use crate::sources::tweet_log::TweetLog;
+use crate::store::Store;
 
 /// Shared server state.
 pub struct AppState {
     pub config: Config,
     /// The live partner index; admin writes swap it.
     pub catalog: Arc<CatalogStore>,
-    /// The retained tail of the firehose (also used by `/readyz` and `/metrics`).
-    pub history: Arc<HistoryRing>,
-    /// Stock, holds and their journal.
-    pub inventory: Arc<InventoryService>,
+    /// Stock, holds, orders and wallets.
+    pub store: Store,
     /// Checkout, the order book and the wallet.
     pub checkout: Arc<CheckoutService>,
-    /// Where ingest endpoints submit tweets.
-    pub sequencer: Addr<Sequencer>,
+    /// Where the ingest endpoints append tweets.
+    pub tweet_log: TweetLog,
     /// Verifies bearer tokens and, in demo mode, issues them.
     pub signer: TokenSigner,
     /// Renders `/metrics`.

@@ -38,7 +38,7 @@ fn accept(state: &HttpState, request: &mut Request) -> Result<Response, ApiError
         identity,
         permit,
         commerce: CommerceHandle {
-            inventory: Arc::clone(&state.app.inventory),
+            store: state.app.store.clone(),
             checkout: Arc::clone(&state.app.checkout),
         },
     };

@@ -7,9 +7,10 @@ use axum::response::Response;
 
 use crate::auth::Action;
 use crate::checkout::service::wallet_error;
-use crate::checkout::wallet::{Wallet, WalletError};
+use crate::checkout::wallet::WalletError;
 use crate::error::ApiError;
 use crate::http::{HttpState, json_response, subject_for};
+use crate::store::Store;
 
 pub async fn list_cards(
     State(state): State<HttpState>,
@@ -17,7 +18,7 @@ pub async fn list_cards(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
-    let cards = on_wallet(&state, move |wallet| wallet.cards(&customer)).await?;
+    let cards = on_wallet(&state, move |store| store.saved_cards(&customer)).await?;
     Ok(json_response(StatusCode::OK, &cards))
 }
 
@@ -29,7 +30,10 @@ pub async fn delete_card(
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ManageOwnWallet)?;
     let target = id.clone();
-    let deleted = on_wallet(&state, move |wallet| wallet.delete_card(&customer, &target)).await?;
+    let deleted = on_wallet(&state, move |store| {
+        store.delete_saved_card(&customer, &target)
+    })
+    .await?;
     deleted_or_not_found(deleted, &id, "no saved payment method with this id")
 }
 
@@ -39,7 +43,7 @@ pub async fn list_addresses(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
-    let addresses = on_wallet(&state, move |wallet| wallet.addresses(&customer)).await?;
+    let addresses = on_wallet(&state, move |store| store.saved_addresses(&customer)).await?;
     Ok(json_response(StatusCode::OK, &addresses))
 }
 
@@ -51,8 +55,8 @@ pub async fn delete_address(
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ManageOwnWallet)?;
     let target = id.clone();
-    let deleted = on_wallet(&state, move |wallet| {
-        wallet.delete_address(&customer, &target)
+    let deleted = on_wallet(&state, move |store| {
+        store.delete_saved_address(&customer, &target)
     })
     .await?;
     deleted_or_not_found(deleted, &id, "no saved address with this id")
@@ -72,10 +76,10 @@ fn deleted_or_not_found(deleted: bool, id: &str, missing: &str) -> Result<Respon
 /// Runs a wallet call (blocking file I/O) off the shard's thread.
 async fn on_wallet<T: Send + 'static>(
     state: &HttpState,
-    work: impl FnOnce(&Wallet) -> Result<T, WalletError> + Send + 'static,
+    work: impl FnOnce(&Store) -> Result<T, WalletError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let wallet = std::sync::Arc::clone(state.app.checkout.wallet());
-    match tokio::task::spawn_blocking(move || work(&wallet)).await {
+    let store = state.app.store.clone();
+    match tokio::task::spawn_blocking(move || work(&store)).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(wallet_error(&error)),
         Err(_) => Err(ApiError::internal("the wallet task failed")),

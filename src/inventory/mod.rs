@@ -80,10 +80,10 @@ use arc_swap::ArcSwap;
 
 pub use error::{InventoryError, MAX_QUANTITY};
 pub use hold::{hold_id_text, parse_hold_id};
-pub use idempotency::{KEY_TTL_MS, KeyTicket, KeyWait, KeyWindow, PastReservation};
-pub use record::{HoldId, IdempotencyRecord, Record};
+pub use idempotency::{KEY_TTL_MS, KeyTicket, KeyWindow};
+pub use record::{HoldId, Record};
 pub use reserve::{Reservation, ReserveRequest, Reserved};
-pub use settle::{Confirmed, EXPIRED_RETENTION_MS, HoldView, Released};
+pub use settle::{Confirmed, EXPIRED_RETENTION_MS, HoldView};
 pub use state::InventoryState;
 pub use stock::StockCounts;
 

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::error::ErrorCode;
+use crate::inventory::record::IdempotencyRecord;
 use crate::model::{Money, SaleWindow};
 
 const NOW: i64 = 1_700_000_000_000;

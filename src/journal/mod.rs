@@ -38,14 +38,14 @@
 //! from exactly what was recovered:
 //!
 //! ```no_run
-//! # use buyline::journal::{Compactor, Journal, JournalOptions};
+//! # use buyline::{Compactor, Journal, JournalOptions};
 //! # struct Model;
 //! # impl Compactor for Model {
 //! #     fn apply(&mut self, _: &[u8]) {}
 //! #     fn snapshot(&mut self) -> Option<Vec<u8>> { Some(Vec::new()) }
 //! # }
 //! # fn restore(_: Option<&[u8]>) -> Model { Model }
-//! # fn main() -> Result<(), buyline::journal::JournalError> {
+//! # fn main() -> Result<(), buyline::JournalError> {
 //! // 1. Read the journal back (nothing can be appended yet).
 //! let (ready, recovered) = Journal::open("/var/lib/buyline/journal", JournalOptions::default())?;
 //! // 2. Rebuild the state: the snapshot, then every record after it, in order.
@@ -90,7 +90,7 @@ pub use error::JournalError;
 pub use format::{Lsn, MAX_PAYLOAD_BYTES};
 pub use options::JournalOptions;
 pub use order::StreamPos;
-pub use recovery::{Recovered, TornTail};
+pub use recovery::Recovered;
 pub use snapshot::Compactor;
 pub use writer::JournalStats;
 

@@ -9,4 +9,4 @@ mod tweet;
 
 pub use catalog::{Catalog, Money, Partner, PartnerKind, Platform, Product, SaleWindow};
 pub use order::{Address, CardBrand, CardSummary, Order, OrderStatus};
-pub use tweet::{Author, SequencedTweet, Tweet};
+pub use tweet::{Author, SeqRange, SequencedTweet, Tweet};

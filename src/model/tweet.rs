@@ -90,3 +90,10 @@ pub struct SequencedTweet {
     /// When the sequencer accepted it: the start of the ingest-to-socket latency.
     pub ingested_at: Instant,
 }
+
+/// The seqs given to a batch of tweets appended to the firehose: `first..first + count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqRange {
+    pub first: u64,
+    pub count: u64,
+}

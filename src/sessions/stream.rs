@@ -33,10 +33,10 @@ use crate::checkout::service::CheckoutService;
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::outbox::{CloseReason, Outbox, WriterTask};
 use crate::fanout::shard_core::ShardCore;
-use crate::inventory::service::InventoryService;
 use crate::protocol::{self, ClientOp, ConnId, ReservationView};
 use crate::sessions::connection_limit::ConnectionPermit;
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
+use crate::store::Store;
 use crate::telemetry;
 
 /// A server-side WebSocket over an upgraded HTTP connection.
@@ -48,11 +48,11 @@ const MAX_COMMERCE_IN_FLIGHT: usize = 16;
 /// How long closing (draining what is queued, sending the close frame) may take.
 const CLOSE_BUDGET: Duration = Duration::from_secs(1);
 
-/// What a session reaches beyond its shard: the inventory (reserve, release) and checkout.
+/// What a session reaches beyond its shard: the store (reserve, release) and checkout.
 /// A narrow handle, not the whole server state.
 #[derive(Clone)]
 pub struct CommerceHandle {
-    pub inventory: Arc<InventoryService>,
+    pub store: Store,
     pub checkout: Arc<CheckoutService>,
 }
 
@@ -250,9 +250,9 @@ impl Session<'_> {
                 quantity,
                 idempotency_key,
             } => {
-                let inventory = Arc::clone(&self.commerce.inventory);
+                let store = self.commerce.store.clone();
                 self.spawn_commerce(id.clone(), async move {
-                    let reply = inventory
+                    let reply = store
                         .reserve(&customer, &product, quantity, idempotency_key.as_deref())
                         .await?;
                     Ok(move |id: Option<&Value>| {
@@ -268,9 +268,9 @@ impl Session<'_> {
                 Ok(())
             }
             ClientOp::Release { reservation } => {
-                let inventory = Arc::clone(&self.commerce.inventory);
+                let store = self.commerce.store.clone();
                 self.spawn_commerce(id.clone(), async move {
-                    let remaining = inventory.release(&customer, &reservation).await?;
+                    let remaining = store.release(&customer, &reservation).await?;
                     Ok(move |id: Option<&Value>| {
                         protocol::to_text(&protocol::Released {
                             kind: "released",

@@ -1,19 +1,17 @@
 //! Runs the built-in source chosen by `--firehose`: synthetic tweets or a replayed file, at
 //! `--rate` tweets per second (0: as fast as the pipeline takes them).
 //!
-//! It runs on its own `Arbiter`, so a replay's file reads never stall an actor. Submissions
-//! await the sequencer's bounded mailbox: a slow pipeline slows the source down instead of
+//! It runs on its own `Arbiter`, so a replay's file reads never stall an actor. Appends to the
+//! tweet log await the sequencer's bounded mailbox: a slow pipeline slows the source down instead of
 //! queueing tweets.
 
 use std::time::{Duration, Instant};
 
-use actix::Addr;
-
 use crate::config::FirehoseSource;
 use crate::model::{Catalog, Tweet};
 use crate::sources::replay::{ReplayProgress, ReplayReader};
-use crate::sources::sequencer::{Sequencer, Submit};
 use crate::sources::synthetic::SyntheticFirehose;
+use crate::sources::tweet_log::TweetLog;
 
 /// Most tweets submitted in one batch.
 const MAX_BATCH: usize = 1024;
@@ -65,21 +63,21 @@ pub async fn run(
     replay_loop: bool,
     partner_share: f64,
     catalog: Catalog,
-    sequencer: Addr<Sequencer>,
+    tweet_log: TweetLog,
 ) {
     match source {
         FirehoseSource::None => {}
-        FirehoseSource::Synthetic => synthetic(rate, partner_share, &catalog, sequencer).await,
+        FirehoseSource::Synthetic => synthetic(rate, partner_share, &catalog, tweet_log).await,
         FirehoseSource::Replay(path) => {
             let path_shown = path.display().to_string();
-            if let Err(error) = replay(&path, rate, replay_loop, sequencer).await {
+            if let Err(error) = replay(&path, rate, replay_loop, tweet_log).await {
                 tracing::error!(path = %path_shown, %error, "replay stopped");
             }
         }
     }
 }
 
-async fn synthetic(rate: u32, partner_share: f64, catalog: &Catalog, sequencer: Addr<Sequencer>) {
+async fn synthetic(rate: u32, partner_share: f64, catalog: &Catalog, tweet_log: TweetLog) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -95,7 +93,7 @@ async fn synthetic(rate: u32, partner_share: f64, catalog: &Catalog, sequencer: 
         }
         let mut tweets = Vec::with_capacity(due);
         firehose.fill(due, &mut tweets);
-        if !submit(&sequencer, "synthetic", tweets).await {
+        if !submit(&tweet_log, "synthetic", tweets).await {
             return;
         }
         pacer.sent(due);
@@ -106,7 +104,7 @@ async fn replay(
     path: &std::path::Path,
     rate: u32,
     replay_loop: bool,
-    sequencer: Addr<Sequencer>,
+    tweet_log: TweetLog,
 ) -> Result<(), crate::sources::replay::ReplayError> {
     let mut reader = ReplayReader::open(path)?;
     let mut pacer = Pacer::new(rate);
@@ -120,7 +118,7 @@ async fn replay(
         let mut tweets = Vec::with_capacity(due);
         let progress = reader.next_batch(due, &mut tweets)?;
         let n = tweets.len();
-        if n > 0 && !submit(&sequencer, "replay", tweets).await {
+        if n > 0 && !submit(&tweet_log, "replay", tweets).await {
             return Ok(());
         }
         pacer.sent(n);
@@ -139,7 +137,7 @@ async fn replay(
     }
 }
 
-/// Submits a batch; false once the sequencer is gone (shutdown).
-async fn submit(sequencer: &Addr<Sequencer>, source: &'static str, tweets: Vec<Tweet>) -> bool {
-    sequencer.send(Submit { source, tweets }).await.is_ok()
+/// Appends a batch; false once the log has stopped (shutdown).
+async fn submit(tweet_log: &TweetLog, source: &'static str, tweets: Vec<Tweet>) -> bool {
+    tweet_log.append(source, tweets).await.is_ok()
 }

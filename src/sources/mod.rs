@@ -1,8 +1,8 @@
 //! Where tweets enter buyline.
 //!
-//! Every source decodes its input with [`formats`] and submits batches to the [`sequencer`],
-//! the single ingest stage that numbers tweets ([`seq_floor`] keeps the numbers rising across
-//! restarts). Sources differ only in where bytes come from:
+//! Every source decodes its input with [`formats`] and appends batches to the [`tweet_log`]
+//! (today the [`sequencer`], the single ingest stage that numbers tweets ([`seq_floor`] keeps the numbers rising across
+//! restarts)). Sources differ only in where bytes come from:
 //! [`synthetic`] makes them up, [`replay`] reads a file, and the ingest endpoints
 //! (`crate::http::ingest`, `crate::http::ingest_ws`) take them from producers over the
 //! network. [`driver`] runs the built-in ones on a timer.
@@ -13,3 +13,4 @@ pub mod replay;
 pub mod seq_floor;
 pub mod sequencer;
 pub mod synthetic;
+pub mod tweet_log;

@@ -1,8 +1,9 @@
 //! The ingest stage: the one place a tweet gets its `seq`.
 //!
-//! Every source submits batches here. The sequencer numbers them in arrival order and passes
-//! each batch on to the decorator. It is a single actor so `seq` is a plain counter, not an
-//! atomic shared by many writers, and so ingest order *is* seq order.
+//! Every source submits batches here, through the tweet log (`sources::tweet_log`). The
+//! sequencer numbers them in arrival order and passes each batch on to the decorator. It is a
+//! single actor so `seq` is a plain counter, not an atomic shared by many writers, and so
+//! ingest order *is* seq order.
 //!
 //! Backpressure: sources call `send().await` on a bounded mailbox, so a full pipeline makes
 //! them wait. When the decorator's mailbox is full the sequencer stops taking messages
@@ -14,7 +15,7 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use crate::decorate::decorator::{Decorate, Decorator};
-use crate::model::{SequencedTweet, Tweet};
+use crate::model::{SeqRange, SequencedTweet, Tweet};
 use crate::sources::seq_floor::SeqFloor;
 use crate::telemetry;
 
@@ -28,13 +29,6 @@ pub struct Submit {
     /// The source label for metrics: `synthetic`, `replay`, `ws`, `http`.
     pub source: &'static str,
     pub tweets: Vec<Tweet>,
-}
-
-/// The seqs given to a submitted batch: `first..first + count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, MessageResponse)]
-pub struct SeqRange {
-    pub first: u64,
-    pub count: u64,
 }
 
 /// The ingest stage actor.
@@ -67,13 +61,13 @@ impl Actor for Sequencer {
 }
 
 impl Handler<Submit> for Sequencer {
-    type Result = SeqRange;
+    type Result = MessageResult<Submit>;
 
-    fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) -> SeqRange {
+    fn handle(&mut self, msg: Submit, ctx: &mut Self::Context) -> MessageResult<Submit> {
         let first = self.next_seq;
         let count = msg.tweets.len() as u64;
         if count == 0 {
-            return SeqRange { first, count };
+            return MessageResult(SeqRange { first, count });
         }
         // About once every 16 M tweets this syncs a small file (a millisecond or so). If it
         // fails, tweets still flow, but a crash before the next successful write could reuse
@@ -111,6 +105,6 @@ impl Handler<Submit> for Sequencer {
             }
             Err(SendError::Closed(_)) => tracing::error!("decorator stopped; tweets lost"),
         }
-        SeqRange { first, count }
+        MessageResult(SeqRange { first, count })
     }
 }

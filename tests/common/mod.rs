@@ -4,8 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use buyline::config::{Config, FirehoseSource};
-use buyline::server::{self, RunningServer};
+use buyline::{Config, FirehoseSource, RunningServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -40,7 +39,7 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        let server = server::start(config, std::future::pending()).expect("server starts");
+        let server = buyline::start_server(config, std::future::pending()).expect("server starts");
         TestServer {
             addr: server.addr,
             server: Some(server),
@@ -228,9 +227,9 @@ impl Client {
 }
 
 /// A token signed with the test server's own secret, without a round trip per token.
-pub fn sign(data_dir: &std::path::Path, role: buyline::auth::Role, subject: &str) -> String {
-    let secret = buyline::auth::load_or_create_secret(None, data_dir).expect("the server's secret");
-    buyline::auth::TokenSigner::from_secret(&secret)
+pub fn sign(data_dir: &std::path::Path, role: buyline::Role, subject: &str) -> String {
+    let secret = buyline::load_or_create_secret(None, data_dir).expect("the server's secret");
+    buyline::TokenSigner::from_secret(&secret)
         .expect("signer")
         .issue(subject, role, Duration::from_secs(3600))
 }

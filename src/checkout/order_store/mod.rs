@@ -36,7 +36,7 @@ use rustc_hash::FxHashSet;
 use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use crate::checkout::order_book::{Page, StoredOrder};
+use crate::checkout::order::{Page, StoredOrder};
 
 /// fjall's block cache, shared by every keyspace: the upper index blocks and the recent data.
 pub const CACHE_BYTES: u64 = 8 << 20;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use crate::checkout::order_book::StoredOrder;
+use crate::checkout::order::StoredOrder;
 use crate::checkout::order_store::OrderList;
 
 /// Stored orders kept, at most (about 1 KiB each with their index entries).

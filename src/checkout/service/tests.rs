@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::checkout::gateway::SandboxGateway;
-use crate::checkout::order_book::Page;
+use crate::checkout::order::Page;
 use crate::checkout::wallet::MasterKey;
 use crate::decorate::partner_index::PartnerIndex;
 use crate::model::Catalog;

@@ -1,0 +1,76 @@
+//! An order as checkout keeps it ([`StoredOrder`]), the id it gets ([`order_id_for`]) and the
+//! paging of the order lists ([`Page`]): the plain values the order book, the order store and
+//! the routes share, in a file of their own so the book and the store do not import each other.
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkout::fingerprint::RequestFingerprint;
+use crate::inventory::{HoldId, hold_id_text};
+use crate::model::Order;
+
+/// An order as the journal keeps it: the contract's ORDER plus who bought it, who sells it,
+/// and what the buyer agreed to share. Encoded as JSON inside the `Confirmed` record (the
+/// address's optional fields are skipped when empty, which bincode cannot round-trip).
+/// Never holds a card number or CVC: only the card's brand and last four digits, in `order`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOrder {
+    pub order: Order,
+    /// The buyer's customer id (the token subject).
+    pub customer: String,
+    /// The partner selling the product, when the order was placed.
+    pub partner: String,
+    /// The reservation this order bought, `res_...`.
+    pub reservation: String,
+    /// Whether the seller may see the card's brand and last four digits.
+    pub share_card_with_seller: bool,
+    /// The buyer's idempotency key, so a retry after a restart still finds this order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The keyed fingerprint of the request that made the order, when it had an idempotency
+    /// key: a retry under the key must match it. Absent in orders journaled before it
+    /// existed; those compare the reservation only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_fingerprint: Option<RequestFingerprint>,
+    /// The payment gateway's charge id, for refunds and reconciliation.
+    pub charge_id: String,
+}
+
+impl StoredOrder {
+    /// The bytes the journal keeps.
+    pub fn encode(&self) -> Vec<u8> {
+        // A struct of strings, integers and booleans always serialises.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads journal bytes back.
+    pub fn decode(bytes: &[u8]) -> Result<StoredOrder, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// The order id for the sale of hold `hold`: a hold is sold at most once, so its id names the
+/// order too, and a retried checkout of the same reservation finds the same order.
+pub fn order_id_for(hold: HoldId) -> String {
+    let reservation = hold_id_text(hold);
+    format!("ord_{}", reservation.trim_start_matches("res_"))
+}
+
+/// Paging for the order lists.
+#[derive(Clone, Copy, Debug)]
+pub struct Page<'a> {
+    /// Start after this order id (the last id of the previous page).
+    pub after: Option<&'a str>,
+    /// At most this many orders.
+    pub limit: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_ids_follow_their_reservation() {
+        assert_eq!(hold_id_text(0xab), "res_00000000000000ab");
+        assert_eq!(order_id_for(0xab), "ord_00000000000000ab");
+    }
+}
