@@ -9,13 +9,13 @@
 
 use anyhow::Context as _;
 
-use buyline::{
-    Address, CardBrand, CardSummary, Money, Novelty, Order, OrderStatus, OrderStore, StoredOrder,
-    hold_id_text, order_id_for,
-};
+use buyline::{Novelty, OrderStore, StoredOrder};
 
 #[path = "../tests/common/live_bytes.rs"]
 mod live_bytes;
+#[path = "../tests/common/sample_order.rs"]
+mod sample_order;
+use sample_order::sample_order;
 
 #[global_allocator]
 static GLOBAL: live_bytes::LiveBytes = live_bytes::LiveBytes;
@@ -68,39 +68,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An order like checkout's (as in `tests/order_memory.rs`), bought by one of 100,000 buyers.
+/// Order `n`, bought by one of 100,000 buyers (scattered, as a sale's are).
 fn order(n: u64) -> StoredOrder {
-    StoredOrder {
-        order: Order {
-            id: order_id_for(n),
-            status: OrderStatus::Confirmed,
-            product: "tee".into(),
-            quantity: 1,
-            total: Money {
-                amount: 3500,
-                currency: "usd".into(),
-            },
-            created_at: "2026-11-22T12:00:00.123Z".into(),
-            payment: CardSummary {
-                brand: CardBrand::Visa,
-                last4: "4242".into(),
-            },
-            shipping: Address {
-                name: format!("Buyer {n}"),
-                line1: "1 Loop Rd".into(),
-                line2: None,
-                city: "Austin".into(),
-                region: Some("TX".into()),
-                postal_code: "78701".into(),
-                country: "US".into(),
-            },
-        },
-        customer: format!("buyer-{}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 100_000),
-        partner: "red".into(),
-        reservation: hold_id_text(n),
-        share_card_with_seller: n.is_multiple_of(2),
-        idempotency_key: Some(format!("checkout-{n}")),
-        request_fingerprint: None,
-        charge_id: format!("ch_{n:016x}"),
-    }
+    let buyer = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 100_000;
+    sample_order(n, format!("buyer-{buyer}"))
 }

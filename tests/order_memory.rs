@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use buyline::{
-    Address, CardBrand, CardSummary, Money, Order, OrderBook, OrderStatus, StoredOrder,
-    hold_id_text, order_id_for,
-};
+use buyline::{OrderBook, StoredOrder, order_id_for};
 
 #[path = "common/live_bytes.rs"]
 mod live_bytes;
+#[path = "common/sample_order.rs"]
+mod sample_order;
+use sample_order::sample_order;
 
 #[global_allocator]
 static GLOBAL: live_bytes::LiveBytes = live_bytes::LiveBytes;
@@ -25,41 +25,9 @@ const MEASURED: u64 = 30_000;
 /// Checkouts storing at once (so the writer batches, as under load).
 const CONCURRENT: u64 = 64;
 
-/// An order like checkout's: a realistic address, a key and a fingerprint-sized field.
+/// Order `n`, bought by one of 5,000 buyers.
 fn order(n: u64) -> StoredOrder {
-    StoredOrder {
-        order: Order {
-            id: order_id_for(n),
-            status: OrderStatus::Confirmed,
-            product: "tee".into(),
-            quantity: 1,
-            total: Money {
-                amount: 3500,
-                currency: "usd".into(),
-            },
-            created_at: "2026-11-22T12:00:00.123Z".into(),
-            payment: CardSummary {
-                brand: CardBrand::Visa,
-                last4: "4242".into(),
-            },
-            shipping: Address {
-                name: format!("Buyer {n}"),
-                line1: "1 Loop Rd".into(),
-                line2: None,
-                city: "Austin".into(),
-                region: Some("TX".into()),
-                postal_code: "78701".into(),
-                country: "US".into(),
-            },
-        },
-        customer: format!("buyer-{}", n % 5000),
-        partner: "red".into(),
-        reservation: hold_id_text(n),
-        share_card_with_seller: n.is_multiple_of(2),
-        idempotency_key: Some(format!("checkout-{n}")),
-        request_fingerprint: None,
-        charge_id: format!("ch_{n:016x}"),
-    }
+    sample_order(n, format!("buyer-{}", n % 5000))
 }
 
 /// Stores orders `from..to`, `CONCURRENT` at a time.
