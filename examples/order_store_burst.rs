@@ -40,8 +40,17 @@ fn main() -> anyhow::Result<()> {
     let mut n = 0;
     while n < orders {
         batch.clear();
-        batch.extend((n..(n + BATCH).min(orders)).map(order));
-        store.apply(&batch, Novelty::New, None, false)?;
+        batch.extend((n..(n + BATCH).min(orders)).map(|n| {
+            let order = order(n);
+            let json = order.encode();
+            (order, json)
+        }));
+        store.apply(
+            batch.iter().map(|(order, json)| (order, json.as_slice())),
+            Novelty::New,
+            None,
+            false,
+        )?;
         n += batch.len() as u64;
         let heap = live_bytes::LiveBytes::now() - start;
         peak = peak.max(heap);

@@ -116,7 +116,7 @@ pub use inventory::stock::{Shortfall, StockWord};
 // Checkout (its bench, the order store's example and memory test).
 pub use checkout::fingerprint::FingerprintKey;
 pub use checkout::gateway::SandboxGateway;
-pub use checkout::order::{StoredOrder, order_id_for};
+pub use checkout::order::{EncodedOrder, StoredOrder, order_id_for};
 pub use checkout::order_book::OrderBook;
 pub use checkout::order_store::{Novelty, OrderStore};
 pub use checkout::request::CheckoutRequest;

@@ -28,7 +28,7 @@
 use std::sync::Arc;
 
 use crate::checkout::card::ValidCard;
-use crate::checkout::order::{Page, StoredOrder};
+use crate::checkout::order::{EncodedOrder, Page, StoredOrder};
 use crate::checkout::order_book::OrderBook;
 use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::wallet::{SavedAddress, SavedCard, StoredCard, Wallet, WalletError};
@@ -176,7 +176,7 @@ impl Store {
 /// Orders (blocking reads).
 impl Store {
     /// Adds an order whose sale is durable; waits while the store's writer is behind.
-    pub async fn insert_order(&self, order: Arc<StoredOrder>) -> Result<(), OrderStoreError> {
+    pub async fn insert_order(&self, order: EncodedOrder) -> Result<(), OrderStoreError> {
         match self {
             Store::Local(local) => local.orders.insert(order).await,
         }

@@ -38,7 +38,7 @@ async fn sell(book: &Arc<OrderBook>, from: u64, to: u64) {
             tokio::spawn(async move {
                 let mut n = from + lane;
                 while n < to {
-                    book.insert(Arc::new(order(n))).await.expect("stored");
+                    book.insert(order(n).into()).await.expect("stored");
                     n += CONCURRENT;
                 }
             })

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::checkout::order::{Page, StoredOrder};
+use crate::checkout::order::{EncodedOrder, Page, StoredOrder};
 use crate::checkout::order_store::recent::{MAX_UNSTORED, RECENT_ORDERS, RecentOrders};
 use crate::checkout::order_store::writer::StoreWriter;
 use crate::checkout::order_store::{Novelty, OrderList, OrderStore, OrderStoreError};
@@ -84,7 +84,7 @@ impl OrderBook {
     /// [`MAX_UNSTORED`] orders are already waiting for the store.
     ///
     /// Cost: a semaphore permit and three hash-map inserts; no disk access.
-    pub async fn insert(&self, order: Arc<StoredOrder>) -> Result<(), OrderStoreError> {
+    pub async fn insert(&self, order: EncodedOrder) -> Result<(), OrderStoreError> {
         let permit = self
             .room
             .acquire()
@@ -208,7 +208,8 @@ fn catch_up(
     } else {
         store.archive_watermark()?.min(recovered.archive_len)
     };
-    let mut batch: Vec<StoredOrder> = Vec::with_capacity(REPLAY_BATCH);
+    // Each order with the journal's bytes for it, which the store keeps as they are.
+    let mut batch: Vec<(StoredOrder, Vec<u8>)> = Vec::with_capacity(REPLAY_BATCH);
     if from < recovered.archive_len {
         let mut archive = ArchiveReader::open(&recovered.archive, from, recovered.archive_len)
             .map_err(|e| OrderStoreError::Io {
@@ -224,7 +225,7 @@ fn catch_up(
             read += 1;
             decode_into(&mut batch, bytes, read);
             if batch.len() == REPLAY_BATCH {
-                store.apply(&batch, Novelty::MayBeKnown, Some(end), false)?;
+                store.apply(with_json(&batch), Novelty::MayBeKnown, Some(end), false)?;
                 batch.clear();
             }
         }
@@ -233,13 +234,13 @@ fn catch_up(
         read += 1;
         decode_into(&mut batch, bytes, read);
         if batch.len() == REPLAY_BATCH {
-            store.apply(&batch, Novelty::MayBeKnown, None, false)?;
+            store.apply(with_json(&batch), Novelty::MayBeKnown, None, false)?;
             batch.clear();
         }
     }
     // Durable, with the watermark: the next start reads only what is archived after this one.
     store.apply(
-        &batch,
+        with_json(&batch),
         Novelty::MayBeKnown,
         Some(recovered.archive_len),
         true,
@@ -247,11 +248,16 @@ fn catch_up(
     Ok(read)
 }
 
-fn decode_into(batch: &mut Vec<StoredOrder>, bytes: &[u8], index: usize) {
+fn decode_into(batch: &mut Vec<(StoredOrder, Vec<u8>)>, bytes: &[u8], index: usize) {
     match StoredOrder::decode(bytes) {
-        Ok(order) => batch.push(order),
+        Ok(order) => batch.push((order, bytes.to_vec())),
         Err(error) => tracing::error!(index, %error, "a journaled order does not decode; skipped"),
     }
+}
+
+/// A replay batch as [`OrderStore::apply`] takes it.
+fn with_json(batch: &[(StoredOrder, Vec<u8>)]) -> impl Iterator<Item = (&StoredOrder, &[u8])> {
+    batch.iter().map(|(order, json)| (order, json.as_slice()))
 }
 
 #[cfg(test)]
@@ -353,11 +359,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let book = OrderBook::open(&dir.path().join("orders"), None).unwrap();
         for n in 1..=5 {
-            book.insert(Arc::new(order(n, "alice", "red", None)))
+            book.insert(EncodedOrder::from(order(n, "alice", "red", None)))
                 .await
                 .unwrap();
         }
-        book.insert(Arc::new(order(6, "bob", "red", None)))
+        book.insert(EncodedOrder::from(order(6, "bob", "red", None)))
             .await
             .unwrap();
         fn page(after: Option<&str>, limit: usize) -> Page<'_> {
@@ -383,7 +389,7 @@ mod tests {
         let unknown = book.of_customer("alice", page(Some("ord_x"), 10)).unwrap();
         assert!(unknown.is_empty());
         // The same order twice is kept once.
-        book.insert(Arc::new(order(1, "alice", "red", None)))
+        book.insert(EncodedOrder::from(order(1, "alice", "red", None)))
             .await
             .unwrap();
         book.until_stored().await;
@@ -396,9 +402,14 @@ mod tests {
         let book = OrderBook::open(&dir.path().join("orders"), None).unwrap();
         let count = RECENT_ORDERS as u64 + 10;
         for n in 0..count {
-            book.insert(Arc::new(order(n, "alice", "red", Some(&format!("k{n}")))))
-                .await
-                .unwrap();
+            book.insert(EncodedOrder::from(order(
+                n,
+                "alice",
+                "red",
+                Some(&format!("k{n}")),
+            )))
+            .await
+            .unwrap();
         }
         book.until_stored().await;
         assert_eq!(book.recent_len(), RECENT_ORDERS);
@@ -423,7 +434,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let book = OrderBook::open(&dir.path().join("orders"), None).unwrap();
         for n in 1..=3 {
-            book.insert(Arc::new(order(n, "alice", "red", None)))
+            book.insert(EncodedOrder::from(order(n, "alice", "red", None)))
                 .await
                 .unwrap();
         }
@@ -432,7 +443,7 @@ mod tests {
         let held = book.store.hold_writes();
         for n in 4..=6 {
             let key = format!("k{n}");
-            book.insert(Arc::new(order(n, "alice", "red", Some(&key))))
+            book.insert(EncodedOrder::from(order(n, "alice", "red", Some(&key))))
                 .await
                 .unwrap();
         }

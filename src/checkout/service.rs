@@ -25,7 +25,7 @@ use rustc_hash::FxHashMap;
 use crate::checkout::card::{ValidCard, validate_address, validate_card};
 use crate::checkout::fingerprint::{FingerprintKey, RequestFingerprint};
 use crate::checkout::gateway::{Charge, PaymentGateway};
-use crate::checkout::order::{StoredOrder, order_id_for};
+use crate::checkout::order::{EncodedOrder, StoredOrder, order_id_for};
 use crate::checkout::order_book::OrderBook;
 use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::request::{CheckoutRequest, Payment, Shipping};
@@ -272,9 +272,11 @@ impl CheckoutService {
             request_fingerprint: fingerprint,
             charge_id: receipt.charge_id.clone(),
         };
+        // Encoded once: the journal and the order store keep the same bytes.
+        let json = stored.encode();
         if let Err(error) = self
             .store
-            .confirm(customer, &request.reservation, Some(stored.encode()))
+            .confirm(customer, &request.reservation, Some(json.clone()))
             .await
         {
             // Charged but not sold (the hold expired meanwhile, or the journal failed): the
@@ -285,7 +287,11 @@ impl CheckoutService {
             return Err(error);
         }
         let stored = Arc::new(stored);
-        if let Err(error) = self.store.insert_order(Arc::clone(&stored)).await {
+        let encoded = EncodedOrder {
+            order: Arc::clone(&stored),
+            json,
+        };
+        if let Err(error) = self.store.insert_order(encoded).await {
             // Sold and durable: the buyer gets the order; the journal re-stores it on restart.
             tracing::error!(%error, order = %stored.order.id, "the order could not be stored");
         }

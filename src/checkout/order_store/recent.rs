@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use crate::checkout::order::StoredOrder;
+use crate::checkout::order::{EncodedOrder, StoredOrder};
 use crate::checkout::order_store::OrderList;
 
 /// Stored orders kept, at most (about 1 KiB each with their index entries).
@@ -35,7 +35,7 @@ pub struct RecentOrders {
 #[derive(Debug, Default)]
 struct Recent {
     /// Oldest first: stored orders, then the `unstored` ones in the order the writer takes them.
-    fifo: VecDeque<Arc<StoredOrder>>,
+    fifo: VecDeque<Entry>,
     by_id: FxHashMap<String, Arc<StoredOrder>>,
     /// (customer, idempotency key) to the order's id.
     by_key: FxHashMap<(String, String), String>,
@@ -45,6 +45,13 @@ struct Recent {
     taken: usize,
     /// No more orders come: the writer stores what is left and stops.
     closed: bool,
+}
+
+/// An order in the cache, with its JSON until the writer takes it.
+#[derive(Debug)]
+struct Entry {
+    order: Arc<StoredOrder>,
+    json: Option<Vec<u8>>,
 }
 
 impl RecentOrders {
@@ -61,7 +68,8 @@ impl RecentOrders {
     /// The caller holds room for it (at most [`MAX_UNSTORED`] unstored).
     ///
     /// Cost: three hash-map inserts and three `String` clones.
-    pub fn add(&self, order: Arc<StoredOrder>) -> bool {
+    pub fn add(&self, encoded: EncodedOrder) -> bool {
+        let EncodedOrder { order, json } = encoded;
         let mut recent = self.lock();
         if recent.by_id.contains_key(&order.order.id) {
             return false;
@@ -75,7 +83,10 @@ impl RecentOrders {
                 order.order.id.clone(),
             );
         }
-        recent.fifo.push_back(order);
+        recent.fifo.push_back(Entry {
+            order,
+            json: Some(json),
+        });
         recent.unstored += 1;
         debug_assert!(recent.unstored <= MAX_UNSTORED);
         drop(recent);
@@ -83,9 +94,10 @@ impl RecentOrders {
         true
     }
 
-    /// For the writer: up to `max` unstored orders not yet taken, oldest first, waiting up to
-    /// `wait` for one. Empty after `wait`, or once closed with nothing left (`closed` says).
-    pub fn take_unstored(&self, max: usize, wait: Duration) -> (Vec<Arc<StoredOrder>>, bool) {
+    /// For the writer: up to `max` unstored orders not yet taken, oldest first, with their
+    /// JSON (which the cache then drops), waiting up to `wait` for one. Empty after `wait`,
+    /// or once closed with nothing left (`closed` says).
+    pub fn take_unstored(&self, max: usize, wait: Duration) -> (Vec<EncodedOrder>, bool) {
         let mut recent = self.lock();
         if recent.unstored == recent.taken && !recent.closed {
             recent = match self.arrived.wait_timeout(recent, wait) {
@@ -95,7 +107,18 @@ impl RecentOrders {
         }
         let first = recent.fifo.len() - recent.unstored + recent.taken;
         let count = (recent.unstored - recent.taken).min(max);
-        let batch: Vec<_> = recent.fifo.range(first..first + count).cloned().collect();
+        let batch: Vec<_> = recent
+            .fifo
+            .range_mut(first..first + count)
+            .map(|entry| {
+                let json = entry.json.take();
+                EncodedOrder {
+                    // Taken once: an order is not taken twice, so the JSON is always here.
+                    json: json.unwrap_or_else(|| entry.order.encode()),
+                    order: Arc::clone(&entry.order),
+                }
+            })
+            .collect();
         recent.taken += count;
         let closed = recent.closed && recent.unstored == recent.taken;
         (batch, closed)
@@ -110,7 +133,7 @@ impl RecentOrders {
         recent.taken -= count;
         recent.unstored -= count;
         while recent.fifo.len() > self.capacity && recent.fifo.len() > recent.unstored {
-            let Some(oldest) = recent.fifo.pop_front() else {
+            let Some(Entry { order: oldest, .. }) = recent.fifo.pop_front() else {
                 break;
             };
             recent.by_id.remove(&oldest.order.id);
@@ -150,6 +173,7 @@ impl RecentOrders {
         recent
             .fifo
             .range(first..)
+            .map(|entry| &entry.order)
             .filter(|order| match list {
                 OrderList::Buyer(who) => order.customer == who,
                 OrderList::Partner(who) => order.partner == who,

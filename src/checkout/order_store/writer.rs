@@ -87,7 +87,9 @@ fn run(store: &OrderStore, recent: &RecentOrders, room: &Semaphore) {
         }
         let durable = last_durable.elapsed() >= DURABLE_EVERY;
         match store.apply(
-            batch.iter().map(|order| &**order),
+            batch
+                .iter()
+                .map(|encoded| (&*encoded.order, encoded.json.as_slice())),
             Novelty::New,
             None,
             durable,

@@ -362,7 +362,7 @@ async fn an_order_journaled_without_a_fingerprint_compares_its_reservation_only(
     assert!(json.get("request_fingerprint").is_none());
     json["charge_id"] = "ch_old".into();
     let old = StoredOrder::decode(&serde_json::to_vec(&json).unwrap()).unwrap();
-    shop.checkout.orders().insert(Arc::new(old)).await.unwrap();
+    shop.checkout.orders().insert(old.into()).await.unwrap();
     let replay = shop
         .buy("ada", keyed(&reservation, "5555555555554444", "old-key"))
         .await
