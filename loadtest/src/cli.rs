@@ -176,6 +176,10 @@ pub struct FlashSaleArgs {
     /// real client's retry-safe tap does).
     #[arg(long)]
     pub no_idempotency_keys: bool,
+    /// buyline's reservation attempts a second across all buyers, spaced evenly (0: as fast
+    /// as `--concurrency` allows; the Redis peer always runs unpaced).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -214,6 +218,11 @@ pub struct SoakArgs {
     /// Pay for holds (needs checkout on the server).
     #[arg(long)]
     pub checkout: bool,
+    /// Reservation attempts a second of the sales, spaced evenly (0: back to back, as fast as
+    /// they go). A steady rate keeps the server's live state (holds, keys in their window)
+    /// steady, so its memory can be judged flat or not.
+    #[arg(long, default_value_t = 0)]
+    pub sale_rate: u64,
 }
 
 /// `10s`, `250ms`, `2m`, `1h`, or plain seconds.

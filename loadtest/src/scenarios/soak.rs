@@ -98,8 +98,16 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
         peer: None,
         peer_only: false,
         no_idempotency_keys: false,
+        rate: args.sale_rate,
     };
     let fanout = crate::scenarios::fanout::run(&sub, &fanout_args);
+    // One schedule for every sale: the rate holds across the gaps between sales.
+    let pace = (args.sale_rate > 0).then(|| {
+        Arc::new(crate::scenarios::flash_sale::Pace::new(
+            Instant::now(),
+            args.sale_rate,
+        ))
+    });
     let sales = async {
         let end = Instant::now() + common.duration;
         let mut rounds = Vec::new();
@@ -114,6 +122,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
                 &args,
                 end - Instant::now(),
                 "sale",
+                pace.clone(),
             )
             .await;
             rounds.push((args, sale));
@@ -126,9 +135,10 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
         }
         rounds
     };
+    let rss = sample_rss(&target, common.duration);
     // The idle crowd answers no ping: it sends heartbeats instead, the whole run.
-    let (fanout, rounds) = tokio::select! {
-        results = async { tokio::join!(fanout, sales) } => results,
+    let (fanout, rounds, rss) = tokio::select! {
+        results = async { tokio::join!(fanout, sales, rss) } => results,
         () = held.keep_alive() => unreachable!("keep_alive never returns"),
     };
 
@@ -201,5 +211,75 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
             (after - before) / 1048576.0,
         );
     }
+    report_rss(&mut report, &rss, common.duration);
     Ok(report)
+}
+
+/// How often the soak reads the server's RSS, and from when it must stay flat.
+const RSS_EVERY: Duration = Duration::from_secs(10);
+const RSS_SETTLED: Duration = Duration::from_secs(60);
+/// How far RSS may move after [`RSS_SETTLED`], from its figure then (issue 11: "flat after the
+/// first minute, within 10 %"). Checked only on runs of at least twice that long.
+const RSS_FLAT_WITHIN: f64 = 0.10;
+
+/// The server's RSS every [`RSS_EVERY`] for `duration`: (seconds since the start, bytes).
+async fn sample_rss(target: &Target, duration: Duration) -> Vec<(u64, f64)> {
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(RSS_EVERY);
+    while start.elapsed() < duration {
+        tick.tick().await;
+        if let Ok(metrics) = target.metrics().await
+            && let Some(rss) = metrics.rss_bytes()
+        {
+            samples.push((start.elapsed().as_secs_f64().round() as u64, rss));
+        }
+    }
+    samples
+}
+
+/// RSS after the first minute against its figure at one minute: the live state (holds, keys in
+/// their window, caches) is full by then, so what still grows is a leak.
+fn report_rss(report: &mut Report, samples: &[(u64, f64)], duration: Duration) {
+    let settled = RSS_SETTLED.as_secs();
+    let Some(&(_, at_settled)) = samples.iter().find(|(t, _)| *t >= settled) else {
+        return;
+    };
+    let later: Vec<f64> = samples
+        .iter()
+        .filter(|(t, _)| *t >= settled)
+        .map(|(_, rss)| *rss)
+        .collect();
+    let low = later.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = later.iter().copied().fold(0.0, f64::max);
+    let mib = |bytes: f64| bytes / 1048576.0;
+    report.buyline("server RSS at 60 s", "MiB", mib(at_settled));
+    report.buyline(
+        "server RSS after 60 s, lowest",
+        "% of the 60 s figure",
+        100.0 * low / at_settled,
+    );
+    report.buyline(
+        "server RSS after 60 s, highest",
+        "% of the 60 s figure",
+        100.0 * high / at_settled,
+    );
+    let trace: Vec<String> = samples
+        .iter()
+        .map(|(t, rss)| format!("{t}s {:.0}", mib(*rss)))
+        .collect();
+    report.note(format!("server RSS every 10 s (MiB): {}", trace.join(", ")));
+    if duration >= 2 * RSS_SETTLED {
+        report.check(
+            "server RSS flat after the first minute (within 10 %)",
+            high <= at_settled * (1.0 + RSS_FLAT_WITHIN)
+                && low >= at_settled * (1.0 - RSS_FLAT_WITHIN),
+            format!(
+                "{:.0} MiB at 60 s, then {:.0}-{:.0} MiB",
+                mib(at_settled),
+                mib(low),
+                mib(high)
+            ),
+        );
+    }
 }

@@ -69,12 +69,49 @@ pub struct Sale {
     pub inventory: Option<(u64, u64, u64)>,
 }
 
+/// Spaces reservation attempts evenly across every buyer: attempt `k` is due at
+/// `start + k / rate`. The schedule is open: a slow reply delays its own buyer, never the
+/// attempts due after it (so a slow server shows as queueing, not as a lower offered rate).
+/// One pace may span several sales (the soak's): attempts due while no sale runs go out as soon
+/// as the next one starts, so the rate over any minute stays the same.
+pub struct Pace {
+    start: Instant,
+    rate: u64,
+    next: AtomicU64,
+}
+
+impl Pace {
+    pub fn new(start: Instant, rate: u64) -> Pace {
+        assert!(rate > 0, "a pace needs a rate");
+        Pace {
+            start,
+            rate,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits for the next attempt's turn; false when it falls after `deadline`.
+    async fn wait_turn(&self, deadline: Instant) -> bool {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let nanos = u128::from(k) * 1_000_000_000 / u128::from(self.rate);
+        let due = self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        if due >= deadline {
+            return false;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        true
+    }
+}
+
 /// Runs one sale against buyline with a fresh product of `args.stock` units.
+/// `pace`: the schedule to follow across sales; `None` makes one from `args.rate` (if any) for
+/// this sale alone.
 pub async fn run_buyline(
     common: &Common,
     args: &FlashSaleArgs,
     duration: Duration,
     label: &str,
+    pace: Option<Arc<Pace>>,
 ) -> Result<Sale> {
     let target = Target::new(&common.target)?;
     target.wait_ready(Duration::from_secs(10)).await?;
@@ -145,10 +182,12 @@ pub async fn run_buyline(
     let tester_before = peers::proc_cpu(std::process::id());
     let start = Instant::now();
     let deadline = start + duration;
+    let pace = pace.or_else(|| (args.rate > 0).then(|| Arc::new(Pace::new(start, args.rate))));
     let mut tasks = Vec::with_capacity(buyers.len());
     for (i, (mut buyer, token)) in buyers.into_iter().zip(tokens).enumerate() {
         let tally = tally.clone();
         let permits = permits.clone();
+        let pace = pace.clone();
         let product = product.clone();
         let mut reserve_rec = reserve_latency.recorder();
         let mut checkout_rec = checkout_latency.recorder();
@@ -158,6 +197,11 @@ pub async fn run_buyline(
             let mut n = 0u64;
             loop {
                 if tally.over.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    break;
+                }
+                if let Some(pace) = &pace
+                    && !pace.wait_turn(deadline).await
+                {
                     break;
                 }
                 let Ok(_permit) = permits.acquire().await else {
@@ -338,12 +382,12 @@ pub async fn run(common: &Common, args: &FlashSaleArgs) -> Result<Report> {
         "flash-sale",
         &common.target,
         json!({"buyers": args.buyers, "stock": args.stock, "concurrency": args.concurrency, "limit": args.limit,
-               "transport": args.transport, "checkout": args.checkout, "idempotency_keys": !args.no_idempotency_keys, "max_duration_s": common.duration.as_secs_f64(),
+               "transport": args.transport, "checkout": args.checkout, "idempotency_keys": !args.no_idempotency_keys, "rate": args.rate, "max_duration_s": common.duration.as_secs_f64(),
                "peer": args.peer.map(|_| "redis")}),
     );
     let mut buyline_rate = None;
     if !args.peer_only {
-        let sale = run_buyline(common, args, common.duration, "buyline").await?;
+        let sale = run_buyline(common, args, common.duration, "buyline", None).await?;
         buyline_rate = Some(sale.attempts as f64 / sale.elapsed.as_secs_f64());
         report_buyline(&mut report, args, &sale);
     }
