@@ -37,6 +37,7 @@
 //!   product is `idempotency_mismatch`), so `reserve` with a key touches `bl:idem:...` too;
 //! * release and checkout name only the hold, so they read its locator `bl:hold:ID` first;
 //! * checkout's order goes on the buyer's and the partner's lists and the orders stream.
+//!
 //! On a Cluster: give the locator the product's tag and route by a product hint in the hold id
 //! (or read the locator in a first call, which never changes once written); claim the
 //! idempotency key in its own slot before the product's call (and free it if the reserve
