@@ -375,6 +375,58 @@ async fn an_idempotent_retry_returns_the_same_hold_and_another_request_is_a_mism
 }
 
 #[tokio::test]
+async fn a_hold_made_through_one_node_is_replayed_released_and_sold_through_others() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b, c) = (
+        connect(&redis).await,
+        connect(&redis).await,
+        connect(&redis).await,
+    );
+    a.open_product(&product("boot", 3, 1, 120))
+        .await
+        .expect("open");
+    b.open_product(&product("boot", 3, 1, 120))
+        .await
+        .expect("a second node's upsert keeps the counts");
+    let first = a
+        .reserve("alice", "boot", 1, Some("tap"))
+        .await
+        .expect("reserved on A");
+    let again = b
+        .reserve("alice", "boot", 1, Some("tap"))
+        .await
+        .expect("the same key on B");
+    assert_eq!(
+        again.reservation.id, first.reservation.id,
+        "one reservation"
+    );
+    assert_eq!(
+        code(c.reserve("alice", "boot", 1, None).await),
+        ErrorCode::LimitExceeded,
+        "the limit is shared"
+    );
+    assert_eq!(
+        c.release("alice", &first.reservation.id)
+            .await
+            .expect("released on C"),
+        3
+    );
+    let bobs = b
+        .reserve("bob", "boot", 1, None)
+        .await
+        .expect("reserved on B");
+    let sale = a
+        .confirm("bob", &bobs.reservation.id, None)
+        .await
+        .expect("sold on A");
+    assert_eq!(sale.remaining, 2);
+    let counts = level(&c, "boot").await;
+    assert_eq!((counts.available, counts.held, counts.sold), (2, 0, 1));
+}
+
+#[tokio::test]
 async fn idempotency_keys_are_forgotten_after_their_window() {
     let Some(redis) = RedisServer::start() else {
         return;
@@ -842,8 +894,8 @@ async fn a_stock_subscriber_sees_each_change_with_a_rising_version() {
     );
 }
 
-/// The model test: random sequences against a sequential model, one fresh set of products
-/// and customers per case on one server.
+/// The model test: random sequences against a sequential model, through two nodes (two
+/// clients taking turns), one fresh set of products and customers per case on one server.
 mod model {
     use std::collections::BTreeMap;
 
@@ -1134,7 +1186,7 @@ mod model {
 
     /// One case: products and customers named after `case`, so cases share nothing.
     pub async fn run(
-        inventory: &RedisInventory,
+        nodes: &[RedisInventory; 2],
         case: usize,
         ops: Vec<Op>,
     ) -> Result<(), TestCaseError> {
@@ -1153,7 +1205,10 @@ mod model {
                 ..product(&format!("window-{case}"), 3, 0, 20)
             },
         ];
-        inventory.pin_clock(Some(START));
+        for node in nodes {
+            node.pin_clock(Some(START));
+        }
+        let inventory = &nodes[0];
         for p in &catalog {
             inventory.open_product(p).await.expect("open");
         }
@@ -1179,7 +1234,9 @@ mod model {
         };
         let unknown = format!("res_{:032x}", 0);
 
-        for op in ops {
+        for (step, op) in ops.into_iter().enumerate() {
+            // The nodes take turns: every call goes to the one store, whichever node makes it.
+            let inventory = &nodes[step % 2];
             inventory.pin_clock(Some(model.now));
             match op {
                 Op::Reserve {
@@ -1378,12 +1435,15 @@ mod model {
             .enable_all()
             .build()
             .expect("a runtime");
-        let inventory = runtime.block_on(super::connect(&redis));
+        let nodes = [
+            runtime.block_on(super::connect(&redis)),
+            runtime.block_on(super::connect(&redis)),
+        ];
         let cases = AtomicUsize::new(0);
         let mut runner = TestRunner::new(Config::with_cases(24));
         let outcome = runner.run(&prop::collection::vec(op(), 1..60), |ops| {
             let case = cases.fetch_add(1, Ordering::Relaxed);
-            runtime.block_on(run(&inventory, case, ops))
+            runtime.block_on(run(&nodes, case, ops))
         });
         if let Err(failure) = outcome {
             panic!("{failure}");

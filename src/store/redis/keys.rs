@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | `bl:{P}:product` | hash | `available`, `held`, `sold`, `total` (opening stock plus every restock), `version` (one more with every change); the rules `limit` (0: none), `hold_ms`, `starts_at` and `ends_at` (ms, both absent: always on sale), `open` (`1`, or `0` once deleted) | for good (a deleted product keeps its counts, so reopening it can never mint sold units) |
 //! | `bl:{P}:due` | sorted set | the ids of the product's live holds, scored by expiry (ms) | a hold leaves it when it ends |
-//! | `bl:{P}:hold:ID` | hash | `customer`, `quantity`, `expires_at` (ms), `counted` (`1`: counted toward the limit), `state` (`held` or `expired`) | deleted when released or sold; once expired, kept until a minute past its expiry (for `reservation_expired`), then Redis drops it |
+//! | `bl:{P}:hold:ID` | hash | `customer`, `quantity`, `expires_at` (ms), `counted` (`1`: counted toward the limit), `state` (`held` or `expired`) | deleted when released or sold; once expired, kept a minute past its expiry and at least a minute after the sweep (the functions' own clock check decides `reservation_expired`; the TTL only frees the memory), then Redis drops it |
 //! | `bl:{P}:units` | hash | customer to units held or bought (for limits); a customer at 0 is removed | for good |
 //!
 //! Keys that are not a product's (a Redis Cluster would put them in other slots; see the
