@@ -731,6 +731,46 @@ async fn the_library_is_loaded_again_after_a_function_flush() {
 }
 
 #[tokio::test]
+async fn an_older_library_is_replaced_and_a_newer_one_is_left_alone() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let source = include_str!("../src/store/redis/functions.lua");
+    let declared = format!("local VERSION = {}\n", buyline::LIBRARY_VERSION);
+    assert!(source.contains(&declared));
+    let mut raw = raw(&redis).await;
+    let version = |raw: &mut redis::aio::MultiplexedConnection| {
+        let mut raw = raw.clone();
+        async move {
+            redis::cmd("FCALL")
+                .arg("buyline_version")
+                .arg(0)
+                .query_async::<i64>(&mut raw)
+                .await
+                .expect("buyline_version")
+        }
+    };
+    for (loaded, kept) in [(0, false), (buyline::LIBRARY_VERSION + 1, true)] {
+        let _library: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(source.replace(&declared, &format!("local VERSION = {loaded}\n")))
+            .query_async(&mut raw)
+            .await
+            .expect("FUNCTION LOAD");
+        let connected = RedisInventory::connect(&redis.url(), KeyWindow::DEFAULT).await;
+        if kept {
+            let message = connected.err().expect("refused").to_string();
+            assert!(message.contains("newer than this node's"), "{message}");
+            assert_eq!(version(&mut raw).await, loaded);
+        } else {
+            connected.expect("connects, replacing the older library");
+            assert_eq!(version(&mut raw).await, buyline::LIBRARY_VERSION);
+        }
+    }
+}
+
+#[tokio::test]
 async fn connect_refuses_settings_that_could_lose_an_acknowledged_change() {
     let Some(redis) = RedisServer::start() else {
         return;
