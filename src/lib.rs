@@ -102,6 +102,7 @@ pub use fanout::timeline::Timeline;
 // The flash-sale engine and its journal.
 pub use inventory::idempotency::fingerprint as idempotency_fingerprint;
 pub use inventory::service::InventoryService;
+pub use inventory::service::{ReserveReply, ReservedHold};
 pub use inventory::{
     EXPIRED_RETENTION_MS, HoldId, Inventory, InventoryError, InventoryState, KEY_TTL_MS, KeyWindow,
     MAX_QUANTITY, Record, Reservation, ReserveRequest, Reserved, StockCounts, hold_id_text,
@@ -112,6 +113,13 @@ pub use journal::{Compactor, Journal, JournalError, JournalOptions, Lsn, Recover
 pub use inventory::customers::{CustomerUnits, Refusal};
 pub use inventory::hold::{Ending, HoldPhase, HoldState, end_hold};
 pub use inventory::stock::{Shortfall, StockWord};
+
+// Stock and holds in Redis (`tests/redis_store.rs`), and the errors every engine answers.
+pub use error::{ApiError, ErrorCode};
+pub use store::redis::{
+    LIBRARY_VERSION, LiveHold, OrderToStore, RESPONSE_TIMEOUT, RedisInventory, RedisStoreError,
+    STOCK_CHANNEL, Sale, StockLevel, StockUpdate, is_hold_id, new_hold_id,
+};
 
 // Checkout (its bench, the order store's example and memory test).
 pub use checkout::fingerprint::FingerprintKey;

@@ -23,7 +23,12 @@
 //! - the same plain values and errors as here (`ReserveReply`, `HoldView`, `Confirmed`,
 //!   `StockChange`, `ApiError`, `OrderStoreError`, `WalletError`).
 //!
+//! The Redis engine ([`redis`], stock and holds shared by every node) is built, not yet a
+//! variant here.
+//!
 //! The order and wallet calls block (they read files): callers run them off the async threads.
+
+pub(crate) mod redis;
 
 use std::sync::Arc;
 

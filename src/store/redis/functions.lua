@@ -1,0 +1,415 @@
+#!lua name=buyline
+-- buyline's stock and holds in Redis: one library of functions, each of which makes its whole
+-- decision atomically (Redis runs one function at a time) against the server's own clock.
+--
+-- The key layout is documented key by key in keys.rs; the Rust client builds the keys it passes
+-- in KEYS, and the functions build a product's other keys from the product id (they all share
+-- the product's `{product}` hash tag, so they live in one Cluster slot).
+--
+-- Every reply is an array whose first element says what happened: 'reserved', 'sold_out', ...
+-- (the contract's error codes), followed by that outcome's values. Counts and times are
+-- integers (times in milliseconds since the Unix epoch).
+--
+-- Invariants, for every product after every function: available + held + sold = total (the
+-- opening stock plus every restock), no count below zero, and `version` grows by one with
+-- every change. `save_counts` checks them before it writes: a broken one is an error and
+-- writes nothing of that change.
+--
+-- Clock: ARGV[1] of every function that reads the time is '' (the server's TIME) or, in
+-- tests only, a pinned time in milliseconds.
+
+-- Bump this with every change to the functions' keys, arguments or replies.
+local VERSION = 1
+
+-- How long an expired hold is remembered, so that a checkout just after expiry hears
+-- `reservation_expired` rather than `reservation_not_found` (the local engine keeps 60 s).
+local RETENTION_MS = 60000
+-- Most holds one call expires for one product: bounds the time one function runs.
+local EXPIRE_BATCH = 1000
+-- Most units a product holds, as in the local engine (a u32).
+local MAX_UNITS = 4294967295
+-- The channel every stock change is published on.
+local STOCK_CHANNEL = 'bl:stock'
+-- Every product ever opened (for the expiry sweep of every node).
+local PRODUCTS = 'bl:products'
+-- The orders stream keeps about this many entries (orders themselves stay in bl:order:*).
+local ORDERS_STREAM_MAXLEN = '1000000'
+
+local function now_ms(pinned)
+  if pinned ~= nil and pinned ~= '' then
+    return tonumber(pinned)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function product_key(p) return 'bl:{' .. p .. '}:product' end
+local function due_key(p) return 'bl:{' .. p .. '}:due' end
+local function hold_key(p, id) return 'bl:{' .. p .. '}:hold:' .. id end
+local function units_key(p) return 'bl:{' .. p .. '}:units' end
+local function locator_key(id) return 'bl:hold:' .. id end
+
+-- A product's counts and rules, or nil when it was never opened.
+local function load_product(pk)
+  local v = redis.call('HMGET', pk, 'available', 'held', 'sold', 'total', 'version',
+    'limit', 'hold_ms', 'starts_at', 'ends_at', 'open')
+  if not v[4] then
+    return nil
+  end
+  return {
+    available = tonumber(v[1]), held = tonumber(v[2]), sold = tonumber(v[3]),
+    total = tonumber(v[4]), version = tonumber(v[5]),
+    limit = tonumber(v[6]) or 0, hold_ms = tonumber(v[7]) or 120000,
+    starts_at = tonumber(v[8]), ends_at = tonumber(v[9]), open = v[10] == '1',
+  }
+end
+
+-- Writes a product's counts after checking the invariants, and publishes them.
+local function save_counts(p, pk, s)
+  if s.available < 0 or s.held < 0 or s.sold < 0 then
+    return error('buyline: a count of ' .. p .. ' would go below zero')
+  end
+  if s.available + s.held + s.sold ~= s.total or s.total > MAX_UNITS then
+    return error('buyline: the counts of ' .. p .. ' would not add up')
+  end
+  redis.call('HSET', pk, 'available', s.available, 'held', s.held, 'sold', s.sold,
+    'total', s.total, 'version', s.version)
+  redis.call('PUBLISH', STOCK_CHANNEL, cjson.encode({
+    product = p, available = s.available, held = s.held, sold = s.sold,
+    total = s.total, version = s.version,
+  }))
+end
+
+-- Takes `q` units off a customer's count (a limited product's); drops the field at zero.
+local function give_back_units(p, customer, q)
+  local left = redis.call('HINCRBY', units_key(p), customer, -q)
+  if left <= 0 then
+    redis.call('HDEL', units_key(p), customer)
+  end
+end
+
+-- Ends the product's holds due at `now` (at most EXPIRE_BATCH): their units go back to
+-- available, and each is kept, as expired, for RETENTION_MS after its expiry. Returns how many.
+local function expire_product(p, pk, s, now)
+  local dk = due_key(p)
+  local due = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, EXPIRE_BATCH)
+  if #due == 0 then
+    return 0
+  end
+  local holds = {}
+  for i, id in ipairs(due) do
+    local h = redis.call('HMGET', hold_key(p, id), 'customer', 'quantity', 'counted',
+      'expires_at', 'state')
+    if h[5] == 'held' then
+      local q = tonumber(h[2])
+      s.available = s.available + q
+      s.held = s.held - q
+      s.version = s.version + 1
+      holds[#holds + 1] = { id = id, customer = h[1], q = q, counted = h[3] == '1',
+        expires_at = tonumber(h[4]) }
+    end
+  end
+  if #holds > 0 then
+    save_counts(p, pk, s)
+  end
+  for _, h in ipairs(holds) do
+    if h.counted then
+      give_back_units(p, h.customer, h.q)
+    end
+    -- Kept at least a minute of Redis's time, however late the sweep ran: the function's
+    -- own clock check decides `reservation_expired`; the TTL only frees the memory.
+    local keep = h.expires_at + RETENTION_MS - now
+    if keep < RETENTION_MS then
+      keep = RETENTION_MS
+    end
+    redis.call('HSET', hold_key(p, h.id), 'state', 'expired')
+    redis.call('PEXPIRE', hold_key(p, h.id), keep)
+    redis.call('PEXPIRE', locator_key(h.id), keep)
+  end
+  redis.call('ZREM', dk, unpack(due))
+  return #holds
+end
+
+-- KEYS[1]: the product's key; KEYS[2]: the (customer, idempotency key)'s key, if any.
+-- ARGV: now, product, customer, quantity, new hold id, request fingerprint, key window (ms).
+local function reserve(keys, args)
+  local now = now_ms(args[1])
+  local p, customer, q, id, fp = args[2], args[3], tonumber(args[4]), args[5], args[6]
+  local window = tonumber(args[7])
+  local pk = keys[1]
+  local s = load_product(pk)
+  if s then
+    expire_product(p, pk, s, now)
+  end
+  local ik = keys[2]
+  if ik then
+    local k = redis.call('HMGET', ik, 'fp', 'at', 'hold', 'quantity', 'expires_at')
+    if k[1] and now < tonumber(k[2]) + window then
+      if k[1] ~= fp then
+        return { 'idempotency_mismatch' }
+      end
+      local remaining = 0
+      if s then
+        remaining = s.available
+      end
+      return { 'replayed', k[3], tonumber(k[4]), tonumber(k[5]), remaining }
+    end
+  end
+  if not s or not s.open then
+    return { 'not_found' }
+  end
+  if s.starts_at and now < s.starts_at then
+    return { 'sale_not_started', s.starts_at }
+  end
+  if s.ends_at and now >= s.ends_at then
+    return { 'sale_ended', s.ends_at }
+  end
+  if s.limit > 0 then
+    local units = tonumber(redis.call('HGET', units_key(p), customer)) or 0
+    if units + q > s.limit then
+      return { 'limit_exceeded', s.limit, units }
+    end
+  end
+  if s.available == 0 then
+    return { 'sold_out' }
+  end
+  if s.available < q then
+    return { 'insufficient_stock', s.available }
+  end
+  s.available = s.available - q
+  s.held = s.held + q
+  s.version = s.version + 1
+  save_counts(p, pk, s)
+  local expires_at = now + s.hold_ms
+  local counted = '0'
+  if s.limit > 0 then
+    counted = '1'
+    redis.call('HINCRBY', units_key(p), customer, q)
+  end
+  -- A live hold has no TTL: only an ending (here, never Redis's eviction) may end it.
+  redis.call('HSET', hold_key(p, id), 'customer', customer, 'quantity', q,
+    'expires_at', expires_at, 'counted', counted, 'state', 'held')
+  redis.call('SET', locator_key(id), p)
+  redis.call('ZADD', due_key(p), expires_at, id)
+  if ik then
+    redis.call('HSET', ik, 'fp', fp, 'at', now, 'hold', id, 'quantity', q,
+      'expires_at', expires_at)
+    redis.call('PEXPIRE', ik, window)
+  end
+  return { 'reserved', id, q, expires_at, s.available }
+end
+
+-- A hold as its customer may see it: the product, the hold's fields, or an error reply.
+local function find_hold(p, id, customer)
+  local h = redis.call('HMGET', hold_key(p, id), 'customer', 'quantity', 'expires_at',
+    'counted', 'state')
+  if not h[1] or h[1] ~= customer then
+    return nil
+  end
+  return { q = tonumber(h[2]), expires_at = tonumber(h[3]), counted = h[4] == '1',
+    state = h[5] }
+end
+
+-- KEYS[1]: the hold's locator. ARGV: now, customer, hold id.
+local function release(keys, args)
+  local now = now_ms(args[1])
+  local customer, id = args[2], args[3]
+  local p = redis.call('GET', keys[1])
+  if not p then
+    return { 'reservation_not_found' }
+  end
+  local pk = product_key(p)
+  local s = load_product(pk)
+  if not s then
+    return { 'reservation_not_found' }
+  end
+  expire_product(p, pk, s, now)
+  local h = find_hold(p, id, customer)
+  if not h or h.state ~= 'held' or now >= h.expires_at then
+    return { 'reservation_not_found' }
+  end
+  s.available = s.available + h.q
+  s.held = s.held - h.q
+  s.version = s.version + 1
+  save_counts(p, pk, s)
+  if h.counted then
+    give_back_units(p, customer, h.q)
+  end
+  redis.call('DEL', hold_key(p, id), keys[1])
+  redis.call('ZREM', due_key(p), id)
+  return { 'released', s.available }
+end
+
+-- KEYS[1]: the hold's locator; with an order also KEYS[2] the order, KEYS[3] the buyer's
+-- order list, KEYS[4] the partner's order list, KEYS[5] the orders stream and, with a
+-- checkout idempotency key, KEYS[6] that key. ARGV: now, customer, hold id, then with an
+-- order: its id and its bytes.
+local function confirm(keys, args)
+  local now = now_ms(args[1])
+  local customer, id = args[2], args[3]
+  local p = redis.call('GET', keys[1])
+  if not p then
+    return { 'reservation_not_found' }
+  end
+  local pk = product_key(p)
+  local s = load_product(pk)
+  if not s then
+    return { 'reservation_not_found' }
+  end
+  expire_product(p, pk, s, now)
+  local h = find_hold(p, id, customer)
+  if not h then
+    return { 'reservation_not_found' }
+  end
+  if h.state == 'expired' or (h.state == 'held' and now >= h.expires_at) then
+    if now < h.expires_at + RETENTION_MS then
+      return { 'reservation_expired' }
+    end
+    return { 'reservation_not_found' }
+  end
+  if h.state ~= 'held' then
+    return { 'reservation_not_found' }
+  end
+  s.held = s.held - h.q
+  s.sold = s.sold + h.q
+  s.version = s.version + 1
+  save_counts(p, pk, s)
+  -- Bought units always count toward a limit (one switched on later covers them too).
+  if not h.counted then
+    redis.call('HINCRBY', units_key(p), customer, h.q)
+  end
+  redis.call('DEL', hold_key(p, id), keys[1])
+  redis.call('ZREM', due_key(p), id)
+  if keys[2] then
+    local order_id = args[4]
+    redis.call('SET', keys[2], args[5])
+    redis.call('RPUSH', keys[3], order_id)
+    redis.call('RPUSH', keys[4], order_id)
+    redis.call('XADD', keys[5], 'MAXLEN', '~', ORDERS_STREAM_MAXLEN, '*',
+      'order', order_id, 'product', p, 'quantity', h.q)
+    if keys[6] then
+      redis.call('SET', keys[6], order_id)
+    end
+  end
+  return { 'confirmed', p, h.q, s.available }
+end
+
+-- KEYS[1]: the hold's locator. ARGV: now, customer, hold id. Reads only.
+local function hold_of(keys, args)
+  local now = now_ms(args[1])
+  local customer, id = args[2], args[3]
+  local p = redis.call('GET', keys[1])
+  if not p then
+    return { 'reservation_not_found' }
+  end
+  local h = find_hold(p, id, customer)
+  if not h then
+    return { 'reservation_not_found' }
+  end
+  if h.state == 'expired' or (h.state == 'held' and now >= h.expires_at) then
+    if now < h.expires_at + RETENTION_MS then
+      return { 'reservation_expired' }
+    end
+    return { 'reservation_not_found' }
+  end
+  if h.state ~= 'held' then
+    return { 'reservation_not_found' }
+  end
+  return { 'held', p, h.q, h.expires_at }
+end
+
+-- KEYS[1]: the product's key. ARGV: now, product. Returns how many holds it ended.
+local function expire_due(keys, args)
+  local now = now_ms(args[1])
+  local p, pk = args[2], keys[1]
+  local s = load_product(pk)
+  if not s then
+    return { 'expired', 0 }
+  end
+  return { 'expired', expire_product(p, pk, s, now) }
+end
+
+-- KEYS[1]: the product's key. ARGV: now, product, units to add.
+local function restock(keys, args)
+  local now = now_ms(args[1])
+  local p, pk, q = args[2], keys[1], tonumber(args[3])
+  local s = load_product(pk)
+  if not s or not s.open then
+    return { 'not_found' }
+  end
+  expire_product(p, pk, s, now)
+  if s.total + q > MAX_UNITS then
+    return { 'restock_too_large', MAX_UNITS - s.total }
+  end
+  s.available = s.available + q
+  s.total = s.total + q
+  s.version = s.version + 1
+  save_counts(p, pk, s)
+  return { 'restocked', s.available }
+end
+
+-- KEYS[1]: the product's key. ARGV: product, opening stock, per-customer limit (0: none),
+-- hold time (ms), sale start and end (ms; both '' for always on sale). A new product opens
+-- with its stock; a known one (open or closed) gets the new rules, is opened again, and
+-- keeps its counts.
+local function product_upsert(keys, args)
+  local p, pk = args[1], keys[1]
+  local stock = tonumber(args[2])
+  local rules = { 'limit', args[3], 'hold_ms', args[4], 'open', '1' }
+  if args[5] ~= '' then
+    rules[#rules + 1] = 'starts_at'
+    rules[#rules + 1] = args[5]
+    rules[#rules + 1] = 'ends_at'
+    rules[#rules + 1] = args[6]
+  end
+  local known = redis.call('HEXISTS', pk, 'total') == 1
+  redis.call('HDEL', pk, 'starts_at', 'ends_at')
+  redis.call('HSET', pk, unpack(rules))
+  if known then
+    return { 'updated' }
+  end
+  save_counts(p, pk, { available = stock, held = 0, sold = 0, total = stock, version = 0 })
+  redis.call('SADD', PRODUCTS, p)
+  return { 'opened' }
+end
+
+-- KEYS[1]: the product's key. Closes the product to reservations and restocks; its holds end
+-- normally and its counts stay.
+local function product_delete(keys, args)
+  if redis.call('HEXISTS', keys[1], 'total') == 0 then
+    return { 'not_found' }
+  end
+  redis.call('HSET', keys[1], 'open', '0')
+  return { 'closed' }
+end
+
+-- KEYS[1]: the product's key. Reads only.
+local function counts(keys, args)
+  local s = load_product(keys[1])
+  if not s then
+    return { 'not_found' }
+  end
+  local open = 0
+  if s.open then
+    open = 1
+  end
+  return { 'stock', s.available, s.held, s.sold, s.total, s.version, open }
+end
+
+local function version(keys, args)
+  return VERSION
+end
+
+redis.register_function{ function_name = 'buyline_version', callback = version,
+  flags = { 'no-writes' } }
+redis.register_function('buyline_reserve', reserve)
+redis.register_function('buyline_release', release)
+redis.register_function('buyline_confirm', confirm)
+redis.register_function{ function_name = 'buyline_hold_of', callback = hold_of,
+  flags = { 'no-writes' } }
+redis.register_function('buyline_expire_due', expire_due)
+redis.register_function('buyline_restock', restock)
+redis.register_function('buyline_product_upsert', product_upsert)
+redis.register_function('buyline_product_delete', product_delete)
+redis.register_function{ function_name = 'buyline_counts', callback = counts,
+  flags = { 'no-writes' } }

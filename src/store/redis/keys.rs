@@ -1,0 +1,119 @@
+//! The key layout in Redis: every key buyline writes, what it holds, who writes it and how
+//! long it lives. The functions (`functions.lua`) build a product's keys from its id the same
+//! way as the builders here; `keys_match_the_functions` (below) keeps the two in step.
+//!
+//! A product's keys share its `{product}` hash tag, so a Redis Cluster keeps them in one slot
+//! (product ids use only `A-Z a-z 0-9 _ . : -`, never a brace, so the tag is the whole id):
+//!
+//! | key | type | holds | lives |
+//! |---|---|---|---|
+//! | `bl:{P}:product` | hash | `available`, `held`, `sold`, `total` (opening stock plus every restock), `version` (one more with every change); the rules `limit` (0: none), `hold_ms`, `starts_at` and `ends_at` (ms, both absent: always on sale), `open` (`1`, or `0` once deleted) | for good (a deleted product keeps its counts, so reopening it can never mint sold units) |
+//! | `bl:{P}:due` | sorted set | the ids of the product's live holds, scored by expiry (ms) | a hold leaves it when it ends |
+//! | `bl:{P}:hold:ID` | hash | `customer`, `quantity`, `expires_at` (ms), `counted` (`1`: counted toward the limit), `state` (`held` or `expired`) | deleted when released or sold; once expired, kept a minute past its expiry and at least a minute after the sweep (the functions' own clock check decides `reservation_expired`; the TTL only frees the memory), then Redis drops it |
+//! | `bl:{P}:units` | hash | customer to units held or bought (for limits); a customer at 0 is removed | for good |
+//!
+//! Keys that are not a product's (a Redis Cluster would put them in other slots; see the
+//! module doc for what that needs):
+//!
+//! | key | type | holds | lives |
+//! |---|---|---|---|
+//! | `bl:hold:ID` | string | the product of hold `ID` (release and checkout name only the hold) | as the hold's key |
+//! | `bl:idem:N:CUSTOMER:KEY` | hash | a reservation idempotency key: `fp` (the request's fingerprint), `at` (first use, ms), `hold`, `quantity`, `expires_at` | `--idempotency-window` from its first use |
+//! | `bl:products` | set | every product id ever opened, for the expiry sweep | for good |
+//! | `bl:order:ORDER` | string | an order's bytes, as checkout encoded them | for good |
+//! | `bl:orders:buyer:N:CUSTOMER` | list | the buyer's order ids, oldest first | for good |
+//! | `bl:orders:partner:PARTNER` | list | the partner's order ids, oldest first | for good |
+//! | `bl:checkout:N:CUSTOMER:KEY` | string | the order id a buyer's checkout idempotency key produced | for good, as the order |
+//! | `bl:orders` | stream | one entry per sale: `order`, `product`, `quantity` | about the last million entries |
+//!
+//! `N` is the customer id's length in bytes: customer ids are the token's subject and may
+//! contain `:`, so the length keeps `CUSTOMER:KEY` unambiguous. Stock changes are published on
+//! the channel `bl:stock` (see `values::StockUpdate`).
+
+/// The channel every stock change is published on.
+pub const STOCK_CHANNEL: &str = "bl:stock";
+
+/// Every product ever opened.
+pub const PRODUCTS: &str = "bl:products";
+
+/// The orders stream.
+pub const ORDERS_STREAM: &str = "bl:orders";
+
+/// A product's counts and rules.
+pub fn product(product: &str) -> String {
+    format!("bl:{{{product}}}:product")
+}
+
+/// A product's per-customer units.
+pub fn units(product: &str) -> String {
+    format!("bl:{{{product}}}:units")
+}
+
+/// A product's live holds by expiry.
+pub fn due(product: &str) -> String {
+    format!("bl:{{{product}}}:due")
+}
+
+/// The product a hold belongs to.
+pub fn hold_locator(hold: &str) -> String {
+    format!("bl:hold:{hold}")
+}
+
+/// A customer's reservation idempotency key.
+pub fn idempotency(customer: &str, key: &str) -> String {
+    format!("bl:idem:{}:{customer}:{key}", customer.len())
+}
+
+/// An order's bytes.
+pub fn order(order: &str) -> String {
+    format!("bl:order:{order}")
+}
+
+/// A buyer's order ids.
+pub fn buyer_orders(customer: &str) -> String {
+    format!("bl:orders:buyer:{}:{customer}", customer.len())
+}
+
+/// A partner's order ids.
+pub fn partner_orders(partner: &str) -> String {
+    format!("bl:orders:partner:{partner}")
+}
+
+/// The order a buyer's checkout idempotency key produced.
+pub fn checkout_key(customer: &str, key: &str) -> String {
+    format!("bl:checkout:{}:{customer}:{key}", customer.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FUNCTIONS: &str = include_str!("functions.lua");
+
+    #[test]
+    fn keys_match_the_functions() {
+        // The functions build a product's keys and a hold's locator themselves.
+        for (built, pattern) in [
+            (product("P"), "'bl:{' .. p .. '}:product'"),
+            (due("P"), "'bl:{' .. p .. '}:due'"),
+            (units("P"), "'bl:{' .. p .. '}:units'"),
+            (hold_locator("ID"), "'bl:hold:' .. id"),
+        ] {
+            assert!(FUNCTIONS.contains(pattern), "functions.lua lacks {pattern}");
+            let expected = pattern
+                .replace("' .. p .. '", "P")
+                .replace("' .. id", "ID")
+                .replace('\'', "");
+            assert_eq!(built, expected);
+        }
+        assert!(FUNCTIONS.contains(&format!("local STOCK_CHANNEL = '{STOCK_CHANNEL}'")));
+        assert!(FUNCTIONS.contains(&format!("local PRODUCTS = '{PRODUCTS}'")));
+    }
+
+    #[test]
+    fn a_customer_id_with_colons_cannot_collide_with_another_key() {
+        assert_ne!(idempotency("a:b", "c"), idempotency("a", "b:c"));
+        assert_ne!(checkout_key("a:b", "c"), checkout_key("a", "b:c"));
+        assert_eq!(product("tee-1"), "bl:{tee-1}:product");
+    }
+}

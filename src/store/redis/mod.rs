@@ -1,0 +1,61 @@
+//! Stock and holds in Redis, shared by every node: the engine behind `--store redis://...`
+//! (the flag and the `Store` variant come next; this is the engine on its own).
+//!
+//! # Layout
+//!
+//! * `functions.lua`: one Redis Function library (`#!lua name=buyline`), versioned. Each
+//!   function (`buyline_reserve`, `_release`, `_confirm`, `_hold_of`, `_expire_due`,
+//!   `_restock`, `_product_upsert`, `_product_delete`, `_counts`, `_version`) makes its whole
+//!   decision atomically (Redis runs one function at a time) against Redis's own `TIME`: first
+//!   the product's due holds expire, then the sale window, the per-customer limit, the
+//!   idempotency key (the local engine's fingerprint rule), the stock; every change bumps the
+//!   product's version and is published on `bl:stock`.
+//! * [`keys`]: the key layout, key by key.
+//! * [`library`]: loading the library (at connect, and again if Redis lost it).
+//! * [`durability`]: the settings checked at connect (`appendonly yes`, `appendfsync
+//!   always`, `maxmemory-policy noeviction`).
+//! * [`hold_id`]: random 128-bit hold ids, unique across nodes.
+//! * [`reply`]: a function's reply, read without a panic.
+//! * [`values`]: the plain values where the local engine's do not fit.
+//! * [`inventory`]: [`RedisInventory`], the client every node uses.
+//! * [`error`]: why the engine could not start.
+//!
+//! # Invariants
+//!
+//! The local engine's, held by Redis running one function at a time instead of by
+//! compare-and-swap: `available + held + sold = total` for every product after every function
+//! (each function checks it before it writes), a hold ends exactly once (released, expired or
+//! sold: whichever function runs first deletes or marks it), a limited product's customer never
+//! holds plus buys more than the limit, and every change is in the append-only file, fsynced,
+//! before Redis answers (`appendfsync always`, checked at connect).
+//!
+//! # One primary, and what a Redis Cluster would need
+//!
+//! This increment targets one Redis primary. A product's keys share its `{product}` hash tag,
+//! so a Cluster could put products on different shards, but three things cross products:
+//! * an idempotency key is the customer's, not the product's (the same key with another
+//!   product is `idempotency_mismatch`), so `reserve` with a key touches `bl:idem:...` too;
+//! * release and checkout name only the hold, so they read its locator `bl:hold:ID` first;
+//! * checkout's order goes on the buyer's and the partner's lists and the orders stream.
+//!
+//! On a Cluster: give the locator the product's tag and route by a product hint in the hold id
+//! (or read the locator in a first call, which never changes once written); claim the
+//! idempotency key in its own slot before the product's call (and free it if the reserve
+//! fails); and write the order's lists in a second step from the orders stream (an order is
+//! first readable by id, with its product's tag, then listed).
+
+mod durability;
+mod error;
+mod hold_id;
+mod inventory;
+mod keys;
+mod library;
+mod reply;
+mod values;
+
+pub use error::RedisStoreError;
+pub use hold_id::{is_hold_id, new_hold_id};
+pub use inventory::{RESPONSE_TIMEOUT, RedisInventory};
+pub use keys::STOCK_CHANNEL;
+pub use library::VERSION as LIBRARY_VERSION;
+pub use values::{LiveHold, OrderToStore, Sale, StockLevel, StockUpdate};
