@@ -44,18 +44,22 @@
 //! fails); and write the order's lists in a second step from the orders stream (an order is
 //! first readable by id, with its product's tag, then listed).
 
+mod charging;
 mod durability;
 mod error;
 mod hold_id;
 mod inventory;
 mod keys;
 mod library;
+mod orders;
 mod reply;
 mod values;
 
+pub use charging::{ChargeToMark, ChargeToRefund, MAX_CLAIMS, UnsoldHold};
 pub use error::RedisStoreError;
 pub use hold_id::{is_hold_id, new_hold_id};
 pub use inventory::{RESPONSE_TIMEOUT, RedisInventory};
 pub use keys::STOCK_CHANNEL;
 pub use library::VERSION as LIBRARY_VERSION;
+pub use orders::MAX_ORDERS_PAGE;
 pub use values::{LiveHold, OrderToStore, Sale, StockLevel, StockUpdate};
