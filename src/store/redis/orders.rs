@@ -99,10 +99,7 @@ impl RedisInventory {
             OrderList::Partner(partner) => keys::partner_orders(partner),
         };
         let mut cmd: Cmd = fcall("buyline_orders_page");
-        cmd.arg(1)
-            .arg(key)
-            .arg(page.after.unwrap_or(""))
-            .arg(limit);
+        cmd.arg(1).arg(key).arg(page.after.unwrap_or("")).arg(limit);
         let reply = self.run("orders_page", &cmd).await?;
         if reply.outcome() != "page" {
             return Err(malformed("orders_page", reply.unexpected()));
