@@ -185,3 +185,34 @@ fn claims_of(reply: &Reply) -> Result<Vec<ChargeToRefund>, MalformedReply> {
     }
     Ok(claims)
 }
+
+#[cfg(test)]
+mod tests {
+    use redis::Value;
+
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn claimed(values: &[&str]) -> Reply {
+        let mut items = vec![bulk("claimed")];
+        items.extend(values.iter().map(|v| bulk(v)));
+        Reply::read(Value::Array(items)).expect("a reply")
+    }
+
+    #[test]
+    fn a_claimed_reply_reads_into_charges_and_a_bad_one_is_an_error() {
+        let one = ["res_1", "ord_1", "2500", "usd", "ann", "17", "gone"];
+        let claims = claims_of(&claimed(&one)).expect("claims");
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].amount.amount, 2500);
+        assert_eq!(claims[0].hold, UnsoldHold::Gone);
+        assert!(claims_of(&claimed(&one[..6])).is_err(), "a value short");
+        let mut sold = one;
+        sold[6] = "sold";
+        assert!(claims_of(&claimed(&sold)).is_err(), "an unknown ending");
+        assert!(claims_of(&claimed(&[])).expect("none").is_empty());
+    }
+}
