@@ -117,9 +117,9 @@ pub use inventory::stock::{Shortfall, StockWord};
 // Stock and holds in Redis (`tests/redis_store.rs`), and the errors every engine answers.
 pub use error::{ApiError, ErrorCode};
 pub use store::redis::{
-    ChargeToMark, ChargeToRefund, LIBRARY_VERSION, LiveHold, MAX_CLAIMS, MAX_ORDERS_PAGE,
-    OrderToStore, RESPONSE_TIMEOUT, RedisInventory, RedisStoreError, STOCK_CHANNEL, Sale,
-    StockLevel, StockUpdate, UnsoldHold, is_hold_id, new_hold_id,
+    ChargeToMark, ChargeToRefund, LIBRARY_VERSION, LiveHold, MAX_CLAIMS, MAX_GRACE,
+    MAX_ORDERS_PAGE, OrderToStore, RESPONSE_TIMEOUT, RedisInventory, RedisStoreError,
+    STOCK_CHANNEL, Sale, StockLevel, StockUpdate, UnsoldHold, is_hold_id, new_hold_id,
 };
 
 // Checkout (its bench, the order store's example and memory test).

@@ -37,6 +37,10 @@ pub const MAX_CLAIMS: usize = 1000;
 /// Longest gateway key, customer id or currency a marker holds: a marker is small.
 const MAX_FIELD_LEN: usize = 512;
 
+/// Longest grace period a sweep takes (a longer one is taken as this): far above any
+/// gateway's timeout, and keeps the functions' millisecond arithmetic exact.
+pub const MAX_GRACE: Duration = Duration::from_secs(24 * 3600);
+
 /// A charge about to be made for a hold.
 #[derive(Clone, Copy, Debug)]
 pub struct ChargeToMark<'a> {
@@ -114,7 +118,8 @@ impl RedisInventory {
         }
     }
 
-    /// Claims up to `most` (at most [`MAX_CLAIMS`]) markers older than `grace` whose hold
+    /// Claims up to `most` (at most [`MAX_CLAIMS`]) markers older than `grace` (at most
+    /// [`MAX_GRACE`]; give at least the gateway's timeout) whose hold
     /// ended unsold, for this node to refund. Two nodes sweeping at once never claim the same
     /// marker; one claimed and not reported [`RedisInventory::refunded`] within `grace` is
     /// claimable again.
@@ -127,7 +132,8 @@ impl RedisInventory {
         if most == 0 {
             return Ok(Vec::new());
         }
-        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        // At most a day in ms: fits a u64.
+        let grace_ms = grace.min(MAX_GRACE).as_millis() as u64;
         let mut cmd = fcall("buyline_charges_to_refund");
         cmd.arg(1)
             .arg(keys::CHARGING)

@@ -67,7 +67,7 @@ mod orders;
 mod reply;
 mod values;
 
-pub use charging::{ChargeToMark, ChargeToRefund, MAX_CLAIMS, UnsoldHold};
+pub use charging::{ChargeToMark, ChargeToRefund, MAX_CLAIMS, MAX_GRACE, UnsoldHold};
 pub use error::RedisStoreError;
 pub use hold_id::{is_hold_id, new_hold_id};
 pub use inventory::{RESPONSE_TIMEOUT, RedisInventory};
