@@ -417,6 +417,21 @@ async fn only_the_buyers_live_hold_can_be_marked() {
         ErrorCode::ReservationNotFound,
         "another buyer's hold"
     );
+    let negative = Money {
+        amount: -1,
+        currency: "usd".to_owned(),
+    };
+    assert_eq!(
+        code(
+            node.mark_charging(&ChargeToMark {
+                amount: &negative,
+                ..charge("ann")
+            })
+            .await
+        ),
+        ErrorCode::BadRequest,
+        "a negative amount"
+    );
     node.pin_clock(Some(START + 5_000));
     assert_eq!(
         code(node.mark_charging(&charge("ann")).await),

@@ -100,6 +100,9 @@ impl RedisInventory {
                 )));
             }
         }
+        if charge.amount.amount < 0 {
+            return Err(ApiError::bad_request("a charge's amount is not negative"));
+        }
         let mut cmd = fcall("buyline_mark_charging");
         cmd.arg(3)
             .arg(keys::hold_locator(charge.reservation))
