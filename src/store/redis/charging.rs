@@ -20,7 +20,10 @@
 //!   can be retried; a charge is never refunded for a sale).
 //!
 //! The grace period must exceed the gateway's timeout: a younger marker may belong to a
-//! checkout still waiting for the gateway, which will sell the hold or refund by itself.
+//! checkout still waiting for the gateway, which will sell the hold or refund by itself (and
+//! then report `refunded`, so the sweep does not refund it again). A marker whose hold is
+//! still live waits for the hold's expiry: until then a checkout may still sell it; one
+//! released early is therefore refunded by the sweep at the latest at its hold's expiry.
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
-//! Stock, holds, orders and charging markers in Redis, shared by every node: the engine behind `--store redis://...`
-//! (the flag and the `Store` variant come next; this is the engine on its own).
+//! Stock, holds, orders and charging markers in Redis, shared by every node: the engine behind
+//! `--store redis://...` (the flag and the `Store` variant come next; this is the engine on its
+//! own).
 //!
 //! # Layout
 //!
