@@ -142,3 +142,17 @@ fn decode(id: &str, bytes: &[u8]) -> Result<Arc<StoredOrder>, ApiError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redis::charging::MAX_CLAIMS;
+    use crate::store::redis::library::SOURCE;
+
+    #[test]
+    fn the_page_limits_are_the_librarys() {
+        // The library clamps pages and sweeps to its MAX_PAGE; this side must not expect more.
+        assert!(SOURCE.contains(&format!("\nlocal MAX_PAGE = {MAX_ORDERS_PAGE}\n")));
+        assert_eq!(MAX_CLAIMS, MAX_ORDERS_PAGE);
+    }
+}
