@@ -281,6 +281,46 @@ async fn orders_sold_through_one_node_are_read_back_through_another_by_id_key_an
 }
 
 #[tokio::test]
+async fn paging_through_a_long_list_returns_every_order_once_oldest_first() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let node = connect(&redis).await;
+    node.open_product(&product("coat", "acme", 100, 120))
+        .await
+        .expect("open");
+    let mut sold = Vec::new();
+    for i in 0..25 {
+        let buyer = if i % 5 == 0 { "bob" } else { "ann" };
+        sold.push(buy(&node, buyer, "coat", "acme", None).await.order.id);
+    }
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let page = node
+            .orders_of_partner("acme", page(after.as_deref(), 4))
+            .await
+            .expect("a page");
+        assert!(page.len() <= 4);
+        let Some(last) = page.last() else { break };
+        after = Some(last.order.id.clone());
+        paged.extend(ids(&page));
+    }
+    assert_eq!(paged, sold, "every order once, in the order sold");
+    let anns: Vec<String> = sold
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 != 0)
+        .map(|(_, id)| id.clone())
+        .collect();
+    let all = node
+        .orders_of_customer("ann", page(None, 1_000_000))
+        .await
+        .expect("a page larger than the largest");
+    assert_eq!(ids(&all), anns);
+}
+
+#[tokio::test]
 async fn an_order_whose_bytes_are_damaged_is_an_error_not_a_panic() {
     let Some(redis) = RedisServer::start() else {
         return;
