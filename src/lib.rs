@@ -117,14 +117,15 @@ pub use inventory::stock::{Shortfall, StockWord};
 // Stock and holds in Redis (`tests/redis_store.rs`), and the errors every engine answers.
 pub use error::{ApiError, ErrorCode};
 pub use store::redis::{
-    LIBRARY_VERSION, LiveHold, OrderToStore, RESPONSE_TIMEOUT, RedisInventory, RedisStoreError,
-    STOCK_CHANNEL, Sale, StockLevel, StockUpdate, is_hold_id, new_hold_id,
+    ChargeToMark, ChargeToRefund, LIBRARY_VERSION, LiveHold, MAX_CLAIMS, MAX_GRACE,
+    MAX_ORDERS_PAGE, OrderToStore, RESPONSE_TIMEOUT, RedisInventory, RedisStoreError,
+    STOCK_CHANNEL, Sale, StockLevel, StockUpdate, UnsoldHold, is_hold_id, new_hold_id,
 };
 
 // Checkout (its bench, the order store's example and memory test).
 pub use checkout::fingerprint::FingerprintKey;
 pub use checkout::gateway::SandboxGateway;
-pub use checkout::order::{EncodedOrder, StoredOrder, order_id_for};
+pub use checkout::order::{EncodedOrder, Page, StoredOrder, order_id_for};
 pub use checkout::order_book::OrderBook;
 pub use checkout::order_store::{Novelty, OrderStore};
 pub use checkout::request::CheckoutRequest;

@@ -18,6 +18,9 @@
 //! - orders: an order readable from the moment its sale is durable (`confirm` carries the
 //!   order's bytes with the sale), by id, by the buyer's idempotency key, and paged by buyer
 //!   and by partner, oldest first;
+//! - charges (with several nodes): a charge whose hold never sold is refunded even when the
+//!   node that made it died between the gateway and the sale (the Redis engine's "charging"
+//!   marker, claimed by one node's sweep; on one node, checkout refunds it itself);
 //! - wallets: saved cards and addresses per customer, never a card number or CVC in the clear
 //!   at rest, and deleted for good when a buyer deletes them;
 //! - the same plain values and errors as here (`ReserveReply`, `HoldView`, `Confirmed`,

@@ -631,13 +631,13 @@ async fn a_sale_stores_its_order_lists_it_for_buyer_and_partner_and_streams_it()
     let stored: Vec<u8> = raw.get("bl:order:ord_1").await.expect("GET");
     assert_eq!(stored, order_json);
     let buyer: Vec<String> = raw
-        .lrange("bl:orders:buyer:5:ann:1", 0, -1)
+        .zrange("bl:orders:buyer:5:ann:1", 0, -1)
         .await
-        .expect("LRANGE");
+        .expect("ZRANGE");
     let partner: Vec<String> = raw
-        .lrange("bl:orders:partner:acme", 0, -1)
+        .zrange("bl:orders:partner:acme", 0, -1)
         .await
-        .expect("LRANGE");
+        .expect("ZRANGE");
     assert_eq!(
         (buyer, partner),
         (vec!["ord_1".to_owned()], vec!["ord_1".to_owned()])

@@ -19,7 +19,7 @@
 -- tests only, a pinned time in milliseconds.
 
 -- Bump this with every change to the functions' keys, arguments or replies.
-local VERSION = 1
+local VERSION = 2
 
 -- How long an expired hold is remembered, so that a checkout just after expiry hears
 -- `reservation_expired` rather than `reservation_not_found` (the local engine keeps 60 s).
@@ -34,6 +34,10 @@ local STOCK_CHANNEL = 'bl:stock'
 local PRODUCTS = 'bl:products'
 -- The orders stream keeps about this many entries (orders themselves stay in bl:order:*).
 local ORDERS_STREAM_MAXLEN = '1000000'
+-- The holds being charged through the gateway, scored by when the sweep may next look at them.
+local CHARGING = 'bl:charging'
+-- Most orders one page returns, and most markers one sweep claims.
+local MAX_PAGE = 1000
 
 local function now_ms(pinned)
   if pinned ~= nil and pinned ~= '' then
@@ -48,6 +52,14 @@ local function due_key(p) return 'bl:{' .. p .. '}:due' end
 local function hold_key(p, id) return 'bl:{' .. p .. '}:hold:' .. id end
 local function units_key(p) return 'bl:{' .. p .. '}:units' end
 local function locator_key(id) return 'bl:hold:' .. id end
+local function order_key(id) return 'bl:order:' .. id end
+local function charging_key(id) return 'bl:charging:' .. id end
+
+-- Appends `order_id` to an order list (a sorted set scored by position: 1, 2, ...), unless it
+-- is there. Orders never leave a list, so its size is its last position.
+local function list_order(list, order_id)
+  redis.call('ZADD', list, 'NX', redis.call('ZCARD', list) + 1, order_id)
+end
 
 -- A product's counts and rules, or nil when it was never opened.
 local function load_product(pk)
@@ -280,11 +292,14 @@ local function confirm(keys, args)
   end
   redis.call('DEL', hold_key(p, id), keys[1])
   redis.call('ZREM', due_key(p), id)
+  -- Sold: its charge, if one was being made, is paid for and must never be refunded.
+  redis.call('DEL', charging_key(id))
+  redis.call('ZREM', CHARGING, id)
   if keys[2] then
     local order_id = args[4]
     redis.call('SET', keys[2], args[5])
-    redis.call('RPUSH', keys[3], order_id)
-    redis.call('RPUSH', keys[4], order_id)
+    list_order(keys[3], order_id)
+    list_order(keys[4], order_id)
     redis.call('XADD', keys[5], 'MAXLEN', '~', ORDERS_STREAM_MAXLEN, '*',
       'order', order_id, 'product', p, 'quantity', h.q)
     if keys[6] then
@@ -396,6 +411,121 @@ local function counts(keys, args)
   return { 'stock', s.available, s.held, s.sold, s.total, s.version, open }
 end
 
+-- KEYS[1]: an order list. ARGV: the id to start after ('' for the start), most orders.
+-- Reads only. Replies 'page' then each order's id and bytes (nil if the bytes are missing),
+-- oldest first; an `after` id not in the list gives an empty page. Cost: O(log n + limit).
+local function orders_page(keys, args)
+  local list, after, limit = keys[1], args[1], tonumber(args[2])
+  if limit > MAX_PAGE then
+    limit = MAX_PAGE
+  end
+  local from = '-inf'
+  if after ~= '' then
+    local at = redis.call('ZSCORE', list, after)
+    if not at then
+      return { 'page' }
+    end
+    from = '(' .. at
+  end
+  local reply = { 'page' }
+  if limit <= 0 then
+    return reply
+  end
+  local ids = redis.call('ZRANGE', list, from, '+inf', 'BYSCORE', 'LIMIT', 0, limit)
+  for _, order_id in ipairs(ids) do
+    reply[#reply + 1] = order_id
+    reply[#reply + 1] = redis.call('GET', order_key(order_id))
+  end
+  return reply
+end
+
+-- KEYS[1]: the hold's locator, KEYS[2]: its charging marker, KEYS[3]: CHARGING. ARGV: now,
+-- customer, hold id, the gateway's idempotency key, amount, currency. Marks the customer's
+-- live hold as being charged (again, on a retry: the marker's time moves to now). A hold
+-- that is not live gets no marker (a sold one must never look unsold).
+local function mark_charging(keys, args)
+  local now = now_ms(args[1])
+  local customer, id = args[2], args[3]
+  local p = redis.call('GET', keys[1])
+  if not p then
+    return { 'reservation_not_found' }
+  end
+  local h = find_hold(p, id, customer)
+  if not h then
+    return { 'reservation_not_found' }
+  end
+  if h.state == 'expired' or (h.state == 'held' and now >= h.expires_at) then
+    return { 'reservation_expired' }
+  end
+  if h.state ~= 'held' then
+    return { 'reservation_not_found' }
+  end
+  redis.call('HSET', keys[2], 'key', args[4], 'amount', args[5], 'currency', args[6],
+    'customer', customer, 'at', now)
+  redis.call('ZADD', keys[3], now, id)
+  return { 'marked', now }
+end
+
+-- KEYS[1]: CHARGING. ARGV: now, grace (ms), most markers. Claims the markers last touched
+-- more than `grace` ago whose hold ended unsold: 'expired' (expired, or due) or 'gone'
+-- (released, or expired and forgotten; a sold hold has no marker). A claim moves the marker's
+-- score to now, so no other sweep sees it for another `grace`: it comes back only if the
+-- claimer did not call `refunded` in that time. A marker whose hold is still live moves to its
+-- hold's expiry, so live holds never fill a sweep's batch. Replies 'claimed' then six values a
+-- marker: hold id, gateway key, amount, currency, customer, marked at, and how the hold ended.
+local function charges_to_refund(keys, args)
+  local now, grace, most = now_ms(args[1]), tonumber(args[2]), tonumber(args[3])
+  if most > MAX_PAGE then
+    most = MAX_PAGE
+  end
+  local reply = { 'claimed' }
+  if most <= 0 then
+    return reply
+  end
+  local ids = redis.call('ZRANGEBYSCORE', keys[1], '-inf', now - grace, 'LIMIT', 0, most)
+  for _, id in ipairs(ids) do
+    local mk = charging_key(id)
+    local m = redis.call('HMGET', mk, 'key', 'amount', 'currency', 'customer', 'at')
+    if not m[1] then
+      redis.call('ZREM', keys[1], id)
+    else
+      local ended = 'gone'
+      local live_until = nil
+      local p = redis.call('GET', locator_key(id))
+      if p then
+        local h = redis.call('HMGET', hold_key(p, id), 'state', 'expires_at')
+        if h[1] == 'held' and now < tonumber(h[2]) then
+          live_until = tonumber(h[2])
+        elseif h[1] == 'held' or h[1] == 'expired' then
+          ended = 'expired'
+        end
+      end
+      if live_until then
+        redis.call('ZADD', keys[1], live_until - grace, id)
+      else
+        redis.call('ZADD', keys[1], now, id)
+        redis.call('HINCRBY', mk, 'claims', 1)
+        reply[#reply + 1] = id
+        reply[#reply + 1] = m[1]
+        reply[#reply + 1] = m[2]
+        reply[#reply + 1] = m[3]
+        reply[#reply + 1] = m[4]
+        reply[#reply + 1] = m[5]
+        reply[#reply + 1] = ended
+      end
+    end
+  end
+  return reply
+end
+
+-- KEYS[1]: a hold's charging marker, KEYS[2]: CHARGING. ARGV: the hold id. Forgets the marker
+-- (its charge was refunded). Replies 'refunded' and 1, or 0 if there was no marker.
+local function refunded(keys, args)
+  local n = redis.call('DEL', keys[1])
+  redis.call('ZREM', keys[2], args[1])
+  return { 'refunded', n }
+end
+
 local function version(keys, args)
   return VERSION
 end
@@ -413,3 +543,8 @@ redis.register_function('buyline_product_upsert', product_upsert)
 redis.register_function('buyline_product_delete', product_delete)
 redis.register_function{ function_name = 'buyline_counts', callback = counts,
   flags = { 'no-writes' } }
+redis.register_function{ function_name = 'buyline_orders_page', callback = orders_page,
+  flags = { 'no-writes' } }
+redis.register_function('buyline_mark_charging', mark_charging)
+redis.register_function('buyline_charges_to_refund', charges_to_refund)
+redis.register_function('buyline_refunded', refunded)

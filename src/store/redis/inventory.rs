@@ -353,7 +353,7 @@ impl RedisInventory {
     }
 
     /// The `now` argument of every function: empty for Redis's clock, or the pinned time.
-    fn now_arg(&self) -> String {
+    pub(super) fn now_arg(&self) -> String {
         match self.pinned_now_ms.load(Ordering::Relaxed) {
             SERVER_CLOCK => String::new(),
             pinned => pinned.to_string(),
@@ -362,7 +362,7 @@ impl RedisInventory {
 
     /// Runs a function's `FCALL`; if Redis lost the library, loads it and runs the call again
     /// (the first call did nothing: its function was not there).
-    async fn run(&self, function: &'static str, cmd: &Cmd) -> Result<Reply, ApiError> {
+    pub(super) async fn run(&self, function: &'static str, cmd: &Cmd) -> Result<Reply, ApiError> {
         let mut connection = self.connection.clone();
         let value = match cmd.query_async::<Value>(&mut connection).await {
             Err(error) if library::is_missing(&error) => {
@@ -387,7 +387,7 @@ impl RedisInventory {
     }
 
     /// A plain command (a read).
-    async fn query<T: redis::FromRedisValue>(
+    pub(super) async fn query<T: redis::FromRedisValue>(
         &self,
         what: &'static str,
         cmd: &Cmd,
@@ -400,7 +400,7 @@ impl RedisInventory {
 }
 
 /// An `FCALL` of `function`; the caller adds the key count, keys and arguments.
-fn fcall(function: &str) -> Cmd {
+pub(super) fn fcall(function: &str) -> Cmd {
     let mut cmd = redis::cmd("FCALL");
     cmd.arg(function);
     cmd
@@ -417,7 +417,7 @@ fn is_product_id(text: &str) -> bool {
 }
 
 /// A refusal a function decided, as the local engine's error (same code, same message).
-fn decision(reply: &Reply, quantity: u32) -> ApiError {
+pub(super) fn decision(reply: &Reply, quantity: u32) -> ApiError {
     let error = match reply.outcome() {
         "not_found" => Ok(InventoryError::NotFound),
         "sold_out" => Ok(InventoryError::SoldOut),
@@ -455,13 +455,13 @@ fn decision(reply: &Reply, quantity: u32) -> ApiError {
 }
 
 /// A reply value read, or `internal`.
-fn read<T>(value: Result<T, MalformedReply>) -> Result<T, ApiError> {
+pub(super) fn read<T>(value: Result<T, MalformedReply>) -> Result<T, ApiError> {
     value.map_err(|error| malformed("a reply", error))
 }
 
 /// A reply of the wrong shape: the library and this node disagree (a bug, or a library changed
 /// without a version bump).
-fn malformed(function: &str, error: MalformedReply) -> ApiError {
+pub(super) fn malformed(function: &str, error: MalformedReply) -> ApiError {
     tracing::error!(function, %error, "a buyline function's reply was not understood");
     ApiError::internal("the store answered in a way this node does not understand")
 }

@@ -21,10 +21,12 @@
 //! | `bl:idem:N:CUSTOMER:KEY` | hash | a reservation idempotency key: `fp` (the request's fingerprint), `at` (first use, ms), `hold`, `quantity`, `expires_at` | `--idempotency-window` from its first use |
 //! | `bl:products` | set | every product id ever opened, for the expiry sweep | for good |
 //! | `bl:order:ORDER` | string | an order's bytes, as checkout encoded them | for good |
-//! | `bl:orders:buyer:N:CUSTOMER` | list | the buyer's order ids, oldest first | for good |
-//! | `bl:orders:partner:PARTNER` | list | the partner's order ids, oldest first | for good |
+//! | `bl:orders:buyer:N:CUSTOMER` | sorted set | the buyer's order ids, each scored by its position in the list (1, 2, ...: oldest first), so a page finds its `after` id with one `ZSCORE` instead of a scan | for good |
+//! | `bl:orders:partner:PARTNER` | sorted set | the partner's order ids, scored by position as the buyer's | for good |
 //! | `bl:checkout:N:CUSTOMER:KEY` | string | the order id a buyer's checkout idempotency key produced | for good, as the order |
 //! | `bl:orders` | stream | one entry per sale: `order`, `product`, `quantity` | about the last million entries |
+//! | `bl:charging:HOLD` | hash | a charge being made for hold `HOLD`: `key` (the gateway's idempotency key), `amount`, `currency`, `customer`, `at` (when marked, ms), `claims` (sweeps that claimed it); never a card number, CVC or token | from `mark_charging` (just before the gateway) until the hold sells (`confirm` deletes it in the same call) or its refund is reported (`refunded`); see `charging.rs` |
+//! | `bl:charging` | sorted set | the holds with a marker, scored by when a sweep may next look at it (marked or claimed: that time, and a sweep takes those older than its grace period; a live hold's: its expiry less the grace period) | as the markers |
 //!
 //! `N` is the customer id's length in bytes: customer ids are the token's subject and may
 //! contain `:`, so the length keeps `CUSTOMER:KEY` unambiguous. Stock changes are published on
@@ -38,6 +40,9 @@ pub const PRODUCTS: &str = "bl:products";
 
 /// The orders stream.
 pub const ORDERS_STREAM: &str = "bl:orders";
+
+/// The holds with a charging marker, by when a sweep may next look at them.
+pub const CHARGING: &str = "bl:charging";
 
 /// A product's counts and rules.
 pub fn product(product: &str) -> String {
@@ -79,6 +84,11 @@ pub fn partner_orders(partner: &str) -> String {
     format!("bl:orders:partner:{partner}")
 }
 
+/// A hold's charging marker.
+pub fn charging(hold: &str) -> String {
+    format!("bl:charging:{hold}")
+}
+
 /// The order a buyer's checkout idempotency key produced.
 pub fn checkout_key(customer: &str, key: &str) -> String {
     format!("bl:checkout:{}:{customer}:{key}", customer.len())
@@ -98,6 +108,8 @@ mod tests {
             (due("P"), "'bl:{' .. p .. '}:due'"),
             (units("P"), "'bl:{' .. p .. '}:units'"),
             (hold_locator("ID"), "'bl:hold:' .. id"),
+            (order("ID"), "'bl:order:' .. id"),
+            (charging("ID"), "'bl:charging:' .. id"),
         ] {
             assert!(FUNCTIONS.contains(pattern), "functions.lua lacks {pattern}");
             let expected = pattern
@@ -108,6 +120,7 @@ mod tests {
         }
         assert!(FUNCTIONS.contains(&format!("local STOCK_CHANNEL = '{STOCK_CHANNEL}'")));
         assert!(FUNCTIONS.contains(&format!("local PRODUCTS = '{PRODUCTS}'")));
+        assert!(FUNCTIONS.contains(&format!("local CHARGING = '{CHARGING}'")));
     }
 
     #[test]

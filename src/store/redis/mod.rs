@@ -1,11 +1,13 @@
-//! Stock and holds in Redis, shared by every node: the engine behind `--store redis://...`
-//! (the flag and the `Store` variant come next; this is the engine on its own).
+//! Stock, holds, orders and charging markers in Redis, shared by every node: the engine behind
+//! `--store redis://...` (the flag and the `Store` variant come next; this is the engine on its
+//! own).
 //!
 //! # Layout
 //!
 //! * `functions.lua`: one Redis Function library (`#!lua name=buyline`), versioned. Each
 //!   function (`buyline_reserve`, `_release`, `_confirm`, `_hold_of`, `_expire_due`,
-//!   `_restock`, `_product_upsert`, `_product_delete`, `_counts`, `_version`) makes its whole
+//!   `_restock`, `_product_upsert`, `_product_delete`, `_counts`, `_orders_page`,
+//!   `_mark_charging`, `_charges_to_refund`, `_refunded`, `_version`) makes its whole
 //!   decision atomically (Redis runs one function at a time) against Redis's own `TIME`: first
 //!   the product's due holds expire, then the sale window, the per-customer limit, the
 //!   idempotency key (the local engine's fingerprint rule), the stock; every change bumps the
@@ -18,6 +20,11 @@
 //! * [`reply`]: a function's reply, read without a panic.
 //! * [`values`]: the plain values where the local engine's do not fit.
 //! * [`inventory`]: [`RedisInventory`], the client every node uses.
+//! * [`orders`]: orders read back (by id, by checkout key, a page of a buyer's or partner's
+//!   orders, with the order book's paging), decoded into `StoredOrder`.
+//! * [`charging`]: the "charging" marker written before the gateway is called, cleared by the
+//!   sale, claimed by the refund sweep of any node when its hold ended unsold (its life is in
+//!   that module's doc).
 //! * [`error`]: why the engine could not start.
 //!
 //! # Invariants
@@ -26,7 +33,8 @@
 //! compare-and-swap: `available + held + sold = total` for every product after every function
 //! (each function checks it before it writes), a hold ends exactly once (released, expired or
 //! sold: whichever function runs first deletes or marks it), a limited product's customer never
-//! holds plus buys more than the limit, and every change is in the append-only file, fsynced,
+//! holds plus buys more than the limit, a sold hold has no charging marker (the sale deletes
+//! it, and a hold that is not live cannot get one), and every change is in the append-only file, fsynced,
 //! before Redis answers (`appendfsync always`, checked at connect).
 //!
 //! # One primary, and what a Redis Cluster would need
@@ -36,26 +44,35 @@
 //! * an idempotency key is the customer's, not the product's (the same key with another
 //!   product is `idempotency_mismatch`), so `reserve` with a key touches `bl:idem:...` too;
 //! * release and checkout name only the hold, so they read its locator `bl:hold:ID` first;
-//! * checkout's order goes on the buyer's and the partner's lists and the orders stream.
+//! * checkout's order goes on the buyer's and the partner's lists and the orders stream;
+//! * the charging marker (`bl:charging:HOLD`, listed in `bl:charging`) is deleted by the
+//!   sale, and the refund sweep reads the marker's hold through its locator;
+//! * a page of orders reads each order's key (`buyline_orders_page` names only the list).
 //!
 //! On a Cluster: give the locator the product's tag and route by a product hint in the hold id
 //! (or read the locator in a first call, which never changes once written); claim the
 //! idempotency key in its own slot before the product's call (and free it if the reserve
-//! fails); and write the order's lists in a second step from the orders stream (an order is
-//! first readable by id, with its product's tag, then listed).
+//! fails); write the order's lists in a second step from the orders stream (an order is
+//! first readable by id, with its product's tag, then listed) and read a page's orders with
+//! one `GET` each after the list's ids; and give the charging markers the product's tag (one
+//! `bl:{P}:charging` set a product, swept product by product like the due holds).
 
+mod charging;
 mod durability;
 mod error;
 mod hold_id;
 mod inventory;
 mod keys;
 mod library;
+mod orders;
 mod reply;
 mod values;
 
+pub use charging::{ChargeToMark, ChargeToRefund, MAX_CLAIMS, MAX_GRACE, UnsoldHold};
 pub use error::RedisStoreError;
 pub use hold_id::{is_hold_id, new_hold_id};
 pub use inventory::{RESPONSE_TIMEOUT, RedisInventory};
 pub use keys::STOCK_CHANNEL;
 pub use library::VERSION as LIBRARY_VERSION;
+pub use orders::MAX_ORDERS_PAGE;
 pub use values::{LiveHold, OrderToStore, Sale, StockLevel, StockUpdate};

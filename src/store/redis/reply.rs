@@ -77,6 +77,20 @@ impl Reply {
             .ok_or_else(|| self.bad(index, "text"))
     }
 
+    /// How many values follow the outcome.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Value `index` as raw bytes, or `None` for a nil (a key that was missing).
+    pub fn bytes(&self, index: usize) -> Result<Option<&[u8]>, MalformedReply> {
+        match self.values.get(index) {
+            Some(Value::BulkString(bytes)) => Ok(Some(bytes)),
+            Some(Value::Nil) => Ok(None),
+            _ => Err(self.bad(index, "bytes or nil")),
+        }
+    }
+
     /// A reply whose outcome this caller does not expect.
     pub fn unexpected(&self) -> MalformedReply {
         MalformedReply::new(format!("the unexpected outcome {:?}", self.outcome))
