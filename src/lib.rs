@@ -120,6 +120,11 @@ pub use store::redis::{
     LIBRARY_VERSION, LiveHold, OrderToStore, RESPONSE_TIMEOUT, RedisInventory, RedisStoreError,
     STOCK_CHANNEL, Sale, StockLevel, StockUpdate, is_hold_id, new_hold_id,
 };
+// Wallets and the sandbox's ledger in Redis (`tests/redis_wallet.rs`).
+pub use checkout::card::{CardInput, ValidCard, validate_card};
+pub use checkout::gateway::{Charge, Decline, Receipt};
+pub use checkout::wallet::{SavedCard, WalletError};
+pub use store::redis::{LedgerError, RedisSandboxGateway, RedisWallet, RedisWalletError};
 
 // Checkout (its bench, the order store's example and memory test).
 pub use checkout::fingerprint::FingerprintKey;

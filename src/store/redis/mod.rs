@@ -19,6 +19,11 @@
 //! * [`values`]: the plain values where the local engine's do not fit.
 //! * [`inventory`]: [`RedisInventory`], the client every node uses.
 //! * [`error`]: why the engine could not start.
+//! * [`wallet`]: [`RedisWallet`], the buyers' saved cards and addresses, as the same sealed
+//!   records as the wallet files; its doc says what the AOF keeps after a delete.
+//! * [`ledger`]: [`RedisSandboxGateway`], the sandbox gateway with its idempotency ledger of
+//!   charges and refunds in Redis.
+//! * [`connection`]: the connection the wallet and the ledger open.
 //!
 //! # Invariants
 //!
@@ -44,18 +49,23 @@
 //! fails); and write the order's lists in a second step from the orders stream (an order is
 //! first readable by id, with its product's tag, then listed).
 
+mod connection;
 mod durability;
 mod error;
 mod hold_id;
 mod inventory;
 mod keys;
+mod ledger;
 mod library;
 mod reply;
 mod values;
+mod wallet;
 
 pub use error::RedisStoreError;
 pub use hold_id::{is_hold_id, new_hold_id};
 pub use inventory::{RESPONSE_TIMEOUT, RedisInventory};
 pub use keys::STOCK_CHANNEL;
+pub use ledger::{LedgerError, RedisSandboxGateway};
 pub use library::VERSION as LIBRARY_VERSION;
 pub use values::{LiveHold, OrderToStore, Sale, StockLevel, StockUpdate};
+pub use wallet::{RedisWallet, RedisWalletError};
