@@ -202,6 +202,19 @@ async fn a_wallet_saved_through_one_node_is_read_and_deleted_through_another() {
         .expect("save");
     assert_eq!(saved.last4, "4242");
     let home = a.save_address(CUSTOMER, &address()).await.expect("save");
+    // A checkout's card and address together, through the other node: the card is new, the
+    // address is the one saved.
+    let (both_card, both_address) = b
+        .save_both(CUSTOMER, Some(&card("5555555555554444")), Some(&address()))
+        .await
+        .expect("save both");
+    assert_eq!(both_address.as_ref(), Some(&home));
+    let both_card = both_card.expect("the card");
+    assert!(
+        b.delete_card(CUSTOMER, &both_card.id)
+            .await
+            .expect("delete")
+    );
     // Saving the same card again, through the other node, returns the entry.
     let again = b
         .save_card(CUSTOMER, &card("4242424242424242"))

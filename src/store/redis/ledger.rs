@@ -15,6 +15,12 @@
 //! far shorter); a key is about 150 bytes, so the ledger holds about `charges per second ×
 //! 3,600 × 150` bytes.
 //!
+//! Not yet a [`PaymentGateway`](crate::checkout::gateway::PaymentGateway): that trait answers a
+//! receipt or a [`Decline`], and has no answer for "the ledger cannot be reached, so the charge
+//! may or may not have been made" ([`LedgerError::Store`]). Wiring this in needs that answer
+//! (checkout would keep the hold and answer `unavailable`, so the client's retry with the same
+//! key gets the first receipt), which belongs with the `--store` flag.
+//!
 //! Cost: one round trip per charge or refund (two for a declined charge with a key: the key
 //! is looked up first), and a few commands in Redis.
 

@@ -190,6 +190,32 @@ impl RedisWallet {
             .await
     }
 
+    /// Saves a checkout's card and address together: one record written, as the file wallet's
+    /// `save_both`.
+    pub async fn save_both(
+        &self,
+        customer: &str,
+        card: Option<&ValidCard>,
+        address: Option<&Address>,
+    ) -> Result<(Option<SavedCard>, Option<SavedAddress>), RedisWalletError> {
+        self.update(customer, |body| {
+            let card = card.map(|card| wallet::add_card(body, card)).transpose()?;
+            let address = address
+                .map(|address| wallet::add_address(body, address))
+                .transpose()?;
+            let changed = card.as_ref().is_some_and(|(_, new)| *new)
+                || address.as_ref().is_some_and(|(_, new)| *new);
+            Ok((
+                (
+                    card.map(|(saved, _)| saved),
+                    address.map(|(saved, _)| saved),
+                ),
+                changed,
+            ))
+        })
+        .await
+    }
+
     /// The customer's cards in save order: brand, last four and expiry only.
     pub async fn cards(&self, customer: &str) -> Result<Vec<SavedCard>, RedisWalletError> {
         Ok(self.load(customer).await?.1.card_listings())
