@@ -37,6 +37,10 @@ use crate::model::CardSummary;
 /// How long a charge key, and a refund's record, is remembered.
 pub const CHARGE_KEY_TTL: Duration = Duration::from_secs(3600);
 
+/// Longest charge idempotency key the ledger takes (checkout's are order ids, 20 bytes): a key
+/// is part of a Redis key name.
+pub const MAX_CHARGE_KEY_LEN: usize = 256;
+
 /// Numbers a charge and, with a key (`KEYS[2]`), records its receipt unless the key has one:
 /// `{1, receipt}` for a new charge, `{0, receipt}` for the key's first one. `ARGV[1]` is the
 /// card summary (JSON), `ARGV[2]` the key's lifetime (ms). A receipt is `ID SUMMARY`.
@@ -71,6 +75,10 @@ pub enum LedgerError {
     /// with the same key is safe.
     #[error("the payment ledger in Redis failed: {0}")]
     Store(#[from] redis::RedisError),
+    /// An idempotency key longer than [`MAX_CHARGE_KEY_LEN`]: refused before anything is
+    /// charged.
+    #[error("a charge idempotency key is at most {MAX_CHARGE_KEY_LEN} bytes")]
+    KeyTooLong,
     /// A stored receipt this node cannot read (another version wrote it).
     #[error("a receipt in the payment ledger is not readable")]
     Malformed,
@@ -93,6 +101,9 @@ impl RedisSandboxGateway {
     /// Charges the card; the same idempotency key charges at most once across every node, and
     /// a retry gets the first charge's receipt.
     pub async fn charge(&self, charge: Charge<'_>) -> Result<Receipt, LedgerError> {
+        if let Some(key) = charge.idempotency_key {
+            check_key(key)?;
+        }
         let mut connection = self.connection.clone();
         if let Err(decline) = sandbox_decision(charge.card) {
             // A known key answers its receipt whatever the card, as the local sandbox does.
@@ -157,17 +168,33 @@ impl RedisSandboxGateway {
     }
 }
 
+fn check_key(key: &str) -> Result<(), LedgerError> {
+    if key.len() > MAX_CHARGE_KEY_LEN {
+        return Err(LedgerError::KeyTooLong);
+    }
+    Ok(())
+}
+
 fn ttl_ms() -> u64 {
     u64::try_from(CHARGE_KEY_TTL.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A stored receipt, `ID SUMMARY`.
 fn read_receipt(stored: &str) -> Result<Receipt, LedgerError> {
-    let (charge_id, summary) = stored.split_once(' ').ok_or(LedgerError::Malformed)?;
-    let card: CardSummary = serde_json::from_str(summary).map_err(|_| LedgerError::Malformed)?;
-    Ok(Receipt {
-        charge_id: charge_id.to_owned(),
-        card,
+    let parsed = stored.split_once(' ').and_then(|(charge_id, summary)| {
+        let card: CardSummary = serde_json::from_str(summary).ok()?;
+        Some(Receipt {
+            charge_id: charge_id.to_owned(),
+            card,
+        })
+    });
+    parsed.ok_or_else(|| {
+        // A receipt holds a charge id and brand and last four only: safe to log its length.
+        tracing::error!(
+            len = stored.len(),
+            "a stored sandbox receipt was not understood"
+        );
+        LedgerError::Malformed
     })
 }
 
@@ -175,5 +202,33 @@ impl std::fmt::Debug for RedisSandboxGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSandboxGateway")
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_reads_back_and_a_foreign_one_is_malformed() {
+        let receipt =
+            read_receipt(r#"ch_sandbox_0000000000000001 {"brand":"visa","last4":"4242"}"#)
+                .expect("a receipt");
+        assert_eq!(receipt.charge_id, "ch_sandbox_0000000000000001");
+        assert_eq!(receipt.card.last4, "4242");
+        assert!(matches!(read_receipt("ch_1"), Err(LedgerError::Malformed)));
+        assert!(matches!(
+            read_receipt("ch_1 {}"),
+            Err(LedgerError::Malformed)
+        ));
+    }
+
+    #[test]
+    fn an_overlong_charge_key_is_refused() {
+        assert!(check_key(&"k".repeat(MAX_CHARGE_KEY_LEN)).is_ok());
+        assert!(matches!(
+            check_key(&"k".repeat(MAX_CHARGE_KEY_LEN + 1)),
+            Err(LedgerError::KeyTooLong)
+        ));
     }
 }
