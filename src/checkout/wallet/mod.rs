@@ -26,7 +26,9 @@
 //! # Where things are
 //!
 //! This file is the API and the locking; `keys` derives the master key's subkeys, `file` is
-//! the on-disk format (seal, open, atomic replace) and `record` the plaintext body.
+//! the on-disk format (seal, open, atomic replace) and `record` the plaintext body. The body's
+//! operations, [`seal`], [`open_sealed`], [`customer_hash`] and the key check are the crate's:
+//! `store::redis::wallet` keeps these same records in Redis.
 //!
 //! # Blocking
 //!
