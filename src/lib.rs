@@ -121,6 +121,11 @@ pub use store::redis::{
     MAX_ORDERS_PAGE, OrderToStore, RESPONSE_TIMEOUT, RedisInventory, RedisStoreError,
     STOCK_CHANNEL, Sale, StockLevel, StockUpdate, UnsoldHold, is_hold_id, new_hold_id,
 };
+// Wallets and the sandbox's ledger in Redis (`tests/redis_wallet.rs`).
+pub use checkout::card::{CardInput, ValidCard, validate_card};
+pub use checkout::gateway::{Charge, Decline, Receipt};
+pub use checkout::wallet::{SavedCard, WalletError};
+pub use store::redis::{LedgerError, RedisSandboxGateway, RedisWallet, RedisWalletError};
 
 // Checkout (its bench, the order store's example and memory test).
 pub use checkout::fingerprint::FingerprintKey;

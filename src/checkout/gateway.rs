@@ -128,6 +128,20 @@ impl KeyedReceipts {
     }
 }
 
+/// The sandbox's answer for a card: Stripe's public test cards (the contract's list). Shared
+/// with the sandbox whose ledger is in Redis (`store::redis::ledger`).
+pub fn sandbox_decision(card: &ValidCard) -> Result<(), Decline> {
+    match card.number.expose() {
+        "4242424242424242" | "5555555555554444" => Ok(()),
+        "4000000000000002" => Err(Decline::CardDeclined),
+        "4000000000009995" => Err(Decline::InsufficientFunds),
+        "4000000000000069" => Err(Decline::ExpiredCard),
+        "4000000000000127" => Err(Decline::IncorrectCvc),
+        // Not a test card: refused, as test mode refuses real cards.
+        _ => Err(Decline::CardDeclined),
+    }
+}
+
 impl Default for SandboxGateway {
     fn default() -> Self {
         SandboxGateway::with_key_capacity(SANDBOX_CHARGE_KEYS)
@@ -154,15 +168,7 @@ impl SandboxGateway {
     }
 
     fn decide(&self, card: &ValidCard) -> Result<(), Decline> {
-        match card.number.expose() {
-            "4242424242424242" | "5555555555554444" => Ok(()),
-            "4000000000000002" => Err(Decline::CardDeclined),
-            "4000000000009995" => Err(Decline::InsufficientFunds),
-            "4000000000000069" => Err(Decline::ExpiredCard),
-            "4000000000000127" => Err(Decline::IncorrectCvc),
-            // Not a test card: refused, as test mode refuses real cards.
-            _ => Err(Decline::CardDeclined),
-        }
+        sandbox_decision(card)
     }
 
     /// Successful charges made (a retry answered from its idempotency key is not one).

@@ -80,6 +80,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Redis's working directory: its AOF files are under `appendonlydir/`.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The process id (to kill it in a crash test).
     pub fn pid(&self) -> u32 {
         self.child.id()

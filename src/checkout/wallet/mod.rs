@@ -26,7 +26,9 @@
 //! # Where things are
 //!
 //! This file is the API and the locking; `keys` derives the master key's subkeys, `file` is
-//! the on-disk format (seal, open, atomic replace) and `record` the plaintext body.
+//! the on-disk format (seal, open, atomic replace) and `record` the plaintext body. The body's
+//! operations, [`seal`], [`open_sealed`], [`customer_hash`] and the key check are the crate's:
+//! `store::redis::wallet` keeps these same records in Redis.
 //!
 //! # Blocking
 //!
@@ -56,7 +58,8 @@ use crate::durable_file;
 use crate::model::{Address, CardBrand};
 
 pub use keys::MasterKey;
-use record::{AddressRecord, Body, CardRecord, brand_code, brand_from_code};
+pub(crate) use record::Body;
+use record::{AddressRecord, CardRecord, brand_code, brand_from_code};
 
 /// How many mutexes serialise writers. Customers hashing to one stripe merely wait for one
 /// another; 64 is far more than the writers two cores can run at once.
@@ -177,7 +180,10 @@ fn random<const N: usize>() -> Result<[u8; N], WalletError> {
 }
 
 /// Adds `card` to `body` unless the same number and expiry is there; says whether it changed.
-fn add_card(body: &mut Body, card: &ValidCard) -> Result<(SavedCard, bool), WalletError> {
+pub(crate) fn add_card(
+    body: &mut Body,
+    card: &ValidCard,
+) -> Result<(SavedCard, bool), WalletError> {
     if let Some(existing) = body.cards.iter().find(|c| {
         c.number.expose() == card.number.expose()
             && c.exp_month == card.exp_month
@@ -205,7 +211,10 @@ fn add_card(body: &mut Body, card: &ValidCard) -> Result<(SavedCard, bool), Wall
 }
 
 /// Adds `address` to `body` unless an identical one is there; says whether it changed.
-fn add_address(body: &mut Body, address: &Address) -> Result<(SavedAddress, bool), WalletError> {
+pub(crate) fn add_address(
+    body: &mut Body,
+    address: &Address,
+) -> Result<(SavedAddress, bool), WalletError> {
     if let Some(existing) = body.addresses.iter().find(|a| a.same_as(address)) {
         return Ok((existing.listing(), false));
     }
@@ -226,13 +235,107 @@ fn random_id(prefix: &str) -> Result<String, WalletError> {
     Ok(format!("{prefix}{}", hex(&bytes)))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use fmt::Write as _;
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         let _ = write!(out, "{b:02x}");
     }
     out
+}
+
+/// What both places that keep wallets (these files, and `store::redis::wallet`) do with a
+/// decrypted body: list, find and remove entries.
+impl Body {
+    pub(crate) fn card_listings(&self) -> Vec<SavedCard> {
+        self.cards.iter().map(CardRecord::listing).collect()
+    }
+
+    pub(crate) fn address_listings(&self) -> Vec<SavedAddress> {
+        self.addresses.iter().map(AddressRecord::listing).collect()
+    }
+
+    pub(crate) fn stored_card(&self, id: &str) -> Option<StoredCard> {
+        self.cards.iter().find(|c| c.id == id).map(|c| StoredCard {
+            number: c.number.clone(),
+            name: c.name.clone(),
+            exp_month: c.exp_month,
+            exp_year: c.exp_year,
+            brand: brand_from_code(c.brand),
+        })
+    }
+
+    pub(crate) fn address(&self, id: &str) -> Option<Address> {
+        self.addresses
+            .iter()
+            .find(|a| a.id == id)
+            .map(AddressRecord::address)
+    }
+
+    /// Removes the card `id`; whether there was one.
+    pub(crate) fn remove_card(&mut self, id: &str) -> bool {
+        let before = self.cards.len();
+        self.cards.retain(|c| c.id != id);
+        self.cards.len() != before
+    }
+
+    /// Removes the address `id`; whether there was one.
+    pub(crate) fn remove_address(&mut self, id: &str) -> bool {
+        let before = self.addresses.len();
+        self.addresses.retain(|a| a.id != id);
+        self.addresses.len() != before
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cards.is_empty() && self.addresses.is_empty()
+    }
+}
+
+/// Seals `body` as a wallet file's bytes under a fresh data key (the format in `file`).
+pub(crate) fn seal(
+    body: &Body,
+    customer: &str,
+    master: &MasterKey,
+) -> Result<Vec<u8>, WalletError> {
+    file::seal(body, customer, master)
+}
+
+/// Opens a wallet file's bytes; `origin` names where they came from in errors.
+pub(crate) fn open_sealed(
+    bytes: &[u8],
+    customer: &str,
+    master: &MasterKey,
+    origin: &Path,
+) -> Result<Body, WalletError> {
+    file::open(bytes, customer, master, origin)
+}
+
+/// The customer's name hash: HMAC-SHA256 of the id under the master key's naming subkey, cut
+/// to 16 bytes. Names the customer's file (and Redis key) without showing the id.
+pub(crate) fn customer_hash(master: &MasterKey, customer: &str) -> [u8; 16] {
+    let mut mac = keys::mac(&master.names);
+    mac.update(customer.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
+/// The key-check record for `master`: a magic and a MAC of a fixed label.
+pub(crate) fn key_check_record(master: &MasterKey) -> Vec<u8> {
+    let mut mac = keys::mac(&master.check);
+    mac.update(KEY_CHECK_LABEL);
+    let mut bytes = KEY_CHECK_MAGIC.to_vec();
+    bytes.extend_from_slice(&mac.finalize().into_bytes());
+    bytes
+}
+
+/// Whether `record` is the key-check record of `master`; `None` if it is no key-check record.
+pub(crate) fn key_check_matches(master: &MasterKey, record: &[u8]) -> Option<bool> {
+    let tag = record.strip_prefix(KEY_CHECK_MAGIC)?;
+    let mut mac = keys::mac(&master.check);
+    mac.update(KEY_CHECK_LABEL);
+    Some(mac.verify_slice(tag).is_ok())
 }
 
 impl Wallet {
@@ -265,26 +368,22 @@ impl Wallet {
 
     fn check_master_key(&self) -> Result<(), WalletError> {
         let path = self.dir.join(KEY_CHECK_FILE);
-        let mut mac = keys::mac(&self.master.check);
-        mac.update(KEY_CHECK_LABEL);
         match fs::read(&path) {
-            Ok(bytes) => {
-                let Some(tag) = bytes.strip_prefix(KEY_CHECK_MAGIC) else {
-                    return Err(WalletError::Corrupt {
-                        path,
-                        reason: "not a key-check file",
-                    });
-                };
-                mac.verify_slice(tag)
-                    .map_err(|_| WalletError::WrongMasterKey {
-                        path: self.dir.clone(),
-                    })
-            }
-            Err(err) if err.kind() == ErrorKind::NotFound => {
-                let mut bytes = KEY_CHECK_MAGIC.to_vec();
-                bytes.extend_from_slice(&mac.finalize().into_bytes());
-                Ok(durable_file::replace(&path, &bytes, 0o600)?)
-            }
+            Ok(bytes) => match key_check_matches(&self.master, &bytes) {
+                None => Err(WalletError::Corrupt {
+                    path,
+                    reason: "not a key-check file",
+                }),
+                Some(true) => Ok(()),
+                Some(false) => Err(WalletError::WrongMasterKey {
+                    path: self.dir.clone(),
+                }),
+            },
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(durable_file::replace(
+                &path,
+                &key_check_record(&self.master),
+                0o600,
+            )?),
             Err(source) => Err(WalletError::Io { path, source }),
         }
     }
@@ -331,46 +430,30 @@ impl Wallet {
 
     /// The customer's cards in save order: brand, last four and expiry only.
     pub fn cards(&self, customer: &str) -> Result<Vec<SavedCard>, WalletError> {
-        let body = self.load(customer)?;
-        Ok(body.cards.iter().map(CardRecord::listing).collect())
+        Ok(self.load(customer)?.card_listings())
     }
 
     /// The customer's addresses in save order.
     pub fn addresses(&self, customer: &str) -> Result<Vec<SavedAddress>, WalletError> {
-        let body = self.load(customer)?;
-        Ok(body.addresses.iter().map(AddressRecord::listing).collect())
+        Ok(self.load(customer)?.address_listings())
     }
 
     /// One of the customer's cards with its number, for a charge; `None` if this customer has
     /// no card with that id.
     pub fn card(&self, customer: &str, id: &str) -> Result<Option<StoredCard>, WalletError> {
-        let body = self.load(customer)?;
-        Ok(body.cards.iter().find(|c| c.id == id).map(|c| StoredCard {
-            number: c.number.clone(),
-            name: c.name.clone(),
-            exp_month: c.exp_month,
-            exp_year: c.exp_year,
-            brand: brand_from_code(c.brand),
-        }))
+        Ok(self.load(customer)?.stored_card(id))
     }
 
     /// One of the customer's addresses; `None` if this customer has none with that id.
     pub fn address(&self, customer: &str, id: &str) -> Result<Option<Address>, WalletError> {
-        let body = self.load(customer)?;
-        Ok(body
-            .addresses
-            .iter()
-            .find(|a| a.id == id)
-            .map(AddressRecord::address))
+        Ok(self.load(customer)?.address(id))
     }
 
     /// Deletes a card for good (the file is rewritten under a new key). `false` if this customer
     /// has no card with that id.
     pub fn delete_card(&self, customer: &str, id: &str) -> Result<bool, WalletError> {
         self.update(customer, |body| {
-            let before = body.cards.len();
-            body.cards.retain(|c| c.id != id);
-            let deleted = body.cards.len() != before;
+            let deleted = body.remove_card(id);
             Ok((deleted, deleted))
         })
     }
@@ -378,21 +461,14 @@ impl Wallet {
     /// Deletes an address for good. `false` if this customer has no address with that id.
     pub fn delete_address(&self, customer: &str, id: &str) -> Result<bool, WalletError> {
         self.update(customer, |body| {
-            let before = body.addresses.len();
-            body.addresses.retain(|a| a.id != id);
-            let deleted = body.addresses.len() != before;
+            let deleted = body.remove_address(id);
             Ok((deleted, deleted))
         })
     }
 
     /// The customer's file name hash: names the file and picks the lock stripe.
     fn file_hash(&self, customer: &str) -> [u8; 16] {
-        let mut mac = keys::mac(&self.master.names);
-        mac.update(customer.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&digest[..16]);
-        out
+        customer_hash(&self.master, customer)
     }
 
     fn path_of(&self, hash: &[u8; 16]) -> PathBuf {
@@ -419,7 +495,7 @@ impl Wallet {
         if !changed {
             return Ok(result);
         }
-        if body.cards.is_empty() && body.addresses.is_empty() {
+        if body.is_empty() {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(err) if err.kind() == ErrorKind::NotFound => {}

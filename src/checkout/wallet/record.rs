@@ -58,7 +58,7 @@ impl Drop for AddressRecord {
 
 /// One customer's wallet, the plaintext of the body blob.
 #[derive(Default, Serialize, Deserialize)]
-pub(super) struct Body {
+pub(crate) struct Body {
     pub(super) cards: Vec<CardRecord>,
     pub(super) addresses: Vec<AddressRecord>,
 }

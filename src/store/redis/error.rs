@@ -41,4 +41,7 @@ pub enum RedisStoreError {
     /// Loading the function library failed.
     #[error("loading the buyline function library into Redis failed: {0}")]
     Load(redis::RedisError),
+    /// The wallets in Redis were written under another secret, or their key check is not one.
+    #[error(transparent)]
+    Wallet(crate::checkout::wallet::WalletError),
 }

@@ -27,6 +27,12 @@
 //! | `bl:orders` | stream | one entry per sale: `order`, `product`, `quantity` | about the last million entries |
 //! | `bl:charging:HOLD` | hash | a charge being made for hold `HOLD`: `key` (the gateway's idempotency key), `amount`, `currency`, `customer`, `at` (when marked, ms), `claims` (sweeps that claimed it); never a card number, CVC or token | from `mark_charging` (just before the gateway) until the hold sells (`confirm` deletes it in the same call) or its refund is reported (`refunded`); see `charging.rs` |
 //! | `bl:charging` | sorted set | the holds with a marker, scored by when a sweep may next look at it (marked or claimed: that time, and a sweep takes those older than its grace period; a live hold's: its expiry less the grace period) | as the markers |
+//! | `bl:wallet:HASH` | string | a customer's whole wallet, the bytes its wallet file would hold (sealed under a fresh data key wrapped by the `--secret-file` master key); `HASH` is the file name's hash of the customer id | until emptied (deleted then; every delete asks for an AOF rewrite: see `wallet`) |
+//! | `bl:wallet-key-check` | string | the wallet key check: a MAC of a fixed label under the master key, as the `key-check` file | for good |
+//! | `bl:sandbox:charge:KEY` | string | the sandbox's receipt for charge idempotency key `KEY`: `ch_sandbox_ID {"brand":..,"last4":..}` | `ledger::CHARGE_KEY_TTL` (an hour) |
+//! | `bl:sandbox:charges` | string | the sandbox's charges made by every node (numbers charge ids) | for good |
+//! | `bl:sandbox:refund:CHARGE` | string | `1`: charge `CHARGE` was refunded | `ledger::CHARGE_KEY_TTL` |
+//! | `bl:sandbox:refunds` | string | the sandbox's refunds made by every node | for good |
 //!
 //! `N` is the customer id's length in bytes: customer ids are the token's subject and may
 //! contain `:`, so the length keeps `CUSTOMER:KEY` unambiguous. Stock changes are published on
@@ -43,6 +49,30 @@ pub const ORDERS_STREAM: &str = "bl:orders";
 
 /// The holds with a charging marker, by when a sweep may next look at them.
 pub const CHARGING: &str = "bl:charging";
+
+/// The wallet key check.
+pub const WALLET_KEY_CHECK: &str = "bl:wallet-key-check";
+
+/// The sandbox's charge counter.
+pub const SANDBOX_CHARGES: &str = "bl:sandbox:charges";
+
+/// The sandbox's refund counter.
+pub const SANDBOX_REFUNDS: &str = "bl:sandbox:refunds";
+
+/// A customer's wallet record, by the customer's name hash.
+pub fn wallet(customer_hash: &[u8; 16]) -> String {
+    format!("bl:wallet:{}", crate::checkout::wallet::hex(customer_hash))
+}
+
+/// The sandbox's receipt for a charge idempotency key.
+pub fn sandbox_charge(key: &str) -> String {
+    format!("bl:sandbox:charge:{key}")
+}
+
+/// The sandbox's record of a refunded charge.
+pub fn sandbox_refund(charge_id: &str) -> String {
+    format!("bl:sandbox:refund:{charge_id}")
+}
 
 /// A product's counts and rules.
 pub fn product(product: &str) -> String {

@@ -26,6 +26,11 @@
 //!   sale, claimed by the refund sweep of any node when its hold ended unsold (its life is in
 //!   that module's doc).
 //! * [`error`]: why the engine could not start.
+//! * [`wallet`]: [`RedisWallet`], the buyers' saved cards and addresses, as the same sealed
+//!   records as the wallet files; its doc says what the AOF keeps after a delete.
+//! * [`ledger`]: [`RedisSandboxGateway`], the sandbox gateway with its idempotency ledger of
+//!   charges and refunds in Redis.
+//! * [`connection`]: the connection the wallet and the ledger open.
 //!
 //! # Invariants
 //!
@@ -58,21 +63,26 @@
 //! `bl:{P}:charging` set a product, swept product by product like the due holds).
 
 mod charging;
+mod connection;
 mod durability;
 mod error;
 mod hold_id;
 mod inventory;
 mod keys;
+mod ledger;
 mod library;
 mod orders;
 mod reply;
 mod values;
+mod wallet;
 
 pub use charging::{ChargeToMark, ChargeToRefund, MAX_CLAIMS, MAX_GRACE, UnsoldHold};
 pub use error::RedisStoreError;
 pub use hold_id::{is_hold_id, new_hold_id};
 pub use inventory::{RESPONSE_TIMEOUT, RedisInventory};
 pub use keys::STOCK_CHANNEL;
+pub use ledger::{LedgerError, RedisSandboxGateway};
 pub use library::VERSION as LIBRARY_VERSION;
 pub use orders::MAX_ORDERS_PAGE;
 pub use values::{LiveHold, OrderToStore, Sale, StockLevel, StockUpdate};
+pub use wallet::{RedisWallet, RedisWalletError};

@@ -1,0 +1,28 @@
+//! Opening the shared connection the wallet and the ledger use: the same settings as
+//! [`super::RedisInventory`]'s (timeouts, durability check), without the function library.
+
+use std::time::Duration;
+
+use redis::Client;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::durability;
+use super::error::RedisStoreError;
+use super::inventory::RESPONSE_TIMEOUT;
+
+/// How long a (re)connection attempt may take (as the inventory's).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A multiplexed, self-reconnecting connection to `url`, once Redis is checked to make every
+/// change durable and never evict.
+pub(super) async fn open(url: &str) -> Result<ConnectionManager, RedisStoreError> {
+    let client = Client::open(url).map_err(RedisStoreError::BadUrl)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(RESPONSE_TIMEOUT)
+        .set_connection_timeout(CONNECTION_TIMEOUT);
+    let mut connection = ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(RedisStoreError::Unreachable)?;
+    durability::check(&mut connection).await?;
+    Ok(connection)
+}
