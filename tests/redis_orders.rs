@@ -7,6 +7,8 @@
 //! Time: tests that need expiry or a grace period pin the functions' clock
 //! (`RedisInventory::pin_clock`) and step it, so nothing sleeps.
 
+#[path = "common/redis_engine.rs"]
+mod redis_engine;
 #[path = "common/redis.rs"]
 mod redis_server;
 
@@ -14,14 +16,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use buyline::{
-    Address, CardBrand, CardSummary, ChargeToMark, ErrorCode, KeyWindow, Money, Order, OrderStatus,
+    Address, CardBrand, CardSummary, ChargeToMark, ErrorCode, Money, Order, OrderStatus,
     OrderToStore, Page, Product, RedisInventory, StoredOrder, UnsoldHold,
 };
 use redis::AsyncCommands;
-use redis_server::RedisServer;
-
-/// A pinned "now" (2023-11-14).
-const START: i64 = 1_700_000_000_000;
+use redis_engine::{START, connect};
+use redis_server::{RedisServer, raw};
 
 /// The grace period the sweeps in these tests use.
 const GRACE: Duration = Duration::from_secs(30);
@@ -47,20 +47,6 @@ fn product(id: &str, partner: &str, stock: u32, hold_seconds: u32) -> Product {
         sale: None,
         hold_seconds,
     }
-}
-
-async fn connect(redis: &RedisServer) -> RedisInventory {
-    RedisInventory::connect(&redis.url(), KeyWindow::DEFAULT)
-        .await
-        .expect("the engine connects to a durable redis-server")
-}
-
-async fn raw(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .expect("a redis URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a plain connection")
 }
 
 fn code<T: std::fmt::Debug>(outcome: Result<T, buyline::ApiError>) -> ErrorCode {

@@ -8,61 +8,21 @@
 //! (`RedisInventory::pin_clock`) and step it, as the local engine's tests pass `now_ms`, so
 //! nothing sleeps and nothing depends on timing.
 
+#[path = "common/redis_engine.rs"]
+mod redis_engine;
 #[path = "common/redis.rs"]
 mod redis_server;
 
 use std::sync::Arc;
 
 use buyline::{
-    ErrorCode, KeyWindow, Money, OrderToStore, Product, RedisInventory, STOCK_CHANNEL, SaleWindow,
+    ErrorCode, KeyWindow, OrderToStore, Product, RedisInventory, STOCK_CHANNEL, SaleWindow,
     StockLevel, StockUpdate,
 };
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use redis_server::RedisServer;
-use time::OffsetDateTime;
-
-/// A pinned "now" for the tests that step time (2023-11-14).
-const START: i64 = 1_700_000_000_000;
-
-fn product(id: &str, stock: u32, limit: u32, hold_seconds: u32) -> Product {
-    Product {
-        id: id.to_owned(),
-        partner: "acme".to_owned(),
-        title: id.to_owned(),
-        description: String::new(),
-        image: String::new(),
-        price: Money {
-            amount: 100,
-            currency: "usd".to_owned(),
-        },
-        urls: vec![format!("https://acme.example/{id}")],
-        limited_edition: limit > 0,
-        stock,
-        per_customer_limit: limit,
-        sale: None,
-        hold_seconds,
-    }
-}
-
-fn at(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).expect("a time")
-}
-
-async fn connect(redis: &RedisServer) -> RedisInventory {
-    RedisInventory::connect(&redis.url(), KeyWindow::DEFAULT)
-        .await
-        .expect("the engine connects to a durable redis-server")
-}
-
-/// A plain connection, to look at keys and change settings as an operator would.
-async fn raw(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .expect("a redis URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a plain connection")
-}
+use redis_engine::{START, at, connect, product};
+use redis_server::{RedisServer, raw};
 
 async fn level(inventory: &RedisInventory, id: &str) -> StockLevel {
     inventory

@@ -9,6 +9,8 @@
 //! (`RedisInventory::pin_clock`) and stepped, so nothing sleeps. 24 cases, each on a fresh set
 //! of products and customers (named after the case), share one server.
 
+#[path = "common/redis_engine.rs"]
+mod redis_engine;
 #[path = "common/redis.rs"]
 mod redis_server;
 
@@ -16,46 +18,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use buyline::{
-    ApiError, InventoryError, KeyWindow, MAX_QUANTITY, Money, Product, RedisInventory, SaleWindow,
+    ApiError, InventoryError, MAX_QUANTITY, Product, RedisInventory, SaleWindow,
     idempotency_fingerprint as fingerprint,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use redis_engine::{START, at, connect, product};
 use redis_server::RedisServer;
-use time::OffsetDateTime;
-
-/// A pinned "now" (2023-11-14).
-const START: i64 = 1_700_000_000_000;
-
-fn product(id: &str, stock: u32, limit: u32, hold_seconds: u32) -> Product {
-    Product {
-        id: id.to_owned(),
-        partner: "acme".to_owned(),
-        title: id.to_owned(),
-        description: String::new(),
-        image: String::new(),
-        price: Money {
-            amount: 100,
-            currency: "usd".to_owned(),
-        },
-        urls: vec![format!("https://acme.example/{id}")],
-        limited_edition: limit > 0,
-        stock,
-        per_customer_limit: limit,
-        sale: None,
-        hold_seconds,
-    }
-}
-
-fn at(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).expect("a time")
-}
-
-async fn connect(redis: &RedisServer) -> RedisInventory {
-    RedisInventory::connect(&redis.url(), KeyWindow::DEFAULT)
-        .await
-        .expect("the engine connects to a durable redis-server")
-}
 
 /// A key's lifetime in the model: the engine's default window.
 const WINDOW_MS: i64 = 24 * 60 * 60 * 1000;

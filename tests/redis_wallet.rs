@@ -20,7 +20,7 @@ use buyline::{
     RedisStoreError, RedisWallet, ValidCard, WalletError, validate_card,
 };
 use redis::AsyncCommands;
-use redis_server::RedisServer;
+use redis_server::{RedisServer, raw};
 
 const SECRET: &[u8] = b"the secret every node of the test shares, 32+ bytes";
 const CUSTOMER: &str = "customer:ada-7";
@@ -78,14 +78,6 @@ async fn gateway(redis: &RedisServer) -> RedisSandboxGateway {
     RedisSandboxGateway::connect(&redis.url())
         .await
         .expect("the ledger connects to a durable redis-server")
-}
-
-async fn raw(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .expect("a client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a raw connection")
 }
 
 /// Every key and its value's bytes (strings only; this store writes no other type here).

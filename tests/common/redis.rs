@@ -142,3 +142,12 @@ fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
     listener.local_addr().expect("its address").port()
 }
+
+/// A plain connection to `redis`, to look at keys and change settings as an operator would.
+pub async fn raw(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("a redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a plain connection")
+}
