@@ -222,21 +222,33 @@ local function find_hold(p, id, customer)
     state = h[5] }
 end
 
--- KEYS[1]: the hold's locator. ARGV: now, customer, hold id.
-local function release(keys, args)
+-- What release and confirm start with: the hold's product (through its locator, KEYS[1]),
+-- that product's due holds expired first, then the customer's hold there (nil if none). Returns
+-- nil when the locator or the product is gone.
+local function locate_hold(keys, args)
   local now = now_ms(args[1])
   local customer, id = args[2], args[3]
   local p = redis.call('GET', keys[1])
   if not p then
-    return { 'reservation_not_found' }
+    return nil
   end
   local pk = product_key(p)
   local s = load_product(pk)
   if not s then
-    return { 'reservation_not_found' }
+    return nil
   end
   expire_product(p, pk, s, now)
-  local h = find_hold(p, id, customer)
+  return { now = now, customer = customer, id = id, p = p, pk = pk, s = s,
+    h = find_hold(p, id, customer) }
+end
+
+-- KEYS[1]: the hold's locator. ARGV: now, customer, hold id.
+local function release(keys, args)
+  local at = locate_hold(keys, args)
+  if not at then
+    return { 'reservation_not_found' }
+  end
+  local now, customer, id, p, pk, s, h = at.now, at.customer, at.id, at.p, at.pk, at.s, at.h
   if not h or h.state ~= 'held' or now >= h.expires_at then
     return { 'reservation_not_found' }
   end
@@ -257,19 +269,11 @@ end
 -- checkout idempotency key, KEYS[6] that key. ARGV: now, customer, hold id, then with an
 -- order: its id and its bytes.
 local function confirm(keys, args)
-  local now = now_ms(args[1])
-  local customer, id = args[2], args[3]
-  local p = redis.call('GET', keys[1])
-  if not p then
+  local at = locate_hold(keys, args)
+  if not at then
     return { 'reservation_not_found' }
   end
-  local pk = product_key(p)
-  local s = load_product(pk)
-  if not s then
-    return { 'reservation_not_found' }
-  end
-  expire_product(p, pk, s, now)
-  local h = find_hold(p, id, customer)
+  local now, customer, id, p, pk, s, h = at.now, at.customer, at.id, at.p, at.pk, at.s, at.h
   if not h then
     return { 'reservation_not_found' }
   end
