@@ -112,6 +112,7 @@ impl RecentOrders {
             .range_mut(first..first + count)
             .map(|entry| {
                 let json = entry.json.take();
+                debug_assert!(json.is_some(), "an order is taken once");
                 EncodedOrder {
                     // Taken once: an order is not taken twice, so the JSON is always here.
                     json: json.unwrap_or_else(|| entry.order.encode()),
