@@ -126,7 +126,7 @@ fn bench_prune_keys(c: &mut Criterion) {
             panic!("reservation failed");
         };
         if let Some(ticket) = reserved.ticket {
-            ticket.complete();
+            ticket.complete(&inventory);
         }
         let released = inventory.release(&customer, reserved.hold, NOW);
         state.apply(&reserved.record);

@@ -207,7 +207,7 @@ fn a_live_hold_costs_less_than_a_kilobyte_and_an_idempotency_key_less_than_250_b
     for (who, key) in customers.iter().zip(&keys) {
         let reserved = reserve(&inventory, who, Some(key), now_ms);
         if let Some(ticket) = reserved.ticket {
-            ticket.complete();
+            ticket.complete(&inventory);
         }
         let released = inventory
             .release(who, reserved.hold, now_ms)
@@ -264,7 +264,7 @@ fn pruning_a_million_keys_scans_them_all_and_removes_only_those_past_the_window(
         let (who, key) = (customer(i), key(1, i));
         let reserved = reserve(&inventory, &who, Some(&key), now_ms);
         if let Some(ticket) = reserved.ticket {
-            ticket.complete();
+            ticket.complete(&inventory);
         }
         let released = inventory
             .release(&who, reserved.hold, now_ms)

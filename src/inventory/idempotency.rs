@@ -34,6 +34,7 @@ use tokio::sync::Notify;
 
 use papaya::Operation;
 
+use super::Inventory;
 use super::error::InventoryError;
 use super::key_digest::{BuildDigestHasher, KeyDigest};
 use super::product::ProductEntry;
@@ -408,35 +409,33 @@ impl IdempotencyTable {
 /// is durable. Dropping it uncompleted settles the key as failed (waiting duplicates get
 /// `internal`, later requests with the key start afresh): do that when the record could not be
 /// written.
+///
+/// It holds no handle on the table (whose reference count every keyed reservation on every
+/// core would then write): [`KeyTicket::complete`] is given the inventory.
 #[derive(Debug)]
 #[must_use = "complete the ticket once the reservation is durable"]
 pub struct KeyTicket {
-    table: Arc<IdempotencyTable>,
     digest: KeyDigest,
     pending: Arc<PendingKey>,
     hold: Option<KeyedHold>,
 }
 
 impl KeyTicket {
-    /// The ticket of `fresh`, whose reservation made `hold`; `table` is the table `fresh` is in.
-    pub(crate) fn new(
-        table: Arc<IdempotencyTable>,
-        fresh: FreshKey<'_>,
-        hold: KeyedHold,
-    ) -> KeyTicket {
-        debug_assert!(std::ptr::eq(Arc::as_ptr(&table), fresh.table));
+    /// The ticket of `fresh`, whose reservation made `hold`.
+    pub(crate) fn new(fresh: FreshKey<'_>, hold: KeyedHold) -> KeyTicket {
         KeyTicket {
-            table,
             digest: fresh.digest,
             pending: fresh.pending,
             hold: Some(hold),
         }
     }
 
-    /// Records the reservation as the key's outcome and wakes the waiting duplicates.
-    pub fn complete(mut self) {
+    /// Records the reservation as the key's outcome and wakes the waiting duplicates;
+    /// `inventory` is the one that issued the ticket. (Given another, the duplicates still
+    /// hear, and the key still replays, from its pending state until its window ends.)
+    pub fn complete(mut self, inventory: &Inventory) {
         if let Some(hold) = self.hold.take() {
-            self.table.complete(self.digest, &self.pending, hold);
+            inventory.keys.complete(self.digest, &self.pending, hold);
         }
     }
 }

@@ -107,8 +107,8 @@ pub struct Inventory {
     writer: Mutex<u32>,
     /// Every hold, live or recently ended.
     holds: HoldArena,
-    /// Idempotency keys of reservations (shared with the tickets of keys in flight).
-    keys: Arc<IdempotencyTable>,
+    /// Idempotency keys of reservations.
+    keys: IdempotencyTable,
 }
 
 /// A restock's outcome.
@@ -171,7 +171,7 @@ impl Inventory {
             products: ArcSwap::from_pointee(products),
             writer: Mutex::new(next_stream),
             holds,
-            keys: Arc::new(keys),
+            keys,
         }
     }
 

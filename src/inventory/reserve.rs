@@ -120,7 +120,7 @@ impl Inventory {
                             expires_at_ms: reserved.expires_at_ms,
                             quantity: reserved.quantity,
                         };
-                        reserved.ticket = Some(KeyTicket::new(Arc::clone(&self.keys), fresh, hold));
+                        reserved.ticket = Some(KeyTicket::new(fresh, hold));
                     }
                     // Unreachable (a product is never taken out of the table, only closed):
                     // without its entry the key cannot replay, so it is freed.

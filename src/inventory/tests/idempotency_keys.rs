@@ -20,7 +20,7 @@ fn the_same_key_and_parameters_give_the_same_reservation() {
             at_ms: NOW
         })
     );
-    first.ticket.unwrap().complete();
+    first.ticket.unwrap().complete(&inv);
     inv.release("alice", first.hold, NOW).unwrap();
     let again = inv.reserve(&keyed("alice", "p", 2, "k1")).unwrap();
     let Reservation::Replayed(past) = again else {
@@ -43,7 +43,7 @@ fn the_same_key_with_other_parameters_is_a_mismatch() {
     let Ok(Reservation::New(first)) = inv.reserve(&keyed("alice", "p", 2, "k1")) else {
         panic!()
     };
-    first.ticket.unwrap().complete();
+    first.ticket.unwrap().complete(&inv);
     for (product, quantity) in [("p", 1), ("q", 2)] {
         let err = inv
             .reserve(&keyed("alice", product, quantity, "k1"))
@@ -72,7 +72,7 @@ fn a_duplicate_during_the_first_request_waits_for_its_outcome() {
     let outcome = runtime.block_on(async move {
         let waiter = tokio::spawn(wait.outcome());
         tokio::task::yield_now().await;
-        ticket.complete();
+        ticket.complete(&inv);
         waiter.await.unwrap()
     });
     assert_eq!(outcome.unwrap().hold, hold);
@@ -121,7 +121,7 @@ fn keys_are_forgotten_after_a_day() {
     let Ok(Reservation::New(first)) = inv.reserve(&keyed("alice", "p", 1, "k")) else {
         panic!()
     };
-    first.ticket.unwrap().complete();
+    first.ticket.unwrap().complete(&inv);
     let tomorrow = ReserveRequest {
         now_ms: NOW + KEY_TTL_MS,
         ..keyed("alice", "p", 1, "k")
@@ -130,7 +130,7 @@ fn keys_are_forgotten_after_a_day() {
         panic!("a day later the key is new")
     };
     assert_ne!(second.hold, first.hold);
-    second.ticket.unwrap().complete();
+    second.ticket.unwrap().complete(&inv);
     assert_eq!(inv.prune_idempotency(NOW + 2 * KEY_TTL_MS), 1);
 }
 
@@ -142,7 +142,7 @@ fn keys_are_forgotten_after_a_configured_window() {
     let Ok(Reservation::New(first)) = inv.reserve(&keyed("alice", "p", 1, "k")) else {
         panic!()
     };
-    first.ticket.unwrap().complete();
+    first.ticket.unwrap().complete(&inv);
     let inside = ReserveRequest {
         now_ms: NOW + 59_999,
         ..keyed("alice", "p", 1, "k")
@@ -211,10 +211,11 @@ fn duplicates_racing_the_settlement_always_hear_the_outcome() {
             let ticket = first.ticket.unwrap();
             // Every other round the first request fails instead (its ticket is dropped).
             let completes = round % 2 == 0;
+            let issuer = Arc::clone(&inv);
             let settler = tokio::spawn(async move {
                 tokio::task::yield_now().await;
                 if completes {
-                    ticket.complete();
+                    ticket.complete(&issuer);
                 } else {
                     drop(ticket);
                 }
@@ -253,7 +254,7 @@ fn a_key_completed_after_its_window_passed_still_answers_its_waiters() {
     };
     // The window passes while the first request is in flight: its entry is pruned.
     assert_eq!(inv.prune_idempotency(NOW + 60_000), 1);
-    first.ticket.unwrap().complete();
+    first.ticket.unwrap().complete(&inv);
     assert_eq!(wait.peek().unwrap().unwrap().hold, first.hold);
     // The key is not brought back by the late completion.
     assert_eq!(inv.idempotency_keys(), 0);
@@ -265,7 +266,7 @@ fn a_completed_key_replays_from_its_settled_entry() {
     let Ok(Reservation::New(first)) = inv.reserve(&keyed("alice", "p", 2, "k")) else {
         panic!()
     };
-    first.ticket.unwrap().complete();
+    first.ticket.unwrap().complete(&inv);
     assert_eq!(
         inv.idempotency_keys(),
         1,

@@ -23,7 +23,7 @@ pub(super) fn busy_inventory() -> (Inventory, Vec<Record>) {
         };
         records.push(r.record.clone());
         if let Some(ticket) = r.ticket {
-            ticket.complete();
+            ticket.complete(&inv);
         }
         r.hold
     };
