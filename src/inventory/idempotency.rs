@@ -14,7 +14,7 @@
 //!   do duplicates hear about the hold, so no client is ever told about a hold a crash could
 //!   lose. Completing replaces the pending entry by a settled one holding just the reservation:
 //!   the in-flight machinery (the outcome cell and the `Notify` duplicates wait on) lives in a
-//!   [`PendingKey`] that only the pending entry, the ticket and the waiters share, and is freed
+//!   `PendingKey` that only the pending entry, the ticket and the waiters share, and is freed
 //!   with the last of them.
 //! * finds an entry with another fingerprint: `idempotency_mismatch`.
 //! * finds a completed entry with the same fingerprint: the original reservation, even if it
@@ -30,9 +30,8 @@ use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
 use papaya::Operation;
+use tokio::sync::Notify;
 
 use super::Inventory;
 use super::error::InventoryError;

@@ -12,10 +12,10 @@
 //! Two different pairs with one digest would share a key: the second would replay the first's
 //! reservation (or get `idempotency_mismatch`). Truncated SHA-256 behaves as a random function,
 //! so among `n` keys alive at once the chance of any collision is at most `n² / 2^129` (the
-//! birthday bound): 10^-20 at a billion keys, reaching one half only near 2^64 (1.8 × 10^19)
-//! keys. Finding a collision on purpose costs about 2^64 SHA-256 evaluations, far beyond what a
-//! client can spend on sharing someone's key; and keys are scoped to the customer anyway, so a
-//! collision between two of one customer's keys gains an attacker nothing.
+//! birthday bound): about 10^-21 at a billion keys, reaching one half only near 2^64 (1.8 × 10^19)
+//! keys. On purpose: finding two pairs that collide costs about 2^64 SHA-256 evaluations and
+//! gains nothing (both pairs are the finder's own); making a pair collide with someone else's
+//! key is a second preimage, about 2^128.
 //!
 //! Cost: one SHA-256 block for pairs up to 47 bytes (customer plus key), about 50-100 ns with
 //! the CPU's SHA extensions; no allocation.
