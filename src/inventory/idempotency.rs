@@ -406,7 +406,7 @@ impl IdempotencyTable {
 
 /// The first request of a key, in flight: complete it once the reservation's journal record
 /// is durable. Dropping it uncompleted settles the key as failed (waiting duplicates get
-/// `internal`, later requests with the key start afresh): do that when the record could not be
+/// `unavailable`, later requests with the key start afresh): do that when the record could not be
 /// written.
 ///
 /// It holds no handle on the table (whose reference count every keyed reservation on every
