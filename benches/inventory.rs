@@ -7,6 +7,11 @@
 //! * `limited_product`: one thread on a product with a per-customer limit, adding the
 //!   customer's count (a skip-list lookup and a compare-and-swap) to each reservation.
 //!
+//! `keyed_reserve_release` is the same with an idempotency key on each reservation (a new key
+//! each time, its ticket completed as the server does once the record is durable), into a
+//! table holding about a million keys: keys leave a window of a million reservations, and the
+//! prune that frees them runs outside the timing.
+//!
 //! `prune_keys` times one pass of the idempotency key pruning at 1,000,000 keys inside their
 //! window (nothing to remove: the cost every prune pays), in the engine's table and in the
 //! journal writer's copy (`InventoryState`).
@@ -103,8 +108,66 @@ fn bench_reserve_release(c: &mut Criterion) {
     group.finish();
 }
 
-/// Keys in the prune bench.
+/// Keys in the prune bench, and about the keys in the keyed bench's table.
 const KEYS: usize = 1_000_000;
+
+/// Keyed reservations between two prunes in the keyed bench.
+const PRUNE_EVERY: u64 = 65_536;
+
+/// One keyed reserve (key number `n`, made at `NOW + n`), its ticket completed, and its
+/// release. `key` is a reused buffer, so the bench allocates no key string.
+fn keyed_reserve_release(inventory: &Inventory, customers: &[String], key: &mut String, n: u64) {
+    use std::fmt::Write;
+    let customer = &customers[n as usize % customers.len()];
+    key.clear();
+    let _ = write!(key, "b-{n}");
+    let now_ms = NOW + n as i64;
+    let request = ReserveRequest {
+        customer,
+        product: "sneaker",
+        quantity: 1,
+        idempotency_key: Some(key),
+        now_ms,
+    };
+    let Ok(Reservation::New(reserved)) = inventory.reserve(black_box(&request)) else {
+        panic!("keyed reservation failed");
+    };
+    if let Some(ticket) = reserved.ticket {
+        ticket.complete(inventory);
+    }
+    let released = inventory.release(customer, black_box(reserved.hold), now_ms);
+    black_box(released.expect("release failed"));
+}
+
+fn bench_keyed_reserve_release(c: &mut Criterion) {
+    let mut group = c.benchmark_group("keyed_reserve_release");
+    group.throughput(Throughput::Elements(2));
+    // Key `n` is made at `NOW + n` ms: a window of KEYS ms holds the last KEYS keys.
+    let inventory = Inventory::with_key_window(KeyWindow::new(Duration::from_millis(KEYS as u64)));
+    inventory.open_product(&product("sneaker", 0));
+    let customers: Vec<String> = (0..200).map(|i| format!("lt-buyer-4f2a9c-{i}")).collect();
+    let mut key = String::new();
+    let mut n = 0;
+    group.bench_function("uncontended_1m_keys", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut done = 0;
+            while done < iters {
+                let batch = (iters - done).min(PRUNE_EVERY);
+                let began = Instant::now();
+                for _ in 0..batch {
+                    keyed_reserve_release(&inventory, &customers, &mut key, n);
+                    n += 1;
+                }
+                timed += began.elapsed();
+                done += batch;
+                black_box(inventory.prune_idempotency(NOW + n as i64));
+            }
+            timed
+        })
+    });
+    group.finish();
+}
 
 fn bench_prune_keys(c: &mut Criterion) {
     let window = KeyWindow::new(Duration::from_secs(60));
@@ -126,7 +189,7 @@ fn bench_prune_keys(c: &mut Criterion) {
             panic!("reservation failed");
         };
         if let Some(ticket) = reserved.ticket {
-            ticket.complete();
+            ticket.complete(&inventory);
         }
         let released = inventory.release(&customer, reserved.hold, NOW);
         state.apply(&reserved.record);
@@ -144,5 +207,10 @@ fn bench_prune_keys(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_reserve_release, bench_prune_keys);
+criterion_group!(
+    benches,
+    bench_reserve_release,
+    bench_keyed_reserve_release,
+    bench_prune_keys
+);
 criterion_main!(benches);

@@ -378,7 +378,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         );
                         journal.apply(&reserved.record);
                         if let Some(ticket) = reserved.ticket {
-                            ticket.complete();
+                            ticket.complete(&engine);
                         }
                         model.add_hold(reserved.hold, customer, product, quantity, key);
                         prop_assert_eq!(

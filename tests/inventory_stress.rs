@@ -244,7 +244,7 @@ fn worker(shared: &Shared, index: usize) -> WorkerLog {
                         log.reserved += 1;
                         log.records.push(r.record);
                         if let Some(ticket) = r.ticket {
-                            ticket.complete();
+                            ticket.complete(inv);
                         }
                         log.new_keys.push(key);
                         holds.push(Held {

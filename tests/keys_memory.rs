@@ -2,7 +2,7 @@
 //! their keys leave the window. Measured with a counting global allocator, so every thread
 //! counts: the journal writer's copy of the state (the compactor) as well as the engine.
 //! README's "Memory" figures come from this test's output
-//! (`cargo test --test keys_memory -- --nocapture`).
+//! (`cargo test --release --test keys_memory -- --nocapture`).
 //!
 //! The tests share the allocator's count, so they run one at a time (`SERIAL`).
 
@@ -119,11 +119,11 @@ fn keyed_sales_leave_the_heap_at_its_baseline_once_their_keys_leave_the_window()
         );
         // Inside the window the keys are there (this test measures something)...
         assert!(
-            peak_growth > 100 * ROUND as i64,
+            peak_growth > 50 * ROUND as i64,
             "a round of keys should hold memory: {peak_growth} bytes"
         );
         // ...and once out of it, nothing of them is: less than 8 bytes a sale is left, where
-        // one key alone is hundreds.
+        // one key alone is over a hundred.
         assert!(
             growth < 8 * 5 * ROUND as i64,
             "the heap grew {growth} bytes over {} keyed sales",
@@ -172,8 +172,13 @@ fn apply_all(state: &mut InventoryState, records: &[Record]) -> i64 {
     live_bytes() - before
 }
 
+/// The most a remembered idempotency key may cost, engine and writer's copy together: about
+/// 150 bytes measured (README "Memory of holds and keys"); the margin covers the hash tables'
+/// fill, which depends on where `N` falls between two of their sizes.
+const MAX_BYTES_PER_KEY: f64 = 250.0;
+
 #[test]
-fn a_live_hold_and_an_idempotency_key_each_cost_less_than_a_kilobyte() {
+fn a_live_hold_costs_less_than_a_kilobyte_and_an_idempotency_key_less_than_250_bytes() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let now_ms = 1_700_000_000_000;
     let customers: Vec<String> = (0..N).map(customer).collect();
@@ -202,7 +207,7 @@ fn a_live_hold_and_an_idempotency_key_each_cost_less_than_a_kilobyte() {
     for (who, key) in customers.iter().zip(&keys) {
         let reserved = reserve(&inventory, who, Some(key), now_ms);
         if let Some(ticket) = reserved.ticket {
-            ticket.complete();
+            ticket.complete(&inventory);
         }
         let released = inventory
             .release(who, reserved.hold, now_ms)
@@ -230,7 +235,11 @@ fn a_live_hold_and_an_idempotency_key_each_cost_less_than_a_kilobyte() {
         per(engine_keys + state_keys)
     );
     assert!(per(engine_holds + state_holds) < 1024.0);
-    assert!(per(engine_keys + state_keys) < 1024.0);
+    assert!(
+        per(engine_keys + state_keys) < MAX_BYTES_PER_KEY,
+        "an idempotency key costs {:.0} B",
+        per(engine_keys + state_keys)
+    );
     assert!(per(engine_keys) > 0.0 && per(state_keys) > 0.0);
 }
 
@@ -255,7 +264,7 @@ fn pruning_a_million_keys_scans_them_all_and_removes_only_those_past_the_window(
         let (who, key) = (customer(i), key(1, i));
         let reserved = reserve(&inventory, &who, Some(&key), now_ms);
         if let Some(ticket) = reserved.ticket {
-            ticket.complete();
+            ticket.complete(&inventory);
         }
         let released = inventory
             .release(&who, reserved.hold, now_ms)

@@ -1,5 +1,6 @@
 //! The idempotency key window on a real server: `--idempotency-window` is taken, keyed
-//! reservations over HTTP replay inside it, and `/metrics` counts the keys held in memory.
+//! reservations over HTTP replay inside it (across a SIGKILL and a restart too), and `/metrics`
+//! counts the keys held in memory.
 //! (Keys leaving the window are tested where time can be shortened: `tests/keys_memory.rs` and
 //! the inventory service's unit tests; the server's minimum window is a minute.)
 
@@ -75,4 +76,79 @@ async fn keyed_reservations_replay_inside_the_window_and_metrics_count_their_key
         assert!(Instant::now() < deadline, "keys in /metrics: {keys:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `POST /v1/reservations` of one `lamp` (`quantity` units) by `token`'s holder under `key`: the
+/// status and the JSON reply.
+async fn reserve_keyed(
+    addr: std::net::SocketAddr,
+    token: &str,
+    key: &str,
+    quantity: u32,
+) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/reservations"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({"product":"lamp","quantity":quantity}))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON reply"))
+}
+
+#[tokio::test]
+async fn keys_inside_the_window_replay_after_a_sigkill_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let catalog = dir.path().join("catalog.json");
+    std::fs::write(
+        &catalog,
+        json!({
+            "partners": [{"id":"p","name":"P","accounts":["p"],"platform":"direct","kind":"brand"}],
+            "products": [{"id":"lamp","partner":"p","title":"Lamp","description":"d",
+                "image":"https://p.example/i.jpg","price":{"amount":100,"currency":"usd"},
+                "urls":["https://p.example/lamp"],"stock":50,"hold_seconds":3600}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let catalog_arg = catalog.display().to_string();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--firehose",
+        "none",
+        "--catalog",
+        &catalog_arg,
+        "--idempotency-window",
+        "60",
+    ];
+    let server = common::BuylineProcess::start_in(&data_dir, &args);
+    let ada = common::sign(&data_dir, Role::Customer, "ada");
+    let bob = common::sign(&data_dir, Role::Customer, "bob");
+    let mut before = Vec::new();
+    for key in ["k1", "k2"] {
+        let (status, reply) = reserve_keyed(server.addr, &ada, key, 2).await;
+        assert_eq!(status, 201, "{reply}");
+        before.push(reply["id"].as_str().unwrap().to_owned());
+    }
+    server.kill();
+
+    let server = common::BuylineProcess::start_in(&data_dir, &args);
+    for (key, id) in ["k1", "k2"].into_iter().zip(&before) {
+        let (status, reply) = reserve_keyed(server.addr, &ada, key, 2).await;
+        assert_eq!(status, 201, "{reply}");
+        assert_eq!(reply["id"].as_str(), Some(id.as_str()), "{key} replays");
+    }
+    // The key is still bound to its parameters...
+    let (status, reply) = reserve_keyed(server.addr, &ada, "k1", 3).await;
+    assert_eq!(status, 409, "{reply}");
+    assert_eq!(reply["code"], "idempotency_mismatch", "{reply}");
+    // ...and to its customer: bob's "k1" is his own.
+    let (status, reply) = reserve_keyed(server.addr, &bob, "k1", 2).await;
+    assert_eq!(status, 201, "{reply}");
+    assert!(!before.iter().any(|id| reply["id"].as_str() == Some(id)));
 }

@@ -1,16 +1,21 @@
 //! Idempotency keys: a client that retries a reservation with the same key gets the same
 //! reservation back, never a second hold.
 //!
-//! Keys are scoped to the customer: the table is keyed by (customer, key). Each entry stores a
-//! fingerprint of the request's parameters (product and quantity), when the key was first used,
-//! and, once known, the reservation it produced. A request with a key:
+//! Keys are scoped to the customer: the table is keyed by the [`KeyDigest`] of (customer, key),
+//! 16 bytes whatever the strings' length. Each entry stores a fingerprint of the request's
+//! parameters (product and quantity), when the key was first used, and, once known, the
+//! reservation it produced. A request with a key:
 //!
 //! * finds no entry: inserts a *pending* one atomically (`papaya::HashMap::try_insert`,
 //!   lock-free; of two concurrent inserts exactly one lands) and goes on to reserve. If the
-//!   reservation fails, the entry is settled as failed and removed: a request that did nothing leaves its
-//!   key free, and the error is not replayed. If it succeeds, the caller gets a [`KeyTicket`]
-//!   and completes it once the reservation's journal record is durable; only then do
-//!   duplicates hear about the hold, so no client is ever told about a hold a crash could lose.
+//!   reservation fails, the entry is settled as failed and removed: a request that did nothing
+//!   leaves its key free, and the error is not replayed. If it succeeds, the caller gets a
+//!   [`KeyTicket`] and completes it once the reservation's journal record is durable; only then
+//!   do duplicates hear about the hold, so no client is ever told about a hold a crash could
+//!   lose. Completing replaces the pending entry by a settled one holding just the reservation:
+//!   the in-flight machinery (the outcome cell and the `Notify` duplicates wait on) lives in a
+//!   `PendingKey` that only the pending entry, the ticket and the waiters share, and is freed
+//!   with the last of them.
 //! * finds an entry with another fingerprint: `idempotency_mismatch`.
 //! * finds a completed entry with the same fingerprint: the original reservation, even if it
 //!   has since been released, confirmed or expired (with today's `remaining`).
@@ -25,9 +30,12 @@ use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use papaya::Operation;
 use tokio::sync::Notify;
 
+use super::Inventory;
 use super::error::InventoryError;
+use super::key_digest::{BuildDigestHasher, KeyDigest};
 use super::product::ProductEntry;
 use super::record::HoldId;
 
@@ -115,13 +123,13 @@ pub struct PastReservation {
     pub stream: u32,
 }
 
-/// The reservation a key produced.
+/// The reservation a key produced. 32 bytes (4 of them padding).
 #[derive(Clone, Debug)]
 pub(crate) struct KeyedHold {
     pub(crate) hold: HoldId,
     pub(crate) product: Arc<ProductEntry>,
-    pub(crate) quantity: u32,
     pub(crate) expires_at_ms: i64,
+    pub(crate) quantity: u32,
 }
 
 impl KeyedHold {
@@ -144,38 +152,78 @@ enum KeyOutcome {
     Failed(InventoryError),
 }
 
-/// One (customer, key). The customer and the key themselves are only in the table's key (an
-/// entry is reached through it), not repeated here: that saves about 80 bytes a key.
-#[derive(Debug)]
-pub(crate) struct KeyEntry {
-    fingerprint: u64,
-    /// When the key was first used; it is forgotten a [`KeyWindow`] later.
-    at_ms: i64,
+/// A key's first request while it is in flight: where its outcome lands and its duplicates
+/// wait. Allocated per keyed reservation, and dropped once the entry is settled and its
+/// waiters have gone, so a remembered key carries neither the `Notify` nor the allocation.
+#[derive(Debug, Default)]
+struct PendingKey {
     /// Set once, by the first request's ticket (or its failure).
     outcome: OnceLock<KeyOutcome>,
     /// Wakes the duplicates waiting for `outcome`.
     settled: Notify,
 }
 
-impl KeyEntry {
+impl PendingKey {
     fn settle(&self, outcome: KeyOutcome) {
         // Only the entry's first request settles it, once, so `set` never contends (and
-        // never waits).
+        // never waits). Set before notifying: a waiter registers before it checks (see
+        // `KeyWait::outcome`), so it either sees the outcome or is woken.
         let _ = self.outcome.set(outcome);
         self.settled.notify_waiters();
     }
+}
 
+/// One (customer, key), inline in the table's entry (the table's key is its [`KeyDigest`]).
+/// 48 bytes: with the digest, a papaya entry of 64 bytes is all a remembered key allocates.
+#[derive(Debug)]
+pub(crate) struct KeyEntry {
+    fingerprint: u64,
+    /// When the key was first used; it is forgotten a [`KeyWindow`] later.
+    at_ms: i64,
+    state: KeyState,
+}
+
+/// Where a key's first request is.
+#[derive(Debug)]
+enum KeyState {
+    /// In flight: its outcome and waiters are in the shared [`PendingKey`].
+    Pending(Arc<PendingKey>),
+    /// Reserved and durable (or restored): the reservation, replayed to duplicates.
+    Reserved(KeyedHold),
+}
+
+// TigerBeetle style: a remembered key's size is a decision, not an accident.
+const _: () = assert!(size_of::<KeyState>() <= 32);
+const _: () = assert!(size_of::<KeyEntry>() <= 48);
+
+impl KeyEntry {
     /// Whether a new request should treat this entry as absent.
     fn is_stale(&self, now_ms: i64, window: KeyWindow) -> bool {
         window.is_past(self.at_ms, now_ms)
-            || matches!(self.outcome.get(), Some(KeyOutcome::Failed(_)))
+            || matches!(&self.state, KeyState::Pending(pending)
+                if matches!(pending.outcome.get(), Some(KeyOutcome::Failed(_))))
+    }
+
+    /// Whether this entry is the pending one `pending` was made for.
+    fn is_pending(&self, pending: &Arc<PendingKey>) -> bool {
+        matches!(&self.state, KeyState::Pending(mine) if Arc::ptr_eq(mine, pending))
+    }
+
+    /// The reservation, if the key produced one.
+    fn reserved(&self) -> Option<&KeyedHold> {
+        match &self.state {
+            KeyState::Reserved(hold) => Some(hold),
+            KeyState::Pending(pending) => match pending.outcome.get() {
+                Some(KeyOutcome::Reserved(hold)) => Some(hold),
+                Some(KeyOutcome::Failed(_)) | None => None,
+            },
+        }
     }
 }
 
 /// A key's saved reservation, as snapshots list it.
 pub(crate) struct SavedKey<'a> {
-    pub(crate) customer: &'a str,
-    pub(crate) key: &'a str,
+    pub(crate) digest: KeyDigest,
     pub(crate) fingerprint: u64,
     pub(crate) at_ms: i64,
     pub(crate) hold: &'a KeyedHold,
@@ -191,54 +239,28 @@ pub(crate) enum KeyClaim<'a> {
     Wait(KeyWait),
 }
 
-/// A pending entry this request inserted: it must reserve, then complete the entry's ticket or
-/// [`IdempotencyTable::fail`] it.
+/// A pending entry this request inserted: it must reserve, then complete a [`KeyTicket`] made
+/// of it or [`IdempotencyTable::fail`] it.
 pub(crate) struct FreshKey<'a> {
     table: &'a IdempotencyTable,
-    entry: Arc<KeyEntry>,
+    digest: KeyDigest,
+    pending: Arc<PendingKey>,
 }
 
-impl FreshKey<'_> {
-    pub(crate) fn entry(&self) -> &Arc<KeyEntry> {
-        &self.entry
-    }
-}
-
-/// Every key in use: a lock-free hash table (papaya). It replaced a `crossbeam_skiplist`
-/// map, whose search at a million keys walked ~20 nodes, a cache miss each: with it the
-/// search was 11-18 % of the server's CPU in a keyed flash sale (BENCHMARKS.md). A hash
-/// lookup is one or two. The default (SipHash) hasher, since clients choose the keys.
+/// Every key in use: a lock-free hash table (papaya) from a key's [`KeyDigest`] to its entry,
+/// inline. It replaced a `crossbeam_skiplist` map, whose search at a million keys walked ~20
+/// nodes, a cache miss each: with it the search was 11-18 % of the server's CPU in a keyed
+/// flash sale (BENCHMARKS.md). A hash lookup is one or two. The digest is its own hash
+/// ([`BuildDigestHasher`]): it is uniformly random and no client can choose it.
+///
+/// Memory per remembered key: papaya's entry (the 16-byte digest and the 48-byte
+/// [`KeyEntry`]) plus its share of the table's slots (9 bytes a slot); README "Memory of holds
+/// and keys" has the measured figure.
 #[derive(Debug, Default)]
 pub(crate) struct IdempotencyTable {
-    map: papaya::HashMap<TableKey, Arc<KeyEntry>>,
+    map: papaya::HashMap<KeyDigest, KeyEntry, BuildDigestHasher>,
     /// How long a key is remembered.
     window: KeyWindow,
-}
-
-/// The customer's length (4 bytes), the customer and the key, so that no two (customer, key)
-/// pairs share bytes.
-type TableKey = Box<[u8]>;
-
-fn table_key(customer: &str, key: &str) -> TableKey {
-    let mut bytes = Vec::with_capacity(4 + customer.len() + key.len());
-    bytes.extend_from_slice(&(customer.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(customer.as_bytes());
-    bytes.extend_from_slice(key.as_bytes());
-    bytes.into_boxed_slice()
-}
-
-/// The customer and the key a [`table_key`] was made of (`None` only for bytes it did not make).
-fn split_table_key(at: &[u8]) -> Option<(&str, &str)> {
-    let (len, rest) = at.split_first_chunk::<4>()?;
-    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
-    if len > rest.len() {
-        return None;
-    }
-    let (customer, key) = rest.split_at(len);
-    Some((
-        std::str::from_utf8(customer).ok()?,
-        std::str::from_utf8(key).ok()?,
-    ))
 }
 
 impl IdempotencyTable {
@@ -260,7 +282,9 @@ impl IdempotencyTable {
         self.window
     }
 
-    /// Looks `customer`'s `key` up, inserting a pending entry if it is new.
+    /// Looks `customer`'s `key` up, inserting a pending entry if it is new. Cost: one SHA-256
+    /// block (the digest), one or two table probes; a new key allocates its pending state and
+    /// the table's entry.
     pub(crate) fn claim(
         &self,
         customer: &str,
@@ -268,56 +292,71 @@ impl IdempotencyTable {
         fingerprint: u64,
         now_ms: i64,
     ) -> Result<KeyClaim<'_>, InventoryError> {
-        let mut at = table_key(customer, key);
+        let digest = KeyDigest::of(customer, key);
         let map = self.map.pin();
         loop {
-            if let Some(entry) = map.get(&at) {
+            if let Some(entry) = map.get(&digest) {
                 if entry.is_stale(now_ms, self.window) {
-                    // Remove exactly the entry seen: a fresh one a concurrent request put in
-                    // its place stays.
-                    let _ = map.remove_if(&at, |_, found| Arc::ptr_eq(found, entry));
+                    // Remove exactly the entry seen (the guard keeps its address ours): a
+                    // fresh one a concurrent request put in its place stays.
+                    let _ = map.remove_if(&digest, |_, found| std::ptr::eq(found, entry));
                     continue;
                 }
                 if entry.fingerprint != fingerprint {
                     return Err(InventoryError::IdempotencyMismatch);
                 }
-                return Ok(match entry.outcome.get() {
-                    Some(KeyOutcome::Reserved(hold)) => KeyClaim::Replay(hold.reply()),
-                    // Failed entries are stale; a pending one is in flight.
-                    Some(KeyOutcome::Failed(_)) | None => KeyClaim::Wait(KeyWait {
-                        entry: Arc::clone(entry),
-                    }),
-                });
+                if let Some(hold) = entry.reserved() {
+                    return Ok(KeyClaim::Replay(hold.reply()));
+                }
+                if let KeyState::Pending(pending) = &entry.state {
+                    return Ok(KeyClaim::Wait(KeyWait {
+                        pending: Arc::clone(pending),
+                    }));
+                }
+                continue;
             }
-            let mine = Arc::new(KeyEntry {
+            let pending = Arc::new(PendingKey::default());
+            let mine = KeyEntry {
                 fingerprint,
                 at_ms: now_ms,
-                outcome: OnceLock::new(),
-                settled: Notify::new(),
-            });
+                state: KeyState::Pending(Arc::clone(&pending)),
+            };
             // Of two concurrent inserts of one key exactly one lands; the other answers from
-            // the entry that did (with the table key made again: the insert took it).
-            if map.try_insert(at, Arc::clone(&mine)).is_ok() {
+            // the entry that did.
+            if map.try_insert(digest, mine).is_ok() {
                 return Ok(KeyClaim::Fresh(FreshKey {
                     table: self,
-                    entry: mine,
+                    digest,
+                    pending,
                 }));
             }
-            at = table_key(customer, key);
         }
     }
 
-    /// Settles a fresh entry (of `customer`'s `key`) whose reservation failed, and removes it
-    /// (the key is free again).
-    pub(crate) fn fail(fresh: FreshKey<'_>, customer: &str, key: &str, err: InventoryError) {
-        let entry = fresh.entry;
-        entry.settle(KeyOutcome::Failed(err));
-        let at = table_key(customer, key);
+    /// Settles a fresh entry whose reservation failed, and removes it (the key is free again).
+    pub(crate) fn fail(fresh: FreshKey<'_>, err: InventoryError) {
+        fresh.pending.settle(KeyOutcome::Failed(err));
         let _ = fresh
             .table
             .map
             .pin()
-            .remove_if(&at, |_, found| Arc::ptr_eq(found, &entry));
+            .remove_if(&fresh.digest, |_, found| found.is_pending(&fresh.pending));
+    }
+
+    /// Settles `digest`'s pending entry `pending` with its reservation `hold`: the outcome for
+    /// the waiters, and the entry replaced by a settled one that keeps only the reservation.
+    /// Cost: one table entry allocated (the pending one is retired), one notify.
+    fn complete(&self, digest: KeyDigest, pending: &Arc<PendingKey>, hold: KeyedHold) {
+        let _ = self.map.pin().compute(digest, |found| match found {
+            Some((_, entry)) if entry.is_pending(pending) => Operation::Insert(KeyEntry {
+                fingerprint: entry.fingerprint,
+                at_ms: entry.at_ms,
+                state: KeyState::Reserved(hold.clone()),
+            }),
+            // Pruned or replaced meanwhile (its window passed): the waiters still hear.
+            _ => Operation::Abort(()),
+        });
+        pending.settle(KeyOutcome::Reserved(hold));
     }
 
     /// Forgets keys first used a window or more before `now_ms`, and failed ones. Returns how
@@ -326,10 +365,10 @@ impl IdempotencyTable {
     pub(crate) fn prune(&self, now_ms: i64) -> usize {
         let map = self.map.pin();
         let mut removed = 0;
-        for (at, entry) in map.iter() {
+        for (digest, entry) in map.iter() {
             if entry.is_stale(now_ms, self.window)
                 && matches!(
-                    map.remove_if(at, |_, found| Arc::ptr_eq(found, entry)),
+                    map.remove_if(digest, |_, found| std::ptr::eq(found, entry)),
                     Ok(Some(_))
                 )
             {
@@ -340,37 +379,24 @@ impl IdempotencyTable {
     }
 
     /// Adds a key that already produced `hold` (restoring a snapshot).
-    pub(crate) fn restore(
-        &self,
-        customer: &str,
-        key: &str,
-        fingerprint: u64,
-        at_ms: i64,
-        hold: KeyedHold,
-    ) {
+    pub(crate) fn restore(&self, digest: KeyDigest, fingerprint: u64, at_ms: i64, hold: KeyedHold) {
         let entry = KeyEntry {
             fingerprint,
             at_ms,
-            outcome: OnceLock::from(KeyOutcome::Reserved(hold)),
-            settled: Notify::new(),
+            state: KeyState::Reserved(hold),
         };
-        self.map
-            .pin()
-            .insert(table_key(customer, key), Arc::new(entry));
+        self.map.pin().insert(digest, entry);
     }
 
     /// Calls `each` for every key with a reservation (for snapshots).
     pub(crate) fn for_each_saved(&self, mut each: impl FnMut(SavedKey<'_>)) {
         let map = self.map.pin();
-        for (at, value) in map.iter() {
-            if let Some(KeyOutcome::Reserved(hold)) = value.outcome.get()
-                && let Some((customer, key)) = split_table_key(at)
-            {
+        for (digest, entry) in map.iter() {
+            if let Some(hold) = entry.reserved() {
                 each(SavedKey {
-                    customer,
-                    key,
-                    fingerprint: value.fingerprint,
-                    at_ms: value.at_ms,
+                    digest: *digest,
+                    fingerprint: entry.fingerprint,
+                    at_ms: entry.at_ms,
                     hold,
                 });
             }
@@ -380,27 +406,35 @@ impl IdempotencyTable {
 
 /// The first request of a key, in flight: complete it once the reservation's journal record
 /// is durable. Dropping it uncompleted settles the key as failed (waiting duplicates get
-/// `internal`, later requests with the key start afresh): do that when the record could not be
+/// `unavailable`, later requests with the key start afresh): do that when the record could not be
 /// written.
+///
+/// It holds no handle on the table (whose reference count every keyed reservation on every
+/// core would then write): [`KeyTicket::complete`] is given the inventory.
 #[derive(Debug)]
 #[must_use = "complete the ticket once the reservation is durable"]
 pub struct KeyTicket {
-    entry: Arc<KeyEntry>,
+    digest: KeyDigest,
+    pending: Arc<PendingKey>,
     hold: Option<KeyedHold>,
 }
 
 impl KeyTicket {
-    pub(crate) fn new(entry: Arc<KeyEntry>, hold: KeyedHold) -> KeyTicket {
+    /// The ticket of `fresh`, whose reservation made `hold`.
+    pub(crate) fn new(fresh: FreshKey<'_>, hold: KeyedHold) -> KeyTicket {
         KeyTicket {
-            entry,
+            digest: fresh.digest,
+            pending: fresh.pending,
             hold: Some(hold),
         }
     }
 
-    /// Records the reservation as the key's outcome and wakes the waiting duplicates.
-    pub fn complete(mut self) {
+    /// Records the reservation as the key's outcome and wakes the waiting duplicates;
+    /// `inventory` is the one that issued the ticket. (Given another, the duplicates still
+    /// hear, and the key still replays, from its pending state until its window ends.)
+    pub fn complete(mut self, inventory: &Inventory) {
         if let Some(hold) = self.hold.take() {
-            self.entry.settle(KeyOutcome::Reserved(hold));
+            inventory.keys.complete(self.digest, &self.pending, hold);
         }
     }
 }
@@ -408,7 +442,8 @@ impl KeyTicket {
 impl Drop for KeyTicket {
     fn drop(&mut self) {
         if self.hold.take().is_some() {
-            self.entry
+            // The entry stays until a request or a prune finds it failed (stale).
+            self.pending
                 .settle(KeyOutcome::Failed(InventoryError::Unavailable {
                     reason: "the first request with this idempotency key was not completed",
                 }));
@@ -419,14 +454,14 @@ impl Drop for KeyTicket {
 /// A duplicate request waiting for the first request with its key to finish.
 #[derive(Debug)]
 pub struct KeyWait {
-    entry: Arc<KeyEntry>,
+    pending: Arc<PendingKey>,
 }
 
 impl KeyWait {
     /// The first request's outcome, once it is settled: its reservation, or its error.
     pub async fn outcome(self) -> Result<PastReservation, InventoryError> {
         loop {
-            let mut notified = pin!(self.entry.settled.notified());
+            let mut notified = pin!(self.pending.settled.notified());
             // Register before checking, so a settlement between the check and the await
             // still wakes us.
             notified.as_mut().enable();
@@ -439,33 +474,9 @@ impl KeyWait {
 
     /// The outcome if it is settled already.
     pub fn peek(&self) -> Option<Result<PastReservation, InventoryError>> {
-        self.entry.outcome.get().map(|outcome| match outcome {
+        self.pending.outcome.get().map(|outcome| match outcome {
             KeyOutcome::Reserved(hold) => Ok(hold.reply()),
             KeyOutcome::Failed(err) => Err(err.clone()),
         })
-    }
-}
-
-#[cfg(all(test, not(feature = "loom")))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_table_key_splits_back_into_its_customer_and_key() {
-        for (customer, key) in [
-            ("ada", "k"),
-            ("", "k"),
-            ("ada", ""),
-            ("lt-buyer-é-1", "b1-2"),
-        ] {
-            let at = table_key(customer, key);
-            assert_eq!(split_table_key(&at), Some((customer, key)));
-        }
-        assert_eq!(split_table_key(&[1, 0]), None, "too short for its length");
-        assert_eq!(
-            split_table_key(&[9, 0, 0, 0, b'a']),
-            None,
-            "a length past the end"
-        );
     }
 }

@@ -16,7 +16,8 @@
 //! * [`arena`] and [`hold`]: where holds live (a slot arena; id = slot + generation) and the
 //!   state word whose compare-and-swap lets exactly one of release, expiry and confirmation
 //!   end a hold.
-//! * [`idempotency`]: keys that make a retried reservation exactly-once.
+//! * [`idempotency`]: keys that make a retried reservation exactly-once, each known by its
+//!   [`key_digest`] (a 128-bit digest of the customer and the key).
 //! * [`record`]: every change as a journal record; [`state`] replays records into a snapshot,
 //!   and [`restore`] turns a snapshot into a running inventory and back.
 //! * [`service`]: the inventory as the server uses it, with the journal: every change durable
@@ -63,6 +64,7 @@ pub mod customers;
 pub mod error;
 pub mod hold;
 pub mod idempotency;
+pub mod key_digest;
 pub mod product;
 pub mod record;
 pub mod reserve;

@@ -112,19 +112,29 @@ impl Inventory {
                     .load()
                     .get(request.product)
                     .map(|listing| Arc::clone(&listing.entry));
-                if let Some(product) = product {
-                    let hold = KeyedHold {
-                        hold: reserved.hold,
-                        product,
-                        quantity: reserved.quantity,
-                        expires_at_ms: reserved.expires_at_ms,
-                    };
-                    reserved.ticket = Some(KeyTicket::new(Arc::clone(fresh.entry()), hold));
+                match product {
+                    Some(product) => {
+                        let hold = KeyedHold {
+                            hold: reserved.hold,
+                            product,
+                            expires_at_ms: reserved.expires_at_ms,
+                            quantity: reserved.quantity,
+                        };
+                        reserved.ticket = Some(KeyTicket::new(fresh, hold));
+                    }
+                    // Unreachable (a product is never taken out of the table, only closed):
+                    // without its entry the key cannot replay, so it is freed.
+                    None => IdempotencyTable::fail(
+                        fresh,
+                        InventoryError::Unavailable {
+                            reason: "the product of this reservation vanished",
+                        },
+                    ),
                 }
                 Ok(Reservation::New(reserved))
             }
             Err(err) => {
-                IdempotencyTable::fail(fresh, request.customer, key, err.clone());
+                IdempotencyTable::fail(fresh, err.clone());
                 Err(err)
             }
         }

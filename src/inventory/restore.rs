@@ -97,22 +97,24 @@ impl Inventory {
         holds.free_unused();
 
         let keys = IdempotencyTable::new(window);
-        for (customer, grants) in &state.keys {
-            for (key, grant) in grants {
-                if window.is_past(grant.at_ms, now_ms) {
-                    continue;
-                }
-                let Some(listing) = listings.get(grant.product.as_str()) else {
-                    continue;
-                };
-                let hold = KeyedHold {
-                    hold: grant.hold,
-                    product: Arc::clone(&listing.entry),
-                    quantity: grant.quantity,
-                    expires_at_ms: grant.expires_at_ms,
-                };
-                keys.restore(customer, key, grant.fingerprint, grant.at_ms, hold);
+        for (&digest, grant) in &state.keys {
+            if window.is_past(grant.at_ms, now_ms) {
+                continue;
             }
+            let Some(product) = listings.by_stream(grant.stream) else {
+                tracing::warn!(
+                    stream = grant.stream,
+                    "idempotency key of an unknown product not restored"
+                );
+                continue;
+            };
+            let hold = KeyedHold {
+                hold: grant.hold,
+                product: Arc::clone(product),
+                expires_at_ms: grant.expires_at_ms,
+                quantity: grant.quantity,
+            };
+            keys.restore(digest, grant.fingerprint, grant.at_ms, hold);
         }
 
         Inventory::with_parts(listings, next_stream, holds, keys)
@@ -165,21 +167,17 @@ impl Inventory {
             );
         }
         self.keys.for_each_saved(|saved| {
-            state
-                .keys
-                .entry(saved.customer.to_owned())
-                .or_default()
-                .insert(
-                    saved.key.to_owned(),
-                    KeyGrant {
-                        fingerprint: saved.fingerprint,
-                        at_ms: saved.at_ms,
-                        hold: saved.hold.hold,
-                        product: String::from(&*saved.hold.product.id),
-                        quantity: saved.hold.quantity,
-                        expires_at_ms: saved.hold.expires_at_ms,
-                    },
-                );
+            state.keys.insert(
+                saved.digest,
+                KeyGrant {
+                    fingerprint: saved.fingerprint,
+                    at_ms: saved.at_ms,
+                    hold: saved.hold.hold,
+                    expires_at_ms: saved.hold.expires_at_ms,
+                    stream: saved.hold.product.stream,
+                    quantity: saved.hold.quantity,
+                },
+            );
         });
         state.top_generation = self.holds.top_generation();
         state

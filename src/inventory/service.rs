@@ -277,7 +277,7 @@ impl InventoryService {
             Reservation::New(reserved) => {
                 let durable = self.enqueue(&reserved.record, reserved.stream);
                 let written = match reserved.ticket {
-                    Some(ticket) => SettleWhenDurable::new(durable, ticket).await,
+                    Some(ticket) => SettleWhenDurable::new(&self.engine, durable, ticket).await,
                     None => durable.await,
                 };
                 if let Err(error) = written {
@@ -506,20 +506,24 @@ impl InventoryService {
 /// (which answers the duplicates waiting on the key). The key's outcome must be settled even if
 /// the request is abandoned first (a client that hangs up), so dropping this early hands the
 /// wait to a task of its own. Before, every keyed reservation spawned that task up front.
-struct SettleWhenDurable {
+struct SettleWhenDurable<'a> {
+    /// The engine that issued the ticket (borrowed: only an abandoned wait takes a reference
+    /// count, so keyed reservations write no shared counter).
+    engine: &'a Arc<Inventory>,
     /// Both `Some` until the record is durable or this is dropped.
     waiting: Option<(Durable, KeyTicket)>,
 }
 
-impl SettleWhenDurable {
-    fn new(durable: Durable, ticket: KeyTicket) -> Self {
+impl<'a> SettleWhenDurable<'a> {
+    fn new(engine: &'a Arc<Inventory>, durable: Durable, ticket: KeyTicket) -> Self {
         SettleWhenDurable {
+            engine,
             waiting: Some((durable, ticket)),
         }
     }
 }
 
-impl Future for SettleWhenDurable {
+impl Future for SettleWhenDurable<'_> {
     type Output = Result<journal::Lsn, JournalError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -530,30 +534,31 @@ impl Future for SettleWhenDurable {
         if let Some((_, ticket)) = self.waiting.take()
             && written.is_ok()
         {
-            ticket.complete();
+            ticket.complete(self.engine);
         }
         // A failed write drops the ticket, which settles the key as failed.
         Poll::Ready(written)
     }
 }
 
-impl Drop for SettleWhenDurable {
+impl Drop for SettleWhenDurable<'_> {
     fn drop(&mut self) {
         let Some((durable, ticket)) = self.waiting.take() else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
+                let engine = Arc::clone(self.engine);
                 runtime.spawn(async move {
                     if durable.await.is_ok() {
-                        ticket.complete();
+                        ticket.complete(&engine);
                     }
                 });
             }
             // Outside a runtime nothing would poll a task: wait here, for one group commit.
             Err(_) => {
                 if durable.wait().is_ok() {
-                    ticket.complete();
+                    ticket.complete(self.engine);
                 }
             }
         }

@@ -1,9 +1,10 @@
 //! The inventory as plain data: what a snapshot holds and what replaying the journal rebuilds.
 //!
 //! [`InventoryState`] is sequential and serde-friendly. Products and holds are `BTreeMap`s;
-//! the per-customer maps (units, idempotency keys) are hash maps, since the journal writer
+//! the per-customer units and the idempotency keys are hash maps, since the journal writer
 //! applies every committed record here and string-keyed B-tree searches were most of that cost
-//! (BENCHMARKS.md). Equal states compare equal; their encodings may list those maps in another
+//! (BENCHMARKS.md). Keys are one flat map by [`KeyDigest`], each [`KeyGrant`] fixed-size (its
+//! product by stream index): 56 bytes a key plus the map's slack, no allocation of its own. Equal states compare equal; their encodings may list those maps in another
 //! order. The journal's compactor keeps one by [`InventoryState::apply`]ing every
 //! committed record; `Inventory::to_state` produces the same thing from a quiescent engine, and
 //! `Inventory::from_state` brings a state back to life (`restore.rs`).
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hold::{generation_of, hold_id_text};
 use super::idempotency::KeyWindow;
+use super::key_digest::{BuildDigestHasher, KeyDigest};
 use super::record::{HoldId, Record};
 
 /// Everything the inventory needs to resume: products, live holds, keys.
@@ -33,8 +35,8 @@ pub struct InventoryState {
     /// Live holds by id (including holds past their expiry that no `Expired` record ended yet:
     /// a restored inventory expires them on its first sweep).
     pub holds: BTreeMap<HoldId, LiveHold>,
-    /// Idempotency keys by customer, then key.
-    pub keys: HashMap<String, HashMap<String, KeyGrant>>,
+    /// Idempotency keys by the digest of (customer, key) ([`KeyDigest::of`]).
+    pub keys: HashMap<KeyDigest, KeyGrant, BuildDigestHasher>,
     /// The highest hold generation ever issued: holds created after a restore get ids above
     /// it, so no id is ever reused.
     pub top_generation: u32,
@@ -72,7 +74,8 @@ pub struct LiveHold {
     pub expires_at_ms: i64,
 }
 
-/// An idempotency key and the reservation it produced.
+/// An idempotency key and the reservation it produced. Fixed-size (40 bytes), so a key costs
+/// the writer's copy no allocation of its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyGrant {
     /// Fingerprint of the request's product and quantity.
@@ -82,13 +85,16 @@ pub struct KeyGrant {
     pub at_ms: i64,
     /// The hold the key's first request created (it may have ended since).
     pub hold: HoldId,
-    /// The product id.
-    pub product: String,
-    /// Units held.
-    pub quantity: u32,
     /// That hold's expiry (milliseconds since the Unix epoch).
     pub expires_at_ms: i64,
+    /// The product's stream index ([`ProductState::stream`]): products are never forgotten,
+    /// so it always names one.
+    pub stream: u32,
+    /// Units held.
+    pub quantity: u32,
 }
+
+const _: () = assert!(size_of::<KeyGrant>() == 40);
 
 /// A record that does not fit the state it is applied to.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -181,20 +187,11 @@ impl InventoryState {
                         fingerprint: key.fingerprint,
                         at_ms: key.at_ms,
                         hold: *hold,
-                        product: product.clone(),
-                        quantity: *quantity,
                         expires_at_ms: *expires_at_ms,
+                        stream: p.stream,
+                        quantity: *quantity,
                     };
-                    // Look up by &str first: the customer's String is cloned only for a new one.
-                    match self.keys.get_mut(customer) {
-                        Some(grants) => {
-                            grants.insert(key.key.clone(), grant);
-                        }
-                        None => {
-                            let grants = HashMap::from([(key.key.clone(), grant)]);
-                            self.keys.insert(customer.clone(), grants);
-                        }
-                    }
+                    self.keys.insert(KeyDigest::of(customer, &key.key), grant);
                 }
             }
             Record::Released {
@@ -244,18 +241,14 @@ impl InventoryState {
         Ok(())
     }
 
-    /// Forgets idempotency keys first used `window` or more before `now_ms`, and customers
-    /// left with none; returns how many keys. Scans every key. The maps keep their capacity
-    /// (the next keys reuse it), so memory stays at the peak of keys inside the window.
+    /// Forgets idempotency keys first used `window` or more before `now_ms`; returns how many.
+    /// Scans every key. The map keeps its capacity (the next keys reuse it), so memory stays
+    /// at the peak of keys inside the window.
     pub fn prune_keys(&mut self, now_ms: i64, window: KeyWindow) -> usize {
-        let mut removed = 0;
-        for keys in self.keys.values_mut() {
-            let before = keys.len();
-            keys.retain(|_, grant| !window.is_past(grant.at_ms, now_ms));
-            removed += before - keys.len();
-        }
-        self.keys.retain(|_, keys| !keys.is_empty());
-        removed
+        let before = self.keys.len();
+        self.keys
+            .retain(|_, grant| !window.is_past(grant.at_ms, now_ms));
+        before - self.keys.len()
     }
 
     /// Removes live hold `hold` of `product` (checking both first, so a misfit changes

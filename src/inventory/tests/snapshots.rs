@@ -1,6 +1,10 @@
 //! Snapshots: what one holds, and a state rebuilt from it.
 
 use super::*;
+use crate::inventory::compactor::{
+    LegacyKeyGrant, LegacyState, SNAPSHOT_TAG, decode_snapshot, encode_snapshot,
+};
+use crate::inventory::key_digest::KeyDigest;
 
 /// Runs a little of everything and returns every record, in order.
 pub(super) fn busy_inventory() -> (Inventory, Vec<Record>) {
@@ -19,7 +23,7 @@ pub(super) fn busy_inventory() -> (Inventory, Vec<Record>) {
         };
         records.push(r.record.clone());
         if let Some(ticket) = r.ticket {
-            ticket.complete();
+            ticket.complete(&inv);
         }
         r.hold
     };
@@ -52,7 +56,11 @@ fn applying_the_records_rebuilds_the_engines_state() {
         state.products["l"].customers["bob"], 2,
         "bought units count"
     );
-    assert_eq!(state.keys["alice"]["k1"].quantity, 2, "kept after release");
+    assert_eq!(
+        state.keys[&KeyDigest::of("alice", "k1")].quantity,
+        2,
+        "kept after release"
+    );
 }
 
 #[test]
@@ -96,7 +104,7 @@ fn a_restored_inventory_keeps_holds_limits_and_keys() {
     let Ok(Reservation::Replayed(past)) = restored.reserve(&keyed("alice", "p", 2, "k1")) else {
         panic!()
     };
-    assert_eq!(past.hold, state.keys["alice"]["k1"].hold);
+    assert_eq!(past.hold, state.keys[&KeyDigest::of("alice", "k1")].hold);
     // Holds end normally, by their original ids and expiry.
     let (&frank, _) = state
         .holds
@@ -193,4 +201,77 @@ fn apply_skips_records_that_do_not_fit() {
     let before = state.clone();
     state.apply(&released);
     assert_eq!(state, before);
+}
+
+#[test]
+fn a_snapshot_round_trips_in_its_tagged_form() {
+    let (inv, _) = busy_inventory();
+    let state = inv.to_state();
+    assert_eq!(state.keys.len(), 2);
+    let bytes = encode_snapshot(&state).unwrap();
+    assert!(bytes.starts_with(&SNAPSHOT_TAG));
+    let (decoded, orders) = decode_snapshot(&bytes).unwrap();
+    assert_eq!(decoded, state);
+    assert!(orders.is_empty());
+}
+
+/// A snapshot of `busy_inventory()` written by the version before key digests (keys by
+/// customer and key strings, untagged), bytes as that version's `codec::encode` wrote them.
+const LEGACY_SNAPSHOT: &[u8] = include_bytes!("legacy_snapshot.bin");
+
+#[test]
+fn a_snapshot_with_keys_by_customer_and_key_strings_still_loads() {
+    assert!(!LEGACY_SNAPSHOT.starts_with(&SNAPSHOT_TAG[..1]));
+    let (decoded, orders) = decode_snapshot(LEGACY_SNAPSHOT).unwrap();
+    assert!(orders.is_empty());
+    // The same history gives the same state today, keys digested.
+    let (inv, _) = busy_inventory();
+    assert_eq!(decoded, inv.to_state());
+    // And the restored keys replay.
+    let restored = Inventory::from_state(decoded, &[product("p", 10), limited("l", 5, 2)], NOW);
+    let Ok(Reservation::Replayed(past)) = restored.reserve(&keyed("carol", "l", 1, "k2")) else {
+        panic!("carol's key replays")
+    };
+    assert_eq!(past.quantity, 1);
+}
+
+#[test]
+fn a_legacy_snapshot_with_its_orders_still_loads_with_them() {
+    #[derive(serde::Serialize)]
+    struct SnapshotWithOrders {
+        inventory: LegacyState,
+        orders: Vec<Vec<u8>>,
+    }
+    let (inv, _) = busy_inventory();
+    let state = inv.to_state();
+    let grant = &state.keys[&KeyDigest::of("alice", "k1")];
+    let legacy = LegacyState {
+        products: state.products.clone(),
+        holds: state.holds.clone(),
+        keys: HashMap::from([(
+            "alice".to_owned(),
+            HashMap::from([(
+                "k1".to_owned(),
+                LegacyKeyGrant {
+                    fingerprint: grant.fingerprint,
+                    at_ms: grant.at_ms,
+                    hold: grant.hold,
+                    product: "p".to_owned(),
+                    quantity: grant.quantity,
+                    expires_at_ms: grant.expires_at_ms,
+                },
+            )]),
+        )]),
+        top_generation: state.top_generation,
+    };
+    let bytes = crate::codec::encode(&SnapshotWithOrders {
+        inventory: legacy,
+        orders: vec![vec![7, 8]],
+    })
+    .unwrap();
+    let (decoded, orders) = decode_snapshot(&bytes).unwrap();
+    assert_eq!(orders, vec![vec![7, 8]]);
+    assert_eq!(decoded.keys.len(), 1);
+    assert_eq!(decoded.keys[&KeyDigest::of("alice", "k1")], *grant);
+    assert_eq!(decoded.products, state.products);
 }
