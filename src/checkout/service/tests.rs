@@ -396,6 +396,10 @@ impl PaymentGateway for SlowGateway {
     ) -> crate::checkout::gateway::RefundFuture<'a> {
         self.inner.refund(receipt)
     }
+
+    fn refund_by_key<'a>(&'a self, key: &'a str) -> crate::checkout::gateway::RefundFuture<'a> {
+        self.inner.refund_by_key(key)
+    }
 }
 
 #[tokio::test]
