@@ -321,6 +321,14 @@ impl CheckoutService {
                 // charge once the hold has ended unsold.
                 return Err(error);
             }
+            // Sold by another checkout of the same hold (on another node: the per-hold lock is
+            // this node's only), under the same gateway key, so with the same charge: that
+            // order stands and its charge must not be refunded.
+            if let Ok(Some(order)) = self.store.order(&stored.order.id).await
+                && order.customer == customer
+            {
+                return Ok(order);
+            }
             // Charged but not sold (the hold expired meanwhile, or the journal failed): the
             // buyer must not pay for nothing.
             match self.gateway.refund(&receipt).await {
