@@ -150,6 +150,11 @@ impl StoreSetup {
         let shared = RedisStore::connect(url.expose(), key_window, master)
             .await
             .with_context(|| format!("cannot use the store at {url}"))?;
+        // Before the counts are read, so no change after those reads is missed.
+        shared
+            .subscribe_to_stock()
+            .await
+            .with_context(|| format!("cannot subscribe to the stock channel at {url}"))?;
         for product in &catalog.products {
             shared.open_product(product).await.map_err(|error| {
                 anyhow::anyhow!(

@@ -435,6 +435,12 @@ async fn redis_killed_makes_changes_unavailable_and_its_restart_keeps_every_ackn
         (503, Some("unavailable")),
         "{refused}"
     );
+    let metrics = metrics_of(node.addr).await;
+    assert!(metrics.contains("buyline_redis_connected 0"), "{metrics}");
+    assert!(
+        metrics.contains("buyline_redis_errors_total{kind=\"unavailable\"}"),
+        "{metrics}"
+    );
     // Product reads serve the last known counts.
     let product: Value = reqwest::get(format!("http://{}/v1/products/drop", node.addr))
         .await
@@ -461,6 +467,18 @@ async fn redis_killed_makes_changes_unavailable_and_its_restart_keeps_every_ackn
     assert_eq!((status, &read), (200, &order));
     let (status, released) = release(node.addr, &ada, &held).await;
     assert_eq!(status, 200, "the acknowledged hold is there: {released}");
+    // The stock subscription came back and re-read every product before trusting the channel.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics_of(node.addr)
+        .await
+        .contains("buyline_stock_channel_resyncs_total")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stock subscription never re-read the counts"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[test]
@@ -496,5 +514,66 @@ fn a_redis_with_appendfsync_everysec_keeps_the_node_from_starting_and_names_the_
     assert!(
         said.contains("appendfsync everysec") && said.contains("always"),
         "{said}"
+    );
+}
+
+async fn metrics_of(addr: SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test]
+async fn a_node_on_redis_exports_its_round_trips_connection_and_stock_channel_under_promtool() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let Some(promtool) = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+    else {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "promtool is missing under CI=true"
+        );
+        eprintln!("\n*** SKIPPED: promtool is not installed (apt-get install prometheus) ***\n");
+        return;
+    };
+    let node = cluster.node();
+    reserved_id(node.addr, &cluster.token(Role::Customer, "ada"), "drop").await;
+    // Let the recorder's upkeep (every 5 s) fold the round trips into buckets.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let metrics = metrics_of(node.addr).await;
+    for line in [
+        "buyline_redis_call_seconds_bucket{function=\"reserve\"",
+        "buyline_redis_connected 1",
+        "buyline_stock_channel_messages_total{outcome=\"applied\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("written");
+    let output = check.wait_with_output().expect("promtool ends");
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }

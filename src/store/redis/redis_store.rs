@@ -12,7 +12,7 @@
 //! * [`RedisStore::watch_connection`]: a `PING` every [`PROBE_INTERVAL`], so `/readyz` turns
 //!   503 when Redis goes away and back to 200 when it returns, even with no request arriving.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -51,6 +51,9 @@ pub struct RedisStore {
     /// Opens the stock subscription (its own connection: a subscribed connection takes no
     /// other command).
     client: redis::Client,
+    /// The subscription made at start-up, before the node serves (so no change made after
+    /// start is missed), until [`RedisStore::follow_stock`] takes it.
+    first_subscription: Mutex<Option<redis::aio::PubSub>>,
 }
 
 impl RedisStore {
@@ -71,7 +74,23 @@ impl RedisStore {
             gateway,
             stock: StockCache::default(),
             client,
+            first_subscription: Mutex::new(None),
         })
+    }
+
+    /// Subscribes to the stock channel now, at start-up before the products' counts are read
+    /// ([`RedisStore::open_product`]), so that [`RedisStore::follow_stock`] misses nothing
+    /// published after those reads.
+    pub async fn subscribe_to_stock(&self) -> Result<(), RedisStoreError> {
+        let pubsub = self
+            .subscribe()
+            .await
+            .map_err(RedisStoreError::Unreachable)?;
+        *self
+            .first_subscription
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(pubsub);
+        Ok(())
     }
 
     /// The functions (stock, holds, orders, charging markers).
@@ -133,12 +152,25 @@ impl RedisStore {
     pub async fn follow_stock(self: Arc<Self>) {
         let mut wait = RESUBSCRIBE_FIRST;
         loop {
-            match self.subscribe().await {
+            let first = self
+                .first_subscription
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            // The start-up subscription came before the products' counts were read; a later
+            // one needs them read again.
+            let (subscribed, reread) = match first {
+                Some(pubsub) => (Ok(pubsub), false),
+                None => (self.subscribe().await, true),
+            };
+            match subscribed {
                 Ok(mut pubsub) => {
                     wait = RESUBSCRIBE_FIRST;
                     // After subscribing, so nothing published from here on is missed; a
                     // message older than the re-read is then dropped by its version.
-                    self.resync().await;
+                    if reread {
+                        self.resync().await;
+                    }
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
                         self.apply_message(message.get_payload_bytes());
