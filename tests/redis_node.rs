@@ -374,6 +374,29 @@ async fn two_nodes_on_one_redis_share_keys_holds_orders_and_stock() {
     let (status, read) = get_as(a.addr, &path, &ada).await;
     assert_eq!((status, &read), (200, &order));
 
+    // A checkout key used on B, then retried on A: the same order; with another request on A:
+    // idempotency_mismatch.
+    let id = reserved_id(a.addr, &ada, "drop").await;
+    let body = checkout_body(&id, Some("pay-across"));
+    let (status, first) = post_as(b.addr, "/v1/orders", &ada, body.clone())
+        .await
+        .expect("a reply");
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = post_as(a.addr, "/v1/orders", &ada, body)
+        .await
+        .expect("a reply");
+    assert_eq!((status, &again), (201, &first));
+    let other = reserved_id(a.addr, &ada, "drop").await;
+    let (_, mismatch) = post_as(
+        a.addr,
+        "/v1/orders",
+        &ada,
+        checkout_body(&other, Some("pay-across")),
+    )
+    .await
+    .expect("a reply");
+    assert_eq!(mismatch["code"], "idempotency_mismatch", "{mismatch}");
+
     // A reservation on A reaches a `product:` subscriber on B within a second.
     let mut watcher = stream(b.addr, &cluster.token(Role::Customer, "bob")).await;
     watcher.subscribe("product:drop").await;
@@ -391,6 +414,37 @@ async fn two_nodes_on_one_redis_share_keys_holds_orders_and_stock() {
         .await
         .expect("JSON");
     assert_eq!(product["remaining"].as_u64(), Some(before - 1));
+}
+
+#[tokio::test]
+async fn a_card_saved_at_checkout_on_one_node_is_listed_and_deleted_on_another() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, b) = (cluster.node(), cluster.node());
+    let ada = cluster.token(Role::Customer, "ada");
+    let id = reserved_id(a.addr, &ada, "drop").await;
+    let mut body = checkout_body(&id, None);
+    body["save"] = json!(true);
+    let (status, order) = post_as(a.addr, "/v1/orders", &ada, body)
+        .await
+        .expect("a reply");
+    assert_eq!(status, 201, "{order}");
+    let (status, cards) = get_as(b.addr, "/v1/me/payment-methods", &ada).await;
+    assert_eq!(status, 200, "{cards}");
+    let cards = cards.as_array().expect("a list");
+    assert_eq!(cards.len(), 1, "{cards:?}");
+    assert_eq!(cards[0]["last4"], "4242");
+    let card = cards[0]["id"].as_str().expect("an id");
+    let response = reqwest::Client::new()
+        .delete(format!("http://{}/v1/me/payment-methods/{card}", b.addr))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(response.status().as_u16(), 200);
+    let (_, cards) = get_as(a.addr, "/v1/me/payment-methods", &ada).await;
+    assert_eq!(cards, json!([]));
 }
 
 #[tokio::test]
