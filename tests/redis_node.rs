@@ -631,3 +631,40 @@ async fn a_node_on_redis_exports_its_round_trips_connection_and_stock_channel_un
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_password_in_the_store_url_is_never_printed_when_the_store_cannot_be_reached() {
+    // A port nobody listens on: bound, then freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let url = format!("redis://ops:hunter2-secret@127.0.0.1:{port}/0");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_buyline"))
+        .args([
+            "--store",
+            &url,
+            "--listen",
+            "127.0.0.1:0",
+            "--firehose",
+            "none",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("buyline runs");
+    assert!(!output.status.success(), "started without its store");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains(&format!("redis://ops:***@127.0.0.1:{port}/0")),
+        "{said}"
+    );
+    assert!(!said.contains("hunter2"), "{said}");
+}

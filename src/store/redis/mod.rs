@@ -1,6 +1,6 @@
-//! Stock, holds, orders and charging markers in Redis, shared by every node: the engine behind
-//! `--store redis://...` (the flag and the `Store` variant come next; this is the engine on its
-//! own).
+//! Stock, holds, orders, charging markers, wallets and the payment ledger in Redis, shared by
+//! every node: the engine behind `--store redis://...` (`store::Store::Redis`, a
+//! [`RedisStore`]).
 //!
 //! # Layout
 //!
@@ -31,6 +31,11 @@
 //! * [`ledger`]: [`RedisSandboxGateway`], the sandbox gateway with its idempotency ledger of
 //!   charges and refunds in Redis.
 //! * [`connection`]: the connection the wallet and the ledger open.
+//! * [`redis_store`]: [`RedisStore`], what a node runs: the parts above, the stock cache and
+//!   the connection state, and the node's two tasks (the `bl:stock` subscription, the probe).
+//! * [`stock_cache`]: every product's last counts on this node (highest version wins), for
+//!   buttons, product reads and `stock` frames without a round trip.
+//! * [`health`]: whether the node reaches Redis, and why not (`/readyz`).
 //!
 //! # Invariants
 //!
