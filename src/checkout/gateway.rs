@@ -362,6 +362,35 @@ mod tests {
         assert_eq!(gateway.receipts().by_key.len(), 2);
     }
 
+    #[tokio::test]
+    async fn a_refund_by_key_refunds_only_a_charge_made_under_that_key() {
+        let gateway = SandboxGateway::default();
+        let card = card("4242424242424242");
+        gateway
+            .charge(Charge {
+                card: &card,
+                amount: Money {
+                    amount: 100,
+                    currency: "usd".into(),
+                },
+                customer: "ada",
+                idempotency_key: Some("ord_1"),
+            })
+            .await
+            .unwrap();
+        gateway.refund_by_key("ord_unknown").await.unwrap();
+        assert_eq!(gateway.refunds_made(), 0);
+        gateway.refund_by_key("ord_1").await.unwrap();
+        assert_eq!(gateway.refunds_made(), 1);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_unavailable_never_a_decline() {
+        let error = ApiError::from(ChargeError::OutcomeUnknown("timeout".into()));
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert_eq!(error.status(), 503);
+    }
+
     #[test]
     fn declines_map_to_the_contract_codes() {
         assert_eq!(
