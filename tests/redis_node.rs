@@ -668,3 +668,78 @@ fn a_password_in_the_store_url_is_never_printed_when_the_store_cannot_be_reached
     );
     assert!(!said.contains("hunter2"), "{said}");
 }
+
+#[tokio::test]
+async fn a_node_refunds_the_charge_of_a_node_that_died_before_selling_its_hold() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let node = cluster.node();
+    let ada = cluster.token(Role::Customer, "ada");
+    let hold = reserved_id(node.addr, &ada, "drop").await;
+
+    // Another node marks the hold, charges the card under the order's key, and dies.
+    let url = cluster.redis.url();
+    let engine = buyline::RedisInventory::connect(&url, buyline::KeyWindow::DEFAULT)
+        .await
+        .expect("the engine connects");
+    let ledger = buyline::RedisSandboxGateway::connect(&url)
+        .await
+        .expect("the ledger connects");
+    let key = buyline::order_id_for_reservation(&hold);
+    let amount = buyline::Money {
+        amount: 100,
+        currency: "usd".to_owned(),
+    };
+    engine
+        .mark_charging(&buyline::ChargeToMark {
+            reservation: &hold,
+            customer: "ada",
+            gateway_key: &key,
+            amount: &amount,
+        })
+        .await
+        .expect("marked");
+    let input: buyline::CardInput = serde_json::from_value(json!({
+        "number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123", "name": "Ada"
+    }))
+    .expect("a card");
+    let card = buyline::validate_card(input, (2026, 1)).expect("valid");
+    ledger
+        .charge(buyline::Charge {
+            card: &card,
+            amount: amount.clone(),
+            customer: "ada",
+            idempotency_key: Some(&key),
+        })
+        .await
+        .expect("charged");
+    // The hold ends unsold, and the marker is made older than the sweep's grace period (a
+    // minute), as if the node had died long ago.
+    let (status, _) = release(node.addr, &ada, &hold).await;
+    assert_eq!(status, 200);
+    let mut raw = redis_server::raw(&cluster.redis).await;
+    let _: i64 = redis::cmd("ZADD")
+        .arg("bl:charging")
+        .arg("XX")
+        .arg(0)
+        .arg(&hold)
+        .query_async(&mut raw)
+        .await
+        .expect("ZADD");
+
+    // The surviving node's upkeep refunds it, once, and forgets the marker.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ledger.refunds_made().await.expect("count") == 0 {
+        assert!(Instant::now() < deadline, "the charge was never refunded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let marker: bool = redis::cmd("EXISTS")
+        .arg(format!("bl:charging:{hold}"))
+        .query_async(&mut raw)
+        .await
+        .expect("EXISTS");
+    assert!(!marker, "the refunded charge's marker stays");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(ledger.refunds_made().await.expect("count"), 1);
+}
