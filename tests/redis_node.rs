@@ -2,8 +2,9 @@
 //! by each test with `--appendonly yes --appendfsync always` on a free loopback port and a
 //! temporary dir), sharing one `--secret-file`, driven over HTTP and WebSocket as clients
 //! would: one node's reservations, checkouts, error codes and `stock` frames; two nodes sharing
-//! idempotency keys, holds, orders and stock; Redis killed with SIGKILL and restarted; a Redis
-//! that could lose acknowledged writes refused at start-up.
+//! idempotency keys, holds, orders, wallets and stock; a node refunding the charge of a node
+//! that died before selling its hold; Redis killed with SIGKILL and restarted; a Redis that
+//! could lose acknowledged writes refused at start-up; the metrics; a password never printed.
 //!
 //! Without `redis-server` each test says so loudly and passes, except under `CI=true`.
 
