@@ -181,6 +181,8 @@ impl RedisStore {
                     );
                 }
                 Err(error) => {
+                    // A failed (re)subscription is a failed call like any other.
+                    self.health().lost(&error.to_string());
                     tracing::debug!(%error, "cannot subscribe to the stock channel yet");
                 }
             }
