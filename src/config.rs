@@ -29,6 +29,8 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::{Deserialize, Deserializer};
 
+pub use store_url::StoreUrl;
+
 /// Where the server's tweets come from, besides the ingest endpoints, which are always open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FirehoseSource {
@@ -139,6 +141,9 @@ pub struct Config {
     /// the window are held in memory (a few hundred bytes each, README "Memory"), so this bounds
     /// the memory of keyed reservations: keys a second times the window.
     pub idempotency_window: Duration,
+    /// Where stock, holds, orders and wallets live when several nodes share them
+    /// (`--store redis://HOST:PORT[/DB]`); `None` keeps them on this node, in its data dir.
+    pub store: Option<StoreUrl>,
     /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`info,buyline::fanout=debug`).
     pub log: String,
 }
@@ -172,6 +177,7 @@ impl Default for Config {
             max_follows: 5000,
             max_ingest_body_bytes: 16 * 1024 * 1024,
             idempotency_window: Duration::from_secs(24 * 60 * 60),
+            store: None,
             log: String::from("info"),
         }
     }
@@ -509,6 +515,12 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     idempotency_window: Option<u64>,
 
+    /// Keep stock, holds, orders and wallets in Redis, shared by every node started with the
+    /// same URL and --secret-file: redis://HOST:PORT[/DB] [default: none, on this node]
+    // A string here, checked in `resolve`: clap's own error would quote a password.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+
     /// Log filter, in tracing EnvFilter syntax [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -559,6 +571,7 @@ impl ServeArgs {
             max_follows,
             max_ingest_body_bytes,
             idempotency_window,
+            store,
             log,
         } = self;
         ServeArgs {
@@ -588,6 +601,7 @@ impl ServeArgs {
             max_follows: max_follows.or(lower.max_follows),
             max_ingest_body_bytes: max_ingest_body_bytes.or(lower.max_ingest_body_bytes),
             idempotency_window: idempotency_window.or(lower.idempotency_window),
+            store: store.or(lower.store),
             log: log.or(lower.log),
         }
     }
@@ -623,8 +637,16 @@ impl ServeArgs {
             max_follows,
             max_ingest_body_bytes,
             idempotency_window,
+            store,
             log,
         } = self;
+        let store = store
+            .map(|text| StoreUrl::parse(&text))
+            .transpose()
+            .map_err(|requirement| ConfigError::Invalid {
+                flag: "--store",
+                requirement,
+            })?;
         let listen = listen.unwrap_or(defaults.listen);
         let slow_client_timeout = seconds(
             "--slow-client-timeout",
@@ -663,6 +685,7 @@ impl ServeArgs {
             max_ingest_body_bytes: max_ingest_body_bytes.unwrap_or(defaults.max_ingest_body_bytes),
             idempotency_window: idempotency_window
                 .map_or(defaults.idempotency_window, Duration::from_secs),
+            store: store.or(defaults.store),
             log: log.unwrap_or(defaults.log),
         })
     }
@@ -768,6 +791,8 @@ fn file_layer(path: &Path) -> Result<ServeArgs, ConfigError> {
         source,
     })
 }
+
+mod store_url;
 
 #[cfg(test)]
 mod tests;

@@ -123,14 +123,16 @@ pub use store::redis::{
 };
 // Wallets and the sandbox's ledger in Redis (`tests/redis_wallet.rs`).
 pub use checkout::card::{CardInput, ValidCard, validate_card};
-pub use checkout::gateway::{Charge, Decline, Receipt};
+pub use checkout::gateway::{Charge, ChargeError, Decline, Receipt};
 pub use checkout::wallet::{SavedCard, WalletError};
 pub use store::redis::{LedgerError, RedisSandboxGateway, RedisWallet, RedisWalletError};
 
 // Checkout (its bench, the order store's example and memory test).
 pub use checkout::fingerprint::FingerprintKey;
 pub use checkout::gateway::SandboxGateway;
-pub use checkout::order::{EncodedOrder, Page, StoredOrder, order_id_for};
+pub use checkout::order::{
+    EncodedOrder, Page, StoredOrder, order_id_for, order_id_for_reservation,
+};
 pub use checkout::order_book::OrderBook;
 pub use checkout::order_store::{Novelty, OrderStore};
 pub use checkout::request::CheckoutRequest;

@@ -19,11 +19,11 @@ use tokio::sync::{oneshot, watch};
 
 use crate::auth::{self, TokenSigner};
 use crate::checkout::fingerprint::FingerprintKey;
-use crate::checkout::gateway::SandboxGateway;
+use crate::checkout::gateway::{PaymentGateway, SandboxGateway};
 use crate::checkout::order_book::OrderBook;
 use crate::checkout::service::CheckoutService;
 use crate::checkout::wallet::{MasterKey, Wallet};
-use crate::config::Config;
+use crate::config::{Config, StoreUrl};
 use crate::decorate::decorator::Decorator;
 use crate::decorate::frame::StockLevels;
 use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
@@ -44,6 +44,7 @@ use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
 use crate::sources::tweet_log::TweetLog;
 use crate::store::Store;
+use crate::store::redis::RedisStore;
 use crate::telemetry;
 
 /// Raises this process's open-file soft limit to its hard limit and returns the limit now in
@@ -130,23 +131,51 @@ fn remove_legacy_order_store(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts a server for `config`; it runs until `shutdown` resolves or [`RunningServer::stop`].
-pub fn start(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<RunningServer> {
-    config.validate()?;
-    let listener = std::net::TcpListener::bind(config.listen)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let metrics = telemetry::install();
-    let secret = auth::load_or_create_secret(config.secret_file.as_deref(), &config.data_dir)?;
-    let signer = TokenSigner::from_secret(&secret)?;
-    let catalog = match &config.catalog {
-        Some(path) => catalog_file::load(path)?,
-        None => demo::demo_catalog(),
-    };
-    let index = PartnerIndex::build(&catalog).context("the catalog is invalid")?;
+/// Where the store will be: opened before the server's thread starts (on this node), or
+/// connected on that thread (Redis).
+enum StoreSetup {
+    Local(Store),
+    Redis { url: StoreUrl, master: MasterKey },
+}
+
+impl StoreSetup {
+    /// The store, ready: on Redis, connected and checked, with the catalog's products
+    /// registered (a product Redis already has keeps its counts).
+    async fn open(self, config: &Config, catalog: &crate::model::Catalog) -> anyhow::Result<Store> {
+        let (url, master) = match self {
+            StoreSetup::Local(store) => return Ok(store),
+            StoreSetup::Redis { url, master } => (url, master),
+        };
+        let key_window = crate::inventory::KeyWindow::new(config.idempotency_window);
+        let shared = RedisStore::connect(url.expose(), key_window, master)
+            .await
+            .with_context(|| format!("cannot use the store at {url}"))?;
+        // Before the counts are read, so no change after those reads is missed.
+        shared
+            .subscribe_to_stock()
+            .await
+            .with_context(|| format!("cannot subscribe to the stock channel at {url}"))?;
+        for product in &catalog.products {
+            shared.open_product(product).await.map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot register product {} in the store at {url}: {}",
+                    product.id,
+                    error.message
+                )
+            })?;
+        }
+        tracing::info!(store = %url, products = catalog.products.len(),
+            "stock, holds, orders and wallets are in Redis, shared with every node using it");
+        Ok(Store::Redis(Arc::new(shared)))
+    }
+}
+
+/// Stock and holds (the journal), orders and wallets in the data dir.
+fn open_local_store(
+    config: &Config,
+    catalog: &crate::model::Catalog,
+    secret: &[u8],
+) -> anyhow::Result<Store> {
     let key_window = crate::inventory::KeyWindow::new(config.idempotency_window);
     let inventory = InventoryService::start_with_key_window(
         &config.data_dir.join("journal"),
@@ -166,8 +195,35 @@ pub fn start(
         })?,
     );
     let wallet_dir = config.data_dir.join("wallet");
-    let wallet = Wallet::open(&wallet_dir, MasterKey::derive(&secret))
+    let wallet = Wallet::open(&wallet_dir, MasterKey::derive(secret))
         .with_context(|| format!("the wallet in {} could not be opened", wallet_dir.display()))?;
+    Ok(Store::local(inventory, orders, Arc::new(wallet)))
+}
+
+/// Starts a server for `config`; it runs until `shutdown` resolves or [`RunningServer::stop`].
+pub fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunningServer> {
+    config.validate()?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics = telemetry::install();
+    let secret = auth::load_or_create_secret(config.secret_file.as_deref(), &config.data_dir)?;
+    let signer = TokenSigner::from_secret(&secret)?;
+    let catalog = match &config.catalog {
+        Some(path) => catalog_file::load(path)?,
+        None => demo::demo_catalog(),
+    };
+    let index = PartnerIndex::build(&catalog).context("the catalog is invalid")?;
+    let store = match &config.store {
+        None => StoreSetup::Local(open_local_store(&config, &catalog, &secret)?),
+        Some(url) => StoreSetup::Redis {
+            url: url.clone(),
+            master: MasterKey::derive(&secret),
+        },
+    };
     let fingerprints = FingerprintKey::derive(&secret);
     let catalog_store = Arc::new(CatalogStore::new(index));
     let history = Arc::new(HistoryRing::new(config.history));
@@ -180,6 +236,14 @@ pub fn start(
         .name("buyline-system".into())
         .spawn(move || {
             let system = actix_rt::System::new();
+            // Connected on this thread's runtime, so the connections' tasks live on it.
+            let store = match system.block_on(store.open(&config, &catalog)) {
+                Ok(store) => store,
+                Err(error) => {
+                    let _ = started_tx.send(Err(error));
+                    return;
+                }
+            };
             let pipeline = Pipeline {
                 config,
                 listener,
@@ -188,7 +252,7 @@ pub fn start(
                 catalog,
                 catalog_store,
                 history,
-                store: Store::local(inventory, orders, Arc::new(wallet)),
+                store,
                 fingerprints,
                 seq_floor,
             };
@@ -258,10 +322,16 @@ impl Pipeline {
             seq_floor,
         } = self;
         let tweet_log = TweetLog::Local(Sequencer::new(decorator, seq_floor).start());
+        // With --store, the sandbox's ledger is in Redis: a retry on another node never
+        // charges twice.
+        let gateway: Arc<dyn PaymentGateway> = match &store {
+            Store::Local(_) => Arc::new(SandboxGateway::default()),
+            Store::Redis(shared) => Arc::clone(shared.gateway()) as Arc<dyn PaymentGateway>,
+        };
         let checkout = Arc::new(CheckoutService::with_store(
             store.clone(),
             Arc::clone(&catalog_store),
-            Arc::new(SandboxGateway::default()),
+            gateway,
             Arc::new(ShardOrderPush {
                 shards: shards.clone(),
             }),
@@ -403,13 +473,18 @@ fn start_source(config: &Config, catalog: crate::model::Catalog, tweet_log: Twee
     arbiter
 }
 
-/// The timers on the system arbiter: the expiry sweep (and checkout's key prune) every
-/// [`EXPIRY_SWEEP`], the metrics upkeep every 5 s.
+/// The timers on the system arbiter: the expiry sweep (and checkout's key prune and refund
+/// sweep) every [`EXPIRY_SWEEP`], the metrics upkeep every 5 s; with `--store`, the stock
+/// subscription and the connection probe.
 fn spawn_upkeep(
     store: Store,
     checkout: Arc<CheckoutService>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) {
+    if let Store::Redis(shared) = &store {
+        actix_rt::spawn(Arc::clone(shared).follow_stock());
+        actix_rt::spawn(Arc::clone(shared).watch_connection());
+    }
     actix_rt::spawn(async move {
         let mut tick = tokio::time::interval(EXPIRY_SWEEP);
         let mut records = Vec::new();
@@ -417,6 +492,7 @@ fn spawn_upkeep(
             tick.tick().await;
             store.sweep(&mut records).await;
             checkout.prune_keys();
+            checkout.refund_unsold_charges().await;
         }
     });
     actix_rt::spawn(async move {

@@ -26,14 +26,22 @@
 //! - the same plain values and errors as here (`ReserveReply`, `HoldView`, `Confirmed`,
 //!   `StockChange`, `ApiError`, `OrderStoreError`, `WalletError`).
 //!
-//! The Redis engine ([`redis`], stock and holds shared by every node) is built, not yet a
-//! variant here.
+//! The second backend, [`Store::Redis`] (`--store redis://...`, [`redis::RedisStore`]), keeps
+//! all of it in Redis, shared by every node; its module doc says how.
 //!
-//! The order and wallet calls block (they read files): callers run them off the async threads.
+//! Every call that may wait on I/O is `async`: the local order and wallet calls read files,
+//! so this seam runs them on `spawn_blocking` itself and callers just `.await`. Two stay
+//! synchronous because they run per tweet or per request without I/O on either backend:
+//! [`Store::remaining`] (the Redis store answers from its stock cache) and
+//! [`Store::unavailable_reason`] (the Redis store's connection state).
+//!
+//! On the hot paths (reserve, release, confirm) the Redis arm's future is boxed, so the local
+//! arm's future stays the size it was and pays no allocation for the seam.
 
 pub(crate) mod redis;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::checkout::card::ValidCard;
 use crate::checkout::order::{EncodedOrder, Page, StoredOrder};
@@ -42,14 +50,17 @@ use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::wallet::{SavedAddress, SavedCard, StoredCard, Wallet, WalletError};
 use crate::error::ApiError;
 use crate::inventory::service::{InventoryService, ReserveReply};
-use crate::inventory::{Confirmed, HoldView, Record, StockChange, StockCounts};
+use crate::inventory::{Record, StockChange, StockCounts, parse_hold_id};
 use crate::model::{Address, Product};
+use redis::{ChargeToMark, ChargeToRefund, LiveHold, OrderToStore, RedisStore};
 
 /// Where stock, holds, orders and wallets live.
 #[derive(Clone)]
 pub enum Store {
     /// On this node, in its data dir.
     Local(Arc<LocalStore>),
+    /// In Redis, shared by every node started with the same `--store` (and `--secret-file`).
+    Redis(Arc<RedisStore>),
 }
 
 /// Stock, holds, orders and wallets on this node.
@@ -94,6 +105,14 @@ impl Store {
                     .reserve(customer, product, quantity, idempotency_key)
                     .await
             }
+            Store::Redis(shared) => {
+                Box::pin(
+                    shared
+                        .inventory()
+                        .reserve(customer, product, quantity, idempotency_key),
+                )
+                .await
+            }
         }
     }
 
@@ -101,25 +120,74 @@ impl Store {
     pub async fn release(&self, customer: &str, reservation: &str) -> Result<u32, ApiError> {
         match self {
             Store::Local(local) => local.inventory.release(customer, reservation).await,
+            Store::Redis(shared) => {
+                Box::pin(shared.inventory().release(customer, reservation)).await
+            }
         }
     }
 
-    /// Sells `customer`'s live hold, durably, with the order's encoded details.
+    /// Sells `customer`'s live hold and stores its order, durably, in one step on Redis (one
+    /// function call) and in one journal record here (the order store follows from it).
     pub async fn confirm(
         &self,
         customer: &str,
         reservation: &str,
-        order: Option<Vec<u8>>,
-    ) -> Result<Confirmed, ApiError> {
+        order: EncodedOrder,
+    ) -> Result<(), ApiError> {
         match self {
-            Store::Local(local) => local.inventory.confirm(customer, reservation, order).await,
+            Store::Local(local) => {
+                local
+                    .inventory
+                    .confirm(customer, reservation, Some(order.json.clone()))
+                    .await?;
+                let id = order.order.order.id.clone();
+                if let Err(error) = local.orders.insert(order).await {
+                    // Sold and durable: the journal re-stores it on restart.
+                    tracing::error!(%error, order = %id, "the order could not be stored");
+                }
+                Ok(())
+            }
+            Store::Redis(shared) => {
+                let stored = &order.order;
+                let to_store = OrderToStore {
+                    id: &stored.order.id,
+                    partner: &stored.partner,
+                    bytes: &order.json,
+                    checkout_key: stored.idempotency_key.as_deref(),
+                };
+                Box::pin(
+                    shared
+                        .inventory()
+                        .confirm(customer, reservation, Some(&to_store)),
+                )
+                .await
+                .map(|_| ())
+            }
+        }
+    }
+
+    /// Whether `reservation` is a hold id of this store's form (`res_` and 16 hex digits
+    /// here, 32 in Redis); anything else is `reservation_not_found` without a lookup.
+    pub fn is_hold_id(&self, reservation: &str) -> bool {
+        match self {
+            Store::Local(_) => parse_hold_id(reservation).is_some(),
+            Store::Redis(_) => redis::is_hold_id(reservation),
         }
     }
 
     /// `customer`'s live hold, without ending it.
-    pub fn hold_of(&self, customer: &str, reservation: &str) -> Result<HoldView, ApiError> {
+    pub async fn hold_of(&self, customer: &str, reservation: &str) -> Result<LiveHold, ApiError> {
         match self {
-            Store::Local(local) => local.inventory.hold_of(customer, reservation),
+            Store::Local(local) => {
+                let held = local.inventory.hold_of(customer, reservation)?;
+                Ok(LiveHold {
+                    id: reservation.to_owned(),
+                    product: held.product.to_string(),
+                    quantity: held.quantity,
+                    expires_at_ms: held.expires_at_ms,
+                })
+            }
+            Store::Redis(shared) => shared.inventory().hold_of(customer, reservation).await,
         }
     }
 
@@ -127,6 +195,7 @@ impl Store {
     pub async fn restock(&self, product: &str, quantity: u32) -> Result<u32, ApiError> {
         match self {
             Store::Local(local) => local.inventory.restock(product, quantity).await,
+            Store::Redis(shared) => shared.inventory().restock(product, quantity).await,
         }
     }
 
@@ -134,42 +203,59 @@ impl Store {
     pub async fn open_product(&self, product: Product) -> Result<(), ApiError> {
         match self {
             Store::Local(local) => local.inventory.open_product(product).await,
+            Store::Redis(shared) => shared.open_product(&product).await,
         }
     }
 
     /// Closes a product to new reservations; its holds end normally.
-    pub fn remove_product(&self, id: &str) {
+    pub async fn remove_product(&self, id: &str) -> Result<(), ApiError> {
         match self {
-            Store::Local(local) => local.inventory.remove_product(id),
+            Store::Local(local) => {
+                local.inventory.remove_product(id);
+                Ok(())
+            }
+            Store::Redis(shared) => shared.remove_product(id).await,
         }
     }
 
-    /// Live units available, for buttons and product reads.
+    /// Live units available, for buttons and product reads. The Redis store answers from its
+    /// stock cache (the last counts seen, also while Redis is unreachable).
     pub fn remaining(&self, product: &str) -> Option<u32> {
         match self {
             Store::Local(local) => local.inventory.remaining(product),
+            Store::Redis(shared) => shared.stock().remaining(product),
         }
     }
 
-    /// A product's counts (the admin inventory view).
-    pub fn counts(&self, product: &str) -> Option<StockCounts> {
+    /// A product's counts (the admin inventory view), read from the store itself.
+    pub async fn counts(&self, product: &str) -> Result<Option<StockCounts>, ApiError> {
         match self {
-            Store::Local(local) => local.inventory.counts(product),
+            Store::Local(local) => Ok(local.inventory.counts(product)),
+            Store::Redis(shared) => {
+                if shared.stock().level(product).is_none() {
+                    return Ok(None);
+                }
+                let level = shared.inventory().counts(product).await?;
+                Ok(level.map(|level| level.counts()))
+            }
         }
     }
 
-    /// Products whose stock changed since the last call, for `stock` frames.
+    /// Products whose stock changed since the last call, for `stock` frames (on Redis: changed
+    /// by any node).
     pub fn take_stock_changes(&self, out: &mut Vec<StockChange>) {
         match self {
             Store::Local(local) => local.inventory.take_stock_changes(out),
+            Store::Redis(shared) => shared.stock().take_changes(out),
         }
     }
 
     /// Ends the holds past their expiry, durably (the server calls this every
-    /// `EXPIRY_SWEEP`); `records` is a buffer reused between calls.
+    /// `EXPIRY_SWEEP`, on every node); `records` is a buffer reused between calls.
     pub async fn sweep(&self, records: &mut Vec<Record>) {
         match self {
             Store::Local(local) => local.inventory.sweep(records).await,
+            Store::Redis(shared) => shared.sweep().await,
         }
     }
 
@@ -177,113 +263,286 @@ impl Store {
     pub fn unavailable_reason(&self) -> Option<String> {
         match self {
             Store::Local(local) => local.inventory.unavailable_reason(),
+            Store::Redis(shared) => shared.unavailable_reason(),
         }
     }
 }
 
-/// Orders (blocking reads).
+/// Charges that may need a refund (several nodes).
 impl Store {
-    /// Adds an order whose sale is durable; waits while the store's writer is behind.
-    pub async fn insert_order(&self, order: EncodedOrder) -> Result<(), OrderStoreError> {
+    /// Records, durably, that the hold is about to be charged, so that any node refunds the
+    /// charge if the hold never sells (the node could die between the gateway and the sale).
+    /// Here, checkout refunds such a charge itself (one node: if it dies, the hold's expiry
+    /// and the sandbox's records are on this node alone), so this does nothing.
+    pub async fn before_charge(&self, charge: &ChargeToMark<'_>) -> Result<(), ApiError> {
         match self {
-            Store::Local(local) => local.orders.insert(order).await,
+            Store::Local(_) => Ok(()),
+            Store::Redis(shared) => shared.inventory().mark_charging(charge).await.map(|_| ()),
         }
     }
 
+    /// Claims, for this node to refund, up to `most` charges older than `grace` whose hold
+    /// ended unsold. Always none here.
+    pub async fn charges_to_refund(
+        &self,
+        most: usize,
+        grace: Duration,
+    ) -> Result<Vec<ChargeToRefund>, ApiError> {
+        match self {
+            Store::Local(_) => Ok(Vec::new()),
+            Store::Redis(shared) => shared.inventory().charges_to_refund(most, grace).await,
+        }
+    }
+
+    /// Forgets the charge made for `reservation`, which was refunded.
+    pub async fn refunded(&self, reservation: &str) -> Result<(), ApiError> {
+        match self {
+            Store::Local(_) => Ok(()),
+            Store::Redis(shared) => shared.inventory().refunded(reservation).await.map(|_| ()),
+        }
+    }
+}
+
+/// Orders.
+impl Store {
     /// The order with this id.
-    pub fn order(&self, id: &str) -> Result<Option<Arc<StoredOrder>>, OrderStoreError> {
+    pub async fn order(&self, id: &str) -> Result<Option<Arc<StoredOrder>>, ApiError> {
         match self {
-            Store::Local(local) => local.orders.get(id),
+            Store::Local(local) => {
+                let (orders, id) = (Arc::clone(&local.orders), id.to_owned());
+                on_order_files(move || orders.get(&id)).await
+            }
+            Store::Redis(shared) => shared.inventory().order(id).await,
         }
     }
 
-    /// The order a customer's idempotency key produced.
-    pub fn order_by_key(
+    /// The order a customer's checkout idempotency key produced.
+    pub async fn order_by_key(
         &self,
         customer: &str,
         key: &str,
-    ) -> Result<Option<Arc<StoredOrder>>, OrderStoreError> {
+    ) -> Result<Option<Arc<StoredOrder>>, ApiError> {
         match self {
-            Store::Local(local) => local.orders.by_key(customer, key),
+            Store::Local(local) => {
+                let orders = Arc::clone(&local.orders);
+                let (customer, key) = (customer.to_owned(), key.to_owned());
+                on_order_files(move || orders.by_key(&customer, &key)).await
+            }
+            Store::Redis(shared) => shared.inventory().order_by_key(customer, key).await,
         }
     }
 
     /// A customer's orders, oldest first.
-    pub fn orders_of_customer(
+    pub async fn orders_of_customer(
         &self,
         customer: &str,
         page: Page<'_>,
-    ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
+    ) -> Result<Vec<Arc<StoredOrder>>, ApiError> {
         match self {
-            Store::Local(local) => local.orders.of_customer(customer, page),
+            Store::Local(local) => {
+                let orders = Arc::clone(&local.orders);
+                let customer = customer.to_owned();
+                let (after, limit) = (page.after.map(str::to_owned), page.limit);
+                on_order_files(move || {
+                    let page = Page {
+                        after: after.as_deref(),
+                        limit,
+                    };
+                    orders.of_customer(&customer, page)
+                })
+                .await
+            }
+            Store::Redis(shared) => shared.inventory().orders_of_customer(customer, page).await,
         }
     }
 
     /// The orders of a partner's products, oldest first.
-    pub fn orders_of_partner(
+    pub async fn orders_of_partner(
         &self,
         partner: &str,
         page: Page<'_>,
-    ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
+    ) -> Result<Vec<Arc<StoredOrder>>, ApiError> {
         match self {
-            Store::Local(local) => local.orders.of_partner(partner, page),
+            Store::Local(local) => {
+                let orders = Arc::clone(&local.orders);
+                let partner = partner.to_owned();
+                let (after, limit) = (page.after.map(str::to_owned), page.limit);
+                on_order_files(move || {
+                    let page = Page {
+                        after: after.as_deref(),
+                        limit,
+                    };
+                    orders.of_partner(&partner, page)
+                })
+                .await
+            }
+            Store::Redis(shared) => shared.inventory().orders_of_partner(partner, page).await,
         }
     }
 }
 
-/// Wallets (blocking).
+/// Wallets.
 impl Store {
     /// Saves a checkout's card and address together.
-    pub fn save_to_wallet(
+    pub async fn save_to_wallet(
         &self,
         customer: &str,
-        card: Option<&ValidCard>,
-        address: Option<&Address>,
-    ) -> Result<(Option<SavedCard>, Option<SavedAddress>), WalletError> {
+        card: Option<ValidCard>,
+        address: Option<Address>,
+    ) -> Result<(Option<SavedCard>, Option<SavedAddress>), ApiError> {
         match self {
-            Store::Local(local) => local.wallet.save_both(customer, card, address),
+            Store::Local(local) => {
+                let (wallet, customer) = (Arc::clone(&local.wallet), customer.to_owned());
+                on_wallet_files(move || {
+                    wallet.save_both(&customer, card.as_ref(), address.as_ref())
+                })
+                .await
+            }
+            Store::Redis(shared) => shared
+                .wallet()
+                .save_both(customer, card.as_ref(), address.as_ref())
+                .await
+                .map_err(|error| error.to_api_error()),
         }
     }
 
     /// The customer's saved cards: brand, last four and expiry only.
-    pub fn saved_cards(&self, customer: &str) -> Result<Vec<SavedCard>, WalletError> {
+    pub async fn saved_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ApiError> {
         match self {
-            Store::Local(local) => local.wallet.cards(customer),
+            Store::Local(local) => {
+                let (wallet, customer) = (Arc::clone(&local.wallet), customer.to_owned());
+                on_wallet_files(move || wallet.cards(&customer)).await
+            }
+            Store::Redis(shared) => shared
+                .wallet()
+                .cards(customer)
+                .await
+                .map_err(|error| error.to_api_error()),
         }
     }
 
     /// The customer's saved addresses.
-    pub fn saved_addresses(&self, customer: &str) -> Result<Vec<SavedAddress>, WalletError> {
+    pub async fn saved_addresses(&self, customer: &str) -> Result<Vec<SavedAddress>, ApiError> {
         match self {
-            Store::Local(local) => local.wallet.addresses(customer),
+            Store::Local(local) => {
+                let (wallet, customer) = (Arc::clone(&local.wallet), customer.to_owned());
+                on_wallet_files(move || wallet.addresses(&customer)).await
+            }
+            Store::Redis(shared) => shared
+                .wallet()
+                .addresses(customer)
+                .await
+                .map_err(|error| error.to_api_error()),
         }
     }
 
     /// A saved card, to charge.
-    pub fn saved_card(&self, customer: &str, id: &str) -> Result<Option<StoredCard>, WalletError> {
+    pub async fn saved_card(
+        &self,
+        customer: &str,
+        id: &str,
+    ) -> Result<Option<StoredCard>, ApiError> {
         match self {
-            Store::Local(local) => local.wallet.card(customer, id),
+            Store::Local(local) => {
+                let wallet = Arc::clone(&local.wallet);
+                let (customer, id) = (customer.to_owned(), id.to_owned());
+                on_wallet_files(move || wallet.card(&customer, &id)).await
+            }
+            Store::Redis(shared) => shared
+                .wallet()
+                .card(customer, id)
+                .await
+                .map_err(|error| error.to_api_error()),
         }
     }
 
     /// A saved address, to ship to.
-    pub fn saved_address(&self, customer: &str, id: &str) -> Result<Option<Address>, WalletError> {
+    pub async fn saved_address(
+        &self,
+        customer: &str,
+        id: &str,
+    ) -> Result<Option<Address>, ApiError> {
         match self {
-            Store::Local(local) => local.wallet.address(customer, id),
+            Store::Local(local) => {
+                let wallet = Arc::clone(&local.wallet);
+                let (customer, id) = (customer.to_owned(), id.to_owned());
+                on_wallet_files(move || wallet.address(&customer, &id)).await
+            }
+            Store::Redis(shared) => shared
+                .wallet()
+                .address(customer, id)
+                .await
+                .map_err(|error| error.to_api_error()),
         }
     }
 
     /// Deletes a saved card for good; false if there was none with this id.
-    pub fn delete_saved_card(&self, customer: &str, id: &str) -> Result<bool, WalletError> {
+    pub async fn delete_saved_card(&self, customer: &str, id: &str) -> Result<bool, ApiError> {
         match self {
-            Store::Local(local) => local.wallet.delete_card(customer, id),
+            Store::Local(local) => {
+                let wallet = Arc::clone(&local.wallet);
+                let (customer, id) = (customer.to_owned(), id.to_owned());
+                on_wallet_files(move || wallet.delete_card(&customer, &id)).await
+            }
+            Store::Redis(shared) => shared
+                .wallet()
+                .delete_card(customer, id)
+                .await
+                .map_err(|error| error.to_api_error()),
         }
     }
 
     /// Deletes a saved address for good; false if there was none with this id.
-    pub fn delete_saved_address(&self, customer: &str, id: &str) -> Result<bool, WalletError> {
+    pub async fn delete_saved_address(&self, customer: &str, id: &str) -> Result<bool, ApiError> {
         match self {
-            Store::Local(local) => local.wallet.delete_address(customer, id),
+            Store::Local(local) => {
+                let wallet = Arc::clone(&local.wallet);
+                let (customer, id) = (customer.to_owned(), id.to_owned());
+                on_wallet_files(move || wallet.delete_address(&customer, &id)).await
+            }
+            Store::Redis(shared) => shared
+                .wallet()
+                .delete_address(customer, id)
+                .await
+                .map_err(|error| error.to_api_error()),
         }
+    }
+}
+
+/// Runs an order-store read (file I/O) off the async threads.
+async fn on_order_files<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, OrderStoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(order_store_error(error)),
+        Err(_) => Err(ApiError::internal("the order store task failed")),
+    }
+}
+
+/// Runs a wallet call (file I/O) off the async threads.
+async fn on_wallet_files<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, WalletError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(wallet_error(&error)),
+        Err(_) => Err(ApiError::internal("the wallet task failed")),
+    }
+}
+
+/// An order store failure as clients see it: logged in full (file names, never contents).
+pub fn order_store_error(error: OrderStoreError) -> ApiError {
+    tracing::error!(%error, "order store read failed");
+    ApiError::internal("the orders could not be read")
+}
+
+/// A wallet failure as clients see it. The error names files (hashed names), never contents;
+/// it is logged in full and the client gets a generic message.
+pub fn wallet_error(error: &WalletError) -> ApiError {
+    tracing::error!(%error, "wallet operation failed");
+    match error {
+        WalletError::Full { .. } => ApiError::bad_request(error.to_string()),
+        _ => ApiError::internal("the wallet could not be read or written"),
     }
 }

@@ -41,6 +41,11 @@ const JOURNAL_BYTES: &str = "buyline_journal_bytes_total";
 const JOURNAL_SNAPSHOTS: &str = "buyline_journal_snapshots_total";
 const JOURNAL_HEALTHY: &str = "buyline_journal_healthy";
 const IDEMPOTENCY_KEYS: &str = "buyline_idempotency_keys";
+const REDIS_CALL_SECONDS: &str = "buyline_redis_call_seconds";
+const REDIS_ERRORS: &str = "buyline_redis_errors_total";
+const REDIS_CONNECTED: &str = "buyline_redis_connected";
+const STOCK_MESSAGES: &str = "buyline_stock_channel_messages_total";
+const STOCK_RESYNCS: &str = "buyline_stock_channel_resyncs_total";
 const PROCESS_CPU: &str = "process_cpu_seconds_total";
 const PROCESS_CPU_PRECISE: &str = "buyline_process_cpu_seconds";
 const PROCESS_RSS: &str = "process_resident_memory_bytes";
@@ -73,6 +78,12 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(LATENCY.to_string()), LATENCY_BUCKETS)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(REDIS_CALL_SECONDS.to_string()),
+                        LATENCY_BUCKETS,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -131,6 +142,30 @@ fn describe() {
         LATENCY,
         metrics::Unit::Seconds,
         "Time from a tweet's ingest to its frame being flushed to a client socket."
+    );
+    describe_histogram!(
+        REDIS_CALL_SECONDS,
+        metrics::Unit::Seconds,
+        "Round trip of one call to Redis (--store), by function, failed calls included."
+    );
+    describe_counter!(
+        REDIS_ERRORS,
+        "Calls to Redis that failed, by kind (unavailable: unreachable, slow or refusing \
+         writes; internal: a function's error or a reply not understood)."
+    );
+    describe_gauge!(
+        REDIS_CONNECTED,
+        "Whether this node reaches Redis (1) or not (0); with --store only."
+    );
+    describe_counter!(
+        STOCK_MESSAGES,
+        "Messages of the bl:stock channel, by outcome (applied, stale: an older version \
+         than the one held, unreadable)."
+    );
+    describe_counter!(
+        STOCK_RESYNCS,
+        "Times the stock cache re-read every product's counts because its subscription \
+         (re)connected: pub/sub drops messages while a subscriber is away."
     );
     describe_gauge!(
         HISTORY_LENGTH,
@@ -407,4 +442,27 @@ pub fn idempotency_keys(keys: usize) {
 /// Whether the journal takes appends (1) or has stopped (0).
 pub fn journal_healthy(healthy: bool) {
     gauge!(JOURNAL_HEALTHY).set(if healthy { 1.0 } else { 0.0 });
+}
+
+/// One call to Redis took `elapsed`; `error` is its kind if it failed.
+pub fn redis_call(function: &'static str, elapsed: Duration, error: Option<&'static str>) {
+    histogram!(REDIS_CALL_SECONDS, "function" => function).record(elapsed.as_secs_f64());
+    if let Some(kind) = error {
+        counter!(REDIS_ERRORS, "kind" => kind).increment(1);
+    }
+}
+
+/// Whether this node reaches Redis now.
+pub fn redis_connected(connected: bool) {
+    gauge!(REDIS_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
+/// `n` messages of the stock channel with this outcome (`applied`, `stale`, `unreadable`).
+pub fn stock_messages(outcome: &'static str, n: u64) {
+    counter!(STOCK_MESSAGES, "outcome" => outcome).increment(n);
+}
+
+/// The stock cache re-read every product after its subscription (re)connected.
+pub fn stock_resync() {
+    counter!(STOCK_RESYNCS).increment(1);
 }

@@ -493,6 +493,24 @@ async fn a_charge_retried_through_another_node_gets_the_first_receipt_and_charge
 }
 
 #[tokio::test]
+async fn a_charge_is_refunded_by_its_key_through_another_node_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (gateway(&redis).await, gateway(&redis).await);
+    let visa = card("4242424242424242");
+    a.charge(charge(&visa, Some("ord_swept")))
+        .await
+        .expect("charge");
+    // The refund sweep knows the key, not the receipt; a key never charged refunds nothing.
+    assert!(!b.refund_key("ord_never").await.expect("no charge"));
+    assert_eq!(b.refunds_made().await.expect("count"), 0);
+    assert!(b.refund_key("ord_swept").await.expect("refunded"));
+    assert!(a.refund_key("ord_swept").await.expect("again"));
+    assert_eq!(a.refunds_made().await.expect("count"), 1, "refunded once");
+}
+
+#[tokio::test]
 async fn concurrent_retries_through_many_nodes_charge_each_key_once() {
     let Some(redis) = RedisServer::start() else {
         return;

@@ -63,8 +63,36 @@ impl From<Decline> for ApiError {
     }
 }
 
+/// Why a charge did not give a receipt: declined (nothing was charged), or its outcome is
+/// unknown (the gateway or its ledger could not be reached mid-charge: the card may or may not
+/// have been charged, so checkout must never answer it as a success; a retry with the same
+/// idempotency key gets the first charge's receipt if there was one).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChargeError {
+    #[error(transparent)]
+    Declined(#[from] Decline),
+    /// Why the outcome is unknown (no card details).
+    #[error("the charge's outcome is unknown: {0}")]
+    OutcomeUnknown(String),
+}
+
+impl From<ChargeError> for ApiError {
+    fn from(error: ChargeError) -> ApiError {
+        match error {
+            ChargeError::Declined(decline) => decline.into(),
+            ChargeError::OutcomeUnknown(why) => {
+                tracing::warn!(%why, "a charge's outcome is unknown; answered unavailable");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the payment could not be confirmed; retry with the same idempotency key                      (a charge already made is not made again)",
+                )
+            }
+        }
+    }
+}
+
 /// The outcome of a charge, as a boxed future so gateways can be chosen at run time.
-pub type ChargeFuture<'a> = Pin<Box<dyn Future<Output = Result<Receipt, Decline>> + Send + 'a>>;
+pub type ChargeFuture<'a> = Pin<Box<dyn Future<Output = Result<Receipt, ChargeError>> + Send + 'a>>;
 
 /// The outcome of a refund.
 pub type RefundFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RefundError>> + Send + 'a>>;
@@ -86,6 +114,11 @@ pub trait PaymentGateway: Send + Sync {
     /// Gives a charge back in full. Checkout refunds when the hold could not be sold after
     /// the charge succeeded (it expired while the card was being charged).
     fn refund<'a>(&'a self, receipt: &'a Receipt) -> RefundFuture<'a>;
+
+    /// Gives back in full the charge made under `idempotency_key`, if one was made (nothing,
+    /// and `Ok`, if none was). The refund sweep of several nodes uses it: a "charging" marker
+    /// holds the key, never a receipt. Retried, it refunds once.
+    fn refund_by_key<'a>(&'a self, idempotency_key: &'a str) -> RefundFuture<'a>;
 }
 
 /// Charge keys the sandbox remembers: the most recent 100,000 (a few hundred bytes each). A real
@@ -211,6 +244,17 @@ impl PaymentGateway for SandboxGateway {
             Ok(())
         })
     }
+
+    fn refund_by_key<'a>(&'a self, idempotency_key: &'a str) -> RefundFuture<'a> {
+        Box::pin(async move {
+            let charged = self.receipts().by_key.contains_key(idempotency_key);
+            if charged {
+                // Relaxed: a counter.
+                self.refunds.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -226,7 +270,7 @@ mod tests {
         validate_card(input, (2026, 11)).unwrap()
     }
 
-    async fn charge(number: &str) -> Result<Receipt, Decline> {
+    async fn charge(number: &str) -> Result<Receipt, ChargeError> {
         let gateway = SandboxGateway::default();
         let card = card(number);
         gateway
@@ -246,15 +290,27 @@ mod tests {
     async fn every_sandbox_card_behaves_as_the_contract_says() {
         assert_eq!(charge("4242424242424242").await.unwrap().card.last4, "4242");
         assert_eq!(charge("5555555555554444").await.unwrap().card.last4, "4444");
-        assert_eq!(charge("4000000000000002").await, Err(Decline::CardDeclined));
+        assert_eq!(
+            charge("4000000000000002").await,
+            Err(Decline::CardDeclined.into())
+        );
         assert_eq!(
             charge("4000000000009995").await,
-            Err(Decline::InsufficientFunds)
+            Err(Decline::InsufficientFunds.into())
         );
-        assert_eq!(charge("4000000000000069").await, Err(Decline::ExpiredCard));
-        assert_eq!(charge("4000000000000127").await, Err(Decline::IncorrectCvc));
+        assert_eq!(
+            charge("4000000000000069").await,
+            Err(Decline::ExpiredCard.into())
+        );
+        assert_eq!(
+            charge("4000000000000127").await,
+            Err(Decline::IncorrectCvc.into())
+        );
         // A Luhn-valid number that is not a test card is refused.
-        assert_eq!(charge("4111111111111111").await, Err(Decline::CardDeclined));
+        assert_eq!(
+            charge("4111111111111111").await,
+            Err(Decline::CardDeclined.into())
+        );
     }
 
     #[tokio::test]
@@ -304,6 +360,35 @@ mod tests {
         assert_ne!(gateway.charge(charge("ord_1")).await.unwrap(), first);
         assert_eq!(gateway.charges_made(), 4);
         assert_eq!(gateway.receipts().by_key.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refund_by_key_refunds_only_a_charge_made_under_that_key() {
+        let gateway = SandboxGateway::default();
+        let card = card("4242424242424242");
+        gateway
+            .charge(Charge {
+                card: &card,
+                amount: Money {
+                    amount: 100,
+                    currency: "usd".into(),
+                },
+                customer: "ada",
+                idempotency_key: Some("ord_1"),
+            })
+            .await
+            .unwrap();
+        gateway.refund_by_key("ord_unknown").await.unwrap();
+        assert_eq!(gateway.refunds_made(), 0);
+        gateway.refund_by_key("ord_1").await.unwrap();
+        assert_eq!(gateway.refunds_made(), 1);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_unavailable_never_a_decline() {
+        let error = ApiError::from(ChargeError::OutcomeUnknown("timeout".into()));
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert_eq!(error.status(), 503);
     }
 
     #[test]

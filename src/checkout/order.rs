@@ -69,10 +69,17 @@ impl From<StoredOrder> for EncodedOrder {
     }
 }
 
-/// The order id for the sale of hold `hold`: a hold is sold at most once, so its id names the
-/// order too, and a retried checkout of the same reservation finds the same order.
+/// The order id for the sale of hold `hold` (a local engine's 64-bit id).
 pub fn order_id_for(hold: HoldId) -> String {
-    let reservation = hold_id_text(hold);
+    order_id_for_reservation(&hold_id_text(hold))
+}
+
+/// The order id for the sale of the hold named `reservation`: `ord_` and the hold id's hex
+/// digits, so 16 of them for the local engine's 64-bit ids (`res_` + 16 hex) and 32 for
+/// Redis's random 128-bit ones (`res_` + 32 hex). A hold is sold at most once, so its id
+/// names the order too, and a retried checkout of the same reservation, on any node, finds
+/// the same order. Callers pass a checked hold id (its text is canonical: lower-case hex).
+pub fn order_id_for_reservation(reservation: &str) -> String {
     format!("ord_{}", reservation.trim_start_matches("res_"))
 }
 
@@ -93,5 +100,9 @@ mod tests {
     fn order_ids_follow_their_reservation() {
         assert_eq!(hold_id_text(0xab), "res_00000000000000ab");
         assert_eq!(order_id_for(0xab), "ord_00000000000000ab");
+        assert_eq!(
+            order_id_for_reservation("res_0123456789abcdef0123456789abcdef"),
+            "ord_0123456789abcdef0123456789abcdef"
+        );
     }
 }

@@ -7,7 +7,8 @@
 //! until it expires, so the buyer can retry with another card. If the hold expired while the
 //! card was being charged, the sale is refused and the charge refunded.
 //!
-//! Exactly once: an order's id is derived from its hold's, so a retried checkout of a sold
+//! Exactly once: an order's id is derived from its hold's ([`order_id_for_reservation`]: the
+//! local engine's 64-bit ids and Redis's 128-bit ones alike), so a retried checkout of a sold
 //! reservation finds the order instead of charging again; checkouts of one hold run one at a
 //! time (a duplicate waits, then finds the order); and the gateway gets the order id as its
 //! idempotency key. A buyer's `idempotency_key` binds to one request, by its keyed
@@ -17,26 +18,33 @@
 //!
 //! A checkout runs on its own task: a client that hangs up mid-payment cannot leave a card
 //! charged with no order.
+//!
+//! With several nodes (`--store`), a node can die between the charge and the sale, so checkout
+//! first marks the hold as being charged ([`Store::before_charge`]); every node's upkeep runs
+//! [`CheckoutService::refund_unsold_charges`], which refunds, through the gateway, the charges
+//! whose hold ended unsold. A charge whose outcome is unknown (the gateway's ledger
+//! unreachable) is answered `unavailable`, never as a success; the hold stays.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
 use crate::checkout::card::{ValidCard, validate_address, validate_card};
 use crate::checkout::fingerprint::{FingerprintKey, RequestFingerprint};
 use crate::checkout::gateway::{Charge, PaymentGateway};
-use crate::checkout::order::{EncodedOrder, StoredOrder, order_id_for};
+use crate::checkout::order::{EncodedOrder, StoredOrder, order_id_for_reservation};
 use crate::checkout::order_book::OrderBook;
-use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::request::{CheckoutRequest, Payment, Shipping};
-use crate::checkout::wallet::{Wallet, WalletError};
+use crate::checkout::wallet::Wallet;
 use crate::clock::{now_ms, rfc3339_now, today};
 use crate::decorate::partner_index::CatalogStore;
 use crate::error::{ApiError, ErrorCode};
 use crate::inventory::service::InventoryService;
-use crate::inventory::{HoldId, InventoryError, KEY_TTL_MS, parse_hold_id};
+use crate::inventory::{InventoryError, KEY_TTL_MS};
 use crate::model::{Address, Money, Order, OrderStatus};
 use crate::store::Store;
+use crate::store::redis::ChargeToMark;
 use crate::telemetry;
 
 /// Where order confirmations go: every open connection of the buyer.
@@ -50,6 +58,14 @@ pub trait OrderListeners: Send + Sync {
 /// Longest idempotency key accepted, in bytes.
 const MAX_KEY_BYTES: usize = 255;
 
+/// How old a "charging" marker must be before the refund sweep may refund its charge: far
+/// more than the gateway takes to answer, so a checkout still waiting for the gateway (which
+/// sells the hold or refunds by itself) is never refunded under it.
+pub const REFUND_GRACE: Duration = Duration::from_secs(60);
+
+/// Most charges one sweep refunds (the next sweep takes the rest).
+const REFUNDS_PER_SWEEP: usize = 100;
+
 /// The parts checkout works with.
 pub struct CheckoutService {
     /// Holds (checked, then sold), orders and wallets.
@@ -58,8 +74,9 @@ pub struct CheckoutService {
     catalog: Arc<CatalogStore>,
     gateway: Arc<dyn PaymentGateway>,
     listeners: Arc<dyn OrderListeners>,
-    /// One lock per hold being checked out, so duplicates run one after the other.
-    holds: Mutex<FxHashMap<HoldId, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per hold being checked out (by reservation id), so duplicates on this node
+    /// run one after the other.
+    holds: Mutex<FxHashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Makes the request fingerprints idempotency keys are bound to.
     fingerprints: FingerprintKey,
     /// Keys of checkouts that have not (yet) produced an order: (customer, key) to the
@@ -109,11 +126,12 @@ impl CheckoutService {
         }
     }
 
-    /// The order book (for the tests' order reads).
+    /// The order book (for the tests' order reads; their checkout is on this node).
     #[cfg(test)]
     pub fn orders(&self) -> &Arc<OrderBook> {
         match &self.store {
             Store::Local(local) => &local.orders,
+            Store::Redis(_) => panic!("the unit tests' checkout is on this node"),
         }
     }
 
@@ -122,6 +140,7 @@ impl CheckoutService {
     pub fn wallet(&self) -> &Arc<Wallet> {
         match &self.store {
             Store::Local(local) => &local.wallet,
+            Store::Redis(_) => panic!("the unit tests' checkout is on this node"),
         }
     }
 
@@ -154,14 +173,17 @@ impl CheckoutService {
         request: &CheckoutRequest,
         origin: Option<u64>,
     ) -> Result<(Arc<StoredOrder>, Fresh), ApiError> {
-        let hold =
-            parse_hold_id(&request.reservation).ok_or(InventoryError::ReservationNotFound)?;
+        if !self.store.is_hold_id(&request.reservation) {
+            return Err(InventoryError::ReservationNotFound.into());
+        }
+        let hold = request.reservation.as_str();
         let keyed = match &request.idempotency_key {
             Some(key) => {
                 check_key(key)?;
                 let fingerprint = self.fingerprints.fingerprint(customer, request);
-                if let Some(order) =
-                    self.claim_key(customer, key, fingerprint, &request.reservation)?
+                if let Some(order) = self
+                    .claim_key(customer, key, fingerprint, &request.reservation)
+                    .await?
                 {
                     return Ok((order, Fresh::Replayed));
                 }
@@ -172,10 +194,10 @@ impl CheckoutService {
         let lock = self.lock_hold(hold);
         let outcome = {
             let _turn = lock.lock().await;
-            match self.existing_order(customer, &request.reservation, hold) {
+            match self.existing_order(customer, &request.reservation).await {
                 Ok(Some(order)) => Ok((order, Fresh::Replayed)),
                 Ok(None) => self
-                    .sell(customer, hold, request, keyed.map(|(_, f)| f), origin)
+                    .sell(customer, request, keyed.map(|(_, f)| f), origin)
                     .await
                     .map(|order| (order, Fresh::Sold)),
                 Err(error) => Err(error),
@@ -196,20 +218,23 @@ impl CheckoutService {
     /// for someone else's (exactly as for a hold that never existed).
     ///
     /// Cost: in the common case (the caller's hold is live, so no order was made from it) one
-    /// in-memory hold lookup; only a hold that is gone sends a lookup to the order book.
-    fn existing_order(
+    /// hold lookup (in memory here, a round trip to Redis); only a hold that is gone sends a
+    /// lookup to the orders.
+    async fn existing_order(
         &self,
         customer: &str,
         reservation: &str,
-        hold: HoldId,
     ) -> Result<Option<Arc<StoredOrder>>, ApiError> {
-        if self.store.hold_of(customer, reservation).is_ok() {
-            return Ok(None);
+        match self.store.hold_of(customer, reservation).await {
+            Ok(_) => return Ok(None),
+            // Unreachable store: the outcome is unknown, so nothing may be answered as done.
+            Err(error) if error.code == ErrorCode::Unavailable => return Err(error),
+            Err(_) => {}
         }
         match self
             .store
-            .order(&order_id_for(hold))
-            .map_err(order_store_error)?
+            .order(&order_id_for_reservation(reservation))
+            .await?
         {
             Some(order) if order.customer == customer => Ok(Some(order)),
             Some(_) => Err(InventoryError::ReservationNotFound.into()),
@@ -220,12 +245,11 @@ impl CheckoutService {
     async fn sell(
         &self,
         customer: &str,
-        hold: HoldId,
         request: &CheckoutRequest,
         fingerprint: Option<RequestFingerprint>,
         origin: Option<u64>,
     ) -> Result<Arc<StoredOrder>, ApiError> {
-        let held = self.store.hold_of(customer, &request.reservation)?;
+        let held = self.store.hold_of(customer, &request.reservation).await?;
         let (price, partner) = {
             let index = self.catalog.load();
             let product = index.product(&held.product).ok_or_else(|| {
@@ -243,7 +267,15 @@ impl CheckoutService {
         let shipping = self.shipping(customer, &request.shipping).await?;
         let card = self.card(customer, &request.payment).await?;
 
-        let order_id = order_id_for(hold);
+        let order_id = order_id_for_reservation(&request.reservation);
+        self.store
+            .before_charge(&ChargeToMark {
+                reservation: &request.reservation,
+                customer,
+                gateway_key: &order_id,
+                amount: &total,
+            })
+            .await?;
         let receipt = self
             .gateway
             .charge(Charge {
@@ -272,28 +304,44 @@ impl CheckoutService {
             request_fingerprint: fingerprint,
             charge_id: receipt.charge_id.clone(),
         };
-        // Encoded once: the journal and the order store keep the same bytes.
-        let json = stored.encode();
-        if let Err(error) = self
-            .store
-            .confirm(customer, &request.reservation, Some(json.clone()))
-            .await
-        {
-            // Charged but not sold (the hold expired meanwhile, or the journal failed): the
-            // buyer must not pay for nothing.
-            if let Err(refund) = self.gateway.refund(&receipt).await {
-                tracing::error!(%refund, "a charge for an unsold hold could not be refunded");
-            }
-            return Err(error);
-        }
+        // Encoded once: the journal (or Redis) and the order store keep the same bytes.
         let stored = Arc::new(stored);
         let encoded = EncodedOrder {
             order: Arc::clone(&stored),
-            json,
+            json: stored.encode(),
         };
-        if let Err(error) = self.store.insert_order(encoded).await {
-            // Sold and durable: the buyer gets the order; the journal re-stores it on restart.
-            tracing::error!(%error, order = %stored.order.id, "the order could not be stored");
+        if let Err(error) = self
+            .store
+            .confirm(customer, &request.reservation, encoded)
+            .await
+        {
+            if error.code == ErrorCode::Unavailable {
+                // The sale's outcome is unknown (Redis went away mid-call): it may have sold.
+                // Not refunded here; the retry finds the order, or the sweep refunds the
+                // charge once the hold has ended unsold.
+                return Err(error);
+            }
+            // Sold by another checkout of the same hold (on another node: the per-hold lock is
+            // this node's only), under the same gateway key, so with the same charge: that
+            // order stands and its charge must not be refunded.
+            if let Ok(Some(order)) = self.store.order(&stored.order.id).await
+                && order.customer == customer
+            {
+                return Ok(order);
+            }
+            // Charged but not sold (the hold expired meanwhile, or the journal failed): the
+            // buyer must not pay for nothing.
+            match self.gateway.refund(&receipt).await {
+                Ok(()) => {
+                    if let Err(error) = self.store.refunded(&request.reservation).await {
+                        tracing::warn!(code = %error.code, "a refunded charge's marker stays; the sweep refunds it again, once");
+                    }
+                }
+                Err(refund) => {
+                    tracing::error!(%refund, "a charge for an unsold hold could not be refunded");
+                }
+            }
+            return Err(error);
         }
         if let Some(key) = &request.idempotency_key {
             self.lock_keys().remove(&(customer.to_owned(), key.clone()));
@@ -316,12 +364,11 @@ impl CheckoutService {
                 validate_address(address)?;
                 Ok(address.clone())
             }
-            Shipping::Saved(id) => {
-                let (store, customer, id) = (self.store.clone(), customer.to_owned(), id.clone());
-                blocking(move || store.saved_address(&customer, &id))
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("no saved address with this id"))
-            }
+            Shipping::Saved(id) => self
+                .store
+                .saved_address(customer, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("no saved address with this id")),
         }
     }
 
@@ -331,10 +378,10 @@ impl CheckoutService {
         match payment {
             Payment::New(card) => validate_card(card.clone(), today),
             Payment::Saved(id) => {
-                let (store, customer, id) = (self.store.clone(), customer.to_owned(), id.clone());
-                let stored = blocking(move || store.saved_card(&customer, &id))
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("no saved payment method with this id"))?;
+                let stored =
+                    self.store.saved_card(customer, id).await?.ok_or_else(|| {
+                        ApiError::not_found("no saved payment method with this id")
+                    })?;
                 if (stored.exp_year, stored.exp_month) < today {
                     return Err(ApiError::new(
                         ErrorCode::ExpiredCard,
@@ -362,13 +409,9 @@ impl CheckoutService {
         card: &ValidCard,
         shipping: &Address,
     ) {
-        let store = self.store.clone();
-        let customer = customer.to_owned();
         let card = matches!(request.payment, Payment::New(_)).then(|| card.clone());
         let shipping = matches!(request.shipping, Shipping::New(_)).then(|| shipping.clone());
-        let saved =
-            blocking(move || store.save_to_wallet(&customer, card.as_ref(), shipping.as_ref()))
-                .await;
+        let saved = self.store.save_to_wallet(customer, card, shipping).await;
         if let Err(error) = saved {
             tracing::error!(code = %error.code, message = %error.message,
                 "saving to the wallet failed; the order stands");
@@ -378,7 +421,7 @@ impl CheckoutService {
     /// Binds `customer`'s `key` to the request with this `fingerprint` (for `reservation`);
     /// returns the order the key already made. The same key with another request is
     /// `idempotency_mismatch`, whether its first request is still running or made an order.
-    fn claim_key(
+    async fn claim_key(
         &self,
         customer: &str,
         key: &str,
@@ -393,11 +436,7 @@ impl CheckoutService {
                  address, save or share_card_with_seller); use a new key for a new checkout",
             )
         };
-        if let Some(order) = self
-            .store
-            .order_by_key(customer, key)
-            .map_err(order_store_error)?
-        {
+        if let Some(order) = self.store.order_by_key(customer, key).await? {
             let same = match order.request_fingerprint {
                 Some(made_by) => made_by == fingerprint,
                 // Journaled before fingerprints: the reservation is all there is to compare.
@@ -442,18 +481,51 @@ impl CheckoutService {
             .retain(|_, used| now < used.at_ms.saturating_add(KEY_TTL_MS));
     }
 
-    fn lock_hold(&self, hold: HoldId) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_hold(&self, hold: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(holds.entry(hold).or_default())
+        Arc::clone(holds.entry(hold.to_owned()).or_default())
     }
 
     /// Drops the hold's lock entry once no other checkout of it holds a reference.
-    fn unlock_hold(&self, hold: HoldId, lock: Arc<tokio::sync::Mutex<()>>) {
+    fn unlock_hold(&self, hold: &str, lock: Arc<tokio::sync::Mutex<()>>) {
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
         // Under the map's lock nobody can take a new reference: two means the map's and ours.
         if Arc::strong_count(&lock) == 2 {
-            holds.remove(&hold);
+            holds.remove(hold);
         }
+    }
+
+    /// Refunds, through the gateway, the charges whose hold ended unsold and whose checkout
+    /// did not refund them itself (its node died, or the store was unreachable at the sale):
+    /// the upkeep timer of every node runs it; each charge is claimed by one node. Returns how
+    /// many were refunded. Does nothing on a store of this node alone.
+    pub async fn refund_unsold_charges(&self) -> usize {
+        let claimed = match self
+            .store
+            .charges_to_refund(REFUNDS_PER_SWEEP, REFUND_GRACE)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::debug!(code = %error.code, "the refund sweep could not claim charges");
+                return 0;
+            }
+        };
+        let mut refunded = 0;
+        for charge in claimed {
+            // A claim is unclaimed again after the grace period: a failure here is retried.
+            if let Err(error) = self.gateway.refund_by_key(&charge.gateway_key).await {
+                tracing::error!(%error, reservation = %charge.reservation,
+                    "an unsold hold's charge could not be refunded; the sweep retries");
+                continue;
+            }
+            if self.store.refunded(&charge.reservation).await.is_ok() {
+                refunded += 1;
+                tracing::info!(reservation = %charge.reservation, amount = charge.amount.amount,
+                    currency = %charge.amount.currency, "refunded the charge of a hold that never sold");
+            }
+        }
+        refunded
     }
 
     fn lock_keys(&self) -> std::sync::MutexGuard<'_, FxHashMap<(String, String), KeyUse>> {
@@ -476,33 +548,6 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 enum Fresh {
     Sold,
     Replayed,
-}
-
-/// Runs wallet file I/O off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, WalletError> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(wallet_error(&error)),
-        Err(_) => Err(ApiError::internal("the wallet task failed")),
-    }
-}
-
-/// An order store failure as clients see it: logged in full (file names, never contents).
-pub fn order_store_error(error: OrderStoreError) -> ApiError {
-    tracing::error!(%error, "order store read failed");
-    ApiError::internal("the orders could not be read")
-}
-
-/// A wallet failure as clients see it. The error names files (hashed names), never contents;
-/// it is logged in full and the client gets a generic message.
-pub fn wallet_error(error: &WalletError) -> ApiError {
-    tracing::error!(%error, "wallet operation failed");
-    match error {
-        WalletError::Full { .. } => ApiError::bad_request(error.to_string()),
-        _ => ApiError::internal("the wallet could not be read or written"),
-    }
 }
 
 #[cfg(test)]

@@ -324,3 +324,39 @@ fn idempotency_window_defaults_to_a_day_and_comes_from_every_layer() {
         from_args(["buyline", "--idempotency-window", "604800"], no_env).expect("a week is valid");
     assert_eq!(config.idempotency_window, Duration::from_secs(604_800));
 }
+
+#[test]
+fn store_comes_from_every_layer_and_defaults_to_this_node() {
+    assert_eq!(Config::default().store, None);
+    let file = toml_file("store = \"redis://file-host:6379/1\"\n");
+    let config = from_args(["buyline", "--config", &path_arg(&file)], no_env).expect("valid");
+    let shown = |config: &Config| config.store.as_ref().map(|url| url.redacted().to_owned());
+    assert_eq!(shown(&config).as_deref(), Some("redis://file-host:6379/1"));
+    let env = env_of(&[
+        ("BUYLINE_CONFIG", &path_arg(&file)),
+        ("BUYLINE_STORE", "redis://env-host:6380"),
+    ]);
+    let config = from_args(["buyline"], &env).expect("valid");
+    assert_eq!(shown(&config).as_deref(), Some("redis://env-host:6380"));
+    let config = from_args(["buyline", "--store", "redis://cli-host"], &env).expect("valid");
+    assert_eq!(shown(&config).as_deref(), Some("redis://cli-host:6379"));
+}
+
+#[test]
+fn a_bad_store_url_names_the_flag_and_never_echoes_a_password() {
+    for bad in [
+        "postgres://db:5432",
+        "redis://:hunter2@db:notaport",
+        "rediss://:hunter2@db:6379",
+    ] {
+        let err = from_args(["buyline", "--store", bad], no_env).expect_err(bad);
+        let message = err.to_string();
+        assert!(message.starts_with("--store"), "{bad}: {message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        let env = env_of(&[("BUYLINE_STORE", bad)]);
+        let message = from_args(["buyline"], &env).expect_err(bad).to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+    let config = from_args(["buyline", "--store", "redis://:hunter2@db:6379"], no_env).expect("ok");
+    assert!(!format!("{config:?}").contains("hunter2"));
+}

@@ -14,13 +14,10 @@ use serde::Serialize;
 use crate::auth::{self, Action};
 
 use crate::checkout::order::{Page, StoredOrder};
-use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::request::CheckoutRequest;
-use crate::checkout::service::order_store_error;
 use crate::error::ApiError;
 use crate::http::{HttpState, MAX_JSON_BODY, identity, json_response, read_body, subject_for};
 use crate::model::{Address, CardSummary, Money, OrderStatus};
-use crate::store::Store;
 
 /// Orders a list returns when the request names no `limit`.
 const DEFAULT_PAGE: usize = 100;
@@ -63,7 +60,7 @@ pub async fn get_own(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
-    let found = read_orders(&state, move |store| store.order(&id)).await?;
+    let found = state.app.store.order(&id).await?;
     match found {
         Some(order) if order.customer == customer => {
             Ok(json_response(StatusCode::OK, &order.order))
@@ -79,14 +76,12 @@ pub async fn list_own(
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
     let (after, limit) = paging(&uri)?;
-    let orders = read_orders(&state, move |store| {
-        let page = Page {
-            after: after.as_deref(),
-            limit,
-        };
-        store.orders_of_customer(&customer, page)
-    })
-    .await?;
+    let page = Page {
+        after: after.as_deref(),
+        limit,
+    };
+    // The store reads files off this thread (a page is up to MAX_PAGE row reads).
+    let orders = state.app.store.orders_of_customer(&customer, page).await?;
     let orders: Vec<_> = orders.iter().map(|o| &o.order).collect();
     Ok(json_response(StatusCode::OK, &orders))
 }
@@ -136,31 +131,13 @@ pub async fn list_partner(
         },
     )?;
     let (after, limit) = paging(&uri)?;
-    let orders = read_orders(&state, move |store| {
-        let page = Page {
-            after: after.as_deref(),
-            limit,
-        };
-        store.orders_of_partner(&partner, page)
-    })
-    .await?;
+    let page = Page {
+        after: after.as_deref(),
+        limit,
+    };
+    let orders = state.app.store.orders_of_partner(&partner, page).await?;
     let orders: Vec<PartnerOrder<'_>> = orders.iter().map(|o| PartnerOrder::from(&**o)).collect();
     Ok(json_response(StatusCode::OK, &orders))
-}
-
-/// Runs an order-book read on the blocking pool: it may read the store's file (a page of up
-/// to [`MAX_PAGE`] orders is that many row reads), which must not stall this thread's other
-/// connections.
-async fn read_orders<T: Send + 'static>(
-    state: &HttpState,
-    read: impl FnOnce(&Store) -> Result<T, OrderStoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store = state.app.store.clone();
-    match tokio::task::spawn_blocking(move || read(&store)).await {
-        Ok(Ok(found)) => Ok(found),
-        Ok(Err(error)) => Err(order_store_error(error)),
-        Err(_) => Err(ApiError::internal("the order read failed")),
-    }
 }
 
 /// `?after=ord_...&limit=N` (both optional).

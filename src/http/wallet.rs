@@ -6,11 +6,8 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 
 use crate::auth::Action;
-use crate::checkout::service::wallet_error;
-use crate::checkout::wallet::WalletError;
 use crate::error::ApiError;
 use crate::http::{HttpState, json_response, subject_for};
-use crate::store::Store;
 
 pub async fn list_cards(
     State(state): State<HttpState>,
@@ -18,7 +15,7 @@ pub async fn list_cards(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
-    let cards = on_wallet(&state, move |store| store.saved_cards(&customer)).await?;
+    let cards = state.app.store.saved_cards(&customer).await?;
     Ok(json_response(StatusCode::OK, &cards))
 }
 
@@ -29,11 +26,7 @@ pub async fn delete_card(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ManageOwnWallet)?;
-    let target = id.clone();
-    let deleted = on_wallet(&state, move |store| {
-        store.delete_saved_card(&customer, &target)
-    })
-    .await?;
+    let deleted = state.app.store.delete_saved_card(&customer, &id).await?;
     deleted_or_not_found(deleted, &id, "no saved payment method with this id")
 }
 
@@ -43,7 +36,7 @@ pub async fn list_addresses(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
-    let addresses = on_wallet(&state, move |store| store.saved_addresses(&customer)).await?;
+    let addresses = state.app.store.saved_addresses(&customer).await?;
     Ok(json_response(StatusCode::OK, &addresses))
 }
 
@@ -54,11 +47,7 @@ pub async fn delete_address(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ManageOwnWallet)?;
-    let target = id.clone();
-    let deleted = on_wallet(&state, move |store| {
-        store.delete_saved_address(&customer, &target)
-    })
-    .await?;
+    let deleted = state.app.store.delete_saved_address(&customer, &id).await?;
     deleted_or_not_found(deleted, &id, "no saved address with this id")
 }
 
@@ -70,18 +59,5 @@ fn deleted_or_not_found(deleted: bool, id: &str, missing: &str) -> Result<Respon
         ))
     } else {
         Err(ApiError::not_found(missing))
-    }
-}
-
-/// Runs a wallet call (blocking file I/O) off the shard's thread.
-async fn on_wallet<T: Send + 'static>(
-    state: &HttpState,
-    work: impl FnOnce(&Store) -> Result<T, WalletError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store = state.app.store.clone();
-    match tokio::task::spawn_blocking(move || work(&store)).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(wallet_error(&error)),
-        Err(_) => Err(ApiError::internal("the wallet task failed")),
     }
 }

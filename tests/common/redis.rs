@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     pub port: u16,
     child: Child,
+    /// The program and its arguments, to start it again on the same port and dir.
+    program: PathBuf,
+    args: Vec<String>,
     /// Kept so the directory lives as long as the server.
     dir: tempfile::TempDir,
 }
@@ -62,17 +65,30 @@ impl RedisServer {
             "no",
         ];
         args.extend_from_slice(extra);
-        let child = Command::new(program)
-            .args(&args)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let mut server = RedisServer { port, child, dir };
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        let child = spawn(&program, &args, dir.path());
+        let mut server = RedisServer {
+            port,
+            child,
+            program,
+            args,
+            dir,
+        };
         server.wait_for_ping();
         Some(server)
+    }
+
+    /// SIGKILL, as a crash: Redis writes nothing more.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and dir (after [`RedisServer::kill`]): it reloads its
+    /// append-only file.
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.program, &self.args, self.dir.path());
+        self.wait_for_ping();
     }
 
     /// The URL a client connects with.
@@ -115,6 +131,17 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(program: &std::path::Path, args: &[String], dir: &std::path::Path) -> Child {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts")
 }
 
 /// Whether a server on `port` answers PING with PONG.

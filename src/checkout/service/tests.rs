@@ -396,6 +396,10 @@ impl PaymentGateway for SlowGateway {
     ) -> crate::checkout::gateway::RefundFuture<'a> {
         self.inner.refund(receipt)
     }
+
+    fn refund_by_key<'a>(&'a self, key: &'a str) -> crate::checkout::gateway::RefundFuture<'a> {
+        self.inner.refund_by_key(key)
+    }
 }
 
 #[tokio::test]
@@ -529,4 +533,51 @@ async fn a_saved_card_pays_without_a_cvc_and_is_gone_once_deleted() {
         shop.buy("ada", after).await.unwrap_err().code,
         ErrorCode::NotFound
     );
+}
+
+/// A gateway whose ledger cannot be reached mid-charge: the outcome is unknown.
+struct UnreachableGateway;
+
+impl PaymentGateway for UnreachableGateway {
+    fn charge<'a>(&'a self, _charge: Charge<'a>) -> crate::checkout::gateway::ChargeFuture<'a> {
+        Box::pin(async {
+            Err(crate::checkout::gateway::ChargeError::OutcomeUnknown(
+                "the ledger did not answer".to_owned(),
+            ))
+        })
+    }
+
+    fn refund<'a>(
+        &'a self,
+        _receipt: &'a crate::checkout::gateway::Receipt,
+    ) -> crate::checkout::gateway::RefundFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn refund_by_key<'a>(&'a self, _key: &'a str) -> crate::checkout::gateway::RefundFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn a_charge_whose_outcome_is_unknown_is_answered_unavailable_and_keeps_the_hold() {
+    let mut shop = Shop::new(120);
+    shop.checkout = Arc::new(CheckoutService::new(
+        Arc::clone(&shop.inventory),
+        Arc::clone(&shop.checkout.catalog),
+        Arc::new(UnreachableGateway),
+        Arc::clone(shop.checkout.wallet()),
+        Arc::clone(shop.checkout.orders()),
+        Arc::clone(&shop.pushes) as Arc<dyn OrderListeners>,
+        FingerprintKey::derive(&[7; 32]),
+    ));
+    let reservation = shop.reserve("ada", 1).await;
+    let error = shop
+        .buy("ada", keyed(&reservation, "4242424242424242", "k"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::Unavailable);
+    let counts = shop.inventory.counts("tee").unwrap();
+    assert_eq!((counts.held, counts.sold), (1, 0), "the hold stays, unsold");
+    assert!(shop.checkout.orders().is_empty().unwrap());
 }

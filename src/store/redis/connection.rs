@@ -8,7 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::durability;
 use super::error::RedisStoreError;
-use super::inventory::RESPONSE_TIMEOUT;
+use super::inventory::{RECONNECT_MAX_DELAY_MS, RECONNECT_RETRIES, RESPONSE_TIMEOUT};
 
 /// How long a (re)connection attempt may take (as the inventory's).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -19,7 +19,9 @@ pub(super) async fn open(url: &str) -> Result<ConnectionManager, RedisStoreError
     let client = Client::open(url).map_err(RedisStoreError::BadUrl)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(RESPONSE_TIMEOUT)
-        .set_connection_timeout(CONNECTION_TIMEOUT);
+        .set_connection_timeout(CONNECTION_TIMEOUT)
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_max_delay(RECONNECT_MAX_DELAY_MS);
     let mut connection = ConnectionManager::new_with_config(client, config)
         .await
         .map_err(RedisStoreError::Unreachable)?;

@@ -12,14 +12,16 @@
 //! Cost of a call: one round trip, a few small strings for the keys and arguments, and the
 //! function's own work in Redis (a dozen commands; expiry adds a few per due hold).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, Value};
 
 use super::durability;
 use super::error::RedisStoreError;
+use super::health::Health;
 use super::hold_id::{is_hold_id, new_hold_id};
 use super::keys;
 use super::library;
@@ -31,6 +33,7 @@ use crate::inventory::idempotency::fingerprint;
 use crate::inventory::service::{ReserveReply, ReservedHold};
 use crate::inventory::{InventoryError, KeyWindow, MAX_QUANTITY};
 use crate::model::Product;
+use crate::telemetry;
 
 /// How long a call waits for Redis's answer before it answers `unavailable`. An fsync on a slow
 /// disk takes tens of milliseconds; seconds mean Redis is in trouble.
@@ -38,6 +41,13 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a (re)connection attempt may take.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Attempts of one reconnection (after the first), and the longest wait between two: a
+/// request that finds the connection down waits for at most this reconnection before it
+/// answers `unavailable` (about a second while Redis refuses connections), so clients hear
+/// 503 promptly; the next request starts another.
+pub(super) const RECONNECT_RETRIES: usize = 2;
+pub(super) const RECONNECT_MAX_DELAY_MS: u64 = 500;
 
 /// Most rounds of [`RedisInventory::expire_due`] for one product in one sweep (each ends at most
 /// the library's batch of 1,000 holds), so a sweep's time is bounded.
@@ -61,6 +71,8 @@ pub struct RedisInventory {
     /// The time the functions use, pinned by tests ([`RedisInventory::pin_clock`]);
     /// [`SERVER_CLOCK`]: Redis's own `TIME`.
     pinned_now_ms: AtomicI64,
+    /// Whether the last call reached Redis (every call updates it), for `/readyz`.
+    health: Arc<Health>,
 }
 
 impl RedisInventory {
@@ -70,7 +82,9 @@ impl RedisInventory {
         let client = Client::open(url).map_err(RedisStoreError::BadUrl)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(RESPONSE_TIMEOUT)
-            .set_connection_timeout(CONNECTION_TIMEOUT);
+            .set_connection_timeout(CONNECTION_TIMEOUT)
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_max_delay(RECONNECT_MAX_DELAY_MS);
         let mut connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(RedisStoreError::Unreachable)?;
@@ -80,7 +94,19 @@ impl RedisInventory {
             connection,
             key_window,
             pinned_now_ms: AtomicI64::new(SERVER_CLOCK),
+            health: Arc::new(Health::new()),
         })
+    }
+
+    /// Whether the last call reached Redis, and why not.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Sends `PING`: whether Redis answers now (the probe that notices it coming back).
+    pub async fn ping(&self) -> bool {
+        let cmd = redis::cmd("PING");
+        self.query::<String>("ping", &cmd).await.is_ok()
     }
 
     /// Pins the time every function uses to `now_ms` (milliseconds since the Unix epoch), or
@@ -363,6 +389,7 @@ impl RedisInventory {
     /// Runs a function's `FCALL`; if Redis lost the library, loads it and runs the call again
     /// (the first call did nothing: its function was not there).
     pub(super) async fn run(&self, function: &'static str, cmd: &Cmd) -> Result<Reply, ApiError> {
+        let started = Instant::now();
         let mut connection = self.connection.clone();
         let value = match cmd.query_async::<Value>(&mut connection).await {
             Err(error) if library::is_missing(&error) => {
@@ -382,8 +409,41 @@ impl RedisInventory {
             }
             other => other,
         };
-        let value = value.map_err(|error| store_error(function, &error))?;
-        Reply::read(value).map_err(|error| malformed(function, error))
+        let value = value.map_err(|error| self.failed(function, started, &error))?;
+        self.health.reached();
+        match Reply::read(value) {
+            Ok(reply) => {
+                telemetry::redis_call(function, started.elapsed(), None);
+                Ok(reply)
+            }
+            Err(error) => {
+                telemetry::redis_call(function, started.elapsed(), Some("internal"));
+                Err(malformed(function, error))
+            }
+        }
+    }
+
+    /// A call that failed: counted, timed, the connection state updated, and answered as
+    /// clients see it.
+    fn failed(
+        &self,
+        function: &'static str,
+        started: Instant,
+        error: &redis::RedisError,
+    ) -> ApiError {
+        let answer = store_error(function, error);
+        let kind = match answer.code {
+            ErrorCode::Unavailable => {
+                self.health.lost(&error.to_string());
+                "unavailable"
+            }
+            _ => {
+                self.health.reached();
+                "internal"
+            }
+        };
+        telemetry::redis_call(function, started.elapsed(), Some(kind));
+        answer
     }
 
     /// A plain command (a read).
@@ -392,10 +452,16 @@ impl RedisInventory {
         what: &'static str,
         cmd: &Cmd,
     ) -> Result<T, ApiError> {
+        let started = Instant::now();
         let mut connection = self.connection.clone();
-        cmd.query_async(&mut connection)
-            .await
-            .map_err(|error| store_error(what, &error))
+        match cmd.query_async(&mut connection).await {
+            Ok(value) => {
+                self.health.reached();
+                telemetry::redis_call(what, started.elapsed(), None);
+                Ok(value)
+            }
+            Err(error) => Err(self.failed(what, started, &error)),
+        }
     }
 }
 
@@ -491,7 +557,8 @@ fn store_error(function: &str, error: &redis::RedisError) -> ApiError {
             .code()
             .is_some_and(|code| TRANSIENT_CODES.contains(&code));
     if transient {
-        tracing::warn!(function, %error, "Redis cannot take the call now");
+        // Debug only: the connection state's change is logged once (`Health`), not per call.
+        tracing::debug!(function, %error, "Redis cannot take the call now");
         return ApiError::new(
             ErrorCode::Unavailable,
             "the store cannot be reached now, so this request may or may not have taken \

@@ -15,11 +15,10 @@
 //! far shorter); a key is about 150 bytes, so the ledger holds about `charges per second ×
 //! 3,600 × 150` bytes.
 //!
-//! Not yet a [`PaymentGateway`](crate::checkout::gateway::PaymentGateway): that trait answers a
-//! receipt or a [`Decline`], and has no answer for "the ledger cannot be reached, so the charge
-//! may or may not have been made" ([`LedgerError::Store`]). Wiring this in needs that answer
-//! (checkout would keep the hold and answer `unavailable`, so the client's retry with the same
-//! key gets the first receipt), which belongs with the `--store` flag.
+//! Checkout's [`PaymentGateway`] with `--store`. "The ledger cannot be reached, so the charge
+//! may or may not have been made" ([`LedgerError::Store`]) is
+//! [`ChargeError::OutcomeUnknown`]: checkout keeps the hold and answers `unavailable`, and the
+//! client's retry with the same key gets the first receipt, if there was a charge.
 //!
 //! Cost: one round trip per charge or refund (two for a declined charge with a key: the key
 //! is looked up first), and a few commands in Redis.
@@ -31,7 +30,10 @@ use redis::aio::ConnectionManager;
 use super::connection;
 use super::error::RedisStoreError;
 use super::keys;
-use crate::checkout::gateway::{Charge, Decline, Receipt, sandbox_decision};
+use crate::checkout::gateway::{
+    Charge, ChargeError, ChargeFuture, Decline, PaymentGateway, Receipt, RefundError, RefundFuture,
+    sandbox_decision,
+};
 use crate::model::CardSummary;
 
 /// How long a charge key, and a refund's record, is remembered.
@@ -148,6 +150,25 @@ impl RedisSandboxGateway {
         Ok(())
     }
 
+    /// Refunds the charge made under `key`, if one was (the refund sweep's way in: a marker
+    /// holds the key, not the receipt). Returns whether there was a charge.
+    pub async fn refund_key(&self, key: &str) -> Result<bool, LedgerError> {
+        check_key(key)?;
+        let mut connection = self.connection.clone();
+        let first: Option<String> = redis::cmd("GET")
+            .arg(keys::sandbox_charge(key))
+            .query_async(&mut connection)
+            .await?;
+        match first {
+            Some(first) => {
+                let receipt = read_receipt(&first)?;
+                self.refund(&receipt).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Successful charges made by every node (a retry answered from its key is not one).
     pub async fn charges_made(&self) -> Result<u64, redis::RedisError> {
         self.counter(keys::SANDBOX_CHARGES).await
@@ -165,6 +186,45 @@ impl RedisSandboxGateway {
             .query_async(&mut connection)
             .await?;
         Ok(count.unwrap_or(0))
+    }
+}
+
+impl PaymentGateway for RedisSandboxGateway {
+    fn charge<'a>(&'a self, charge: Charge<'a>) -> ChargeFuture<'a> {
+        Box::pin(async move {
+            match RedisSandboxGateway::charge(self, charge).await {
+                Ok(receipt) => Ok(receipt),
+                Err(LedgerError::Declined(decline)) => Err(ChargeError::Declined(decline)),
+                // Refused before anything was charged: as the local sandbox would, decline.
+                Err(LedgerError::KeyTooLong) => Err(ChargeError::Declined(Decline::CardDeclined)),
+                Err(error @ (LedgerError::Store(_) | LedgerError::Malformed)) => {
+                    Err(ChargeError::OutcomeUnknown(error.to_string()))
+                }
+            }
+        })
+    }
+
+    fn refund<'a>(&'a self, receipt: &'a Receipt) -> RefundFuture<'a> {
+        Box::pin(async move {
+            RedisSandboxGateway::refund(self, receipt)
+                .await
+                .map_err(|error| RefundError {
+                    charge_id: receipt.charge_id.clone(),
+                    reason: error.to_string(),
+                })
+        })
+    }
+
+    fn refund_by_key<'a>(&'a self, idempotency_key: &'a str) -> RefundFuture<'a> {
+        Box::pin(async move {
+            self.refund_key(idempotency_key)
+                .await
+                .map(|_| ())
+                .map_err(|error| RefundError {
+                    charge_id: format!("the charge under key {idempotency_key}"),
+                    reason: error.to_string(),
+                })
+        })
     }
 }
 

@@ -1,6 +1,6 @@
-//! Stock, holds, orders and charging markers in Redis, shared by every node: the engine behind
-//! `--store redis://...` (the flag and the `Store` variant come next; this is the engine on its
-//! own).
+//! Stock, holds, orders, charging markers, wallets and the payment ledger in Redis, shared by
+//! every node: the engine behind `--store redis://...` (`store::Store::Redis`, a
+//! [`RedisStore`]).
 //!
 //! # Layout
 //!
@@ -31,6 +31,11 @@
 //! * [`ledger`]: [`RedisSandboxGateway`], the sandbox gateway with its idempotency ledger of
 //!   charges and refunds in Redis.
 //! * [`connection`]: the connection the wallet and the ledger open.
+//! * [`redis_store`]: [`RedisStore`], what a node runs: the parts above, the stock cache and
+//!   the connection state, and the node's two tasks (the `bl:stock` subscription, the probe).
+//! * [`stock_cache`]: every product's last counts on this node (highest version wins), for
+//!   buttons, product reads and `stock` frames without a round trip.
+//! * [`health`]: whether the node reaches Redis, and why not (`/readyz`).
 //!
 //! # Invariants
 //!
@@ -66,13 +71,16 @@ mod charging;
 mod connection;
 mod durability;
 mod error;
+mod health;
 mod hold_id;
 mod inventory;
 mod keys;
 mod ledger;
 mod library;
 mod orders;
+mod redis_store;
 mod reply;
+mod stock_cache;
 mod values;
 mod wallet;
 
@@ -84,5 +92,6 @@ pub use keys::STOCK_CHANNEL;
 pub use ledger::{LedgerError, RedisSandboxGateway};
 pub use library::VERSION as LIBRARY_VERSION;
 pub use orders::MAX_ORDERS_PAGE;
+pub use redis_store::RedisStore;
 pub use values::{LiveHold, OrderToStore, Sale, StockLevel, StockUpdate};
 pub use wallet::{RedisWallet, RedisWalletError};
