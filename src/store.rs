@@ -30,7 +30,9 @@
 //! all of it in Redis, shared by every node; its module doc says how.
 //!
 //! Every call that may wait on I/O is `async`: the local order and wallet calls read files,
-//! so this seam runs them on `spawn_blocking` itself and callers just `.await`. Two stay
+//! so this seam runs them on `spawn_blocking` itself and callers just `.await` (except the
+//! two point reads of an order, by id and by checkout key, which run inline: mostly memory,
+//! and cheaper than the hop; see [`Store::order_by_key`]). Two stay
 //! synchronous because they run per tweet or per request without I/O on either backend:
 //! [`Store::remaining`] (the Redis store answers from its stock cache) and
 //! [`Store::unavailable_reason`] (the Redis store's connection state).
@@ -308,10 +310,8 @@ impl Store {
     /// The order with this id.
     pub async fn order(&self, id: &str) -> Result<Option<Arc<StoredOrder>>, ApiError> {
         match self {
-            Store::Local(local) => {
-                let (orders, id) = (Arc::clone(&local.orders), id.to_owned());
-                on_order_files(move || orders.get(&id)).await
-            }
+            // A point read, inline (see `order_by_key`).
+            Store::Local(local) => local.orders.get(id).map_err(order_store_error),
             Store::Redis(shared) => shared.inventory().order(id).await,
         }
     }
@@ -323,11 +323,13 @@ impl Store {
         key: &str,
     ) -> Result<Option<Arc<StoredOrder>>, ApiError> {
         match self {
-            Store::Local(local) => {
-                let orders = Arc::clone(&local.orders);
-                let (customer, key) = (customer.to_owned(), key.to_owned());
-                on_order_files(move || orders.by_key(&customer, &key)).await
-            }
+            // A point read, inline: the recent cache, else the order store's bloom filters
+            // and block cache, rarely a page from disk. Every keyed checkout makes one, and a
+            // hop to the blocking pool and back would cost it more than the read.
+            Store::Local(local) => local
+                .orders
+                .by_key(customer, key)
+                .map_err(order_store_error),
             Store::Redis(shared) => shared.inventory().order_by_key(customer, key).await,
         }
     }
