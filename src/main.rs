@@ -9,6 +9,7 @@ use anyhow::Context as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    let thp = disable_transparent_huge_pages();
     let config = match buyline::parse_cli() {
         Ok(config) => config,
         Err(error) => error.exit(),
@@ -19,6 +20,9 @@ fn main() -> anyhow::Result<()> {
         Ok(limit) => tracing::info!(limit, "open-file limit"),
         Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
     }
+    if let Err(error) = thp {
+        tracing::warn!(%error, "could not turn transparent huge pages off for this process");
+    }
     let demo = config.demo;
     let firehose = config.firehose.to_string();
     let server =
@@ -27,6 +31,22 @@ fn main() -> anyhow::Result<()> {
     server.wait();
     tracing::info!("buyline stopped");
     Ok(())
+}
+
+/// Turns transparent huge pages off for this process (`PR_SET_THP_DISABLE`), before the
+/// allocator maps much: with them, a 2 MiB page counts as resident once any of its bytes is,
+/// and the kernel's khugepaged keeps merging sparse heap into whole huge pages. In the
+/// 5-minute soak that was 127 MiB of 341 MiB RSS, and RSS kept rising for minutes after the
+/// live heap was flat (BENCHMARKS.md, "Issue 11: RSS and transparent huge pages"). mimalloc
+/// is also built without its own `MADV_HUGEPAGE` hint (the `no_thp` feature).
+fn disable_transparent_huge_pages() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    let status = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
