@@ -4,17 +4,16 @@
 //! succeed, the others decline with their own code. Like Stripe's test mode it refuses any
 //! other number, so a real card can never be "charged" by a demo server.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustc_hash::FxHashMap;
-
 use crate::checkout::card::ValidCard;
 use crate::error::{ApiError, ErrorCode};
-use crate::model::{CardSummary, Money};
+use crate::inventory::key_digest::{BuildDigestHasher, KeyDigest};
+use crate::model::{CardBrand, CardSummary, Money};
 
 /// One charge to make.
 #[derive(Debug)]
@@ -137,27 +136,96 @@ pub struct SandboxGateway {
     receipts: Mutex<KeyedReceipts>,
 }
 
-/// The most recent charge keys and their receipts, oldest forgotten first.
-#[derive(Debug, Default)]
+/// The most recent charge keys and their receipts, oldest forgotten first, in memory that
+/// is sized once: keys are known by their 128-bit digest and a receipt by its charge number
+/// and card (32 bytes a slot, no allocation a charge), and the table keeps room for twice its
+/// keys, so forgetting one key a charge never makes it grow. (With `String` keys and receipts
+/// filled to capacity, deletions left tombstones until the table doubled, 16 MiB at once,
+/// minutes into a steady sale: BENCHMARKS.md, "Issue 11: what grew after the first minute".)
+#[derive(Debug)]
 struct KeyedReceipts {
-    by_key: FxHashMap<String, Receipt>,
+    by_key: HashMap<KeyDigest, SandboxReceipt, BuildDigestHasher>,
     /// Keys in the order they were first used.
-    order: VecDeque<String>,
+    order: VecDeque<KeyDigest>,
     /// The most keys kept.
     capacity: usize,
 }
 
+/// A receipt as the sandbox keeps it.
+#[derive(Clone, Copy, Debug)]
+struct SandboxReceipt {
+    /// The charge's number, `ch_sandbox_` and its 16 hex digits.
+    charge: u64,
+    brand: CardBrand,
+    /// The card's last four digits (ASCII).
+    last4: [u8; 4],
+}
+
+const _: () = assert!(size_of::<(KeyDigest, SandboxReceipt)>() <= 32);
+
+impl SandboxReceipt {
+    fn new(charge: u64, card: &ValidCard) -> SandboxReceipt {
+        let digits = card.number.expose().as_bytes();
+        let mut last4 = [b'0'; 4];
+        if let Some(tail) = digits.get(digits.len().saturating_sub(4)..)
+            && tail.len() == 4
+        {
+            last4.copy_from_slice(tail);
+        }
+        SandboxReceipt {
+            charge,
+            brand: card.brand,
+            last4,
+        }
+    }
+
+    fn receipt(&self) -> Receipt {
+        Receipt {
+            charge_id: format!("ch_sandbox_{:016x}", self.charge),
+            card: CardSummary {
+                brand: self.brand,
+                last4: String::from_utf8_lossy(&self.last4).into_owned(),
+            },
+        }
+    }
+}
+
 impl KeyedReceipts {
-    fn insert(&mut self, key: &str, receipt: Receipt) {
-        if self.by_key.insert(key.to_owned(), receipt).is_some() {
+    fn new(capacity: usize) -> KeyedReceipts {
+        KeyedReceipts {
+            by_key: HashMap::with_capacity_and_hasher(2 * capacity, BuildDigestHasher::default()),
+            order: VecDeque::with_capacity(capacity + 1),
+            capacity,
+        }
+    }
+
+    /// The digest of a charge key: the gateway's keys are its own, not a customer's.
+    fn digest(key: &str) -> KeyDigest {
+        KeyDigest::of("", key)
+    }
+
+    fn get(&self, key: &str) -> Option<Receipt> {
+        self.by_key
+            .get(&Self::digest(key))
+            .map(SandboxReceipt::receipt)
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.by_key.contains_key(&Self::digest(key))
+    }
+
+    fn insert(&mut self, key: &str, receipt: SandboxReceipt) {
+        let digest = Self::digest(key);
+        if self.by_key.insert(digest, receipt).is_some() {
             return;
         }
-        self.order.push_back(key.to_owned());
+        self.order.push_back(digest);
         if self.order.len() > self.capacity
             && let Some(oldest) = self.order.pop_front()
         {
             self.by_key.remove(&oldest);
         }
+        debug_assert!(self.by_key.len() <= self.capacity);
     }
 }
 
@@ -187,10 +255,7 @@ impl SandboxGateway {
         SandboxGateway {
             charges: AtomicU64::new(0),
             refunds: AtomicU64::new(0),
-            receipts: Mutex::new(KeyedReceipts {
-                capacity: capacity.max(1),
-                ..KeyedReceipts::default()
-            }),
+            receipts: Mutex::new(KeyedReceipts::new(capacity.max(1))),
         }
     }
 
@@ -219,20 +284,18 @@ impl PaymentGateway for SandboxGateway {
     fn charge<'a>(&'a self, charge: Charge<'a>) -> ChargeFuture<'a> {
         Box::pin(async move {
             if let Some(key) = charge.idempotency_key
-                && let Some(receipt) = self.receipts().by_key.get(key)
+                && let Some(receipt) = self.receipts().get(key)
             {
-                return Ok(receipt.clone());
+                return Ok(receipt);
             }
             self.decide(charge.card)?;
             // Relaxed: a counter for ids, ordering nothing else.
             let n = self.charges.fetch_add(1, Ordering::Relaxed) + 1;
-            let receipt = Receipt {
-                charge_id: format!("ch_sandbox_{n:016x}"),
-                card: charge.card.summary(),
-            };
+            let kept = SandboxReceipt::new(n, charge.card);
             if let Some(key) = charge.idempotency_key {
-                self.receipts().insert(key, receipt.clone());
+                self.receipts().insert(key, kept);
             }
+            let receipt = kept.receipt();
             Ok(receipt)
         })
     }
@@ -247,7 +310,7 @@ impl PaymentGateway for SandboxGateway {
 
     fn refund_by_key<'a>(&'a self, idempotency_key: &'a str) -> RefundFuture<'a> {
         Box::pin(async move {
-            let charged = self.receipts().by_key.contains_key(idempotency_key);
+            let charged = self.receipts().contains(idempotency_key);
             if charged {
                 // Relaxed: a counter.
                 self.refunds.fetch_add(1, Ordering::Relaxed);
@@ -360,6 +423,35 @@ mod tests {
         assert_ne!(gateway.charge(charge("ord_1")).await.unwrap(), first);
         assert_eq!(gateway.charges_made(), 4);
         assert_eq!(gateway.receipts().by_key.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn charges_under_new_keys_forever_never_grow_the_sandboxs_memory() {
+        let gateway = SandboxGateway::with_key_capacity(1_000);
+        let card = card("5555555555554444");
+        let room = gateway.receipts().by_key.capacity();
+        let queue = gateway.receipts().order.capacity();
+        for n in 0..20_000 {
+            let key = format!("ord_{n:016x}");
+            let receipt = gateway
+                .charge(Charge {
+                    card: &card,
+                    amount: Money {
+                        amount: 100,
+                        currency: "usd".into(),
+                    },
+                    customer: "ada",
+                    idempotency_key: Some(&key),
+                })
+                .await
+                .unwrap();
+            assert_eq!(receipt.card.last4, "4444");
+        }
+        let receipts = gateway.receipts();
+        assert_eq!(receipts.by_key.len(), 1_000);
+        // Tombstones lower `capacity()` between rehashes; a doubled table would raise it.
+        assert!(receipts.by_key.capacity() <= room, "the table grew");
+        assert_eq!(receipts.order.capacity(), queue, "the queue grew");
     }
 
     #[tokio::test]
