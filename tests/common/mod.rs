@@ -1,6 +1,9 @@
 //! Test support: a real server on a loopback port, and real WebSocket and HTTP clients.
 #![allow(dead_code)]
 
+#[path = "redis.rs"]
+pub mod redis_server;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
