@@ -522,3 +522,217 @@ async fn a_node_killed_mid_sale_loses_none_of_its_acknowledged_orders_and_stock_
         assert_eq!((held, sold_now), (0, sold), "{counts}");
     }
 }
+
+/// `examples/cluster.sh`, started by a test; SIGTERMed (and waited for) when dropped, so a
+/// failing test leaves nothing running.
+struct ClusterScript {
+    child: std::process::Child,
+    /// The lines it printed, as they arrive.
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ClusterScript {
+    fn start(redis_server: &Path, redis_port: u16, node_ports: &[u16]) -> ClusterScript {
+        use std::io::BufRead;
+        let ports: Vec<String> = node_ports.iter().map(u16::to_string).collect();
+        let mut child = std::process::Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cluster.sh"))
+            .env("BUYLINE", env!("CARGO_BIN_EXE_buyline"))
+            .env("REDIS_SERVER", redis_server)
+            .env("REDIS_PORT", redis_port.to_string())
+            .env("BUYLINE_PORTS", ports.join(" "))
+            .env("BUYLINE_ARGS", "--firehose none --shards 1")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("bash runs examples/cluster.sh");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("cluster.sh: {line}");
+                let _ = tx.send(line);
+            }
+        });
+        ClusterScript { child, lines }
+    }
+
+    /// The lines printed up to "cluster ready" (within a minute: three debug builds start).
+    fn wait_ready(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut printed = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("cluster.sh never got ready: {printed:?}"));
+            let ready = line.starts_with("cluster ready");
+            printed.push(line);
+            if ready {
+                return printed;
+            }
+        }
+    }
+
+    fn terminate(&self) {
+        // SAFETY: kill(2) on the pid of a child this struct started and has not reaped.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+
+    /// Waits (at most 30 s) for the script to end.
+    fn wait_gone(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster.sh still runs 30 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ClusterScript {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The pids of the processes whose parent is `parent` (from `/proc`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so read after its last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+/// Whether `pid` is still a live process (a zombie counts as gone).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_cluster_sh_runs_three_nodes_on_one_store_and_stops_everything_it_started() {
+    let Some(redis_server) = common::redis_server::installed() else {
+        return;
+    };
+    let redis_port = common::redis_server::free_port();
+    let ports: Vec<u16> = (0..3).map(|_| common::redis_server::free_port()).collect();
+    let mut script = ClusterScript::start(&redis_server, redis_port, &ports);
+    let printed = script.wait_ready();
+    for port in &ports {
+        let url = format!("http://127.0.0.1:{port}");
+        assert!(
+            printed.iter().any(|line| line.contains(&url)),
+            "{url} not in {printed:?}"
+        );
+    }
+    // Redis and the three nodes, each the script's own child.
+    let started = children_of(script.child.id());
+    assert_eq!(started.len(), 4, "{started:?}");
+
+    let http = reqwest::Client::new();
+    let node = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    for i in 0..3 {
+        let status = http
+            .get(format!("{}/readyz", node(i)))
+            .send()
+            .await
+            .expect("GET /readyz")
+            .status();
+        assert_eq!(status, 200, "node {i}");
+    }
+    // A token from one node works on the others (one --secret-file).
+    let token = |i: usize, role: &'static str, id: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/v1/dev/tokens", node(i));
+        async move {
+            let reply: Value = http
+                .post(url)
+                .json(&json!({ role: id }))
+                .send()
+                .await
+                .expect("a token")
+                .json()
+                .await
+                .expect("JSON");
+            reply["token"].as_str().expect("a token").to_owned()
+        }
+    };
+    let (ada, admin) = (
+        token(0, "customer", "ada").await,
+        token(0, "admin", "ops").await,
+    );
+    let product = "burberry-heritage-trench-limited";
+    let reply = http
+        .post(format!("{}/v1/reservations", node(0)))
+        .bearer_auth(&ada)
+        .json(&json!({"product": product, "quantity": 1}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(reply.status(), 201);
+    let hold: Value = reply.json().await.expect("JSON");
+    let counts: Value = http
+        .get(format!("{}/v1/admin/products/{product}/inventory", node(1)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(counts["held"], 1, "node 2 sees node 1's hold: {counts}");
+    let released = http
+        .delete(format!(
+            "{}/v1/reservations/{}",
+            node(2),
+            hold["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(released.status(), 200, "node 3 releases node 1's hold");
+
+    script.terminate();
+    script.wait_gone();
+    for pid in started {
+        assert!(!alive(pid), "process {pid} outlived cluster.sh");
+    }
+}

@@ -32,18 +32,7 @@ impl RedisServer {
 
     /// [`RedisServer::start`] with `extra` arguments after buyline's settings (later ones win).
     pub fn start_with(extra: &[&str]) -> Option<RedisServer> {
-        let Some(program) = redis_server() else {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !ci,
-                "redis-server is not installed, and CI=true requires it (apt-get install redis-server)"
-            );
-            eprintln!(
-                "\n\n*** SKIPPED: redis-server is not installed (apt-get install redis-server); \
-                 this test of the Redis engine did not run ***\n"
-            );
-            return None;
-        };
+        let program = installed()?;
         let dir = tempfile::tempdir().expect("a temp dir for redis-server");
         let port = free_port();
         let port_arg = port.to_string();
@@ -157,6 +146,24 @@ fn ping(port: u16) -> bool {
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
 
+/// The `redis-server` program, or `None` (after a loud message) when it is not installed,
+/// outside CI; under `CI=true` a missing program fails the test.
+pub fn installed() -> Option<PathBuf> {
+    let Some(program) = redis_server() else {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "redis-server is not installed, and CI=true requires it (apt-get install redis-server)"
+        );
+        eprintln!(
+            "\n\n*** SKIPPED: redis-server is not installed (apt-get install redis-server); \
+             this test of the Redis engine did not run ***\n"
+        );
+        return None;
+    };
+    Some(program)
+}
+
 fn redis_server() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -165,7 +172,8 @@ fn redis_server() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on now (bound, then freed).
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
     listener.local_addr().expect("its address").port()
 }
