@@ -84,6 +84,28 @@ impl Cluster {
         ])
     }
 
+    /// A node on this Redis on `data_dir` (which it creates if missing).
+    fn node_in(&self, data_dir: &Path) -> BuylineProcess {
+        let store = self.redis.url();
+        let secret = secret_path(self.dir.path()).display().to_string();
+        let catalog = catalog_path(self.dir.path()).display().to_string();
+        BuylineProcess::start_in(
+            data_dir,
+            &[
+                "--store",
+                &store,
+                "--secret-file",
+                &secret,
+                "--catalog",
+                &catalog,
+                "--listen",
+                "127.0.0.1:0",
+                "--firehose",
+                "none",
+            ],
+        )
+    }
+
     /// A token every node accepts (they share the secret).
     fn token(&self, role: Role, subject: &str) -> String {
         self.signer.issue(subject, role, Duration::from_secs(3600))
@@ -735,4 +757,16 @@ async fn examples_cluster_sh_runs_three_nodes_on_one_store_and_stops_everything_
     for pid in started {
         assert!(!alive(pid), "process {pid} outlived cluster.sh");
     }
+}
+
+#[tokio::test]
+async fn a_node_with_a_shared_secret_file_starts_on_a_data_dir_that_does_not_exist_yet() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    // With --store and --secret-file nothing else creates the data dir (no journal, no secret).
+    let data_dir = cluster.dir.path().join("nodes").join("a");
+    let node = cluster.node_in(&data_dir);
+    assert_eq!(cluster.remaining(node.addr).await, STOCK);
+    assert!(data_dir.join("seq.floor").is_file());
 }
