@@ -96,6 +96,13 @@ impl TestServer {
             }
         };
         let server = buyline::start_server(config, std::future::pending()).expect("server starts");
+        if let Some(redis) = &redis {
+            // The switch really switched: the server registered its catalog in this Redis.
+            assert!(
+                redis.key_count() > 0,
+                "the test server wrote nothing to its Redis"
+            );
+        }
         TestServer {
             addr: server.addr,
             server: Some(server),

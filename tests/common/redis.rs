@@ -95,6 +95,27 @@ impl RedisServer {
         self.child.id()
     }
 
+    /// How many keys Redis holds (`DBSIZE` on database 0), over a plain socket, without a
+    /// runtime: a test server started on this Redis has written its catalog by then.
+    pub fn key_count(&self) -> u64 {
+        use std::io::BufRead;
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.port)).expect("redis-server answers");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a read timeout");
+        stream.write_all(b"DBSIZE\r\n").expect("DBSIZE sent");
+        let mut reply = String::new();
+        std::io::BufReader::new(stream)
+            .read_line(&mut reply)
+            .expect("DBSIZE's reply");
+        reply
+            .trim()
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("DBSIZE answered {reply:?}"))
+    }
+
     fn wait_for_ping(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
