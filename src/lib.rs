@@ -67,7 +67,7 @@ mod store;
 mod telemetry;
 
 // The binary (`main.rs`), and the tests that run a whole server.
-pub use config::{Config, FirehoseSource, parse_cli};
+pub use config::{Config, FirehoseSource, StoreUrl, parse_cli};
 pub use logging::init as init_logging;
 pub use server::{RunningServer, raise_open_file_limit, start as start_server};
 

@@ -9,15 +9,13 @@
 //! Without `redis-server` each test says so loudly and passes, except under `CI=true`.
 
 mod common;
-#[path = "common/redis.rs"]
-mod redis_server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use buyline::Role;
-use common::{BuylineProcess, Client, get_as, post_as};
+use common::{BuylineProcess, Client, get_as, post_as, redis_server};
 use redis_server::RedisServer;
 use serde_json::{Value, json};
 

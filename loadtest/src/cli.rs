@@ -21,9 +21,18 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Common {
     /// The server under test, `http://HOST:PORT`. Tokens come from `POST /v1/dev/tokens`, so
-    /// the server must run in demo mode (the default on loopback).
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
-    pub target: String,
+    /// the server must run in demo mode (the default on loopback). `flash-sale` and the sales
+    /// of `soak` take several nodes of one cluster (one `--store`, one `--secret-file`):
+    /// `--target` again or `--targets URL,URL,...`; buyers are spread over them round robin,
+    /// and the setup and the stock checks go through the first (the store is shared).
+    #[arg(
+        long = "target",
+        visible_alias = "targets",
+        global = true,
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub targets: Vec<String>,
     /// How long the load phase runs, e.g. `10s`, `500ms`, `2m`.
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -38,6 +47,19 @@ pub struct Common {
     pub plain: bool,
 }
 
+impl Common {
+    /// The first (often the only) node: where a scenario sets up, reads stock and metrics, and
+    /// where every scenario but the sales sends all its load.
+    pub fn target(&self) -> &str {
+        self.targets.first().map_or("", String::as_str)
+    }
+
+    /// The nodes as the report names them.
+    pub fn targets_label(&self) -> String {
+        self.targets.join(", ")
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Scenario {
     /// Push tweets over N ingest connections at R/s (0: as fast as possible).
@@ -50,6 +72,14 @@ pub enum Scenario {
     Connections(ConnectionsArgs),
     /// All of the above at once for --duration, with a pass/fail summary.
     Soak(SoakArgs),
+}
+
+impl Scenario {
+    /// Whether the scenario spreads its load over several `--target`s (the others refuse
+    /// more than one, rather than silently use the first).
+    pub fn spreads_over_targets(&self) -> bool {
+        matches!(self, Scenario::FlashSale(_) | Scenario::Soak(_))
+    }
 }
 
 /// How tweets reach the server.
@@ -256,6 +286,64 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("3 days").is_err());
+    }
+
+    fn targets_of(args: &[&str]) -> Vec<String> {
+        let mut line = vec!["loadtest"];
+        line.extend_from_slice(args);
+        Cli::try_parse_from(line).expect("parses").common.targets
+    }
+
+    #[test]
+    fn one_target_by_default_and_as_given() {
+        assert_eq!(targets_of(&["flash-sale"]), ["http://127.0.0.1:8080"]);
+        assert_eq!(
+            targets_of(&["--target", "http://n1:1", "flash-sale"]),
+            ["http://n1:1"]
+        );
+    }
+
+    #[test]
+    fn several_targets_by_repeating_the_flag_or_by_a_comma_list() {
+        let three = ["http://n1:1", "http://n2:2", "http://n3:3"];
+        assert_eq!(
+            targets_of(&[
+                "flash-sale",
+                "--target",
+                "http://n1:1",
+                "--target",
+                "http://n2:2",
+                "--target",
+                "http://n3:3"
+            ]),
+            three
+        );
+        assert_eq!(
+            targets_of(&["--targets", "http://n1:1,http://n2:2,http://n3:3", "soak"]),
+            three
+        );
+        assert_eq!(
+            targets_of(&[
+                "flash-sale",
+                "--target",
+                "http://n1:1,http://n2:2",
+                "--targets",
+                "http://n3:3"
+            ]),
+            three
+        );
+    }
+
+    #[test]
+    fn only_the_sales_spread_over_several_targets() {
+        let cli = Cli::try_parse_from(["loadtest", "flash-sale"]).expect("parses");
+        assert!(cli.scenario.spreads_over_targets());
+        let cli = Cli::try_parse_from(["loadtest", "soak"]).expect("parses");
+        assert!(cli.scenario.spreads_over_targets());
+        let cli = Cli::try_parse_from(["loadtest", "fanout"]).expect("parses");
+        assert!(!cli.scenario.spreads_over_targets());
+        let cli = Cli::try_parse_from(["loadtest", "connections"]).expect("parses");
+        assert!(!cli.scenario.spreads_over_targets());
     }
 
     #[test]

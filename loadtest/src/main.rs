@@ -59,6 +59,11 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     workload::now_ns(); // the run's epoch
     let common = &cli.common;
+    anyhow::ensure!(
+        common.targets.len() == 1 || cli.scenario.spreads_over_targets(),
+        "--target was given {} times: only flash-sale and soak spread over several nodes",
+        common.targets.len()
+    );
     let report = match &cli.scenario {
         Scenario::Firehose(args) => scenarios::firehose::run(common, args).await?,
         Scenario::Fanout(args) => scenarios::fanout::run(common, args).await?,

@@ -53,6 +53,11 @@ impl SeqFloor {
     /// from it.
     pub fn open(data_dir: &Path) -> Result<SeqFloor, SeqFloorError> {
         let path = data_dir.join(FILE_NAME);
+        // With --store and --secret-file nothing before this creates the data dir.
+        fs::create_dir_all(data_dir).map_err(|source| SeqFloorError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
         let first = match fs::read_to_string(&path) {
             Ok(text) => text
                 .trim()

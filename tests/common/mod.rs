@@ -1,6 +1,9 @@
 //! Test support: a real server on a loopback port, and real WebSocket and HTTP clients.
 #![allow(dead_code)]
 
+#[path = "redis.rs"]
+pub mod redis_server;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,11 +18,51 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for a frame it expects before failing.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The environment variable that runs [`TestServer`]s on a store other than the embedded
+/// default: `BUYLINE_TEST_STORE=redis` gives each test server its own real `redis-server`
+/// (`--store`), so the public-interface inventory and checkout tests run against both engines
+/// (`.ci/run` runs them again with it).
+pub const STORE_SWITCH: &str = "BUYLINE_TEST_STORE";
+
+/// Which store [`TestServer`]s run on, from [`STORE_SWITCH`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestStore {
+    /// The embedded default: the lock-free engine and the journal in the data dir.
+    Local,
+    /// `--store redis://...`, on a `redis-server` started for each test server.
+    Redis,
+}
+
+impl TestStore {
+    /// The store chosen by [`STORE_SWITCH`]; panics on a value it does not know, so a typo
+    /// never silently runs the local store.
+    pub fn chosen() -> TestStore {
+        match std::env::var(STORE_SWITCH).as_deref() {
+            Err(std::env::VarError::NotPresent) | Ok("" | "local") => TestStore::Local,
+            Ok("redis") => TestStore::Redis,
+            other => panic!("{STORE_SWITCH}={other:?}: expected `local` or `redis`"),
+        }
+    }
+}
+
+/// Skips the calling test, loudly, when test servers run on Redis ([`STORE_SWITCH`]): for tests
+/// that look inside the local store (its journal, its files, its restart), which `--store`
+/// does not have. Returns whether the test should return early.
+pub fn skip_on_redis(why: &str) -> bool {
+    if TestStore::chosen() == TestStore::Redis {
+        eprintln!("\n*** SKIPPED under {STORE_SWITCH}=redis: {why} ***\n");
+        return true;
+    }
+    false
+}
+
 /// A server started for one test, with its data dir; stopped when dropped.
 pub struct TestServer {
     pub server: Option<RunningServer>,
     pub addr: SocketAddr,
     pub data_dir: tempfile::TempDir,
+    /// The test's own Redis, under `BUYLINE_TEST_STORE=redis`; after `server`, so it outlives it.
+    pub redis: Option<redis_server::RedisServer>,
 }
 
 impl TestServer {
@@ -39,11 +82,32 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
+        let redis = match TestStore::chosen() {
+            TestStore::Local => None,
+            TestStore::Redis => {
+                // One redis-server per test server, not one per test binary: the stock channel
+                // (`bl:stock`) is server-wide, whatever the database, so tests sharing a Redis
+                // would see each other's products. Starting one costs a few milliseconds.
+                let redis = redis_server::RedisServer::start().unwrap_or_else(|| {
+                    panic!("{STORE_SWITCH}=redis needs redis-server (apt-get install redis-server)")
+                });
+                config.store = Some(buyline::StoreUrl::parse(&redis.url()).expect("a store URL"));
+                Some(redis)
+            }
+        };
         let server = buyline::start_server(config, std::future::pending()).expect("server starts");
+        if let Some(redis) = &redis {
+            // The switch really switched: the server registered its catalog in this Redis.
+            assert!(
+                redis.key_count() > 0,
+                "the test server wrote nothing to its Redis"
+            );
+        }
         TestServer {
             addr: server.addr,
             server: Some(server),
             data_dir,
+            redis,
         }
     }
 

@@ -32,18 +32,7 @@ impl RedisServer {
 
     /// [`RedisServer::start`] with `extra` arguments after buyline's settings (later ones win).
     pub fn start_with(extra: &[&str]) -> Option<RedisServer> {
-        let Some(program) = redis_server() else {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !ci,
-                "redis-server is not installed, and CI=true requires it (apt-get install redis-server)"
-            );
-            eprintln!(
-                "\n\n*** SKIPPED: redis-server is not installed (apt-get install redis-server); \
-                 this test of the Redis engine did not run ***\n"
-            );
-            return None;
-        };
+        let program = installed()?;
         let dir = tempfile::tempdir().expect("a temp dir for redis-server");
         let port = free_port();
         let port_arg = port.to_string();
@@ -106,6 +95,27 @@ impl RedisServer {
         self.child.id()
     }
 
+    /// How many keys Redis holds (`DBSIZE` on database 0), over a plain socket, without a
+    /// runtime: a test server started on this Redis has written its catalog by then.
+    pub fn key_count(&self) -> u64 {
+        use std::io::BufRead;
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.port)).expect("redis-server answers");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a read timeout");
+        stream.write_all(b"DBSIZE\r\n").expect("DBSIZE sent");
+        let mut reply = String::new();
+        std::io::BufReader::new(stream)
+            .read_line(&mut reply)
+            .expect("DBSIZE's reply");
+        reply
+            .trim()
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("DBSIZE answered {reply:?}"))
+    }
+
     fn wait_for_ping(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -157,6 +167,24 @@ fn ping(port: u16) -> bool {
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
 
+/// The `redis-server` program, or `None` (after a loud message) when it is not installed,
+/// outside CI; under `CI=true` a missing program fails the test.
+pub fn installed() -> Option<PathBuf> {
+    let Some(program) = redis_server() else {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "redis-server is not installed, and CI=true requires it (apt-get install redis-server)"
+        );
+        eprintln!(
+            "\n\n*** SKIPPED: redis-server is not installed (apt-get install redis-server); \
+             this test of the Redis engine did not run ***\n"
+        );
+        return None;
+    };
+    Some(program)
+}
+
 fn redis_server() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -165,7 +193,8 @@ fn redis_server() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on now (bound, then freed).
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
     listener.local_addr().expect("its address").port()
 }

@@ -257,12 +257,12 @@ pub async fn open_all(
 
 /// The `connections` scenario.
 pub async fn run(common: &Common, args: &ConnectionsArgs) -> Result<Report> {
-    let target = Target::new(&common.target)?;
+    let target = Target::new(common.target())?;
     target.wait_ready(Duration::from_secs(10)).await?;
     let limit = crate::rlimit::raise_nofile(args.connections as u64 + 1024);
     let mut report = Report::new(
         "connections",
-        &common.target,
+        common.target(),
         json!({"connections": args.connections, "concurrency": args.concurrency, "source_addrs": args.source_addrs, "tester_nofile": limit}),
     );
     let before = target.metrics().await?;

@@ -18,7 +18,7 @@ use crate::target::Target;
 /// The `firehose` scenario.
 pub async fn run(common: &Common, cmd: &FirehoseCmd) -> Result<Report> {
     let args = &cmd.push;
-    let target = Target::new(&common.target)?;
+    let target = Target::new(common.target())?;
     target.wait_ready(Duration::from_secs(10)).await?;
     prepare_catalog(&target).await?;
     if cmd.subscribers > 0 {
@@ -87,7 +87,7 @@ pub async fn run(common: &Common, cmd: &FirehoseCmd) -> Result<Report> {
 
     let mut report = Report::new(
         "firehose",
-        &common.target,
+        common.target(),
         json!({"rate": args.rate, "connections": args.connections, "ingest": format!("{:?}", args.ingest).to_lowercase(),
                "batch": args.batch, "file": args.file, "duration_s": common.duration.as_secs_f64(), "partner_share": args.partner_share}),
     );

@@ -16,7 +16,7 @@ use crate::report::Report;
 use crate::target::Target;
 
 pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
-    let target = Target::new(&common.target)?;
+    let target = Target::new(common.target())?;
     target.wait_ready(Duration::from_secs(10)).await?;
     // Several parts report at once: plain lines keep them readable.
     let sub = Common {
@@ -27,7 +27,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
     };
     let mut report = Report::new(
         "soak",
-        &common.target,
+        &common.targets_label(),
         json!({"duration_s": common.duration.as_secs_f64(), "subscribers": args.subscribers, "rate": args.rate,
                "buyers": args.buyers, "stock": args.stock, "idle": args.idle, "checkout": args.checkout}),
     );
@@ -145,7 +145,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
     let mut fanout = fanout?;
     fanout.scenario = "fanout".into();
     report.absorb(fanout);
-    let mut sales = Report::new("flash-sale", &common.target, json!({}));
+    let mut sales = Report::new("flash-sale", &common.targets_label(), json!({}));
     let (mut attempts, mut holds, mut secs) = (0u64, 0u64, 0f64);
     let (mut checked, mut rounds_run) = (0usize, 0usize);
     for (i, (args, sale)) in rounds.into_iter().enumerate() {
@@ -156,7 +156,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
                 secs += sale.elapsed.as_secs_f64();
                 let mut round = Report::new(
                     &format!("sale {} ({:?})", i + 1, args.transport),
-                    &common.target,
+                    &common.targets_label(),
                     json!({}),
                 );
                 crate::scenarios::flash_sale::report_buyline(&mut round, &args, &sale);

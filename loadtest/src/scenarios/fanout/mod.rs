@@ -276,7 +276,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     }
     let mut report = Report::new(
         "fanout",
-        &common.target,
+        common.target(),
         json!({"subscribers": args.subscribers, "mix": args.mix, "rate": args.firehose.rate,
                "ingest_connections": args.firehose.connections,
                "ingest": format!("{:?}", args.firehose.ingest).to_lowercase(),
@@ -284,7 +284,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
                "peer": args.peer.map(|_| "nats")}),
     );
     if !args.peer_only {
-        let target = Target::new(&common.target)?;
+        let target = Target::new(common.target())?;
         target.wait_ready(Duration::from_secs(10)).await?;
         producer::prepare_catalog(&target).await?;
         let token = target.token("ingest", "loadtest").await?;

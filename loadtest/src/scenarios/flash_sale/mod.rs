@@ -113,17 +113,28 @@ pub async fn run_buyline(
     label: &str,
     pace: Option<Arc<Pace>>,
 ) -> Result<Sale> {
-    let target = Target::new(&common.target)?;
-    target.wait_ready(Duration::from_secs(10)).await?;
+    // Several targets are nodes of one cluster: the setup, the tokens and the stock checks go
+    // through the first (they share the store and the secret); buyers spread over all of them.
+    let targets = common
+        .targets
+        .iter()
+        .map(|base| Target::new(base))
+        .collect::<Result<Vec<_>>>()?;
+    let target = targets.first().context("no --target")?;
+    for node in &targets {
+        node.wait_ready(Duration::from_secs(10)).await?;
+    }
     let admin = target.token("admin", "loadtest-admin").await?;
-    target.put_partner(&admin).await?;
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros())
         .unwrap_or(0);
     let product = format!("lt-sale-{run_id}");
-    target
-        .put_product(
+    // On every node, before any buyer comes: each node's catalog knows the product (with
+    // `--store` the stock is shared; writing it again, unsold, changes nothing).
+    for node in &targets {
+        node.put_partner(&admin).await?;
+        node.put_product(
             &admin,
             &product,
             &format!("https://loadtest.example/sale/{run_id}"),
@@ -131,26 +142,34 @@ pub async fn run_buyline(
             args.limit,
         )
         .await?;
+    }
     let tokens = target
         .customer_tokens(&format!("lt-buyer-{run_id}-"), args.buyers)
         .await?;
-    let server: std::net::SocketAddr = tokio::net::lookup_host(&target.authority)
-        .await?
-        .next()
-        .context("the target's address does not resolve")?;
+    let mut servers = Vec::with_capacity(targets.len());
+    for node in &targets {
+        let server: std::net::SocketAddr =
+            tokio::net::lookup_host(&node.authority)
+                .await?
+                .next()
+                .with_context(|| format!("{} does not resolve", node.base))?;
+        servers.push(server);
+    }
     let mut buyers = Vec::with_capacity(tokens.len());
-    for token in &tokens {
+    for (i, token) in tokens.iter().enumerate() {
+        // Round robin over the nodes.
+        let (node, server) = (&targets[i % targets.len()], servers[i % servers.len()]);
         buyers.push(match args.transport {
             Transport::Ws => Buyer::Ws(Box::new(
                 rawws::connect(
                     server,
-                    &target.authority,
+                    &node.authority,
                     &format!("/v1/stream?token={token}"),
                 )
                 .await?,
             )),
             Transport::Http => Buyer::Http(Box::new(
-                rawhttp::Connection::connect(server, &target.authority).await?,
+                rawhttp::Connection::connect(server, &node.authority).await?,
             )),
         });
     }
@@ -178,7 +197,7 @@ pub async fn run_buyline(
         ],
         common.plain,
     );
-    let before = target.metrics().await.ok();
+    let before = all_metrics(&targets).await;
     let tester_before = peers::proc_cpu(std::process::id());
     let start = Instant::now();
     let deadline = start + duration;
@@ -266,7 +285,7 @@ pub async fn run_buyline(
     let elapsed = start.elapsed();
     let tester_cpu = tester_before.and_then(|b| Some(peers::proc_cpu(std::process::id())? - b));
     let samples = progress.finish().await;
-    let after = target.metrics().await.ok();
+    let after = all_metrics(&targets).await;
     let inventory = target.inventory(&admin, &product).await.ok();
     let first_error = tally.first_error.lock().ok().and_then(|f| f.clone());
     Ok(Sale {
@@ -280,13 +299,32 @@ pub async fn run_buyline(
         reserve_latency,
         checkout_latency,
         samples,
-        cpu: match (&before, &after) {
-            (Some(b), Some(a)) => target::cpu_between(b, a),
-            _ => None,
-        },
+        cpu: cpu_of_all(&before, &after),
         inventory,
         tester_cpu,
     })
+}
+
+/// Every node's `/metrics` (`None` for a node that did not answer).
+async fn all_metrics(targets: &[Target]) -> Vec<Option<target::Metrics>> {
+    let mut all = Vec::with_capacity(targets.len());
+    for node in targets {
+        all.push(node.metrics().await.ok());
+    }
+    all
+}
+
+/// CPU seconds the nodes used between `before` and `after`, summed; `None` unless every node
+/// reported both times.
+fn cpu_of_all(
+    before: &[Option<target::Metrics>],
+    after: &[Option<target::Metrics>],
+) -> Option<f64> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| target::cpu_between(b.as_ref()?, a.as_ref()?))
+        .sum()
 }
 
 /// Adds a buyline sale to the report with its checks; `oversold` is the figure the run fails on.
@@ -380,12 +418,20 @@ pub fn report_buyline(report: &mut Report, args: &FlashSaleArgs, sale: &Sale) {
 pub async fn run(common: &Common, args: &FlashSaleArgs) -> Result<Report> {
     let mut report = Report::new(
         "flash-sale",
-        &common.target,
+        &common.targets_label(),
         json!({"buyers": args.buyers, "stock": args.stock, "concurrency": args.concurrency, "limit": args.limit,
                "transport": args.transport, "checkout": args.checkout, "idempotency_keys": !args.no_idempotency_keys, "rate": args.rate, "max_duration_s": common.duration.as_secs_f64(),
                "peer": args.peer.map(|_| "redis")}),
     );
     let mut buyline_rate = None;
+    if common.targets.len() > 1 {
+        report.note(format!(
+            "{} nodes: buyers round robin over them; setup, tokens and stock read through {}; \
+             server CPU is the nodes' sum (Redis's own is not in it)",
+            common.targets.len(),
+            common.target()
+        ));
+    }
     if !args.peer_only {
         let sale = run_buyline(common, args, common.duration, "buyline", None).await?;
         buyline_rate = Some(sale.attempts as f64 / sale.elapsed.as_secs_f64());
