@@ -1,40 +1,74 @@
 //! [`RedisStore`]: the `--store redis://...` backend of `store::Store`, assembled from the
 //! engine's parts: stock, holds, orders and charging markers ([`RedisInventory`]), wallets
-//! ([`RedisWallet`]), the sandbox gateway's ledger ([`RedisSandboxGateway`]), and what a node
-//! keeps locally: the [`StockCache`] (fed by the `bl:stock` subscription) and the connection
-//! state ([`Health`]).
+//! ([`RedisWallet`]), the sandbox gateway's ledger ([`RedisSandboxGateway`]), the catalog
+//! (`catalog`), and what a node keeps locally: the [`StockCache`] (fed by the `bl:stock`
+//! subscription), the catalog's version, and the connection state ([`Health`]).
 //!
-//! Two tasks run on every node for as long as it serves:
-//! * [`RedisStore::follow_stock`]: subscribes to `bl:stock`, re-reads every product's counts
-//!   after each (re)subscription (pub/sub drops messages while a subscriber is away), then
-//!   applies each message to the cache (highest version wins), which marks the product for the
-//!   stock publisher's next `stock` frame;
+//! Three tasks run on every node for as long as it serves:
+//! * [`RedisStore::follow_channels`]: one subscription to `bl:stock`, `bl:order-frames` and
+//!   `bl:catalog`. After each (re)subscription it re-reads every product's counts and the
+//!   catalog (pub/sub drops messages while a subscriber is away), then applies each message:
+//!   a product's counts to the cache (highest version wins), which marks the product for the
+//!   stock publisher's next `stock` frame; another node's order to this node's connections of
+//!   its buyer; a newer catalog version by reading the catalog again. It pings Redis on that
+//!   connection every [`SUBSCRIPTION_PING`]: a subscription that does not answer within
+//!   [`SUBSCRIPTION_PING_TIMEOUT`] (a half-open connection, a stopped Redis) is dropped and
+//!   made again, with the re-reads;
+//! * [`RedisStore::publish_orders`]: publishes this node's confirmed orders (see
+//!   `order_channel`);
 //! * [`RedisStore::watch_connection`]: a `PING` every [`PROBE_INTERVAL`], so `/readyz` turns
 //!   503 when Redis goes away and back to 200 when it returns, even with no request arriving.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 
+use super::catalog::{self, CATALOG_CHANNEL, CatalogEdit, Written};
 use super::error::RedisStoreError;
 use super::health::Health;
 use super::inventory::RedisInventory;
 use super::keys::STOCK_CHANNEL;
 use super::ledger::RedisSandboxGateway;
+use super::order_channel::{NodeId, ORDER_CHANNEL, OrderMessage, OrderPublisher, OrderQueue};
 use super::stock_cache::{Applied, StockCache};
-use super::values::StockUpdate;
+use super::values::{StockLevel, StockUpdate};
 use super::wallet::RedisWallet;
 use crate::checkout::wallet::MasterKey;
+use crate::decorate::partner_index::{CatalogStore, PartnerIndex, edits};
 use crate::error::ApiError;
 use crate::inventory::KeyWindow;
-use crate::model::Product;
+use crate::model::{Catalog, Order, Product};
 use crate::telemetry;
 
 /// How often the connection probe pings Redis.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The first and the longest wait before the stock subscription tries again.
+/// How often the subscription's connection is pinged, and how long a ping may take before the
+/// subscription is taken for dead (a half-open connection never errors by itself). A
+/// subscription lost this way misses at most this long of messages before its re-reads.
+pub const SUBSCRIPTION_PING: Duration = Duration::from_secs(2);
+pub const SUBSCRIPTION_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a (re)subscription may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Times a catalog write is tried again when another node's write came first.
+const CATALOG_WRITE_ATTEMPTS: usize = 5;
+
+/// Delivers another node's confirmed order to this node's connections of its buyer.
+pub type OrderDelivery = Box<dyn Fn(&str, &Order) + Send + Sync>;
+
+/// What the subscription applies messages to, besides the stock cache.
+pub struct ChannelTargets {
+    /// Another node's `order` frames.
+    pub orders: OrderDelivery,
+    /// The live catalog this node decorates and sells from.
+    pub catalog: Arc<CatalogStore>,
+}
+
+/// The first and the longest wait before the subscription tries again.
 const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(100);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
 
@@ -52,8 +86,19 @@ pub struct RedisStore {
     /// other command).
     client: redis::Client,
     /// The subscription made at start-up, before the node serves (so no change made after
-    /// start is missed), until [`RedisStore::follow_stock`] takes it.
+    /// start is missed), until [`RedisStore::follow_channels`] takes it.
     first_subscription: Mutex<Option<redis::aio::PubSub>>,
+    /// This node's id on the order channel (its own publications are skipped).
+    node: NodeId,
+    /// Queues this node's confirmed orders for the channel.
+    order_publisher: OrderPublisher,
+    /// The queue [`RedisStore::publish_orders`] drains, until it takes it.
+    order_queue: Mutex<Option<OrderQueue>>,
+    /// The version of the catalog this node applied last (0: none yet).
+    catalog_version: AtomicU64,
+    /// One catalog application at a time (a write's and the subscription's), so an older
+    /// catalog never replaces a newer one.
+    catalog_apply: tokio::sync::Mutex<()>,
 }
 
 impl RedisStore {
@@ -68,6 +113,8 @@ impl RedisStore {
         let inventory = RedisInventory::connect(url, key_window).await?;
         let wallet = RedisWallet::connect(url, master).await?;
         let gateway = Arc::new(RedisSandboxGateway::connect(url).await?);
+        let node = NodeId::random();
+        let (order_publisher, order_queue) = OrderPublisher::new(node);
         Ok(RedisStore {
             inventory,
             wallet,
@@ -75,13 +122,18 @@ impl RedisStore {
             stock: StockCache::default(),
             client,
             first_subscription: Mutex::new(None),
+            node,
+            order_publisher,
+            order_queue: Mutex::new(Some(order_queue)),
+            catalog_version: AtomicU64::new(0),
+            catalog_apply: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Subscribes to the stock channel now, at start-up before the products' counts are read
-    /// ([`RedisStore::open_product`]), so that [`RedisStore::follow_stock`] misses nothing
-    /// published after those reads.
-    pub async fn subscribe_to_stock(&self) -> Result<(), RedisStoreError> {
+    /// Subscribes to the channels now, at start-up before the catalog and the products'
+    /// counts are read, so that [`RedisStore::follow_channels`] misses nothing published
+    /// after those reads.
+    pub async fn subscribe_to_channels(&self) -> Result<(), RedisStoreError> {
         let pubsub = self
             .subscribe()
             .await
@@ -106,6 +158,11 @@ impl RedisStore {
     /// The sandbox gateway whose ledger is in Redis.
     pub fn gateway(&self) -> &Arc<RedisSandboxGateway> {
         &self.gateway
+    }
+
+    /// Queues this node's confirmed orders for the other nodes.
+    pub fn order_publisher(&self) -> &OrderPublisher {
+        &self.order_publisher
     }
 
     /// The last known counts.
@@ -147,9 +204,10 @@ impl RedisStore {
         }
     }
 
-    /// Keeps the stock cache up to date from `bl:stock`, resubscribing (with backoff) whenever
-    /// the subscription drops. Runs until the process ends.
-    pub async fn follow_stock(self: Arc<Self>) {
+    /// Keeps the stock cache, the catalog and this node's buyers' `order` frames up to date
+    /// from the channels, resubscribing (with backoff) whenever the subscription drops or
+    /// stops answering its pings. Runs until the process ends.
+    pub async fn follow_channels(self: Arc<Self>, targets: ChannelTargets) {
         let mut wait = RESUBSCRIBE_FIRST;
         loop {
             let first = self
@@ -157,33 +215,32 @@ impl RedisStore {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
-            // The start-up subscription came before the products' counts were read; a later
-            // one needs them read again.
+            // The start-up subscription came before the catalog and the products' counts
+            // were read; a later one needs them read again.
             let (subscribed, reread) = match first {
                 Some(pubsub) => (Ok(pubsub), false),
                 None => (self.subscribe().await, true),
             };
             match subscribed {
-                Ok(mut pubsub) => {
+                Ok(pubsub) => {
                     wait = RESUBSCRIBE_FIRST;
                     // After subscribing, so nothing published from here on is missed; a
                     // message older than the re-read is then dropped by its version.
                     if reread {
                         self.resync().await;
+                        self.reload_catalog(&targets.catalog).await;
                     }
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        self.apply_message(message.get_payload_bytes());
-                    }
+                    self.read_messages(pubsub, &targets).await;
+                    telemetry::subscription_lost();
                     tracing::warn!(
-                        "the stock subscription to Redis dropped; resubscribing (stock frames \
-                         from other nodes pause until then)"
+                        "the subscription to Redis dropped; resubscribing (stock frames, order \
+                         frames and catalog changes from other nodes pause until then)"
                     );
                 }
                 Err(error) => {
                     // A failed (re)subscription is a failed call like any other.
                     self.health().lost(&error.to_string());
-                    tracing::debug!(%error, "cannot subscribe to the stock channel yet");
+                    tracing::debug!(%error, "cannot subscribe to the channels yet");
                 }
             }
             tokio::time::sleep(wait).await;
@@ -191,10 +248,59 @@ impl RedisStore {
         }
     }
 
+    /// Applies the subscription's messages until it drops or a ping goes unanswered.
+    async fn read_messages(&self, pubsub: redis::aio::PubSub, targets: &ChannelTargets) {
+        let (mut sink, mut messages) = pubsub.split();
+        let mut ping = tokio::time::interval(SUBSCRIPTION_PING);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else { return };
+                    self.apply_message(message.get_channel_name(), message.get_payload_bytes(), targets)
+                        .await;
+                }
+                _ = ping.tick() => {
+                    let answered = tokio::time::timeout(
+                        SUBSCRIPTION_PING_TIMEOUT,
+                        sink.ping::<redis::Value>(),
+                    )
+                    .await;
+                    match answered {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "the subscription's ping failed");
+                            return;
+                        }
+                        Err(_) => {
+                            self.health().lost("the subscription did not answer a ping in time");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new subscription to the channels, given up after [`SUBSCRIBE_TIMEOUT`] (a stopped
+    /// Redis accepts the connection and never answers).
     async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(STOCK_CHANNEL).await?;
-        Ok(pubsub)
+        let subscribing = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub
+                .subscribe(&[STOCK_CHANNEL, ORDER_CHANNEL, CATALOG_CHANNEL])
+                .await?;
+            Ok(pubsub)
+        };
+        tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribing)
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "subscribing took too long",
+                )))
+            })
     }
 
     /// Re-reads the counts of every product this node knows.
@@ -214,7 +320,27 @@ impl RedisStore {
         }
     }
 
-    fn apply_message(&self, payload: &[u8]) {
+    async fn apply_message(&self, channel: &str, payload: &[u8], targets: &ChannelTargets) {
+        match channel {
+            STOCK_CHANNEL => self.apply_stock(payload),
+            ORDER_CHANNEL => self.deliver_order(payload, &targets.orders),
+            CATALOG_CHANNEL => {
+                let newer = std::str::from_utf8(payload)
+                    .ok()
+                    .and_then(|text| text.parse::<u64>().ok())
+                    .is_none_or(|version| version > self.catalog_version.load(Ordering::Relaxed));
+                if newer {
+                    self.reload_catalog(&targets.catalog).await;
+                }
+            }
+            other => tracing::warn!(
+                channel = other,
+                "a message on a channel this node did not subscribe to"
+            ),
+        }
+    }
+
+    fn apply_stock(&self, payload: &[u8]) {
         match StockUpdate::parse(payload) {
             Ok(update) => match self.stock.apply(&update.product, update.level) {
                 Applied::Newer => telemetry::stock_messages("applied", 1),
@@ -225,6 +351,167 @@ impl RedisStore {
                 tracing::warn!(%error, "a stock channel message was not understood");
             }
         }
+    }
+
+    /// Another node's order, to this node's connections of its buyer (this node's own were
+    /// delivered when it sold them).
+    fn deliver_order(&self, payload: &[u8], deliver: &OrderDelivery) {
+        match OrderMessage::parse(payload) {
+            Ok(message) if message.is_from(self.node) => {}
+            Ok(message) => {
+                telemetry::order_messages("delivered", 1);
+                deliver(&message.customer, &message.order);
+            }
+            Err(error) => {
+                telemetry::order_messages("unreadable", 1);
+                tracing::warn!(%error, "an order channel message was not understood");
+            }
+        }
+    }
+
+    /// Publishes this node's confirmed orders on the order channel, in the order they were
+    /// sold. An order whose publication fails is not retried (pub/sub is at most once
+    /// anyway): its `order` frame reached this node's connections only. Runs until the
+    /// process ends.
+    pub async fn publish_orders(self: Arc<Self>) {
+        let Some(mut queue) = self
+            .order_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        while let Some(message) = queue.recv().await {
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(ORDER_CHANNEL).arg(message);
+            match self.inventory.query::<u64>("publish_order", &publish).await {
+                Ok(_) => telemetry::order_messages("published", 1),
+                Err(error) => {
+                    telemetry::order_messages("unpublished", 1);
+                    tracing::debug!(code = %error.code, "an order was not published to the other nodes");
+                }
+            }
+        }
+    }
+
+    /// At start, before the node serves: Redis's catalog, seeded with `seed` (the
+    /// `--catalog` file's, or the demo's) only when Redis holds none. Applied to `store`.
+    pub async fn load_catalog(
+        &self,
+        seed: &Catalog,
+        store: &CatalogStore,
+    ) -> Result<Catalog, ApiError> {
+        if catalog::seed(&self.inventory, seed).await? {
+            tracing::info!(
+                partners = seed.partners.len(),
+                products = seed.products.len(),
+                "Redis held no catalog; this node's catalog is now every node's"
+            );
+        }
+        let (version, catalog) = catalog::read(&self.inventory)
+            .await?
+            .ok_or_else(|| ApiError::internal("the catalog just seeded in Redis is not there"))?;
+        if catalog != *seed {
+            tracing::warn!(
+                version,
+                "Redis already holds a catalog; this node uses it, and its own catalog (the \
+                 --catalog file's, or the demo's) was not applied"
+            );
+        }
+        let index = PartnerIndex::build(&catalog)?;
+        store.replace(index);
+        self.catalog_version.store(version, Ordering::Relaxed);
+        Ok(catalog)
+    }
+
+    /// An admin write with `--store`: checked against Redis's catalog by the admin rules,
+    /// written if no other write came between, and applied here at once (the other nodes
+    /// apply it when they hear its version on the catalog channel).
+    pub async fn change_catalog(
+        &self,
+        store: &CatalogStore,
+        edit: CatalogEdit,
+    ) -> Result<(), ApiError> {
+        for _ in 0..CATALOG_WRITE_ATTEMPTS {
+            let (version, mut catalog) = catalog::read(&self.inventory).await?.unwrap_or_default();
+            match edit.clone() {
+                CatalogEdit::PutPartner(partner) => edits::upsert_partner(&mut catalog, partner)?,
+                CatalogEdit::DeletePartner(id) => edits::delete_partner(&mut catalog, &id)?,
+                CatalogEdit::PutProduct(product) => edits::upsert_product(&mut catalog, product)?,
+                CatalogEdit::DeleteProduct(id) => edits::delete_product(&mut catalog, &id)?,
+            }
+            let index = PartnerIndex::build(&catalog)?;
+            match catalog::write(&self.inventory, version, &edit).await? {
+                Written::Done(version) => {
+                    self.apply_catalog(store, version, catalog, index).await;
+                    return Ok(());
+                }
+                Written::Conflict => continue,
+            }
+        }
+        Err(ApiError::unavailable(
+            "the catalog kept changing under this write; please retry",
+        ))
+    }
+
+    /// Reads Redis's catalog and applies it if it is newer than this node's.
+    async fn reload_catalog(&self, store: &CatalogStore) {
+        let read = match catalog::read(&self.inventory).await {
+            Ok(Some(read)) => read,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::debug!(code = %error.code, "re-reading the catalog failed");
+                return;
+            }
+        };
+        let (version, catalog) = read;
+        match PartnerIndex::build(&catalog) {
+            Ok(index) => self.apply_catalog(store, version, catalog, index).await,
+            Err(error) => tracing::error!(version, %error,
+                "the catalog in Redis does not build; this node keeps its previous catalog"),
+        }
+    }
+
+    /// Swaps in catalog `version` if newer than this node's, and opens (closes) in the stock
+    /// cache the products it adds (removes).
+    async fn apply_catalog(
+        &self,
+        store: &CatalogStore,
+        version: u64,
+        catalog: Catalog,
+        index: PartnerIndex,
+    ) {
+        let _one_at_a_time = self.catalog_apply.lock().await;
+        if version <= self.catalog_version.load(Ordering::Relaxed) {
+            return;
+        }
+        let before = store.load_full();
+        for product in &catalog.products {
+            if before.product(&product.id).is_some() {
+                continue;
+            }
+            // A product new here: its counts if Redis has them yet; if not (its writer opens
+            // it in the inventory just after the catalog), empty until its first stock message.
+            let level = match self.inventory.counts(&product.id).await {
+                Ok(Some(level)) => level,
+                _ => StockLevel::default(),
+            };
+            self.stock.open(&product.id, level);
+        }
+        for product in before.products() {
+            if !catalog.products.iter().any(|p| p.id == product.id) {
+                self.stock.close(&product.id);
+            }
+        }
+        store.replace(index);
+        self.catalog_version.store(version, Ordering::Relaxed);
+        telemetry::catalog_applied();
+        tracing::info!(
+            version,
+            products = catalog.products.len(),
+            "catalog applied"
+        );
     }
 
     /// Pings Redis every [`PROBE_INTERVAL`], updating the connection state (and so `/readyz`).
