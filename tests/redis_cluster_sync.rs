@@ -222,6 +222,9 @@ async fn an_order_paid_through_one_node_reaches_the_buyers_websockets_on_every_n
     assert_eq!(on_a.len(), 1, "the buyer's connection on A, once: {on_a:?}");
     assert_eq!(on_a[0]["order"], order);
     assert!(to_bob.is_empty(), "another buyer gets nothing: {to_bob:?}");
+    // The ledger's calls are in the round-trip histogram with the functions'.
+    let series = "buyline_redis_call_seconds_count{function=\"ledger_charge\"}";
+    assert_eq!(metric(a.addr, series).await, 1.0, "{series}");
 }
 
 #[tokio::test]
@@ -331,6 +334,9 @@ async fn a_node_started_with_another_catalog_file_keeps_the_catalog_in_redis() {
     assert_eq!(product_read(a.addr, "elsewhere").await.0, 404);
     let log = b.log.lock().expect("the log").clone();
     assert!(log.contains("was not applied"), "{log}");
+    // The node that seeded Redis reads back exactly its own catalog.
+    let log = a.log.lock().expect("the log").clone();
+    assert!(!log.contains("was not applied"), "{log}");
     let ada = cluster.token(Role::Customer, "ada");
     assert_eq!(reserve(b.addr, &ada, "drop").await.0, 201);
     assert_ne!(reserve(b.addr, &ada, "elsewhere").await.0, 201);
