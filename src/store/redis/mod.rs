@@ -33,6 +33,7 @@
 //! * [`connection`]: the connection the wallet and the ledger open.
 //! * [`catalog`]: the catalog (partners, products) in Redis, its version, and admin writes
 //!   made against the version they were checked on; changes published on `bl:catalog`.
+//! * [`catalog_sync`]: which catalog version this node serves, and applying a newer one.
 //! * [`order_channel`]: confirmed orders published on `bl:order-frames`, so every node pushes
 //!   the `order` frame to its own connections of the buyer (one shared channel: why, there).
 //! * [`redis_store`]: [`RedisStore`], what a node runs: the parts above, the stock cache, the
@@ -73,6 +74,7 @@
 //! `bl:{P}:charging` set a product, swept product by product like the due holds).
 
 mod catalog;
+mod catalog_sync;
 mod charging;
 mod connection;
 mod durability;

@@ -19,13 +19,13 @@
 //! * [`RedisStore::watch_connection`]: a `PING` every [`PROBE_INTERVAL`], so `/readyz` turns
 //!   503 when Redis goes away and back to 200 when it returns, even with no request arriving.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::catalog::{self, CATALOG_CHANNEL, CatalogEdit, Written};
+use super::catalog::{CATALOG_CHANNEL, CatalogEdit};
+use super::catalog_sync::CatalogSync;
 use super::error::RedisStoreError;
 use super::health::Health;
 use super::inventory::RedisInventory;
@@ -33,10 +33,10 @@ use super::keys::STOCK_CHANNEL;
 use super::ledger::RedisSandboxGateway;
 use super::order_channel::{NodeId, ORDER_CHANNEL, OrderMessage, OrderPublisher, OrderQueue};
 use super::stock_cache::{Applied, StockCache};
-use super::values::{StockLevel, StockUpdate};
+use super::values::StockUpdate;
 use super::wallet::RedisWallet;
 use crate::checkout::wallet::MasterKey;
-use crate::decorate::partner_index::{CatalogStore, PartnerIndex, edits};
+use crate::decorate::partner_index::CatalogStore;
 use crate::error::ApiError;
 use crate::inventory::KeyWindow;
 use crate::model::{Catalog, Order, Product};
@@ -53,9 +53,6 @@ pub const SUBSCRIPTION_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a (re)subscription may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Times a catalog write is tried again when another node's write came first.
-const CATALOG_WRITE_ATTEMPTS: usize = 5;
 
 /// Delivers another node's confirmed order to this node's connections of its buyer.
 pub type OrderDelivery = Box<dyn Fn(&str, &Order) + Send + Sync>;
@@ -94,11 +91,8 @@ pub struct RedisStore {
     order_publisher: OrderPublisher,
     /// The queue [`RedisStore::publish_orders`] drains, until it takes it.
     order_queue: Mutex<Option<OrderQueue>>,
-    /// The version of the catalog this node applied last (0: none yet).
-    catalog_version: AtomicU64,
-    /// One catalog application at a time (a write's and the subscription's), so an older
-    /// catalog never replaces a newer one.
-    catalog_apply: tokio::sync::Mutex<()>,
+    /// The version of the catalog this node applied, and applying newer ones.
+    catalog: CatalogSync,
 }
 
 impl RedisStore {
@@ -125,8 +119,7 @@ impl RedisStore {
             node,
             order_publisher,
             order_queue: Mutex::new(Some(order_queue)),
-            catalog_version: AtomicU64::new(0),
-            catalog_apply: tokio::sync::Mutex::new(()),
+            catalog: CatalogSync::default(),
         })
     }
 
@@ -228,7 +221,9 @@ impl RedisStore {
                     // message older than the re-read is then dropped by its version.
                     if reread {
                         self.resync().await;
-                        self.reload_catalog(&targets.catalog).await;
+                        self.catalog
+                            .reload(&self.inventory, &self.stock, &targets.catalog)
+                            .await;
                     }
                     self.read_messages(pubsub, &targets).await;
                     telemetry::subscription_lost();
@@ -325,12 +320,14 @@ impl RedisStore {
             STOCK_CHANNEL => self.apply_stock(payload),
             ORDER_CHANNEL => self.deliver_order(payload, &targets.orders),
             CATALOG_CHANNEL => {
-                let newer = std::str::from_utf8(payload)
+                let version = std::str::from_utf8(payload)
                     .ok()
-                    .and_then(|text| text.parse::<u64>().ok())
-                    .is_none_or(|version| version > self.catalog_version.load(Ordering::Relaxed));
-                if newer {
-                    self.reload_catalog(&targets.catalog).await;
+                    .and_then(|text| text.parse::<u64>().ok());
+                // An unreadable version is taken as news: a re-read costs little.
+                if version.is_none_or(|version| self.catalog.is_newer(version)) {
+                    self.catalog
+                        .reload(&self.inventory, &self.stock, &targets.catalog)
+                        .await;
                 }
             }
             other => tracing::warn!(
@@ -402,116 +399,18 @@ impl RedisStore {
         seed: &Catalog,
         store: &CatalogStore,
     ) -> Result<Catalog, ApiError> {
-        if catalog::seed(&self.inventory, seed).await? {
-            tracing::info!(
-                partners = seed.partners.len(),
-                products = seed.products.len(),
-                "Redis held no catalog; this node's catalog is now every node's"
-            );
-        }
-        let (version, catalog) = catalog::read(&self.inventory)
-            .await?
-            .ok_or_else(|| ApiError::internal("the catalog just seeded in Redis is not there"))?;
-        if catalog != *seed {
-            tracing::warn!(
-                version,
-                "Redis already holds a catalog; this node uses it, and its own catalog (the \
-                 --catalog file's, or the demo's) was not applied"
-            );
-        }
-        let index = PartnerIndex::build(&catalog)?;
-        store.replace(index);
-        self.catalog_version.store(version, Ordering::Relaxed);
-        Ok(catalog)
+        self.catalog.load(&self.inventory, seed, store).await
     }
 
-    /// An admin write with `--store`: checked against Redis's catalog by the admin rules,
-    /// written if no other write came between, and applied here at once (the other nodes
-    /// apply it when they hear its version on the catalog channel).
+    /// An admin write with `--store` (see [`CatalogSync::change`]).
     pub async fn change_catalog(
         &self,
         store: &CatalogStore,
         edit: CatalogEdit,
     ) -> Result<(), ApiError> {
-        for _ in 0..CATALOG_WRITE_ATTEMPTS {
-            let (version, mut catalog) = catalog::read(&self.inventory).await?.unwrap_or_default();
-            match edit.clone() {
-                CatalogEdit::PutPartner(partner) => edits::upsert_partner(&mut catalog, partner)?,
-                CatalogEdit::DeletePartner(id) => edits::delete_partner(&mut catalog, &id)?,
-                CatalogEdit::PutProduct(product) => edits::upsert_product(&mut catalog, product)?,
-                CatalogEdit::DeleteProduct(id) => edits::delete_product(&mut catalog, &id)?,
-            }
-            let index = PartnerIndex::build(&catalog)?;
-            match catalog::write(&self.inventory, version, &edit).await? {
-                Written::Done(version) => {
-                    self.apply_catalog(store, version, catalog, index).await;
-                    return Ok(());
-                }
-                Written::Conflict => continue,
-            }
-        }
-        Err(ApiError::unavailable(
-            "the catalog kept changing under this write; please retry",
-        ))
-    }
-
-    /// Reads Redis's catalog and applies it if it is newer than this node's.
-    async fn reload_catalog(&self, store: &CatalogStore) {
-        let read = match catalog::read(&self.inventory).await {
-            Ok(Some(read)) => read,
-            Ok(None) => return,
-            Err(error) => {
-                tracing::debug!(code = %error.code, "re-reading the catalog failed");
-                return;
-            }
-        };
-        let (version, catalog) = read;
-        match PartnerIndex::build(&catalog) {
-            Ok(index) => self.apply_catalog(store, version, catalog, index).await,
-            Err(error) => tracing::error!(version, %error,
-                "the catalog in Redis does not build; this node keeps its previous catalog"),
-        }
-    }
-
-    /// Swaps in catalog `version` if newer than this node's, and opens (closes) in the stock
-    /// cache the products it adds (removes).
-    async fn apply_catalog(
-        &self,
-        store: &CatalogStore,
-        version: u64,
-        catalog: Catalog,
-        index: PartnerIndex,
-    ) {
-        let _one_at_a_time = self.catalog_apply.lock().await;
-        if version <= self.catalog_version.load(Ordering::Relaxed) {
-            return;
-        }
-        let before = store.load_full();
-        for product in &catalog.products {
-            if before.product(&product.id).is_some() {
-                continue;
-            }
-            // A product new here: its counts if Redis has them yet; if not (its writer opens
-            // it in the inventory just after the catalog), empty until its first stock message.
-            let level = match self.inventory.counts(&product.id).await {
-                Ok(Some(level)) => level,
-                _ => StockLevel::default(),
-            };
-            self.stock.open(&product.id, level);
-        }
-        for product in before.products() {
-            if !catalog.products.iter().any(|p| p.id == product.id) {
-                self.stock.close(&product.id);
-            }
-        }
-        store.replace(index);
-        self.catalog_version.store(version, Ordering::Relaxed);
-        telemetry::catalog_applied();
-        tracing::info!(
-            version,
-            products = catalog.products.len(),
-            "catalog applied"
-        );
+        self.catalog
+            .change(&self.inventory, &self.stock, store, edit)
+            .await
     }
 
     /// Pings Redis every [`PROBE_INTERVAL`], updating the connection state (and so `/readyz`).
