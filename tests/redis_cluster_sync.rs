@@ -267,6 +267,32 @@ async fn a_product_put_on_one_node_is_sold_and_decorated_on_another_within_a_sec
         .expect("the tweet");
     assert_eq!(decorated["buy"]["product"], "fresh", "{decorated}");
     assert_eq!(decorated["buy"]["remaining"], 4, "{decorated}");
+
+    // A partner made on A is one B's own admin write can use at once (B checks against the
+    // catalog in Redis, not only its own copy).
+    let partner = json!({"id":"q","name":"Q","accounts":["q"],"platform":"direct","kind":"brand"});
+    let (status, put) = admin(
+        &cluster,
+        a.addr,
+        reqwest::Method::PUT,
+        "/v1/admin/partners/q",
+        Some(partner),
+    )
+    .await;
+    assert_eq!(status, 200, "{put}");
+    let mut of_q = product("of-q", 3);
+    of_q["partner"] = json!("q");
+    let (status, put) = admin(
+        &cluster,
+        b.addr,
+        reqwest::Method::PUT,
+        "/v1/admin/products/of-q",
+        Some(of_q),
+    )
+    .await;
+    assert_eq!(status, 200, "{put}");
+    let read = wait_product(a.addr, "of-q", 200, Duration::from_secs(1)).await;
+    assert_eq!(read["remaining"], 3, "{read}");
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use super::stock_cache::StockCache;
 use super::values::StockLevel;
 use crate::decorate::partner_index::{CatalogStore, PartnerIndex, edits};
 use crate::error::ApiError;
-use crate::model::Catalog;
+use crate::model::{Catalog, Product};
 use crate::telemetry;
 
 /// Times a catalog write is tried again when another node's write came first.
@@ -75,6 +75,10 @@ impl CatalogSync {
     /// An admin write with `--store`: checked against Redis's catalog by the admin rules,
     /// written if no other write came between, and applied here at once (the other nodes
     /// apply it when they hear its version on the catalog channel).
+    ///
+    /// A product is opened in the inventory before the catalog lists it, so a node that hears
+    /// of it finds its counts (never a moment at 0 remaining); a write that fails after that
+    /// puts the inventory back as the catalog has it (closed, or the previous rules).
     pub async fn change(
         &self,
         inventory: &RedisInventory,
@@ -82,8 +86,45 @@ impl CatalogSync {
         store: &CatalogStore,
         edit: CatalogEdit,
     ) -> Result<(), ApiError> {
+        // The product as the catalog had it when this write opened its stock: `Some(None)`
+        // for a product it did not list.
+        let mut opened: Option<Option<Product>> = None;
+        let written = self
+            .write(inventory, stock, store, &edit, &mut opened)
+            .await;
+        if written.is_err()
+            && let (Some(before), CatalogEdit::PutProduct(product)) = (opened, &edit)
+        {
+            let undone = match before {
+                Some(before) => inventory.open_product(&before).await,
+                None => inventory.remove_product(&product.id).await.map(|_| ()),
+            };
+            if let Err(error) = undone {
+                tracing::warn!(product = %product.id, code = %error.code,
+                    "a product whose catalog write failed could not be put back in the store");
+            }
+        }
+        written
+    }
+
+    async fn write(
+        &self,
+        inventory: &RedisInventory,
+        stock: &StockCache,
+        store: &CatalogStore,
+        edit: &CatalogEdit,
+        opened: &mut Option<Option<Product>>,
+    ) -> Result<(), ApiError> {
         for _ in 0..CATALOG_WRITE_ATTEMPTS {
             let (version, mut catalog) = catalog::read(inventory).await?.unwrap_or_default();
+            let listed = match edit {
+                CatalogEdit::PutProduct(product) => catalog
+                    .products
+                    .iter()
+                    .find(|p| p.id == product.id)
+                    .cloned(),
+                _ => None,
+            };
             match edit.clone() {
                 CatalogEdit::PutPartner(partner) => edits::upsert_partner(&mut catalog, partner)?,
                 CatalogEdit::DeletePartner(id) => edits::delete_partner(&mut catalog, &id)?,
@@ -91,7 +132,13 @@ impl CatalogSync {
                 CatalogEdit::DeleteProduct(id) => edits::delete_product(&mut catalog, &id)?,
             }
             let index = PartnerIndex::build(&catalog)?;
-            match catalog::write(inventory, version, &edit).await? {
+            if let CatalogEdit::PutProduct(product) = edit
+                && opened.is_none()
+            {
+                inventory.open_product(product).await?;
+                *opened = Some(listed);
+            }
+            match catalog::write(inventory, version, edit).await? {
                 Written::Done(version) => {
                     self.apply(inventory, stock, store, version, catalog, index)
                         .await;
