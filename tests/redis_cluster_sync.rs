@@ -420,3 +420,82 @@ async fn a_redis_that_stops_answering_makes_the_node_resubscribe_re_read_and_res
         "no stock frame on B after the pause: {frames:?}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_admin_writes_on_two_nodes_land_unless_they_clash_and_every_node_agrees() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let (a, b) = (cluster.node(), cluster.node());
+    // Five writes at once: each conflict means another write landed, so none of them can lose
+    // more than four times (a write is tried five times).
+    let ids = ["w0", "w1", "w2", "w3", "w4"];
+    let paths: Vec<String> = ids
+        .iter()
+        .map(|id| format!("/v1/admin/products/{id}"))
+        .collect();
+    let writes = ids.iter().zip(&paths).enumerate().map(|(i, (id, path))| {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        admin(
+            &cluster,
+            addr,
+            reqwest::Method::PUT,
+            path,
+            Some(product(id, 7)),
+        )
+    });
+    for (status, reply) in futures_util::future::join_all(writes).await {
+        assert_eq!(status, 200, "{reply}");
+    }
+    for node in [&a, &b] {
+        for id in ids {
+            let read = wait_product(node.addr, id, 200, Duration::from_secs(1)).await;
+            assert_eq!(read["remaining"], 7, "{read}");
+        }
+        assert_eq!(
+            product_read(node.addr, "drop").await.0,
+            200,
+            "the seed stays"
+        );
+    }
+
+    // Five products of one partner with one URL, at once on both nodes: each is checked
+    // against the catalog it is written on, so exactly one lands.
+    let clashes = ["c0", "c1", "c2", "c3", "c4"];
+    let paths: Vec<String> = clashes
+        .iter()
+        .map(|id| format!("/v1/admin/products/{id}"))
+        .collect();
+    let writes = clashes
+        .iter()
+        .zip(&paths)
+        .enumerate()
+        .map(|(i, (id, path))| {
+            let addr = if i % 2 == 0 { a.addr } else { b.addr };
+            let mut clash = product(id, 1);
+            clash["urls"] = json!(["https://p.example/one-url"]);
+            admin(&cluster, addr, reqwest::Method::PUT, path, Some(clash))
+        });
+    let statuses: Vec<u16> = futures_util::future::join_all(writes)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        4,
+        "{statuses:?}"
+    );
+    let landed = clashes[statuses.iter().position(|s| *s == 200).expect("one landed")];
+    for node in [&a, &b] {
+        wait_product(node.addr, landed, 200, Duration::from_secs(1)).await;
+        for id in clashes.iter().filter(|id| **id != landed) {
+            assert_eq!(product_read(node.addr, id).await.0, 404, "{id}");
+        }
+    }
+}
