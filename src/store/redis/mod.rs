@@ -65,6 +65,9 @@
 //!   sale, and the refund sweep reads the marker's hold through its locator;
 //! * a page of orders reads each order's key (`buyline_orders_page` names only the list).
 //!
+//! The catalog's keys share the `{catalog}` tag (one slot), and the channels would work as they
+//! do (a Cluster forwards `PUBLISH` to every node), or move to sharded pub/sub.
+//!
 //! On a Cluster: give the locator the product's tag and route by a product hint in the hold id
 //! (or read the locator in a first call, which never changes once written); claim the
 //! idempotency key in its own slot before the product's call (and free it if the reserve
