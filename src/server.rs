@@ -21,7 +21,7 @@ use crate::auth::{self, TokenSigner};
 use crate::checkout::fingerprint::FingerprintKey;
 use crate::checkout::gateway::{PaymentGateway, SandboxGateway};
 use crate::checkout::order_book::OrderBook;
-use crate::checkout::service::CheckoutService;
+use crate::checkout::service::{CheckoutService, OrderListeners};
 use crate::checkout::wallet::{MasterKey, Wallet};
 use crate::config::{Config, StoreUrl};
 use crate::decorate::decorator::Decorator;
@@ -36,7 +36,7 @@ use crate::http::peer_limit::PeerLimiter;
 use crate::http::state::AppState;
 use crate::http::{self, HttpState, upgrade};
 use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
-use crate::model::Product;
+use crate::model::{Order, Product};
 use crate::sessions::connection_limit::ConnectionLimiter;
 use crate::sessions::stream::StreamSettings;
 use crate::sources::driver;
@@ -44,7 +44,7 @@ use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
 use crate::sources::tweet_log::TweetLog;
 use crate::store::Store;
-use crate::store::redis::RedisStore;
+use crate::store::redis::{ChannelTargets, OrderPublisher, RedisStore};
 use crate::telemetry;
 
 /// Raises this process's open-file soft limit to its hard limit and returns the limit now in
@@ -139,22 +139,39 @@ enum StoreSetup {
 }
 
 impl StoreSetup {
-    /// The store, ready: on Redis, connected and checked, with the catalog's products
-    /// registered (a product Redis already has keeps its counts).
-    async fn open(self, config: &Config, catalog: &crate::model::Catalog) -> anyhow::Result<Store> {
+    /// The store, ready, and the catalog to serve. On Redis: connected and checked, the
+    /// catalog Redis holds (seeded with `catalog` only when it holds none) applied to
+    /// `catalog_store`, and its products registered (a product Redis already has keeps its
+    /// counts).
+    async fn open(
+        self,
+        config: &Config,
+        catalog: crate::model::Catalog,
+        catalog_store: &CatalogStore,
+    ) -> anyhow::Result<(Store, crate::model::Catalog)> {
         let (url, master) = match self {
-            StoreSetup::Local(store) => return Ok(store),
+            StoreSetup::Local(store) => return Ok((store, catalog)),
             StoreSetup::Redis { url, master } => (url, master),
         };
         let key_window = crate::inventory::KeyWindow::new(config.idempotency_window);
         let shared = RedisStore::connect(url.expose(), key_window, master)
             .await
             .with_context(|| format!("cannot use the store at {url}"))?;
-        // Before the counts are read, so no change after those reads is missed.
+        // Before the catalog and the counts are read, so no change after those reads is
+        // missed.
         shared
-            .subscribe_to_stock()
+            .subscribe_to_channels()
             .await
-            .with_context(|| format!("cannot subscribe to the stock channel at {url}"))?;
+            .with_context(|| format!("cannot subscribe to the channels at {url}"))?;
+        let catalog = shared
+            .load_catalog(&catalog, catalog_store)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot use the catalog in the store at {url}: {}",
+                    error.message
+                )
+            })?;
         for product in &catalog.products {
             shared.open_product(product).await.map_err(|error| {
                 anyhow::anyhow!(
@@ -166,7 +183,7 @@ impl StoreSetup {
         }
         tracing::info!(store = %url, products = catalog.products.len(),
             "stock, holds, orders and wallets are in Redis, shared with every node using it");
-        Ok(Store::Redis(Arc::new(shared)))
+        Ok((Store::Redis(Arc::new(shared)), catalog))
     }
 }
 
@@ -237,8 +254,9 @@ pub fn start(
         .spawn(move || {
             let system = actix_rt::System::new();
             // Connected on this thread's runtime, so the connections' tasks live on it.
-            let store = match system.block_on(store.open(&config, &catalog)) {
-                Ok(store) => store,
+            let opened = system.block_on(store.open(&config, catalog, &catalog_store));
+            let (store, catalog) = match opened {
+                Ok(opened) => opened,
                 Err(error) => {
                     let _ = started_tx.send(Err(error));
                     return;
@@ -328,13 +346,21 @@ impl Pipeline {
             Store::Local(_) => Arc::new(SandboxGateway::default()),
             Store::Redis(shared) => Arc::clone(shared.gateway()) as Arc<dyn PaymentGateway>,
         };
+        let local_push = Arc::new(ShardOrderPush {
+            shards: shards.clone(),
+        });
+        let listeners: Arc<dyn OrderListeners> = match &store {
+            Store::Local(_) => Arc::clone(&local_push) as Arc<dyn OrderListeners>,
+            Store::Redis(shared) => Arc::new(EveryNodeOrderPush {
+                local: Arc::clone(&local_push),
+                publisher: shared.order_publisher().clone(),
+            }),
+        };
         let checkout = Arc::new(CheckoutService::with_store(
             store.clone(),
             Arc::clone(&catalog_store),
             gateway,
-            Arc::new(ShardOrderPush {
-                shards: shards.clone(),
-            }),
+            listeners,
             fingerprints,
         ));
         let app = Arc::new(AppState {
@@ -358,7 +384,13 @@ impl Pipeline {
         }
         drop(listener);
         arbiters.push(start_source(&config, catalog, tweet_log));
-        spawn_upkeep(store, checkout, metrics);
+        let targets = ChannelTargets {
+            orders: Box::new(move |customer, order| {
+                local_push.order_confirmed(customer, order, None);
+            }),
+            catalog: Arc::clone(&app.catalog),
+        };
+        spawn_upkeep(store, checkout, metrics, targets);
 
         app.ready.store(true, Ordering::Relaxed);
         let _ = started.send(Ok(()));
@@ -474,15 +506,17 @@ fn start_source(config: &Config, catalog: crate::model::Catalog, tweet_log: Twee
 }
 
 /// The timers on the system arbiter: the expiry sweep (and checkout's key prune and refund
-/// sweep) every [`EXPIRY_SWEEP`], the metrics upkeep every 5 s; with `--store`, the stock
-/// subscription and the connection probe.
+/// sweep) every [`EXPIRY_SWEEP`], the metrics upkeep every 5 s; with `--store`, the
+/// subscription to Redis's channels, the order publisher and the connection probe.
 fn spawn_upkeep(
     store: Store,
     checkout: Arc<CheckoutService>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    targets: ChannelTargets,
 ) {
     if let Store::Redis(shared) = &store {
-        actix_rt::spawn(Arc::clone(shared).follow_stock());
+        actix_rt::spawn(Arc::clone(shared).follow_channels(targets));
+        actix_rt::spawn(Arc::clone(shared).publish_orders());
         actix_rt::spawn(Arc::clone(shared).watch_connection());
     }
     actix_rt::spawn(async move {
@@ -560,6 +594,26 @@ async fn serve_on(
         let _ = running_tx.send(());
     });
     spawned && running_rx.await.is_ok()
+}
+
+/// With `--store`: an order's frame goes to the buyer's connections on this node at once, and
+/// on the order channel to every other node's (which deliver it there; this node skips its
+/// own publications).
+struct EveryNodeOrderPush {
+    local: Arc<ShardOrderPush>,
+    publisher: OrderPublisher,
+}
+
+impl OrderListeners for EveryNodeOrderPush {
+    fn order_confirmed(&self, customer: &str, order: &Order, origin: Option<u64>) {
+        self.local.order_confirmed(customer, order, origin);
+        if !self.publisher.publish(customer, order) {
+            telemetry::order_messages("dropped", 1);
+            tracing::warn!(order = %order.id,
+                "an order's frame could not be queued for the other nodes (Redis unreachable \
+                 too long); the order is readable with GET /v1/orders");
+        }
+    }
 }
 
 /// The decorator's buttons show the store's live stock. Here, where the two are wired, so

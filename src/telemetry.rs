@@ -46,6 +46,9 @@ const REDIS_ERRORS: &str = "buyline_redis_errors_total";
 const REDIS_CONNECTED: &str = "buyline_redis_connected";
 const STOCK_MESSAGES: &str = "buyline_stock_channel_messages_total";
 const STOCK_RESYNCS: &str = "buyline_stock_channel_resyncs_total";
+const ORDER_MESSAGES: &str = "buyline_order_channel_messages_total";
+const CATALOG_APPLIED: &str = "buyline_catalog_versions_applied_total";
+const SUBSCRIPTION_LOST: &str = "buyline_redis_subscription_lost_total";
 const PROCESS_CPU: &str = "process_cpu_seconds_total";
 const PROCESS_CPU_PRECISE: &str = "buyline_process_cpu_seconds";
 const PROCESS_RSS: &str = "process_resident_memory_bytes";
@@ -166,6 +169,22 @@ fn describe() {
         STOCK_RESYNCS,
         "Times the stock cache re-read every product's counts because its subscription \
          (re)connected: pub/sub drops messages while a subscriber is away."
+    );
+    describe_counter!(
+        ORDER_MESSAGES,
+        "Messages of the bl:order-frames channel, by outcome (published: this node's orders \
+         sent; unpublished: not sent, Redis unreachable; delivered: another node's order \
+         handed to this node's shards; unreadable)."
+    );
+    describe_counter!(
+        CATALOG_APPLIED,
+        "Catalog versions this node applied from Redis (--store): its own admin writes and \
+         other nodes'."
+    );
+    describe_counter!(
+        SUBSCRIPTION_LOST,
+        "Times this node's subscription to Redis's channels dropped or missed a ping's \
+         reply in time, and was made again (with the stock and catalog re-read)."
     );
     describe_gauge!(
         HISTORY_LENGTH,
@@ -465,4 +484,20 @@ pub fn stock_messages(outcome: &'static str, n: u64) {
 /// The stock cache re-read every product after its subscription (re)connected.
 pub fn stock_resync() {
     counter!(STOCK_RESYNCS).increment(1);
+}
+
+/// `n` messages of the order channel with this outcome (`published`, `unpublished`,
+/// `delivered`, `unreadable`, `dropped`: the publishing queue was full).
+pub fn order_messages(outcome: &'static str, n: u64) {
+    counter!(ORDER_MESSAGES, "outcome" => outcome).increment(n);
+}
+
+/// A catalog version from Redis was applied on this node.
+pub fn catalog_applied() {
+    counter!(CATALOG_APPLIED).increment(1);
+}
+
+/// The subscription to Redis's channels dropped (or stopped answering) and is made again.
+pub fn subscription_lost() {
+    counter!(SUBSCRIPTION_LOST).increment(1);
 }

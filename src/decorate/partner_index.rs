@@ -237,68 +237,31 @@ impl CatalogStore {
 
     /// Adds a partner, or replaces the one with the same id.
     pub fn upsert_partner(&self, partner: Partner) -> Result<(), ApiError> {
-        catalog_file::validate_partner(&partner)?;
-        self.update(|catalog| {
-            match catalog.partners.iter_mut().find(|p| p.id == partner.id) {
-                Some(existing) => *existing = partner,
-                None => catalog.partners.push(partner),
-            }
-            Ok(())
-        })
+        self.update(|catalog| edits::upsert_partner(catalog, partner))
     }
 
     /// Removes a partner; refused while it still has products, so no product is orphaned.
     pub fn delete_partner(&self, id: &str) -> Result<(), ApiError> {
-        self.update(|catalog| {
-            let Some(pos) = catalog.partners.iter().position(|p| p.id == id) else {
-                return Err(ApiError::not_found(format!("no partner {id:?}")));
-            };
-            let products: Vec<&str> = catalog
-                .products
-                .iter()
-                .filter(|p| p.partner == id)
-                .map(|p| p.id.as_str())
-                .collect();
-            if !products.is_empty() {
-                return Err(ApiError::bad_request(format!(
-                    "partner {id:?} still has products ({}); delete them first",
-                    products.join(", ")
-                )));
-            }
-            catalog.partners.remove(pos);
-            Ok(())
-        })
+        self.update(|catalog| edits::delete_partner(catalog, id))
     }
 
     /// Adds a product (last in catalog order), or replaces the one with the same id (in its
     /// place). Its partner must exist and its URLs must not lead to another product of the
     /// same partner.
     pub fn upsert_product(&self, product: Product) -> Result<(), ApiError> {
-        catalog_file::validate_product(&product)?;
-        self.update(|catalog| {
-            if !catalog.partners.iter().any(|p| p.id == product.partner) {
-                return Err(ApiError::bad_request(format!(
-                    "product {:?}: partner {:?} does not exist; create the partner first",
-                    product.id, product.partner
-                )));
-            }
-            match catalog.products.iter_mut().find(|p| p.id == product.id) {
-                Some(existing) => *existing = product,
-                None => catalog.products.push(product),
-            }
-            Ok(())
-        })
+        self.update(|catalog| edits::upsert_product(catalog, product))
     }
 
     /// Removes a product.
     pub fn delete_product(&self, id: &str) -> Result<(), ApiError> {
-        self.update(|catalog| {
-            let Some(pos) = catalog.products.iter().position(|p| p.id == id) else {
-                return Err(ApiError::not_found(format!("no product {id:?}")));
-            };
-            catalog.products.remove(pos);
-            Ok(())
-        })
+        self.update(|catalog| edits::delete_product(catalog, id))
+    }
+
+    /// Swaps in `index` whole: a catalog written elsewhere (with `--store`, by another node
+    /// or by this one through Redis), already checked by [`PartnerIndex::build`].
+    pub fn replace(&self, index: PartnerIndex) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.current.store(Arc::new(index));
     }
 
     /// One write: the previous catalog plus `change`, validated, indexed and swapped in whole.
@@ -314,6 +277,70 @@ impl CatalogStore {
         change(&mut catalog)?;
         let next = PartnerIndex::build(&catalog)?;
         self.current.store(Arc::new(next));
+        Ok(())
+    }
+}
+
+/// The admin writes as changes of a [`Catalog`], so that a catalog kept elsewhere (in Redis
+/// with `--store`) is changed by the same rules as this node's. [`PartnerIndex::build`] checks
+/// the whole result afterwards (shared URLs, limits).
+pub mod edits {
+    use super::*;
+
+    /// Adds a partner, or replaces the one with the same id (in its place).
+    pub fn upsert_partner(catalog: &mut Catalog, partner: Partner) -> Result<(), ApiError> {
+        catalog_file::validate_partner(&partner)?;
+        match catalog.partners.iter_mut().find(|p| p.id == partner.id) {
+            Some(existing) => *existing = partner,
+            None => catalog.partners.push(partner),
+        }
+        Ok(())
+    }
+
+    /// Removes a partner; refused while it still has products, so no product is orphaned.
+    pub fn delete_partner(catalog: &mut Catalog, id: &str) -> Result<(), ApiError> {
+        let Some(pos) = catalog.partners.iter().position(|p| p.id == id) else {
+            return Err(ApiError::not_found(format!("no partner {id:?}")));
+        };
+        let products: Vec<&str> = catalog
+            .products
+            .iter()
+            .filter(|p| p.partner == id)
+            .map(|p| p.id.as_str())
+            .collect();
+        if !products.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "partner {id:?} still has products ({}); delete them first",
+                products.join(", ")
+            )));
+        }
+        catalog.partners.remove(pos);
+        Ok(())
+    }
+
+    /// Adds a product (last), or replaces the one with the same id (in its place); its
+    /// partner must exist.
+    pub fn upsert_product(catalog: &mut Catalog, product: Product) -> Result<(), ApiError> {
+        catalog_file::validate_product(&product)?;
+        if !catalog.partners.iter().any(|p| p.id == product.partner) {
+            return Err(ApiError::bad_request(format!(
+                "product {:?}: partner {:?} does not exist; create the partner first",
+                product.id, product.partner
+            )));
+        }
+        match catalog.products.iter_mut().find(|p| p.id == product.id) {
+            Some(existing) => *existing = product,
+            None => catalog.products.push(product),
+        }
+        Ok(())
+    }
+
+    /// Removes a product.
+    pub fn delete_product(catalog: &mut Catalog, id: &str) -> Result<(), ApiError> {
+        let Some(pos) = catalog.products.iter().position(|p| p.id == id) else {
+            return Err(ApiError::not_found(format!("no product {id:?}")));
+        };
+        catalog.products.remove(pos);
         Ok(())
     }
 }

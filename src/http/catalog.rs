@@ -1,7 +1,9 @@
 //! The product read (the review step before buying) and the admin catalog routes.
 //!
 //! Admin writes go through `CatalogStore`, which swaps in a new partner index: the change
-//! applies to the next tweet decorated, and readers never wait for it.
+//! applies to the next tweet decorated, and readers never wait for it. With `--store`, they go
+//! to the catalog in Redis first, checked by the same rules against Redis's catalog, and
+//! reach every node through the catalog channel (`store::redis::catalog`).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -13,7 +15,9 @@ use crate::auth::{self, Action};
 use crate::decorate::partner_index::CatalogStore;
 use crate::error::ApiError;
 use crate::http::{HttpState, MAX_JSON_BODY, identity, json_body, json_response, read_body};
-use crate::model::{Partner, Product};
+use crate::model::Product;
+use crate::store::Store;
+use crate::store::redis::CatalogEdit;
 use crate::telemetry;
 
 /// A product as `GET /v1/products/{id}` shows it: the catalog object plus live `remaining`.
@@ -77,13 +81,28 @@ fn parse_object<T: serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| ApiError::json("request body", &e))
 }
 
+/// Applies one admin write: to this node's catalog, or with `--store` to Redis's (which every
+/// node then applies).
+async fn apply_edit(state: &HttpState, edit: CatalogEdit) -> Result<(), ApiError> {
+    let catalog: &CatalogStore = &state.app.catalog;
+    match &state.app.store {
+        Store::Redis(shared) => shared.change_catalog(catalog, edit).await,
+        Store::Local(_) => match edit {
+            CatalogEdit::PutPartner(partner) => catalog.upsert_partner(partner),
+            CatalogEdit::DeletePartner(id) => catalog.delete_partner(&id),
+            CatalogEdit::PutProduct(product) => catalog.upsert_product(product),
+            CatalogEdit::DeleteProduct(id) => catalog.delete_product(&id),
+        },
+    }
+}
+
 /// The shared shape of the admin PUTs: check the role, parse the object, apply, echo it back.
 async fn admin_put<T>(
     state: &HttpState,
     id: &str,
     request: (HeaderMap, Uri, Body),
     kind: &'static str,
-    apply: impl FnOnce(&CatalogStore, T) -> Result<(), ApiError>,
+    edit: impl FnOnce(T) -> CatalogEdit,
 ) -> Result<Response, ApiError>
 where
     T: serde::de::DeserializeOwned + Serialize + Clone,
@@ -92,22 +111,22 @@ where
     require_admin(state, &headers, &uri)?;
     let body = read_body(body, MAX_JSON_BODY).await?;
     let object: T = parse_object(&body, id)?;
-    apply(&state.app.catalog, object.clone())?;
+    apply_edit(state, edit(object.clone())).await?;
     telemetry::catalog_updated(kind);
     tracing::info!(%id, kind, "catalog updated");
     Ok(json_response(StatusCode::OK, &object))
 }
 
 /// The shared shape of the admin DELETEs.
-fn admin_delete(
+async fn admin_delete(
     state: &HttpState,
     id: &str,
     (headers, uri): (HeaderMap, Uri),
     kind: &'static str,
-    apply: impl FnOnce(&CatalogStore, &str) -> Result<(), ApiError>,
+    edit: impl FnOnce(String) -> CatalogEdit,
 ) -> Result<Response, ApiError> {
     require_admin(state, &headers, &uri)?;
-    apply(&state.app.catalog, id)?;
+    apply_edit(state, edit(id.to_owned())).await?;
     telemetry::catalog_updated(kind);
     tracing::info!(%id, kind, "catalog updated");
     Ok(json_response(
@@ -128,7 +147,7 @@ pub async fn put_partner(
         &id,
         (headers, uri, body),
         "partner_put",
-        |store, partner: Partner| store.upsert_partner(partner),
+        CatalogEdit::PutPartner,
     )
     .await
 }
@@ -144,8 +163,9 @@ pub async fn delete_partner(
         &id,
         (headers, uri),
         "partner_delete",
-        CatalogStore::delete_partner,
+        CatalogEdit::DeletePartner,
     )
+    .await
 }
 
 pub async fn put_product(
@@ -161,7 +181,7 @@ pub async fn put_product(
         &id,
         (headers, uri, body),
         "product_put",
-        |store, product: Product| store.upsert_product(product),
+        CatalogEdit::PutProduct,
     )
     .await?;
     // The catalog took it; now the inventory (a new product opens with its stock, durably).
@@ -171,7 +191,9 @@ pub async fn put_product(
     {
         // A new product whose stock could not open (the journal stopped) leaves the catalog
         // again: a button for a product nobody can reserve would only produce errors.
-        if !was_listed && let Err(undo) = state.app.catalog.delete_product(&id) {
+        if !was_listed
+            && let Err(undo) = apply_edit(&state, CatalogEdit::DeleteProduct(id.clone())).await
+        {
             tracing::warn!(%id, %undo, "could not take back a product whose stock did not open");
         }
         return Err(error);
@@ -190,8 +212,9 @@ pub async fn delete_product(
         &id,
         (headers, uri),
         "product_delete",
-        CatalogStore::delete_product,
-    )?;
+        CatalogEdit::DeleteProduct,
+    )
+    .await?;
     if let Err(error) = state.app.store.remove_product(&id).await {
         // The catalog no longer lists it, so no button offers it; the store closes it when
         // it is reachable again (the next delete, or a restart, which opens only listed ones).

@@ -28,3 +28,27 @@ pub(super) async fn open(url: &str) -> Result<ConnectionManager, RedisStoreError
     durability::check(&mut connection).await?;
     Ok(connection)
 }
+
+/// Runs `cmd` on `connection`, timed into the round-trip histogram as `what` (failed calls
+/// included, and counted by kind as the functions' are).
+pub(super) async fn timed<T: redis::FromRedisValue>(
+    connection: &mut ConnectionManager,
+    what: &'static str,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let started = std::time::Instant::now();
+    let result = cmd.query_async(connection).await;
+    let error = result.as_ref().err().map(|error| {
+        if error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+        {
+            "unavailable"
+        } else {
+            "internal"
+        }
+    });
+    crate::telemetry::redis_call(what, started.elapsed(), error);
+    result
+}

@@ -34,9 +34,16 @@
 //! | `bl:sandbox:refund:CHARGE` | string | `1`: charge `CHARGE` was refunded | `ledger::CHARGE_KEY_TTL` |
 //! | `bl:sandbox:refunds` | string | the sandbox's refunds made by every node | for good |
 //!
+//! The catalog's keys (`bl:{catalog}`, `bl:{catalog}:partners`, `:partner-order`, `:products`,
+//! `:product-order`: partners and products as JSON, their order, the catalog's version) are
+//! documented in `catalog.rs`, which alone reads and writes them.
+//!
 //! `N` is the customer id's length in bytes: customer ids are the token's subject and may
-//! contain `:`, so the length keeps `CUSTOMER:KEY` unambiguous. Stock changes are published on
-//! the channel `bl:stock` (see `values::StockUpdate`).
+//! contain `:`, so the length keeps `CUSTOMER:KEY` unambiguous.
+//!
+//! Channels: stock changes on `bl:stock` (see `values::StockUpdate`), confirmed orders on
+//! `bl:order-frames` (see `order_channel`), and the catalog's new version on `bl:catalog`
+//! (see `catalog`).
 
 /// The channel every stock change is published on.
 pub const STOCK_CHANNEL: &str = "bl:stock";

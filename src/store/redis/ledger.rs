@@ -110,10 +110,12 @@ impl RedisSandboxGateway {
         if let Err(decline) = sandbox_decision(charge.card) {
             // A known key answers its receipt whatever the card, as the local sandbox does.
             if let Some(key) = charge.idempotency_key {
-                let first: Option<String> = redis::cmd("GET")
-                    .arg(keys::sandbox_charge(key))
-                    .query_async(&mut connection)
-                    .await?;
+                let first: Option<String> = connection::timed(
+                    &mut connection,
+                    "ledger_charge_read",
+                    redis::cmd("GET").arg(keys::sandbox_charge(key)),
+                )
+                .await?;
                 if let Some(first) = first {
                     return read_receipt(&first);
                 }
@@ -132,21 +134,25 @@ impl RedisSandboxGateway {
             None => cmd.arg(1).arg(keys::SANDBOX_CHARGES),
         };
         cmd.arg(summary).arg(ttl_ms());
-        let (_new, receipt): (i64, String) = cmd.query_async(&mut connection).await?;
+        let (_new, receipt): (i64, String) =
+            connection::timed(&mut connection, "ledger_charge", &cmd).await?;
         read_receipt(&receipt)
     }
 
     /// Refunds a charge in full; a refund retried (through any node) is made once.
     pub async fn refund(&self, receipt: &Receipt) -> Result<(), redis::RedisError> {
         let mut connection = self.connection.clone();
-        let _made: i64 = redis::cmd("EVAL")
-            .arg(REFUND_SCRIPT)
-            .arg(2)
-            .arg(keys::sandbox_refund(&receipt.charge_id))
-            .arg(keys::SANDBOX_REFUNDS)
-            .arg(ttl_ms())
-            .query_async(&mut connection)
-            .await?;
+        let _made: i64 = connection::timed(
+            &mut connection,
+            "ledger_refund",
+            redis::cmd("EVAL")
+                .arg(REFUND_SCRIPT)
+                .arg(2)
+                .arg(keys::sandbox_refund(&receipt.charge_id))
+                .arg(keys::SANDBOX_REFUNDS)
+                .arg(ttl_ms()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -155,10 +161,12 @@ impl RedisSandboxGateway {
     pub async fn refund_key(&self, key: &str) -> Result<bool, LedgerError> {
         check_key(key)?;
         let mut connection = self.connection.clone();
-        let first: Option<String> = redis::cmd("GET")
-            .arg(keys::sandbox_charge(key))
-            .query_async(&mut connection)
-            .await?;
+        let first: Option<String> = connection::timed(
+            &mut connection,
+            "ledger_charge_read",
+            redis::cmd("GET").arg(keys::sandbox_charge(key)),
+        )
+        .await?;
         match first {
             Some(first) => {
                 let receipt = read_receipt(&first)?;
@@ -181,10 +189,8 @@ impl RedisSandboxGateway {
 
     async fn counter(&self, key: &str) -> Result<u64, redis::RedisError> {
         let mut connection = self.connection.clone();
-        let count: Option<u64> = redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut connection)
-            .await?;
+        let count: Option<u64> =
+            connection::timed(&mut connection, "ledger_count", redis::cmd("GET").arg(key)).await?;
         Ok(count.unwrap_or(0))
     }
 }

@@ -31,8 +31,14 @@
 //! * [`ledger`]: [`RedisSandboxGateway`], the sandbox gateway with its idempotency ledger of
 //!   charges and refunds in Redis.
 //! * [`connection`]: the connection the wallet and the ledger open.
-//! * [`redis_store`]: [`RedisStore`], what a node runs: the parts above, the stock cache and
-//!   the connection state, and the node's two tasks (the `bl:stock` subscription, the probe).
+//! * [`catalog`]: the catalog (partners, products) in Redis, its version, and admin writes
+//!   made against the version they were checked on; changes published on `bl:catalog`.
+//! * [`catalog_sync`]: which catalog version this node serves, and applying a newer one.
+//! * [`order_channel`]: confirmed orders published on `bl:order-frames`, so every node pushes
+//!   the `order` frame to its own connections of the buyer (one shared channel: why, there).
+//! * [`redis_store`]: [`RedisStore`], what a node runs: the parts above, the stock cache, the
+//!   catalog's version and the connection state, and the node's tasks (the subscription to
+//!   `bl:stock`, `bl:order-frames` and `bl:catalog`, the order publisher, the probe).
 //! * [`stock_cache`]: every product's last counts on this node (highest version wins), for
 //!   buttons, product reads and `stock` frames without a round trip.
 //! * [`health`]: whether the node reaches Redis, and why not (`/readyz`).
@@ -59,6 +65,9 @@
 //!   sale, and the refund sweep reads the marker's hold through its locator;
 //! * a page of orders reads each order's key (`buyline_orders_page` names only the list).
 //!
+//! The catalog's keys share the `{catalog}` tag (one slot), and the channels would work as they
+//! do (a Cluster forwards `PUBLISH` to every node), or move to sharded pub/sub.
+//!
 //! On a Cluster: give the locator the product's tag and route by a product hint in the hold id
 //! (or read the locator in a first call, which never changes once written); claim the
 //! idempotency key in its own slot before the product's call (and free it if the reserve
@@ -67,6 +76,8 @@
 //! one `GET` each after the list's ids; and give the charging markers the product's tag (one
 //! `bl:{P}:charging` set a product, swept product by product like the due holds).
 
+mod catalog;
+mod catalog_sync;
 mod charging;
 mod connection;
 mod durability;
@@ -77,6 +88,7 @@ mod inventory;
 mod keys;
 mod ledger;
 mod library;
+mod order_channel;
 mod orders;
 mod redis_store;
 mod reply;
@@ -84,6 +96,7 @@ mod stock_cache;
 mod values;
 mod wallet;
 
+pub use catalog::CatalogEdit;
 pub use charging::{ChargeToMark, ChargeToRefund, MAX_CLAIMS, MAX_GRACE, UnsoldHold};
 pub use error::RedisStoreError;
 pub use hold_id::{is_hold_id, new_hold_id};
@@ -91,7 +104,8 @@ pub use inventory::{RESPONSE_TIMEOUT, RedisInventory};
 pub use keys::STOCK_CHANNEL;
 pub use ledger::{LedgerError, RedisSandboxGateway};
 pub use library::VERSION as LIBRARY_VERSION;
+pub use order_channel::OrderPublisher;
 pub use orders::MAX_ORDERS_PAGE;
-pub use redis_store::RedisStore;
+pub use redis_store::{ChannelTargets, RedisStore};
 pub use values::{LiveHold, OrderToStore, Sale, StockLevel, StockUpdate};
 pub use wallet::{RedisWallet, RedisWalletError};

@@ -293,10 +293,8 @@ impl RedisWallet {
     async fn load(&self, customer: &str) -> Result<(Vec<u8>, Body), RedisWalletError> {
         let key = self.key(customer);
         let mut connection = self.connection.clone();
-        let record: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut connection)
-            .await?;
+        let record: Option<Vec<u8>> =
+            connection::timed(&mut connection, "wallet_read", redis::cmd("GET").arg(&key)).await?;
         match record {
             None => Ok((Vec::new(), Body::default())),
             Some(record) => {
@@ -328,14 +326,17 @@ impl RedisWallet {
                 wallet::seal(&body, customer, &self.master)?
             };
             let mut connection = self.connection.clone();
-            let swapped: i64 = redis::cmd("EVAL")
-                .arg(SWAP_SCRIPT)
-                .arg(1)
-                .arg(&key)
-                .arg(&old)
-                .arg(&new)
-                .query_async(&mut connection)
-                .await?;
+            let swapped: i64 = connection::timed(
+                &mut connection,
+                "wallet_write",
+                redis::cmd("EVAL")
+                    .arg(SWAP_SCRIPT)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(&old)
+                    .arg(&new),
+            )
+            .await?;
             if swapped == 1 {
                 tracing::debug!(key, "wallet record rewritten under a fresh key");
                 return Ok(result);
