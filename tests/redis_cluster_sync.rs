@@ -9,15 +9,13 @@
 //! `redis-server` each test says so loudly and passes, except under `CI=true`.
 
 mod common;
-#[path = "common/redis.rs"]
-mod redis_server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use buyline::Role;
-use common::{BuylineProcess, Client, post_as};
+use common::{BuylineProcess, Client, post_as, redis_server};
 use futures_util::StreamExt;
 use redis_server::RedisServer;
 use serde_json::{Value, json};
