@@ -355,8 +355,9 @@ pub fn validate_product(product: &Product) -> Result<(), CatalogError> {
     Ok(())
 }
 
-/// Why `id` is not a valid partner or product id, if it is not.
-fn check_id(id: &str) -> Result<(), String> {
+/// Why `id` is not a valid partner or product id, if it is not (the Redis store uses the same
+/// rule: its keys carry the id in a `{product}` hash tag).
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err(String::from("must not be empty"));
     }

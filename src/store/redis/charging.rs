@@ -27,7 +27,8 @@
 
 use std::time::Duration;
 
-use super::inventory::{RedisInventory, decision, fcall, malformed, read};
+use super::call::{decision, fcall, malformed, read};
+use super::inventory::RedisInventory;
 use super::keys;
 use super::reply::{MalformedReply, Reply};
 use crate::error::ApiError;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, Value};
 
+use super::call::{decision, fcall, malformed, read, store_error};
 use super::durability;
 use super::error::RedisStoreError;
 use super::health::Health;
@@ -28,6 +29,7 @@ use super::library;
 use super::reply::{MalformedReply, Reply};
 use super::values::{LiveHold, OrderToStore, Sale, StockLevel};
 use crate::clock::unix_ms;
+use crate::decorate::catalog_file::check_id;
 use crate::error::{ApiError, ErrorCode};
 use crate::inventory::idempotency::fingerprint;
 use crate::inventory::service::{ReserveReply, ReservedHold};
@@ -55,9 +57,6 @@ const MAX_EXPIRY_ROUNDS: u32 = 16;
 
 /// The library's expiry batch (`EXPIRE_BATCH` in `functions.lua`).
 const EXPIRE_BATCH: u32 = 1000;
-
-/// Longest product id (the catalog's rule); a longer one is no product.
-const MAX_PRODUCT_ID_LEN: usize = 128;
 
 /// Marks an unpinned clock.
 const SERVER_CLOCK: i64 = i64::MIN;
@@ -377,7 +376,61 @@ impl RedisInventory {
         }
         Ok(expired)
     }
+}
 
+impl ReserveReply {
+    /// A `reserved` or `replayed` reply: hold id, quantity, expiry, remaining.
+    fn from_reply(reply: &Reply, product: &str) -> Result<ReserveReply, MalformedReply> {
+        Ok(ReserveReply {
+            reservation: ReservedHold {
+                id: reply.text(0)?,
+                product: product.to_owned(),
+                quantity: reply.count(1)?,
+                expires_at_ms: reply.int(2)?,
+            },
+            remaining: reply.count(3)?,
+        })
+    }
+}
+
+impl Sale {
+    /// A `confirmed` reply: product, quantity, remaining.
+    fn from_reply(reply: &Reply) -> Result<Sale, MalformedReply> {
+        Ok(Sale {
+            product: reply.text(0)?,
+            quantity: reply.count(1)?,
+            remaining: reply.count(2)?,
+        })
+    }
+}
+
+impl LiveHold {
+    /// A `held` reply: product, quantity, expiry.
+    fn from_reply(reply: &Reply, id: &str) -> Result<LiveHold, MalformedReply> {
+        Ok(LiveHold {
+            id: id.to_owned(),
+            product: reply.text(0)?,
+            quantity: reply.count(1)?,
+            expires_at_ms: reply.int(2)?,
+        })
+    }
+}
+
+impl StockLevel {
+    /// A `stock` reply: available, held, sold, total, version.
+    fn from_reply(reply: &Reply) -> Result<StockLevel, MalformedReply> {
+        Ok(StockLevel {
+            available: reply.count(0)?,
+            held: reply.count(1)?,
+            sold: reply.count(2)?,
+            total: reply.unsigned(3)?,
+            version: reply.unsigned(4)?,
+        })
+    }
+}
+
+/// Sending the calls (`call.rs` says how each ends).
+impl RedisInventory {
     /// The `now` argument of every function: empty for Redis's clock, or the pinned time.
     pub(super) fn now_arg(&self) -> String {
         match self.pinned_now_ms.load(Ordering::Relaxed) {
@@ -465,157 +518,8 @@ impl RedisInventory {
     }
 }
 
-/// An `FCALL` of `function`; the caller adds the key count, keys and arguments.
-pub(super) fn fcall(function: &str) -> Cmd {
-    let mut cmd = redis::cmd("FCALL");
-    cmd.arg(function);
-    cmd
-}
-
-/// Whether `text` can be a product id (the catalog's rule: 1 to 128 of `A-Z a-z 0-9 _ . : -`).
-/// Anything else is no product, and could break the `{product}` hash tag of its keys.
+/// Whether `text` can be a product id: the catalog's rule (`catalog_file::check_id`). Anything
+/// else is no product, and could break the `{product}` hash tag of its keys.
 fn is_product_id(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= MAX_PRODUCT_ID_LEN
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
-}
-
-/// A refusal a function decided, as the local engine's error (same code, same message).
-pub(super) fn decision(reply: &Reply, quantity: u32) -> ApiError {
-    let error = match reply.outcome() {
-        "not_found" => Ok(InventoryError::NotFound),
-        "sold_out" => Ok(InventoryError::SoldOut),
-        "insufficient_stock" => reply
-            .count(0)
-            .map(|available| InventoryError::InsufficientStock {
-                requested: quantity,
-                available,
-            }),
-        "sale_not_started" => reply
-            .int(0)
-            .map(|starts_at_ms| InventoryError::SaleNotStarted { starts_at_ms }),
-        "sale_ended" => reply
-            .int(0)
-            .map(|ends_at_ms| InventoryError::SaleEnded { ends_at_ms }),
-        "limit_exceeded" => reply.count(0).and_then(|limit| {
-            Ok(InventoryError::LimitExceeded {
-                limit,
-                units: reply.count(1)?,
-                requested: quantity,
-            })
-        }),
-        "idempotency_mismatch" => Ok(InventoryError::IdempotencyMismatch),
-        "reservation_not_found" => Ok(InventoryError::ReservationNotFound),
-        "reservation_expired" => Ok(InventoryError::ReservationExpired),
-        "restock_too_large" => reply
-            .count(0)
-            .map(|room| InventoryError::RestockTooLarge { room }),
-        _ => Err(reply.unexpected()),
-    };
-    match error {
-        Ok(error) => error.into(),
-        Err(error) => malformed("a decision", error),
-    }
-}
-
-/// A reply value read, or `internal`.
-pub(super) fn read<T>(value: Result<T, MalformedReply>) -> Result<T, ApiError> {
-    value.map_err(|error| malformed("a reply", error))
-}
-
-/// A reply of the wrong shape: the library and this node disagree (a bug, or a library changed
-/// without a version bump).
-pub(super) fn malformed(function: &str, error: MalformedReply) -> ApiError {
-    tracing::error!(function, %error, "a buyline function's reply was not understood");
-    ApiError::internal("the store answered in a way this node does not understand")
-}
-
-/// Error codes Redis answers while it cannot take writes for now.
-const TRANSIENT_CODES: &[&str] = &[
-    "LOADING",
-    "READONLY",
-    "MASTERDOWN",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "BUSY",
-    "OOM",
-    "MISCONF",
-    "NOREPLICAS",
-];
-
-/// A failed call as clients see it: `unavailable` when Redis is unreachable, slow or cannot
-/// take writes for now (the outcome may be unknown: retry with the same key), `internal` for
-/// anything else (a function's own error: its checks write nothing).
-fn store_error(function: &str, error: &redis::RedisError) -> ApiError {
-    let transient = error.is_io_error()
-        || error.is_timeout()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-        || error
-            .code()
-            .is_some_and(|code| TRANSIENT_CODES.contains(&code));
-    if transient {
-        // Debug only: the connection state's change is logged once (`Health`), not per call.
-        tracing::debug!(function, %error, "Redis cannot take the call now");
-        return ApiError::new(
-            ErrorCode::Unavailable,
-            "the store cannot be reached now, so this request may or may not have taken \
-             effect; retry (with the same idempotency key)",
-        );
-    }
-    tracing::error!(function, %error, "a buyline function failed in Redis");
-    ApiError::internal("the store refused the operation")
-}
-
-impl ReserveReply {
-    /// A `reserved` or `replayed` reply: hold id, quantity, expiry, remaining.
-    fn from_reply(reply: &Reply, product: &str) -> Result<ReserveReply, MalformedReply> {
-        Ok(ReserveReply {
-            reservation: ReservedHold {
-                id: reply.text(0)?,
-                product: product.to_owned(),
-                quantity: reply.count(1)?,
-                expires_at_ms: reply.int(2)?,
-            },
-            remaining: reply.count(3)?,
-        })
-    }
-}
-
-impl Sale {
-    /// A `confirmed` reply: product, quantity, remaining.
-    fn from_reply(reply: &Reply) -> Result<Sale, MalformedReply> {
-        Ok(Sale {
-            product: reply.text(0)?,
-            quantity: reply.count(1)?,
-            remaining: reply.count(2)?,
-        })
-    }
-}
-
-impl LiveHold {
-    /// A `held` reply: product, quantity, expiry.
-    fn from_reply(reply: &Reply, id: &str) -> Result<LiveHold, MalformedReply> {
-        Ok(LiveHold {
-            id: id.to_owned(),
-            product: reply.text(0)?,
-            quantity: reply.count(1)?,
-            expires_at_ms: reply.int(2)?,
-        })
-    }
-}
-
-impl StockLevel {
-    /// A `stock` reply: available, held, sold, total, version.
-    fn from_reply(reply: &Reply) -> Result<StockLevel, MalformedReply> {
-        Ok(StockLevel {
-            available: reply.count(0)?,
-            held: reply.count(1)?,
-            sold: reply.count(2)?,
-            total: reply.unsigned(3)?,
-            version: reply.unsigned(4)?,
-        })
-    }
+    check_id(text).is_ok()
 }

@@ -20,6 +20,8 @@
 //! * [`reply`]: a function's reply, read without a panic.
 //! * [`values`]: the plain values where the local engine's do not fit.
 //! * [`inventory`]: [`RedisInventory`], the client every node uses.
+//! * [`call`]: how a call is built and how it ends as clients see it (a failure answered
+//!   `unavailable` or `internal`, a function's refusal as the local engine's error).
 //! * [`orders`]: orders read back (by id, by checkout key, a page of a buyer's or partner's
 //!   orders, with the order book's paging), decoded into `StoredOrder`.
 //! * [`charging`]: the "charging" marker written before the gateway is called, cleared by the
@@ -76,6 +78,7 @@
 //! one `GET` each after the list's ids; and give the charging markers the product's tag (one
 //! `bl:{P}:charging` set a product, swept product by product like the due holds).
 
+mod call;
 mod catalog;
 mod catalog_sync;
 mod charging;

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use redis::Cmd;
 
-use super::inventory::{RedisInventory, fcall, malformed, read};
+use super::call::{fcall, malformed, read};
+use super::inventory::RedisInventory;
 use super::keys;
 use super::reply::Reply;
 use crate::checkout::order::{Page, StoredOrder};
