@@ -382,6 +382,88 @@ async fn while_the_bus_is_down_ingest_and_readyz_answer_unavailable() {
     assert_eq!(reply["code"], "unavailable", "{reply}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_bus_comes_back_a_node_reads_the_stream_again_from_where_it_was() {
+    let Some(mut cluster) = BusCluster::start() else {
+        return;
+    };
+    let a = cluster.node();
+    ready(a.addr).await;
+    let (mut client, _) = subscribe_all(a.addr, None).await;
+    let (status, _) = cluster.ingest(a.addr, &tweets("before", 1, 5)).await;
+    assert_eq!(status, 200);
+    let before = read_tweets(&mut client, 5).await;
+
+    cluster.nats.kill();
+    cluster.nats.restart();
+    // Ingest answers unavailable until the node is connected again, then takes tweets.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, reply) = cluster.ingest(a.addr, &tweets("after", 1, 5)).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(
+            (status, &reply["code"]),
+            (503, &json!("unavailable")),
+            "{reply}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the node never took tweets again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ready(a.addr).await;
+    // The same client, on the same connection: no seq repeated, none skipped.
+    let after = read_tweets(&mut client, 5).await;
+    assert_eq!(
+        ids(&after),
+        ["after-1", "after-2", "after-3", "after-4", "after-5"]
+    );
+    assert_eq!(
+        view(&after[0]).0,
+        view(&before[4]).0 + 1,
+        "the stream goes on"
+    );
+}
+
+#[test]
+fn an_existing_stream_with_other_subjects_is_refused_at_start() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(cluster.nats.url())
+            .await
+            .expect("NATS answers");
+        async_nats::jetstream::new(client)
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: "SOMEONE_ELSES".into(),
+                subjects: vec!["orders.>".into()],
+                ..Default::default()
+            })
+            .await
+            .expect("a stream of another application");
+    });
+    let dir = tempfile::tempdir().expect("a data dir");
+    let mut args = cluster.args();
+    args.extend(["--bus-stream".into(), "SOMEONE_ELSES".into()]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_buyline"))
+        .args(&args)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("buyline runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("SOMEONE_ELSES") && stderr.contains("orders.>"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bus_without_store_is_refused_at_start_naming_both_flags() {
     let dir = tempfile::tempdir().expect("a data dir");

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_nats::connection::State;
+use tokio::sync::watch;
 
 /// The node's view of the bus.
 #[derive(Debug)]
@@ -15,15 +16,26 @@ pub struct BusHealth {
     caught_up: AtomicBool,
     /// The stream sequence of the last message applied (0: none yet).
     applied: AtomicU64,
+    /// Counts the client's connections (the first, then each reconnection): the reader
+    /// makes its consumer again on each, as a restarted server has forgotten it.
+    connections: watch::Receiver<u64>,
 }
 
 impl BusHealth {
-    pub(crate) fn new(client: async_nats::Client) -> Self {
+    pub(crate) fn new(client: async_nats::Client, connections: watch::Receiver<u64>) -> Self {
         BusHealth {
             client,
             caught_up: AtomicBool::new(false),
             applied: AtomicU64::new(0),
+            connections,
         }
+    }
+
+    /// A receiver that changes on each new connection after this call.
+    pub(crate) fn connections(&self) -> watch::Receiver<u64> {
+        let mut connections = self.connections.clone();
+        connections.mark_unchanged();
+        connections
     }
 
     /// Whether the client is connected to the NATS server now.

@@ -22,6 +22,7 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use futures_util::{FutureExt, StreamExt};
+use tokio::sync::watch;
 
 use crate::bus::health::BusHealth;
 use crate::codec;
@@ -53,6 +54,8 @@ pub struct StreamReader {
     caught_up_at: u64,
     /// Messages after the last one read, as the server last said.
     lag: u64,
+    /// Changes on each new connection to the server: the consumer is made again then.
+    connections: watch::Receiver<u64>,
 }
 
 impl StreamReader {
@@ -65,6 +68,7 @@ impl StreamReader {
         caught_up_at: u64,
     ) -> Self {
         assert!(from >= 1, "stream sequences start at 1");
+        let connections = health.connections();
         StreamReader {
             js,
             stream,
@@ -73,6 +77,7 @@ impl StreamReader {
             next: from,
             caught_up_at,
             lag: 0,
+            connections,
         }
     }
 
@@ -144,7 +149,15 @@ impl StreamReader {
         messages: &mut Ordered,
     ) -> (Vec<SequencedTweet>, Result<(), String>) {
         let mut batch = Vec::new();
-        let mut next = Some(messages.next().await);
+        let first = tokio::select! {
+            first = messages.next() => first,
+            // A server that restarted has forgotten the consumer (and the client may take
+            // several missed heartbeats to notice): make it again at once.
+            _ = self.connections.changed() => {
+                return (batch, Err("reconnected to the NATS server".into()));
+            }
+        };
+        let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
                 None => return (batch, Err("the consumer ended".into())),

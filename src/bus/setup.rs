@@ -15,6 +15,7 @@ use async_nats::jetstream::stream::{
     Config as StreamConfig, DiscardPolicy, RetentionPolicy, StorageType,
 };
 use async_nats::jetstream::{self, Context};
+use tokio::sync::watch;
 
 use crate::bus::error::BusError;
 use crate::bus::health::BusHealth;
@@ -67,13 +68,16 @@ impl Bus {
     pub async fn connect(settings: &BusSettings) -> Result<Bus, BusError> {
         let url = settings.url.redacted().to_owned();
         let shown = url.clone();
+        let (connections_tx, connections) = watch::channel(0u64);
+        let connections_tx = Arc::new(connections_tx);
         let client = async_nats::ConnectOptions::new()
             .name("buyline")
             .connection_timeout(CONNECT_TIMEOUT)
             .max_reconnects(None)
             .event_callback(move |event| {
                 let url = shown.clone();
-                async move { log_event(&url, event) }
+                let connections = Arc::clone(&connections_tx);
+                async move { on_event(&url, &connections, event) }
             })
             .connect(settings.url.expose())
             .await
@@ -93,7 +97,7 @@ impl Bus {
             js,
             stream: settings.stream.clone(),
             tweets_subject: format!("{}.tweets", settings.stream),
-            health: Arc::new(BusHealth::new(client)),
+            health: Arc::new(BusHealth::new(client, connections)),
         };
         bus.ensure_stream(settings).await?;
         Ok(bus)
@@ -230,12 +234,20 @@ fn is_not_found(kind: GetStreamErrorKind) -> bool {
     matches!(kind, GetStreamErrorKind::JetStream(error) if error.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
-/// Logs a change of the connection's state once, and keeps the gauge in step.
-fn log_event(url: &str, event: async_nats::Event) {
+/// Logs a change of the connection's state once, keeps the gauge in step, and counts the
+/// connections (the reader watches that count).
+fn on_event(url: &str, connections: &watch::Sender<u64>, event: async_nats::Event) {
     match event {
         async_nats::Event::Connected => {
             telemetry::bus_connected(true);
-            tracing::info!(%url, "bus reconnected");
+            let mut first = false;
+            connections.send_modify(|n| {
+                first = *n == 0;
+                *n += 1;
+            });
+            if !first {
+                tracing::info!(%url, "bus reconnected");
+            }
         }
         async_nats::Event::Disconnected => {
             telemetry::bus_connected(false);
