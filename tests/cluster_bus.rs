@@ -380,6 +380,14 @@ async fn while_the_bus_is_down_ingest_and_readyz_answer_unavailable() {
     let (status, reply) = cluster.ingest(a.addr, &tweets("down", 1, 5)).await;
     assert_eq!(status, 503, "{reply}");
     assert_eq!(reply["code"], "unavailable", "{reply}");
+    // The ingest WebSocket hears it per batch and keeps its connection.
+    let url = format!("ws://{}/v1/ingest", a.addr);
+    let mut producer = Client::connect_with_token(&url, &cluster.ingest_token()).await;
+    for round in 1..=2 {
+        producer.send(tweets("ws-down", round, 1).remove(0)).await;
+        let error = producer.recv_type("error").await;
+        assert_eq!(error["code"], "unavailable", "{error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
