@@ -67,6 +67,13 @@ impl BusCluster {
         BuylineProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// A node with `extra` flags after the cluster's.
+    fn node_with(&self, extra: &[&str]) -> BuylineProcess {
+        let mut args = self.args();
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        BuylineProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
     /// A node on this bus and store, on `data_dir`.
     fn node_in(&self, data_dir: &Path) -> BuylineProcess {
         let args = self.args();
@@ -498,4 +505,119 @@ fn bus_without_store_is_refused_at_start_naming_both_flags() {
         .filter_map(|e| e.ok().map(|e| e.file_name()))
         .collect();
     assert!(entries.is_empty(), "{entries:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_message_that_is_not_a_tweet_takes_a_seq_and_loses_nothing() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let (a, b) = (cluster.node(), cluster.node());
+    ready(a.addr).await;
+    ready(b.addr).await;
+    let (mut live, _) = subscribe_all(a.addr, None).await;
+    let (status, _) = cluster.ingest(a.addr, &tweets("hole", 1, 1)).await;
+    assert_eq!(status, 200);
+    let nats = async_nats::connect(cluster.nats.url())
+        .await
+        .expect("NATS answers");
+    let js = async_nats::jetstream::new(nats);
+    // Another kind of message (the catalog, one day), and bytes that are no tweet at all.
+    for (subject, payload) in [("BUYLINE.catalog", "{}"), ("BUYLINE.tweets", "not bincode")] {
+        js.publish(subject, payload.into())
+            .await
+            .expect("published")
+            .await
+            .expect("acknowledged");
+    }
+    let (status, _) = cluster.ingest(a.addr, &tweets("hole", 2, 1)).await;
+    assert_eq!(status, 200);
+    let frames = read_tweets(&mut live, 2).await;
+    assert_eq!(ids(&frames), ["hole-1", "hole-2"]);
+    let (first, second) = (view(&frames[0]).0, view(&frames[1]).0);
+    assert_eq!(second, first + 3, "the two other messages took seqs");
+
+    // A replay across the hole, on the other node: no gap, no lagged, both tweets.
+    let (mut replay, _) = subscribe_all(b.addr, Some(first - 1)).await;
+    let frames = read_tweets(&mut replay, 2).await;
+    assert_eq!(ids(&frames), ["hole-1", "hole-2"]);
+    let (mut after_hole, _) = subscribe_all(b.addr, Some(first + 1)).await;
+    assert_eq!(ids(&read_tweets(&mut after_hole, 1).await), ["hole-2"]);
+    assert_eq!(after_hole.quiet_for(Duration::from_millis(300)).await, None);
+
+    // A node started now refills its ring with the last 3 seqs: the hole and hole-2. A client
+    // that saw hole-1 missed nothing there, so it gets no gap.
+    let c = cluster.node_with(&["--history", "3"]);
+    ready(c.addr).await;
+    let (mut on_c, _) = subscribe_all(c.addr, Some(first)).await;
+    assert_eq!(ids(&read_tweets(&mut on_c, 1).await), ["hole-2"]);
+    let (mut too_old, _) = subscribe_all(c.addr, Some(first - 1)).await;
+    let gap = too_old.recv_type("gap").await;
+    assert_eq!(gap["oldest"], json!(second), "{gap}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_metrics_show_the_stream_and_pass_promtool() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let a = cluster.node();
+    ready(a.addr).await;
+    let (mut client, _) = subscribe_all(a.addr, None).await;
+    let (status, _) = cluster.ingest(a.addr, &tweets("metric", 1, 10)).await;
+    assert_eq!(status, 200);
+    read_tweets(&mut client, 10).await;
+    // The stream's info is read every 5 s, and the recorder folds histograms on its upkeep.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", a.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "buyline_bus_connected 1",
+        "buyline_bus_applied_seq 10",
+        "buyline_bus_consumer_lag_messages 0",
+        "buyline_bus_stream_first_seq 1",
+        "buyline_bus_stream_last_seq 10",
+        "buyline_bus_published_total{outcome=\"stored\"} 10",
+        "buyline_bus_publish_ack_seconds_bucket",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    let Some(promtool) = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+    else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "promtool is missing under CI=true"
+        );
+        eprintln!("\n*** SKIPPING the promtool check: promtool is not installed ***\n");
+        return;
+    };
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("written");
+    let output = check.wait_with_output().expect("promtool's verdict");
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
