@@ -106,7 +106,7 @@ impl StreamReader {
             if attempt > 0 {
                 tracing::info!(stream = %self.stream, from = self.next, "reading the bus stream again");
             }
-            attempt = 0;
+            let opened_at = self.next;
             loop {
                 let (batch, lost) = self.read_batch(&mut messages).await;
                 if !batch.is_empty() && deliver(batch).await.is_err() {
@@ -118,6 +118,14 @@ impl StreamReader {
                     telemetry::bus_consumer_restart();
                     break;
                 }
+            }
+            // A consumer lost before it delivered anything backs off like a failed open, so a
+            // stream that keeps failing is not hammered; one that made progress starts afresh.
+            if self.next == opened_at {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt = attempt.saturating_add(1);
+            } else {
+                attempt = 0;
             }
         }
     }
