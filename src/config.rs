@@ -29,6 +29,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::{Deserialize, Deserializer};
 
+pub use bus_url::BusUrl;
 pub use store_url::StoreUrl;
 
 /// Where the server's tweets come from, besides the ingest endpoints, which are always open.
@@ -144,6 +145,17 @@ pub struct Config {
     /// Where stock, holds, orders and wallets live when several nodes share them
     /// (`--store redis://HOST:PORT[/DB]`); `None` keeps them on this node, in its data dir.
     pub store: Option<StoreUrl>,
+    /// The NATS JetStream server every node of a cluster publishes its accepted tweets to and
+    /// reads the whole firehose from (`--bus nats://HOST:PORT`); `None`: this node numbers its
+    /// own tweets. Needs `store`: a cluster never sells from local inventories.
+    pub bus: Option<BusUrl>,
+    /// The JetStream stream's name (`--bus-stream`), created if missing.
+    pub bus_stream: String,
+    /// Most messages the stream keeps when this node creates it; at least `history`, so a
+    /// node's ring can always be refilled from it.
+    pub bus_max_msgs: u64,
+    /// Longest the stream keeps a message when this node creates it.
+    pub bus_max_age: Duration,
     /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`info,buyline::fanout=debug`).
     pub log: String,
 }
@@ -178,6 +190,10 @@ impl Default for Config {
             max_ingest_body_bytes: 16 * 1024 * 1024,
             idempotency_window: Duration::from_secs(24 * 60 * 60),
             store: None,
+            bus: None,
+            bus_stream: String::from("BUYLINE"),
+            bus_max_msgs: 1_000_000,
+            bus_max_age: Duration::from_secs(24 * 60 * 60),
             log: String::from("info"),
         }
     }
@@ -288,6 +304,7 @@ impl Config {
                 ),
             });
         }
+        self.validate_bus()?;
         // Caught here rather than when logging starts, so a typo fails before anything runs.
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return Err(ConfigError::Invalid {
@@ -298,6 +315,67 @@ impl Config {
         Ok(())
     }
 }
+
+impl Config {
+    /// The bus's rules: it needs the shared store, a stream name NATS takes, and a stream
+    /// that keeps at least what a node's history holds.
+    fn validate_bus(&self) -> Result<(), ConfigError> {
+        if self.bus.is_some() && self.store.is_none() {
+            return Err(ConfigError::Invalid {
+                flag: "--bus",
+                requirement: "needs --store redis://HOST:PORT: a cluster sharing one firehose \
+                    must share one inventory, or two nodes could sell the same unit"
+                    .to_owned(),
+            });
+        }
+        let name_ok = !self.bus_stream.is_empty()
+            && self.bus_stream.len() <= MAX_STREAM_NAME
+            && self
+                .bus_stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        if !name_ok {
+            return Err(ConfigError::Invalid {
+                flag: "--bus-stream",
+                requirement: format!(
+                    "must be 1 to {MAX_STREAM_NAME} letters, digits, '_' or '-', got {:?}",
+                    self.bus_stream
+                ),
+            });
+        }
+        if self.bus_max_msgs < self.history as u64 || self.bus_max_msgs > MAX_BUS_MSGS {
+            return Err(ConfigError::Invalid {
+                flag: "--bus-max-msgs",
+                requirement: format!(
+                    "must be at least --history ({}) and at most {MAX_BUS_MSGS}, got {}",
+                    self.history, self.bus_max_msgs
+                ),
+            });
+        }
+        if self.bus_max_age < MIN_BUS_MAX_AGE || self.bus_max_age > MAX_BUS_MAX_AGE {
+            return Err(ConfigError::Invalid {
+                flag: "--bus-max-age",
+                requirement: format!(
+                    "must be {} to {} seconds, got {}",
+                    MIN_BUS_MAX_AGE.as_secs(),
+                    MAX_BUS_MAX_AGE.as_secs(),
+                    self.bus_max_age.as_secs_f64()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The longest `--bus-stream` name (NATS allows more; a name is also a subject token).
+const MAX_STREAM_NAME: usize = 64;
+/// The most `--bus-max-msgs`: a billion tweets, a few hundred gigabytes of stream.
+const MAX_BUS_MSGS: u64 = 1_000_000_000;
+/// The shortest `--bus-max-age`: the stream's duplicate window (2 minutes), so a retried
+/// tweet is still recognised.
+const MIN_BUS_MAX_AGE: Duration = Duration::from_secs(120);
+/// The longest `--bus-max-age`: a year.
+const MAX_BUS_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// The longest any timeout flag may be: one day.
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -521,6 +599,27 @@ struct ServeArgs {
     #[arg(long, value_name = "URL")]
     store: Option<String>,
 
+    /// Publish accepted tweets to this NATS JetStream server and read the whole firehose from
+    /// it, with every node started with the same URL; needs --store: nats://HOST:PORT
+    /// [default: none, this node numbers its own tweets]
+    // A string here, checked in `resolve`: clap's own error would quote a password.
+    #[arg(long, value_name = "URL")]
+    bus: Option<String>,
+
+    /// The JetStream stream of the firehose, created if missing [default: BUYLINE]
+    #[arg(long, value_name = "NAME")]
+    bus_stream: Option<String>,
+
+    /// Most messages the stream keeps, when this node creates it; at least --history
+    /// [default: 1000000]
+    #[arg(long, value_name = "N")]
+    bus_max_msgs: Option<u64>,
+
+    /// Seconds the stream keeps a message, when this node creates it, 120 to 31536000
+    /// [default: 86400]
+    #[arg(long, value_name = "SECS")]
+    bus_max_age: Option<u64>,
+
     /// Log filter, in tracing EnvFilter syntax [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -572,6 +671,10 @@ impl ServeArgs {
             max_ingest_body_bytes,
             idempotency_window,
             store,
+            bus,
+            bus_stream,
+            bus_max_msgs,
+            bus_max_age,
             log,
         } = self;
         ServeArgs {
@@ -602,6 +705,10 @@ impl ServeArgs {
             max_ingest_body_bytes: max_ingest_body_bytes.or(lower.max_ingest_body_bytes),
             idempotency_window: idempotency_window.or(lower.idempotency_window),
             store: store.or(lower.store),
+            bus: bus.or(lower.bus),
+            bus_stream: bus_stream.or(lower.bus_stream),
+            bus_max_msgs: bus_max_msgs.or(lower.bus_max_msgs),
+            bus_max_age: bus_max_age.or(lower.bus_max_age),
             log: log.or(lower.log),
         }
     }
@@ -638,8 +745,19 @@ impl ServeArgs {
             max_ingest_body_bytes,
             idempotency_window,
             store,
+            bus,
+            bus_stream,
+            bus_max_msgs,
+            bus_max_age,
             log,
         } = self;
+        let bus = bus
+            .map(|text| BusUrl::parse(&text))
+            .transpose()
+            .map_err(|requirement| ConfigError::Invalid {
+                flag: "--bus",
+                requirement,
+            })?;
         let store = store
             .map(|text| StoreUrl::parse(&text))
             .transpose()
@@ -686,6 +804,10 @@ impl ServeArgs {
             idempotency_window: idempotency_window
                 .map_or(defaults.idempotency_window, Duration::from_secs),
             store: store.or(defaults.store),
+            bus: bus.or(defaults.bus),
+            bus_stream: bus_stream.unwrap_or(defaults.bus_stream),
+            bus_max_msgs: bus_max_msgs.unwrap_or(defaults.bus_max_msgs),
+            bus_max_age: bus_max_age.map_or(defaults.bus_max_age, Duration::from_secs),
             log: log.unwrap_or(defaults.log),
         })
     }
@@ -792,6 +914,7 @@ fn file_layer(path: &Path) -> Result<ServeArgs, ConfigError> {
     })
 }
 
+mod bus_url;
 mod store_url;
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //!   endpoints, `/v1/ingest` over WebSocket and NDJSON POST, are routes in [`http`]). Each
 //!   source decodes its input with [`sources::formats`] and hands batches to the
 //!   [`sources::sequencer`], the ingest stage that gives every accepted tweet the next `seq`.
+//!   With `--bus`, sources publish to the [`bus`] instead (a NATS JetStream stream every node
+//!   shares) and `sources::bus_feed` hands the stream, in order, to the decorator: the
+//!   stream's sequence is the `seq`.
 //! * [`decorate`]: the partner index (an immutable snapshot swapped atomically on admin
 //!   writes), URL normalisation, and the decorator actor that adds the buy button and
 //!   serialises each tweet's frame exactly once.
@@ -46,6 +49,7 @@
 // targets and the load tester use is re-exported below, by hand, one line a module. A `pub`
 // item not listed is the crate's own.
 mod auth;
+mod bus;
 mod checkout;
 mod clock;
 mod codec;

@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use tokio::sync::{oneshot, watch};
 
 use crate::auth::{self, TokenSigner};
+use crate::bus::{Bus, BusSettings};
 use crate::checkout::fingerprint::FingerprintKey;
 use crate::checkout::gateway::{PaymentGateway, SandboxGateway};
 use crate::checkout::order_book::OrderBook;
@@ -39,10 +40,10 @@ use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
 use crate::model::{Order, Product};
 use crate::sessions::connection_limit::ConnectionLimiter;
 use crate::sessions::stream::StreamSettings;
-use crate::sources::driver;
 use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
 use crate::sources::tweet_log::TweetLog;
+use crate::sources::{bus_feed, driver};
 use crate::store::Store;
 use crate::store::redis::{ChannelTargets, OrderPublisher, RedisStore};
 use crate::telemetry;
@@ -187,6 +188,59 @@ impl StoreSetup {
     }
 }
 
+/// Where `seq` will come from: this node's counter (resumed from the data dir before the
+/// server's thread starts), or the bus (connected on that thread).
+enum FirehoseSetup {
+    Local(SeqFloor),
+    Bus(BusSettings),
+}
+
+/// Where `seq` comes from, ready.
+enum Firehose {
+    /// This node's sequencer, resuming above `seq.floor`.
+    Local(SeqFloor),
+    /// The bus's stream, read from `from` on; the node is caught up at `caught_up_at`.
+    Bus {
+        bus: Arc<Bus>,
+        from: u64,
+        caught_up_at: u64,
+    },
+}
+
+impl FirehoseSetup {
+    /// Connects the bus (and creates or checks its stream) if there is one; tells the
+    /// history ring which seqs it will never hold (those before this run's first).
+    async fn open(self, history_len: usize, history: &HistoryRing) -> anyhow::Result<Firehose> {
+        let firehose = match self {
+            FirehoseSetup::Local(floor) => Firehose::Local(floor),
+            FirehoseSetup::Bus(settings) => {
+                let bus = Bus::connect(&settings).await?;
+                // The ring refills from the stream: its last `--history` messages.
+                let (from, caught_up_at) = bus.start_position(history_len).await?;
+                tracing::info!(stream = %settings.stream, from, caught_up_at,
+                    "reading the firehose from the bus; ready once caught up");
+                Firehose::Bus {
+                    bus: Arc::new(bus),
+                    from,
+                    caught_up_at,
+                }
+            }
+        };
+        history.forget_through(firehose.first_seq() - 1);
+        Ok(firehose)
+    }
+}
+
+impl Firehose {
+    /// The first seq this run can deliver.
+    fn first_seq(&self) -> u64 {
+        match self {
+            Firehose::Local(floor) => floor.first(),
+            Firehose::Bus { from, .. } => *from,
+        }
+    }
+}
+
 /// Stock and holds (the journal), orders and wallets in the data dir.
 fn open_local_store(
     config: &Config,
@@ -244,8 +298,18 @@ pub fn start(
     let fingerprints = FingerprintKey::derive(&secret);
     let catalog_store = Arc::new(CatalogStore::new(index));
     let history = Arc::new(HistoryRing::new(config.history));
-    let seq_floor = SeqFloor::open(&config.data_dir)
-        .context("the firehose sequence numbers could not be resumed")?;
+    let firehose = match &config.bus {
+        None => FirehoseSetup::Local(
+            SeqFloor::open(&config.data_dir)
+                .context("the firehose sequence numbers could not be resumed")?,
+        ),
+        Some(url) => FirehoseSetup::Bus(BusSettings {
+            url: url.clone(),
+            stream: config.bus_stream.clone(),
+            max_msgs: config.bus_max_msgs,
+            max_age: config.bus_max_age,
+        }),
+    };
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
@@ -262,6 +326,13 @@ pub fn start(
                     return;
                 }
             };
+            let firehose = match system.block_on(firehose.open(config.history, &history)) {
+                Ok(firehose) => firehose,
+                Err(error) => {
+                    let _ = started_tx.send(Err(error));
+                    return;
+                }
+            };
             let pipeline = Pipeline {
                 config,
                 listener,
@@ -272,7 +343,7 @@ pub fn start(
                 history,
                 store,
                 fingerprints,
-                seq_floor,
+                firehose,
             };
             system.block_on(pipeline.run(started_tx, async move {
                 tokio::select! {
@@ -312,8 +383,8 @@ struct Pipeline {
     store: Store,
     /// The key checkout idempotency keys' request fingerprints are made under.
     fingerprints: FingerprintKey,
-    /// Where `seq` resumes: above every seq an earlier run handed out.
-    seq_floor: SeqFloor,
+    /// Where `seq` comes from: this node's counter, or the bus's stream.
+    firehose: Firehose,
 }
 
 impl Pipeline {
@@ -337,9 +408,26 @@ impl Pipeline {
             history: _,
             store,
             fingerprints,
-            seq_floor,
+            firehose,
         } = self;
-        let tweet_log = TweetLog::Local(Sequencer::new(decorator, seq_floor).start());
+        let (tweet_log, bus_health) = match firehose {
+            Firehose::Local(seq_floor) => (
+                TweetLog::Local(Sequencer::new(decorator, seq_floor).start()),
+                None,
+            ),
+            Firehose::Bus {
+                bus,
+                from,
+                caught_up_at,
+            } => {
+                bus_feed::spawn(bus.reader(from, caught_up_at), decorator);
+                actix_rt::spawn(Arc::clone(&bus).watch_stream());
+                (
+                    TweetLog::Bus(Arc::new(bus.publisher())),
+                    Some(Arc::clone(bus.health())),
+                )
+            }
+        };
         // With --store, the sandbox's ledger is in Redis: a retry on another node never
         // charges twice.
         let gateway: Arc<dyn PaymentGateway> = match &store {
@@ -369,6 +457,7 @@ impl Pipeline {
             store: store.clone(),
             checkout: Arc::clone(&checkout),
             tweet_log: tweet_log.clone(),
+            bus: bus_health,
             signer,
             metrics: metrics.clone(),
             connections: ConnectionLimiter::new(config.max_connections),
@@ -420,7 +509,7 @@ impl Pipeline {
         let mut threads = Vec::new();
         for id in 0..config.shards {
             let arbiter = Arbiter::new();
-            let first_seq = self.seq_floor.first();
+            let first_seq = self.firehose.first_seq();
             let (history, catalog, limits) = (
                 Arc::clone(&self.history),
                 Arc::clone(&self.catalog_store),

@@ -49,6 +49,15 @@ const STOCK_RESYNCS: &str = "buyline_stock_channel_resyncs_total";
 const ORDER_MESSAGES: &str = "buyline_order_channel_messages_total";
 const CATALOG_APPLIED: &str = "buyline_catalog_versions_applied_total";
 const SUBSCRIPTION_LOST: &str = "buyline_redis_subscription_lost_total";
+const BUS_PUBLISH_ACK_SECONDS: &str = "buyline_bus_publish_ack_seconds";
+const BUS_PUBLISHED: &str = "buyline_bus_published_total";
+const BUS_CONNECTED: &str = "buyline_bus_connected";
+const BUS_CONSUMER_LAG: &str = "buyline_bus_consumer_lag_messages";
+const BUS_APPLIED_SEQ: &str = "buyline_bus_applied_seq";
+const BUS_STREAM_FIRST_SEQ: &str = "buyline_bus_stream_first_seq";
+const BUS_STREAM_LAST_SEQ: &str = "buyline_bus_stream_last_seq";
+const BUS_MESSAGES_SKIPPED: &str = "buyline_bus_messages_skipped_total";
+const BUS_CONSUMER_RESTARTS: &str = "buyline_bus_consumer_restarts_total";
 const PROCESS_CPU: &str = "process_cpu_seconds_total";
 const PROCESS_CPU_PRECISE: &str = "buyline_process_cpu_seconds";
 const PROCESS_RSS: &str = "process_resident_memory_bytes";
@@ -87,6 +96,12 @@ pub fn install() -> PrometheusHandle {
                         LATENCY_BUCKETS,
                     )
                 })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(BUS_PUBLISH_ACK_SECONDS.to_string()),
+                        LATENCY_BUCKETS,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -121,6 +136,42 @@ fn describe() {
         "Stream notices (delete, limit, ...) counted and not delivered, by kind."
     );
     describe_counter!(TWEETS_DECORATED, "Tweets through the decorator.");
+    describe_histogram!(
+        BUS_PUBLISH_ACK_SECONDS,
+        "With --bus: time from a batch's first publish to the stream's last acknowledgement of it."
+    );
+    describe_counter!(
+        BUS_PUBLISHED,
+        "With --bus: tweets the stream acknowledged, by outcome (stored, or duplicate: an id it already had within its window)."
+    );
+    describe_gauge!(
+        BUS_CONNECTED,
+        "With --bus: whether this node is connected to the NATS server (1) or not (0)."
+    );
+    describe_gauge!(
+        BUS_CONSUMER_LAG,
+        "With --bus: messages in the stream after the last one this node applied."
+    );
+    describe_gauge!(
+        BUS_APPLIED_SEQ,
+        "With --bus: the stream sequence of the last message this node applied."
+    );
+    describe_gauge!(
+        BUS_STREAM_FIRST_SEQ,
+        "With --bus: the stream's first sequence (the oldest it still holds)."
+    );
+    describe_gauge!(
+        BUS_STREAM_LAST_SEQ,
+        "With --bus: the stream's last sequence."
+    );
+    describe_counter!(
+        BUS_MESSAGES_SKIPPED,
+        "With --bus: stream messages this node read but did not deliver, by reason (unreadable, other_subject)."
+    );
+    describe_counter!(
+        BUS_CONSUMER_RESTARTS,
+        "With --bus: times this node's consumer of the stream was lost and made again."
+    );
     describe_counter!(BUY_BUTTONS, "Tweets that got a buy button.");
     describe_counter!(FRAMES_SENT, "Frames written to WebSocket clients.");
     describe_counter!(
@@ -469,6 +520,46 @@ pub fn redis_call(function: &'static str, elapsed: Duration, error: Option<&'sta
     if let Some(kind) = error {
         counter!(REDIS_ERRORS, "kind" => kind).increment(1);
     }
+}
+
+/// The stream acknowledged a batch of `stored + duplicates` tweets, the last `elapsed` after
+/// the first was published.
+pub fn bus_published(stored: u64, duplicates: u64, elapsed: Duration) {
+    histogram!(BUS_PUBLISH_ACK_SECONDS).record(elapsed.as_secs_f64());
+    counter!(BUS_PUBLISHED, "outcome" => "stored").increment(stored);
+    counter!(BUS_PUBLISHED, "outcome" => "duplicate").increment(duplicates);
+}
+
+/// `n` tweets an ingest connection sent while the tweet log was unavailable (not accepted).
+pub fn tweets_unavailable(source: &'static str, n: u64) {
+    counter!(TWEETS_REJECTED, "source" => source, "reason" => "unavailable").increment(n);
+}
+
+/// Whether this node is connected to the bus now.
+pub fn bus_connected(connected: bool) {
+    gauge!(BUS_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
+/// This node applied the stream up to `seq`, with `lag` messages after it.
+pub fn bus_applied(seq: u64, lag: u64) {
+    gauge!(BUS_APPLIED_SEQ).set(seq as f64);
+    gauge!(BUS_CONSUMER_LAG).set(lag as f64);
+}
+
+/// The stream's first and last sequence, as its info last reported them.
+pub fn bus_stream_seqs(first: u64, last: u64) {
+    gauge!(BUS_STREAM_FIRST_SEQ).set(first as f64);
+    gauge!(BUS_STREAM_LAST_SEQ).set(last as f64);
+}
+
+/// `n` stream messages read but not delivered, for `reason`.
+pub fn bus_messages_skipped(reason: &'static str, n: u64) {
+    counter!(BUS_MESSAGES_SKIPPED, "reason" => reason).increment(n);
+}
+
+/// The stream's consumer was lost and is made again.
+pub fn bus_consumer_restart() {
+    counter!(BUS_CONSUMER_RESTARTS).increment(1);
 }
 
 /// Whether this node reaches Redis now.

@@ -45,7 +45,8 @@ impl StoreUrl {
             Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
             None => (None, authority),
         };
-        let (host, port) = split_host_port(host_port)?;
+        let (host, port) = split_host_port(host_port, DEFAULT_PORT)
+            .map_err(|e| e.replace("SCHEME://HOST:PORT", "redis://HOST:PORT[/DB]"))?;
         let db = match path {
             "" | "/" => None,
             _ => {
@@ -92,8 +93,9 @@ impl StoreUrl {
     }
 }
 
-/// `HOST[:PORT]` (IPv6 in brackets), checked; the port defaults to Redis's.
-fn split_host_port(host_port: &str) -> Result<(&str, u16), String> {
+/// `HOST[:PORT]` (IPv6 in brackets), checked; the port defaults to `default_port`. An error
+/// names the URL's shape as `SCHEME://HOST:PORT`, for the caller to fill in.
+pub(super) fn split_host_port(host_port: &str, default_port: u16) -> Result<(&str, u16), String> {
     let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
         let end = bracketed
             .find(']')
@@ -111,10 +113,10 @@ fn split_host_port(host_port: &str) -> Result<(&str, u16), String> {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
         });
     if !host_ok {
-        return Err("must name a host: redis://HOST:PORT[/DB]".to_owned());
+        return Err("must name a host: SCHEME://HOST:PORT".to_owned());
     }
     let port = match port {
-        None => DEFAULT_PORT,
+        None => default_port,
         Some(port) => match port.parse::<u16>() {
             Ok(port) if port > 0 => port,
             _ => return Err("has a port that is not a number from 1 to 65535".to_owned()),

@@ -360,3 +360,69 @@ fn a_bad_store_url_names_the_flag_and_never_echoes_a_password() {
     let config = from_args(["buyline", "--store", "redis://:hunter2@db:6379"], no_env).expect("ok");
     assert!(!format!("{config:?}").contains("hunter2"));
 }
+
+#[test]
+fn bus_comes_from_every_layer_with_its_stream_and_limits() {
+    assert_eq!(Config::default().bus, None);
+    let file = toml_file(
+        "store = \"redis://db\"\nbus = \"nats://file-host:4222\"\nbus_stream = \"FILE\"\nbus_max_msgs = 200000\nbus_max_age = 3600\n",
+    );
+    let config = from_args(["buyline", "--config", &path_arg(&file)], no_env).expect("valid");
+    let shown = |config: &Config| config.bus.as_ref().map(|url| url.redacted().to_owned());
+    assert_eq!(shown(&config).as_deref(), Some("nats://file-host:4222"));
+    assert_eq!(config.bus_stream, "FILE");
+    assert_eq!(config.bus_max_msgs, 200_000);
+    assert_eq!(config.bus_max_age, Duration::from_secs(3600));
+    let env = env_of(&[
+        ("BUYLINE_CONFIG", &path_arg(&file)),
+        ("BUYLINE_BUS", "nats://env-host:4223"),
+        ("BUYLINE_BUS_STREAM", "ENV"),
+    ]);
+    let config = from_args(["buyline"], &env).expect("valid");
+    assert_eq!(shown(&config).as_deref(), Some("nats://env-host:4223"));
+    assert_eq!(config.bus_stream, "ENV");
+    let config = from_args(["buyline", "--bus", "nats://cli-host"], &env).expect("valid");
+    assert_eq!(shown(&config).as_deref(), Some("nats://cli-host:4222"));
+}
+
+#[test]
+fn bus_without_store_is_refused_naming_both_flags() {
+    let err = from_args(["buyline", "--bus", "nats://127.0.0.1:4222"], no_env)
+        .expect_err("--bus needs --store");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("--bus") && message.contains("--store"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_bad_bus_setting_names_its_flag_and_never_echoes_a_password() {
+    let store = ["buyline", "--store", "redis://db"];
+    for (args, flag) in [
+        (vec!["--bus", "nats://:hunter2@bus:notaport"], "--bus"),
+        (vec!["--bus", "http://:hunter2@bus:4222"], "--bus"),
+        (vec!["--bus-stream", "has.dot"], "--bus-stream"),
+        (vec!["--bus-max-msgs", "10"], "--bus-max-msgs"),
+        (vec!["--bus-max-age", "5"], "--bus-max-age"),
+    ] {
+        let all: Vec<&str> = store.iter().copied().chain(args).collect();
+        let message = from_args(all.clone(), no_env)
+            .expect_err("refused")
+            .to_string();
+        assert!(message.starts_with(flag), "{all:?}: {message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+    let config = from_args(
+        [
+            "buyline",
+            "--store",
+            "redis://db",
+            "--bus",
+            "nats://u:hunter2@bus:4222",
+        ],
+        no_env,
+    )
+    .expect("ok");
+    assert!(!format!("{config:?}").contains("hunter2"));
+}

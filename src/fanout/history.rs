@@ -5,6 +5,11 @@
 //! bounded step at a time (see [`crate::fanout::replay`]). Readers are short, so a `RwLock` is
 //! the simple right choice here; the hot path takes the write lock once per batch, not per
 //! tweet.
+//!
+//! Seqs rise but need not be consecutive: on a bus (`--bus`) the seq is the stream's
+//! sequence, and messages that are not tweets (or could not be read) take seqs too. So the ring
+//! never infers a loss from a hole between two seqs; it keeps `lost_through`, the newest seq it
+//! dropped or never had, and a seq above that which it does not hold was never a tweet.
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
@@ -15,16 +20,25 @@ use crate::telemetry;
 
 /// The retained tail of the firehose.
 pub struct HistoryRing {
-    tweets: RwLock<VecDeque<Arc<DecoratedTweet>>>,
+    tweets: RwLock<Retained>,
     /// Most tweets kept; the oldest fall off first.
     capacity: usize,
+}
+
+/// The ring's contents, under one lock.
+struct Retained {
+    tweets: VecDeque<Arc<DecoratedTweet>>,
+    /// The newest seq that fell off, or that this run will never hold (before its first seq):
+    /// every tweet with a seq at or below it is gone; every seq above it that the ring lacks
+    /// (up to the newest pushed) was never a tweet.
+    lost_through: u64,
 }
 
 /// Where one bounded read through the ring stopped.
 #[derive(Debug, PartialEq, Eq)]
 pub struct HistoryRead {
-    /// Seqs at or after the read's start that had already fallen off the ring (seqs are
-    /// consecutive within a run, so this counts tweets of the firehose, matching or not).
+    /// Seqs at or after the read's start that had already fallen off the ring: tweets of the
+    /// firehose, matching or not (an upper bound where seqs are not consecutive).
     pub evicted: u64,
     /// The next seq to read: every seq below it (up to `upto`) was visited or had fallen off.
     pub next: u64,
@@ -33,19 +47,44 @@ pub struct HistoryRead {
 impl HistoryRing {
     pub fn new(capacity: usize) -> Self {
         HistoryRing {
-            tweets: RwLock::new(VecDeque::with_capacity(capacity.min(1 << 16))),
+            tweets: RwLock::new(Retained {
+                tweets: VecDeque::with_capacity(capacity.min(1 << 16)),
+                lost_through: 0,
+            }),
             capacity: capacity.max(1),
         }
+    }
+
+    /// Marks every seq up to `seq` as gone for good: what a run that starts numbering (or
+    /// reading a stream) above `seq` calls before its first push, so a `since` below it gets
+    /// `gap`.
+    pub fn forget_through(&self, seq: u64) {
+        let mut retained = self.tweets.write().unwrap_or_else(|p| p.into_inner());
+        debug_assert!(
+            retained.tweets.front().is_none_or(|t| t.seq > seq),
+            "forgetting seqs the ring still holds"
+        );
+        retained.lost_through = retained.lost_through.max(seq);
     }
 
     /// Appends a batch (in seq order), evicting the oldest beyond capacity.
     pub fn push_batch(&self, batch: &[Arc<DecoratedTweet>]) {
         let len = {
-            let mut tweets = self.tweets.write().unwrap_or_else(|p| p.into_inner());
+            let mut retained = self.tweets.write().unwrap_or_else(|p| p.into_inner());
+            let Retained {
+                tweets,
+                lost_through,
+            } = &mut *retained;
             let keep = batch.len().min(self.capacity);
             let overflow = (tweets.len() + keep).saturating_sub(self.capacity);
             let evict = overflow.min(tweets.len());
+            if let Some(last) = evict.checked_sub(1).and_then(|at| tweets.get(at)) {
+                *lost_through = (*lost_through).max(last.seq);
+            }
             tweets.drain(..evict);
+            if let Some(skipped) = batch.len().checked_sub(keep + 1) {
+                *lost_through = (*lost_through).max(batch[skipped].seq);
+            }
             tweets.extend(batch[batch.len() - keep..].iter().cloned());
             tweets.len()
         };
@@ -55,11 +94,15 @@ impl HistoryRing {
     /// `Some(oldest seq a replay can still start at)` when tweets after `since` (up to `upto`,
     /// the newest delivered) are no longer retained: what a `gap` notice reports.
     pub fn gap(&self, since: u64, upto: u64) -> Option<u64> {
-        let tweets = self.tweets.read().unwrap_or_else(|p| p.into_inner());
+        let retained = self.tweets.read().unwrap_or_else(|p| p.into_inner());
         // With nothing retained (a restart: the ring is not kept), the oldest a client could
-        // still get is the next tweet, so any `since` below `upto` has missed some.
-        let oldest = tweets.front().map_or(upto.saturating_add(1), |t| t.seq);
-        (since.saturating_add(1) < oldest && since < upto).then_some(oldest)
+        // still get is the next tweet.
+        let oldest = retained
+            .tweets
+            .front()
+            .map_or(upto.saturating_add(1), |t| t.seq);
+        // Some tweet after `since` is gone exactly when `since` is below the newest lost seq.
+        (since < retained.lost_through && since < upto).then_some(oldest)
     }
 
     /// Visits the retained tweets with `from <= seq <= upto` in seq order, at most `scan_limit`
@@ -77,11 +120,13 @@ impl HistoryRing {
         mut visit: impl FnMut(&Arc<DecoratedTweet>) -> ControlFlow<()>,
     ) -> HistoryRead {
         let end = upto.saturating_add(1);
-        let tweets = self.tweets.read().unwrap_or_else(|p| p.into_inner());
-        let oldest = tweets.front().map_or(end, |t| t.seq).min(end);
+        let retained = self.tweets.read().unwrap_or_else(|p| p.into_inner());
+        let tweets = &retained.tweets;
+        // The first seq that may still be read: a hole above `lost_through` lost nothing.
+        let readable = retained.lost_through.saturating_add(1).min(end);
         let mut read = HistoryRead {
-            evicted: oldest.saturating_sub(from),
-            next: from.max(oldest),
+            evicted: readable.saturating_sub(from),
+            next: from.max(readable),
         };
         if read.evicted > 0 {
             evicted(read.evicted);
@@ -106,7 +151,11 @@ impl HistoryRing {
 
     /// Tweets currently retained.
     pub fn len(&self) -> usize {
-        self.tweets.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.tweets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .tweets
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -122,9 +171,10 @@ mod tests {
 
     use super::*;
 
-    fn ring(capacity: usize, seqs: std::ops::RangeInclusive<u64>) -> HistoryRing {
+    fn ring(capacity: usize, seqs: impl IntoIterator<Item = u64>) -> HistoryRing {
         let ring = HistoryRing::new(capacity);
         let batch: Vec<_> = seqs
+            .into_iter()
             .map(|seq| {
                 Arc::new(DecoratedTweet {
                     seq,
@@ -242,7 +292,45 @@ mod tests {
         assert_eq!(ring.gap(6, 10), None);
         assert_eq!(ring.gap(10, 10), None);
         let empty = HistoryRing::new(4);
+        empty.forget_through(10);
         assert_eq!(empty.gap(3, 10), Some(11));
         assert_eq!(empty.gap(10, 10), None);
+    }
+
+    #[test]
+    fn a_hole_between_seqs_is_not_a_loss() {
+        // On a bus, messages that are not tweets take seqs too.
+        let ring = ring(100, [2, 4, 6, 8]);
+        assert_eq!(ring.gap(1, 8), None);
+        assert_eq!(ring.gap(3, 8), None);
+        let mut seen = Vec::new();
+        let read = ring.read(
+            3,
+            8,
+            100,
+            |lost| panic!("{lost} reported lost"),
+            |t| {
+                seen.push(t.seq);
+                ControlFlow::Continue(())
+            },
+        );
+        assert_eq!((seen, read.next), (vec![4, 6, 8], 9));
+    }
+
+    #[test]
+    fn with_holes_a_gap_is_reported_only_below_the_newest_seq_that_fell_off() {
+        let ring = ring(2, [2, 4, 6, 8, 10]);
+        // 6 fell off, 7 was never a tweet: a client past 6 missed nothing.
+        assert_eq!(ring.gap(5, 10), Some(8));
+        assert_eq!(ring.gap(6, 10), None);
+        assert_eq!(ring.gap(7, 10), None);
+    }
+
+    #[test]
+    fn a_ring_that_starts_above_forgotten_seqs_reports_them_as_a_gap() {
+        let ring = HistoryRing::new(4);
+        ring.forget_through(100);
+        assert_eq!(ring.gap(50, 100), Some(101));
+        assert_eq!(ring.gap(100, 100), None);
     }
 }

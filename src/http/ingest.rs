@@ -3,6 +3,12 @@
 //! Every line is decoded on the accepting shard's thread (parsing spreads over the cores);
 //! accepted tweets go to the sequencer in batches. A bad line is reported by number and costs
 //! the other lines nothing.
+//!
+//! With `--bus`, the batches are published to the stream, and `accepted` counts what the
+//! stream acknowledged; `duplicates` says how many of those it already had (the same tweet id
+//! within its duplicate window: delivered once). While the bus is away the request answers
+//! 503 `unavailable`, and none of it counts as accepted (a retry of the whole body is safe:
+//! what did reach the stream comes back as duplicates).
 
 use axum::body::Body;
 use axum::extract::State;
@@ -14,6 +20,7 @@ use crate::auth::{self, Action};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{HttpState, identity, json_response, read_body};
 use crate::sources::formats::{self, Decoded};
+use crate::sources::tweet_log::AppendError;
 use crate::telemetry;
 
 /// Tweets submitted to the sequencer at a time.
@@ -25,6 +32,9 @@ const MAX_LISTED_ERRORS: usize = 20;
 #[derive(Debug, Default, Serialize)]
 pub struct IngestReport {
     pub accepted: u64,
+    /// Of `accepted`, tweets already in the log (with `--bus`: the same id published within
+    /// the stream's duplicate window), delivered once. Always 0 on a single node.
+    pub duplicates: u64,
     pub rejected: u64,
     /// Notices (delete, limit, ...): valid feed messages that are counted, not delivered.
     pub notices: u64,
@@ -96,21 +106,34 @@ pub async fn post(
             }
         }
         if batch.len() == BATCH {
-            report.accepted += submit(&state, std::mem::take(&mut batch)).await?;
+            submit(&state, std::mem::take(&mut batch), &mut report).await?;
         }
     }
     if !batch.is_empty() {
-        report.accepted += submit(&state, batch).await?;
+        submit(&state, batch, &mut report).await?;
     }
     Ok(json_response(StatusCode::OK, &report))
 }
 
-async fn submit(state: &HttpState, tweets: Vec<crate::model::Tweet>) -> Result<u64, ApiError> {
-    let range = state
-        .app
-        .tweet_log
-        .append("http", tweets)
-        .await
-        .map_err(|stopped| ApiError::internal(stopped.to_string()))?;
-    Ok(range.count)
+async fn submit(
+    state: &HttpState,
+    tweets: Vec<crate::model::Tweet>,
+    report: &mut IngestReport,
+) -> Result<(), ApiError> {
+    let appended =
+        state
+            .app
+            .tweet_log
+            .append("http", tweets)
+            .await
+            .map_err(|error| match error {
+                AppendError::Stopped => ApiError::internal(error.to_string()),
+                AppendError::Unavailable { reason, tweets } => {
+                    telemetry::tweets_unavailable("http", tweets.len() as u64);
+                    ApiError::unavailable(reason)
+                }
+            })?;
+    report.accepted += appended.accepted;
+    report.duplicates += appended.duplicates;
+    Ok(())
 }

@@ -11,6 +11,10 @@
 //! that does not answer within `--ping-timeout` is closed with 1008. A producer blocked by the
 //! sequencer is not read meanwhile; its answer waits in the socket and is read first when
 //! reading resumes, so backpressure alone never closes it.
+//!
+//! With `--bus`, a batch is accepted once the stream acknowledged it; while the bus is away,
+//! each batch gets one `unavailable` error frame naming how many tweets it held, and the
+//! connection stays open.
 
 use std::time::Duration;
 
@@ -35,6 +39,7 @@ use crate::model::Tweet;
 use crate::sessions::connection_limit::ConnectionPermit;
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
 use crate::sources::formats::{self, Decoded};
+use crate::sources::tweet_log::AppendError;
 use crate::telemetry;
 use std::sync::Arc;
 
@@ -115,8 +120,13 @@ async fn run(
         }
         if !session.batch.is_empty() {
             let tweets = std::mem::take(&mut session.batch);
-            if app.tweet_log.append("ws", tweets).await.is_err() {
-                break Some((1011, "ingest stage stopped"));
+            match app.tweet_log.append("ws", tweets).await {
+                Ok(_) => {}
+                Err(AppendError::Stopped) => break Some((1011, "ingest stage stopped")),
+                // The bus is away: the producer hears it per batch and keeps its connection.
+                Err(AppendError::Unavailable { reason, tweets }) => {
+                    session.unavailable(tweets.len(), &reason);
+                }
             }
         }
         if flush_errors(&mut socket, &mut session.errors)
@@ -265,6 +275,14 @@ impl IngestSession {
 
     fn reject(&mut self, reason: &'static str, error: ApiError) {
         telemetry::tweet_rejected("ws", reason);
+        self.errors.push(error.to_frame(None));
+    }
+
+    /// A batch of `count` frames the log could not take now: one `unavailable` error frame
+    /// for all of them (none is accepted; the producer sends them again).
+    fn unavailable(&mut self, count: usize, reason: &str) {
+        telemetry::tweets_unavailable("ws", count as u64);
+        let error = ApiError::unavailable(format!("{count} tweets not accepted: {reason}"));
         self.errors.push(error.to_frame(None));
     }
 }

@@ -24,10 +24,19 @@ pub async fn healthz() -> Response {
 }
 
 /// 200 once every actor runs; 503 while starting or shutting down, and, with a JSON reason,
-/// once the node cannot take reservations (its journal stopped: for good, until a restart).
+/// once the node cannot take reservations (its journal stopped: for good, until a restart),
+/// and with `--bus` until it has caught up with the stream and while the bus is unreachable.
 pub async fn readyz(State(state): State<HttpState>) -> Response {
     if !state.app.ready.load(Ordering::Relaxed) {
         return not_ready("starting or shutting down");
+    }
+    if let Some(reason) = state
+        .app
+        .bus
+        .as_ref()
+        .and_then(|bus| bus.unavailable_reason())
+    {
+        return not_ready(reason);
     }
     match state.app.store.unavailable_reason() {
         Some(reason) => not_ready(&reason),

@@ -11,10 +11,12 @@ use crate::config::FirehoseSource;
 use crate::model::{Catalog, Tweet};
 use crate::sources::replay::{ReplayProgress, ReplayReader};
 use crate::sources::synthetic::SyntheticFirehose;
-use crate::sources::tweet_log::TweetLog;
+use crate::sources::tweet_log::{AppendError, TweetLog};
 
 /// Most tweets submitted in one batch.
 const MAX_BATCH: usize = 1024;
+/// How long a source waits before offering a batch the log could not take again.
+const RETRY_UNAVAILABLE: Duration = Duration::from_millis(500);
 /// How long to sleep when nothing is due yet.
 const TICK: Duration = Duration::from_millis(5);
 
@@ -137,7 +139,26 @@ async fn replay(
     }
 }
 
-/// Appends a batch; false once the log has stopped (shutdown).
-async fn submit(tweet_log: &TweetLog, source: &'static str, tweets: Vec<Tweet>) -> bool {
-    tweet_log.append(source, tweets).await.is_ok()
+/// Appends a batch; false once the log has stopped (shutdown). While the log is unavailable
+/// (the bus is away) it keeps the batch and tries again every [`RETRY_UNAVAILABLE`]: a
+/// built-in source pauses, it does not drop tweets.
+async fn submit(tweet_log: &TweetLog, source: &'static str, mut tweets: Vec<Tweet>) -> bool {
+    let mut warned = false;
+    loop {
+        match tweet_log.append(source, tweets).await {
+            Ok(_) => return true,
+            Err(AppendError::Stopped) => return false,
+            Err(AppendError::Unavailable {
+                reason,
+                tweets: back,
+            }) => {
+                if !warned {
+                    tracing::warn!(source, %reason, "the tweet log is unavailable; the source waits");
+                    warned = true;
+                }
+                tweets = back;
+                tokio::time::sleep(RETRY_UNAVAILABLE).await;
+            }
+        }
+    }
 }

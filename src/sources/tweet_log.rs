@@ -2,49 +2,101 @@
 //! (the built-in ones and the ingest endpoints) appends through it and knows nothing else of
 //! the pipeline.
 //!
-//! One variant a backend, so appending is a `match`, not a virtual call. Today's one backend is
-//! this process's [`Sequencer`]: a counter (resumed above `seq.floor`), then the decorator.
+//! One variant a backend, so appending is a `match`, not a virtual call:
+//! - [`TweetLog::Local`], this process's [`Sequencer`]: a counter (resumed above
+//!   `seq.floor`), then the decorator;
+//! - [`TweetLog::Bus`] (`--bus`): publish to the NATS JetStream stream every node reads; the
+//!   tweets reach this node's decorator (and every other node's) from the stream, through
+//!   `sources::bus_feed`, with the stream's sequence as their `seq`.
 //!
-//! What another backend (a NATS JetStream stream, say) must provide:
-//! - `seq`: strictly increasing in append order, never handed out twice, restarts included;
+//! What a backend provides:
+//! - `seq`: strictly increasing in append order, never handed out twice, restarts included
+//!   (on the bus: rising, not always consecutive);
 //! - delivery: every appended batch reaches this node's decorator once, in seq order, as a
 //!   `Decorate` of [`SequencedTweet`](crate::model::SequencedTweet)s;
 //! - backpressure: [`TweetLog::append`] waits while the next stage is full (that wait is what
 //!   reaches a producer's TCP connection), and never queues without bound;
-//! - [`LogStopped`] once it can take nothing more (shutdown), so a source stops.
+//! - [`AppendError::Stopped`] once it can take nothing more (shutdown), so a source stops;
+//!   [`AppendError::Unavailable`] while it cannot take tweets for now (the bus is away), with
+//!   the tweets handed back, none of them accepted.
+
+use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::model::{SeqRange, Tweet};
+use crate::bus::TweetPublisher;
+use crate::model::Tweet;
 use crate::sources::sequencer::{Sequencer, Submit};
+use crate::telemetry;
 
-/// The log can take no more tweets (the server is shutting down).
+/// Why a batch was not appended.
 #[derive(Debug, thiserror::Error)]
-#[error("the ingest stage is not running")]
-pub struct LogStopped;
+pub enum AppendError {
+    /// The log can take no more tweets (the server is shutting down).
+    #[error("the ingest stage is not running")]
+    Stopped,
+    /// The log cannot take tweets now; `tweets` is the batch, none of it accepted.
+    #[error("{reason}")]
+    Unavailable { reason: String, tweets: Vec<Tweet> },
+}
+
+/// What became of an appended batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Tweets accepted, duplicates included: every one is in the log.
+    pub accepted: u64,
+    /// Of those, tweets the log already had (on the bus: the same id within the stream's
+    /// duplicate window), delivered once.
+    pub duplicates: u64,
+}
 
 /// Where accepted tweets go. Cloned into every source and ingest connection.
 #[derive(Clone)]
 pub enum TweetLog {
     /// This process's sequencer actor.
     Local(Addr<Sequencer>),
+    /// The shared stream (`--bus`); behind an `Arc`, so the enum stays the size of the local
+    /// arm's address.
+    Bus(Arc<TweetPublisher>),
 }
 
 impl TweetLog {
-    /// Appends `tweets` in order and returns the seqs they got; waits while the pipeline is
-    /// full. `source` labels the metrics: `synthetic`, `replay`, `ws`, `http`.
+    /// Appends `tweets` in order; waits while the pipeline is full. `source` labels the
+    /// metrics: `synthetic`, `replay`, `ws`, `http`.
     ///
-    /// Cost: one mailbox message per batch (the tweets move, they are not copied).
+    /// Cost: local, one mailbox message per batch (the tweets move, they are not copied); on
+    /// the bus, one boxed future per batch (so the local arm's future keeps its size) and a
+    /// publish per tweet with every acknowledgement in flight at once.
     pub async fn append(
         &self,
         source: &'static str,
         tweets: Vec<Tweet>,
-    ) -> Result<SeqRange, LogStopped> {
+    ) -> Result<Appended, AppendError> {
         match self {
             TweetLog::Local(sequencer) => sequencer
                 .send(Submit { source, tweets })
                 .await
-                .map_err(|_| LogStopped),
+                .map(|range| Appended {
+                    accepted: range.count,
+                    duplicates: 0,
+                })
+                .map_err(|_| AppendError::Stopped),
+            TweetLog::Bus(publisher) => {
+                let published = Box::pin(publisher.publish(&tweets)).await;
+                match published {
+                    Ok(published) => {
+                        telemetry::tweets_ingested(source, published.stored);
+                        Ok(Appended {
+                            accepted: published.stored + published.duplicates,
+                            duplicates: published.duplicates,
+                        })
+                    }
+                    Err(error) => Err(AppendError::Unavailable {
+                        reason: error.to_string(),
+                        tweets,
+                    }),
+                }
+            }
         }
     }
 }

@@ -4,6 +4,9 @@
 #[path = "redis.rs"]
 pub mod redis_server;
 
+#[path = "nats.rs"]
+pub mod nats_server;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

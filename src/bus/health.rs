@@ -1,0 +1,72 @@
+//! The bus as readiness and the metrics see it: shared between the reader (which writes) and
+//! `/readyz` (which reads), so plain atomics.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use async_nats::connection::State;
+use tokio::sync::watch;
+
+/// The node's view of the bus.
+#[derive(Debug)]
+pub struct BusHealth {
+    /// The client, for its connection state (a watch channel read: no I/O).
+    client: async_nats::Client,
+    /// Set once the reader has applied everything the stream held when it last checked at
+    /// start-up; a node is not ready before.
+    caught_up: AtomicBool,
+    /// The stream sequence of the last message applied (0: none yet).
+    applied: AtomicU64,
+    /// Counts the client's connections (the first, then each reconnection): the reader
+    /// makes its consumer again on each, as a restarted server has forgotten it.
+    connections: watch::Receiver<u64>,
+}
+
+impl BusHealth {
+    pub(crate) fn new(client: async_nats::Client, connections: watch::Receiver<u64>) -> Self {
+        BusHealth {
+            client,
+            caught_up: AtomicBool::new(false),
+            applied: AtomicU64::new(0),
+            connections,
+        }
+    }
+
+    /// A receiver that changes on each new connection after this call.
+    pub(crate) fn connections(&self) -> watch::Receiver<u64> {
+        let mut connections = self.connections.clone();
+        connections.mark_unchanged();
+        connections
+    }
+
+    /// Whether the client is connected to the NATS server now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    /// Why this node cannot serve the stream now, or `None` when it can.
+    pub fn unavailable_reason(&self) -> Option<&'static str> {
+        if !self.connected() {
+            Some("the bus (NATS) is unreachable")
+        } else if !self.caught_up.load(Ordering::Relaxed) {
+            Some("catching up with the bus stream")
+        } else {
+            None
+        }
+    }
+
+    /// The last stream sequence applied.
+    pub fn applied(&self) -> u64 {
+        // Relaxed: a number for readiness and metrics, ordering nothing else.
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_applied(&self, seq: u64) {
+        self.applied.store(seq, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_caught_up(&self) {
+        if !self.caught_up.swap(true, Ordering::Relaxed) {
+            tracing::info!(seq = self.applied(), "caught up with the bus stream; ready");
+        }
+    }
+}

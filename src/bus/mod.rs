@@ -1,0 +1,27 @@
+//! The bus: the firehose on a NATS JetStream stream, shared by every node of a cluster
+//! (`--bus nats://HOST:PORT`).
+//!
+//! Every node publishes the tweets it accepts to one stream ([`TweetPublisher`]) and reads the
+//! whole stream back in order ([`StreamReader`]), so every node decorates and fans out the same
+//! tweets in the same order, and a tweet's `seq` is its stream sequence: the same on every node.
+//!
+//! - [`setup`]: connecting, and the stream: created if missing, checked if present.
+//! - [`publisher`]: a batch published with every acknowledgement in flight at once.
+//! - [`reader`]: one ordered consumer per node, made again from the last applied sequence
+//!   whenever it is lost; it hands out (stream sequence, message) pairs.
+//! - [`health`]: what readiness and the metrics read: connected, caught up, applied.
+//!
+//! An engine (L1): it knows NATS, tweets and the codec, and nothing of an actor framework,
+//! HTTP or the fan-out. The actor that feeds the decorator from the reader is
+//! `sources::bus_feed`.
+
+pub mod error;
+pub mod health;
+pub mod publisher;
+pub mod reader;
+pub mod setup;
+
+pub use health::BusHealth;
+pub use publisher::TweetPublisher;
+pub use reader::{DeliveryStopped, StreamReader};
+pub use setup::{Bus, BusSettings};

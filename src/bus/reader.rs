@@ -1,0 +1,242 @@
+//! Reading the whole stream, in order: this node's one consumer of the firehose.
+//!
+//! An ordered consumer (ephemeral, no acks, flow-controlled pulls with heartbeats) starting
+//! at the next sequence this node has not applied. The client library makes it again by
+//! itself when a heartbeat is missed or a sequence skipped; when it gives up (or the stream
+//! ends), the reader makes a new one from the last sequence it applied, with backoff, so no
+//! message is skipped or applied twice. An ordered consumer rather than a durable one: a node's
+//! position lives in its own memory (it refills from the stream at start), so there is
+//! nothing on the server to clean up after a node that goes away, and nothing shared between
+//! nodes to get wrong.
+//!
+//! What it hands out is (stream sequence, tweet) pairs ([`SequencedTweet`]s), in sequence
+//! order, a batch at a time;
+//! messages on other subjects of the stream (the catalog, later) take sequences too, so the
+//! sequences of the tweets handed out are rising but need not be consecutive.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::Context;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::watch;
+
+use crate::bus::health::BusHealth;
+use crate::codec;
+use crate::model::{SequencedTweet, Tweet};
+use crate::sources::formats::native;
+use crate::telemetry;
+
+/// Most messages handed out in one batch.
+pub const MAX_BATCH: usize = 1024;
+/// The largest message read as a tweet (the stream refuses larger ones anyway).
+const MAX_MESSAGE_BYTES: u64 = 1 << 20;
+/// Backoff between attempts to make the consumer again: from the first to the cap.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_CAP: Duration = Duration::from_secs(5);
+
+/// The next stage took no more batches (the node is shutting down).
+#[derive(Debug)]
+pub struct DeliveryStopped;
+
+/// This node's reader of the stream.
+pub struct StreamReader {
+    js: Context,
+    stream: String,
+    tweets_subject: String,
+    health: Arc<BusHealth>,
+    /// The next stream sequence to apply.
+    next: u64,
+    /// The stream's last sequence when the node started: it is caught up once past it.
+    caught_up_at: u64,
+    /// Messages after the last one read, as the server last said.
+    lag: u64,
+    /// Changes on each new connection to the server: the consumer is made again then.
+    connections: watch::Receiver<u64>,
+}
+
+impl StreamReader {
+    pub(crate) fn new(
+        js: Context,
+        stream: String,
+        tweets_subject: String,
+        health: Arc<BusHealth>,
+        from: u64,
+        caught_up_at: u64,
+    ) -> Self {
+        assert!(from >= 1, "stream sequences start at 1");
+        let connections = health.connections();
+        StreamReader {
+            js,
+            stream,
+            tweets_subject,
+            health,
+            next: from,
+            caught_up_at,
+            lag: 0,
+            connections,
+        }
+    }
+
+    /// Applies the stream from its start position on: each batch goes to `deliver`, which
+    /// waits while the next stage is full (so the reader pulls no faster than the node
+    /// decorates). Runs until `deliver` says the next stage stopped.
+    pub async fn run<F, Fut>(mut self, mut deliver: F)
+    where
+        F: FnMut(Vec<SequencedTweet>) -> Fut,
+        Fut: Future<Output = Result<(), DeliveryStopped>>,
+    {
+        self.applied();
+        let mut attempt = 0u32;
+        loop {
+            let mut messages = match self.open().await {
+                Ok(messages) => messages,
+                Err(reason) => {
+                    if attempt == 0 {
+                        tracing::warn!(stream = %self.stream, from = self.next, %reason, "cannot read the bus stream; retrying");
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt = attempt.saturating_add(1);
+                    continue;
+                }
+            };
+            if attempt > 0 {
+                tracing::info!(stream = %self.stream, from = self.next, "reading the bus stream again");
+            }
+            let opened_at = self.next;
+            loop {
+                let (batch, lost) = self.read_batch(&mut messages).await;
+                if !batch.is_empty() && deliver(batch).await.is_err() {
+                    return;
+                }
+                self.applied();
+                if let Err(reason) = lost {
+                    tracing::warn!(stream = %self.stream, from = self.next, %reason, "lost the bus consumer; making it again");
+                    telemetry::bus_consumer_restart();
+                    break;
+                }
+            }
+            // A consumer lost before it delivered anything backs off like a failed open, so a
+            // stream that keeps failing is not hammered; one that made progress starts afresh.
+            if self.next == opened_at {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt = attempt.saturating_add(1);
+            } else {
+                attempt = 0;
+            }
+        }
+    }
+
+    /// An ordered consumer from the next sequence to apply.
+    async fn open(&self) -> Result<Ordered, String> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: self.next,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        consumer.messages().await.map_err(|e| e.to_string())
+    }
+
+    /// Waits for the next message, then takes every one already waiting, up to
+    /// [`MAX_BATCH`]. Returns the tweets, and an error when the consumer was lost after them
+    /// (what was read before is still handed out).
+    async fn read_batch(
+        &mut self,
+        messages: &mut Ordered,
+    ) -> (Vec<SequencedTweet>, Result<(), String>) {
+        let mut batch = Vec::new();
+        let first = tokio::select! {
+            first = messages.next() => first,
+            // A server that restarted has forgotten the consumer (and the client may take
+            // several missed heartbeats to notice): make it again at once.
+            _ = self.connections.changed() => {
+                return (batch, Err("reconnected to the NATS server".into()));
+            }
+        };
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                None => return (batch, Err("the consumer ended".into())),
+                Some(Err(error)) => return (batch, Err(error.to_string())),
+                Some(Ok(message)) => {
+                    if let Err(reason) = self.take(&message, &mut batch) {
+                        return (batch, Err(reason));
+                    }
+                }
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+            next = messages.next().now_or_never();
+        }
+        (batch, Ok(()))
+    }
+
+    /// Takes one message: a tweet goes into `batch`; anything else is counted and passed
+    /// over. Either way its sequence is applied.
+    fn take(
+        &mut self,
+        message: &async_nats::jetstream::Message,
+        batch: &mut Vec<SequencedTweet>,
+    ) -> Result<(), String> {
+        let info = message.info().map_err(|e| e.to_string())?;
+        let seq = info.stream_sequence;
+        self.lag = info.pending;
+        if seq < self.next {
+            // Already applied (a consumer made again may start a little early).
+            return Ok(());
+        }
+        self.next = seq + 1;
+        if message.subject.as_str() != self.tweets_subject {
+            telemetry::bus_messages_skipped("other_subject", 1);
+            return Ok(());
+        }
+        let tweet = codec::decode::<Tweet>(&message.payload, MAX_MESSAGE_BYTES)
+            .map_err(|e| e.to_string())
+            .and_then(|tweet| native::validate(tweet).map_err(|e| e.to_string()));
+        match tweet {
+            // Read now: the start of this node's ingest-to-socket latency.
+            Ok(tweet) => batch.push(SequencedTweet {
+                seq,
+                tweet,
+                ingested_at: Instant::now(),
+            }),
+            Err(reason) => {
+                // Not ours, or from another version: the seq passes, no tweet is made up.
+                tracing::warn!(seq, %reason, "a bus message is not a tweet this node can read; skipped");
+                telemetry::bus_messages_skipped("unreadable", 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records what has been handed on: the applied sequence, the lag, and readiness once
+    /// past what the stream held at start.
+    fn applied(&self) {
+        let applied = self.next - 1;
+        self.health.set_applied(applied);
+        telemetry::bus_applied(applied, self.lag);
+        if applied >= self.caught_up_at {
+            self.health.set_caught_up();
+        }
+    }
+}
+
+/// The wait before attempt `attempt + 1`: doubling from [`RETRY_FIRST`] up to [`RETRY_CAP`].
+fn backoff(attempt: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(RETRY_CAP)
+}

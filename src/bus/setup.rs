@@ -1,0 +1,262 @@
+//! Connecting to the bus and making sure its stream is there, as this node needs it.
+//!
+//! The stream holds every accepted tweet on the subject `NAME.tweets`; its subjects are
+//! `NAME.>`, so a later message kind (the catalog, `NAME.catalog`) rides the same stream
+//! and takes seqs between tweets without changing it. A stream this node creates keeps file
+//! storage, a 2-minute duplicate window and `--bus-max-msgs` / `--bus-max-age`; an existing one
+//! is used as it is, once its subjects are checked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::stream::{
+    Config as StreamConfig, DiscardPolicy, RetentionPolicy, StorageType,
+};
+use async_nats::jetstream::{self, Context};
+use tokio::sync::watch;
+
+use crate::bus::error::BusError;
+use crate::bus::health::BusHealth;
+use crate::bus::publisher::TweetPublisher;
+use crate::bus::reader::StreamReader;
+use crate::config::BusUrl;
+use crate::telemetry;
+
+/// How long the first connection may take before start-up fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a JetStream request (and a publish's acknowledgement) may take before it counts
+/// as failed: ingest then answers `unavailable`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The stream's duplicate window: a tweet id published again within it is stored once.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Publishes whose acknowledgements may be outstanding at once, over every ingest connection
+/// of this node; a publisher past it waits (the backpressure reaching the producers).
+const MAX_ACKS_IN_FLIGHT: usize = 16_384;
+/// The largest message the stream takes: a tweet is at most `--max-frame-bytes` of JSON, and
+/// its bincode form is smaller.
+const MAX_MESSAGE_BYTES: i32 = 1 << 20;
+/// How often the stream's first and last sequence are read for the metrics.
+const STREAM_INFO_EVERY: Duration = Duration::from_secs(5);
+
+/// Where the bus is and the stream's limits, from the config.
+#[derive(Clone, Debug)]
+pub struct BusSettings {
+    pub url: BusUrl,
+    /// The stream's name (`--bus-stream`).
+    pub stream: String,
+    /// `--bus-max-msgs`, for a stream this node creates.
+    pub max_msgs: u64,
+    /// `--bus-max-age`, for a stream this node creates.
+    pub max_age: Duration,
+}
+
+/// A connection to the bus with its stream checked.
+pub struct Bus {
+    js: Context,
+    stream: String,
+    /// `NAME.tweets`.
+    tweets_subject: String,
+    health: Arc<BusHealth>,
+}
+
+impl Bus {
+    /// Connects (failing after [`CONNECT_TIMEOUT`] if the server is not there) and creates or
+    /// checks the stream. Later losses of the connection are reconnected without end, with
+    /// the client's backoff; each change of state is logged once.
+    pub async fn connect(settings: &BusSettings) -> Result<Bus, BusError> {
+        let url = settings.url.redacted().to_owned();
+        let shown = url.clone();
+        let (connections_tx, connections) = watch::channel(0u64);
+        let connections_tx = Arc::new(connections_tx);
+        let client = async_nats::ConnectOptions::new()
+            .name("buyline")
+            .connection_timeout(CONNECT_TIMEOUT)
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let url = shown.clone();
+                let connections = Arc::clone(&connections_tx);
+                async move { on_event(&url, &connections, event) }
+            })
+            .connect(settings.url.expose())
+            .await
+            // The kind only: the error's source may quote the address it was given.
+            .map_err(|error| BusError::Connect {
+                url: url.clone(),
+                reason: error.kind().to_string(),
+            })?;
+        telemetry::bus_connected(true);
+        tracing::info!(%url, stream = %settings.stream, "connected to the bus");
+        let js = jetstream::context::ContextBuilder::new()
+            .timeout(REQUEST_TIMEOUT)
+            .max_ack_inflight(MAX_ACKS_IN_FLIGHT)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        let bus = Bus {
+            js,
+            stream: settings.stream.clone(),
+            tweets_subject: format!("{}.tweets", settings.stream),
+            health: Arc::new(BusHealth::new(client, connections)),
+        };
+        bus.ensure_stream(settings).await?;
+        Ok(bus)
+    }
+
+    /// What readiness and the metrics read.
+    pub fn health(&self) -> &Arc<BusHealth> {
+        &self.health
+    }
+
+    /// A publisher of tweets to the stream (cheap to clone; every ingest path shares one).
+    pub fn publisher(&self) -> TweetPublisher {
+        TweetPublisher::new(
+            self.js.clone(),
+            self.tweets_subject.clone(),
+            Arc::clone(&self.health),
+        )
+    }
+
+    /// Where this node starts reading: the last `history` sequences of the stream (what its
+    /// ring can hold), or after the end when the stream is empty. Returns the first seq to
+    /// read and the stream's last sequence now (the node is caught up once it has applied
+    /// that).
+    pub async fn start_position(&self, history: usize) -> Result<(u64, u64), BusError> {
+        let state = self.stream_state().await?;
+        let last = state.last_sequence;
+        let first = if state.messages == 0 {
+            last + 1
+        } else {
+            (last + 1)
+                .saturating_sub(history as u64)
+                .max(state.first_sequence)
+        };
+        Ok((first, last))
+    }
+
+    /// The reader that applies the stream from `from` on; caught up once it has applied
+    /// `caught_up_at`.
+    pub fn reader(&self, from: u64, caught_up_at: u64) -> StreamReader {
+        StreamReader::new(
+            self.js.clone(),
+            self.stream.clone(),
+            self.tweets_subject.clone(),
+            Arc::clone(&self.health),
+            from,
+            caught_up_at,
+        )
+    }
+
+    /// Reads the stream's first and last sequence into the metrics every few seconds, with
+    /// this node's lag; runs until the task is dropped.
+    pub async fn watch_stream(self: Arc<Self>) {
+        loop {
+            if let Ok(state) = self.stream_state().await {
+                telemetry::bus_stream_seqs(state.first_sequence, state.last_sequence);
+                let applied = self.health.applied();
+                telemetry::bus_applied(applied, state.last_sequence.saturating_sub(applied));
+            }
+            tokio::time::sleep(STREAM_INFO_EVERY).await;
+        }
+    }
+
+    async fn stream_state(&self) -> Result<jetstream::stream::State, BusError> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|error| self.stream_error(error))?;
+        let info = stream
+            .get_info()
+            .await
+            .map_err(|error| self.stream_error(error))?;
+        Ok(info.state)
+    }
+
+    /// Creates the stream if it is missing; checks the subjects of one that is there.
+    async fn ensure_stream(&self, settings: &BusSettings) -> Result<(), BusError> {
+        let wanted = vec![format!("{}.>", self.stream)];
+        match self.js.get_stream(&self.stream).await {
+            Ok(stream) => self.check_subjects(&stream.cached_info().config.subjects, &wanted),
+            Err(error) if is_not_found(error.kind()) => {
+                let config = StreamConfig {
+                    name: self.stream.clone(),
+                    subjects: wanted.clone(),
+                    storage: StorageType::File,
+                    retention: RetentionPolicy::Limits,
+                    discard: DiscardPolicy::Old,
+                    duplicate_window: DUPLICATE_WINDOW,
+                    max_messages: i64::try_from(settings.max_msgs).unwrap_or(i64::MAX),
+                    max_age: settings.max_age,
+                    max_message_size: MAX_MESSAGE_BYTES,
+                    num_replicas: 1,
+                    ..Default::default()
+                };
+                match self.js.create_stream(config).await {
+                    Ok(_) => {
+                        tracing::info!(stream = %self.stream, max_msgs = settings.max_msgs, max_age_secs = settings.max_age.as_secs(), "created the bus stream");
+                        Ok(())
+                    }
+                    // Another node may have created it meanwhile: check that one.
+                    Err(error) => match self.js.get_stream(&self.stream).await {
+                        Ok(stream) => {
+                            self.check_subjects(&stream.cached_info().config.subjects, &wanted)
+                        }
+                        Err(_) => Err(self.stream_error(error)),
+                    },
+                }
+            }
+            Err(error) => Err(self.stream_error(error)),
+        }
+    }
+
+    fn check_subjects(&self, found: &[String], wanted: &[String]) -> Result<(), BusError> {
+        if found == wanted {
+            Ok(())
+        } else {
+            Err(BusError::SubjectsDiffer {
+                stream: self.stream.clone(),
+                found: found.to_vec(),
+                wanted: wanted.to_vec(),
+            })
+        }
+    }
+
+    fn stream_error(&self, error: impl std::fmt::Display) -> BusError {
+        BusError::Stream {
+            stream: self.stream.clone(),
+            reason: error.to_string(),
+        }
+    }
+}
+
+fn is_not_found(kind: GetStreamErrorKind) -> bool {
+    matches!(kind, GetStreamErrorKind::JetStream(error) if error.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Logs a change of the connection's state once, keeps the gauge in step, and counts the
+/// connections (the reader watches that count).
+fn on_event(url: &str, connections: &watch::Sender<u64>, event: async_nats::Event) {
+    match event {
+        async_nats::Event::Connected => {
+            telemetry::bus_connected(true);
+            let mut first = false;
+            connections.send_modify(|n| {
+                first = *n == 0;
+                *n += 1;
+            });
+            if !first {
+                tracing::info!(%url, "bus reconnected");
+            }
+        }
+        async_nats::Event::Disconnected => {
+            telemetry::bus_connected(false);
+            tracing::warn!(%url, "bus disconnected; ingest answers unavailable until it is back");
+        }
+        async_nats::Event::Closed => {
+            telemetry::bus_connected(false);
+            tracing::warn!(%url, "bus connection closed");
+        }
+        other => tracing::debug!(%url, event = %other, "bus event"),
+    }
+}
