@@ -21,10 +21,12 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Common {
     /// The server under test, `http://HOST:PORT`. Tokens come from `POST /v1/dev/tokens`, so
-    /// the server must run in demo mode (the default on loopback). `flash-sale` and the sales
-    /// of `soak` take several nodes of one cluster (one `--store`, one `--secret-file`):
-    /// `--target` again or `--targets URL,URL,...`; buyers are spread over them round robin,
-    /// and the setup and the stock checks go through the first (the store is shared).
+    /// the server must run in demo mode (the default on loopback). `flash-sale`, the sales
+    /// of `soak` and `fanout` take several nodes of one cluster (one `--store`, one
+    /// `--secret-file`, and for `fanout` one `--bus`): `--target` again or `--targets
+    /// URL,URL,...`; buyers (or subscribers) are spread over them round robin, and the setup,
+    /// the stock checks and the firehose go through the first (the store and the bus are
+    /// shared).
     #[arg(
         long = "target",
         visible_alias = "targets",
@@ -78,7 +80,10 @@ impl Scenario {
     /// Whether the scenario spreads its load over several `--target`s (the others refuse
     /// more than one, rather than silently use the first).
     pub fn spreads_over_targets(&self) -> bool {
-        matches!(self, Scenario::FlashSale(_) | Scenario::Soak(_))
+        matches!(
+            self,
+            Scenario::FlashSale(_) | Scenario::Soak(_) | Scenario::Fanout(_)
+        )
     }
 }
 
@@ -335,12 +340,14 @@ mod tests {
     }
 
     #[test]
-    fn only_the_sales_spread_over_several_targets() {
+    fn the_sales_and_fanout_spread_over_several_targets() {
         let cli = Cli::try_parse_from(["loadtest", "flash-sale"]).expect("parses");
         assert!(cli.scenario.spreads_over_targets());
         let cli = Cli::try_parse_from(["loadtest", "soak"]).expect("parses");
         assert!(cli.scenario.spreads_over_targets());
         let cli = Cli::try_parse_from(["loadtest", "fanout"]).expect("parses");
+        assert!(cli.scenario.spreads_over_targets());
+        let cli = Cli::try_parse_from(["loadtest", "firehose"]).expect("parses");
         assert!(!cli.scenario.spreads_over_targets());
         let cli = Cli::try_parse_from(["loadtest", "connections"]).expect("parses");
         assert!(!cli.scenario.spreads_over_targets());

@@ -241,6 +241,18 @@ impl Metrics {
     pub fn rss_bytes(&self) -> Option<f64> {
         self.get("process_resident_memory_bytes")
     }
+
+    /// Several nodes' scrapes as one: each sample summed over the nodes (counters and histogram
+    /// buckets add up, so a quantile of the sum is the cluster's).
+    pub fn summed(scrapes: impl IntoIterator<Item = Metrics>) -> Metrics {
+        let mut samples: HashMap<String, f64> = HashMap::new();
+        for scrape in scrapes {
+            for (name, value) in scrape.samples {
+                *samples.entry(name).or_default() += value;
+            }
+        }
+        Metrics { samples }
+    }
 }
 
 /// The `q` quantile (upper bucket bound, seconds) of histogram `name` between two scrapes.

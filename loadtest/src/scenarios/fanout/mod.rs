@@ -1,6 +1,9 @@
 //! `fanout`: S subscribers over a mix of timelines while a firehose runs; deliveries/s,
 //! ingest-to-client latency, and lost / out-of-order / lagged counts against what each
 //! subscriber should have received. `--peer nats` runs the identical workload through NATS.
+//! With several `--target`s (the nodes of one cluster, sharing a `--bus`), subscriber `i` joins
+//! node `i % nodes`, the firehose goes into the first, and the server figures are the nodes'
+//! sums: every node must deliver every tweet its subscribers are owed.
 //!
 //! `subscriber`: one subscriber's connection and bookkeeping, for either transport.
 
@@ -57,7 +60,7 @@ enum Transport {
 async fn run_side(
     common: &Common,
     args: &FanoutArgs,
-    transport: Transport,
+    transports: Vec<Transport>,
     sink: Sink,
     label: &str,
     cpu: impl Fn() -> futures_util::future::BoxFuture<'static, Option<f64>>,
@@ -71,12 +74,13 @@ async fn run_side(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     // Join everyone first, so each subscriber is owed every tweet of the run.
-    let transport = Arc::new(transport);
+    anyhow::ensure!(!transports.is_empty(), "no server to subscribe to");
+    let transports = Arc::new(transports);
     let joined: Vec<_> = futures_util::stream::iter(subs.iter().cloned().enumerate())
         .map(|(i, sub)| {
-            let transport = transport.clone();
+            let transports = transports.clone();
             async move {
-                match &*transport {
+                match &transports[i % transports.len()] {
                     Transport::Buyline(server, host) => join_buyline(*server, host, i, &sub)
                         .await
                         .map(Joined::Buyline),
@@ -276,7 +280,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
     }
     let mut report = Report::new(
         "fanout",
-        common.target(),
+        &common.targets_label(),
         json!({"subscribers": args.subscribers, "mix": args.mix, "rate": args.firehose.rate,
                "ingest_connections": args.firehose.connections,
                "ingest": format!("{:?}", args.firehose.ingest).to_lowercase(),
@@ -294,32 +298,36 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
             mode: args.firehose.ingest,
             batch: args.firehose.batch,
         };
-        let metrics_target = target.clone();
+        let mut nodes = vec![target.clone()];
+        for url in common.targets.iter().skip(1) {
+            let node = Target::new(url)?;
+            node.wait_ready(Duration::from_secs(10)).await?;
+            nodes.push(node);
+        }
+        let nodes = Arc::new(nodes);
+        let metrics_nodes = nodes.clone();
+        // The nodes' CPU summed; none if any node does not say.
         let cpu = move || -> futures_util::future::BoxFuture<'static, Option<f64>> {
-            let t = metrics_target.clone();
+            let nodes = metrics_nodes.clone();
             Box::pin(async move {
-                t.metrics()
-                    .await
-                    .ok()
-                    .as_ref()
-                    .and_then(Metrics::cpu_seconds)
+                let mut total = 0.0;
+                for node in nodes.iter() {
+                    total += node.metrics().await.ok().as_ref()?.cpu_seconds()?;
+                }
+                Some(total)
             })
         };
-        let server: SocketAddr = tokio::net::lookup_host(&target.authority)
-            .await?
-            .next()
-            .context("the target's address does not resolve")?;
-        let metrics_before = target.metrics().await?;
-        let side = run_side(
-            common,
-            args,
-            Transport::Buyline(server, target.authority.clone()),
-            sink,
-            "buyline",
-            cpu,
-        )
-        .await?;
-        let metrics_after = target.metrics().await?;
+        let mut transports = Vec::with_capacity(nodes.len());
+        for node in nodes.iter() {
+            let server: SocketAddr = tokio::net::lookup_host(&node.authority)
+                .await?
+                .next()
+                .with_context(|| format!("{} does not resolve", node.authority))?;
+            transports.push(Transport::Buyline(server, node.authority.clone()));
+        }
+        let metrics_before = scrape_all(&nodes).await?;
+        let side = run_side(common, args, transports, sink, "buyline", cpu).await?;
+        let metrics_after = scrape_all(&nodes).await?;
         for (label, q) in [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)] {
             if let Some(bound) = crate::target::histogram_quantile(
                 &metrics_before,
@@ -384,7 +392,7 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
                 let side = run_side(
                     common,
                     args,
-                    Transport::Nats(port),
+                    vec![Transport::Nats(port)],
                     Sink::Nats { port },
                     "nats",
                     cpu,
@@ -410,4 +418,13 @@ pub async fn run(common: &Common, args: &FanoutArgs) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// Every node's `/metrics`, summed.
+async fn scrape_all(nodes: &[Target]) -> Result<Metrics> {
+    let mut scrapes = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        scrapes.push(node.metrics().await?);
+    }
+    Ok(Metrics::summed(scrapes))
 }
