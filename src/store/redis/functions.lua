@@ -19,7 +19,7 @@
 -- tests only, a pinned time in milliseconds.
 
 -- Bump this with every change to the functions' keys, arguments or replies.
-local VERSION = 2
+local VERSION = 3
 
 -- How long an expired hold is remembered, so that a checkout just after expiry hears
 -- `reservation_expired` rather than `reservation_not_found` (the local engine keeps 60 s).
@@ -38,6 +38,9 @@ local ORDERS_STREAM_MAXLEN = '1000000'
 local CHARGING = 'bl:charging'
 -- Most orders one page returns, and most markers one sweep claims.
 local MAX_PAGE = 1000
+-- Most reservations one `buyline_reserve` call decides (the node's `MAX_BATCH`): bounds the
+-- time one call runs and the arguments `unpack` spreads.
+local MAX_BATCH = 128
 
 local function now_ms(pinned)
   if pinned ~= nil and pinned ~= '' then
@@ -54,6 +57,36 @@ local function units_key(p) return 'bl:{' .. p .. '}:units' end
 local function locator_key(id) return 'bl:hold:' .. id end
 local function order_key(id) return 'bl:order:' .. id end
 local function charging_key(id) return 'bl:charging:' .. id end
+
+-- A hold's value: 'STATE|QUANTITY|EXPIRES_AT|COUNTED|CUSTOMER' (one string a hold, so that a
+-- batch writes every new hold with one MSET; the customer id last, since it may hold '|').
+local function pack_hold(state, q, expires_at, counted, customer)
+  return state .. '|' .. q .. '|' .. expires_at .. '|' .. counted .. '|' .. customer
+end
+
+-- A hold's value read (`false`, a missing key: nil); `counted` is '1' or '0'.
+local function read_hold(v)
+  if not v then
+    return nil
+  end
+  local state, q, expires_at, counted, customer =
+    string.match(v, '^(%a+)|(%d+)|(%d+)|([01])|(.*)$')
+  if not state then
+    return error('buyline: a hold value of another shape')
+  end
+  return { state = state, q = tonumber(q), expires_at = tonumber(expires_at),
+    counted = counted, customer = customer }
+end
+
+-- A reservation idempotency key's value: 'FINGERPRINT|AT|QUANTITY|EXPIRES_AT|HOLD'.
+local function read_key(v)
+  local fp, at, q, expires_at, hold = string.match(v, '^(%x+)|(%d+)|(%d+)|(%d+)|(.+)$')
+  if not fp then
+    return error('buyline: an idempotency key value of another shape')
+  end
+  return { fp = fp, at = tonumber(at), q = tonumber(q), expires_at = tonumber(expires_at),
+    hold = hold }
+end
 
 -- Appends `order_id` to an order list (a sorted set scored by position: 1, 2, ...), unless it
 -- is there. Orders never leave a list, so its size is its last position.
@@ -109,23 +142,21 @@ local function expire_product(p, pk, s, now)
     return 0
   end
   local holds = {}
-  for i, id in ipairs(due) do
-    local h = redis.call('HMGET', hold_key(p, id), 'customer', 'quantity', 'counted',
-      'expires_at', 'state')
-    if h[5] == 'held' then
-      local q = tonumber(h[2])
-      s.available = s.available + q
-      s.held = s.held - q
+  for _, id in ipairs(due) do
+    local h = read_hold(redis.call('GET', hold_key(p, id)))
+    if h and h.state == 'held' then
+      s.available = s.available + h.q
+      s.held = s.held - h.q
       s.version = s.version + 1
-      holds[#holds + 1] = { id = id, customer = h[1], q = q, counted = h[3] == '1',
-        expires_at = tonumber(h[4]) }
+      h.id = id
+      holds[#holds + 1] = h
     end
   end
   if #holds > 0 then
     save_counts(p, pk, s)
   end
   for _, h in ipairs(holds) do
-    if h.counted then
+    if h.counted == '1' then
       give_back_units(p, h.customer, h.q)
     end
     -- Kept at least a minute of Redis's time, however late the sweep ran: the function's
@@ -134,37 +165,29 @@ local function expire_product(p, pk, s, now)
     if keep < RETENTION_MS then
       keep = RETENTION_MS
     end
-    redis.call('HSET', hold_key(p, h.id), 'state', 'expired')
-    redis.call('PEXPIRE', hold_key(p, h.id), keep)
+    redis.call('SET', hold_key(p, h.id),
+      pack_hold('expired', h.q, h.expires_at, h.counted, h.customer), 'PX', keep)
     redis.call('PEXPIRE', locator_key(h.id), keep)
   end
   redis.call('ZREM', dk, unpack(due))
   return #holds
 end
 
--- KEYS[1]: the product's key; KEYS[2]: the (customer, idempotency key)'s key, if any.
--- ARGV: now, product, customer, quantity, new hold id, request fingerprint, key window (ms).
-local function reserve(keys, args)
-  local now = now_ms(args[1])
-  local p, customer, q, id, fp = args[2], args[3], tonumber(args[4]), args[5], args[6]
-  local window = tonumber(args[7])
-  local pk = keys[1]
-  local s = load_product(pk)
-  if s then
-    expire_product(p, pk, s, now)
-  end
-  local ik = keys[2]
+-- One reservation of a batch (see `reserve`), decided exactly as a call of its own would be:
+-- the idempotency key (one used earlier in the batch included), the product, the sale window,
+-- the per-customer limit, the stock. Changes `s` and queues the hold's writes in `batch`.
+local function reserve_one(p, s, now, batch, customer, q, id, fp, ik)
   if ik then
-    local k = redis.call('HMGET', ik, 'fp', 'at', 'hold', 'quantity', 'expires_at')
-    if k[1] and now < tonumber(k[2]) + window then
-      if k[1] ~= fp then
+    local k = batch.keys[ik]
+    if k then
+      if k.fp ~= fp then
         return { 'idempotency_mismatch' }
       end
       local remaining = 0
       if s then
         remaining = s.available
       end
-      return { 'replayed', k[3], tonumber(k[4]), tonumber(k[5]), remaining }
+      return { 'replayed', k.hold, k.q, k.expires_at, remaining }
     end
   end
   if not s or not s.open then
@@ -176,8 +199,12 @@ local function reserve(keys, args)
   if s.ends_at and now >= s.ends_at then
     return { 'sale_ended', s.ends_at }
   end
+  local units = 0
   if s.limit > 0 then
-    local units = tonumber(redis.call('HGET', units_key(p), customer)) or 0
+    units = batch.units[customer]
+    if units == nil then
+      units = tonumber(redis.call('HGET', units_key(p), customer)) or 0
+    end
     if units + q > s.limit then
       return { 'limit_exceeded', s.limit, units }
     end
@@ -191,35 +218,104 @@ local function reserve(keys, args)
   s.available = s.available - q
   s.held = s.held + q
   s.version = s.version + 1
-  save_counts(p, pk, s)
   local expires_at = now + s.hold_ms
   local counted = '0'
   if s.limit > 0 then
     counted = '1'
-    redis.call('HINCRBY', units_key(p), customer, q)
+    batch.units[customer] = units + q
+    batch.added[customer] = (batch.added[customer] or 0) + q
   end
-  -- A live hold has no TTL: only an ending (here, never Redis's eviction) may end it.
-  redis.call('HSET', hold_key(p, id), 'customer', customer, 'quantity', q,
-    'expires_at', expires_at, 'counted', counted, 'state', 'held')
-  redis.call('SET', locator_key(id), p)
-  redis.call('ZADD', due_key(p), expires_at, id)
+  local holds, due = batch.holds, batch.due
+  holds[#holds + 1] = hold_key(p, id)
+  holds[#holds + 1] = pack_hold('held', q, expires_at, counted, customer)
+  holds[#holds + 1] = locator_key(id)
+  holds[#holds + 1] = p
+  due[#due + 1] = expires_at
+  due[#due + 1] = id
   if ik then
-    redis.call('HSET', ik, 'fp', fp, 'at', now, 'hold', id, 'quantity', q,
-      'expires_at', expires_at)
-    redis.call('PEXPIRE', ik, window)
+    batch.keys[ik] = { fp = fp, hold = id, q = q, expires_at = expires_at }
+    batch.new_keys[#batch.new_keys + 1] = ik
   end
   return { 'reserved', id, q, expires_at, s.available }
 end
 
+-- Writes what a batch's reservations queued, once the product's counts are saved: every new
+-- hold and its locator (one MSET), their expiries (one ZADD), the customers' units (limited
+-- products) and each new idempotency key (one SET each, for its TTL).
+local function write_batch(p, batch, now, window)
+  redis.call('MSET', unpack(batch.holds))
+  redis.call('ZADD', due_key(p), unpack(batch.due))
+  for customer, added in pairs(batch.added) do
+    redis.call('HINCRBY', units_key(p), customer, added)
+  end
+  for _, ik in ipairs(batch.new_keys) do
+    local k = batch.keys[ik]
+    redis.call('SET', ik, k.fp .. '|' .. now .. '|' .. k.q .. '|' .. k.expires_at .. '|' .. k.hold,
+      'PX', window)
+  end
+end
+
+-- Reserves for a batch of requests on one product. KEYS[1]: the product's key, then the
+-- idempotency key of each request that has one. ARGV: now, product, key window (ms), then
+-- five a request: customer, quantity, new hold id, request fingerprint, and the index in KEYS
+-- of its idempotency key (0: none). Decides the requests in order, each exactly as one call of
+-- its own would (a key used twice in the batch: the second is `replayed` or
+-- `idempotency_mismatch`), but reads the clock, expires the product's due holds, loads and
+-- saves its counts and publishes them once. Replies 'decided', then one reply a request:
+-- 'reserved' (or 'replayed') with the hold id, quantity, expiry and units available, or a
+-- refusal with its values. Cost in Redis: about nine commands a batch plus one (the
+-- idempotency key's SET) a keyed reservation.
+local function reserve(keys, args)
+  local now = now_ms(args[1])
+  local p, window = args[2], tonumber(args[3])
+  local n = (#args - 3) / 5
+  if n < 1 or n > MAX_BATCH or n ~= math.floor(n) then
+    return error('buyline: a reserve batch of another shape')
+  end
+  local pk = keys[1]
+  local s = load_product(pk)
+  if s then
+    expire_product(p, pk, s, now)
+  end
+  local batch = { keys = {}, new_keys = {}, units = {}, added = {}, holds = {}, due = {} }
+  if #keys > 1 then
+    local found = redis.call('MGET', unpack(keys, 2))
+    for i = 2, #keys do
+      local v = found[i - 1]
+      if v then
+        local k = read_key(v)
+        if now < k.at + window then
+          batch.keys[keys[i]] = k
+        end
+      end
+    end
+  end
+  local replies = { 'decided' }
+  for i = 0, n - 1 do
+    local a = 3 + i * 5
+    local ik = nil
+    local at = tonumber(args[a + 5])
+    if at > 0 then
+      ik = keys[at]
+    end
+    replies[#replies + 1] = reserve_one(p, s, now, batch, args[a + 1], tonumber(args[a + 2]),
+      args[a + 3], args[a + 4], ik)
+  end
+  if #batch.due > 0 then
+    -- The counts are checked before anything of the batch is written.
+    save_counts(p, pk, s)
+    write_batch(p, batch, now, window)
+  end
+  return replies
+end
+
 -- A hold as its customer may see it: the product, the hold's fields, or an error reply.
 local function find_hold(p, id, customer)
-  local h = redis.call('HMGET', hold_key(p, id), 'customer', 'quantity', 'expires_at',
-    'counted', 'state')
-  if not h[1] or h[1] ~= customer then
+  local h = read_hold(redis.call('GET', hold_key(p, id)))
+  if not h or h.customer ~= customer then
     return nil
   end
-  return { q = tonumber(h[2]), expires_at = tonumber(h[3]), counted = h[4] == '1',
-    state = h[5] }
+  return h
 end
 
 -- What release and confirm start with: the hold's product (through its locator, KEYS[1]),
@@ -256,7 +352,7 @@ local function release(keys, args)
   s.held = s.held - h.q
   s.version = s.version + 1
   save_counts(p, pk, s)
-  if h.counted then
+  if h.counted == '1' then
     give_back_units(p, customer, h.q)
   end
   redis.call('DEL', hold_key(p, id), keys[1])
@@ -291,7 +387,7 @@ local function confirm(keys, args)
   s.version = s.version + 1
   save_counts(p, pk, s)
   -- Bought units always count toward a limit (one switched on later covers them too).
-  if not h.counted then
+  if h.counted ~= '1' then
     redis.call('HINCRBY', units_key(p), customer, h.q)
   end
   redis.call('DEL', hold_key(p, id), keys[1])
@@ -497,10 +593,10 @@ local function charges_to_refund(keys, args)
       local live_until = nil
       local p = redis.call('GET', locator_key(id))
       if p then
-        local h = redis.call('HMGET', hold_key(p, id), 'state', 'expires_at')
-        if h[1] == 'held' and now < tonumber(h[2]) then
-          live_until = tonumber(h[2])
-        elseif h[1] == 'held' or h[1] == 'expired' then
+        local h = read_hold(redis.call('GET', hold_key(p, id)))
+        if h and h.state == 'held' and now < h.expires_at then
+          live_until = h.expires_at
+        elseif h then
           ended = 'expired'
         end
       end

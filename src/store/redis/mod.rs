@@ -95,6 +95,7 @@ mod order_channel;
 mod orders;
 mod redis_store;
 mod reply;
+mod reserve_batch;
 mod stock_cache;
 mod values;
 mod wallet;

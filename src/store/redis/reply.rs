@@ -13,7 +13,7 @@ pub struct MalformedReply {
 }
 
 impl MalformedReply {
-    fn new(what: impl Into<String>) -> Self {
+    pub fn new(what: impl Into<String>) -> Self {
         MalformedReply { what: what.into() }
     }
 }
@@ -89,6 +89,11 @@ impl Reply {
             Some(Value::Nil) => Ok(None),
             _ => Err(self.bad(index, "bytes or nil")),
         }
+    }
+
+    /// The values as replies of their own (a batch's reply holds one reply a request).
+    pub fn into_replies(self) -> Result<Vec<Reply>, MalformedReply> {
+        self.values.into_iter().map(Reply::read).collect()
     }
 
     /// A reply whose outcome this caller does not expect.
