@@ -24,8 +24,9 @@ local VERSION = 3
 -- How long an expired hold is remembered, so that a checkout just after expiry hears
 -- `reservation_expired` rather than `reservation_not_found` (the local engine keeps 60 s).
 local RETENTION_MS = 60000
--- Most holds one call expires for one product: bounds the time one function runs.
-local EXPIRE_BATCH = 1000
+-- Most members of a product's due index (each one batch's holds) one call expires: bounds the
+-- time one function runs (at most EXPIRE_MEMBERS * MAX_BATCH holds).
+local EXPIRE_MEMBERS = 8
 -- Most units a product holds, as in the local engine (a u32).
 local MAX_UNITS = 4294967295
 -- The channel every stock change is published on.
@@ -58,24 +59,49 @@ local function locator_key(id) return 'bl:hold:' .. id end
 local function order_key(id) return 'bl:order:' .. id end
 local function charging_key(id) return 'bl:charging:' .. id end
 
--- A hold's value: 'STATE|QUANTITY|EXPIRES_AT|COUNTED|CUSTOMER' (one string a hold, so that a
--- batch writes every new hold with one MSET; the customer id last, since it may hold '|').
-local function pack_hold(state, q, expires_at, counted, customer)
-  return state .. '|' .. q .. '|' .. expires_at .. '|' .. counted .. '|' .. customer
+-- A hold is one string under its locator `bl:hold:ID`:
+-- 'PRODUCT|STATE|QUANTITY|EXPIRES_AT|COUNTED|CUSTOMER' (STATE 'held' or 'expired', COUNTED '1'
+-- when its units count toward the product's limit; the customer id last, since it may hold
+-- '|'; product ids never do). One key a hold, so that a batch writes all its holds with one
+-- MSET, and release and checkout, which name only the hold, find everything with one GET.
+local function pack_hold(p, state, q, expires_at, counted, customer)
+  return p .. '|' .. state .. '|' .. q .. '|' .. expires_at .. '|' .. counted .. '|' .. customer
 end
 
--- A hold's value read (`false`, a missing key: nil); `counted` is '1' or '0'.
-local function read_hold(v)
+-- Hold `id`: its product and its fields, or nil (no hold, or a product but no hold). Version 2
+-- of the library kept the product alone under the locator and the hold as a hash
+-- `bl:{P}:hold:ID`; a hold made before an upgrade is read from there (`v2` marks it, so
+-- whatever ends it deletes that hash too).
+local function get_hold(id)
+  local v = redis.call('GET', locator_key(id))
   if not v then
-    return nil
+    return nil, nil
   end
-  local state, q, expires_at, counted, customer =
-    string.match(v, '^(%a+)|(%d+)|(%d+)|([01])|(.*)$')
-  if not state then
+  local p, state, q, expires_at, counted, customer =
+    string.match(v, '^([^|]+)|(%a+)|(%d+)|(%d+)|([01])|(.*)$')
+  if p then
+    return p, { state = state, q = tonumber(q), expires_at = tonumber(expires_at),
+      counted = counted, customer = customer }
+  end
+  if string.find(v, '|', 1, true) then
     return error('buyline: a hold value of another shape')
   end
-  return { state = state, q = tonumber(q), expires_at = tonumber(expires_at),
-    counted = counted, customer = customer }
+  local h = redis.call('HMGET', hold_key(v, id), 'state', 'quantity', 'expires_at', 'counted',
+    'customer')
+  if not h[1] then
+    return v, nil
+  end
+  return v, { state = h[1], q = tonumber(h[2]), expires_at = tonumber(h[3]), counted = h[4],
+    customer = h[5], v2 = true }
+end
+
+-- Deletes hold `id` (released or sold).
+local function delete_hold(p, id, h)
+  if h.v2 then
+    redis.call('DEL', locator_key(id), hold_key(p, id))
+  else
+    redis.call('DEL', locator_key(id))
+  end
 end
 
 -- A reservation idempotency key's value: 'FINGERPRINT|AT|QUANTITY|EXPIRES_AT|HOLD'.
@@ -94,18 +120,23 @@ local function list_order(list, order_id)
   redis.call('ZADD', list, 'NX', redis.call('ZCARD', list) + 1, order_id)
 end
 
--- A product's counts and rules, or nil when it was never opened.
-local function load_product(pk)
+-- A product's counts and rules, or nil when it was never opened. `holds` (live holds) was
+-- not kept by version 2 of the library, whose due index held one live hold a member.
+local function load_product(pk, p)
   local v = redis.call('HMGET', pk, 'available', 'held', 'sold', 'total', 'version',
-    'limit', 'hold_ms', 'starts_at', 'ends_at', 'open')
+    'limit', 'hold_ms', 'starts_at', 'ends_at', 'open', 'holds')
   if not v[4] then
     return nil
+  end
+  local holds = tonumber(v[11])
+  if not holds and p then
+    holds = redis.call('ZCARD', due_key(p))
   end
   return {
     available = tonumber(v[1]), held = tonumber(v[2]), sold = tonumber(v[3]),
     total = tonumber(v[4]), version = tonumber(v[5]),
     limit = tonumber(v[6]) or 0, hold_ms = tonumber(v[7]) or 120000,
-    starts_at = tonumber(v[8]), ends_at = tonumber(v[9]), open = v[10] == '1',
+    starts_at = tonumber(v[8]), ends_at = tonumber(v[9]), open = v[10] == '1', holds = holds,
   }
 end
 
@@ -117,8 +148,11 @@ local function save_counts(p, pk, s)
   if s.available + s.held + s.sold ~= s.total or s.total > MAX_UNITS then
     return error('buyline: the counts of ' .. p .. ' would not add up')
   end
+  if s.holds < 0 or (s.holds == 0) ~= (s.held == 0) then
+    return error('buyline: the live holds of ' .. p .. ' would not match its held units')
+  end
   redis.call('HSET', pk, 'available', s.available, 'held', s.held, 'sold', s.sold,
-    'total', s.total, 'version', s.version)
+    'total', s.total, 'version', s.version, 'holds', s.holds)
   redis.call('PUBLISH', STOCK_CHANNEL, cjson.encode({
     product = p, available = s.available, held = s.held, sold = s.sold,
     total = s.total, version = s.version,
@@ -133,23 +167,29 @@ local function give_back_units(p, customer, q)
   end
 end
 
--- Ends the product's holds due at `now` (at most EXPIRE_BATCH): their units go back to
--- available, and each is kept, as expired, for RETENTION_MS after its expiry. Returns how many.
+-- Ends the product's holds due at `now`: their units go back to available, and each is kept,
+-- as expired, for RETENTION_MS after its expiry. A member of the due index is the ids of one
+-- batch's holds (they expire together), space-separated; a released or sold hold stays in its
+-- member and is skipped. Takes at most EXPIRE_MEMBERS members (so at most EXPIRE_MEMBERS *
+-- MAX_BATCH holds). Returns how many holds it ended, and whether members may remain due.
 local function expire_product(p, pk, s, now)
   local dk = due_key(p)
-  local due = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, EXPIRE_BATCH)
+  local due = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, EXPIRE_MEMBERS)
   if #due == 0 then
-    return 0
+    return 0, false
   end
   local holds = {}
-  for _, id in ipairs(due) do
-    local h = read_hold(redis.call('GET', hold_key(p, id)))
-    if h and h.state == 'held' then
-      s.available = s.available + h.q
-      s.held = s.held - h.q
-      s.version = s.version + 1
-      h.id = id
-      holds[#holds + 1] = h
+  for _, member in ipairs(due) do
+    for id in string.gmatch(member, '%S+') do
+      local _, h = get_hold(id)
+      if h and h.state == 'held' then
+        s.available = s.available + h.q
+        s.held = s.held - h.q
+        s.holds = s.holds - 1
+        s.version = s.version + 1
+        h.id = id
+        holds[#holds + 1] = h
+      end
     end
   end
   if #holds > 0 then
@@ -165,18 +205,21 @@ local function expire_product(p, pk, s, now)
     if keep < RETENTION_MS then
       keep = RETENTION_MS
     end
-    redis.call('SET', hold_key(p, h.id),
-      pack_hold('expired', h.q, h.expires_at, h.counted, h.customer), 'PX', keep)
-    redis.call('PEXPIRE', locator_key(h.id), keep)
+    redis.call('SET', locator_key(h.id),
+      pack_hold(p, 'expired', h.q, h.expires_at, h.counted, h.customer), 'PX', keep)
+    if h.v2 then
+      redis.call('DEL', hold_key(p, h.id))
+    end
   end
   redis.call('ZREM', dk, unpack(due))
-  return #holds
+  return #holds, #due == EXPIRE_MEMBERS
 end
 
 -- One reservation of a batch (see `reserve`), decided exactly as a call of its own would be:
 -- the idempotency key (one used earlier in the batch included), the product, the sale window,
 -- the per-customer limit, the stock. Changes `s` and queues the hold's writes in `batch`.
-local function reserve_one(p, s, now, batch, customer, q, id, fp, ik)
+local function reserve_one(p, s, now, batch, customer, q_text, id, fp, ik)
+  local q = tonumber(q_text)
   if ik then
     local k = batch.keys[ik]
     if k then
@@ -217,8 +260,10 @@ local function reserve_one(p, s, now, batch, customer, q, id, fp, ik)
   end
   s.available = s.available - q
   s.held = s.held + q
+  s.holds = s.holds + 1
   s.version = s.version + 1
-  local expires_at = now + s.hold_ms
+  -- Every hold of a batch expires at the same time (one clock, one product's hold time).
+  local expires_at = batch.expires_at
   local counted = '0'
   if s.limit > 0 then
     counted = '1'
@@ -226,11 +271,8 @@ local function reserve_one(p, s, now, batch, customer, q, id, fp, ik)
     batch.added[customer] = (batch.added[customer] or 0) + q
   end
   local holds, due = batch.holds, batch.due
-  holds[#holds + 1] = hold_key(p, id)
-  holds[#holds + 1] = pack_hold('held', q, expires_at, counted, customer)
   holds[#holds + 1] = locator_key(id)
-  holds[#holds + 1] = p
-  due[#due + 1] = expires_at
+  holds[#holds + 1] = pack_hold(p, 'held', q_text, batch.expires_text, counted, customer)
   due[#due + 1] = id
   if ik then
     batch.keys[ik] = { fp = fp, hold = id, q = q, expires_at = expires_at }
@@ -240,18 +282,18 @@ local function reserve_one(p, s, now, batch, customer, q, id, fp, ik)
 end
 
 -- Writes what a batch's reservations queued, once the product's counts are saved: every new
--- hold and its locator (one MSET), their expiries (one ZADD), the customers' units (limited
--- products) and each new idempotency key (one SET each, for its TTL).
+-- hold (one MSET), their common expiry (one member of the due index), the customers' units
+-- (limited products) and each new idempotency key (one SET each, for its TTL).
 local function write_batch(p, batch, now, window)
   redis.call('MSET', unpack(batch.holds))
-  redis.call('ZADD', due_key(p), unpack(batch.due))
+  redis.call('ZADD', due_key(p), batch.expires_at, table.concat(batch.due, ' '))
   for customer, added in pairs(batch.added) do
     redis.call('HINCRBY', units_key(p), customer, added)
   end
   for _, ik in ipairs(batch.new_keys) do
     local k = batch.keys[ik]
-    redis.call('SET', ik, k.fp .. '|' .. now .. '|' .. k.q .. '|' .. k.expires_at .. '|' .. k.hold,
-      'PX', window)
+    redis.call('SET', ik, k.fp .. '|' .. now .. '|' .. k.q .. '|' .. batch.expires_text .. '|' ..
+      k.hold, 'PX', window)
   end
 end
 
@@ -263,8 +305,9 @@ end
 -- `idempotency_mismatch`), but reads the clock, expires the product's due holds, loads and
 -- saves its counts and publishes them once. Replies 'decided', then one reply a request:
 -- 'reserved' (or 'replayed') with the hold id, quantity, expiry and units available, or a
--- refusal with its values. Cost in Redis: about nine commands a batch plus one (the
--- idempotency key's SET) a keyed reservation.
+-- refusal with its values. Cost in Redis: about eight commands a batch (clock, counts, due
+-- holds, idempotency keys, counts saved and published, holds, due index) plus one (the
+-- idempotency key's SET) a keyed reservation, and a limited product's customer's count.
 local function reserve(keys, args)
   local now = now_ms(args[1])
   local p, window = args[2], tonumber(args[3])
@@ -273,11 +316,13 @@ local function reserve(keys, args)
     return error('buyline: a reserve batch of another shape')
   end
   local pk = keys[1]
-  local s = load_product(pk)
+  local s = load_product(pk, p)
+  local batch = { keys = {}, new_keys = {}, units = {}, added = {}, holds = {}, due = {} }
   if s then
     expire_product(p, pk, s, now)
+    batch.expires_at = now + s.hold_ms
+    batch.expires_text = string.format('%d', batch.expires_at)
   end
-  local batch = { keys = {}, new_keys = {}, units = {}, added = {}, holds = {}, due = {} }
   if #keys > 1 then
     local found = redis.call('MGET', unpack(keys, 2))
     for i = 2, #keys do
@@ -298,8 +343,8 @@ local function reserve(keys, args)
     if at > 0 then
       ik = keys[at]
     end
-    replies[#replies + 1] = reserve_one(p, s, now, batch, args[a + 1], tonumber(args[a + 2]),
-      args[a + 3], args[a + 4], ik)
+    replies[#replies + 1] = reserve_one(p, s, now, batch, args[a + 1], args[a + 2], args[a + 3],
+      args[a + 4], ik)
   end
   if #batch.due > 0 then
     -- The counts are checked before anything of the batch is written.
@@ -309,33 +354,28 @@ local function reserve(keys, args)
   return replies
 end
 
--- A hold as its customer may see it: the product, the hold's fields, or an error reply.
-local function find_hold(p, id, customer)
-  local h = read_hold(redis.call('GET', hold_key(p, id)))
-  if not h or h.customer ~= customer then
-    return nil
-  end
-  return h
-end
-
 -- What release and confirm start with: the hold's product (through its locator, KEYS[1]),
--- that product's due holds expired first, then the customer's hold there (nil if none). Returns
--- nil when the locator or the product is gone.
+-- that product's due holds expired first, then the customer's hold (nil if none, or
+-- another customer's). Returns nil when the hold or its product is gone.
 local function locate_hold(keys, args)
   local now = now_ms(args[1])
   local customer, id = args[2], args[3]
-  local p = redis.call('GET', keys[1])
+  local p = get_hold(id)
   if not p then
     return nil
   end
   local pk = product_key(p)
-  local s = load_product(pk)
+  local s = load_product(pk, p)
   if not s then
     return nil
   end
   expire_product(p, pk, s, now)
-  return { now = now, customer = customer, id = id, p = p, pk = pk, s = s,
-    h = find_hold(p, id, customer) }
+  -- Read again: the expiry may have just ended it.
+  local _, h = get_hold(id)
+  if h and h.customer ~= customer then
+    h = nil
+  end
+  return { now = now, customer = customer, id = id, p = p, pk = pk, s = s, h = h }
 end
 
 -- KEYS[1]: the hold's locator. ARGV: now, customer, hold id.
@@ -350,13 +390,14 @@ local function release(keys, args)
   end
   s.available = s.available + h.q
   s.held = s.held - h.q
+  s.holds = s.holds - 1
   s.version = s.version + 1
   save_counts(p, pk, s)
   if h.counted == '1' then
     give_back_units(p, customer, h.q)
   end
-  redis.call('DEL', hold_key(p, id), keys[1])
-  redis.call('ZREM', due_key(p), id)
+  -- Its id stays in its batch's member of the due index; the expiry skips it.
+  delete_hold(p, id, h)
   return { 'released', s.available }
 end
 
@@ -384,14 +425,14 @@ local function confirm(keys, args)
   end
   s.held = s.held - h.q
   s.sold = s.sold + h.q
+  s.holds = s.holds - 1
   s.version = s.version + 1
   save_counts(p, pk, s)
   -- Bought units always count toward a limit (one switched on later covers them too).
   if h.counted ~= '1' then
     redis.call('HINCRBY', units_key(p), customer, h.q)
   end
-  redis.call('DEL', hold_key(p, id), keys[1])
-  redis.call('ZREM', due_key(p), id)
+  delete_hold(p, id, h)
   -- Sold: its charge, if one was being made, is paid for and must never be refunded.
   redis.call('DEL', charging_key(id))
   redis.call('ZREM', CHARGING, id)
@@ -413,12 +454,8 @@ end
 local function hold_of(keys, args)
   local now = now_ms(args[1])
   local customer, id = args[2], args[3]
-  local p = redis.call('GET', keys[1])
-  if not p then
-    return { 'reservation_not_found' }
-  end
-  local h = find_hold(p, id, customer)
-  if not h then
+  local p, h = get_hold(id)
+  if not h or h.customer ~= customer then
     return { 'reservation_not_found' }
   end
   if h.state == 'expired' or (h.state == 'held' and now >= h.expires_at) then
@@ -437,18 +474,22 @@ end
 local function expire_due(keys, args)
   local now = now_ms(args[1])
   local p, pk = args[2], keys[1]
-  local s = load_product(pk)
+  local s = load_product(pk, p)
   if not s then
-    return { 'expired', 0 }
+    return { 'expired', 0, 0 }
   end
-  return { 'expired', expire_product(p, pk, s, now) }
+  local ended, more = expire_product(p, pk, s, now)
+  if more then
+    return { 'expired', ended, 1 }
+  end
+  return { 'expired', ended, 0 }
 end
 
 -- KEYS[1]: the product's key. ARGV: now, product, units to add.
 local function restock(keys, args)
   local now = now_ms(args[1])
   local p, pk, q = args[2], keys[1], tonumber(args[3])
-  local s = load_product(pk)
+  local s = load_product(pk, p)
   if not s or not s.open then
     return { 'not_found' }
   end
@@ -483,7 +524,8 @@ local function product_upsert(keys, args)
   if known then
     return { 'updated' }
   end
-  save_counts(p, pk, { available = stock, held = 0, sold = 0, total = stock, version = 0 })
+  save_counts(p, pk, { available = stock, held = 0, sold = 0, total = stock, version = 0,
+    holds = 0 })
   redis.call('SADD', PRODUCTS, p)
   return { 'opened' }
 end
@@ -546,12 +588,8 @@ end
 local function mark_charging(keys, args)
   local now = now_ms(args[1])
   local customer, id = args[2], args[3]
-  local p = redis.call('GET', keys[1])
-  if not p then
-    return { 'reservation_not_found' }
-  end
-  local h = find_hold(p, id, customer)
-  if not h then
+  local _, h = get_hold(id)
+  if not h or h.customer ~= customer then
     return { 'reservation_not_found' }
   end
   if h.state == 'expired' or (h.state == 'held' and now >= h.expires_at) then
@@ -591,14 +629,11 @@ local function charges_to_refund(keys, args)
     else
       local ended = 'gone'
       local live_until = nil
-      local p = redis.call('GET', locator_key(id))
-      if p then
-        local h = read_hold(redis.call('GET', hold_key(p, id)))
-        if h and h.state == 'held' and now < h.expires_at then
-          live_until = h.expires_at
-        elseif h then
-          ended = 'expired'
-        end
+      local _, h = get_hold(id)
+      if h and h.state == 'held' and now < h.expires_at then
+        live_until = h.expires_at
+      elseif h then
+        ended = 'expired'
       end
       if live_until then
         redis.call('ZADD', keys[1], live_until - grace, id)

@@ -53,11 +53,8 @@ pub(super) const RECONNECT_RETRIES: usize = 2;
 pub(super) const RECONNECT_MAX_DELAY_MS: u64 = 500;
 
 /// Most rounds of [`RedisInventory::expire_due`] for one product in one sweep (each ends at most
-/// the library's batch of 1,000 holds), so a sweep's time is bounded.
+/// the library's `EXPIRE_MEMBERS` batches of holds, 1,024 holds), so a sweep's time is bounded.
 const MAX_EXPIRY_ROUNDS: u32 = 16;
-
-/// The library's expiry batch (`EXPIRE_BATCH` in `functions.lua`).
-const EXPIRE_BATCH: u32 = 1000;
 
 /// Stock and holds in Redis. Share it (`Arc`); every method takes `&self`.
 pub struct RedisInventory {
@@ -314,9 +311,10 @@ impl RedisInventory {
 
     /// Live holds of `product` (for tests and metrics).
     pub async fn live_holds(&self, product: &str) -> Result<u64, ApiError> {
-        let mut cmd = redis::cmd("ZCARD");
-        cmd.arg(keys::due(product));
-        self.query("live_holds", &cmd).await
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(keys::product(product)).arg("holds");
+        let holds: Option<u64> = self.query("live_holds", &cmd).await?;
+        Ok(holds.unwrap_or(0))
     }
 
     /// Ends the due holds of `product`, durably; returns how many. Safe on any node, any
@@ -333,9 +331,8 @@ impl RedisInventory {
             if reply.outcome() != "expired" {
                 return Err(malformed("expire_due", reply.unexpected()));
             }
-            let round = read(reply.count(0))?;
-            expired += round;
-            if round < EXPIRE_BATCH {
+            expired += read(reply.count(0))?;
+            if read(reply.count(1))? == 0 {
                 break;
             }
         }
