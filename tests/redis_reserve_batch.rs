@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use buyline::{ApiError, ErrorCode, RedisInventory, ReserveReply};
 use futures_util::future::join_all;
+use redis::AsyncCommands;
 use redis_engine::{START, connect, product};
 use redis_server::{RedisServer, raw};
 
@@ -377,4 +378,44 @@ async fn holds_the_previous_library_kept_as_hashes_are_still_released_and_expire
             .code,
         ErrorCode::ReservationExpired
     );
+}
+
+#[tokio::test]
+async fn idempotency_keys_of_any_bytes_are_forgotten_by_the_sweep_after_their_window_only() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let inventory = connect(&redis).await;
+    inventory
+        .open_product(&product("cap", 10, 0, 120))
+        .await
+        .expect("open");
+    inventory.pin_clock(Some(START));
+    let keys = ["a b:c", "12:34", "ünï code", " "];
+    let held = join_all(
+        keys.iter()
+            .map(|key| inventory.reserve("ann", "cap", 1, Some(key))),
+    )
+    .await;
+    let mut raw = raw(&redis).await;
+    let window = buyline::KeyWindow::DEFAULT.as_millis();
+    let stored = |key: &str| format!("bl:idem:3:ann:{key}");
+    inventory.pin_clock(Some(START + window - 1));
+    inventory.expire_due().await.expect("the sweep");
+    for (key, first) in keys.iter().zip(&held) {
+        let first = first.as_ref().expect("reserved");
+        let replay = inventory
+            .reserve("ann", "cap", 1, Some(key))
+            .await
+            .expect("replayed within the window");
+        assert_eq!(replay.reservation.id, first.reservation.id, "{key:?}");
+        let kept: bool = raw.exists(stored(key)).await.expect("EXISTS");
+        assert!(kept, "{key:?} is kept within its window");
+    }
+    inventory.pin_clock(Some(START + window));
+    inventory.expire_due().await.expect("the sweep");
+    for key in keys {
+        let kept: bool = raw.exists(stored(key)).await.expect("EXISTS");
+        assert!(!kept, "{key:?} is forgotten once its window ended");
+    }
 }

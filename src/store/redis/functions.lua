@@ -55,6 +55,7 @@ local function product_key(p) return 'bl:{' .. p .. '}:product' end
 local function due_key(p) return 'bl:{' .. p .. '}:due' end
 local function hold_key(p, id) return 'bl:{' .. p .. '}:hold:' .. id end
 local function units_key(p) return 'bl:{' .. p .. '}:units' end
+local function keys_due_key(p) return 'bl:{' .. p .. '}:idem-due' end
 local function locator_key(id) return 'bl:hold:' .. id end
 local function order_key(id) return 'bl:order:' .. id end
 local function charging_key(id) return 'bl:charging:' .. id end
@@ -215,6 +216,49 @@ local function expire_product(p, pk, s, now)
   return #holds, #due == EXPIRE_MEMBERS
 end
 
+-- Forgets the idempotency keys of the product's batches whose window has ended (at most
+-- EXPIRE_MEMBERS batches). A member of the keys' due index, scored by the end of the window,
+-- is the batch's time then each key as 'LENGTH:KEY' (keys may hold any byte). A key still
+-- holding the record its batch wrote (first used at the batch's time) is deleted; one written
+-- again since (after its window, by a later batch) is left to that batch. Returns whether
+-- members may remain due.
+local function forget_keys(p, now)
+  local kd = keys_due_key(p)
+  local due = redis.call('ZRANGEBYSCORE', kd, '-inf', now, 'LIMIT', 0, EXPIRE_MEMBERS)
+  if #due == 0 then
+    return false
+  end
+  for _, member in ipairs(due) do
+    local at, pos = string.match(member, '^(%d+) ()')
+    if not at then
+      return error('buyline: a member of the keys\' due index of another shape')
+    end
+    local names = {}
+    while pos <= #member do
+      local colon = string.find(member, ':', pos, true)
+      local length = colon and tonumber(string.sub(member, pos, colon - 1))
+      if not length then
+        return error('buyline: a member of the keys\' due index of another shape')
+      end
+      names[#names + 1] = string.sub(member, colon + 1, colon + length)
+      pos = colon + length + 1
+    end
+    local found = redis.call('MGET', unpack(names))
+    local ended = {}
+    for i, name in ipairs(names) do
+      local v = found[i]
+      if v and string.match(v, '^%x+|(%d+)|') == at then
+        ended[#ended + 1] = name
+      end
+    end
+    if #ended > 0 then
+      redis.call('DEL', unpack(ended))
+    end
+  end
+  redis.call('ZREM', kd, unpack(due))
+  return #due == EXPIRE_MEMBERS
+end
+
 -- One reservation of a batch (see `reserve`), decided exactly as a call of its own would be:
 -- the idempotency key (one used earlier in the batch included), the product, the sale window,
 -- the per-customer limit, the stock. Changes `s` and queues the hold's writes in `batch`.
@@ -282,18 +326,26 @@ local function reserve_one(p, s, now, batch, customer, q_text, id, fp, ik)
 end
 
 -- Writes what a batch's reservations queued, once the product's counts are saved: every new
--- hold (one MSET), their common expiry (one member of the due index), the customers' units
--- (limited products) and each new idempotency key (one SET each, for its TTL).
+-- hold and idempotency key (one MSET), the holds' common expiry (one member of the due index),
+-- when the keys' window ends (one member of the keys' due index: see `forget_keys`), and the
+-- customers' units (limited products).
 local function write_batch(p, batch, now, window)
-  redis.call('MSET', unpack(batch.holds))
+  local writes = batch.holds
+  if #batch.new_keys > 0 then
+    local listed = { batch.now_text, ' ' }
+    for _, ik in ipairs(batch.new_keys) do
+      local k = batch.keys[ik]
+      writes[#writes + 1] = ik
+      writes[#writes + 1] = k.fp .. '|' .. batch.now_text .. '|' .. k.q .. '|' ..
+        batch.expires_text .. '|' .. k.hold
+      listed[#listed + 1] = #ik .. ':' .. ik
+    end
+    redis.call('ZADD', keys_due_key(p), now + window, table.concat(listed))
+  end
+  redis.call('MSET', unpack(writes))
   redis.call('ZADD', due_key(p), batch.expires_at, table.concat(batch.due, ' '))
   for customer, added in pairs(batch.added) do
     redis.call('HINCRBY', units_key(p), customer, added)
-  end
-  for _, ik in ipairs(batch.new_keys) do
-    local k = batch.keys[ik]
-    redis.call('SET', ik, k.fp .. '|' .. now .. '|' .. k.q .. '|' .. batch.expires_text .. '|' ..
-      k.hold, 'PX', window)
   end
 end
 
@@ -306,8 +358,9 @@ end
 -- saves its counts and publishes them once. Replies 'decided', then one reply a request:
 -- 'reserved' (or 'replayed') with the hold id, quantity, expiry and units available, or a
 -- refusal with its values. Cost in Redis: about eight commands a batch (clock, counts, due
--- holds, idempotency keys, counts saved and published, holds, due index) plus one (the
--- idempotency key's SET) a keyed reservation, and a limited product's customer's count.
+-- holds, idempotency keys, counts saved and published, holds and keys, the two due indexes),
+-- and a limited product's customers' counts; `expire_due` later forgets the keys (a MGET and
+-- a DEL a batch).
 local function reserve(keys, args)
   local now = now_ms(args[1])
   local p, window = args[2], tonumber(args[3])
@@ -322,6 +375,7 @@ local function reserve(keys, args)
     expire_product(p, pk, s, now)
     batch.expires_at = now + s.hold_ms
     batch.expires_text = string.format('%d', batch.expires_at)
+    batch.now_text = string.format('%d', now)
   end
   if #keys > 1 then
     local found = redis.call('MGET', unpack(keys, 2))
@@ -470,7 +524,9 @@ local function hold_of(keys, args)
   return { 'held', p, h.q, h.expires_at }
 end
 
--- KEYS[1]: the product's key. ARGV: now, product. Returns how many holds it ended.
+-- KEYS[1]: the product's key. ARGV: now, product. Ends the product's due holds and forgets its
+-- idempotency keys whose window ended. Returns how many holds it ended, and 1 if there may be
+-- more of either due (0 if not).
 local function expire_due(keys, args)
   local now = now_ms(args[1])
   local p, pk = args[2], keys[1]
@@ -479,7 +535,7 @@ local function expire_due(keys, args)
     return { 'expired', 0, 0 }
   end
   local ended, more = expire_product(p, pk, s, now)
-  if more then
+  if forget_keys(p, now) or more then
     return { 'expired', ended, 1 }
   end
   return { 'expired', ended, 0 }
