@@ -66,8 +66,9 @@
 //! so a Cluster could put products on different shards, but three things cross products:
 //! * an idempotency key is the customer's, not the product's (the same key with another
 //!   product is `idempotency_mismatch`), so `reserve` with a key touches `bl:idem:...` too;
-//! * release and checkout name only the hold, so they read its locator `bl:hold:ID` first
-//!   (and `reserve` writes the locators with the holds, in one `MSET` a batch);
+//! * release and checkout name only the hold, so a hold lives under its locator
+//!   `bl:hold:ID` (its product and fields in one string, written with the batch's other holds
+//!   and idempotency keys in one `MSET`);
 //! * checkout's order goes on the buyer's and the partner's lists and the orders stream;
 //! * the charging marker (`bl:charging:HOLD`, listed in `bl:charging`) is deleted by the
 //!   sale, and the refund sweep reads the marker's hold through its locator;
@@ -76,13 +77,13 @@
 //! The catalog's keys share the `{catalog}` tag (one slot), and the channels would work as they
 //! do (a Cluster forwards `PUBLISH` to every node), or move to sharded pub/sub.
 //!
-//! On a Cluster: give the locator the product's tag and route by a product hint in the hold id
-//! (or read the locator in a first call, which never changes once written); claim the
-//! idempotency key in its own slot before the product's call (and free it if the reserve
-//! fails); keep batching reservations per product (a batch is one product's, so it stays on
-//! one shard once the locators and idempotency keys are dealt with); write the order's lists in a second step from the orders stream (an order is
-//! first readable by id, with its product's tag, then listed) and read a page's orders with
-//! one `GET` each after the list's ids; and give the charging markers the product's tag (one
+//! On a Cluster: give the hold's key the product's tag and route by a product hint in the hold
+//! id; claim the idempotency key in its own slot before the product's call (and free it if the
+//! reserve fails), and forget it from there; keep batching reservations per product (a batch is
+//! one product's, so it stays on one shard once the holds and idempotency keys are dealt with);
+//! write the order's lists in a second step from the orders stream (an order is first readable
+//! by id, with its product's tag, then listed) and read a page's orders with one `GET` each
+//! after the list's ids; and give the charging markers the product's tag (one
 //! `bl:{P}:charging` set a product, swept product by product like the due holds).
 
 mod call;
