@@ -322,7 +322,8 @@ local function reserve_one(p, s, now, batch, customer, q_text, id, fp, ik)
     batch.keys[ik] = { fp = fp, hold = id, q = q, expires_at = expires_at }
     batch.new_keys[#batch.new_keys + 1] = ik
   end
-  return { 'reserved', id, q, expires_at, s.available }
+  -- The node knows the new hold's id and quantity, and the batch's reply carries its expiry.
+  return s.available
 end
 
 -- Writes what a batch's reservations queued, once the product's counts are saved: every new
@@ -355,9 +356,11 @@ end
 -- of its idempotency key (0: none). Decides the requests in order, each exactly as one call of
 -- its own would (a key used twice in the batch: the second is `replayed` or
 -- `idempotency_mismatch`), but reads the clock, expires the product's due holds, loads and
--- saves its counts and publishes them once. Replies 'decided', then one reply a request:
--- 'reserved' (or 'replayed') with the hold id, quantity, expiry and units available, or a
--- refusal with its values. Cost in Redis: about eight commands a batch (clock, counts, due
+-- saves its counts and publishes them once. Replies 'decided', the expiry of the batch's new
+-- holds (0 if the product is unknown), then one reply a request: a new hold is just the units
+-- available after it (an integer; the node knows its id and quantity), anything else an array:
+-- 'replayed' with the hold id, quantity, expiry and units available now, or a refusal with its
+-- values. Cost in Redis: about eight commands a batch (clock, counts, due
 -- holds, idempotency keys, counts saved and published, holds and keys, the two due indexes),
 -- and a limited product's customers' counts; `expire_due` later forgets the keys (a MGET and
 -- a DEL a batch).
@@ -389,7 +392,7 @@ local function reserve(keys, args)
       end
     end
   end
-  local replies = { 'decided' }
+  local replies = { 'decided', batch.expires_at or 0 }
   for i = 0, n - 1 do
     local a = 3 + i * 5
     local ik = nil

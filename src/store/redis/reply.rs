@@ -91,9 +91,9 @@ impl Reply {
         }
     }
 
-    /// The values as replies of their own (a batch's reply holds one reply a request).
-    pub fn into_replies(self) -> Result<Vec<Reply>, MalformedReply> {
-        self.values.into_iter().map(Reply::read).collect()
+    /// The values, unread (a batch's reply holds one reply a request, of more than one shape).
+    pub fn into_values(self) -> Vec<Value> {
+        self.values
     }
 
     /// A reply whose outcome this caller does not expect.

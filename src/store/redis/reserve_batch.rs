@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use redis::Cmd;
+use redis::{Cmd, Value};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
@@ -172,14 +172,20 @@ impl ReserveBatches {
             Err(error) => Err(error),
         };
         match replies {
-            Ok(replies) => {
+            Ok((expires_at_ms, replies)) => {
                 for (waiting, reply) in batch.into_iter().zip(replies) {
-                    let answer = match reply.outcome() {
-                        "reserved" | "replayed" => read(reserved(&reply, product)),
-                        _ => Err(decision(&reply, waiting.request.quantity)),
+                    let Waiting {
+                        request,
+                        answer: answer_to,
+                    } = waiting;
+                    let answer = match reply {
+                        Value::Int(remaining) => {
+                            read(new_hold(request, product, expires_at_ms, remaining))
+                        }
+                        other => answer_of(other, product, request.quantity),
                     };
                     // A requester that went away (its client disconnected) is not an error.
-                    let _ = waiting.answer.send(answer);
+                    let _ = answer_to.send(answer);
                 }
             }
             Err(error) => {
@@ -230,28 +236,59 @@ impl ReserveBatches {
     }
 }
 
-/// A batch's reply: `decided`, then one reply a request, as many as it had.
-fn read_batch(reply: Reply, requests: usize) -> Result<Vec<Reply>, ApiError> {
+/// A batch's reply: `decided`, the new holds' expiry, then one reply a request, as many as
+/// it had.
+fn read_batch(reply: Reply, requests: usize) -> Result<(i64, Vec<Value>), ApiError> {
     if reply.outcome() != "decided" {
         return Err(malformed("reserve", reply.unexpected()));
     }
-    let replies = reply
-        .into_replies()
-        .map_err(|error| malformed("reserve", error))?;
-    if replies.len() != requests {
+    let expires_at_ms = read(reply.int(0))?;
+    let mut values = reply.into_values();
+    if values.len() != requests + 1 {
         return Err(malformed(
             "reserve",
             MalformedReply::new(format!(
                 "{} replies to a batch of {requests} reservations",
-                replies.len()
+                values.len().saturating_sub(1)
             )),
         ));
     }
-    Ok(replies)
+    values.remove(0);
+    Ok((expires_at_ms, values))
 }
 
-/// A `reserved` or `replayed` reply: hold id, quantity, expiry, remaining.
-fn reserved(reply: &Reply, product: &str) -> Result<ReserveReply, MalformedReply> {
+/// A new hold: the request's id and quantity, the batch's expiry, the units available after it.
+fn new_hold(
+    request: ReserveRequest,
+    product: &str,
+    expires_at_ms: i64,
+    remaining: i64,
+) -> Result<ReserveReply, MalformedReply> {
+    let remaining = u32::try_from(remaining)
+        .map_err(|_| MalformedReply::new(format!("{remaining} units available")))?;
+    Ok(ReserveReply {
+        reservation: ReservedHold {
+            id: request.hold,
+            product: product.to_owned(),
+            quantity: request.quantity,
+            expires_at_ms,
+        },
+        remaining,
+    })
+}
+
+/// A request's reply other than a new hold: `replayed` (hold id, quantity, expiry, remaining)
+/// or a refusal.
+fn answer_of(value: Value, product: &str, quantity: u32) -> Result<ReserveReply, ApiError> {
+    let reply = Reply::read(value).map_err(|error| malformed("reserve", error))?;
+    match reply.outcome() {
+        "replayed" => read(replayed(&reply, product)),
+        _ => Err(decision(&reply, quantity)),
+    }
+}
+
+/// A `replayed` reply: hold id, quantity, expiry, remaining.
+fn replayed(reply: &Reply, product: &str) -> Result<ReserveReply, MalformedReply> {
     Ok(ReserveReply {
         reservation: ReservedHold {
             id: reply.text(0)?,
