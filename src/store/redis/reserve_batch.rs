@@ -48,7 +48,8 @@ pub const MAX_IN_FLIGHT: u32 = 2;
 /// let in at once, so only a Redis that stopped answering fills it.
 pub const MAX_WAITING: usize = 65_536;
 
-const _: () = assert!(MAX_BATCH >= 1 && MAX_BATCH <= 1024);
+const _: () = assert!(MAX_BATCH >= 1);
+const _: () = assert!(MAX_BATCH <= 1024);
 const _: () = assert!(MAX_IN_FLIGHT >= 1);
 const _: () = assert!(MAX_WAITING >= MAX_BATCH);
 
@@ -165,7 +166,8 @@ impl ReserveBatches {
 
     /// Sends one batch and answers each of its reservations.
     async fn send(&self, product: &str, batch: Vec<Waiting>) {
-        debug_assert!(!batch.is_empty() && batch.len() <= MAX_BATCH);
+        debug_assert!(!batch.is_empty());
+        debug_assert!(batch.len() <= MAX_BATCH);
         let cmd = self.command(product, &batch);
         let replies = match self.caller.run("reserve", &cmd).await {
             Ok(reply) => read_batch(reply, batch.len()),
