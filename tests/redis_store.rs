@@ -417,9 +417,15 @@ async fn idempotency_keys_are_forgotten_after_their_window() {
         .await
         .expect("a new key after the window");
     assert_ne!(fresh.reservation.id, first.reservation.id);
+    // The sweep forgets a key once its window ended, and never a key used again since.
     let mut raw = raw(&redis).await;
-    let ttl: i64 = raw.pttl("bl:idem:5:alice:k").await.expect("PTTL");
-    assert!((1..=60_000).contains(&ttl), "the key lives a window: {ttl}");
+    inventory.expire_due().await.expect("the sweep");
+    let kept: bool = raw.exists("bl:idem:5:alice:k").await.expect("EXISTS");
+    assert!(kept, "the key's second use is in its window");
+    inventory.pin_clock(Some(START + 120_000));
+    inventory.expire_due().await.expect("the sweep");
+    let kept: bool = raw.exists("bl:idem:5:alice:k").await.expect("EXISTS");
+    assert!(!kept, "the key is forgotten a window after its second use");
 }
 
 #[tokio::test]

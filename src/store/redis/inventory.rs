@@ -7,19 +7,20 @@
 //! pipelined on it rather than each waiting for a connection, and a dropped connection is
 //! re-established in the background. A call that cannot reach Redis, or gets no answer within
 //! [`RESPONSE_TIMEOUT`], answers `unavailable`: its outcome may be unknown, so it is never
-//! answered as a success, and a retry with the same idempotency key is safe.
+//! answered as a success, and a retry with the same idempotency key is safe. Reservations are
+//! the exception to "one operation, one call": concurrent ones of a product share a call
+//! (`reserve_batch`).
 //!
 //! Cost of a call: one round trip, a few small strings for the keys and arguments, and the
 //! function's own work in Redis (a dozen commands; expiry adds a few per due hold).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, Value};
+use redis::{Client, Cmd};
 
-use super::call::{decision, fcall, malformed, read, store_error};
+use super::call::{Caller, decision, fcall, malformed, read};
 use super::durability;
 use super::error::RedisStoreError;
 use super::health::Health;
@@ -27,15 +28,15 @@ use super::hold_id::{is_hold_id, new_hold_id};
 use super::keys;
 use super::library;
 use super::reply::{MalformedReply, Reply};
+use super::reserve_batch::{ReserveBatches, ReserveRequest};
 use super::values::{LiveHold, OrderToStore, Sale, StockLevel};
 use crate::clock::unix_ms;
 use crate::decorate::catalog_file::check_id;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::inventory::idempotency::fingerprint;
-use crate::inventory::service::{ReserveReply, ReservedHold};
+use crate::inventory::service::ReserveReply;
 use crate::inventory::{InventoryError, KeyWindow, MAX_QUANTITY};
 use crate::model::Product;
-use crate::telemetry;
 
 /// How long a call waits for Redis's answer before it answers `unavailable`. An fsync on a slow
 /// disk takes tens of milliseconds; seconds mean Redis is in trouble.
@@ -52,26 +53,15 @@ pub(super) const RECONNECT_RETRIES: usize = 2;
 pub(super) const RECONNECT_MAX_DELAY_MS: u64 = 500;
 
 /// Most rounds of [`RedisInventory::expire_due`] for one product in one sweep (each ends at most
-/// the library's batch of 1,000 holds), so a sweep's time is bounded.
+/// the library's `EXPIRE_MEMBERS` batches of holds, 1,024 holds), so a sweep's time is bounded.
 const MAX_EXPIRY_ROUNDS: u32 = 16;
-
-/// The library's expiry batch (`EXPIRE_BATCH` in `functions.lua`).
-const EXPIRE_BATCH: u32 = 1000;
-
-/// Marks an unpinned clock.
-const SERVER_CLOCK: i64 = i64::MIN;
 
 /// Stock and holds in Redis. Share it (`Arc`); every method takes `&self`.
 pub struct RedisInventory {
-    /// The multiplexed connection every call shares (cloning it is an `Arc` increment).
-    connection: ConnectionManager,
-    /// How long a reservation idempotency key is remembered (`--idempotency-window`).
-    key_window: KeyWindow,
-    /// The time the functions use, pinned by tests ([`RedisInventory::pin_clock`]);
-    /// [`SERVER_CLOCK`]: Redis's own `TIME`.
-    pinned_now_ms: AtomicI64,
-    /// Whether the last call reached Redis (every call updates it), for `/readyz`.
-    health: Arc<Health>,
+    /// Sends the calls: the multiplexed connection, the connection state, the clock.
+    caller: Caller,
+    /// Coalesces concurrent reservations of a product into one `buyline_reserve` call.
+    reservations: Arc<ReserveBatches>,
 }
 
 impl RedisInventory {
@@ -89,17 +79,16 @@ impl RedisInventory {
             .map_err(RedisStoreError::Unreachable)?;
         durability::check(&mut connection).await?;
         library::ensure_loaded(&mut connection).await?;
+        let caller = Caller::new(connection);
         Ok(RedisInventory {
-            connection,
-            key_window,
-            pinned_now_ms: AtomicI64::new(SERVER_CLOCK),
-            health: Arc::new(Health::new()),
+            reservations: Arc::new(ReserveBatches::new(caller.clone(), key_window)),
+            caller,
         })
     }
 
     /// Whether the last call reached Redis, and why not.
     pub fn health(&self) -> &Arc<Health> {
-        &self.health
+        self.caller.health()
     }
 
     /// Sends `PING`: whether Redis answers now (the probe that notices it coming back).
@@ -112,13 +101,13 @@ impl RedisInventory {
     /// back to Redis's own clock with `None`. For tests only (the model test steps time as the
     /// local engine's does); a server never calls it: every node must use Redis's one clock.
     pub fn pin_clock(&self, now_ms: Option<i64>) {
-        self.pinned_now_ms
-            .store(now_ms.unwrap_or(SERVER_CLOCK), Ordering::Relaxed);
+        self.caller.pin_clock(now_ms);
     }
 
     /// Reserves `quantity` units of `product` for `customer`, durably; with an idempotency
     /// key, exactly once within the key window (the same key with another product or quantity
-    /// is `idempotency_mismatch`).
+    /// is `idempotency_mismatch`). Concurrent reservations of a product share one call
+    /// (`reserve_batch`); one on an idle product goes at once.
     pub async fn reserve(
         &self,
         customer: &str,
@@ -140,27 +129,14 @@ impl RedisInventory {
             tracing::error!(%error, "no hold id could be made");
             ApiError::internal("no reservation id could be made; it did not take effect")
         })?;
-        let product_key = keys::product(product);
-        let mut cmd = fcall("buyline_reserve");
-        match idempotency_key {
-            Some(key) => cmd
-                .arg(2)
-                .arg(&product_key)
-                .arg(keys::idempotency(customer, key)),
-            None => cmd.arg(1).arg(&product_key),
+        let request = ReserveRequest {
+            customer: customer.to_owned(),
+            quantity,
+            hold,
+            fingerprint: format!("{:016x}", fingerprint(product, quantity)),
+            idempotency_key: idempotency_key.map(|key| keys::idempotency(customer, key)),
         };
-        cmd.arg(self.now_arg())
-            .arg(product)
-            .arg(customer)
-            .arg(quantity)
-            .arg(&hold)
-            .arg(format!("{:016x}", fingerprint(product, quantity)))
-            .arg(self.key_window.as_millis());
-        let reply = self.run("reserve", &cmd).await?;
-        match reply.outcome() {
-            "reserved" | "replayed" => read(ReserveReply::from_reply(&reply, product)),
-            _ => Err(decision(&reply, quantity)),
-        }
+        self.reservations.reserve(product, request).await
     }
 
     /// Releases `customer`'s live hold, durably; returns the units available after it.
@@ -335,9 +311,10 @@ impl RedisInventory {
 
     /// Live holds of `product` (for tests and metrics).
     pub async fn live_holds(&self, product: &str) -> Result<u64, ApiError> {
-        let mut cmd = redis::cmd("ZCARD");
-        cmd.arg(keys::due(product));
-        self.query("live_holds", &cmd).await
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(keys::product(product)).arg("holds");
+        let holds: Option<u64> = self.query("live_holds", &cmd).await?;
+        Ok(holds.unwrap_or(0))
     }
 
     /// Ends the due holds of `product`, durably; returns how many. Safe on any node, any
@@ -354,9 +331,8 @@ impl RedisInventory {
             if reply.outcome() != "expired" {
                 return Err(malformed("expire_due", reply.unexpected()));
             }
-            let round = read(reply.count(0))?;
-            expired += round;
-            if round < EXPIRE_BATCH {
+            expired += read(reply.count(0))?;
+            if read(reply.count(1))? == 0 {
                 break;
             }
         }
@@ -375,21 +351,6 @@ impl RedisInventory {
             expired += u64::from(swept?);
         }
         Ok(expired)
-    }
-}
-
-impl ReserveReply {
-    /// A `reserved` or `replayed` reply: hold id, quantity, expiry, remaining.
-    fn from_reply(reply: &Reply, product: &str) -> Result<ReserveReply, MalformedReply> {
-        Ok(ReserveReply {
-            reservation: ReservedHold {
-                id: reply.text(0)?,
-                product: product.to_owned(),
-                quantity: reply.count(1)?,
-                expires_at_ms: reply.int(2)?,
-            },
-            remaining: reply.count(3)?,
-        })
     }
 }
 
@@ -429,74 +390,16 @@ impl StockLevel {
     }
 }
 
-/// Sending the calls (`call.rs` says how each ends).
+/// Sending the calls (`call.rs` sends them and says how each ends).
 impl RedisInventory {
     /// The `now` argument of every function: empty for Redis's clock, or the pinned time.
     pub(super) fn now_arg(&self) -> String {
-        match self.pinned_now_ms.load(Ordering::Relaxed) {
-            SERVER_CLOCK => String::new(),
-            pinned => pinned.to_string(),
-        }
+        self.caller.now_arg()
     }
 
-    /// Runs a function's `FCALL`; if Redis lost the library, loads it and runs the call again
-    /// (the first call did nothing: its function was not there).
+    /// Runs a function's `FCALL` (see [`Caller::run`]).
     pub(super) async fn run(&self, function: &'static str, cmd: &Cmd) -> Result<Reply, ApiError> {
-        let started = Instant::now();
-        let mut connection = self.connection.clone();
-        let value = match cmd.query_async::<Value>(&mut connection).await {
-            Err(error) if library::is_missing(&error) => {
-                tracing::warn!(
-                    function,
-                    "the buyline function library is missing from Redis; loading it again"
-                );
-                library::ensure_loaded(&mut connection)
-                    .await
-                    .map_err(|error| {
-                        tracing::error!(%error, "reloading the buyline function library failed");
-                        ApiError::unavailable(
-                            "the store cannot run buyline's functions now; please retry",
-                        )
-                    })?;
-                cmd.query_async::<Value>(&mut connection).await
-            }
-            other => other,
-        };
-        let value = value.map_err(|error| self.failed(function, started, &error))?;
-        self.health.reached();
-        match Reply::read(value) {
-            Ok(reply) => {
-                telemetry::redis_call(function, started.elapsed(), None);
-                Ok(reply)
-            }
-            Err(error) => {
-                telemetry::redis_call(function, started.elapsed(), Some("internal"));
-                Err(malformed(function, error))
-            }
-        }
-    }
-
-    /// A call that failed: counted, timed, the connection state updated, and answered as
-    /// clients see it.
-    fn failed(
-        &self,
-        function: &'static str,
-        started: Instant,
-        error: &redis::RedisError,
-    ) -> ApiError {
-        let answer = store_error(function, error);
-        let kind = match answer.code {
-            ErrorCode::Unavailable => {
-                self.health.lost(&error.to_string());
-                "unavailable"
-            }
-            _ => {
-                self.health.reached();
-                "internal"
-            }
-        };
-        telemetry::redis_call(function, started.elapsed(), Some(kind));
-        answer
+        self.caller.run(function, cmd).await
     }
 
     /// A plain command (a read).
@@ -505,16 +408,7 @@ impl RedisInventory {
         what: &'static str,
         cmd: &Cmd,
     ) -> Result<T, ApiError> {
-        let started = Instant::now();
-        let mut connection = self.connection.clone();
-        match cmd.query_async(&mut connection).await {
-            Ok(value) => {
-                self.health.reached();
-                telemetry::redis_call(what, started.elapsed(), None);
-                Ok(value)
-            }
-            Err(error) => Err(self.failed(what, started, &error)),
-        }
+        self.caller.query(what, cmd).await
     }
 }
 

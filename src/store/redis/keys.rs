@@ -3,22 +3,24 @@
 //! way as the builders here; `keys_match_the_functions` (below) keeps the two in step.
 //!
 //! A product's keys share its `{product}` hash tag, so a Redis Cluster keeps them in one slot
-//! (product ids use only `A-Z a-z 0-9 _ . : -`, never a brace, so the tag is the whole id):
+//! (product ids use only `A-Z a-z 0-9 _ . : -`, never a brace or `|`, so the tag is the whole
+//! id):
 //!
 //! | key | type | holds | lives |
 //! |---|---|---|---|
-//! | `bl:{P}:product` | hash | `available`, `held`, `sold`, `total` (opening stock plus every restock), `version` (one more with every change); the rules `limit` (0: none), `hold_ms`, `starts_at` and `ends_at` (ms, both absent: always on sale), `open` (`1`, or `0` once deleted) | for good (a deleted product keeps its counts, so reopening it can never mint sold units) |
-//! | `bl:{P}:due` | sorted set | the ids of the product's live holds, scored by expiry (ms) | a hold leaves it when it ends |
-//! | `bl:{P}:hold:ID` | hash | `customer`, `quantity`, `expires_at` (ms), `counted` (`1`: counted toward the limit), `state` (`held` or `expired`) | deleted when released or sold; once expired, kept a minute past its expiry and at least a minute after the sweep (the functions' own clock check decides `reservation_expired`; the TTL only frees the memory), then Redis drops it |
+//! | `bl:{P}:product` | hash | `available`, `held`, `sold`, `total` (opening stock plus every restock), `version` (one more with every change), `holds` (live holds: 0 exactly when `held` is); the rules `limit` (0: none), `hold_ms`, `starts_at` and `ends_at` (ms, both absent: always on sale), `open` (`1`, or `0` once deleted) | for good (a deleted product keeps its counts, so reopening it can never mint sold units) |
+//! | `bl:{P}:due` | sorted set | the product's holds by expiry: a member is the ids of one batch of reservations (they expire together), space-separated, scored by their expiry (ms); a hold released or sold stays in its member and the expiry skips it (library version 2: one id a member) | a member leaves when the expiry has ended its holds |
+//! | `bl:{P}:hold:ID` | hash | library version 2's hold (`customer`, `quantity`, `expires_at`, `counted`, `state`), read (and deleted when the hold ends) for holds made before an upgrade; version 3 keeps a hold in its `bl:hold:ID` | as the hold |
 //! | `bl:{P}:units` | hash | customer to units held or bought (for limits); a customer at 0 is removed | for good |
+//! | `bl:{P}:idem-due` | sorted set | the idempotency keys the product's batches wrote, by the end of their window (ms): a member is the batch's time (ms), a space, then each key as `LENGTH:KEY`; the expiry sweep deletes a key whose window ended if it still holds its batch's record (one used again since belongs to a later batch) | a member leaves when the sweep has forgotten its keys |
 //!
 //! Keys that are not a product's (a Redis Cluster would put them in other slots; see the
 //! module doc for what that needs):
 //!
 //! | key | type | holds | lives |
 //! |---|---|---|---|
-//! | `bl:hold:ID` | string | the product of hold `ID` (release and checkout name only the hold) | as the hold's key |
-//! | `bl:idem:N:CUSTOMER:KEY` | hash | a reservation idempotency key: `fp` (the request's fingerprint), `at` (first use, ms), `hold`, `quantity`, `expires_at` | `--idempotency-window` from its first use |
+//! | `bl:hold:ID` | string | hold `ID`: `PRODUCT\|STATE\|QUANTITY\|EXPIRES_AT\|COUNTED\|CUSTOMER` (`STATE` `held` or `expired`, `EXPIRES_AT` in ms, `COUNTED` `1` when counted toward the limit; the customer id last, as it may contain `\|`). One key a hold, read by release and checkout (which name only the hold) with one `GET`, and written with a batch's other holds in one `MSET` (library version 2: the product alone, the hold in `bl:{P}:hold:ID`) | deleted when released or sold; once expired, kept a minute past its expiry and at least a minute after the sweep (the functions' own clock check decides `reservation_expired`; the TTL only frees the memory), then Redis drops it |
+//! | `bl:idem:N:CUSTOMER:KEY` | string | a reservation idempotency key: `FINGERPRINT\|AT\|QUANTITY\|EXPIRES_AT\|HOLD` (the request's fingerprint in hex, its first use in ms, then the hold it made), written with the batch's holds in one `MSET`, without a TTL (library version 2 kept a hash with a TTL, which version 3 does not read: see README "Several nodes") | `--idempotency-window` from its first use, until the next expiry sweep of the product it was used on (`bl:{P}:idem-due`) deletes it |
 //! | `bl:products` | set | every product id ever opened, for the expiry sweep | for good |
 //! | `bl:order:ORDER` | string | an order's bytes, as checkout encoded them | for good |
 //! | `bl:orders:buyer:N:CUSTOMER` | sorted set | the buyer's order ids, each scored by its position in the list (1, 2, ...: oldest first), so a page finds its `after` id with one `ZSCORE` instead of a scan | for good |
@@ -91,11 +93,6 @@ pub fn units(product: &str) -> String {
     format!("bl:{{{product}}}:units")
 }
 
-/// A product's live holds by expiry.
-pub fn due(product: &str) -> String {
-    format!("bl:{{{product}}}:due")
-}
-
 /// The product a hold belongs to.
 pub fn hold_locator(hold: &str) -> String {
     format!("bl:hold:{hold}")
@@ -142,7 +139,7 @@ mod tests {
         // The functions build a product's keys and a hold's locator themselves.
         for (built, pattern) in [
             (product("P"), "'bl:{' .. p .. '}:product'"),
-            (due("P"), "'bl:{' .. p .. '}:due'"),
+            ("bl:{P}:due".to_owned(), "'bl:{' .. p .. '}:due'"),
             (units("P"), "'bl:{' .. p .. '}:units'"),
             (hold_locator("ID"), "'bl:hold:' .. id"),
             (order("ID"), "'bl:order:' .. id"),

@@ -12,7 +12,7 @@ use super::error::RedisStoreError;
 pub const SOURCE: &str = include_str!("functions.lua");
 
 /// The version `functions.lua` declares (`local VERSION = ...`) and `buyline_version` returns.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Whether `error` says a function of the library is not loaded.
 pub fn is_missing(error: &redis::RedisError) -> bool {

@@ -11,7 +11,8 @@
 //!   decision atomically (Redis runs one function at a time) against Redis's own `TIME`: first
 //!   the product's due holds expire, then the sale window, the per-customer limit, the
 //!   idempotency key (the local engine's fingerprint rule), the stock; every change bumps the
-//!   product's version and is published on `bl:stock`.
+//!   product's version and is published on `bl:stock`. `buyline_reserve` decides a batch of
+//!   one product's reservations in one call (each as a call of its own would).
 //! * [`keys`]: the key layout, key by key.
 //! * [`library`]: loading the library (at connect, and again if Redis lost it).
 //! * [`durability`]: the settings checked at connect (`appendonly yes`, `appendfsync
@@ -20,8 +21,12 @@
 //! * [`reply`]: a function's reply, read without a panic.
 //! * [`values`]: the plain values where the local engine's do not fit.
 //! * [`inventory`]: [`RedisInventory`], the client every node uses.
-//! * [`call`]: how a call is built and how it ends as clients see it (a failure answered
-//!   `unavailable` or `internal`, a function's refusal as the local engine's error).
+//! * [`reserve_batch`]: group commit of reservations: a product's concurrent reservations
+//!   coalesced into one `buyline_reserve` call, with no timer (batches form while calls are in
+//!   flight).
+//! * [`call`]: how a call is built, sent ([`call::Caller`]) and how it ends as clients see it
+//!   (a failure answered `unavailable` or `internal`, a function's refusal as the local
+//!   engine's error).
 //! * [`orders`]: orders read back (by id, by checkout key, a page of a buyer's or partner's
 //!   orders, with the order book's paging), decoded into `StoredOrder`.
 //! * [`charging`]: the "charging" marker written before the gateway is called, cleared by the
@@ -61,7 +66,9 @@
 //! so a Cluster could put products on different shards, but three things cross products:
 //! * an idempotency key is the customer's, not the product's (the same key with another
 //!   product is `idempotency_mismatch`), so `reserve` with a key touches `bl:idem:...` too;
-//! * release and checkout name only the hold, so they read its locator `bl:hold:ID` first;
+//! * release and checkout name only the hold, so a hold lives under its locator
+//!   `bl:hold:ID` (its product and fields in one string, written with the batch's other holds
+//!   and idempotency keys in one `MSET`);
 //! * checkout's order goes on the buyer's and the partner's lists and the orders stream;
 //! * the charging marker (`bl:charging:HOLD`, listed in `bl:charging`) is deleted by the
 //!   sale, and the refund sweep reads the marker's hold through its locator;
@@ -70,12 +77,13 @@
 //! The catalog's keys share the `{catalog}` tag (one slot), and the channels would work as they
 //! do (a Cluster forwards `PUBLISH` to every node), or move to sharded pub/sub.
 //!
-//! On a Cluster: give the locator the product's tag and route by a product hint in the hold id
-//! (or read the locator in a first call, which never changes once written); claim the
-//! idempotency key in its own slot before the product's call (and free it if the reserve
-//! fails); write the order's lists in a second step from the orders stream (an order is
-//! first readable by id, with its product's tag, then listed) and read a page's orders with
-//! one `GET` each after the list's ids; and give the charging markers the product's tag (one
+//! On a Cluster: give the hold's key the product's tag and route by a product hint in the hold
+//! id; claim the idempotency key in its own slot before the product's call (and free it if the
+//! reserve fails), and forget it from there; keep batching reservations per product (a batch is
+//! one product's, so it stays on one shard once the holds and idempotency keys are dealt with);
+//! write the order's lists in a second step from the orders stream (an order is first readable
+//! by id, with its product's tag, then listed) and read a page's orders with one `GET` each
+//! after the list's ids; and give the charging markers the product's tag (one
 //! `bl:{P}:charging` set a product, swept product by product like the due holds).
 
 mod call;
@@ -95,6 +103,7 @@ mod order_channel;
 mod orders;
 mod redis_store;
 mod reply;
+mod reserve_batch;
 mod stock_cache;
 mod values;
 mod wallet;

@@ -13,7 +13,7 @@ pub struct MalformedReply {
 }
 
 impl MalformedReply {
-    fn new(what: impl Into<String>) -> Self {
+    pub fn new(what: impl Into<String>) -> Self {
         MalformedReply { what: what.into() }
     }
 }
@@ -89,6 +89,11 @@ impl Reply {
             Some(Value::Nil) => Ok(None),
             _ => Err(self.bad(index, "bytes or nil")),
         }
+    }
+
+    /// The values, unread (a batch's reply holds one reply a request, of more than one shape).
+    pub fn into_values(self) -> Vec<Value> {
+        self.values
     }
 
     /// A reply whose outcome this caller does not expect.
