@@ -54,6 +54,7 @@ use crate::error::ApiError;
 use crate::inventory::service::{InventoryService, ReserveReply};
 use crate::inventory::{Record, StockChange, StockCounts, parse_hold_id};
 use crate::model::{Address, Product};
+use crate::telemetry;
 use redis::{ChargeToMark, ChargeToRefund, LiveHold, OrderToStore, RedisStore};
 
 /// Where stock, holds, orders and wallets live.
@@ -108,12 +109,19 @@ impl Store {
                     .await
             }
             Store::Redis(shared) => {
-                Box::pin(
-                    shared
-                        .inventory()
-                        .reserve(customer, product, quantity, idempotency_key),
-                )
-                .await
+                let outcome = Box::pin(shared.inventory().reserve(
+                    customer,
+                    product,
+                    quantity,
+                    idempotency_key,
+                ))
+                .await;
+                // Counted as the local service counts its own.
+                telemetry::reservation(match &outcome {
+                    Ok(_) => "reserved",
+                    Err(error) => error.code.as_str(),
+                });
+                outcome
             }
         }
     }

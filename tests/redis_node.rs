@@ -605,6 +605,8 @@ async fn a_node_on_redis_exports_its_round_trips_connection_and_stock_channel_un
         "buyline_redis_call_seconds_bucket{function=\"reserve\"",
         "buyline_redis_connected 1",
         "buyline_stock_channel_messages_total{outcome=\"applied\"}",
+        // Counted with --store too, as the local engine counts its own.
+        "buyline_reservations_total{outcome=\"reserved\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }

@@ -143,10 +143,16 @@ impl ReserveBatches {
     /// One of the product's calls in flight: sends what waits, batch after batch, until
     /// nothing does.
     async fn send_batches(self: Arc<Self>, product: String) {
+        let mut place = InFlight {
+            batches: &self,
+            product: &product,
+            given_back: false,
+        };
         loop {
             let batch: Vec<Waiting> = {
                 let mut products = self.products.lock().unwrap_or_else(|p| p.into_inner());
                 let Some(queue) = products.get_mut(&product) else {
+                    place.given_back = true;
                     return;
                 };
                 if queue.waiting.is_empty() {
@@ -155,6 +161,7 @@ impl ReserveBatches {
                     if queue.in_flight == 0 {
                         products.remove(&product);
                     }
+                    place.given_back = true;
                     return;
                 }
                 let n = queue.waiting.len().min(MAX_BATCH);
@@ -235,6 +242,37 @@ impl ReserveBatches {
             }
         }
         cmd
+    }
+}
+
+/// A batch task's place among its product's calls in flight. A task that ends without giving
+/// it back (a panic, or its runtime dropping it mid-call) gives it back here; if it was the
+/// product's last, every reservation still waiting hears `unavailable` (their senders drop
+/// with the queue), so none waits for a task that will never come, and the product's next
+/// reservation starts afresh.
+struct InFlight<'a> {
+    batches: &'a ReserveBatches,
+    product: &'a str,
+    given_back: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.given_back {
+            return;
+        }
+        let mut products = self
+            .batches
+            .products
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(queue) = products.get_mut(self.product) {
+            queue.in_flight = queue.in_flight.saturating_sub(1);
+            if queue.in_flight == 0 {
+                // Their senders drop with the queue: each hears "the answer was lost".
+                products.remove(self.product);
+            }
+        }
     }
 }
 
