@@ -61,7 +61,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let common = &cli.common;
     anyhow::ensure!(
         common.targets.len() == 1 || cli.scenario.spreads_over_targets(),
-        "--target was given {} times: only flash-sale and soak spread over several nodes",
+        "--target was given {} times: only flash-sale, soak and fanout spread over several nodes",
         common.targets.len()
     );
     let report = match &cli.scenario {
