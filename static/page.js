@@ -220,9 +220,8 @@ function notice(text) {
 }
 
 client.on("gap", (frame) => {
-  const missedTo = frame.oldest - 1;
-  const range = missedTo > frame.since + 1 ? `#${frame.since + 1} to #${missedTo}` : `after #${frame.since}`;
-  notice(`Tweets ${range} on ${frame.timeline} were missed while the page was away: the server no longer keeps them.`);
+  // Seqs rise but may skip (a restart starts a new block), so this names the range, not a count.
+  notice(`Tweets on ${frame.timeline} after #${frame.since} may have been missed while the page was away: the server now keeps them only from #${frame.oldest} on.`);
 });
 client.on("lagged", (frame) => {
   notice(`The connection fell behind and ${frame.dropped} tweet${frame.dropped === 1 ? "" : "s"} were dropped; catching up on what the server still has.`);
