@@ -245,14 +245,21 @@ export class BuylineClient {
       }
       this._dispatch(frame);
     };
-    // `error` is always followed by `close`, which does the work.
-    socket.onerror = () => {};
-    socket.onclose = () => {
+    // Browsers follow `error` with `close`; some WebSocket implementations (node 20's) send only
+    // `error` for a refused connection. Whichever comes first ends this socket, once.
+    const lost = () => {
       if (this._socket !== socket) return;
       this._socket = null;
+      try {
+        socket.close();
+      } catch {
+        // Already closed or never opened: nothing to close.
+      }
       this._failSent("disconnected", "the connection closed before the reply");
       this._scheduleReconnect();
     };
+    socket.onerror = lost;
+    socket.onclose = lost;
   }
 
   _scheduleReconnect() {
