@@ -9,7 +9,9 @@
 // Every op is a promise matched on the op's `id`. The connection comes back by itself after a
 // drop, with exponential backoff and full jitter, and every subscription resumes with `since` =
 // the last seq this client saw (and `epoch`, when the server sends one), so nothing the server
-// still retains is lost and nothing arrives twice.
+// still retains is lost and nothing arrives twice. With `--bus` the server names the stream's
+// `epoch`; a different one on resume means the stream was made again and its seqs started over,
+// so the client says so (a `reset` event) and resumes from the start of the new stream.
 
 /** Defaults, each overridable in the constructor's options. */
 export const DEFAULTS = Object.freeze({
@@ -58,7 +60,7 @@ export class BuylineError extends Error {
 const REPLY_TYPES = new Set(["subscribed", "unsubscribed", "reserved", "released", "order", "pong", "error"]);
 
 /** Events a listener may take with `on`. */
-const EVENTS = new Set(["tweet", "stock", "order", "lagged", "gap", "state", "error", "subscribed"]);
+const EVENTS = new Set(["tweet", "stock", "order", "lagged", "gap", "reset", "state", "error", "subscribed"]);
 
 /** The stream URL of the page this script runs in (ws: or wss: as the page). */
 function defaultStreamUrl() {
@@ -95,7 +97,9 @@ export class BuylineClient {
     this.state = "idle";
     /** The newest tweet seq this client received, over every connection so far. */
     this.lastSeq = null;
-    /** timeline -> { since, epoch, follows, waiters }: what to resume after a reconnection. */
+    /** The stream's epoch from the server's last `subscribed` (with `--bus`), or null. */
+    this.epoch = null;
+    /** timeline -> { since, follows, waiters }: what to resume after a reconnection. */
     this.subscriptions = new Map();
     this._listeners = new Map();
     this._pending = new Map(); // op id -> { resolve, reject, timer, onReply }
@@ -108,7 +112,7 @@ export class BuylineClient {
     if (options.connect !== false) this.connect();
   }
 
-  /** Listens for `type` (tweet, stock, order, lagged, gap, state, error, subscribed); returns a
+  /** Listens for `type` (tweet, stock, order, lagged, gap, reset, state, error, subscribed); returns a
    * function that removes the listener. */
   on(type, listener) {
     if (!EVENTS.has(type)) throw new Error(`BuylineClient: no event "${type}"`);
@@ -151,7 +155,6 @@ export class BuylineClient {
     const previous = this.subscriptions.get(timeline);
     const subscription = {
       since: options.since ?? null,
-      epoch: null,
       follows: options.follows ?? null,
       waiters: previous?.waiters ?? [],
     };
@@ -299,15 +302,21 @@ export class BuylineClient {
     // of the subscription's own start and the last seq seen.
     const since = maxSeq(subscription.since, this.lastSeq);
     if (since !== null) frame.since = since;
-    if (subscription.epoch !== null && subscription.epoch !== undefined) frame.epoch = subscription.epoch;
+    if (this.epoch !== null) frame.epoch = this.epoch;
     if (subscription.follows) frame.follows = subscription.follows;
     const entry = {
       sent: true,
       resolve: (reply) => {
         if (this.subscriptions.get(timeline) !== subscription) return;
+        if (typeof reply.epoch === "string") {
+          if (this.epoch !== null && reply.epoch !== this.epoch) {
+            this._streamReset(reply.epoch);
+            return;
+          }
+          this.epoch = reply.epoch;
+        }
         // A fresh subscription starts at the seq the server had then; a resumed one keeps its own.
         if (subscription.since === null) subscription.since = reply.seq;
-        if (reply.epoch !== undefined) subscription.epoch = reply.epoch;
         this._settleWaiters(subscription, "resolve", reply);
         this._emit("subscribed", reply);
       },
@@ -376,9 +385,6 @@ export class BuylineClient {
         this._emit("order", frame);
         break;
       case "gap":
-        for (const [timeline, subscription] of this.subscriptions) {
-          if (timeline === frame.timeline && frame.epoch !== undefined) subscription.epoch = frame.epoch;
-        }
         this._emit("gap", frame);
         break;
       case "lagged":
@@ -394,6 +400,17 @@ export class BuylineClient {
       default:
         break; // Frames added to the contract later are ignored here.
     }
+  }
+
+  /** The stream was made again (another epoch): seqs seen so far mean nothing in it. Resume every
+   * subscription from the new stream's start (`since: 0`) on a fresh connection. Happens once an
+   * epoch, so it cannot loop. */
+  _streamReset(epoch) {
+    this._emit("reset", { previousEpoch: this.epoch, epoch, lastSeq: this.lastSeq });
+    this.epoch = epoch;
+    this.lastSeq = null;
+    for (const subscription of this.subscriptions.values()) subscription.since = 0;
+    this._reconnectNow("the stream was reset");
   }
 
   /** After `lagged`, the dropped tweets come back only on a new connection resumed with `since`;

@@ -223,6 +223,9 @@ client.on("gap", (frame) => {
   // Seqs rise but may skip (a restart starts a new block), so this names the range, not a count.
   notice(`Tweets on ${frame.timeline} after #${frame.since} may have been missed while the page was away: the server now keeps them only from #${frame.oldest} on.`);
 });
+client.on("reset", () => {
+  notice("The server's tweet stream was started over: showing it again from its start.");
+});
 client.on("lagged", (frame) => {
   notice(`The connection fell behind and ${frame.dropped} tweet${frame.dropped === 1 ? "" : "s"} were dropped; catching up on what the server still has.`);
 });
