@@ -395,8 +395,9 @@ function showStep(id) {
   for (const step of document.querySelectorAll("#buy-dialog .step")) step.hidden = step.id !== id;
 }
 
-function fail(error, retry) {
+function fail(error, retry, retryLabel = "Try again") {
   $("failed-message").textContent = inWords(error);
+  $("failed-retry").textContent = retryLabel;
   $("failed-retry").hidden = !retry;
   $("failed-retry").onclick = retry;
   showStep("step-failed");
@@ -461,8 +462,7 @@ function holdExpired() {
   purchase.reservation = null;
   $("hold-line").hidden = true;
   purchase.holdKey = `hold-${crypto.randomUUID()}`;
-  fail({ code: "reservation_expired" }, () => takeHold());
-  $("failed-retry").textContent = "Take a new hold";
+  fail({ code: "reservation_expired" }, () => takeHold(), "Take a new hold");
 }
 
 async function showReview(purchase) {

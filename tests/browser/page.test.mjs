@@ -269,6 +269,31 @@ describe("the page in Chromium", { skip: !haveChromium && "chromium is missing" 
     });
   });
 
+  test("an expired hold says so in words and offers a new one; a limit reached says so too", async () => {
+    await withPage("hold-expired", async ({ page, server }) => {
+      await ingest(server, [tweet(1, "Pins", { product: "acme-pin" })]);
+      await buyBox(page, "acme-pin").waitFor();
+      await buyUpToPayment(page, "acme-pin", "pin-buyer");
+      // The pin's holds last 3 s.
+      await page.locator("#failed-message", { hasText: "Your hold expired" }).waitFor();
+      assert.equal(await page.locator("#failed-message").innerText(), "Your hold expired, and the item went back on sale. You were not charged.");
+      await page.getByRole("button", { name: "Take a new hold" }).click();
+      await page.locator("#step-review:not([hidden])").waitFor();
+      await page.getByRole("button", { name: "Continue to shipping and payment" }).click();
+      await fillShippingAndCard(page, { number: "4242424242424242", expiry: "1/31" });
+      await page.getByRole("button", { name: "Pay $5.00" }).click();
+      await page.locator("#step-done:not([hidden])").waitFor();
+      await page.getByRole("button", { name: "Done" }).click();
+
+      // One a customer: a second Buy is refused, in words, with nothing to retry.
+      await buyBox(page, "acme-pin").getByRole("button").click();
+      await page.locator("#failed-message", { hasText: "limit" }).waitFor();
+      assert.equal(await page.locator("#failed-message").innerText(), "You have reached this product's limit per customer.");
+      assert.equal(await page.getByRole("button", { name: "Try again" }).isHidden(), true);
+      await shot(page, "limit-reached");
+    });
+  });
+
   test("a product sold out by other buyers shows Sold out, disabled", async () => {
     await withPage("sold-out", async ({ page, server }) => {
       await ingest(server, [tweet(1, "Three mugs", { product: "acme-mug" })]);

@@ -14,7 +14,8 @@ export const BUYLINE_BIN = process.env.BUYLINE_BIN ?? path.resolve(here, "../../
 /** How long the server may take to log its address. */
 const START_TIMEOUT_MS = 30_000;
 
-/** A partner and three products: one plentiful, one of 3 units, one of 1. */
+/** A partner and four products: one plentiful, one of 3 units, one a customer with 3 s holds,
+ * one of 1. */
 export const CATALOG = {
   partners: [{ id: "acme", name: "Acme Goods", accounts: ["AcmeGoods"], platform: "direct", kind: "brand" }],
   products: [
@@ -39,6 +40,18 @@ export const CATALOG = {
       price: { amount: 1200, currency: "usd" },
       urls: ["https://acme.example/mug"],
       stock: 3,
+    },
+    {
+      id: "acme-pin",
+      partner: "acme",
+      title: "Enamel Pin",
+      description: "One a customer.",
+      image: "/favicon.svg",
+      price: { amount: 500, currency: "usd" },
+      urls: ["https://acme.example/pin"],
+      stock: 20,
+      per_customer_limit: 1,
+      hold_seconds: 3,
     },
     {
       id: "acme-kite",
