@@ -43,13 +43,14 @@ async fn the_default_synthetic_firehose_carries_partner_tweets_with_buy_buttons(
         assert!(frame["buy"]["product"].is_string(), "{frame}");
         assert!(frame["buy"]["price"]["amount"].is_i64());
     }
-    let page = reqwest::get(format!("http://{}/", server.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("/v1/stream"));
+    // The page loads its script, whose client opens the stream.
+    let get = |path: &'static str| {
+        let url = format!("http://{}{path}", server.addr);
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    assert!(get("/").await.contains(r#"src="/page.js""#));
+    assert!(get("/page.js").await.contains(r#"from "/buyline.js""#));
+    assert!(get("/buyline.js").await.contains("/v1/stream"));
 }
 
 #[test]

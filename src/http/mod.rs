@@ -9,6 +9,7 @@ mod dev_tokens;
 mod ingest;
 mod ingest_ws;
 mod orders;
+mod page;
 pub mod peer_limit;
 mod probes;
 mod reservations;
@@ -54,7 +55,12 @@ pub struct HttpState {
 /// All routes.
 pub fn router(state: HttpState) -> Router {
     Router::new()
-        .route("/", get(probes::index_page))
+        .route("/", get(page::index_html))
+        .route("/buyline.js", get(page::buyline_js))
+        .route("/page.js", get(page::page_js))
+        .route("/page.css", get(page::page_css))
+        .route("/favicon.svg", get(page::favicon))
+        .route("/favicon.ico", get(page::favicon))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))

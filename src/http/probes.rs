@@ -1,19 +1,12 @@
-//! Liveness, readiness, metrics and the demo page.
+//! Liveness, readiness and metrics.
 
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::http::HttpState;
-
-/// The demo page: subscribes to `buyable` and shows tweets with their buy buttons.
-const INDEX_HTML: &str = include_str!("../../static/index.html");
-
-pub async fn index_page() -> Html<&'static str> {
-    Html(INDEX_HTML)
-}
 
 pub async fn healthz() -> Response {
     (
