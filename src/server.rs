@@ -144,6 +144,9 @@ impl StoreSetup {
     /// catalog Redis holds (seeded with `catalog` only when it holds none) applied to
     /// `catalog_store`, and its products registered (a product Redis already has keeps its
     /// counts).
+    ///
+    /// With `--bus` the catalog rides the stream, not Redis: the catalog is returned as given
+    /// and no product is registered here (see [`FirehoseSetup::open`]).
     async fn open(
         self,
         config: &Config,
@@ -164,6 +167,11 @@ impl StoreSetup {
             .subscribe_to_channels()
             .await
             .with_context(|| format!("cannot subscribe to the channels at {url}"))?;
+        if config.bus.is_some() {
+            tracing::info!(store = %url,
+                "stock, holds, orders and wallets are in Redis, shared with every node using it");
+            return Ok((Store::Redis(Arc::new(shared)), catalog));
+        }
         let catalog = shared
             .load_catalog(&catalog, catalog_store)
             .await
@@ -173,19 +181,30 @@ impl StoreSetup {
                     error.message
                 )
             })?;
-        for product in &catalog.products {
-            shared.open_product(product).await.map_err(|error| {
-                anyhow::anyhow!(
-                    "cannot register product {} in the store at {url}: {}",
-                    product.id,
-                    error.message
-                )
-            })?;
-        }
+        open_products(&shared, &catalog, &url).await?;
         tracing::info!(store = %url, products = catalog.products.len(),
             "stock, holds, orders and wallets are in Redis, shared with every node using it");
         Ok((Store::Redis(Arc::new(shared)), catalog))
     }
+}
+
+/// Registers every product of `catalog` in Redis (a product Redis already has keeps its
+/// counts) and caches its counts.
+async fn open_products(
+    shared: &RedisStore,
+    catalog: &crate::model::Catalog,
+    url: &impl std::fmt::Display,
+) -> anyhow::Result<()> {
+    for product in &catalog.products {
+        shared.open_product(product).await.map_err(|error| {
+            anyhow::anyhow!(
+                "cannot register product {} in the store at {url}: {}",
+                product.id,
+                error.message
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Where `seq` will come from: this node's counter (resumed from the data dir before the
@@ -210,24 +229,49 @@ enum Firehose {
 impl FirehoseSetup {
     /// Connects the bus (and creates or checks its stream) if there is one; tells the
     /// history ring which seqs it will never hold (those before this run's first).
-    async fn open(self, history_len: usize, history: &HistoryRing) -> anyhow::Result<Firehose> {
-        let firehose = match self {
-            FirehoseSetup::Local(floor) => Firehose::Local(floor),
+    ///
+    /// With the bus, the catalog is the stream's, as in force just before this run's first
+    /// seq (seeded with `catalog` when the stream holds none): applied to `catalog_store`,
+    /// its products registered in Redis, and returned.
+    async fn open(
+        self,
+        history_len: usize,
+        history: &HistoryRing,
+        catalog: crate::model::Catalog,
+        catalog_store: &CatalogStore,
+        store: &Store,
+    ) -> anyhow::Result<(Firehose, crate::model::Catalog)> {
+        let (firehose, catalog) = match self {
+            FirehoseSetup::Local(floor) => (Firehose::Local(floor), catalog),
             FirehoseSetup::Bus(settings) => {
                 let bus = Bus::connect(&settings).await?;
                 // The ring refills from the stream: its last `--history` messages.
                 let (from, caught_up_at) = bus.start_position(history_len).await?;
-                tracing::info!(stream = %settings.stream, from, caught_up_at,
-                    "reading the firehose from the bus; ready once caught up");
-                Firehose::Bus {
-                    bus: Arc::new(bus),
-                    from,
-                    caught_up_at,
+                let stream_catalog = bus
+                    .load_catalog(from, &catalog)
+                    .await
+                    .context("cannot read the catalog on the bus")?;
+                let index = PartnerIndex::build(&stream_catalog.catalog)
+                    .context("the catalog on the bus is invalid")?;
+                catalog_store.replace(index);
+                if let Store::Redis(shared) = store {
+                    open_products(shared, &stream_catalog.catalog, &"--store").await?;
                 }
+                tracing::info!(stream = %settings.stream, from, caught_up_at,
+                    catalog_seq = stream_catalog.seq,
+                    "reading the firehose and the catalog from the bus; ready once caught up");
+                (
+                    Firehose::Bus {
+                        bus: Arc::new(bus),
+                        from,
+                        caught_up_at,
+                    },
+                    stream_catalog.catalog,
+                )
             }
         };
         history.forget_through(firehose.first_seq() - 1);
-        Ok(firehose)
+        Ok((firehose, catalog))
     }
 }
 
@@ -326,8 +370,15 @@ pub fn start(
                     return;
                 }
             };
-            let firehose = match system.block_on(firehose.open(config.history, &history)) {
-                Ok(firehose) => firehose,
+            let opened = system.block_on(firehose.open(
+                config.history,
+                &history,
+                catalog,
+                &catalog_store,
+                &store,
+            ));
+            let (firehose, catalog) = match opened {
+                Ok(opened) => opened,
                 Err(error) => {
                     let _ = started_tx.send(Err(error));
                     return;
@@ -410,7 +461,7 @@ impl Pipeline {
             fingerprints,
             firehose,
         } = self;
-        let (tweet_log, bus_health) = match firehose {
+        let (tweet_log, bus) = match firehose {
             Firehose::Local(seq_floor) => (
                 TweetLog::Local(Sequencer::new(decorator, seq_floor).start()),
                 None,
@@ -420,12 +471,14 @@ impl Pipeline {
                 from,
                 caught_up_at,
             } => {
-                bus_feed::spawn(bus.reader(from, caught_up_at), decorator);
+                bus_feed::spawn(
+                    bus.reader(from, caught_up_at),
+                    decorator,
+                    Arc::clone(&catalog_store),
+                    store.clone(),
+                );
                 actix_rt::spawn(Arc::clone(&bus).watch_stream());
-                (
-                    TweetLog::Bus(Arc::new(bus.publisher())),
-                    Some(Arc::clone(bus.health())),
-                )
+                (TweetLog::Bus(Arc::new(bus.publisher())), Some(bus))
             }
         };
         // With --store, the sandbox's ledger is in Redis: a retry on another node never
@@ -457,7 +510,7 @@ impl Pipeline {
             store: store.clone(),
             checkout: Arc::clone(&checkout),
             tweet_log: tweet_log.clone(),
-            bus: bus_health,
+            bus: bus.clone(),
             signer,
             metrics: metrics.clone(),
             connections: ConnectionLimiter::new(config.max_connections),
@@ -477,7 +530,8 @@ impl Pipeline {
             orders: Box::new(move |customer, order| {
                 local_push.order_confirmed(customer, order, None);
             }),
-            catalog: Arc::clone(&app.catalog),
+            // With --bus the catalog rides the stream; Redis's is not followed.
+            catalog: bus.is_none().then(|| Arc::clone(&app.catalog)),
         };
         spawn_upkeep(store, checkout, metrics, targets);
 

@@ -103,6 +103,25 @@ impl BusCluster {
         .to_vec()
     }
 
+    fn admin_token(&self) -> String {
+        self.signer
+            .issue("ops", Role::Admin, Duration::from_secs(3600))
+    }
+
+    /// An admin PUT of `body` at `path` on the node at `addr`: the status and the reply.
+    async fn admin_put(&self, addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .put(format!("http://{addr}{path}"))
+            .bearer_auth(self.admin_token())
+            .json(body)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("the admin request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON reply"))
+    }
+
     fn ingest_token(&self) -> String {
         self.signer
             .issue("feeder", Role::Ingest, Duration::from_secs(3600))
@@ -575,12 +594,13 @@ async fn the_bus_metrics_show_the_stream_and_pass_promtool() {
         .text()
         .await
         .expect("text");
+    // Seq 1 is the catalog the first node seeded; the tweets are 2 to 11.
     for line in [
         "buyline_bus_connected 1",
-        "buyline_bus_applied_seq 10",
+        "buyline_bus_applied_seq 11",
         "buyline_bus_consumer_lag_messages 0",
         "buyline_bus_stream_first_seq 1",
-        "buyline_bus_stream_last_seq 10",
+        "buyline_bus_stream_last_seq 11",
         "buyline_bus_published_total{outcome=\"stored\"} 10",
         "buyline_bus_publish_ack_seconds_bucket",
     ] {
@@ -620,4 +640,127 @@ async fn the_bus_metrics_show_the_stream_and_pass_promtool() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A product of `partner` sold at `url`.
+fn product(id: &str, partner: &str, url: &str) -> Value {
+    json!({
+        "id": id, "partner": partner, "title": format!("the {id}"), "description": "made for a test",
+        "image": "https://example.com/p.jpg", "price": {"amount": 1000, "currency": "usd"},
+        "urls": [url], "stock": 50,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_an_admin_put_on_one_node_decorates_the_next_tweet_on_every_node() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let nodes = [cluster.node(), cluster.node(), cluster.node()];
+    let mut clients = Vec::new();
+    for node in &nodes {
+        ready(node.addr).await;
+        clients.push(subscribe_all(node.addr, None).await.0);
+    }
+    let url = "https://acme.example/anvil";
+    let tweet = |id: &str| common::tweet(id, "AcmeCo", &format!("our anvil, {id}"), &[url], &[]);
+    let (status, _) = cluster.ingest(nodes[1].addr, &[tweet("before")]).await;
+    assert_eq!(status, 200);
+
+    let partner = json!({"id": "acme", "name": "Acme", "accounts": ["AcmeCo"],
+        "platform": "direct", "kind": "brand"});
+    let (status, reply) = cluster
+        .admin_put(nodes[0].addr, "/v1/admin/partners/acme", &partner)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = cluster
+        .admin_put(
+            nodes[0].addr,
+            "/v1/admin/products/acme-anvil",
+            &product("acme-anvil", "acme", url),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    // Read-your-write on the node that took it.
+    let read = reqwest::get(format!("http://{}/v1/products/acme-anvil", nodes[0].addr))
+        .await
+        .expect("the product read");
+    assert_eq!(read.status(), 200);
+    // The very next tweet, ingested on another node, has the button on every node.
+    let (status, _) = cluster.ingest(nodes[1].addr, &[tweet("after")]).await;
+    assert_eq!(status, 200);
+    let mut views = Vec::new();
+    for client in &mut clients {
+        let frames = read_tweets(client, 2).await;
+        assert_eq!(ids(&frames), ["before", "after"]);
+        assert!(frames[0].get("buy").is_none(), "{}", frames[0]);
+        assert_eq!(frames[1]["buy"]["product"], "acme-anvil", "{}", frames[1]);
+        assert_eq!(frames[1]["buy"]["remaining"], 50, "{}", frames[1]);
+        views.push(frames.iter().map(view).collect::<Vec<_>>());
+    }
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[0], views[2]);
+    let read = reqwest::get(format!("http://{}/v1/products/acme-anvil", nodes[2].addr))
+        .await
+        .expect("the product read");
+    assert_eq!(read.status(), 200, "C serves the product too");
+
+    // A node started now takes the stream's catalog, not its own seed.
+    let late = cluster.node();
+    ready(late.addr).await;
+    let (mut on_late, _) = subscribe_all(late.addr, None).await;
+    let (status, _) = cluster.ingest(nodes[2].addr, &[tweet("late")]).await;
+    assert_eq!(status, 200);
+    let frame = read_tweets(&mut on_late, 1).await.remove(0);
+    assert_eq!(frame["buy"]["product"], "acme-anvil", "{frame}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_writes_on_two_nodes_at_once_both_take_effect() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let (a, b) = (cluster.node(), cluster.node());
+    ready(a.addr).await;
+    ready(b.addr).await;
+    let mut writes = Vec::new();
+    for i in 0..4 {
+        let node = if i % 2 == 0 { a.addr } else { b.addr };
+        let id = format!("burberry-extra-{i}");
+        let body = product(
+            &id,
+            "burberry",
+            &format!("https://www.burberry.com/extra/{i}"),
+        );
+        let cluster = &cluster;
+        writes.push(async move {
+            cluster
+                .admin_put(node, &format!("/v1/admin/products/{id}"), &body)
+                .await
+        });
+    }
+    for (status, reply) in futures_util::future::join_all(writes).await {
+        assert_eq!(status, 200, "{reply}");
+    }
+    let (mut client, _) = subscribe_all(b.addr, None).await;
+    let sent: Vec<Value> = (0..4)
+        .map(|i| {
+            common::tweet(
+                &format!("extra-{i}"),
+                PARTNER,
+                "look",
+                &[&format!("https://www.burberry.com/extra/{i}")],
+                &[],
+            )
+        })
+        .collect();
+    let (status, _) = cluster.ingest(a.addr, &sent).await;
+    assert_eq!(status, 200);
+    for (i, frame) in read_tweets(&mut client, 4).await.iter().enumerate() {
+        assert_eq!(
+            frame["buy"]["product"],
+            json!(format!("burberry-extra-{i}")),
+            "a write lost to another: {frame}"
+        );
+    }
 }

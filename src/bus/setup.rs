@@ -54,11 +54,11 @@ pub struct BusSettings {
 
 /// A connection to the bus with its stream checked.
 pub struct Bus {
-    js: Context,
-    stream: String,
+    pub(super) js: Context,
+    pub(super) stream: String,
     /// `NAME.tweets`.
     tweets_subject: String,
-    health: Arc<BusHealth>,
+    pub(super) health: Arc<BusHealth>,
 }
 
 impl Bus {
@@ -149,28 +149,43 @@ impl Bus {
 
     /// Reads the stream's first and last sequence into the metrics every few seconds, with
     /// this node's lag; runs until the task is dropped.
+    ///
+    /// It also keeps the stream's last catalog message from being dropped by the stream's
+    /// limits ([`Bus::keep_catalog`]), once this node is caught up.
     pub async fn watch_stream(self: Arc<Self>) {
         loop {
-            if let Ok(state) = self.stream_state().await {
+            if let Ok(info) = self.stream_info().await {
+                let state = &info.state;
                 telemetry::bus_stream_seqs(state.first_sequence, state.last_sequence);
                 let applied = self.health.applied();
                 telemetry::bus_applied(applied, state.last_sequence.saturating_sub(applied));
+                if self.health.unavailable_reason().is_none() {
+                    self.keep_catalog(
+                        state.last_sequence,
+                        info.config.max_messages,
+                        info.config.max_age,
+                    )
+                    .await;
+                }
             }
             tokio::time::sleep(STREAM_INFO_EVERY).await;
         }
     }
 
     async fn stream_state(&self) -> Result<jetstream::stream::State, BusError> {
+        Ok(self.stream_info().await?.state)
+    }
+
+    async fn stream_info(&self) -> Result<jetstream::stream::Info, BusError> {
         let stream = self
             .js
             .get_stream_no_info(&self.stream)
             .await
             .map_err(|error| self.stream_error(error))?;
-        let info = stream
+        stream
             .get_info()
             .await
-            .map_err(|error| self.stream_error(error))?;
-        Ok(info.state)
+            .map_err(|error| self.stream_error(error))
     }
 
     /// Creates the stream if it is missing; checks the subjects of one that is there.
@@ -222,7 +237,7 @@ impl Bus {
         }
     }
 
-    fn stream_error(&self, error: impl std::fmt::Display) -> BusError {
+    pub(super) fn stream_error(&self, error: impl std::fmt::Display) -> BusError {
         BusError::Stream {
             stream: self.stream.clone(),
             reason: error.to_string(),
