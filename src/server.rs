@@ -564,6 +564,10 @@ impl Pipeline {
         for id in 0..config.shards {
             let arbiter = Arbiter::new();
             let first_seq = self.firehose.first_seq();
+            let epoch = match &self.firehose {
+                Firehose::Bus { bus, .. } => Some(Arc::clone(bus.epoch())),
+                Firehose::Local(_) => None,
+            };
             let (history, catalog, limits) = (
                 Arc::clone(&self.history),
                 Arc::clone(&self.catalog_store),
@@ -573,7 +577,8 @@ impl Pipeline {
             shards.push(FanoutShard::start_in_arbiter(
                 &arbiter.handle(),
                 move |_| {
-                    let core = ShardCore::new(history, catalog, limits, first_seq);
+                    let core =
+                        ShardCore::new(history, catalog, limits, first_seq).with_epoch(epoch);
                     FanoutShard::new(id, core, settings)
                 },
             ));

@@ -764,3 +764,47 @@ async fn catalog_writes_on_two_nodes_at_once_both_take_effect() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epoch_a_stream_deleted_and_made_again_gives_another_epoch() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let a = cluster.node();
+    ready(a.addr).await;
+    let (status, _) = cluster.ingest(a.addr, &tweets("epoch", 1, 5)).await;
+    assert_eq!(status, 200);
+    // A node keeping 2 seqs: a `since` before them gets a gap, with the same epoch.
+    let b = cluster.node_with(&["--history", "2"]);
+    ready(b.addr).await;
+    let (_, on_a) = subscribe_all(a.addr, None).await;
+    let (mut client, on_b) = subscribe_all(b.addr, Some(1)).await;
+    let epoch = on_a["epoch"].as_str().expect("an epoch").to_owned();
+    assert_eq!(
+        on_b["epoch"],
+        json!(epoch),
+        "every node of a stream tells the same"
+    );
+    let gap = client.recv_type("gap").await;
+    assert_eq!(gap["epoch"], json!(epoch), "{gap}");
+
+    a.kill();
+    b.kill();
+    let nats = async_nats::connect(cluster.nats.url())
+        .await
+        .expect("NATS answers");
+    async_nats::jetstream::new(nats)
+        .delete_stream("BUYLINE")
+        .await
+        .expect("the stream deleted");
+    let c = cluster.node();
+    ready(c.addr).await;
+    let (_, on_c) = subscribe_all(c.addr, None).await;
+    let new_epoch = on_c["epoch"].as_str().expect("an epoch");
+    assert_ne!(new_epoch, epoch, "a stream made again has another epoch");
+    assert!(
+        time::OffsetDateTime::parse(new_epoch, &time::format_description::well_known::Rfc3339)
+            .is_ok(),
+        "an RFC 3339 time: {new_epoch}"
+    );
+}

@@ -59,6 +59,8 @@ pub struct Bus {
     /// `NAME.tweets`.
     tweets_subject: String,
     pub(super) health: Arc<BusHealth>,
+    /// The stream's creation time, RFC 3339 with nanoseconds.
+    epoch: Arc<str>,
 }
 
 impl Bus {
@@ -93,14 +95,22 @@ impl Bus {
             .max_ack_inflight(MAX_ACKS_IN_FLIGHT)
             .backpressure_on_inflight(true)
             .build(client.clone());
-        let bus = Bus {
+        let mut bus = Bus {
             js,
             stream: settings.stream.clone(),
             tweets_subject: format!("{}.tweets", settings.stream),
             health: Arc::new(BusHealth::new(client, connections)),
+            epoch: Arc::from(""),
         };
-        bus.ensure_stream(settings).await?;
+        let info = bus.ensure_stream(settings).await?;
+        bus.epoch = Arc::from(epoch_of(info.created).as_str());
         Ok(bus)
+    }
+
+    /// The stream's epoch: its creation time, so a stream deleted and made again (its seqs
+    /// starting over) has another. Sent in `subscribed` and `gap` frames.
+    pub fn epoch(&self) -> &Arc<str> {
+        &self.epoch
     }
 
     /// What readiness and the metrics read.
@@ -189,10 +199,14 @@ impl Bus {
     }
 
     /// Creates the stream if it is missing; checks the subjects of one that is there.
-    async fn ensure_stream(&self, settings: &BusSettings) -> Result<(), BusError> {
+    /// Returns the stream's info.
+    async fn ensure_stream(
+        &self,
+        settings: &BusSettings,
+    ) -> Result<jetstream::stream::Info, BusError> {
         let wanted = vec![format!("{}.>", self.stream)];
         match self.js.get_stream(&self.stream).await {
-            Ok(stream) => self.check_subjects(&stream.cached_info().config.subjects, &wanted),
+            Ok(stream) => self.check_subjects(stream.cached_info(), &wanted),
             Err(error) if is_not_found(error.kind()) => {
                 let config = StreamConfig {
                     name: self.stream.clone(),
@@ -208,15 +222,13 @@ impl Bus {
                     ..Default::default()
                 };
                 match self.js.create_stream(config).await {
-                    Ok(_) => {
+                    Ok(mut stream) => {
                         tracing::info!(stream = %self.stream, max_msgs = settings.max_msgs, max_age_secs = settings.max_age.as_secs(), "created the bus stream");
-                        Ok(())
+                        Ok(stream.cached_info().clone())
                     }
                     // Another node may have created it meanwhile: check that one.
                     Err(error) => match self.js.get_stream(&self.stream).await {
-                        Ok(stream) => {
-                            self.check_subjects(&stream.cached_info().config.subjects, &wanted)
-                        }
+                        Ok(stream) => self.check_subjects(stream.cached_info(), &wanted),
                         Err(_) => Err(self.stream_error(error)),
                     },
                 }
@@ -225,13 +237,18 @@ impl Bus {
         }
     }
 
-    fn check_subjects(&self, found: &[String], wanted: &[String]) -> Result<(), BusError> {
+    fn check_subjects(
+        &self,
+        info: &jetstream::stream::Info,
+        wanted: &[String],
+    ) -> Result<jetstream::stream::Info, BusError> {
+        let found = &info.config.subjects;
         if found == wanted {
-            Ok(())
+            Ok(info.clone())
         } else {
             Err(BusError::SubjectsDiffer {
                 stream: self.stream.clone(),
-                found: found.to_vec(),
+                found: found.clone(),
                 wanted: wanted.to_vec(),
             })
         }
@@ -243,6 +260,15 @@ impl Bus {
             reason: error.to_string(),
         }
     }
+}
+
+/// An epoch as the frames show it: the stream's creation time, RFC 3339 UTC with nanoseconds
+/// (two streams made within the same second still differ).
+fn epoch_of(created: time::OffsetDateTime) -> String {
+    created
+        .to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| created.unix_timestamp_nanos().to_string())
 }
 
 fn is_not_found(kind: GetStreamErrorKind) -> bool {

@@ -92,6 +92,8 @@ pub struct ShardCore {
     history: Arc<HistoryRing>,
     catalog: Arc<CatalogStore>,
     limits: SessionLimits,
+    /// With `--bus`, the stream's epoch, sent in `subscribed` and `gap` frames.
+    epoch: Option<Arc<str>>,
 }
 
 impl ShardCore {
@@ -111,7 +113,14 @@ impl ShardCore {
             history,
             catalog,
             limits,
+            epoch: None,
         }
+    }
+
+    /// The same shard, telling clients the stream's `epoch` in `subscribed` and `gap`.
+    pub fn with_epoch(mut self, epoch: Option<Arc<str>>) -> Self {
+        self.epoch = epoch;
+        self
     }
 
     /// Registers a new connection (of `customer`, when signed in as one) and returns its id
@@ -248,6 +257,7 @@ impl ShardCore {
             id,
             timeline: timeline_text,
             seq: self.last_seq,
+            epoch: self.epoch.as_deref(),
         }));
         let Some(since) = since else {
             return Ok(());
@@ -259,6 +269,7 @@ impl ShardCore {
                 timeline: timeline_text,
                 since,
                 oldest,
+                epoch: self.epoch.as_deref(),
             }));
         }
         // `product:<id>` has no tweets to replay. A running replay already reads for every
