@@ -599,6 +599,7 @@ async fn the_bus_metrics_show_the_stream_and_pass_promtool() {
         "buyline_bus_connected 1",
         "buyline_bus_applied_seq 11",
         "buyline_bus_consumer_lag_messages 0",
+        "buyline_bus_consumer_lag_seconds 0",
         "buyline_bus_stream_first_seq 1",
         "buyline_bus_stream_last_seq 11",
         "buyline_bus_published_total{outcome=\"stored\"} 10",

@@ -67,6 +67,8 @@ pub struct StreamReader {
     caught_up_at: u64,
     /// Messages after the last one read, as the server last said.
     lag: u64,
+    /// When the last message read was published (the stream's time), for the lag in seconds.
+    last_published: Option<time::OffsetDateTime>,
     /// Changes on each new connection to the server: the consumer is made again then.
     connections: watch::Receiver<u64>,
 }
@@ -91,6 +93,7 @@ impl StreamReader {
             next: from,
             caught_up_at,
             lag: 0,
+            last_published: None,
             connections,
         }
     }
@@ -220,6 +223,7 @@ impl StreamReader {
         let info = message.info().map_err(|e| e.to_string())?;
         let seq = info.stream_sequence;
         self.lag = info.pending;
+        self.last_published = Some(info.published);
         if seq < self.next {
             // Already applied (a consumer made again may start a little early).
             return Ok(None);
@@ -263,6 +267,14 @@ impl StreamReader {
         let applied = self.next - 1;
         self.health.set_applied(applied);
         telemetry::bus_applied(applied, self.lag);
+        // Behind by the age of the last message applied, while more wait after it.
+        let seconds = match self.last_published {
+            Some(published) if self.lag > 0 => (time::OffsetDateTime::now_utc() - published)
+                .as_seconds_f64()
+                .max(0.0),
+            _ => 0.0,
+        };
+        telemetry::bus_lag_seconds(seconds);
         if applied >= self.caught_up_at {
             self.health.set_caught_up();
         }

@@ -168,7 +168,11 @@ impl Bus {
                 let state = &info.state;
                 telemetry::bus_stream_seqs(state.first_sequence, state.last_sequence);
                 let applied = self.health.applied();
-                telemetry::bus_applied(applied, state.last_sequence.saturating_sub(applied));
+                let lag = state.last_sequence.saturating_sub(applied);
+                telemetry::bus_applied(applied, lag);
+                if lag == 0 {
+                    telemetry::bus_lag_seconds(0.0);
+                }
                 if self.health.unavailable_reason().is_none() {
                     self.keep_catalog(
                         state.last_sequence,
