@@ -29,6 +29,7 @@ use crate::decorate::decorator::Decorator;
 use crate::decorate::frame::StockLevels;
 use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
 use crate::decorate::{catalog_file, demo};
+use crate::fanout::backfill::OlderTweets;
 use crate::fanout::history::HistoryRing;
 use crate::fanout::shard::{FanoutShard, ShardOrderPush, Shutdown};
 use crate::fanout::shard_core::{SessionLimits, ShardCore};
@@ -40,6 +41,7 @@ use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
 use crate::model::{Order, Product};
 use crate::sessions::connection_limit::ConnectionLimiter;
 use crate::sessions::stream::StreamSettings;
+use crate::sources::bus_history::BusHistory;
 use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
 use crate::sources::tweet_log::TweetLog;
@@ -564,9 +566,17 @@ impl Pipeline {
         for id in 0..config.shards {
             let arbiter = Arbiter::new();
             let first_seq = self.firehose.first_seq();
-            let epoch = match &self.firehose {
-                Firehose::Bus { bus, .. } => Some(Arc::clone(bus.epoch())),
-                Firehose::Local(_) => None,
+            let (epoch, older) = match &self.firehose {
+                Firehose::Bus { bus, .. } => {
+                    let older: Arc<dyn OlderTweets> = Arc::new(BusHistory {
+                        bus: Arc::clone(bus),
+                        catalog: Arc::clone(&self.catalog_store),
+                        stock: Arc::new(self.store.clone()),
+                        decorate_shares: config.decorate_shares,
+                    });
+                    (Some(Arc::clone(bus.epoch())), Some(older))
+                }
+                Firehose::Local(_) => (None, None),
             };
             let (history, catalog, limits) = (
                 Arc::clone(&self.history),
@@ -577,8 +587,9 @@ impl Pipeline {
             shards.push(FanoutShard::start_in_arbiter(
                 &arbiter.handle(),
                 move |_| {
-                    let core =
-                        ShardCore::new(history, catalog, limits, first_seq).with_epoch(epoch);
+                    let core = ShardCore::new(history, catalog, limits, first_seq)
+                        .with_epoch(epoch)
+                        .with_older(older);
                     FanoutShard::new(id, core, settings)
                 },
             ));

@@ -570,9 +570,11 @@ async fn a_stream_message_that_is_not_a_tweet_takes_a_seq_and_loses_nothing() {
     ready(c.addr).await;
     let (mut on_c, _) = subscribe_all(c.addr, Some(first)).await;
     assert_eq!(ids(&read_tweets(&mut on_c, 1).await), ["hole-2"]);
-    let (mut too_old, _) = subscribe_all(c.addr, Some(first - 1)).await;
-    let gap = too_old.recv_type("gap").await;
-    assert_eq!(gap["oldest"], json!(second), "{gap}");
+    assert_eq!(on_c.quiet_for(Duration::from_millis(300)).await, None);
+    // One that did not gets hole-1 from the stream, across the hole, then hole-2: no gap.
+    let (mut older, _) = subscribe_all(c.addr, Some(first - 1)).await;
+    assert_eq!(ids(&read_tweets(&mut older, 2).await), ["hole-1", "hole-2"]);
+    assert_eq!(older.quiet_for(Duration::from_millis(300)).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -775,11 +777,11 @@ async fn epoch_a_stream_deleted_and_made_again_gives_another_epoch() {
     ready(a.addr).await;
     let (status, _) = cluster.ingest(a.addr, &tweets("epoch", 1, 5)).await;
     assert_eq!(status, 200);
-    // A node keeping 2 seqs: a `since` before them gets a gap, with the same epoch.
-    let b = cluster.node_with(&["--history", "2"]);
+    // Another node: a `since` beyond the stream's end gets a gap, with the same epoch.
+    let b = cluster.node();
     ready(b.addr).await;
     let (_, on_a) = subscribe_all(a.addr, None).await;
-    let (mut client, on_b) = subscribe_all(b.addr, Some(1)).await;
+    let (mut client, on_b) = subscribe_all(b.addr, Some(1_000_000)).await;
     let epoch = on_a["epoch"].as_str().expect("an epoch").to_owned();
     assert_eq!(
         on_b["epoch"],
@@ -916,4 +918,98 @@ async fn bus_crash_no_seq_is_missing_or_repeated_on_any_node_after_nats_is_kille
     }
     assert_eq!(views[0], views[1]);
     assert_eq!(views[0], views[2]);
+}
+
+/// Ingests `n` tweets `{prefix}-1..` on `addr` in batches of 250.
+async fn ingest_many(cluster: &BusCluster, addr: SocketAddr, prefix: &str, n: usize) {
+    for from in (1..=n).step_by(250) {
+        let batch = tweets(prefix, from, 250.min(n + 1 - from));
+        let (status, report) = cluster.ingest(addr, &batch).await;
+        assert_eq!(status, 200, "{report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_older_than_the_ring_is_served_from_the_stream_then_the_ring_then_live() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let a = cluster.node();
+    ready(a.addr).await;
+    let (mut on_a, _) = subscribe_all(a.addr, None).await;
+    ingest_many(&cluster, a.addr, "old", 1000).await;
+    let on_a: Vec<_> = read_tweets(&mut on_a, 1000)
+        .await
+        .iter()
+        .map(view)
+        .collect();
+
+    // B keeps 100 seqs; the stream has all 1,000 tweets.
+    let b = cluster.node_with(&["--history", "100"]);
+    ready(b.addr).await;
+    let since = on_a[99].0;
+    let (mut client, _) = subscribe_all(b.addr, Some(since)).await;
+    let replayed: Vec<_> = read_tweets(&mut client, 900)
+        .await
+        .iter()
+        .map(view)
+        .collect();
+    assert_eq!(
+        replayed,
+        on_a[100..],
+        "the 900 after since, as A numbered them, no gap"
+    );
+    let (status, _) = cluster.ingest(a.addr, &tweets("new", 1, 1)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ids(&read_tweets(&mut client, 1).await),
+        ["new-1"],
+        "then live"
+    );
+    assert_eq!(client.quiet_for(Duration::from_millis(300)).await, None);
+
+    // A filtered timeline from the start of the stream: only the partner tweets.
+    let mut buyable = Client::connect(&format!("ws://{}/v1/stream", b.addr)).await;
+    buyable
+        .send(json!({"op": "subscribe", "id": "b", "timeline": "buyable", "since": 0}))
+        .await;
+    buyable.recv_type("subscribed").await;
+    let frames = read_tweets(&mut buyable, 100).await;
+    assert!(frames.iter().all(|f| f["buy"]["product"].is_string()));
+    let wanted: Vec<_> = on_a.iter().filter(|v| !v.3.is_null()).cloned().collect();
+    assert_eq!(frames.iter().map(view).collect::<Vec<_>>(), wanted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_older_than_the_stream_or_beyond_its_end_gets_gap_with_the_streams_first_seq() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    // The stream keeps 500 messages; the node 100.
+    let a = cluster.node_with(&["--history", "100", "--bus-max-msgs", "500"]);
+    ready(a.addr).await;
+    let (mut live, _) = subscribe_all(a.addr, None).await;
+    ingest_many(&cluster, a.addr, "dropped", 1000).await;
+    let on_a: Vec<_> = read_tweets(&mut live, 1000)
+        .await
+        .iter()
+        .map(view)
+        .collect();
+    let last = on_a[999].0;
+    let kept = &on_a[500..];
+    assert_eq!(kept[0].0, last - 499, "the stream holds the last 500");
+
+    for since in [1, last + 1000] {
+        let (mut client, subscribed) = subscribe_all(a.addr, Some(since)).await;
+        let gap = client.recv_type("gap").await;
+        assert_eq!(gap["since"], json!(since), "{gap}");
+        assert_eq!(gap["oldest"], json!(kept[0].0), "{gap}");
+        assert_eq!(gap["epoch"], subscribed["epoch"], "{gap}");
+        let replayed: Vec<_> = read_tweets(&mut client, 500)
+            .await
+            .iter()
+            .map(view)
+            .collect();
+        assert_eq!(replayed, kept, "from the stream's first seq, since {since}");
+    }
 }

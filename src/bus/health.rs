@@ -16,6 +16,8 @@ pub struct BusHealth {
     caught_up: AtomicBool,
     /// The stream sequence of the last message applied (0: none yet).
     applied: AtomicU64,
+    /// The stream's last sequence, as last heard (the reader's lag, the 5 s stream check).
+    stream_last: AtomicU64,
     /// The seq of the catalog message this node's catalog is (0: none yet): an admin write
     /// publishes its catalog as that one's successor.
     catalog_seq: AtomicU64,
@@ -31,6 +33,7 @@ impl BusHealth {
             caught_up: AtomicBool::new(false),
             applied: AtomicU64::new(0),
             catalog_seq: AtomicU64::new(0),
+            stream_last: AtomicU64::new(0),
             connections,
         }
     }
@@ -66,6 +69,15 @@ impl BusHealth {
 
     pub(crate) fn set_applied(&self, seq: u64) {
         self.applied.store(seq, Ordering::Relaxed);
+    }
+
+    /// The newest sequence the stream is known to hold: at least the last applied.
+    pub fn stream_last(&self) -> u64 {
+        self.stream_last.load(Ordering::Relaxed).max(self.applied())
+    }
+
+    pub(crate) fn set_stream_last(&self, seq: u64) {
+        self.stream_last.store(seq, Ordering::Relaxed);
     }
 
     /// The seq of the catalog message this node serves. Read it before the catalog itself:

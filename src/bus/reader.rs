@@ -266,6 +266,7 @@ impl StreamReader {
     fn applied(&self) {
         let applied = self.next - 1;
         self.health.set_applied(applied);
+        self.health.set_stream_last(applied + self.lag);
         telemetry::bus_applied(applied, self.lag);
         // Behind by the age of the last message applied, while more wait after it.
         let seconds = match self.last_published {
@@ -279,6 +280,43 @@ impl StreamReader {
             self.health.set_caught_up();
         }
     }
+}
+
+/// A stream of the stream's messages from `start` on, in order, for a `since` older than the
+/// ring: (seq, the tweet if the message is one this node can read). One ordered consumer,
+/// dropped with the stream; it ends at the first error (the caller serves the rest from its
+/// ring).
+pub(crate) async fn read_from(
+    js: &Context,
+    stream: &str,
+    tweets_subject: String,
+    start: u64,
+) -> Result<impl futures_util::Stream<Item = Result<(u64, Option<Tweet>), String>> + use<>, String>
+{
+    let consumer = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|e| e.to_string())?
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    Ok(messages.map(move |message| {
+        let message = message.map_err(|e| e.to_string())?;
+        let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+        if message.subject.as_str() != tweets_subject {
+            return Ok((seq, None));
+        }
+        let tweet = codec::decode::<Tweet>(&message.payload, MAX_MESSAGE_BYTES)
+            .ok()
+            .and_then(|tweet| native::validate(tweet).ok());
+        Ok((seq, tweet))
+    }))
 }
 
 /// The wait before attempt `attempt + 1`: doubling from [`RETRY_FIRST`] up to [`RETRY_CAP`].

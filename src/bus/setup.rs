@@ -22,6 +22,7 @@ use crate::bus::health::BusHealth;
 use crate::bus::publisher::TweetPublisher;
 use crate::bus::reader::StreamReader;
 use crate::config::BusUrl;
+use crate::model::Tweet;
 use crate::telemetry;
 
 /// How long the first connection may take before start-up fails.
@@ -157,6 +158,33 @@ impl Bus {
         )
     }
 
+    /// The stream's messages from `from` on (or from its first, if later), for a `since`
+    /// older than the ring: its first sequence now, and (seq, tweet if one) in order.
+    pub async fn read_from(
+        &self,
+        from: u64,
+    ) -> Result<
+        (
+            u64,
+            impl futures_util::Stream<Item = Result<(u64, Option<Tweet>), String>> + use<>,
+        ),
+        BusError,
+    > {
+        let first = self.stream_state().await?.first_sequence;
+        let messages = crate::bus::reader::read_from(
+            &self.js,
+            &self.stream,
+            self.tweets_subject.clone(),
+            from.max(first).max(1),
+        )
+        .await
+        .map_err(|reason| BusError::Stream {
+            stream: self.stream.clone(),
+            reason,
+        })?;
+        Ok((first, messages))
+    }
+
     /// Reads the stream's first and last sequence into the metrics every few seconds, with
     /// this node's lag; runs until the task is dropped.
     ///
@@ -168,6 +196,7 @@ impl Bus {
                 let state = &info.state;
                 telemetry::bus_stream_seqs(state.first_sequence, state.last_sequence);
                 let applied = self.health.applied();
+                self.health.set_stream_last(state.last_sequence);
                 let lag = state.last_sequence.saturating_sub(applied);
                 telemetry::bus_applied(applied, lag);
                 if lag == 0 {
@@ -226,7 +255,7 @@ impl Bus {
                     ..Default::default()
                 };
                 match self.js.create_stream(config).await {
-                    Ok(mut stream) => {
+                    Ok(stream) => {
                         tracing::info!(stream = %self.stream, max_msgs = settings.max_msgs, max_age_secs = settings.max_age.as_secs(), "created the bus stream");
                         Ok(stream.cached_info().clone())
                     }
