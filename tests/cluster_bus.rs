@@ -1013,3 +1013,38 @@ async fn since_older_than_the_stream_or_beyond_its_end_gets_gap_with_the_streams
         assert_eq!(replayed, kept, "from the stream's first seq, since {since}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_in_synthetic_source_publishes_to_the_bus_and_every_node_shows_its_tweets() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    // Only B runs a source.
+    let a = cluster.node();
+    ready(a.addr).await;
+    let (mut on_a, _) = subscribe_all(a.addr, None).await;
+    let mut args = cluster.args();
+    let at = args
+        .iter()
+        .position(|arg| arg == "--firehose")
+        .expect("--firehose");
+    args[at + 1] = "synthetic".into();
+    args.extend(["--rate".into(), "200".into()]);
+    let b = BuylineProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ready(b.addr).await;
+    let (mut on_b, _) = subscribe_all(b.addr, None).await;
+    let from_b: Vec<_> = read_tweets(&mut on_b, 20).await.iter().map(view).collect();
+    // A shows the same tweets at the same seqs (it may have seen earlier ones too).
+    let mut on_a_views = Vec::new();
+    while on_a_views
+        .last()
+        .is_none_or(|v: &(u64, String, String, Value)| v.0 < from_b[19].0)
+    {
+        on_a_views.push(view(&read_tweets(&mut on_a, 1).await[0]));
+    }
+    let start = on_a_views
+        .iter()
+        .position(|v| v.0 == from_b[0].0)
+        .expect("B's first tweet on A");
+    assert_eq!(on_a_views[start..], from_b[..]);
+}
