@@ -1048,3 +1048,71 @@ async fn a_built_in_synthetic_source_publishes_to_the_bus_and_every_node_shows_i
         .expect("B's first tweet on A");
     assert_eq!(on_a_views[start..], from_b[..]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_is_written_again_before_the_streams_limits_drop_it() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    // A stream of 20 messages at most.
+    let a = cluster.node_with(&["--history", "10", "--bus-max-msgs", "20"]);
+    ready(a.addr).await;
+    let partner = json!({"id": "acme", "name": "Acme", "accounts": ["AcmeCo"],
+        "platform": "direct", "kind": "brand"});
+    let (status, reply) = cluster
+        .admin_put(a.addr, "/v1/admin/partners/acme", &partner)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let url = "https://acme.example/anvil";
+    let (status, reply) = cluster
+        .admin_put(
+            a.addr,
+            "/v1/admin/products/acme-anvil",
+            &product("acme-anvil", "acme", url),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let nats = async_nats::connect(cluster.nats.url())
+        .await
+        .expect("NATS answers");
+    let stream = async_nats::jetstream::new(nats)
+        .get_stream("BUYLINE")
+        .await
+        .expect("the stream");
+    let last_catalog = || async {
+        stream
+            .get_last_raw_message_by_subject("BUYLINE.catalog")
+            .await
+            .map(|m| m.sequence)
+            .ok()
+    };
+    let written = last_catalog().await.expect("a catalog message");
+    // Half the limit after it: the node writes it again (it looks every 5 s).
+    ingest_many(&cluster, a.addr, "filler", 12).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while last_catalog().await == Some(written) {
+        assert!(
+            Instant::now() < deadline,
+            "the catalog was not written again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Enough tweets that the first catalog messages are dropped by now.
+    ingest_many(&cluster, a.addr, "more", 9).await;
+    let first = stream
+        .clone()
+        .info()
+        .await
+        .expect("the stream's info")
+        .state
+        .first_sequence;
+    assert!(first > written, "the original is dropped: first {first}");
+
+    // A node starting now finds the catalog with the admin's product, not its own seed.
+    let b = cluster.node();
+    ready(b.addr).await;
+    let read = reqwest::get(format!("http://{}/v1/products/acme-anvil", b.addr))
+        .await
+        .expect("the product read");
+    assert_eq!(read.status(), 200);
+}

@@ -91,6 +91,17 @@ impl BusHealth {
         self.catalog_seq.store(seq, Ordering::Release);
     }
 
+    /// Not caught up any more (the consumer was lost while the stream went on): not ready
+    /// until it is again.
+    pub(crate) fn set_catching_up(&self) {
+        if self.caught_up.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                seq = self.applied(),
+                "catching up with the bus stream again; not ready until then"
+            );
+        }
+    }
+
     pub(crate) fn set_caught_up(&self) {
         if !self.caught_up.swap(true, Ordering::Relaxed) {
             tracing::info!(seq = self.applied(), "caught up with the bus stream; ready");

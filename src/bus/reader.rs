@@ -108,6 +108,7 @@ impl StreamReader {
     {
         self.applied();
         let mut attempt = 0u32;
+        let mut reopened = false;
         loop {
             let mut messages = match self.open().await {
                 Ok(messages) => messages,
@@ -123,6 +124,10 @@ impl StreamReader {
             if attempt > 0 {
                 tracing::info!(stream = %self.stream, from = self.next, "reading the bus stream again");
             }
+            if reopened {
+                self.catch_up_again().await;
+            }
+            reopened = true;
             let opened_at = self.next;
             loop {
                 let (batch, catalog, lost) = self.read_batch(&mut messages).await;
@@ -151,6 +156,27 @@ impl StreamReader {
             } else {
                 attempt = 0;
             }
+        }
+    }
+
+    /// After the consumer was lost (a reconnection, most often): what the stream took
+    /// meanwhile is to be applied again before the node is ready, so readiness waits for the
+    /// stream's last sequence now.
+    async fn catch_up_again(&mut self) {
+        let last = match self.js.get_stream_no_info(&self.stream).await {
+            Ok(stream) => stream.get_info().await.map(|info| info.state.last_sequence),
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the stream's last sequence");
+                return;
+            }
+        };
+        match last {
+            Ok(last) if last >= self.next => {
+                self.caught_up_at = last;
+                self.health.set_catching_up();
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "cannot read the stream's last sequence"),
         }
     }
 
