@@ -406,6 +406,19 @@ async fn while_the_bus_is_down_ingest_and_readyz_answer_unavailable() {
     let (status, reply) = cluster.ingest(a.addr, &tweets("down", 1, 5)).await;
     assert_eq!(status, 503, "{reply}");
     assert_eq!(reply["code"], "unavailable", "{reply}");
+    // So does an admin catalog write (the catalog rides the bus).
+    let (status, reply) = cluster
+        .admin_put(
+            a.addr,
+            "/v1/admin/products/down-product",
+            &product("down-product", "burberry", "https://www.burberry.com/down"),
+        )
+        .await;
+    assert_eq!(
+        (status, &reply["code"]),
+        (503, &json!("unavailable")),
+        "{reply}"
+    );
     // The ingest WebSocket hears it per batch and keeps its connection.
     let url = format!("ws://{}/v1/ingest", a.addr);
     let mut producer = Client::connect_with_token(&url, &cluster.ingest_token()).await;

@@ -111,24 +111,31 @@ async fn apply_edit(state: &HttpState, edit: CatalogEdit) -> Result<(), ApiError
 /// applied its own message. A product put opens its inventory in Redis first, so no node lists
 /// it before its counts are there (a new one is closed again if the write fails).
 async fn publish_edit(state: &HttpState, bus: &Bus, edit: CatalogEdit) -> Result<(), ApiError> {
-    let mut opened_new = None;
+    // The product as the catalog had it before this write opened its stock: `Some(None)`
+    // for a product it did not list.
+    let mut opened = None;
     if let CatalogEdit::PutProduct(product) = &edit {
-        if state.app.catalog.load().product(&product.id).is_none() {
-            opened_new = Some(product.id.clone());
-        }
+        let before = state.app.catalog.load().product(&product.id).cloned();
         state
             .app
             .store
             .open_product(Product::clone(product))
             .await?;
+        opened = Some(before);
     }
     let written = publish_edit_attempts(state, bus, &edit).await;
     if written.is_err()
-        && let Some(id) = opened_new
-        && let Err(error) = state.app.store.remove_product(&id).await
+        && let (Some(before), CatalogEdit::PutProduct(product)) = (opened, &edit)
     {
-        tracing::warn!(%id, code = %error.code,
-            "a product whose catalog write failed could not be closed in the store");
+        // Put the inventory back as the catalog has it: closed, or the previous rules.
+        let undone = match before {
+            Some(before) => state.app.store.open_product(Product::clone(&before)).await,
+            None => state.app.store.remove_product(&product.id).await,
+        };
+        if let Err(error) = undone {
+            tracing::warn!(product = %product.id, code = %error.code,
+                "a product whose catalog write failed could not be put back in the store");
+        }
     }
     written
 }
