@@ -220,21 +220,25 @@ enum FirehoseSetup {
 enum Firehose {
     /// This node's sequencer, resuming above `seq.floor`.
     Local(SeqFloor),
-    /// The bus's stream, read from `from` on; the node is caught up at `caught_up_at`.
+    /// The bus's stream: read from `from` on (the node is caught up at `caught_up_at`), or,
+    /// `start` being `None`, once the bus is reachable (it was not at start).
     Bus {
         bus: Arc<Bus>,
-        from: u64,
-        caught_up_at: u64,
+        start: Option<BusStart>,
     },
 }
 
+/// Where this node reads the stream from, and the catalog it starts with.
+struct BusStart {
+    from: u64,
+    caught_up_at: u64,
+}
+
 impl FirehoseSetup {
-    /// Connects the bus (and creates or checks its stream) if there is one; tells the
-    /// history ring which seqs it will never hold (those before this run's first).
-    ///
-    /// With the bus, the catalog is the stream's, as in force just before this run's first
-    /// seq (seeded with `catalog` when the stream holds none): applied to `catalog_store`,
-    /// its products registered in Redis, and returned.
+    /// Connects the bus if there is one and, if it is reachable, prepares it
+    /// ([`start_on_the_bus`]); tells the history ring which seqs it will never hold (those
+    /// before this run's first). A bus unreachable now is prepared later, when it connects
+    /// ([`Pipeline::run`]); the catalog is then `catalog` until then.
     async fn open(
         self,
         history_len: usize,
@@ -243,46 +247,117 @@ impl FirehoseSetup {
         catalog_store: &CatalogStore,
         store: &Store,
     ) -> anyhow::Result<(Firehose, crate::model::Catalog)> {
-        let (firehose, catalog) = match self {
-            FirehoseSetup::Local(floor) => (Firehose::Local(floor), catalog),
-            FirehoseSetup::Bus(settings) => {
-                let bus = Bus::connect(&settings).await?;
-                // The ring refills from the stream: its last `--history` messages.
-                let (from, caught_up_at) = bus.start_position(history_len).await?;
-                let stream_catalog = bus
-                    .load_catalog(from, &catalog)
-                    .await
-                    .context("cannot read the catalog on the bus")?;
-                let index = PartnerIndex::build(&stream_catalog.catalog)
-                    .context("the catalog on the bus is invalid")?;
-                catalog_store.replace(index);
-                if let Store::Redis(shared) = store {
-                    open_products(shared, &stream_catalog.catalog, &"--store").await?;
-                }
-                tracing::info!(stream = %settings.stream, from, caught_up_at,
-                    catalog_seq = stream_catalog.seq,
-                    "reading the firehose and the catalog from the bus; ready once caught up");
-                (
-                    Firehose::Bus {
-                        bus: Arc::new(bus),
-                        from,
-                        caught_up_at,
-                    },
-                    stream_catalog.catalog,
-                )
+        match self {
+            FirehoseSetup::Local(floor) => {
+                history.forget_through(floor.first() - 1);
+                Ok((Firehose::Local(floor), catalog))
             }
-        };
-        history.forget_through(firehose.first_seq() - 1);
-        Ok((firehose, catalog))
+            FirehoseSetup::Bus(settings) => {
+                let bus = Arc::new(Bus::connect(&settings).await?);
+                if !bus.health().connected() {
+                    return Ok((Firehose::Bus { bus, start: None }, catalog));
+                }
+                let (start, catalog) =
+                    start_on_the_bus(&bus, history_len, history, &catalog, catalog_store, store)
+                        .await?;
+                Ok((
+                    Firehose::Bus {
+                        bus,
+                        start: Some(start),
+                    },
+                    catalog,
+                ))
+            }
+        }
     }
 }
 
+/// Prepares the stream (created or checked), finds where this node starts reading (its
+/// last `--history` messages refill the ring, which forgets the seqs before them), and takes
+/// the stream's catalog as in force just before (seeded with `seed` when the stream holds
+/// none): applied to `catalog_store`, its products registered in Redis, and returned.
+async fn start_on_the_bus(
+    bus: &Bus,
+    history_len: usize,
+    history: &HistoryRing,
+    seed: &crate::model::Catalog,
+    catalog_store: &CatalogStore,
+    store: &Store,
+) -> anyhow::Result<(BusStart, crate::model::Catalog)> {
+    bus.prepare().await?;
+    let (from, caught_up_at) = bus.start_position(history_len).await?;
+    let stream_catalog = bus
+        .load_catalog(from, seed)
+        .await
+        .context("cannot read the catalog on the bus")?;
+    let index = PartnerIndex::build(&stream_catalog.catalog)
+        .context("the catalog on the bus is invalid")?;
+    catalog_store.replace(index);
+    if let Store::Redis(shared) = store {
+        open_products(shared, &stream_catalog.catalog, &"--store").await?;
+    }
+    history.forget_through(from - 1);
+    tracing::info!(
+        from,
+        caught_up_at,
+        catalog_seq = stream_catalog.seq,
+        "reading the firehose and the catalog from the bus; ready once caught up"
+    );
+    Ok((BusStart { from, caught_up_at }, stream_catalog.catalog))
+}
+
+/// How long a node whose bus was unreachable at start waits between attempts to prepare it.
+const BUS_START_RETRY: Duration = Duration::from_secs(1);
+
+/// For a node that started while the bus was unreachable: waits for the connection, then
+/// prepares the bus as a node that found it at start does, and starts reading. A failure
+/// (the stream refused, say) is logged and tried again; the node stays unready meanwhile.
+async fn start_on_the_bus_later(
+    bus: Arc<Bus>,
+    history_len: usize,
+    history: Arc<HistoryRing>,
+    seed: crate::model::Catalog,
+    catalog_store: Arc<CatalogStore>,
+    store: Store,
+    decorator: Addr<Decorator>,
+) {
+    let mut logged = false;
+    let start = loop {
+        if bus.health().connected() {
+            match start_on_the_bus(&bus, history_len, &history, &seed, &catalog_store, &store).await
+            {
+                Ok((start, _)) => break start,
+                Err(error) if !logged => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "cannot start on the bus yet; trying again"
+                    );
+                    logged = true;
+                }
+                Err(_) => {}
+            }
+        }
+        tokio::time::sleep(BUS_START_RETRY).await;
+    };
+    bus_feed::spawn(
+        bus.reader(start.from, start.caught_up_at),
+        decorator,
+        catalog_store,
+        store,
+    );
+    bus.watch_stream().await;
+}
+
 impl Firehose {
-    /// The first seq this run can deliver.
+    /// The first seq this run can deliver (with a bus not reachable at start, not known yet:
+    /// 1, until its first batch says).
     fn first_seq(&self) -> u64 {
         match self {
             Firehose::Local(floor) => floor.first(),
-            Firehose::Bus { from, .. } => *from,
+            Firehose::Bus {
+                start: Some(start), ..
+            } => start.from,
+            Firehose::Bus { start: None, .. } => 1,
         }
     }
 }
@@ -458,7 +533,7 @@ impl Pipeline {
             signer,
             catalog,
             catalog_store,
-            history: _,
+            history,
             store,
             fingerprints,
             firehose,
@@ -470,16 +545,27 @@ impl Pipeline {
             ),
             Firehose::Bus {
                 bus,
-                from,
-                caught_up_at,
+                start: Some(start),
             } => {
                 bus_feed::spawn(
-                    bus.reader(from, caught_up_at),
+                    bus.reader(start.from, start.caught_up_at),
                     decorator,
                     Arc::clone(&catalog_store),
                     store.clone(),
                 );
                 actix_rt::spawn(Arc::clone(&bus).watch_stream());
+                (TweetLog::Bus(Arc::new(bus.publisher())), Some(bus))
+            }
+            Firehose::Bus { bus, start: None } => {
+                actix_rt::spawn(start_on_the_bus_later(
+                    Arc::clone(&bus),
+                    config.history,
+                    Arc::clone(&history),
+                    catalog.clone(),
+                    Arc::clone(&catalog_store),
+                    store.clone(),
+                    decorator,
+                ));
                 (TweetLog::Bus(Arc::new(bus.publisher())), Some(bus))
             }
         };
@@ -566,7 +652,7 @@ impl Pipeline {
         for id in 0..config.shards {
             let arbiter = Arbiter::new();
             let first_seq = self.firehose.first_seq();
-            let (epoch, older) = match &self.firehose {
+            let older = match &self.firehose {
                 Firehose::Bus { bus, .. } => {
                     let older: Arc<dyn OlderTweets> = Arc::new(BusHistory {
                         bus: Arc::clone(bus),
@@ -574,9 +660,9 @@ impl Pipeline {
                         stock: Arc::new(self.store.clone()),
                         decorate_shares: config.decorate_shares,
                     });
-                    (Some(Arc::clone(bus.epoch())), Some(older))
+                    Some(older)
                 }
-                Firehose::Local(_) => (None, None),
+                Firehose::Local(_) => None,
             };
             let (history, catalog, limits) = (
                 Arc::clone(&self.history),
@@ -587,9 +673,8 @@ impl Pipeline {
             shards.push(FanoutShard::start_in_arbiter(
                 &arbiter.handle(),
                 move |_| {
-                    let core = ShardCore::new(history, catalog, limits, first_seq)
-                        .with_epoch(epoch)
-                        .with_older(older);
+                    let core =
+                        ShardCore::new(history, catalog, limits, first_seq).with_older(older);
                     FanoutShard::new(id, core, settings)
                 },
             ));

@@ -1129,3 +1129,36 @@ async fn the_catalog_is_written_again_before_the_streams_limits_drop_it() {
         .expect("the product read");
     assert_eq!(read.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_while_nats_is_down_starts_unready_and_reads_the_stream_once_it_is_up() {
+    let Some(mut cluster) = BusCluster::start() else {
+        return;
+    };
+    cluster.nats.kill();
+    let a = cluster.node();
+    // It serves (alive, not ready, ingest unavailable) rather than refusing to start.
+    let healthz = reqwest::get(format!("http://{}/healthz", a.addr))
+        .await
+        .expect("healthz answers");
+    assert_eq!(healthz.status(), 200);
+    unready_for_the_bus(a.addr).await;
+    let (status, reply) = cluster.ingest(a.addr, &tweets("early", 1, 1)).await;
+    assert_eq!(
+        (status, &reply["code"]),
+        (503, &json!("unavailable")),
+        "{reply}"
+    );
+
+    cluster.nats.restart();
+    ready(a.addr).await;
+    let (mut client, subscribed) = subscribe_all(a.addr, None).await;
+    assert!(subscribed["epoch"].is_string(), "{subscribed}");
+    let sent = tweets("late", 1, 10);
+    let (status, report) = cluster.ingest(a.addr, &sent).await;
+    assert_eq!(status, 200, "{report}");
+    let frames = read_tweets(&mut client, 10).await;
+    assert_eq!(ids(&frames)[9], "late-10");
+    // Its catalog was seeded on the stream once it connected: the partner tweet has a button.
+    assert!(frames[9]["buy"]["product"].is_string(), "{}", frames[9]);
+}

@@ -6,7 +6,7 @@
 //! storage, a 2-minute duplicate window and `--bus-max-msgs` / `--bus-max-age`; an existing one
 //! is used as it is, once its subjects are checked.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::jetstream::ErrorCode;
@@ -60,23 +60,26 @@ pub struct Bus {
     /// `NAME.tweets`.
     tweets_subject: String,
     pub(super) health: Arc<BusHealth>,
-    /// The stream's creation time, RFC 3339 with nanoseconds.
-    epoch: Arc<str>,
+    /// The stream's creation time, RFC 3339 with nanoseconds; set by [`Bus::prepare`].
+    epoch: OnceLock<Arc<str>>,
+    settings: BusSettings,
 }
 
 impl Bus {
-    /// Connects (failing after [`CONNECT_TIMEOUT`] if the server is not there) and creates or
-    /// checks the stream. Later losses of the connection are reconnected without end, with
-    /// the client's backoff; each change of state is logged once.
+    /// Connects, waiting at most [`CONNECT_TIMEOUT`] for the server. A server that is not
+    /// there yet is not an error: the client keeps trying in the background (as it reconnects
+    /// after a loss, without end, with its backoff; each change of state logged once), and
+    /// [`BusHealth::connected`] says when it is there. Then [`Bus::prepare`] the stream.
     pub async fn connect(settings: &BusSettings) -> Result<Bus, BusError> {
         let url = settings.url.redacted().to_owned();
         let shown = url.clone();
-        let (connections_tx, connections) = watch::channel(0u64);
+        let (connections_tx, mut connections) = watch::channel(0u64);
         let connections_tx = Arc::new(connections_tx);
         let client = async_nats::ConnectOptions::new()
             .name("buyline")
             .connection_timeout(CONNECT_TIMEOUT)
             .max_reconnects(None)
+            .retry_on_initial_connect()
             .event_callback(move |event| {
                 let url = shown.clone();
                 let connections = Arc::clone(&connections_tx);
@@ -89,29 +92,49 @@ impl Bus {
                 url: url.clone(),
                 reason: error.kind().to_string(),
             })?;
-        telemetry::bus_connected(true);
-        tracing::info!(%url, stream = %settings.stream, "connected to the bus");
+        let connected = matches!(
+            tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                connections.wait_for(|connected| *connected > 0),
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if connected {
+            tracing::info!(%url, stream = %settings.stream, "connected to the bus");
+        } else {
+            telemetry::bus_connected(false);
+            tracing::warn!(%url, "the bus is unreachable; this node starts unready, and reads the stream once it connects");
+        }
         let js = jetstream::context::ContextBuilder::new()
             .timeout(REQUEST_TIMEOUT)
             .max_ack_inflight(MAX_ACKS_IN_FLIGHT)
             .backpressure_on_inflight(true)
             .build(client.clone());
-        let mut bus = Bus {
+        Ok(Bus {
             js,
             stream: settings.stream.clone(),
             tweets_subject: format!("{}.tweets", settings.stream),
             health: Arc::new(BusHealth::new(client, connections)),
-            epoch: Arc::from(""),
-        };
-        let info = bus.ensure_stream(settings).await?;
-        bus.epoch = Arc::from(epoch_of(info.created).as_str());
-        Ok(bus)
+            epoch: OnceLock::new(),
+            settings: settings.clone(),
+        })
     }
 
-    /// The stream's epoch: its creation time, so a stream deleted and made again (its seqs
-    /// starting over) has another. Sent in `subscribed` and `gap` frames.
-    pub fn epoch(&self) -> &Arc<str> {
-        &self.epoch
+    /// Creates the stream if it is missing, or checks the subjects of the one there, and
+    /// takes its epoch. Needs the connection.
+    pub async fn prepare(&self) -> Result<(), BusError> {
+        let info = self.ensure_stream(&self.settings).await?;
+        let epoch: Arc<str> = Arc::from(epoch_of(info.created).as_str());
+        // Once: a stream made again while the node runs is not noticed (README).
+        let _ = self.epoch.set(epoch);
+        Ok(())
+    }
+
+    /// The stream's epoch (once prepared): its creation time, so a stream deleted and made
+    /// again (its seqs starting over) has another. Sent in `subscribed` and `gap` frames.
+    pub fn epoch(&self) -> Option<Arc<str>> {
+        self.epoch.get().cloned()
     }
 
     /// What readiness and the metrics read.

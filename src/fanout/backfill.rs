@@ -45,9 +45,11 @@ pub struct OlderOpen {
 
 /// Where tweets older than the ring come from.
 pub trait OlderTweets: Send + Sync {
-    /// The newest seq the source is known to hold: a `since` beyond it means the source was
-    /// reset (a stream deleted and made again).
-    fn newest(&self) -> u64;
+    /// The newest seq the source is known to hold, once it knows (the node is caught up): a
+    /// `since` beyond it means the source was reset (a stream deleted and made again).
+    fn newest(&self) -> Option<u64>;
+    /// The source's epoch, sent in `subscribed` and `gap` frames (`None` until known).
+    fn epoch(&self) -> Option<Arc<str>>;
     /// The items from `from` on (or from its oldest, if later).
     fn open(&self, from: u64) -> Pin<Box<dyn Future<Output = Result<OlderOpen, String>>>>;
 }

@@ -117,8 +117,6 @@ pub struct ShardCore {
     history: Arc<HistoryRing>,
     catalog: Arc<CatalogStore>,
     limits: SessionLimits,
-    /// With `--bus`, the stream's epoch, sent in `subscribed` and `gap` frames.
-    epoch: Option<Arc<str>>,
     /// With `--bus`, the stream: serves a `since` older than the ring.
     older: Option<Arc<dyn OlderTweets>>,
 }
@@ -140,20 +138,14 @@ impl ShardCore {
             history,
             catalog,
             limits,
-            epoch: None,
             older: None,
         }
     }
 
-    /// The same shard, serving a `since` older than the ring from `older` while it has it.
+    /// The same shard, serving a `since` older than the ring from `older` while it has it,
+    /// and telling clients its epoch in `subscribed` and `gap`.
     pub fn with_older(mut self, older: Option<Arc<dyn OlderTweets>>) -> Self {
         self.older = older;
-        self
-    }
-
-    /// The same shard, telling clients the stream's `epoch` in `subscribed` and `gap`.
-    pub fn with_epoch(mut self, epoch: Option<Arc<str>>) -> Self {
-        self.epoch = epoch;
         self
     }
 
@@ -249,9 +241,12 @@ impl ShardCore {
         // A `since` beyond the newest seq the stream holds: the stream was reset (made
         // again, its seqs starting over). The client gets `gap` and the stream from its start.
         let reset = match (&self.older, since) {
-            (Some(older), Some(since)) => since > self.last_seq.max(older.newest()),
+            (Some(older), Some(since)) => older
+                .newest()
+                .is_some_and(|newest| since > self.last_seq.max(newest)),
             _ => false,
         };
+        let epoch = self.older.as_ref().and_then(|older| older.epoch());
         let session = self
             .sessions
             .get_mut(&conn)
@@ -299,7 +294,7 @@ impl ShardCore {
             id,
             timeline: timeline_text,
             seq: self.last_seq,
-            epoch: self.epoch.as_deref(),
+            epoch: epoch.as_deref(),
         }));
         let (Some(client_since), Some(since)) = (since, replay_since) else {
             return Ok(());
@@ -341,7 +336,7 @@ impl ShardCore {
                     timeline: timeline_text,
                     since: client_since,
                     oldest,
-                    epoch: self.epoch.as_deref(),
+                    epoch: epoch.as_deref(),
                 }));
             }
         }
@@ -369,11 +364,12 @@ impl ShardCore {
             return;
         }
         if let Some(part) = session.backfill.as_mut() {
+            let epoch = self.older.as_ref().and_then(|older| older.epoch());
             match backfill_step(
                 part,
                 &session.outbox,
                 &self.history,
-                self.epoch.as_deref(),
+                epoch.as_deref(),
                 |t| {
                     session
                         .timelines

@@ -28,8 +28,16 @@ pub struct BusHistory {
 }
 
 impl OlderTweets for BusHistory {
-    fn newest(&self) -> u64 {
-        self.bus.health().stream_last()
+    fn newest(&self) -> Option<u64> {
+        let health = self.bus.health();
+        health
+            .unavailable_reason()
+            .is_none()
+            .then(|| health.stream_last())
+    }
+
+    fn epoch(&self) -> Option<Arc<str>> {
+        self.bus.epoch()
     }
 
     fn open(&self, from: u64) -> Pin<Box<dyn Future<Output = Result<OlderOpen, String>>>> {
