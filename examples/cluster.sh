@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Three buyline nodes on one machine, sharing one Redis (README "Several nodes").
+# Three buyline nodes on one machine, sharing one NATS JetStream bus and one Redis (README
+# "Several nodes").
 #
-# Starts a redis-server with the settings buyline requires (append-only file fsynced on every
-# write, no eviction) in a temporary dir, then three nodes with `--store` on it, one
-# `--secret-file` between them (a token from any node works on all) and their own data dirs;
+# Starts a nats-server with JetStream (its store in a temporary dir) and a redis-server with the
+# settings buyline requires (append-only file fsynced on every write, no eviction), then three
+# nodes with `--bus` and `--store` on them (every node reads the whole firehose from the bus, so
+# a tweet ingested on one arrives on all with the same seq), one `--secret-file` between them (a
+# token from any node works on all) and their own data dirs;
 # prints their URLs and runs until Ctrl-C (or SIGTERM), when it stops every process it started,
 # by pid, and removes the temporary dir.
 #
@@ -12,6 +15,8 @@
 # Settings (environment variables):
 #   BUYLINE        the buyline binary (default: target/release/buyline, then target/debug/buyline,
 #                  then `buyline` on PATH)
+#   NATS_SERVER    the nats-server binary, 2.9 or newer (default: `nats-server` on PATH)
+#   NATS_PORT      NATS's port (default 4222)
 #   REDIS_SERVER   the redis-server binary (default: `redis-server` on PATH)
 #   REDIS_PORT     Redis's port (default 6379)
 #   BUYLINE_PORTS  the nodes' ports, space-separated (default "8080 8081 8082")
@@ -28,14 +33,16 @@ if [ -z "${BUYLINE:-}" ]; then
     done
 fi
 BUYLINE="${BUYLINE:-buyline}"
+NATS_SERVER="${NATS_SERVER:-nats-server}"
+NATS_PORT="${NATS_PORT:-4222}"
 REDIS_SERVER="${REDIS_SERVER:-redis-server}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 read -r -a ports <<<"${BUYLINE_PORTS:-8080 8081 8082}"
 read -r -a extra_args <<<"${BUYLINE_ARGS:-}"
 
-for program in "$BUYLINE" "$REDIS_SERVER"; do
+for program in "$BUYLINE" "$NATS_SERVER" "$REDIS_SERVER"; do
     if ! command -v "$program" >/dev/null 2>&1; then
-        echo "cluster.sh: $program not found (build with cargo build --release; apt-get install redis-server)" >&2
+        echo "cluster.sh: $program not found (build with cargo build --release; apt-get install nats-server redis-server)" >&2
         exit 1
     fi
 done
@@ -92,29 +99,35 @@ wait_for() {
     return 1
 }
 
-mkdir -p "$work/redis"
+mkdir -p "$work/nats" "$work/redis"
+"$NATS_SERVER" -js -sd "$work/nats" -a 127.0.0.1 -p "$NATS_PORT" >"$work/nats.log" 2>&1 &
+pids+=("$!")
+# A NATS server greets every connection with an INFO line.
+wait_for "$NATS_PORT" "PING" "INFO" "${pids[0]}" "$work/nats.log"
 "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$work/redis" \
     --appendonly yes --appendfsync always --maxmemory-policy noeviction --save "" \
     >"$work/redis.log" 2>&1 &
 pids+=("$!")
-wait_for "$REDIS_PORT" "PING" "+PONG" "${pids[0]}" "$work/redis.log"
+wait_for "$REDIS_PORT" "PING" "+PONG" "${pids[1]}" "$work/redis.log"
 
 # Every node signs and checks tokens with this secret.
 (umask 077 && head -c 48 /dev/urandom >"$work/secret.key")
 for port in "${ports[@]}"; do
     mkdir -p "$work/node-$port"
-    "$BUYLINE" --store "redis://127.0.0.1:$REDIS_PORT" --secret-file "$work/secret.key" \
+    "$BUYLINE" --bus "nats://127.0.0.1:$NATS_PORT" --store "redis://127.0.0.1:$REDIS_PORT" \
+        --secret-file "$work/secret.key" \
         --listen "127.0.0.1:$port" --data-dir "$work/node-$port" "${extra_args[@]}" \
         >"$work/node-$port.log" 2>&1 &
     pids+=("$!")
 done
 for i in "${!ports[@]}"; do
-    wait_for "${ports[i]}" "GET /readyz HTTP/1.0" " 200 " "${pids[i + 1]}" "$work/node-${ports[i]}.log"
+    wait_for "${ports[i]}" "GET /readyz HTTP/1.0" " 200 " "${pids[i + 2]}" "$work/node-${ports[i]}.log"
 done
 
-echo "redis: redis://127.0.0.1:$REDIS_PORT (pid ${pids[0]}, dir $work/redis)"
+echo "nats: nats://127.0.0.1:$NATS_PORT (pid ${pids[0]}, JetStream store $work/nats)"
+echo "redis: redis://127.0.0.1:$REDIS_PORT (pid ${pids[1]}, dir $work/redis)"
 for i in "${!ports[@]}"; do
-    echo "node $((i + 1)): http://127.0.0.1:${ports[i]} (pid ${pids[i + 1]}, log $work/node-${ports[i]}.log)"
+    echo "node $((i + 1)): http://127.0.0.1:${ports[i]} (pid ${pids[i + 2]}, log $work/node-${ports[i]}.log)"
 done
 echo "secret: $work/secret.key (tokens from any node work on all)"
 echo "cluster ready; Ctrl-C stops it"

@@ -143,7 +143,7 @@ pub fn parse(text: &str) -> Result<(Option<Value>, ClientOp), OpError> {
     Ok((id, parsed))
 }
 
-/// `{"type":"subscribed","id","timeline","seq"}`.
+/// `{"type":"subscribed","id","timeline","seq","epoch"?}`.
 #[derive(Serialize)]
 pub struct Subscribed<'a> {
     #[serde(rename = "type")]
@@ -151,6 +151,9 @@ pub struct Subscribed<'a> {
     pub id: Option<&'a Value>,
     pub timeline: &'a str,
     pub seq: u64,
+    /// With `--bus`: the stream's epoch (its creation time); absent on a single node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<&'a str>,
 }
 
 /// `{"type":"unsubscribed","id","timeline"}`.
@@ -170,6 +173,9 @@ pub struct Gap<'a> {
     pub timeline: &'a str,
     pub since: u64,
     pub oldest: u64,
+    /// As in [`Subscribed`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<&'a str>,
 }
 
 /// A reservation as the contract shows it: `{"id","product","quantity","expires_at"}`.

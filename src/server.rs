@@ -29,6 +29,7 @@ use crate::decorate::decorator::Decorator;
 use crate::decorate::frame::StockLevels;
 use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
 use crate::decorate::{catalog_file, demo};
+use crate::fanout::backfill::OlderTweets;
 use crate::fanout::history::HistoryRing;
 use crate::fanout::shard::{FanoutShard, ShardOrderPush, Shutdown};
 use crate::fanout::shard_core::{SessionLimits, ShardCore};
@@ -40,6 +41,7 @@ use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
 use crate::model::{Order, Product};
 use crate::sessions::connection_limit::ConnectionLimiter;
 use crate::sessions::stream::StreamSettings;
+use crate::sources::bus_history::BusHistory;
 use crate::sources::seq_floor::SeqFloor;
 use crate::sources::sequencer::Sequencer;
 use crate::sources::tweet_log::TweetLog;
@@ -144,6 +146,9 @@ impl StoreSetup {
     /// catalog Redis holds (seeded with `catalog` only when it holds none) applied to
     /// `catalog_store`, and its products registered (a product Redis already has keeps its
     /// counts).
+    ///
+    /// With `--bus` the catalog rides the stream, not Redis: the catalog is returned as given
+    /// and no product is registered here (see [`FirehoseSetup::open`]).
     async fn open(
         self,
         config: &Config,
@@ -164,6 +169,11 @@ impl StoreSetup {
             .subscribe_to_channels()
             .await
             .with_context(|| format!("cannot subscribe to the channels at {url}"))?;
+        if config.bus.is_some() {
+            tracing::info!(store = %url,
+                "stock, holds, orders and wallets are in Redis, shared with every node using it");
+            return Ok((Store::Redis(Arc::new(shared)), catalog));
+        }
         let catalog = shared
             .load_catalog(&catalog, catalog_store)
             .await
@@ -173,19 +183,30 @@ impl StoreSetup {
                     error.message
                 )
             })?;
-        for product in &catalog.products {
-            shared.open_product(product).await.map_err(|error| {
-                anyhow::anyhow!(
-                    "cannot register product {} in the store at {url}: {}",
-                    product.id,
-                    error.message
-                )
-            })?;
-        }
+        open_products(&shared, &catalog, &url).await?;
         tracing::info!(store = %url, products = catalog.products.len(),
             "stock, holds, orders and wallets are in Redis, shared with every node using it");
         Ok((Store::Redis(Arc::new(shared)), catalog))
     }
+}
+
+/// Registers every product of `catalog` in Redis (a product Redis already has keeps its
+/// counts) and caches its counts.
+async fn open_products(
+    shared: &RedisStore,
+    catalog: &crate::model::Catalog,
+    url: &impl std::fmt::Display,
+) -> anyhow::Result<()> {
+    for product in &catalog.products {
+        shared.open_product(product).await.map_err(|error| {
+            anyhow::anyhow!(
+                "cannot register product {} in the store at {url}: {}",
+                product.id,
+                error.message
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Where `seq` will come from: this node's counter (resumed from the data dir before the
@@ -199,44 +220,144 @@ enum FirehoseSetup {
 enum Firehose {
     /// This node's sequencer, resuming above `seq.floor`.
     Local(SeqFloor),
-    /// The bus's stream, read from `from` on; the node is caught up at `caught_up_at`.
+    /// The bus's stream: read from `from` on (the node is caught up at `caught_up_at`), or,
+    /// `start` being `None`, once the bus is reachable (it was not at start).
     Bus {
         bus: Arc<Bus>,
-        from: u64,
-        caught_up_at: u64,
+        start: Option<BusStart>,
     },
 }
 
+/// Where this node reads the stream from, and the catalog it starts with.
+struct BusStart {
+    from: u64,
+    caught_up_at: u64,
+}
+
 impl FirehoseSetup {
-    /// Connects the bus (and creates or checks its stream) if there is one; tells the
-    /// history ring which seqs it will never hold (those before this run's first).
-    async fn open(self, history_len: usize, history: &HistoryRing) -> anyhow::Result<Firehose> {
-        let firehose = match self {
-            FirehoseSetup::Local(floor) => Firehose::Local(floor),
-            FirehoseSetup::Bus(settings) => {
-                let bus = Bus::connect(&settings).await?;
-                // The ring refills from the stream: its last `--history` messages.
-                let (from, caught_up_at) = bus.start_position(history_len).await?;
-                tracing::info!(stream = %settings.stream, from, caught_up_at,
-                    "reading the firehose from the bus; ready once caught up");
-                Firehose::Bus {
-                    bus: Arc::new(bus),
-                    from,
-                    caught_up_at,
-                }
+    /// Connects the bus if there is one and, if it is reachable, prepares it
+    /// ([`start_on_the_bus`]); tells the history ring which seqs it will never hold (those
+    /// before this run's first). A bus unreachable now is prepared later, when it connects
+    /// ([`Pipeline::run`]); the catalog is then `catalog` until then.
+    async fn open(
+        self,
+        history_len: usize,
+        history: &HistoryRing,
+        catalog: crate::model::Catalog,
+        catalog_store: &CatalogStore,
+        store: &Store,
+    ) -> anyhow::Result<(Firehose, crate::model::Catalog)> {
+        match self {
+            FirehoseSetup::Local(floor) => {
+                history.forget_through(floor.first() - 1);
+                Ok((Firehose::Local(floor), catalog))
             }
-        };
-        history.forget_through(firehose.first_seq() - 1);
-        Ok(firehose)
+            FirehoseSetup::Bus(settings) => {
+                let bus = Arc::new(Bus::connect(&settings).await?);
+                if !bus.health().connected() {
+                    return Ok((Firehose::Bus { bus, start: None }, catalog));
+                }
+                let (start, catalog) =
+                    start_on_the_bus(&bus, history_len, history, &catalog, catalog_store, store)
+                        .await?;
+                Ok((
+                    Firehose::Bus {
+                        bus,
+                        start: Some(start),
+                    },
+                    catalog,
+                ))
+            }
+        }
     }
 }
 
+/// Prepares the stream (created or checked), finds where this node starts reading (its
+/// last `--history` messages refill the ring, which forgets the seqs before them), and takes
+/// the stream's catalog as in force just before (seeded with `seed` when the stream holds
+/// none): applied to `catalog_store`, its products registered in Redis, and returned.
+async fn start_on_the_bus(
+    bus: &Bus,
+    history_len: usize,
+    history: &HistoryRing,
+    seed: &crate::model::Catalog,
+    catalog_store: &CatalogStore,
+    store: &Store,
+) -> anyhow::Result<(BusStart, crate::model::Catalog)> {
+    bus.prepare().await?;
+    let (from, caught_up_at) = bus.start_position(history_len).await?;
+    let stream_catalog = bus
+        .load_catalog(from, seed)
+        .await
+        .context("cannot read the catalog on the bus")?;
+    let index = PartnerIndex::build(&stream_catalog.catalog)
+        .context("the catalog on the bus is invalid")?;
+    catalog_store.replace(index);
+    if let Store::Redis(shared) = store {
+        open_products(shared, &stream_catalog.catalog, &"--store").await?;
+    }
+    history.forget_through(from - 1);
+    tracing::info!(
+        from,
+        caught_up_at,
+        catalog_seq = stream_catalog.seq,
+        "reading the firehose and the catalog from the bus; ready once caught up"
+    );
+    Ok((BusStart { from, caught_up_at }, stream_catalog.catalog))
+}
+
+/// How long a node whose bus was unreachable at start waits between attempts to prepare it.
+const BUS_START_RETRY: Duration = Duration::from_secs(1);
+
+/// For a node that started while the bus was unreachable: waits for the connection, then
+/// prepares the bus as a node that found it at start does, and starts reading. A failure
+/// (the stream refused, say) is logged and tried again; the node stays unready meanwhile.
+async fn start_on_the_bus_later(
+    bus: Arc<Bus>,
+    history_len: usize,
+    history: Arc<HistoryRing>,
+    seed: crate::model::Catalog,
+    catalog_store: Arc<CatalogStore>,
+    store: Store,
+    decorator: Addr<Decorator>,
+) {
+    let mut logged = false;
+    let start = loop {
+        if bus.health().connected() {
+            match start_on_the_bus(&bus, history_len, &history, &seed, &catalog_store, &store).await
+            {
+                Ok((start, _)) => break start,
+                Err(error) if !logged => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "cannot start on the bus yet; trying again"
+                    );
+                    logged = true;
+                }
+                Err(_) => {}
+            }
+        }
+        tokio::time::sleep(BUS_START_RETRY).await;
+    };
+    bus_feed::spawn(
+        bus.reader(start.from, start.caught_up_at),
+        decorator,
+        catalog_store,
+        store,
+    );
+    bus.watch_stream().await;
+}
+
 impl Firehose {
-    /// The first seq this run can deliver.
+    /// The first seq this run can deliver (with a bus not reachable at start, not known yet:
+    /// 1, until its first batch says).
     fn first_seq(&self) -> u64 {
         match self {
             Firehose::Local(floor) => floor.first(),
-            Firehose::Bus { from, .. } => *from,
+            Firehose::Bus {
+                start: Some(start), ..
+            } => start.from,
+            Firehose::Bus { start: None, .. } => 1,
         }
     }
 }
@@ -326,8 +447,15 @@ pub fn start(
                     return;
                 }
             };
-            let firehose = match system.block_on(firehose.open(config.history, &history)) {
-                Ok(firehose) => firehose,
+            let opened = system.block_on(firehose.open(
+                config.history,
+                &history,
+                catalog,
+                &catalog_store,
+                &store,
+            ));
+            let (firehose, catalog) = match opened {
+                Ok(opened) => opened,
                 Err(error) => {
                     let _ = started_tx.send(Err(error));
                     return;
@@ -405,27 +533,40 @@ impl Pipeline {
             signer,
             catalog,
             catalog_store,
-            history: _,
+            history,
             store,
             fingerprints,
             firehose,
         } = self;
-        let (tweet_log, bus_health) = match firehose {
+        let (tweet_log, bus) = match firehose {
             Firehose::Local(seq_floor) => (
                 TweetLog::Local(Sequencer::new(decorator, seq_floor).start()),
                 None,
             ),
             Firehose::Bus {
                 bus,
-                from,
-                caught_up_at,
+                start: Some(start),
             } => {
-                bus_feed::spawn(bus.reader(from, caught_up_at), decorator);
+                bus_feed::spawn(
+                    bus.reader(start.from, start.caught_up_at),
+                    decorator,
+                    Arc::clone(&catalog_store),
+                    store.clone(),
+                );
                 actix_rt::spawn(Arc::clone(&bus).watch_stream());
-                (
-                    TweetLog::Bus(Arc::new(bus.publisher())),
-                    Some(Arc::clone(bus.health())),
-                )
+                (TweetLog::Bus(Arc::new(bus.publisher())), Some(bus))
+            }
+            Firehose::Bus { bus, start: None } => {
+                actix_rt::spawn(start_on_the_bus_later(
+                    Arc::clone(&bus),
+                    config.history,
+                    Arc::clone(&history),
+                    catalog.clone(),
+                    Arc::clone(&catalog_store),
+                    store.clone(),
+                    decorator,
+                ));
+                (TweetLog::Bus(Arc::new(bus.publisher())), Some(bus))
             }
         };
         // With --store, the sandbox's ledger is in Redis: a retry on another node never
@@ -457,7 +598,7 @@ impl Pipeline {
             store: store.clone(),
             checkout: Arc::clone(&checkout),
             tweet_log: tweet_log.clone(),
-            bus: bus_health,
+            bus: bus.clone(),
             signer,
             metrics: metrics.clone(),
             connections: ConnectionLimiter::new(config.max_connections),
@@ -477,7 +618,8 @@ impl Pipeline {
             orders: Box::new(move |customer, order| {
                 local_push.order_confirmed(customer, order, None);
             }),
-            catalog: Arc::clone(&app.catalog),
+            // With --bus the catalog rides the stream; Redis's is not followed.
+            catalog: bus.is_none().then(|| Arc::clone(&app.catalog)),
         };
         spawn_upkeep(store, checkout, metrics, targets);
 
@@ -510,6 +652,18 @@ impl Pipeline {
         for id in 0..config.shards {
             let arbiter = Arbiter::new();
             let first_seq = self.firehose.first_seq();
+            let older = match &self.firehose {
+                Firehose::Bus { bus, .. } => {
+                    let older: Arc<dyn OlderTweets> = Arc::new(BusHistory {
+                        bus: Arc::clone(bus),
+                        catalog: Arc::clone(&self.catalog_store),
+                        stock: Arc::new(self.store.clone()),
+                        decorate_shares: config.decorate_shares,
+                    });
+                    Some(older)
+                }
+                Firehose::Local(_) => None,
+            };
             let (history, catalog, limits) = (
                 Arc::clone(&self.history),
                 Arc::clone(&self.catalog_store),
@@ -519,7 +673,8 @@ impl Pipeline {
             shards.push(FanoutShard::start_in_arbiter(
                 &arbiter.handle(),
                 move |_| {
-                    let core = ShardCore::new(history, catalog, limits, first_seq);
+                    let core =
+                        ShardCore::new(history, catalog, limits, first_seq).with_older(older);
                     FanoutShard::new(id, core, settings)
                 },
             ));

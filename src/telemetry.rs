@@ -53,6 +53,7 @@ const BUS_PUBLISH_ACK_SECONDS: &str = "buyline_bus_publish_ack_seconds";
 const BUS_PUBLISHED: &str = "buyline_bus_published_total";
 const BUS_CONNECTED: &str = "buyline_bus_connected";
 const BUS_CONSUMER_LAG: &str = "buyline_bus_consumer_lag_messages";
+const BUS_CONSUMER_LAG_SECONDS: &str = "buyline_bus_consumer_lag_seconds";
 const BUS_APPLIED_SEQ: &str = "buyline_bus_applied_seq";
 const BUS_STREAM_FIRST_SEQ: &str = "buyline_bus_stream_first_seq";
 const BUS_STREAM_LAST_SEQ: &str = "buyline_bus_stream_last_seq";
@@ -151,6 +152,11 @@ fn describe() {
     describe_gauge!(
         BUS_CONSUMER_LAG,
         "With --bus: messages in the stream after the last one this node applied."
+    );
+    describe_gauge!(
+        BUS_CONSUMER_LAG_SECONDS,
+        "With --bus: how long ago the last message this node applied was published, while \
+         messages after it wait (0 once none do)."
     );
     describe_gauge!(
         BUS_APPLIED_SEQ,
@@ -544,6 +550,11 @@ pub fn bus_connected(connected: bool) {
 pub fn bus_applied(seq: u64, lag: u64) {
     gauge!(BUS_APPLIED_SEQ).set(seq as f64);
     gauge!(BUS_CONSUMER_LAG).set(lag as f64);
+}
+
+/// This node is `seconds` behind the stream (0 when nothing waits).
+pub fn bus_lag_seconds(seconds: f64) {
+    gauge!(BUS_CONSUMER_LAG_SECONDS).set(seconds);
 }
 
 /// The stream's first and last sequence, as its info last reported them.

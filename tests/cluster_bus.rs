@@ -103,6 +103,25 @@ impl BusCluster {
         .to_vec()
     }
 
+    fn admin_token(&self) -> String {
+        self.signer
+            .issue("ops", Role::Admin, Duration::from_secs(3600))
+    }
+
+    /// An admin PUT of `body` at `path` on the node at `addr`: the status and the reply.
+    async fn admin_put(&self, addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .put(format!("http://{addr}{path}"))
+            .bearer_auth(self.admin_token())
+            .json(body)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("the admin request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON reply"))
+    }
+
     fn ingest_token(&self) -> String {
         self.signer
             .issue("feeder", Role::Ingest, Duration::from_secs(3600))
@@ -387,6 +406,19 @@ async fn while_the_bus_is_down_ingest_and_readyz_answer_unavailable() {
     let (status, reply) = cluster.ingest(a.addr, &tweets("down", 1, 5)).await;
     assert_eq!(status, 503, "{reply}");
     assert_eq!(reply["code"], "unavailable", "{reply}");
+    // So does an admin catalog write (the catalog rides the bus).
+    let (status, reply) = cluster
+        .admin_put(
+            a.addr,
+            "/v1/admin/products/down-product",
+            &product("down-product", "burberry", "https://www.burberry.com/down"),
+        )
+        .await;
+    assert_eq!(
+        (status, &reply["code"]),
+        (503, &json!("unavailable")),
+        "{reply}"
+    );
     // The ingest WebSocket hears it per batch and keeps its connection.
     let url = format!("ws://{}/v1/ingest", a.addr);
     let mut producer = Client::connect_with_token(&url, &cluster.ingest_token()).await;
@@ -551,9 +583,11 @@ async fn a_stream_message_that_is_not_a_tweet_takes_a_seq_and_loses_nothing() {
     ready(c.addr).await;
     let (mut on_c, _) = subscribe_all(c.addr, Some(first)).await;
     assert_eq!(ids(&read_tweets(&mut on_c, 1).await), ["hole-2"]);
-    let (mut too_old, _) = subscribe_all(c.addr, Some(first - 1)).await;
-    let gap = too_old.recv_type("gap").await;
-    assert_eq!(gap["oldest"], json!(second), "{gap}");
+    assert_eq!(on_c.quiet_for(Duration::from_millis(300)).await, None);
+    // One that did not gets hole-1 from the stream, across the hole, then hole-2: no gap.
+    let (mut older, _) = subscribe_all(c.addr, Some(first - 1)).await;
+    assert_eq!(ids(&read_tweets(&mut older, 2).await), ["hole-1", "hole-2"]);
+    assert_eq!(older.quiet_for(Duration::from_millis(300)).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,12 +609,14 @@ async fn the_bus_metrics_show_the_stream_and_pass_promtool() {
         .text()
         .await
         .expect("text");
+    // Seq 1 is the catalog the first node seeded; the tweets are 2 to 11.
     for line in [
         "buyline_bus_connected 1",
-        "buyline_bus_applied_seq 10",
+        "buyline_bus_applied_seq 11",
         "buyline_bus_consumer_lag_messages 0",
+        "buyline_bus_consumer_lag_seconds 0",
         "buyline_bus_stream_first_seq 1",
-        "buyline_bus_stream_last_seq 10",
+        "buyline_bus_stream_last_seq 11",
         "buyline_bus_published_total{outcome=\"stored\"} 10",
         "buyline_bus_publish_ack_seconds_bucket",
     ] {
@@ -620,4 +656,509 @@ async fn the_bus_metrics_show_the_stream_and_pass_promtool() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A product of `partner` sold at `url`.
+fn product(id: &str, partner: &str, url: &str) -> Value {
+    json!({
+        "id": id, "partner": partner, "title": format!("the {id}"), "description": "made for a test",
+        "image": "https://example.com/p.jpg", "price": {"amount": 1000, "currency": "usd"},
+        "urls": [url], "stock": 50,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_an_admin_put_on_one_node_decorates_the_next_tweet_on_every_node() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let nodes = [cluster.node(), cluster.node(), cluster.node()];
+    let mut clients = Vec::new();
+    for node in &nodes {
+        ready(node.addr).await;
+        clients.push(subscribe_all(node.addr, None).await.0);
+    }
+    let url = "https://acme.example/anvil";
+    let tweet = |id: &str| common::tweet(id, "AcmeCo", &format!("our anvil, {id}"), &[url], &[]);
+    let (status, _) = cluster.ingest(nodes[1].addr, &[tweet("before")]).await;
+    assert_eq!(status, 200);
+
+    let partner = json!({"id": "acme", "name": "Acme", "accounts": ["AcmeCo"],
+        "platform": "direct", "kind": "brand"});
+    let (status, reply) = cluster
+        .admin_put(nodes[0].addr, "/v1/admin/partners/acme", &partner)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = cluster
+        .admin_put(
+            nodes[0].addr,
+            "/v1/admin/products/acme-anvil",
+            &product("acme-anvil", "acme", url),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    // Read-your-write on the node that took it.
+    let read = reqwest::get(format!("http://{}/v1/products/acme-anvil", nodes[0].addr))
+        .await
+        .expect("the product read");
+    assert_eq!(read.status(), 200);
+    // The very next tweet, ingested on another node, has the button on every node.
+    let (status, _) = cluster.ingest(nodes[1].addr, &[tweet("after")]).await;
+    assert_eq!(status, 200);
+    let mut views = Vec::new();
+    for client in &mut clients {
+        let frames = read_tweets(client, 2).await;
+        assert_eq!(ids(&frames), ["before", "after"]);
+        assert!(frames[0].get("buy").is_none(), "{}", frames[0]);
+        assert_eq!(frames[1]["buy"]["product"], "acme-anvil", "{}", frames[1]);
+        assert_eq!(frames[1]["buy"]["remaining"], 50, "{}", frames[1]);
+        views.push(frames.iter().map(view).collect::<Vec<_>>());
+    }
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[0], views[2]);
+    let read = reqwest::get(format!("http://{}/v1/products/acme-anvil", nodes[2].addr))
+        .await
+        .expect("the product read");
+    assert_eq!(read.status(), 200, "C serves the product too");
+
+    // A node started now takes the stream's catalog, not its own seed.
+    let late = cluster.node();
+    ready(late.addr).await;
+    let (mut on_late, _) = subscribe_all(late.addr, None).await;
+    let (status, _) = cluster.ingest(nodes[2].addr, &[tweet("late")]).await;
+    assert_eq!(status, 200);
+    let frame = read_tweets(&mut on_late, 1).await.remove(0);
+    assert_eq!(frame["buy"]["product"], "acme-anvil", "{frame}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_writes_on_two_nodes_at_once_both_take_effect() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let (a, b) = (cluster.node(), cluster.node());
+    ready(a.addr).await;
+    ready(b.addr).await;
+    let mut writes = Vec::new();
+    for i in 0..4 {
+        let node = if i % 2 == 0 { a.addr } else { b.addr };
+        let id = format!("burberry-extra-{i}");
+        let body = product(
+            &id,
+            "burberry",
+            &format!("https://www.burberry.com/extra/{i}"),
+        );
+        let cluster = &cluster;
+        writes.push(async move {
+            cluster
+                .admin_put(node, &format!("/v1/admin/products/{id}"), &body)
+                .await
+        });
+    }
+    for (status, reply) in futures_util::future::join_all(writes).await {
+        assert_eq!(status, 200, "{reply}");
+    }
+    let (mut client, _) = subscribe_all(b.addr, None).await;
+    let sent: Vec<Value> = (0..4)
+        .map(|i| {
+            common::tweet(
+                &format!("extra-{i}"),
+                PARTNER,
+                "look",
+                &[&format!("https://www.burberry.com/extra/{i}")],
+                &[],
+            )
+        })
+        .collect();
+    let (status, _) = cluster.ingest(a.addr, &sent).await;
+    assert_eq!(status, 200);
+    for (i, frame) in read_tweets(&mut client, 4).await.iter().enumerate() {
+        assert_eq!(
+            frame["buy"]["product"],
+            json!(format!("burberry-extra-{i}")),
+            "a write lost to another: {frame}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epoch_a_stream_deleted_and_made_again_gives_another_epoch() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let a = cluster.node();
+    ready(a.addr).await;
+    let (status, _) = cluster.ingest(a.addr, &tweets("epoch", 1, 5)).await;
+    assert_eq!(status, 200);
+    // Another node: a `since` beyond the stream's end gets a gap, with the same epoch.
+    let b = cluster.node();
+    ready(b.addr).await;
+    let (_, on_a) = subscribe_all(a.addr, None).await;
+    let (mut client, on_b) = subscribe_all(b.addr, Some(1_000_000)).await;
+    let epoch = on_a["epoch"].as_str().expect("an epoch").to_owned();
+    assert_eq!(
+        on_b["epoch"],
+        json!(epoch),
+        "every node of a stream tells the same"
+    );
+    let gap = client.recv_type("gap").await;
+    assert_eq!(gap["epoch"], json!(epoch), "{gap}");
+
+    a.kill();
+    b.kill();
+    let nats = async_nats::connect(cluster.nats.url())
+        .await
+        .expect("NATS answers");
+    async_nats::jetstream::new(nats)
+        .delete_stream("BUYLINE")
+        .await
+        .expect("the stream deleted");
+    let c = cluster.node();
+    ready(c.addr).await;
+    let (_, on_c) = subscribe_all(c.addr, None).await;
+    let new_epoch = on_c["epoch"].as_str().expect("an epoch");
+    assert_ne!(new_epoch, epoch, "a stream made again has another epoch");
+    assert!(
+        time::OffsetDateTime::parse(new_epoch, &time::format_description::well_known::Rfc3339)
+            .is_ok(),
+        "an RFC 3339 time: {new_epoch}"
+    );
+}
+
+/// Waits until the node at `addr` says it is not ready because of the bus.
+async fn unready_for_the_bus(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let readyz = reqwest::get(format!("http://{addr}/readyz"))
+            .await
+            .expect("readyz answers");
+        if readyz.status() == 503 {
+            let body: Value = readyz.json().await.expect("a JSON reason");
+            if body["reason"].as_str().unwrap_or("").contains("bus") {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} stayed ready with the bus down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_crash_no_seq_is_missing_or_repeated_on_any_node_after_nats_is_killed_and_restarted() {
+    let Some(mut cluster) = BusCluster::start() else {
+        return;
+    };
+    let nodes = [cluster.node(), cluster.node(), cluster.node()];
+    let mut clients = Vec::new();
+    for node in &nodes {
+        ready(node.addr).await;
+        clients.push(subscribe_all(node.addr, None).await.0);
+    }
+    let (status, _) = cluster
+        .ingest(nodes[0].addr, &tweets("before", 1, 30))
+        .await;
+    assert_eq!(status, 200);
+    let mut last_before = Vec::new();
+    for client in &mut clients {
+        let frames = read_tweets(client, 30).await;
+        last_before.push(view(&frames[29]).0);
+    }
+    assert!(last_before.iter().all(|&seq| seq == last_before[0]));
+
+    cluster.nats.kill();
+    for node in &nodes {
+        unready_for_the_bus(node.addr).await;
+        let (status, reply) = cluster.ingest(node.addr, &tweets("down", 1, 3)).await;
+        assert_eq!(
+            (status, &reply["code"]),
+            (503, &json!("unavailable")),
+            "{reply}"
+        );
+    }
+    cluster.nats.restart();
+    // The first batch after, tried until the node is connected again (a retry of a batch the
+    // stream partly took is recognised as duplicates).
+    let first = tweets("after", 1, 50);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, reply) = cluster.ingest(nodes[1].addr, &first).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(
+            (status, &reply["code"]),
+            (503, &json!("unavailable")),
+            "{reply}"
+        );
+        assert!(Instant::now() < deadline, "ingest never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (i, node) in [&nodes[2], &nodes[0]].into_iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let batch = tweets("after", 51 + 50 * i, 50);
+        loop {
+            let (status, reply) = cluster.ingest(node.addr, &batch).await;
+            if status == 200 {
+                break;
+            }
+            assert_eq!(
+                (status, &reply["code"]),
+                (503, &json!("unavailable")),
+                "{reply}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "ingest never came back on {}",
+                node.addr
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let wanted: Vec<String> = (1..=150).map(|i| format!("after-{i}")).collect();
+    let mut views = Vec::new();
+    for client in &mut clients {
+        let frames = read_tweets(client, 150).await;
+        assert_eq!(ids(&frames), wanted, "every tweet once, in order");
+        let seqs: Vec<u64> = frames.iter().map(|f| view(f).0).collect();
+        let expected: Vec<u64> = (last_before[0] + 1..=last_before[0] + 150).collect();
+        assert_eq!(seqs, expected, "no seq missing or repeated");
+        assert_eq!(client.quiet_for(Duration::from_millis(300)).await, None);
+        views.push(frames.iter().map(view).collect::<Vec<_>>());
+    }
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[0], views[2]);
+}
+
+/// Ingests `n` tweets `{prefix}-1..` on `addr` in batches of 250.
+async fn ingest_many(cluster: &BusCluster, addr: SocketAddr, prefix: &str, n: usize) {
+    for from in (1..=n).step_by(250) {
+        let batch = tweets(prefix, from, 250.min(n + 1 - from));
+        let (status, report) = cluster.ingest(addr, &batch).await;
+        assert_eq!(status, 200, "{report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_older_than_the_ring_is_served_from_the_stream_then_the_ring_then_live() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let a = cluster.node();
+    ready(a.addr).await;
+    let (mut on_a, _) = subscribe_all(a.addr, None).await;
+    ingest_many(&cluster, a.addr, "old", 1000).await;
+    let on_a: Vec<_> = read_tweets(&mut on_a, 1000)
+        .await
+        .iter()
+        .map(view)
+        .collect();
+
+    // B keeps 100 seqs; the stream has all 1,000 tweets.
+    let b = cluster.node_with(&["--history", "100"]);
+    ready(b.addr).await;
+    let since = on_a[99].0;
+    let (mut client, _) = subscribe_all(b.addr, Some(since)).await;
+    let replayed: Vec<_> = read_tweets(&mut client, 900)
+        .await
+        .iter()
+        .map(view)
+        .collect();
+    assert_eq!(
+        replayed,
+        on_a[100..],
+        "the 900 after since, as A numbered them, no gap"
+    );
+    let (status, _) = cluster.ingest(a.addr, &tweets("new", 1, 1)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ids(&read_tweets(&mut client, 1).await),
+        ["new-1"],
+        "then live"
+    );
+    assert_eq!(client.quiet_for(Duration::from_millis(300)).await, None);
+
+    // A filtered timeline from the start of the stream: only the partner tweets.
+    let mut buyable = Client::connect(&format!("ws://{}/v1/stream", b.addr)).await;
+    buyable
+        .send(json!({"op": "subscribe", "id": "b", "timeline": "buyable", "since": 0}))
+        .await;
+    buyable.recv_type("subscribed").await;
+    let frames = read_tweets(&mut buyable, 100).await;
+    assert!(frames.iter().all(|f| f["buy"]["product"].is_string()));
+    let wanted: Vec<_> = on_a.iter().filter(|v| !v.3.is_null()).cloned().collect();
+    assert_eq!(frames.iter().map(view).collect::<Vec<_>>(), wanted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_older_than_the_stream_or_beyond_its_end_gets_gap_with_the_streams_first_seq() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    // The stream keeps 500 messages; the node 100.
+    let a = cluster.node_with(&["--history", "100", "--bus-max-msgs", "500"]);
+    ready(a.addr).await;
+    let (mut live, _) = subscribe_all(a.addr, None).await;
+    ingest_many(&cluster, a.addr, "dropped", 1000).await;
+    let on_a: Vec<_> = read_tweets(&mut live, 1000)
+        .await
+        .iter()
+        .map(view)
+        .collect();
+    let last = on_a[999].0;
+    let kept = &on_a[500..];
+    assert_eq!(kept[0].0, last - 499, "the stream holds the last 500");
+
+    for since in [1, last + 1000] {
+        let (mut client, subscribed) = subscribe_all(a.addr, Some(since)).await;
+        let gap = client.recv_type("gap").await;
+        assert_eq!(gap["since"], json!(since), "{gap}");
+        assert_eq!(gap["oldest"], json!(kept[0].0), "{gap}");
+        assert_eq!(gap["epoch"], subscribed["epoch"], "{gap}");
+        let replayed: Vec<_> = read_tweets(&mut client, 500)
+            .await
+            .iter()
+            .map(view)
+            .collect();
+        assert_eq!(replayed, kept, "from the stream's first seq, since {since}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_in_synthetic_source_publishes_to_the_bus_and_every_node_shows_its_tweets() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    // Only B runs a source.
+    let a = cluster.node();
+    ready(a.addr).await;
+    let (mut on_a, _) = subscribe_all(a.addr, None).await;
+    let mut args = cluster.args();
+    let at = args
+        .iter()
+        .position(|arg| arg == "--firehose")
+        .expect("--firehose");
+    args[at + 1] = "synthetic".into();
+    args.extend(["--rate".into(), "200".into()]);
+    let b = BuylineProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ready(b.addr).await;
+    let (mut on_b, _) = subscribe_all(b.addr, None).await;
+    let from_b: Vec<_> = read_tweets(&mut on_b, 20).await.iter().map(view).collect();
+    // A shows the same tweets at the same seqs (it may have seen earlier ones too).
+    let mut on_a_views = Vec::new();
+    while on_a_views
+        .last()
+        .is_none_or(|v: &(u64, String, String, Value)| v.0 < from_b[19].0)
+    {
+        on_a_views.push(view(&read_tweets(&mut on_a, 1).await[0]));
+    }
+    let start = on_a_views
+        .iter()
+        .position(|v| v.0 == from_b[0].0)
+        .expect("B's first tweet on A");
+    assert_eq!(on_a_views[start..], from_b[..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_is_written_again_before_the_streams_limits_drop_it() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    // A stream of 20 messages at most.
+    let a = cluster.node_with(&["--history", "10", "--bus-max-msgs", "20"]);
+    ready(a.addr).await;
+    let partner = json!({"id": "acme", "name": "Acme", "accounts": ["AcmeCo"],
+        "platform": "direct", "kind": "brand"});
+    let (status, reply) = cluster
+        .admin_put(a.addr, "/v1/admin/partners/acme", &partner)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let url = "https://acme.example/anvil";
+    let (status, reply) = cluster
+        .admin_put(
+            a.addr,
+            "/v1/admin/products/acme-anvil",
+            &product("acme-anvil", "acme", url),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let nats = async_nats::connect(cluster.nats.url())
+        .await
+        .expect("NATS answers");
+    let stream = async_nats::jetstream::new(nats)
+        .get_stream("BUYLINE")
+        .await
+        .expect("the stream");
+    let last_catalog = || async {
+        stream
+            .get_last_raw_message_by_subject("BUYLINE.catalog")
+            .await
+            .map(|m| m.sequence)
+            .ok()
+    };
+    let written = last_catalog().await.expect("a catalog message");
+    // Half the limit after it: the node writes it again (it looks every 5 s).
+    ingest_many(&cluster, a.addr, "filler", 12).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while last_catalog().await == Some(written) {
+        assert!(
+            Instant::now() < deadline,
+            "the catalog was not written again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Enough tweets that the first catalog messages are dropped by now.
+    ingest_many(&cluster, a.addr, "more", 9).await;
+    let first = stream
+        .clone()
+        .info()
+        .await
+        .expect("the stream's info")
+        .state
+        .first_sequence;
+    assert!(first > written, "the original is dropped: first {first}");
+
+    // A node starting now finds the catalog with the admin's product, not its own seed.
+    let b = cluster.node();
+    ready(b.addr).await;
+    let read = reqwest::get(format!("http://{}/v1/products/acme-anvil", b.addr))
+        .await
+        .expect("the product read");
+    assert_eq!(read.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_while_nats_is_down_starts_unready_and_reads_the_stream_once_it_is_up() {
+    let Some(mut cluster) = BusCluster::start() else {
+        return;
+    };
+    cluster.nats.kill();
+    let a = cluster.node();
+    // It serves (alive, not ready, ingest unavailable) rather than refusing to start.
+    let healthz = reqwest::get(format!("http://{}/healthz", a.addr))
+        .await
+        .expect("healthz answers");
+    assert_eq!(healthz.status(), 200);
+    unready_for_the_bus(a.addr).await;
+    let (status, reply) = cluster.ingest(a.addr, &tweets("early", 1, 1)).await;
+    assert_eq!(
+        (status, &reply["code"]),
+        (503, &json!("unavailable")),
+        "{reply}"
+    );
+
+    cluster.nats.restart();
+    ready(a.addr).await;
+    let (mut client, subscribed) = subscribe_all(a.addr, None).await;
+    assert!(subscribed["epoch"].is_string(), "{subscribed}");
+    let sent = tweets("late", 1, 10);
+    let (status, report) = cluster.ingest(a.addr, &sent).await;
+    assert_eq!(status, 200, "{report}");
+    let frames = read_tweets(&mut client, 10).await;
+    assert_eq!(ids(&frames)[9], "late-10");
+    // Its catalog was seeded on the stream once it connected: the partner tweet has a button.
+    assert!(frames[9]["buy"]["product"].is_string(), "{}", frames[9]);
 }

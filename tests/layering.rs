@@ -51,6 +51,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sources",
             "sources::sequencer",
             "sources::bus_feed",
+            "sources::bus_history",
             "sources::driver",
             "decorate::decorator",
             "fanout::shard",

@@ -554,12 +554,18 @@ struct ClusterScript {
 }
 
 impl ClusterScript {
-    fn start(redis_server: &Path, redis_port: u16, node_ports: &[u16]) -> ClusterScript {
+    fn start(
+        (nats_server, nats_port): (&Path, u16),
+        (redis_server, redis_port): (&Path, u16),
+        node_ports: &[u16],
+    ) -> ClusterScript {
         use std::io::BufRead;
         let ports: Vec<String> = node_ports.iter().map(u16::to_string).collect();
         let mut child = std::process::Command::new("bash")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cluster.sh"))
             .env("BUYLINE", env!("CARGO_BIN_EXE_buyline"))
+            .env("NATS_SERVER", nats_server)
+            .env("NATS_PORT", nats_port.to_string())
             .env("REDIS_SERVER", redis_server)
             .env("REDIS_PORT", redis_port.to_string())
             .env("BUYLINE_PORTS", ports.join(" "))
@@ -669,13 +675,24 @@ fn alive(pid: u32) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn examples_cluster_sh_runs_three_nodes_on_one_store_and_stops_everything_it_started() {
+async fn examples_cluster_sh_runs_three_nodes_on_one_bus_and_store_and_stops_everything_it_started()
+{
     let Some(redis_server) = common::redis_server::installed() else {
         return;
     };
-    let redis_port = common::redis_server::free_port();
+    let Some(nats_server) = common::nats_server::installed() else {
+        return;
+    };
+    let (nats_port, redis_port) = (
+        common::redis_server::free_port(),
+        common::redis_server::free_port(),
+    );
     let ports: Vec<u16> = (0..3).map(|_| common::redis_server::free_port()).collect();
-    let mut script = ClusterScript::start(&redis_server, redis_port, &ports);
+    let mut script = ClusterScript::start(
+        (&nats_server, nats_port),
+        (&redis_server, redis_port),
+        &ports,
+    );
     let printed = script.wait_ready();
     for port in &ports {
         let url = format!("http://127.0.0.1:{port}");
@@ -684,9 +701,9 @@ async fn examples_cluster_sh_runs_three_nodes_on_one_store_and_stops_everything_
             "{url} not in {printed:?}"
         );
     }
-    // Redis and the three nodes, each the script's own child.
+    // NATS, Redis and the three nodes, each the script's own child.
     let started = children_of(script.child.id());
-    assert_eq!(started.len(), 4, "{started:?}");
+    assert_eq!(started.len(), 5, "{started:?}");
 
     let http = reqwest::Client::new();
     let node = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
@@ -751,6 +768,35 @@ async fn examples_cluster_sh_runs_three_nodes_on_one_store_and_stops_everything_
         .await
         .expect("DELETE");
     assert_eq!(released.status(), 200, "node 3 releases node 1's hold");
+
+    // The firehose is the bus's: a tweet ingested on node 1 arrives on node 3, with the seq
+    // node 2 gives it too.
+    let mut on_3 = common::Client::connect(&format!("ws://127.0.0.1:{}/v1/stream", ports[2])).await;
+    let mut on_2 = common::Client::connect(&format!("ws://127.0.0.1:{}/v1/stream", ports[1])).await;
+    for client in [&mut on_3, &mut on_2] {
+        client
+            .send(json!({"op": "subscribe", "id": "s", "timeline": "all"}))
+            .await;
+        client.recv_type("subscribed").await;
+    }
+    let feeder = token(0, "ingest", "feeder").await;
+    let reply = http
+        .post(format!("{}/v1/ingest", node(0)))
+        .bearer_auth(&feeder)
+        .body(common::ndjson(&[common::tweet(
+            "on-the-bus",
+            "someone",
+            "one tweet, every node",
+            &[],
+            &[],
+        )]))
+        .send()
+        .await
+        .expect("POST /v1/ingest");
+    assert_eq!(reply.status(), 200);
+    let (on_3, on_2) = (on_3.recv_type("tweet").await, on_2.recv_type("tweet").await);
+    assert_eq!(on_3["tweet"]["id"], "on-the-bus", "{on_3}");
+    assert_eq!(on_3["seq"], on_2["seq"]);
 
     script.terminate();
     script.wait_gone();

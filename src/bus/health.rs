@@ -16,6 +16,11 @@ pub struct BusHealth {
     caught_up: AtomicBool,
     /// The stream sequence of the last message applied (0: none yet).
     applied: AtomicU64,
+    /// The stream's last sequence, as last heard (the reader's lag, the 5 s stream check).
+    stream_last: AtomicU64,
+    /// The seq of the catalog message this node's catalog is (0: none yet): an admin write
+    /// publishes its catalog as that one's successor.
+    catalog_seq: AtomicU64,
     /// Counts the client's connections (the first, then each reconnection): the reader
     /// makes its consumer again on each, as a restarted server has forgotten it.
     connections: watch::Receiver<u64>,
@@ -27,6 +32,8 @@ impl BusHealth {
             client,
             caught_up: AtomicBool::new(false),
             applied: AtomicU64::new(0),
+            catalog_seq: AtomicU64::new(0),
+            stream_last: AtomicU64::new(0),
             connections,
         }
     }
@@ -62,6 +69,37 @@ impl BusHealth {
 
     pub(crate) fn set_applied(&self, seq: u64) {
         self.applied.store(seq, Ordering::Relaxed);
+    }
+
+    /// The newest sequence the stream is known to hold: at least the last applied.
+    pub fn stream_last(&self) -> u64 {
+        self.stream_last.load(Ordering::Relaxed).max(self.applied())
+    }
+
+    pub(crate) fn set_stream_last(&self, seq: u64) {
+        self.stream_last.store(seq, Ordering::Relaxed);
+    }
+
+    /// The seq of the catalog message this node serves. Read it before the catalog itself:
+    /// the catalog is swapped in before this is set, so the catalog read after is never older
+    /// than this seq says (a newer one only makes the write's check fail, and it tries again).
+    pub fn catalog_seq(&self) -> u64 {
+        self.catalog_seq.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_catalog_seq(&self, seq: u64) {
+        self.catalog_seq.store(seq, Ordering::Release);
+    }
+
+    /// Not caught up any more (the consumer was lost while the stream went on): not ready
+    /// until it is again.
+    pub(crate) fn set_catching_up(&self) {
+        if self.caught_up.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                seq = self.applied(),
+                "catching up with the bus stream again; not ready until then"
+            );
+        }
     }
 
     pub(crate) fn set_caught_up(&self) {

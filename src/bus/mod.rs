@@ -9,19 +9,25 @@
 //! - [`publisher`]: a batch published with every acknowledgement in flight at once.
 //! - [`reader`]: one ordered consumer per node, made again from the last applied sequence
 //!   whenever it is lost; it hands out (stream sequence, message) pairs.
+//! - [`catalog`]: the catalog as messages of the stream, written with a check that no other
+//!   change came between, kept from being dropped by the stream's limits.
+//! - [`catalog_message`]: a catalog message's body.
 //! - [`health`]: what readiness and the metrics read: connected, caught up, applied.
 //!
 //! An engine (L1): it knows NATS, tweets and the codec, and nothing of an actor framework,
 //! HTTP or the fan-out. The actor that feeds the decorator from the reader is
 //! `sources::bus_feed`.
 
+pub mod catalog;
+pub mod catalog_message;
 pub mod error;
 pub mod health;
 pub mod publisher;
 pub mod reader;
 pub mod setup;
 
-pub use health::BusHealth;
+pub use catalog::CatalogPublishError;
+pub use catalog_message::StreamCatalog;
 pub use publisher::TweetPublisher;
-pub use reader::{DeliveryStopped, StreamReader};
+pub use reader::{Delivery, DeliveryStopped, StreamReader};
 pub use setup::{Bus, BusSettings};

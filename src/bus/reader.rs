@@ -9,10 +9,11 @@
 //! nothing on the server to clean up after a node that goes away, and nothing shared between
 //! nodes to get wrong.
 //!
-//! What it hands out is (stream sequence, tweet) pairs ([`SequencedTweet`]s), in sequence
-//! order, a batch at a time;
-//! messages on other subjects of the stream (the catalog, later) take sequences too, so the
-//! sequences of the tweets handed out are rising but need not be consecutive.
+//! What it hands out, in sequence order ([`Delivery`]): (stream sequence, tweet) pairs
+//! ([`SequencedTweet`]s), a batch at a time, and the catalog messages, each on its own between
+//! two batches, so the next stage applies a catalog after every tweet before it and before
+//! every tweet after it. Catalog messages take sequences too, so the sequences of the tweets
+//! handed out are rising but need not be consecutive.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
+use crate::bus::catalog_message::{self, StreamCatalog};
 use crate::bus::health::BusHealth;
 use crate::codec;
 use crate::model::{SequencedTweet, Tweet};
@@ -38,6 +40,15 @@ const MAX_MESSAGE_BYTES: u64 = 1 << 20;
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_CAP: Duration = Duration::from_secs(5);
 
+/// What the reader hands to the next stage.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Tweets, in seq order.
+    Tweets(Vec<SequencedTweet>),
+    /// The catalog from this seq on: to apply after every tweet handed out before it.
+    Catalog(StreamCatalog),
+}
+
 /// The next stage took no more batches (the node is shutting down).
 #[derive(Debug)]
 pub struct DeliveryStopped;
@@ -47,6 +58,8 @@ pub struct StreamReader {
     js: Context,
     stream: String,
     tweets_subject: String,
+    /// `NAME.catalog`.
+    catalog_subject: String,
     health: Arc<BusHealth>,
     /// The next stream sequence to apply.
     next: u64,
@@ -54,6 +67,8 @@ pub struct StreamReader {
     caught_up_at: u64,
     /// Messages after the last one read, as the server last said.
     lag: u64,
+    /// When the last message read was published (the stream's time), for the lag in seconds.
+    last_published: Option<time::OffsetDateTime>,
     /// Changes on each new connection to the server: the consumer is made again then.
     connections: watch::Receiver<u64>,
 }
@@ -71,12 +86,14 @@ impl StreamReader {
         let connections = health.connections();
         StreamReader {
             js,
+            catalog_subject: format!("{stream}.catalog"),
             stream,
             tweets_subject,
             health,
             next: from,
             caught_up_at,
             lag: 0,
+            last_published: None,
             connections,
         }
     }
@@ -86,11 +103,12 @@ impl StreamReader {
     /// decorates). Runs until `deliver` says the next stage stopped.
     pub async fn run<F, Fut>(mut self, mut deliver: F)
     where
-        F: FnMut(Vec<SequencedTweet>) -> Fut,
+        F: FnMut(Delivery) -> Fut,
         Fut: Future<Output = Result<(), DeliveryStopped>>,
     {
         self.applied();
         let mut attempt = 0u32;
+        let mut reopened = false;
         loop {
             let mut messages = match self.open().await {
                 Ok(messages) => messages,
@@ -106,11 +124,22 @@ impl StreamReader {
             if attempt > 0 {
                 tracing::info!(stream = %self.stream, from = self.next, "reading the bus stream again");
             }
+            if reopened {
+                self.catch_up_again().await;
+            }
+            reopened = true;
             let opened_at = self.next;
             loop {
-                let (batch, lost) = self.read_batch(&mut messages).await;
-                if !batch.is_empty() && deliver(batch).await.is_err() {
+                let (batch, catalog, lost) = self.read_batch(&mut messages).await;
+                if !batch.is_empty() && deliver(Delivery::Tweets(batch)).await.is_err() {
                     return;
+                }
+                if let Some(catalog) = catalog {
+                    let seq = catalog.seq;
+                    if deliver(Delivery::Catalog(catalog)).await.is_err() {
+                        return;
+                    }
+                    self.health.set_catalog_seq(seq);
                 }
                 self.applied();
                 if let Err(reason) = lost {
@@ -127,6 +156,27 @@ impl StreamReader {
             } else {
                 attempt = 0;
             }
+        }
+    }
+
+    /// After the consumer was lost (a reconnection, most often): what the stream took
+    /// meanwhile is to be applied again before the node is ready, so readiness waits for the
+    /// stream's last sequence now.
+    async fn catch_up_again(&mut self) {
+        let last = match self.js.get_stream_no_info(&self.stream).await {
+            Ok(stream) => stream.get_info().await.map(|info| info.state.last_sequence),
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the stream's last sequence");
+                return;
+            }
+        };
+        match last {
+            Ok(last) if last >= self.next => {
+                self.caught_up_at = last;
+                self.health.set_catching_up();
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "cannot read the stream's last sequence"),
         }
     }
 
@@ -150,58 +200,73 @@ impl StreamReader {
     }
 
     /// Waits for the next message, then takes every one already waiting, up to
-    /// [`MAX_BATCH`]. Returns the tweets, and an error when the consumer was lost after them
-    /// (what was read before is still handed out).
+    /// [`MAX_BATCH`] or a catalog message. Returns the tweets, the catalog message that ended
+    /// the batch (handed out after the tweets), and an error when the consumer was lost after
+    /// them (what was read before is still handed out).
     async fn read_batch(
         &mut self,
         messages: &mut Ordered,
-    ) -> (Vec<SequencedTweet>, Result<(), String>) {
+    ) -> (
+        Vec<SequencedTweet>,
+        Option<StreamCatalog>,
+        Result<(), String>,
+    ) {
         let mut batch = Vec::new();
         let first = tokio::select! {
             first = messages.next() => first,
             // A server that restarted has forgotten the consumer (and the client may take
             // several missed heartbeats to notice): make it again at once.
             _ = self.connections.changed() => {
-                return (batch, Err("reconnected to the NATS server".into()));
+                return (batch, None, Err("reconnected to the NATS server".into()));
             }
         };
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
-                None => return (batch, Err("the consumer ended".into())),
-                Some(Err(error)) => return (batch, Err(error.to_string())),
-                Some(Ok(message)) => {
-                    if let Err(reason) = self.take(&message, &mut batch) {
-                        return (batch, Err(reason));
-                    }
-                }
+                None => return (batch, None, Err("the consumer ended".into())),
+                Some(Err(error)) => return (batch, None, Err(error.to_string())),
+                Some(Ok(message)) => match self.take(&message, &mut batch) {
+                    Ok(None) => {}
+                    Ok(Some(catalog)) => return (batch, Some(catalog), Ok(())),
+                    Err(reason) => return (batch, None, Err(reason)),
+                },
             }
             if batch.len() >= MAX_BATCH {
                 break;
             }
             next = messages.next().now_or_never();
         }
-        (batch, Ok(()))
+        (batch, None, Ok(()))
     }
 
-    /// Takes one message: a tweet goes into `batch`; anything else is counted and passed
-    /// over. Either way its sequence is applied.
+    /// Takes one message: a tweet goes into `batch`, a catalog is returned; anything else is
+    /// counted and passed over. Either way its sequence is applied.
     fn take(
         &mut self,
         message: &async_nats::jetstream::Message,
         batch: &mut Vec<SequencedTweet>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<StreamCatalog>, String> {
         let info = message.info().map_err(|e| e.to_string())?;
         let seq = info.stream_sequence;
         self.lag = info.pending;
+        self.last_published = Some(info.published);
         if seq < self.next {
             // Already applied (a consumer made again may start a little early).
-            return Ok(());
+            return Ok(None);
         }
         self.next = seq + 1;
+        if message.subject.as_str() == self.catalog_subject {
+            return match catalog_message::decode(seq, &message.payload) {
+                Some(catalog) => Ok(Some(StreamCatalog { seq, catalog })),
+                None => {
+                    telemetry::bus_messages_skipped("unreadable", 1);
+                    Ok(None)
+                }
+            };
+        }
         if message.subject.as_str() != self.tweets_subject {
             telemetry::bus_messages_skipped("other_subject", 1);
-            return Ok(());
+            return Ok(None);
         }
         let tweet = codec::decode::<Tweet>(&message.payload, MAX_MESSAGE_BYTES)
             .map_err(|e| e.to_string())
@@ -219,7 +284,7 @@ impl StreamReader {
                 telemetry::bus_messages_skipped("unreadable", 1);
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Records what has been handed on: the applied sequence, the lag, and readiness once
@@ -227,11 +292,57 @@ impl StreamReader {
     fn applied(&self) {
         let applied = self.next - 1;
         self.health.set_applied(applied);
+        self.health.set_stream_last(applied + self.lag);
         telemetry::bus_applied(applied, self.lag);
+        // Behind by the age of the last message applied, while more wait after it.
+        let seconds = match self.last_published {
+            Some(published) if self.lag > 0 => (time::OffsetDateTime::now_utc() - published)
+                .as_seconds_f64()
+                .max(0.0),
+            _ => 0.0,
+        };
+        telemetry::bus_lag_seconds(seconds);
         if applied >= self.caught_up_at {
             self.health.set_caught_up();
         }
     }
+}
+
+/// A stream of the stream's messages from `start` on, in order, for a `since` older than the
+/// ring: (seq, the tweet if the message is one this node can read). One ordered consumer,
+/// dropped with the stream; it ends at the first error (the caller serves the rest from its
+/// ring).
+pub(crate) async fn read_from(
+    js: &Context,
+    stream: &str,
+    tweets_subject: String,
+    start: u64,
+) -> Result<impl futures_util::Stream<Item = Result<(u64, Option<Tweet>), String>> + use<>, String>
+{
+    let consumer = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|e| e.to_string())?
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    Ok(messages.map(move |message| {
+        let message = message.map_err(|e| e.to_string())?;
+        let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+        if message.subject.as_str() != tweets_subject {
+            return Ok((seq, None));
+        }
+        let tweet = codec::decode::<Tweet>(&message.payload, MAX_MESSAGE_BYTES)
+            .ok()
+            .and_then(|tweet| native::validate(tweet).ok());
+        Ok((seq, tweet))
+    }))
 }
 
 /// The wait before attempt `attempt + 1`: doubling from [`RETRY_FIRST`] up to [`RETRY_CAP`].

@@ -6,7 +6,7 @@
 //! storage, a 2-minute duplicate window and `--bus-max-msgs` / `--bus-max-age`; an existing one
 //! is used as it is, once its subjects are checked.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::jetstream::ErrorCode;
@@ -22,6 +22,7 @@ use crate::bus::health::BusHealth;
 use crate::bus::publisher::TweetPublisher;
 use crate::bus::reader::StreamReader;
 use crate::config::BusUrl;
+use crate::model::Tweet;
 use crate::telemetry;
 
 /// How long the first connection may take before start-up fails.
@@ -54,26 +55,31 @@ pub struct BusSettings {
 
 /// A connection to the bus with its stream checked.
 pub struct Bus {
-    js: Context,
-    stream: String,
+    pub(super) js: Context,
+    pub(super) stream: String,
     /// `NAME.tweets`.
     tweets_subject: String,
-    health: Arc<BusHealth>,
+    pub(super) health: Arc<BusHealth>,
+    /// The stream's creation time, RFC 3339 with nanoseconds; set by [`Bus::prepare`].
+    epoch: OnceLock<Arc<str>>,
+    settings: BusSettings,
 }
 
 impl Bus {
-    /// Connects (failing after [`CONNECT_TIMEOUT`] if the server is not there) and creates or
-    /// checks the stream. Later losses of the connection are reconnected without end, with
-    /// the client's backoff; each change of state is logged once.
+    /// Connects, waiting at most [`CONNECT_TIMEOUT`] for the server. A server that is not
+    /// there yet is not an error: the client keeps trying in the background (as it reconnects
+    /// after a loss, without end, with its backoff; each change of state logged once), and
+    /// [`BusHealth::connected`] says when it is there. Then [`Bus::prepare`] the stream.
     pub async fn connect(settings: &BusSettings) -> Result<Bus, BusError> {
         let url = settings.url.redacted().to_owned();
         let shown = url.clone();
-        let (connections_tx, connections) = watch::channel(0u64);
+        let (connections_tx, mut connections) = watch::channel(0u64);
         let connections_tx = Arc::new(connections_tx);
         let client = async_nats::ConnectOptions::new()
             .name("buyline")
             .connection_timeout(CONNECT_TIMEOUT)
             .max_reconnects(None)
+            .retry_on_initial_connect()
             .event_callback(move |event| {
                 let url = shown.clone();
                 let connections = Arc::clone(&connections_tx);
@@ -86,21 +92,49 @@ impl Bus {
                 url: url.clone(),
                 reason: error.kind().to_string(),
             })?;
-        telemetry::bus_connected(true);
-        tracing::info!(%url, stream = %settings.stream, "connected to the bus");
+        let connected = matches!(
+            tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                connections.wait_for(|connected| *connected > 0),
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if connected {
+            tracing::info!(%url, stream = %settings.stream, "connected to the bus");
+        } else {
+            telemetry::bus_connected(false);
+            tracing::warn!(%url, "the bus is unreachable; this node starts unready, and reads the stream once it connects");
+        }
         let js = jetstream::context::ContextBuilder::new()
             .timeout(REQUEST_TIMEOUT)
             .max_ack_inflight(MAX_ACKS_IN_FLIGHT)
             .backpressure_on_inflight(true)
             .build(client.clone());
-        let bus = Bus {
+        Ok(Bus {
             js,
             stream: settings.stream.clone(),
             tweets_subject: format!("{}.tweets", settings.stream),
             health: Arc::new(BusHealth::new(client, connections)),
-        };
-        bus.ensure_stream(settings).await?;
-        Ok(bus)
+            epoch: OnceLock::new(),
+            settings: settings.clone(),
+        })
+    }
+
+    /// Creates the stream if it is missing, or checks the subjects of the one there, and
+    /// takes its epoch. Needs the connection.
+    pub async fn prepare(&self) -> Result<(), BusError> {
+        let info = self.ensure_stream(&self.settings).await?;
+        let epoch: Arc<str> = Arc::from(epoch_of(info.created).as_str());
+        // Once: a stream made again while the node runs is not noticed (README).
+        let _ = self.epoch.set(epoch);
+        Ok(())
+    }
+
+    /// The stream's epoch (once prepared): its creation time, so a stream deleted and made
+    /// again (its seqs starting over) has another. Sent in `subscribed` and `gap` frames.
+    pub fn epoch(&self) -> Option<Arc<str>> {
+        self.epoch.get().cloned()
     }
 
     /// What readiness and the metrics read.
@@ -147,37 +181,88 @@ impl Bus {
         )
     }
 
+    /// The stream's messages from `from` on (or from its first, if later), for a `since`
+    /// older than the ring: its first sequence now, and (seq, tweet if one) in order.
+    pub async fn read_from(
+        &self,
+        from: u64,
+    ) -> Result<
+        (
+            u64,
+            impl futures_util::Stream<Item = Result<(u64, Option<Tweet>), String>> + use<>,
+        ),
+        BusError,
+    > {
+        let first = self.stream_state().await?.first_sequence;
+        let messages = crate::bus::reader::read_from(
+            &self.js,
+            &self.stream,
+            self.tweets_subject.clone(),
+            from.max(first).max(1),
+        )
+        .await
+        .map_err(|reason| BusError::Stream {
+            stream: self.stream.clone(),
+            reason,
+        })?;
+        Ok((first, messages))
+    }
+
     /// Reads the stream's first and last sequence into the metrics every few seconds, with
     /// this node's lag; runs until the task is dropped.
+    ///
+    /// It also keeps the stream's last catalog message from being dropped by the stream's
+    /// limits ([`Bus::keep_catalog`]), once this node is caught up.
     pub async fn watch_stream(self: Arc<Self>) {
         loop {
-            if let Ok(state) = self.stream_state().await {
+            if let Ok(info) = self.stream_info().await {
+                let state = &info.state;
                 telemetry::bus_stream_seqs(state.first_sequence, state.last_sequence);
                 let applied = self.health.applied();
-                telemetry::bus_applied(applied, state.last_sequence.saturating_sub(applied));
+                self.health.set_stream_last(state.last_sequence);
+                let lag = state.last_sequence.saturating_sub(applied);
+                telemetry::bus_applied(applied, lag);
+                if lag == 0 {
+                    telemetry::bus_lag_seconds(0.0);
+                }
+                if self.health.unavailable_reason().is_none() {
+                    self.keep_catalog(
+                        state.last_sequence,
+                        info.config.max_messages,
+                        info.config.max_age,
+                    )
+                    .await;
+                }
             }
             tokio::time::sleep(STREAM_INFO_EVERY).await;
         }
     }
 
     async fn stream_state(&self) -> Result<jetstream::stream::State, BusError> {
+        Ok(self.stream_info().await?.state)
+    }
+
+    async fn stream_info(&self) -> Result<jetstream::stream::Info, BusError> {
         let stream = self
             .js
             .get_stream_no_info(&self.stream)
             .await
             .map_err(|error| self.stream_error(error))?;
-        let info = stream
+        stream
             .get_info()
             .await
-            .map_err(|error| self.stream_error(error))?;
-        Ok(info.state)
+            .map_err(|error| self.stream_error(error))
     }
 
     /// Creates the stream if it is missing; checks the subjects of one that is there.
-    async fn ensure_stream(&self, settings: &BusSettings) -> Result<(), BusError> {
+    /// Returns the stream's info.
+    async fn ensure_stream(
+        &self,
+        settings: &BusSettings,
+    ) -> Result<jetstream::stream::Info, BusError> {
         let wanted = vec![format!("{}.>", self.stream)];
         match self.js.get_stream(&self.stream).await {
-            Ok(stream) => self.check_subjects(&stream.cached_info().config.subjects, &wanted),
+            Ok(stream) => self.check_subjects(stream.cached_info(), &wanted),
             Err(error) if is_not_found(error.kind()) => {
                 let config = StreamConfig {
                     name: self.stream.clone(),
@@ -193,15 +278,13 @@ impl Bus {
                     ..Default::default()
                 };
                 match self.js.create_stream(config).await {
-                    Ok(_) => {
+                    Ok(stream) => {
                         tracing::info!(stream = %self.stream, max_msgs = settings.max_msgs, max_age_secs = settings.max_age.as_secs(), "created the bus stream");
-                        Ok(())
+                        Ok(stream.cached_info().clone())
                     }
                     // Another node may have created it meanwhile: check that one.
                     Err(error) => match self.js.get_stream(&self.stream).await {
-                        Ok(stream) => {
-                            self.check_subjects(&stream.cached_info().config.subjects, &wanted)
-                        }
+                        Ok(stream) => self.check_subjects(stream.cached_info(), &wanted),
                         Err(_) => Err(self.stream_error(error)),
                     },
                 }
@@ -210,24 +293,38 @@ impl Bus {
         }
     }
 
-    fn check_subjects(&self, found: &[String], wanted: &[String]) -> Result<(), BusError> {
+    fn check_subjects(
+        &self,
+        info: &jetstream::stream::Info,
+        wanted: &[String],
+    ) -> Result<jetstream::stream::Info, BusError> {
+        let found = &info.config.subjects;
         if found == wanted {
-            Ok(())
+            Ok(info.clone())
         } else {
             Err(BusError::SubjectsDiffer {
                 stream: self.stream.clone(),
-                found: found.to_vec(),
+                found: found.clone(),
                 wanted: wanted.to_vec(),
             })
         }
     }
 
-    fn stream_error(&self, error: impl std::fmt::Display) -> BusError {
+    pub(super) fn stream_error(&self, error: impl std::fmt::Display) -> BusError {
         BusError::Stream {
             stream: self.stream.clone(),
             reason: error.to_string(),
         }
     }
+}
+
+/// An epoch as the frames show it: the stream's creation time, RFC 3339 UTC with nanoseconds
+/// (two streams made within the same second still differ).
+fn epoch_of(created: time::OffsetDateTime) -> String {
+    created
+        .to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| created.unix_timestamp_nanos().to_string())
 }
 
 fn is_not_found(kind: GetStreamErrorKind) -> bool {

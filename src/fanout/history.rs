@@ -149,6 +149,25 @@ impl HistoryRing {
         read
     }
 
+    /// The newest seq the ring dropped or never had: it holds every tweet after it (up to
+    /// the newest delivered).
+    pub fn lost_through(&self) -> u64 {
+        self.tweets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .lost_through
+    }
+
+    /// The oldest seq a replay can start at: the oldest retained, or with nothing retained
+    /// the one after `upto` (the newest delivered).
+    pub fn oldest(&self, upto: u64) -> u64 {
+        let retained = self.tweets.read().unwrap_or_else(|p| p.into_inner());
+        retained
+            .tweets
+            .front()
+            .map_or(upto.saturating_add(1), |t| t.seq)
+    }
+
     /// Tweets currently retained.
     pub fn len(&self) -> usize {
         self.tweets

@@ -8,6 +8,7 @@
 //! Everything here but [`shard`] and [`stock_publisher`] (the actors) is plain code on one
 //! thread, testable without actix or a socket.
 
+pub mod backfill;
 pub mod history;
 pub mod index;
 pub mod outbox;

@@ -98,6 +98,9 @@ pub struct Outbox {
     close_notify: Notify,
     /// A ping arrived: the writer should flush so tungstenite sends its pong.
     flush_requested: Cell<bool>,
+    /// A replay waits for an older source (`fanout::backfill`): the writer sleeps until it
+    /// is told more came, instead of stepping the replay again at once.
+    waiting_for_source: Cell<bool>,
     /// The writer task, parked while the queue is empty.
     writer: Cell<Option<Waker>>,
     /// The reader task, parked while there is no room for replies.
@@ -117,6 +120,7 @@ impl Outbox {
             close: RefCell::new(None),
             close_notify: Notify::new(),
             flush_requested: Cell::new(false),
+            waiting_for_source: Cell::new(false),
             writer: Cell::new(None),
             reader: Cell::new(None),
         }
@@ -197,6 +201,19 @@ impl Outbox {
     /// after the newest queued tweet are taken again.
     pub fn end_replay(&self) {
         self.live_after.set(self.last_seq.get());
+    }
+
+    /// The replay has nothing to take until its older source delivers: the writer sleeps
+    /// (queued frames are still written) until [`Outbox::source_ready`].
+    pub fn wait_for_source(&self) {
+        self.waiting_for_source.set(true);
+    }
+
+    /// The older source delivered (or ended): the writer steps the replay again.
+    pub fn source_ready(&self) {
+        if self.waiting_for_source.replace(false) {
+            self.wake_writer();
+        }
     }
 
     /// Whether a replay cursor feeds this outbox.
@@ -333,7 +350,7 @@ impl Outbox {
             }
             // A replay with nothing queued wants the writer to read on through the history.
             if !self.queue.borrow().is_empty()
-                || self.is_replaying()
+                || (self.is_replaying() && !self.waiting_for_source.get())
                 || self.flush_requested.replace(false)
             {
                 return Poll::Ready(WriterTask::Write);

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::decorate::frame::DecoratedTweet;
 use crate::decorate::partner_index::CatalogStore;
 use crate::error::{ApiError, ErrorCode};
+use crate::fanout::backfill::{Backfill, BackfillStep, OlderTweets};
 use crate::fanout::history::HistoryRing;
 use crate::fanout::index::{FanoutCounts, SubscriptionIndex};
 use crate::fanout::outbox::Outbox;
@@ -59,6 +60,30 @@ struct Session {
     follows: Vec<Box<str>>,
     /// The running `since` replay, if any; the outbox defers live tweets meanwhile.
     replay: Option<ReplayCursor>,
+    /// Before the ring's part of the replay, the part only the older source (the stream) still
+    /// has; the ring's cursor takes over where it ends.
+    backfill: Option<OlderPart>,
+}
+
+/// The part of a replay read from the older source.
+struct OlderPart {
+    backfill: Rc<Backfill>,
+    /// Where the ring's replay would have started (its `gap.oldest`): where it starts if the
+    /// source cannot be read.
+    ring_oldest: u64,
+    /// The `gap` notice this replay may owe, decided once the source says what it has.
+    gap: Option<PendingGap>,
+}
+
+/// A `gap` notice waiting for the older source to open.
+struct PendingGap {
+    timeline: String,
+    /// The client's `since`.
+    since: u64,
+    /// The first seq the replay wants.
+    from: u64,
+    /// Sent whatever the source has (a `since` beyond the source's newest: it was reset).
+    forced: bool,
 }
 
 /// One timeline a connection is subscribed to.
@@ -92,6 +117,8 @@ pub struct ShardCore {
     history: Arc<HistoryRing>,
     catalog: Arc<CatalogStore>,
     limits: SessionLimits,
+    /// With `--bus`, the stream: serves a `since` older than the ring.
+    older: Option<Arc<dyn OlderTweets>>,
 }
 
 impl ShardCore {
@@ -111,7 +138,15 @@ impl ShardCore {
             history,
             catalog,
             limits,
+            older: None,
         }
+    }
+
+    /// The same shard, serving a `since` older than the ring from `older` while it has it,
+    /// and telling clients its epoch in `subscribed` and `gap`.
+    pub fn with_older(mut self, older: Option<Arc<dyn OlderTweets>>) -> Self {
+        self.older = older;
+        self
     }
 
     /// Registers a new connection (of `customer`, when signed in as one) and returns its id
@@ -137,6 +172,7 @@ impl ShardCore {
                 timelines: Vec::new(),
                 follows: Vec::new(),
                 replay: None,
+                backfill: None,
             },
         );
         (conn, outbox)
@@ -202,11 +238,21 @@ impl ShardCore {
         {
             return Err(ApiError::not_found(format!("no product {product:?}")));
         }
+        // A `since` beyond the newest seq the stream holds: the stream was reset (made
+        // again, its seqs starting over). The client gets `gap` and the stream from its start.
+        let reset = match (&self.older, since) {
+            (Some(older), Some(since)) => older
+                .newest()
+                .is_some_and(|newest| since > self.last_seq.max(newest)),
+            _ => false,
+        };
+        let epoch = self.older.as_ref().and_then(|older| older.epoch());
         let session = self
             .sessions
             .get_mut(&conn)
             .ok_or_else(|| ApiError::internal("connection is closed"))?;
-        let after = since.unwrap_or(self.last_seq);
+        let replay_since = if reset { Some(0) } else { since };
+        let after = replay_since.unwrap_or(self.last_seq);
         let existing = session
             .timelines
             .iter()
@@ -248,27 +294,58 @@ impl ShardCore {
             id,
             timeline: timeline_text,
             seq: self.last_seq,
+            epoch: epoch.as_deref(),
         }));
-        let Some(since) = since else {
+        let (Some(client_since), Some(since)) = (since, replay_since) else {
             return Ok(());
         };
         let gap = self.history.gap(since, self.last_seq);
-        if let Some(oldest) = gap {
-            outbox.push_reply(protocol::to_text(&protocol::Gap {
-                kind: "gap",
-                timeline: timeline_text,
-                since,
-                oldest,
-            }));
-        }
         // `product:<id>` has no tweets to replay. A running replay already reads for every
         // subscription, this one included, from a point it cannot go back before.
-        if session.replay.is_none() && !matches!(timeline, Timeline::Product(_)) {
-            // `since` is the client's number: any u64 must be safe here.
-            let start = since
-                .saturating_add(1)
-                .max(outbox.last_seq() + 1)
-                .max(gap.unwrap_or(0));
+        let replays = session.replay.is_none() && !matches!(timeline, Timeline::Product(_));
+        // `since` is the client's number: any u64 must be safe here.
+        let wanted = since.saturating_add(1).max(outbox.last_seq() + 1);
+        // Tweets the ring no longer has, but the stream may: read them from the stream first
+        // (the `gap`, if any, waits until it says what it still has).
+        let older = match &self.older {
+            Some(older) if replays && gap.is_some() && wanted <= self.history.lost_through() => {
+                Some(older)
+            }
+            _ => None,
+        };
+        if let Some(older) = older {
+            session.backfill = Some(OlderPart {
+                backfill: Backfill::start(older, wanted, outbox),
+                ring_oldest: gap.unwrap_or(wanted),
+                gap: Some(PendingGap {
+                    timeline: timeline_text.to_owned(),
+                    since: client_since,
+                    from: wanted,
+                    forced: reset,
+                }),
+            });
+        } else {
+            let gap = if reset {
+                Some(gap.unwrap_or_else(|| self.history.oldest(self.last_seq)))
+            } else {
+                gap
+            };
+            if let Some(oldest) = gap {
+                outbox.push_reply(protocol::to_text(&protocol::Gap {
+                    kind: "gap",
+                    timeline: timeline_text,
+                    since: client_since,
+                    oldest,
+                    epoch: epoch.as_deref(),
+                }));
+            }
+        }
+        if replays {
+            let start = if session.backfill.is_some() {
+                wanted
+            } else {
+                wanted.max(gap.unwrap_or(0))
+            };
             session.replay = Some(ReplayCursor::starting_at(start));
             outbox.begin_replay();
         }
@@ -283,6 +360,34 @@ impl ShardCore {
         let Some(session) = self.sessions.get_mut(&conn) else {
             return;
         };
+        if session.replay.is_none() {
+            return;
+        }
+        if let Some(part) = session.backfill.as_mut() {
+            let epoch = self.older.as_ref().and_then(|older| older.epoch());
+            match backfill_step(
+                part,
+                &session.outbox,
+                &self.history,
+                epoch.as_deref(),
+                |t| {
+                    session
+                        .timelines
+                        .iter()
+                        .any(|sub| t.seq > sub.after && sub.timeline.matches(t, &session.follows))
+                },
+            ) {
+                BackfillStep::Waiting => {
+                    session.outbox.wait_for_source();
+                    return;
+                }
+                BackfillStep::Reading => return,
+                BackfillStep::HandOff(next) => {
+                    session.backfill = None;
+                    session.replay = Some(ReplayCursor::starting_at(next));
+                }
+            }
+        }
         // Taken out for the step, so the filter can borrow the session.
         let Some(mut cursor) = session.replay.take() else {
             return;
@@ -409,6 +514,48 @@ impl ShardCore {
         follows.sort_unstable();
         follows.dedup();
         Ok(follows)
+    }
+}
+
+/// One step of a replay's older part: its `gap` once the source opened, then the queued
+/// tweets that `wants` into the outbox (those it does not want are passed over), then what
+/// next. A source that could not be read hands over where the ring's replay would have
+/// started.
+fn backfill_step(
+    part: &mut OlderPart,
+    outbox: &Outbox,
+    history: &HistoryRing,
+    epoch: Option<&str>,
+    wants: impl Fn(&DecoratedTweet) -> bool,
+) -> BackfillStep {
+    let Some(opened) = part.backfill.opened() else {
+        return BackfillStep::Waiting;
+    };
+    if let Some(gap) = part.gap.take() {
+        // The oldest seq that can still be served: the stream's first, unless the ring
+        // reaches back further (or the stream cannot be read).
+        let oldest = match opened {
+            Some(first) if gap.forced || gap.from < first => Some(first.min(part.ring_oldest)),
+            Some(_) => None,
+            None => Some(part.ring_oldest),
+        };
+        if let Some(oldest) = oldest {
+            outbox.push_reply(protocol::to_text(&protocol::Gap {
+                kind: "gap",
+                timeline: &gap.timeline,
+                since: gap.since,
+                oldest,
+                epoch,
+            }));
+        }
+    }
+    match part.backfill.step(history.lost_through(), |t| {
+        !wants(t) || outbox.push_replayed(t)
+    }) {
+        BackfillStep::HandOff(next) if opened.is_none() => {
+            BackfillStep::HandOff(next.max(part.ring_oldest))
+        }
+        step => step,
     }
 }
 

@@ -3,7 +3,9 @@
 //! Admin writes go through `CatalogStore`, which swaps in a new partner index: the change
 //! applies to the next tweet decorated, and readers never wait for it. With `--store`, they go
 //! to the catalog in Redis first, checked by the same rules against Redis's catalog, and
-//! reach every node through the catalog channel (`store::redis::catalog`).
+//! reach every node through the catalog channel (`store::redis::catalog`). With `--bus`, they
+//! are published to the stream as the whole new catalog and applied from it, on this node as
+//! on every other ([`publish_edit`]); the answer waits until this node applied it.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -12,8 +14,9 @@ use axum::response::Response;
 use serde::Serialize;
 
 use crate::auth::{self, Action};
-use crate::decorate::partner_index::CatalogStore;
-use crate::error::ApiError;
+use crate::bus::{Bus, CatalogPublishError};
+use crate::decorate::partner_index::{CatalogStore, PartnerIndex, edits};
+use crate::error::{ApiError, ErrorCode};
 use crate::http::{HttpState, MAX_JSON_BODY, identity, json_body, json_response, read_body};
 use crate::model::Product;
 use crate::store::Store;
@@ -81,9 +84,15 @@ fn parse_object<T: serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| ApiError::json("request body", &e))
 }
 
-/// Applies one admin write: to this node's catalog, or with `--store` to Redis's (which every
-/// node then applies).
+/// Times an admin write is tried again when another node's catalog change came first.
+const CATALOG_WRITE_ATTEMPTS: usize = 5;
+
+/// Applies one admin write: to this node's catalog, with `--store` to Redis's, or with `--bus`
+/// to the stream's (which every node then applies).
 async fn apply_edit(state: &HttpState, edit: CatalogEdit) -> Result<(), ApiError> {
+    if let Some(bus) = &state.app.bus {
+        return publish_edit(state, bus, edit).await;
+    }
     let catalog: &CatalogStore = &state.app.catalog;
     match &state.app.store {
         Store::Redis(shared) => shared.change_catalog(catalog, edit).await,
@@ -94,6 +103,84 @@ async fn apply_edit(state: &HttpState, edit: CatalogEdit) -> Result<(), ApiError
             CatalogEdit::DeleteProduct(id) => catalog.delete_product(&id),
         },
     }
+}
+
+/// With `--bus`: the catalog this node serves plus `edit`, checked by the admin rules and
+/// published as the successor of the catalog message it came from; if another change came
+/// first, this node applies that one and the edit is tried again on it. Answers once this node
+/// applied its own message. A product put opens its inventory in Redis first, so no node lists
+/// it before its counts are there (a new one is closed again if the write fails).
+async fn publish_edit(state: &HttpState, bus: &Bus, edit: CatalogEdit) -> Result<(), ApiError> {
+    // The product as the catalog had it before this write opened its stock: `Some(None)`
+    // for a product it did not list.
+    let mut opened = None;
+    if let CatalogEdit::PutProduct(product) = &edit {
+        let before = state.app.catalog.load().product(&product.id).cloned();
+        state
+            .app
+            .store
+            .open_product(Product::clone(product))
+            .await?;
+        opened = Some(before);
+    }
+    let written = publish_edit_attempts(state, bus, &edit).await;
+    if written.is_err()
+        && let (Some(before), CatalogEdit::PutProduct(product)) = (opened, &edit)
+    {
+        // Put the inventory back as the catalog has it: closed, or the previous rules.
+        let undone = match before {
+            Some(before) => state.app.store.open_product(Product::clone(&before)).await,
+            None => state.app.store.remove_product(&product.id).await,
+        };
+        if let Err(error) = undone {
+            tracing::warn!(product = %product.id, code = %error.code,
+                "a product whose catalog write failed could not be put back in the store");
+        }
+    }
+    written
+}
+
+async fn publish_edit_attempts(
+    state: &HttpState,
+    bus: &Bus,
+    edit: &CatalogEdit,
+) -> Result<(), ApiError> {
+    let unavailable = |error: crate::bus::error::BusError| ApiError::unavailable(error.to_string());
+    // Read before the catalog: the catalog read after is never older than this seq.
+    let mut previous = bus.health().catalog_seq();
+    for _ in 0..CATALOG_WRITE_ATTEMPTS {
+        let mut catalog = state.app.catalog.load().to_catalog();
+        match edit.clone() {
+            CatalogEdit::PutPartner(partner) => edits::upsert_partner(&mut catalog, partner)?,
+            CatalogEdit::DeletePartner(id) => edits::delete_partner(&mut catalog, &id)?,
+            CatalogEdit::PutProduct(product) => edits::upsert_product(&mut catalog, product)?,
+            CatalogEdit::DeleteProduct(id) => edits::delete_product(&mut catalog, &id)?,
+        }
+        PartnerIndex::build(&catalog)?;
+        match bus.publish_catalog(&catalog, previous).await {
+            Ok(seq) => return bus.wait_applied(seq).await.map_err(unavailable),
+            Err(CatalogPublishError::Conflict) => {
+                // Apply the change that came first (or, if the stream's limits dropped the
+                // catalog this node serves, write this one as the first again).
+                let last = bus.last_catalog_seq().await.map_err(unavailable)?;
+                if last > 0 {
+                    bus.wait_applied(last).await.map_err(unavailable)?;
+                }
+                previous = if last == 0 {
+                    0
+                } else {
+                    bus.health().catalog_seq()
+                };
+            }
+            Err(error @ CatalogPublishError::TooLarge { .. }) => {
+                return Err(ApiError::new(ErrorCode::TooLarge, error.to_string()));
+            }
+            Err(CatalogPublishError::Bus(error)) => return Err(unavailable(error)),
+        }
+    }
+    Err(ApiError::unavailable(
+        "the catalog kept changing under this write; please retry",
+    ))
 }
 
 /// The shared shape of the admin PUTs: check the role, parse the object, apply, echo it back.

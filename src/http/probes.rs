@@ -27,7 +27,7 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
         .app
         .bus
         .as_ref()
-        .and_then(|bus| bus.unavailable_reason())
+        .and_then(|bus| bus.health().unavailable_reason())
     {
         return not_ready(reason);
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::TokenSigner;
-use crate::bus::BusHealth;
+use crate::bus::Bus;
 use crate::checkout::service::CheckoutService;
 use crate::config::Config;
 use crate::decorate::partner_index::CatalogStore;
@@ -28,8 +28,8 @@ pub struct AppState {
     /// Where the ingest endpoints append tweets.
     pub tweet_log: TweetLog,
     /// With `--bus`: whether the bus is reachable and this node caught up with its stream
-    /// (`/readyz`).
-    pub bus: Option<Arc<BusHealth>>,
+    /// (`/readyz`), and where admin writes publish the catalog.
+    pub bus: Option<Arc<Bus>>,
     /// Verifies bearer tokens and, in demo mode, issues them.
     pub signer: TokenSigner,
     /// Renders `/metrics`.

@@ -178,6 +178,34 @@ impl CatalogSync {
         }
     }
 
+    /// Opens in the stock cache the products `after` adds to `before`, closes those it
+    /// removes.
+    pub async fn follow(
+        &self,
+        inventory: &RedisInventory,
+        stock: &StockCache,
+        before: &PartnerIndex,
+        after: &Catalog,
+    ) {
+        for product in &after.products {
+            if before.product(&product.id).is_some() {
+                continue;
+            }
+            // A product new here: its counts if Redis has them yet; if not (its writer opens
+            // it in the inventory just after the catalog), empty until its first stock message.
+            let level = match inventory.counts(&product.id).await {
+                Ok(Some(level)) => level,
+                _ => StockLevel::default(),
+            };
+            stock.open(&product.id, level);
+        }
+        for product in before.products() {
+            if !after.products.iter().any(|p| p.id == product.id) {
+                stock.close(&product.id);
+            }
+        }
+    }
+
     /// Swaps in catalog `version` if newer than this node's, and opens (closes) in the stock
     /// cache the products it adds (removes).
     async fn apply(
@@ -194,23 +222,7 @@ impl CatalogSync {
             return;
         }
         let before = store.load_full();
-        for product in &catalog.products {
-            if before.product(&product.id).is_some() {
-                continue;
-            }
-            // A product new here: its counts if Redis has them yet; if not (its writer opens
-            // it in the inventory just after the catalog), empty until its first stock message.
-            let level = match inventory.counts(&product.id).await {
-                Ok(Some(level)) => level,
-                _ => StockLevel::default(),
-            };
-            stock.open(&product.id, level);
-        }
-        for product in before.products() {
-            if !catalog.products.iter().any(|p| p.id == product.id) {
-                stock.close(&product.id);
-            }
-        }
+        self.follow(inventory, stock, &before, &catalog).await;
         store.replace(index);
         self.version.store(version, Ordering::Relaxed);
         telemetry::catalog_applied();

@@ -36,7 +36,7 @@ use super::stock_cache::{Applied, StockCache};
 use super::values::StockUpdate;
 use super::wallet::RedisWallet;
 use crate::checkout::wallet::MasterKey;
-use crate::decorate::partner_index::CatalogStore;
+use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
 use crate::error::ApiError;
 use crate::inventory::KeyWindow;
 use crate::model::{Catalog, Order, Product};
@@ -61,8 +61,9 @@ pub type OrderDelivery = Box<dyn Fn(&str, &Order) + Send + Sync>;
 pub struct ChannelTargets {
     /// Another node's `order` frames.
     pub orders: OrderDelivery,
-    /// The live catalog this node decorates and sells from.
-    pub catalog: Arc<CatalogStore>,
+    /// The live catalog this node decorates and sells from, when it follows Redis's catalog;
+    /// `None` with `--bus`, where the catalog rides the stream and Redis's is not used.
+    pub catalog: Option<Arc<CatalogStore>>,
 }
 
 /// The first and the longest wait before the subscription tries again.
@@ -221,9 +222,11 @@ impl RedisStore {
                     // message older than the re-read is then dropped by its version.
                     if reread {
                         self.resync().await;
-                        self.catalog
-                            .reload(&self.inventory, &self.stock, &targets.catalog)
-                            .await;
+                        if let Some(catalog) = &targets.catalog {
+                            self.catalog
+                                .reload(&self.inventory, &self.stock, catalog)
+                                .await;
+                        }
                     }
                     self.read_messages(pubsub, &targets).await;
                     telemetry::subscription_lost();
@@ -324,9 +327,11 @@ impl RedisStore {
                     .ok()
                     .and_then(|text| text.parse::<u64>().ok());
                 // An unreadable version is taken as news: a re-read costs little.
-                if version.is_none_or(|version| self.catalog.is_newer(version)) {
+                if let Some(catalog) = &targets.catalog
+                    && version.is_none_or(|version| self.catalog.is_newer(version))
+                {
                     self.catalog
-                        .reload(&self.inventory, &self.stock, &targets.catalog)
+                        .reload(&self.inventory, &self.stock, catalog)
                         .await;
                 }
             }
@@ -411,6 +416,15 @@ impl RedisStore {
         self.catalog
             .change(&self.inventory, &self.stock, store, edit)
             .await
+    }
+
+    /// With `--bus`, a catalog from the stream replacing `before`: opens in the stock cache
+    /// the products it adds, with their counts (those its writer opened in Redis before
+    /// publishing it), and closes those it removes.
+    pub async fn follow_catalog(&self, before: &PartnerIndex, after: &Catalog) {
+        self.catalog
+            .follow(&self.inventory, &self.stock, before, after)
+            .await;
     }
 
     /// Pings Redis every [`PROBE_INTERVAL`], updating the connection state (and so `/readyz`).
