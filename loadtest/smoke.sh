@@ -62,6 +62,7 @@ run --duration 2s firehose --rate 2000 --connections 2 --ingest http --batch 100
 run --duration 3s fanout --subscribers 50 --rate 1000 --expect-no-loss --peer nats
 run --duration 5s flash-sale --buyers 50 --stock 2000 --concurrency 32 --checkout --peer redis
 run --duration 5s flash-sale --buyers 50 --stock 1000 --concurrency 32 --transport http --checkout
+run --duration 3s flash-sale --buyers 50 --stock 500 --concurrency 16 --fresh-connections --peer redis
 run --duration 2s connections --connections 2000 --hold 1s
 run --duration 6s --json "$work/soak.json" --plot "$work/plots" soak --subscribers 50 --rate 500 --buyers 20 --stock 500 --idle 200 --checkout
 test -s "$work/soak.json"

@@ -113,6 +113,16 @@ pub use inventory::{
 };
 pub use journal::{Compactor, Journal, JournalError, JournalOptions, Lsn, Recovered, StreamPos};
 
+// The reservation path's stages, the functions the server calls, so `benches/reserve_path.rs`
+// can time them one by one: the stream op parsed, the token verified and authorized, the REST
+// body parsed, the reply encoded.
+pub use auth::{Action, Identity, authorize, bearer_token};
+pub use http::{ReserveBody, reserve_body, reserved_response};
+pub use protocol::{
+    ClientOp, ReservationView, Reserved as ReservedFrame, parse as parse_stream_op,
+    to_text as frame_text,
+};
+
 // The lock-free core's words, for the loom model (`tests/loom_stock.rs`).
 pub use inventory::customers::{CustomerUnits, Refusal};
 pub use inventory::hold::{Ending, HoldPhase, HoldState, end_hold};

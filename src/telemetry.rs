@@ -39,6 +39,8 @@ const JOURNAL_COMMITS: &str = "buyline_journal_group_commits_total";
 const JOURNAL_FSYNCS: &str = "buyline_journal_fsyncs_total";
 const JOURNAL_BYTES: &str = "buyline_journal_bytes_total";
 const JOURNAL_SNAPSHOTS: &str = "buyline_journal_snapshots_total";
+const JOURNAL_WRITER_WAKEUPS: &str = "buyline_journal_writer_wakeups_total";
+const JOURNAL_ACKER_WAKEUPS: &str = "buyline_journal_acker_wakeups_total";
 const JOURNAL_HEALTHY: &str = "buyline_journal_healthy";
 const IDEMPOTENCY_KEYS: &str = "buyline_idempotency_keys";
 const REDIS_CALL_SECONDS: &str = "buyline_redis_call_seconds";
@@ -285,6 +287,14 @@ fn describe() {
         JOURNAL_SNAPSHOTS,
         "Inventory snapshots written by the journal."
     );
+    describe_counter!(
+        JOURNAL_WRITER_WAKEUPS,
+        "Times the journal writer thread slept on an empty queue and was woken (a thread hop per durable hold when idle, one per batch under load)."
+    );
+    describe_counter!(
+        JOURNAL_ACKER_WAKEUPS,
+        "Times the journal acknowledger thread slept with no committed batch and was woken."
+    );
     describe_gauge!(
         JOURNAL_HEALTHY,
         "1 while the journal takes appends, 0 once it stopped after a write or sync error (for good: a restart is needed)."
@@ -499,6 +509,10 @@ pub struct JournalTotals {
     pub fsyncs: u64,
     pub bytes: u64,
     pub snapshots: u64,
+    /// Sleeps of the writer thread on an empty queue that ended in a wake-up.
+    pub writer_wakeups: u64,
+    /// The same for the acknowledger thread.
+    pub acker_wakeups: u64,
 }
 
 /// The journal writer's running totals.
@@ -508,6 +522,8 @@ pub fn journal(stats: &JournalTotals) {
     counter!(JOURNAL_FSYNCS).absolute(stats.fsyncs);
     counter!(JOURNAL_BYTES).absolute(stats.bytes);
     counter!(JOURNAL_SNAPSHOTS).absolute(stats.snapshots);
+    counter!(JOURNAL_WRITER_WAKEUPS).absolute(stats.writer_wakeups);
+    counter!(JOURNAL_ACKER_WAKEUPS).absolute(stats.acker_wakeups);
 }
 
 /// Reservation idempotency keys held in memory now.

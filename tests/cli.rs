@@ -152,6 +152,8 @@ async fn metrics_pass_promtool_check() {
         "buyline_subscriptions",
         "buyline_history_tweets",
         "buyline_ingest_to_socket_latency_seconds_bucket",
+        "buyline_journal_writer_wakeups_total",
+        "buyline_journal_acker_wakeups_total",
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }

@@ -215,6 +215,12 @@ pub struct FlashSaleArgs {
     /// as `--concurrency` allows; the Redis peer always runs unpaced).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Each attempt on a connection of its own, as a flash-sale crowd taps Buy once: connect
+    /// (with `--transport ws`, the `/v1/stream?token=` upgrade), reserve (and pay, with
+    /// `--checkout`), close; `--concurrency` attempts at once. Attempts/s, server CPU per
+    /// attempt and the reserve latency then count the connects.
+    #[arg(long)]
+    pub fresh_connections: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -351,6 +357,31 @@ mod tests {
         assert!(!cli.scenario.spreads_over_targets());
         let cli = Cli::try_parse_from(["loadtest", "connections"]).expect("parses");
         assert!(!cli.scenario.spreads_over_targets());
+    }
+
+    fn flash_sale_of(args: &[&str]) -> FlashSaleArgs {
+        let mut line = vec!["loadtest", "flash-sale"];
+        line.extend_from_slice(args);
+        match Cli::try_parse_from(line).expect("parses").scenario {
+            Scenario::FlashSale(args) => args,
+            _ => panic!("not the flash-sale scenario"),
+        }
+    }
+
+    #[test]
+    fn flash_sale_keeps_its_connections_unless_told_fresh() {
+        let kept = flash_sale_of(&[]);
+        assert!(!kept.fresh_connections);
+        assert_eq!(kept.transport, Transport::Ws);
+        let fresh = flash_sale_of(&["--fresh-connections", "--concurrency", "64"]);
+        assert!(fresh.fresh_connections);
+        assert_eq!(fresh.transport, Transport::Ws);
+        assert_eq!(fresh.concurrency, 64);
+        let fresh_http = flash_sale_of(&["--transport", "http", "--fresh-connections"]);
+        assert!(fresh_http.fresh_connections);
+        assert_eq!(fresh_http.transport, Transport::Http);
+        let with_peer = flash_sale_of(&["--fresh-connections", "--peer", "redis"]);
+        assert!(with_peer.fresh_connections && with_peer.peer == Some(FlashPeer::Redis));
     }
 
     #[test]

@@ -94,6 +94,28 @@ impl Connection {
         Ok(())
     }
 
+    /// Closes as a browser does: a masked close frame (1000, normal closure), then waits for the
+    /// server's close frame or the end of the stream, so the server has done its whole share of
+    /// the connection's work before the caller counts it done.
+    pub async fn close(mut self) -> Result<()> {
+        let mask = [0x5a, 0xc3, 0x19, 0x7e];
+        let code = 1000u16.to_be_bytes();
+        let frame = [
+            0x88,
+            0x80 | 2,
+            mask[0],
+            mask[1],
+            mask[2],
+            mask[3],
+            code[0] ^ mask[0],
+            code[1] ^ mask[1],
+        ];
+        self.stream.write_all(&frame).await?;
+        // Pushes still on the way are skipped; the loop ends at the close frame or EOF.
+        while let Frame::Text(_) = self.next().await? {}
+        Ok(())
+    }
+
     /// Ensures `n` buffered bytes from `start`, reading more as needed.
     async fn fill(&mut self, n: usize) -> Result<bool> {
         while self.end - self.start < n {

@@ -13,6 +13,8 @@ mod page;
 pub mod peer_limit;
 mod probes;
 mod reservations;
+/// The REST reservation's stages, for `benches/reserve_path.rs` and the allocation test.
+pub use reservations::{ReserveBody, reserve_body, reserved_response};
 pub mod state;
 mod stream;
 pub mod upgrade;

@@ -373,6 +373,8 @@ impl InventoryService {
             fsyncs: stats.fsyncs,
             bytes: stats.bytes,
             snapshots: stats.snapshots,
+            writer_wakeups: stats.writer_wakeups,
+            acker_wakeups: stats.acker_wakeups,
         });
         if !healthy {
             // Expiries could not be journaled: memory keeps the holds, as the disk does.

@@ -17,9 +17,11 @@
 //! A flash sale is the high-concurrency case.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 
-use crossbeam::channel::{self, SendError, Sender};
+use crossbeam::channel::{self, SendError, Sender, TryRecvError};
 use tokio::sync::oneshot;
 
 use super::error::JournalError;
@@ -59,13 +61,25 @@ pub struct Acker {
 }
 
 impl Acker {
-    /// Starts the thread.
-    pub fn spawn() -> io::Result<Acker> {
+    /// Starts the thread; `wakeups` counts the times it slept on an empty queue and was woken.
+    pub fn spawn(wakeups: Arc<AtomicU64>) -> io::Result<Acker> {
         let (tx, rx) = channel::bounded::<Acks>(QUEUE_BATCHES);
         let thread = thread::Builder::new()
             .name(String::from("buyline-journal-ack"))
             .spawn(move || {
-                for acks in rx {
+                loop {
+                    let acks = match rx.try_recv() {
+                        Ok(acks) => acks,
+                        Err(TryRecvError::Disconnected) => break,
+                        Err(TryRecvError::Empty) => {
+                            let woken = rx.recv();
+                            wakeups.fetch_add(1, Ordering::Relaxed);
+                            match woken {
+                                Ok(acks) => acks,
+                                Err(_) => break,
+                            }
+                        }
+                    };
                     acks.deliver();
                 }
             })?;

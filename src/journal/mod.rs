@@ -347,7 +347,7 @@ impl ReadyJournal {
         let (tx, rx) = crossbeam::channel::bounded(self.options.queue_capacity);
         let shared = Arc::new(Shared::default());
         let dir = self.state.dir.clone();
-        let acker = Acker::spawn().map_err(JournalError::io(
+        let acker = Acker::spawn(Arc::clone(&shared.acker_wakeups)).map_err(JournalError::io(
             "start the acknowledgement thread for",
             &dir,
         ))?;

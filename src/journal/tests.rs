@@ -218,3 +218,31 @@ fn a_torn_segment_header_is_recreated() {
     assert_eq!((torn.file, torn.offset, torn.bytes_dropped), (next, 0, 6));
     assert_eq!(journal.append_blocking(record(11), None).unwrap(), Lsn(11));
 }
+
+#[test]
+fn the_writer_and_the_acknowledger_count_their_wake_ups() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = open(dir.path(), JournalOptions::default());
+    // One record at a time with a pause between: both threads are asleep when each comes, so
+    // each record wakes each of them (unless a thread is still on its way to sleep, which the
+    // bounds below allow: a wake-up always takes at least one record or batch).
+    let appends = 20;
+    for n in 0..appends {
+        journal.append_blocking(record(n), None).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = journal.stats();
+    assert_eq!(stats.records, u64::from(appends));
+    assert!(
+        (1..=stats.batches).contains(&stats.writer_wakeups),
+        "writer wake-ups {} for {} batches",
+        stats.writer_wakeups,
+        stats.batches
+    );
+    assert!(
+        (1..=stats.batches).contains(&stats.acker_wakeups),
+        "acknowledger wake-ups {} for {} batches",
+        stats.acker_wakeups,
+        stats.batches
+    );
+}

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{Receiver, RecvTimeoutError};
+use crossbeam::channel::{Receiver, RecvTimeoutError, TryRecvError};
 use tokio::sync::{Notify, oneshot};
 
 use super::acker::{Acker, Acks};
@@ -78,6 +78,11 @@ pub struct JournalStats {
     pub snapshots: u64,
     /// Stream gaps that lasted past `stream_gap_alarm` (each one is an upstream bug).
     pub stream_gap_alarms: u64,
+    /// Times the writer thread found its queue empty and slept until a command (or its gap
+    /// check) woke it: a thread hop a lone durable hold pays, shared by a batch under load.
+    pub writer_wakeups: u64,
+    /// Times the acknowledger thread found no committed batch and slept until one came.
+    pub acker_wakeups: u64,
 }
 
 /// State shared between the journal's handles and its writer thread.
@@ -95,6 +100,10 @@ pub struct Shared {
     snapshots: AtomicU64,
     /// `JournalStats::stream_gap_alarms`.
     gap_alarms: AtomicU64,
+    /// `JournalStats::writer_wakeups`.
+    writer_wakeups: AtomicU64,
+    /// `JournalStats::acker_wakeups`, counted by the acknowledger thread.
+    pub acker_wakeups: Arc<AtomicU64>,
     /// Set once, when the journal fail-stops; appenders check it before queueing.
     pub failed: OnceLock<JournalError>,
     /// Signalled whenever the writer has taken commands off the queue, for async appenders
@@ -115,6 +124,8 @@ impl Shared {
             bytes: self.bytes.load(Ordering::Relaxed),
             snapshots: self.snapshots.load(Ordering::Relaxed),
             stream_gap_alarms: self.gap_alarms.load(Ordering::Relaxed),
+            writer_wakeups: self.writer_wakeups.load(Ordering::Relaxed),
+            acker_wakeups: self.acker_wakeups.load(Ordering::Relaxed),
         }
     }
 
@@ -227,11 +238,22 @@ impl Writer {
     fn serve(&mut self) -> Result<(), JournalError> {
         let gap_check = (self.options.stream_gap_alarm / 4).max(Duration::from_millis(1));
         loop {
-            let first = if self.order.held() == 0 {
-                self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
-            } else {
-                // Something waits for a gap to fill: wake up now and then to see how long.
-                self.rx.recv_timeout(gap_check)
+            // A command already queued is taken without sleeping; otherwise the thread sleeps
+            // and its wake-up is counted (issue 16: wake-ups per durable hold).
+            let first = match self.rx.try_recv() {
+                Ok(command) => Ok(command),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {
+                    let woken = if self.order.held() == 0 {
+                        self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                    } else {
+                        // Something waits for a gap to fill: wake up now and then to see how
+                        // long.
+                        self.rx.recv_timeout(gap_check)
+                    };
+                    Shared::count(&self.shared.writer_wakeups, 1);
+                    woken
+                }
             };
             let now = Instant::now();
             match first {

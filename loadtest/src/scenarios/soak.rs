@@ -99,6 +99,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
         peer_only: false,
         no_idempotency_keys: false,
         rate: args.sale_rate,
+        fresh_connections: false,
     };
     let fanout = crate::scenarios::fanout::run(&sub, &fanout_args);
     // One schedule for every sale: the rate holds across the gaps between sales.

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::cli::Transport;
 use crate::{rawhttp, rawws};
 
 /// The sandbox card that always succeeds, and a shipping address.
@@ -46,7 +47,39 @@ fn string_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     Some(&text[at..at + len])
 }
 
+/// Where a buyer connects: one node, and the buyer's own stream path.
+pub(super) struct Dial {
+    pub(super) server: std::net::SocketAddr,
+    pub(super) authority: String,
+    /// `/v1/stream?token=...` (unused over HTTP, where the token goes in each request).
+    pub(super) stream_path: String,
+}
+
 impl Buyer {
+    /// Opens a buyer's connection over `transport` (for WebSocket, the upgrade included).
+    pub(super) async fn connect(dial: &Dial, transport: Transport) -> Result<Buyer> {
+        Ok(match transport {
+            Transport::Ws => Buyer::Ws(Box::new(
+                rawws::connect(dial.server, &dial.authority, &dial.stream_path).await?,
+            )),
+            Transport::Http => Buyer::Http(Box::new(
+                rawhttp::Connection::connect(dial.server, &dial.authority).await?,
+            )),
+        })
+    }
+
+    /// Closes the connection as a client leaving would: a WebSocket close handshake (waiting
+    /// for the server's close), or, over HTTP, the socket dropped.
+    pub(super) async fn close(self) -> Result<()> {
+        match self {
+            Buyer::Ws(socket) => (*socket).close().await,
+            Buyer::Http(connection) => {
+                drop(connection);
+                Ok(())
+            }
+        }
+    }
+
     /// Sends `op` over the stream and returns the reply carrying request id `id` (skipping
     /// pushes such as `stock` and order confirmations).
     async fn ws_call(socket: &mut rawws::Connection, op: &str, id: &str) -> Result<String> {

@@ -23,13 +23,14 @@ use crate::progress::{Gauge, Progress};
 use crate::report::{Report, Series};
 use crate::stats::Latencies;
 use crate::target::{self, Target};
-use crate::{rawhttp, rawws};
-use buyer::{Buyer, Outcome};
+use buyer::{Buyer, Dial, Outcome};
 
 /// Counters shared by the buyers.
 #[derive(Default)]
 struct Tally {
     attempts: Arc<AtomicU64>,
+    /// Connections opened during the sale (`--fresh-connections`: one an attempt).
+    connects: AtomicU64,
     holds: Arc<AtomicU64>,
     orders: Arc<AtomicU64>,
     sold_out: AtomicU64,
@@ -53,6 +54,8 @@ impl Tally {
 /// What one sale measured.
 pub struct Sale {
     pub attempts: u64,
+    /// Connections opened while the clock ran (0 unless `--fresh-connections`).
+    pub connects: u64,
     pub holds: u64,
     pub orders: u64,
     pub errors: u64,
@@ -155,22 +158,24 @@ pub async fn run_buyline(
                 .with_context(|| format!("{} does not resolve", node.base))?;
         servers.push(server);
     }
+    // Each buyer's node and stream path; with `--fresh-connections` nothing is opened until
+    // the buyer's turn, otherwise every buyer connects now, before the clock starts.
+    let dials: Vec<Dial> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, token)| Dial {
+            // Round robin over the nodes.
+            server: servers[i % servers.len()],
+            authority: targets[i % targets.len()].authority.clone(),
+            stream_path: format!("/v1/stream?token={token}"),
+        })
+        .collect();
     let mut buyers = Vec::with_capacity(tokens.len());
-    for (i, token) in tokens.iter().enumerate() {
-        // Round robin over the nodes.
-        let (node, server) = (&targets[i % targets.len()], servers[i % servers.len()]);
-        buyers.push(match args.transport {
-            Transport::Ws => Buyer::Ws(Box::new(
-                rawws::connect(
-                    server,
-                    &node.authority,
-                    &format!("/v1/stream?token={token}"),
-                )
-                .await?,
-            )),
-            Transport::Http => Buyer::Http(Box::new(
-                rawhttp::Connection::connect(server, &node.authority).await?,
-            )),
+    for dial in &dials {
+        buyers.push(if args.fresh_connections {
+            None
+        } else {
+            Some(Buyer::connect(dial, args.transport).await?)
         });
     }
 
@@ -203,7 +208,8 @@ pub async fn run_buyline(
     let deadline = start + duration;
     let pace = pace.or_else(|| (args.rate > 0).then(|| Arc::new(Pace::new(start, args.rate))));
     let mut tasks = Vec::with_capacity(buyers.len());
-    for (i, (mut buyer, token)) in buyers.into_iter().zip(tokens).enumerate() {
+    let transport = args.transport;
+    for (i, ((mut buyer, token), dial)) in buyers.into_iter().zip(tokens).zip(dials).enumerate() {
         let tally = tally.clone();
         let permits = permits.clone();
         let pace = pace.clone();
@@ -212,6 +218,7 @@ pub async fn run_buyline(
         let mut checkout_rec = checkout_latency.recorder();
         let checkout = args.checkout;
         let keyed = !args.no_idempotency_keys;
+        let fresh = args.fresh_connections;
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             loop {
@@ -235,16 +242,34 @@ pub async fn run_buyline(
                 } else {
                     String::new()
                 };
+                // With fresh connections the latency counts the connect (and the upgrade).
                 let t0 = Instant::now();
-                let outcome = buyer.reserve(&token, &product, &key, n).await;
+                if buyer.is_none() {
+                    match Buyer::connect(&dial, transport).await {
+                        Ok(fresh) => {
+                            tally.connects.fetch_add(1, Ordering::Relaxed);
+                            buyer = Some(fresh);
+                        }
+                        Err(e) => {
+                            tally.attempts.fetch_add(1, Ordering::Relaxed);
+                            tally.error(&tally.errors, format!("connect: {e:#}"));
+                            break;
+                        }
+                    }
+                }
+                let Some(connection) = buyer.as_mut() else {
+                    break;
+                };
+                let outcome = connection.reserve(&token, &product, &key, n).await;
                 reserve_rec.record(t0.elapsed());
                 tally.attempts.fetch_add(1, Ordering::Relaxed);
-                match outcome {
+                let stop = match outcome {
                     Ok(Outcome::Held(reservation)) => {
                         tally.holds.fetch_add(1, Ordering::Relaxed);
+                        let mut stop = false;
                         if checkout {
                             let t1 = Instant::now();
-                            match buyer.checkout(&token, &reservation, n).await {
+                            match connection.checkout(&token, &reservation, n).await {
                                 Ok(None) => {
                                     checkout_rec.record(t1.elapsed());
                                     tally.orders.fetch_add(1, Ordering::Relaxed);
@@ -253,27 +278,39 @@ pub async fn run_buyline(
                                     .error(&tally.checkout_errors, format!("checkout: {refusal}")),
                                 Err(e) => {
                                     tally.error(&tally.checkout_errors, format!("checkout: {e:#}"));
-                                    break;
+                                    stop = true;
                                 }
                             }
                         }
+                        stop
                     }
                     Ok(Outcome::SoldOut) => {
                         tally.sold_out.fetch_add(1, Ordering::Relaxed);
                         tally.over.store(true, Ordering::Relaxed);
-                        break;
+                        true
                     }
                     Ok(Outcome::Limited) => {
                         tally.limited.fetch_add(1, Ordering::Relaxed);
-                        break;
+                        true
                     }
                     Ok(Outcome::Failed(reply)) => {
-                        tally.error(&tally.errors, format!("reserve: {reply}"))
+                        tally.error(&tally.errors, format!("reserve: {reply}"));
+                        false
                     }
                     Err(e) => {
                         tally.error(&tally.errors, format!("reserve: {e:#}"));
-                        break;
+                        true
                     }
+                };
+                // A fresh connection lives for one attempt: closed before the next (or the end).
+                if fresh
+                    && let Some(done) = buyer.take()
+                    && let Err(e) = done.close().await
+                {
+                    tally.error(&tally.errors, format!("close: {e:#}"));
+                }
+                if stop {
+                    break;
                 }
             }
             drop(buyer);
@@ -290,6 +327,7 @@ pub async fn run_buyline(
     let first_error = tally.first_error.lock().ok().and_then(|f| f.clone());
     Ok(Sale {
         attempts: tally.attempts.load(Ordering::Relaxed),
+        connects: tally.connects.load(Ordering::Relaxed),
         holds: tally.holds.load(Ordering::Relaxed),
         orders: tally.orders.load(Ordering::Relaxed),
         errors: tally.errors.load(Ordering::Relaxed),
@@ -327,23 +365,48 @@ fn cpu_of_all(
         .sum()
 }
 
+/// How buyline's buyers reach it in this run, for the report.
+pub fn mode(args: &FlashSaleArgs) -> &'static str {
+    match (args.transport, args.fresh_connections) {
+        (Transport::Ws, false) => "WebSocket `reserve`, one open stream per buyer",
+        (Transport::Ws, true) => {
+            "WebSocket `reserve`, a fresh /v1/stream?token= connection per attempt (connect, reserve, close)"
+        }
+        (Transport::Http, false) => "POST /v1/reservations, one keep-alive connection per buyer",
+        (Transport::Http, true) => {
+            "POST /v1/reservations, a fresh connection per attempt (connect, POST, close)"
+        }
+    }
+}
+
+/// Server CPU per reservation attempt, in µs (connects included when there are any).
+fn cpu_per_attempt(sale: &Sale) -> Option<f64> {
+    let cpu = sale.cpu?;
+    (sale.attempts > 0).then(|| cpu * 1e6 / sale.attempts as f64)
+}
+
 /// Adds a buyline sale to the report with its checks; `oversold` is the figure the run fails on.
 pub fn report_buyline(report: &mut Report, args: &FlashSaleArgs, sale: &Sale) {
     let secs = sale.elapsed.as_secs_f64();
+    report.note(format!("buyline: {}", mode(args)));
     report.buyline("reservation attempts", "requests", sale.attempts as f64);
     report.buyline("attempts/s", "requests/s", sale.attempts as f64 / secs);
+    if args.fresh_connections {
+        report.buyline("connections opened", "connections", sale.connects as f64);
+        report.note(
+            "fresh connections: attempts/s, server CPU per reservation and the reserve latency \
+             (connect + reserve) all count the connects; the close is in the CPU and the time, \
+             not in the latency",
+        );
+    }
     report.buyline("holds", "units", sale.holds as f64);
     report.buyline("holds/s", "units/s", sale.holds as f64 / secs);
     report.buyline("orders", "orders", sale.orders as f64);
     report.buyline("time to sell out or stop", "s", secs);
     if let Some(cpu) = sale.cpu {
         report.buyline("server CPU", "cores", cpu / secs);
-        if sale.attempts > 0 {
-            report.buyline(
-                "server CPU per reservation",
-                "µs",
-                cpu * 1e6 / sale.attempts as f64,
-            );
+        if let Some(per_attempt) = cpu_per_attempt(sale) {
+            report.buyline("server CPU per reservation", "µs", per_attempt);
         }
     }
     if let Some(cpu) = sale.tester_cpu {
@@ -420,10 +483,11 @@ pub async fn run(common: &Common, args: &FlashSaleArgs) -> Result<Report> {
         "flash-sale",
         &common.targets_label(),
         json!({"buyers": args.buyers, "stock": args.stock, "concurrency": args.concurrency, "limit": args.limit,
-               "transport": args.transport, "checkout": args.checkout, "idempotency_keys": !args.no_idempotency_keys, "rate": args.rate, "max_duration_s": common.duration.as_secs_f64(),
+               "transport": args.transport, "fresh_connections": args.fresh_connections, "checkout": args.checkout, "idempotency_keys": !args.no_idempotency_keys, "rate": args.rate, "max_duration_s": common.duration.as_secs_f64(),
                "peer": args.peer.map(|_| "redis")}),
     );
     let mut buyline_rate = None;
+    let mut buyline_cpu_per_attempt = None;
     if common.targets.len() > 1 {
         report.note(format!(
             "{} nodes: buyers round robin over them; setup, tokens and stock read through {}; \
@@ -435,6 +499,7 @@ pub async fn run(common: &Common, args: &FlashSaleArgs) -> Result<Report> {
     if !args.peer_only {
         let sale = run_buyline(common, args, common.duration, "buyline", None).await?;
         buyline_rate = Some(sale.attempts as f64 / sale.elapsed.as_secs_f64());
+        buyline_cpu_per_attempt = cpu_per_attempt(&sale);
         report_buyline(&mut report, args, &sale);
     }
     if args.peer.is_some() {
@@ -497,6 +562,18 @@ pub async fn run(common: &Common, args: &FlashSaleArgs) -> Result<Report> {
                         report.note(format!(
                             "attempts/s buyline / {label} = {:.2}x",
                             b / (sale.attempts as f64 / secs)
+                        ));
+                    }
+                    if let (Some(b), Some(r)) = (buyline_cpu_per_attempt, cpu_per_attempt(&sale))
+                        && r > 0.0
+                        && b > 0.0
+                    {
+                        report.note(format!(
+                            "server CPU per attempt: buyline {b:.1} µs ({}) / {label} {r:.1} µs \
+                             (EVALSHA on {} pooled connections, no connects) = {:.2}x",
+                            mode(args),
+                            args.concurrency.max(1),
+                            b / r
                         ));
                     }
                 }

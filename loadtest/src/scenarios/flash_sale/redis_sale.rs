@@ -122,6 +122,7 @@ pub(super) async fn run_redis(
     let holds = tally.holds.load(Ordering::Relaxed);
     Ok((
         Sale {
+            connects: 0,
             attempts: tally.attempts.load(Ordering::Relaxed),
             holds,
             orders: 0,
