@@ -42,6 +42,8 @@ pub struct StateCompactor {
     /// Where the time comes from (milliseconds since the epoch): the caller's clock, so this
     /// model reads none of its own and a test can run it at any time it likes.
     now_ms: fn() -> i64,
+    /// Keys the key map was last built to hold (see [`StateCompactor::keep_key_room`]).
+    key_room: usize,
 }
 
 impl StateCompactor {
@@ -55,6 +57,7 @@ impl StateCompactor {
             key_window: KeyWindow::DEFAULT,
             keys_pruned_at: now_ms(),
             now_ms,
+            key_room: 0,
         }
     }
 
@@ -71,7 +74,28 @@ impl StateCompactor {
         if now_ms.saturating_sub(self.keys_pruned_at) >= self.key_window.prune_every_ms() {
             self.keys_pruned_at = now_ms;
             self.state.prune_keys(now_ms, self.key_window);
+            self.keep_key_room();
         }
+    }
+
+    /// Keeps the key map built for twice the keys it holds. Keys come and go, so the map fills
+    /// with tombstones; hashbrown clears them in place while the keys are at most half its
+    /// room, and doubles the map otherwise. Left to itself it doubled a window after the keys
+    /// stopped growing (14 to 28 MiB at 120 s of the soak, a 60 s window, 3,000 keys a second:
+    /// `BENCHMARKS.md`); built with the headroom, it reaches its size while the window fills
+    /// and never allocates again at a steady rate. Cost: nothing until the keys outgrow half
+    /// the room, then one move of every key into a new map (as a doubling costs).
+    fn keep_key_room(&mut self) {
+        let live = self.state.keys.len();
+        if live.saturating_mul(2) <= self.key_room {
+            return;
+        }
+        let mut roomy = HashMap::with_capacity_and_hasher(live * 2, Default::default());
+        roomy.extend(self.state.keys.drain());
+        self.state.keys = roomy;
+        // A new map has no tombstones: its capacity is all its room.
+        self.key_room = self.state.keys.capacity();
+        debug_assert!(self.key_room >= live * 2);
     }
 }
 
@@ -109,6 +133,7 @@ impl Compactor for StateCompactor {
         let now = (self.now_ms)();
         self.keys_pruned_at = now;
         self.state.prune_keys(now, self.key_window);
+        self.keep_key_room();
         encode_snapshot(&self.state).ok()
     }
 }
@@ -206,5 +231,85 @@ impl LegacyState {
             keys,
             top_generation: self.top_generation,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::inventory::{Inventory, Reservation, ReserveRequest};
+    use crate::journal::Compactor as _;
+
+    /// The simulated clock of the test below (a `fn` pointer cannot capture).
+    static NOW_MS: AtomicI64 = AtomicI64::new(1_000_000);
+
+    fn now_ms() -> i64 {
+        NOW_MS.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn the_writers_key_map_stops_growing_once_the_window_is_full() {
+        // Keys at a steady rate through a 10 s window: 200 keyed holds each 100 ms, each
+        // released at once, as the journal writer applies them.
+        let window = KeyWindow::new(Duration::from_secs(10));
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(&dir.path().join(ORDER_ARCHIVE)).unwrap();
+        let mut compactor =
+            StateCompactor::new(InventoryState::default(), archive, now_ms).with_key_window(window);
+        let inventory = Inventory::with_key_window(window);
+        let mut product = crate::demo_catalog()
+            .products
+            .into_iter()
+            .next()
+            .expect("a demo product");
+        product.stock = 1_000;
+        product.per_customer_limit = 0;
+        product.sale = None;
+        let apply = |compactor: &mut StateCompactor, record: &Record| {
+            compactor.apply(&codec::encode(record).unwrap());
+        };
+        apply(&mut compactor, &inventory.open_product(&product).unwrap());
+        let (mut room, mut largest) = (0, 0);
+        for tick in 0..600u64 {
+            let now = NOW_MS.fetch_add(100, Ordering::Relaxed) + 100;
+            for n in 0..200u64 {
+                let key = format!("k{tick}-{n}");
+                let request = ReserveRequest {
+                    customer: "ada",
+                    product: &product.id,
+                    quantity: 1,
+                    idempotency_key: Some(&key),
+                    now_ms: now,
+                };
+                let Ok(Reservation::New(reserved)) = inventory.reserve(&request) else {
+                    panic!("a new hold");
+                };
+                if let Some(ticket) = reserved.ticket {
+                    ticket.complete(&inventory);
+                }
+                let released = inventory.release("ada", reserved.hold, now).unwrap();
+                apply(&mut compactor, &reserved.record);
+                apply(&mut compactor, &released.record);
+            }
+            inventory.prune_idempotency(now);
+            // From a window and a half on (15 s), the map holds about a window of keys
+            // (20,000) and must neither double nor be rebuilt again.
+            if tick == 150 {
+                room = compactor.key_room.max(compactor.state.keys.capacity());
+                largest = compactor.state.keys.capacity();
+            }
+            if tick > 150 {
+                largest = largest.max(compactor.state.keys.capacity());
+            }
+        }
+        assert!(compactor.state.keys.len() >= 20_000, "a window of keys");
+        assert!(
+            largest <= room,
+            "the key map grew to room for {largest} keys after the window filled (room for \
+             {room} then)"
+        );
     }
 }
