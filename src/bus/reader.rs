@@ -67,8 +67,9 @@ pub struct StreamReader {
     caught_up_at: u64,
     /// Messages after the last one read, as the server last said.
     lag: u64,
-    /// When the last message read was published (the stream's time), for the lag in seconds.
-    last_published: Option<time::OffsetDateTime>,
+    /// When the last message read was published (the stream's time, Unix nanoseconds; 0
+    /// before the first), for the lag in seconds.
+    last_published_nanos: i128,
     /// Changes on each new connection to the server: the consumer is made again then.
     connections: watch::Receiver<u64>,
 }
@@ -93,7 +94,7 @@ impl StreamReader {
             next: from,
             caught_up_at,
             lag: 0,
-            last_published: None,
+            last_published_nanos: 0,
             connections,
         }
     }
@@ -246,10 +247,10 @@ impl StreamReader {
         message: &async_nats::jetstream::Message,
         batch: &mut Vec<SequencedTweet>,
     ) -> Result<Option<StreamCatalog>, String> {
-        let info = message.info().map_err(|e| e.to_string())?;
+        let info = DeliveryInfo::of(message)?;
         let seq = info.stream_sequence;
         self.lag = info.pending;
-        self.last_published = Some(info.published);
+        self.last_published_nanos = info.published_nanos;
         if seq < self.next {
             // Already applied (a consumer made again may start a little early).
             return Ok(None);
@@ -295,11 +296,11 @@ impl StreamReader {
         self.health.set_stream_last(applied + self.lag);
         telemetry::bus_applied(applied, self.lag);
         // Behind by the age of the last message applied, while more wait after it.
-        let seconds = match self.last_published {
-            Some(published) if self.lag > 0 => (time::OffsetDateTime::now_utc() - published)
-                .as_seconds_f64()
-                .max(0.0),
-            _ => 0.0,
+        let seconds = if self.lag > 0 && self.last_published_nanos > 0 {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+            ((now - self.last_published_nanos) as f64 / 1e9).max(0.0)
+        } else {
+            0.0
         };
         telemetry::bus_lag_seconds(seconds);
         if applied >= self.caught_up_at {
@@ -334,7 +335,7 @@ pub(crate) async fn read_from(
     let messages = consumer.messages().await.map_err(|e| e.to_string())?;
     Ok(messages.map(move |message| {
         let message = message.map_err(|e| e.to_string())?;
-        let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+        let seq = DeliveryInfo::of(&message)?.stream_sequence;
         if message.subject.as_str() != tweets_subject {
             return Ok((seq, None));
         }
@@ -345,9 +346,84 @@ pub(crate) async fn read_from(
     }))
 }
 
+/// What this node reads of a message's `$JS.ACK...` reply subject: only the numbers it
+/// needs, parsed in place (the client's `Message::info` parses every token and builds a
+/// date; the ordered consumer already pays that once a message).
+#[derive(Debug, PartialEq, Eq)]
+struct DeliveryInfo {
+    stream_sequence: u64,
+    /// Unix nanoseconds.
+    published_nanos: i128,
+    /// Messages after this one for the consumer.
+    pending: u64,
+}
+
+impl DeliveryInfo {
+    fn of(message: &async_nats::jetstream::Message) -> Result<DeliveryInfo, String> {
+        let reply = message
+            .reply
+            .as_ref()
+            .ok_or("a stream message without its reply subject")?;
+        DeliveryInfo::parse(reply.as_str())
+            .ok_or_else(|| format!("a reply subject this node cannot read: {reply}"))
+    }
+
+    /// `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>` (9 tokens),
+    /// or with the domain and account hash after `ACK` and maybe a token at the end
+    /// (11 or more; ADR-15).
+    fn parse(reply: &str) -> Option<DeliveryInfo> {
+        let rest = reply.strip_prefix("$JS.ACK.")?;
+        let mut tokens = [""; 9];
+        let mut count = 0;
+        for token in rest.split('.') {
+            if count < tokens.len() {
+                tokens[count] = token;
+            }
+            count += 1;
+        }
+        // Index of <stream>: 0 in the 9-token form, 2 when the domain and hash come first.
+        let base = match count {
+            7 => 0,
+            n if n >= 9 => 2,
+            _ => return None,
+        };
+        Some(DeliveryInfo {
+            stream_sequence: tokens[base + 3].parse().ok()?,
+            published_nanos: tokens[base + 5].parse().ok()?,
+            pending: tokens[base + 6].parse().ok()?,
+        })
+    }
+}
+
 /// The wait before attempt `attempt + 1`: doubling from [`RETRY_FIRST`] up to [`RETRY_CAP`].
 fn backoff(attempt: u32) -> Duration {
     RETRY_FIRST
         .saturating_mul(1u32 << attempt.min(16))
         .min(RETRY_CAP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryInfo;
+
+    #[test]
+    fn the_delivery_info_is_read_from_both_reply_subject_forms() {
+        let short = "$JS.ACK.BUYLINE.c1.1.42.7.1700000000123456789.3";
+        assert_eq!(
+            DeliveryInfo::parse(short),
+            Some(DeliveryInfo {
+                stream_sequence: 42,
+                published_nanos: 1_700_000_000_123_456_789,
+                pending: 3
+            })
+        );
+        let long = "$JS.ACK.hub.ACCHASH.BUYLINE.c1.1.42.7.1700000000123456789.3.rand";
+        assert_eq!(
+            DeliveryInfo::parse(long).map(|i| i.stream_sequence),
+            Some(42)
+        );
+        assert_eq!(DeliveryInfo::parse("$JS.ACK.BUYLINE.c1.1.x.7.1.3"), None);
+        assert_eq!(DeliveryInfo::parse("_INBOX.abc.1"), None);
+        assert_eq!(DeliveryInfo::parse("$JS.ACK.a.b.c"), None);
+    }
 }
