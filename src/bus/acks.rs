@@ -154,11 +154,11 @@ fn complete(pending: &Pending, messages: impl Iterator<Item = async_nats::Messag
             }
         }
         batch.outstanding -= 1;
-        if batch.outstanding == 0 {
-            if let Some(batch) = pending.remove(&id) {
-                // The publisher may have stopped waiting: nothing to tell then.
-                let _ = batch.done.send(batch.acks);
-            }
+        if batch.outstanding == 0
+            && let Some(batch) = pending.remove(&id)
+        {
+            // The publisher may have stopped waiting: nothing to tell then.
+            let _ = batch.done.send(batch.acks);
         }
     }
 }
