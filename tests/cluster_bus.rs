@@ -1162,3 +1162,41 @@ async fn a_node_started_while_nats_is_down_starts_unready_and_reads_the_stream_o
     // Its catalog was seeded on the stream once it connected: the partner tweet has a button.
     assert!(frames[9]["buy"]["product"].is_string(), "{}", frames[9]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_stream_refuses_in_part_answers_unavailable_and_its_retry_counts_what_was_stored()
+ {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    // A stream made beforehand that takes at most 4 messages and refuses more (the node uses
+    // an existing stream as it is): the catalog's message, then 3 tweets.
+    let nats = async_nats::connect(cluster.nats.url())
+        .await
+        .expect("NATS answers");
+    async_nats::jetstream::new(nats)
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "BUYLINE".into(),
+            subjects: vec!["BUYLINE.>".into()],
+            max_messages: 4,
+            discard: async_nats::jetstream::stream::DiscardPolicy::New,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .expect("the stream made");
+    let a = cluster.node();
+    ready(a.addr).await;
+    let (status, report) = cluster.ingest(a.addr, &tweets("full", 1, 2)).await;
+    assert_eq!((status, &report["accepted"]), (200, &json!(2)), "{report}");
+    // 3 more: the stream stores one and refuses two; none of the batch counts as accepted.
+    let (status, reply) = cluster.ingest(a.addr, &tweets("full", 3, 3)).await;
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(reply["code"], "unavailable", "{reply}");
+    let message = reply["message"].as_str().unwrap_or_default();
+    assert!(message.contains("maximum messages"), "{reply}");
+    // Retrying the first of them alone: the stream has it already, so it is a duplicate.
+    let (status, report) = cluster.ingest(a.addr, &tweets("full", 3, 1)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["duplicates"], json!(1), "{report}");
+}

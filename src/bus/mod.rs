@@ -7,6 +7,7 @@
 //!
 //! - [`setup`]: connecting, and the stream: created if missing, checked if present.
 //! - [`publisher`]: a batch published with every acknowledgement in flight at once.
+//! - [`acks`]: the stream's acknowledgements, matched to the batches they answer.
 //! - [`reader`]: one ordered consumer per node, made again from the last applied sequence
 //!   whenever it is lost; it hands out (stream sequence, message) pairs.
 //! - [`catalog`]: the catalog as messages of the stream, written with a check that no other
@@ -18,6 +19,7 @@
 //! HTTP or the fan-out. The actor that feeds the decorator from the reader is
 //! `sources::bus_feed`.
 
+pub mod acks;
 pub mod catalog;
 pub mod catalog_message;
 pub mod error;

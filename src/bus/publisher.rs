@@ -1,33 +1,47 @@
 //! Publishing accepted tweets to the stream.
 //!
 //! A batch is published with every acknowledgement in flight at once (the sends are
-//! pipelined on the one connection), then the acknowledgements are awaited in order: a batch
-//! of 1,024 costs about one round trip and one stream write, not 1,024 of them. A tweet is
-//! accepted only once its acknowledgement is in. Each message carries `Nats-Msg-Id` = the
-//! tweet id, so the stream stores a tweet published again within its duplicate window once
-//! (the acknowledgement says `duplicate`).
+//! pipelined on the one connection), then its acknowledgements are awaited together: a
+//! batch of 1,024 costs about one round trip and one stream write, not 1,024 of them. A
+//! tweet is accepted only once its acknowledgement is in. Each message carries
+//! `Nats-Msg-Id` = the tweet id, so the stream stores a tweet published again within its
+//! duplicate window once (the acknowledgement says `duplicate`).
+//!
+//! The messages are core NATS publishes to the stream's subject with one reply subject for
+//! the whole batch; [`AckRouter`] matches the acknowledgements to the batch (see
+//! `bus::acks` for why not the client's JetStream publish).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use async_nats::Subject;
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
-use async_nats::jetstream::Context;
+use async_nats::{Client, Subject};
 use sha2::{Digest, Sha256};
+use tokio::sync::{OnceCell, Semaphore};
 
+use crate::bus::acks::AckRouter;
 use crate::bus::error::BusError;
 use crate::bus::health::BusHealth;
 use crate::codec;
 use crate::model::Tweet;
 use crate::telemetry;
 
-/// Publishes tweets to the stream's tweet subject. Cloned into every ingest path.
-#[derive(Clone)]
+/// Publishes tweets to the stream's tweet subject. Shared (behind an `Arc`) by every ingest
+/// path of the node.
 pub struct TweetPublisher {
-    js: Context,
+    client: Client,
     /// `NAME.tweets`, as the client's shared-bytes subject (a clone is a refcount).
     subject: Subject,
     health: Arc<BusHealth>,
+    /// Made at the first publish (it needs the runtime and the connection's command queue).
+    acks: OnceCell<AckRouter>,
+    /// One permit a message whose acknowledgement is outstanding, over the whole node: a
+    /// publisher past the bound waits for room (the backpressure reaching the producers).
+    in_flight: Arc<Semaphore>,
+    /// The bound `in_flight` was made with: the largest chunk published at once.
+    max_in_flight: usize,
+    /// How long a batch's acknowledgements may take before it fails as unavailable.
+    ack_timeout: Duration,
 }
 
 /// What the stream did with a published batch.
@@ -41,22 +55,34 @@ pub struct Published {
 }
 
 impl TweetPublisher {
-    pub(crate) fn new(js: Context, subject: String, health: Arc<BusHealth>) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        subject: String,
+        health: Arc<BusHealth>,
+        max_in_flight: usize,
+        ack_timeout: Duration,
+    ) -> Self {
+        assert!(max_in_flight > 0 && max_in_flight <= Semaphore::MAX_PERMITS);
         TweetPublisher {
-            js,
+            client,
             subject: Subject::from(subject),
             health,
+            acks: OnceCell::new(),
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+            ack_timeout,
         }
     }
 
     /// Publishes `tweets` in order and waits for every acknowledgement. Fails with
     /// [`BusError::Unavailable`] at once while the bus is disconnected, and when any
-    /// publish or acknowledgement fails: the caller then reports none of the batch as
-    /// accepted (some may be stored; the producer's retry is recognised as a duplicate).
+    /// publish or acknowledgement fails or does not come within the timeout: the caller
+    /// then reports none of the batch as accepted (some may be stored; the producer's retry
+    /// is recognised as a duplicate).
     ///
-    /// Cost per tweet: one bincode encoding (one allocation), one header map, one message
-    /// on the connection; at most `MAX_ACKS_IN_FLIGHT` acknowledgements wait at once over
-    /// the whole node (a publisher past it waits for room).
+    /// Cost per tweet: one bincode encoding (one allocation), one header map (two
+    /// allocations), one message on the connection's queue; per chunk of up to
+    /// `max_in_flight` tweets: one reply subject, one map entry, one wait.
     pub async fn publish(&self, tweets: &[Tweet]) -> Result<Published, BusError> {
         if tweets.is_empty() {
             return Ok(Published::default());
@@ -67,33 +93,83 @@ impl TweetPublisher {
             ));
         }
         let started = Instant::now();
-        let mut acks = Vec::with_capacity(tweets.len());
-        for tweet in tweets {
-            let payload = codec::encode(tweet).map_err(|error| {
-                BusError::Unavailable(format!("cannot encode a tweet: {error}"))
-            })?;
-            let mut headers = HeaderMap::new();
-            headers.insert(NATS_MESSAGE_ID, message_id(&tweet.id));
-            let ack = self
-                .js
-                .publish_with_headers(self.subject.clone(), headers, payload.into())
-                .await
-                .map_err(|error| BusError::Unavailable(format!("publish failed: {error}")))?;
-            acks.push(ack);
-        }
+        let acks = self
+            .acks
+            .get_or_try_init(|| AckRouter::start(&self.client))
+            .await
+            .map_err(BusError::Unavailable)?;
         let mut published = Published::default();
-        for ack in acks {
-            let ack = ack.await.map_err(|error| {
-                BusError::Unavailable(format!("the stream did not acknowledge: {error}"))
-            })?;
-            if ack.duplicate {
-                published.duplicates += 1;
-            } else {
-                published.stored += 1;
-            }
+        // A batch larger than the bound goes in chunks, so its permits can always be had.
+        let chunk_len = self.max_in_flight;
+        for chunk in tweets.chunks(chunk_len) {
+            let chunk_published = self.publish_chunk(acks, chunk).await?;
+            published.stored += chunk_published.stored;
+            published.duplicates += chunk_published.duplicates;
         }
         telemetry::bus_published(published.stored, published.duplicates, started.elapsed());
         Ok(published)
+    }
+
+    async fn publish_chunk(
+        &self,
+        acks: &AckRouter,
+        chunk: &[Tweet],
+    ) -> Result<Published, BusError> {
+        let count = u32::try_from(chunk.len()).expect("a chunk is at most the in-flight bound");
+        let _permits = self
+            .in_flight
+            .acquire_many(count)
+            .await
+            .map_err(|_| BusError::Unavailable("the publisher is closed".into()))?;
+        let batch = acks.register(u64::from(count));
+        for tweet in chunk {
+            let sent = match codec::encode(tweet) {
+                Ok(payload) => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(NATS_MESSAGE_ID, message_id(&tweet.id));
+                    self.client
+                        .publish_with_reply_and_headers(
+                            self.subject.clone(),
+                            batch.reply.clone(),
+                            headers,
+                            payload.into(),
+                        )
+                        .await
+                        .map_err(|error| format!("publish failed: {error}"))
+                }
+                Err(error) => Err(format!("cannot encode a tweet: {error}")),
+            };
+            if let Err(reason) = sent {
+                acks.forget(batch.id);
+                return Err(BusError::Unavailable(reason));
+            }
+        }
+        let answered = match tokio::time::timeout(self.ack_timeout, batch.done).await {
+            Ok(Ok(answered)) => answered,
+            Ok(Err(_)) => {
+                return Err(BusError::Unavailable(
+                    "the acknowledgements stopped (the client closed)".into(),
+                ));
+            }
+            Err(_) => {
+                acks.forget(batch.id);
+                return Err(BusError::Unavailable(format!(
+                    "the stream did not acknowledge within {:?}",
+                    self.ack_timeout
+                )));
+            }
+        };
+        if answered.failed > 0 {
+            return Err(BusError::Unavailable(
+                answered
+                    .first_error
+                    .unwrap_or_else(|| "the stream refused a message".into()),
+            ));
+        }
+        Ok(Published {
+            stored: answered.stored,
+            duplicates: answered.duplicates,
+        })
     }
 }
 

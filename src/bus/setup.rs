@@ -142,12 +142,14 @@ impl Bus {
         &self.health
     }
 
-    /// A publisher of tweets to the stream (cheap to clone; every ingest path shares one).
+    /// A publisher of tweets to the stream (every ingest path shares one, behind an `Arc`).
     pub fn publisher(&self) -> TweetPublisher {
         TweetPublisher::new(
-            self.js.clone(),
+            self.js.client(),
             self.tweets_subject.clone(),
             Arc::clone(&self.health),
+            MAX_ACKS_IN_FLIGHT,
+            REQUEST_TIMEOUT,
         )
     }
 
