@@ -241,7 +241,6 @@ mod tests {
 
     use super::*;
     use crate::inventory::{Inventory, Reservation, ReserveRequest};
-    use crate::journal::Compactor as _;
 
     /// The simulated clock of the test below (a `fn` pointer cannot capture).
     static NOW_MS: AtomicI64 = AtomicI64::new(1_000_000);
