@@ -28,6 +28,10 @@ pub const SNAPSHOT_TAG: [u8; 2] = [0xff, 2];
 /// The order archive's file, beside the journal's segments.
 pub const ORDER_ARCHIVE: &str = "orders.archive";
 
+/// Below this room the key map is never rebuilt smaller: a small map costs little, and
+/// rebuilding it would cost a move of its keys for nothing.
+const MIN_KEY_ROOM: usize = 1_024;
+
 /// The compactor the journal writer runs: see the module doc.
 pub struct StateCompactor {
     state: InventoryState,
@@ -85,9 +89,15 @@ impl StateCompactor {
     /// `BENCHMARKS.md`); built with the headroom, it reaches its size while the window fills
     /// and never allocates again at a steady rate. Cost: nothing until the keys outgrow half
     /// the room, then one move of every key into a new map (as a doubling costs).
+    ///
+    /// The map is also rebuilt smaller once its keys fall below an eighth of its room (a burst
+    /// of sales left the window), so the memory of a burst comes back; the factor of 4 between
+    /// the two thresholds keeps a steady rate from rebuilding it back and forth.
     fn keep_key_room(&mut self) {
         let live = self.state.keys.len();
-        if live.saturating_mul(2) <= self.key_room {
+        let outgrown = live.saturating_mul(2) > self.key_room;
+        let emptied = self.key_room > MIN_KEY_ROOM && live.saturating_mul(8) < self.key_room;
+        if !outgrown && !emptied {
             return;
         }
         let mut roomy = HashMap::with_capacity_and_hasher(live * 2, Default::default());
@@ -240,6 +250,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::Product;
     use crate::inventory::{Inventory, Reservation, ReserveRequest};
 
     /// The simulated clock of the test below (a `fn` pointer cannot capture).
@@ -249,49 +260,71 @@ mod tests {
         NOW_MS.load(Ordering::Relaxed)
     }
 
-    #[test]
-    fn the_writers_key_map_stops_growing_once_the_window_is_full() {
-        // Keys at a steady rate through a 10 s window: 200 keyed holds each 100 ms, each
-        // released at once, as the journal writer applies them.
-        let window = KeyWindow::new(Duration::from_secs(10));
-        let dir = tempfile::tempdir().unwrap();
-        let archive = Archive::open(&dir.path().join(ORDER_ARCHIVE)).unwrap();
-        let mut compactor =
-            StateCompactor::new(InventoryState::default(), archive, now_ms).with_key_window(window);
+    /// A compactor and an engine keeping keys for `window`, selling one demo product of
+    /// 1,000,000 units without a limit or a sale window; the compactor reads `clock`.
+    fn keyed_seller(
+        window: KeyWindow,
+        clock: fn() -> i64,
+        dir: &std::path::Path,
+    ) -> (StateCompactor, Inventory, Product) {
+        let archive = Archive::open(&dir.join(ORDER_ARCHIVE)).unwrap();
+        let compactor =
+            StateCompactor::new(InventoryState::default(), archive, clock).with_key_window(window);
         let inventory = Inventory::with_key_window(window);
         let mut product = crate::demo_catalog()
             .products
             .into_iter()
             .next()
             .expect("a demo product");
-        product.stock = 1_000;
+        product.stock = 1_000_000;
         product.per_customer_limit = 0;
         product.sale = None;
-        let apply = |compactor: &mut StateCompactor, record: &Record| {
-            compactor.apply(&codec::encode(record).unwrap());
-        };
+        let mut compactor = compactor;
         apply(&mut compactor, &inventory.open_product(&product).unwrap());
+        (compactor, inventory, product)
+    }
+
+    fn apply(compactor: &mut StateCompactor, record: &Record) {
+        compactor.apply(&codec::encode(record).unwrap());
+    }
+
+    /// One hold under `key` (none when `None`), released at once; both records applied.
+    fn sell(
+        (compactor, inventory, product): (&mut StateCompactor, &Inventory, &Product),
+        key: Option<&str>,
+        now: i64,
+    ) {
+        let request = ReserveRequest {
+            customer: "ada",
+            product: &product.id,
+            quantity: 1,
+            idempotency_key: key,
+            now_ms: now,
+        };
+        let Ok(Reservation::New(reserved)) = inventory.reserve(&request) else {
+            panic!("a new hold");
+        };
+        if let Some(ticket) = reserved.ticket {
+            ticket.complete(inventory);
+        }
+        let released = inventory.release("ada", reserved.hold, now).unwrap();
+        apply(compactor, &reserved.record);
+        apply(compactor, &released.record);
+    }
+
+    #[test]
+    fn the_writers_key_map_stops_growing_once_the_window_is_full() {
+        // Keys at a steady rate through a 10 s window: 200 keyed holds each 100 ms, each
+        // released at once, as the journal writer applies them.
+        let window = KeyWindow::new(Duration::from_secs(10));
+        let dir = tempfile::tempdir().unwrap();
+        let (mut compactor, inventory, product) = keyed_seller(window, now_ms, dir.path());
         let (mut room, mut largest) = (0, 0);
         for tick in 0..600u64 {
             let now = NOW_MS.fetch_add(100, Ordering::Relaxed) + 100;
             for n in 0..200u64 {
                 let key = format!("k{tick}-{n}");
-                let request = ReserveRequest {
-                    customer: "ada",
-                    product: &product.id,
-                    quantity: 1,
-                    idempotency_key: Some(&key),
-                    now_ms: now,
-                };
-                let Ok(Reservation::New(reserved)) = inventory.reserve(&request) else {
-                    panic!("a new hold");
-                };
-                if let Some(ticket) = reserved.ticket {
-                    ticket.complete(&inventory);
-                }
-                let released = inventory.release("ada", reserved.hold, now).unwrap();
-                apply(&mut compactor, &reserved.record);
-                apply(&mut compactor, &released.record);
+                sell((&mut compactor, &inventory, &product), Some(&key), now);
             }
             inventory.prune_idempotency(now);
             // From a window and a half on (15 s), the map holds about a window of keys
@@ -309,6 +342,43 @@ mod tests {
             largest <= room,
             "the key map grew to room for {largest} keys after the window filled (room for \
              {room} then)"
+        );
+    }
+
+    /// The clock of the test below, its own so that the two tests may run at once.
+    static BURST_NOW_MS: AtomicI64 = AtomicI64::new(1_000_000);
+
+    fn burst_now_ms() -> i64 {
+        BURST_NOW_MS.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn the_writers_key_map_gives_its_room_back_once_a_burst_left_the_window() {
+        // 20,000 keyed holds in one second, then sales without keys for two windows.
+        let window = KeyWindow::new(Duration::from_secs(1));
+        let dir = tempfile::tempdir().unwrap();
+        let (mut compactor, inventory, product) = keyed_seller(window, burst_now_ms, dir.path());
+        for tick in 0..10u64 {
+            let now = BURST_NOW_MS.fetch_add(100, Ordering::Relaxed) + 100;
+            for n in 0..2_000u64 {
+                let key = format!("k{tick}-{n}");
+                sell((&mut compactor, &inventory, &product), Some(&key), now);
+            }
+        }
+        let burst_room = compactor.state.keys.capacity();
+        assert!(
+            burst_room >= 20_000,
+            "the burst's keys: room for {burst_room}"
+        );
+        for _ in 0..20 {
+            let now = BURST_NOW_MS.fetch_add(100, Ordering::Relaxed) + 100;
+            sell((&mut compactor, &inventory, &product), None, now);
+        }
+        assert_eq!(compactor.state.keys.len(), 0, "every key left the window");
+        assert!(
+            compactor.state.keys.capacity() <= MIN_KEY_ROOM,
+            "the key map kept room for {} keys after the burst (room for {burst_room} in it)",
+            compactor.state.keys.capacity()
         );
     }
 }
