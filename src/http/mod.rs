@@ -4,6 +4,7 @@
 //! shard, so a `/v1/stream` client upgraded here stays on this shard. Errors leave through
 //! [`ApiError`]'s `IntoResponse`, which uses the one status mapping in `error.rs`.
 
+mod api_specs;
 mod catalog;
 mod dev_tokens;
 mod ingest;
@@ -63,6 +64,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/page.css", get(page::page_css))
         .route("/favicon.svg", get(page::favicon))
         .route("/favicon.ico", get(page::favicon))
+        .route("/openapi.yaml", get(api_specs::openapi_yaml))
+        .route("/asyncapi.yaml", get(api_specs::asyncapi_yaml))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
