@@ -622,40 +622,11 @@ async fn the_bus_metrics_show_the_stream_and_pass_promtool() {
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
-    let Some(promtool) = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    let Some(promtool) = common::promtool::installed("the promtool check of the bus metrics")
     else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "promtool is missing under CI=true"
-        );
-        eprintln!("\n*** SKIPPING the promtool check: promtool is not installed ***\n");
         return;
     };
-    let mut check = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    use std::io::Write;
-    check
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(metrics.as_bytes())
-        .expect("written");
-    let output = check.wait_with_output().expect("promtool's verdict");
-    assert!(
-        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::promtool::assert_metrics_pass(&promtool, &metrics);
 }
 
 /// A product of `partner` sold at `url`.
