@@ -6,6 +6,10 @@
 //!
 //! Threads: the system arbiter runs the sequencer; one arbiter runs the decorator; one runs
 //! the built-in source; one per shard runs a fan-out shard with its HTTP connections.
+//!
+//! Where the store and the firehose come from is set up before the pipeline starts: see
+//! `store_setup` (this node's data dir, or Redis) and `firehose_setup` (this node's counter,
+//! or the bus).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,13 +22,12 @@ use anyhow::Context as _;
 use tokio::sync::{oneshot, watch};
 
 use crate::auth::{self, TokenSigner};
-use crate::bus::{Bus, BusSettings};
+use crate::bus::BusSettings;
 use crate::checkout::fingerprint::FingerprintKey;
 use crate::checkout::gateway::{PaymentGateway, SandboxGateway};
-use crate::checkout::order_book::OrderBook;
 use crate::checkout::service::{CheckoutService, OrderListeners};
-use crate::checkout::wallet::{MasterKey, Wallet};
-use crate::config::{Config, StoreUrl};
+use crate::checkout::wallet::MasterKey;
+use crate::config::Config;
 use crate::decorate::decorator::Decorator;
 use crate::decorate::frame::StockLevels;
 use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
@@ -37,7 +40,7 @@ use crate::fanout::stock_publisher::StockPublisher;
 use crate::http::peer_limit::PeerLimiter;
 use crate::http::state::AppState;
 use crate::http::{self, HttpState, upgrade};
-use crate::inventory::service::{EXPIRY_SWEEP, InventoryService};
+use crate::inventory::service::EXPIRY_SWEEP;
 use crate::model::{Order, Product};
 use crate::sessions::connection_limit::ConnectionLimiter;
 use crate::sessions::stream::StreamSettings;
@@ -47,8 +50,13 @@ use crate::sources::sequencer::Sequencer;
 use crate::sources::tweet_log::TweetLog;
 use crate::sources::{bus_feed, driver};
 use crate::store::Store;
-use crate::store::redis::{ChannelTargets, OrderPublisher, RedisStore};
+use crate::store::redis::{ChannelTargets, OrderPublisher};
 use crate::telemetry;
+use firehose_setup::{Firehose, FirehoseSetup, start_on_the_bus_later};
+use store_setup::{StoreSetup, open_local_store};
+
+mod firehose_setup;
+mod store_setup;
 
 /// Raises this process's open-file soft limit to its hard limit and returns the limit now in
 /// force. Every connection is a descriptor, and the usual soft limit (1,024) would refuse
@@ -115,281 +123,6 @@ impl Drop for RunningServer {
     fn drop(&mut self) {
         self.shut_down();
     }
-}
-
-/// The order store's directory in the data dir (rebuilt from the journal when missing).
-pub const ORDER_STORE: &str = "orders";
-/// Where versions before the LSM store kept it (a redb file): removed at start, as the store
-/// in [`ORDER_STORE`] is rebuilt from the journal.
-const LEGACY_ORDER_STORE: &str = "orders.redb";
-
-/// Removes an order store of the older format, if any: every order in it is in the journal.
-fn remove_legacy_order_store(path: &std::path::Path) -> anyhow::Result<()> {
-    if path.is_file() {
-        tracing::info!(file = %path.display(),
-            "removing the order store of an older version; the new one is built from the journal");
-        std::fs::remove_file(path)
-            .with_context(|| format!("cannot remove the old order store {}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// Where the store will be: opened before the server's thread starts (on this node), or
-/// connected on that thread (Redis).
-enum StoreSetup {
-    Local(Store),
-    Redis { url: StoreUrl, master: MasterKey },
-}
-
-impl StoreSetup {
-    /// The store, ready, and the catalog to serve. On Redis: connected and checked, the
-    /// catalog Redis holds (seeded with `catalog` only when it holds none) applied to
-    /// `catalog_store`, and its products registered (a product Redis already has keeps its
-    /// counts).
-    ///
-    /// With `--bus` the catalog rides the stream, not Redis: the catalog is returned as given
-    /// and no product is registered here (see [`FirehoseSetup::open`]).
-    async fn open(
-        self,
-        config: &Config,
-        catalog: crate::model::Catalog,
-        catalog_store: &CatalogStore,
-    ) -> anyhow::Result<(Store, crate::model::Catalog)> {
-        let (url, master) = match self {
-            StoreSetup::Local(store) => return Ok((store, catalog)),
-            StoreSetup::Redis { url, master } => (url, master),
-        };
-        let key_window = crate::inventory::KeyWindow::new(config.idempotency_window);
-        let shared = RedisStore::connect(url.expose(), key_window, master)
-            .await
-            .with_context(|| format!("cannot use the store at {url}"))?;
-        // Before the catalog and the counts are read, so no change after those reads is
-        // missed.
-        shared
-            .subscribe_to_channels()
-            .await
-            .with_context(|| format!("cannot subscribe to the channels at {url}"))?;
-        if config.bus.is_some() {
-            tracing::info!(store = %url,
-                "stock, holds, orders and wallets are in Redis, shared with every node using it");
-            return Ok((Store::Redis(Arc::new(shared)), catalog));
-        }
-        let catalog = shared
-            .load_catalog(&catalog, catalog_store)
-            .await
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "cannot use the catalog in the store at {url}: {}",
-                    error.message
-                )
-            })?;
-        open_products(&shared, &catalog, &url).await?;
-        tracing::info!(store = %url, products = catalog.products.len(),
-            "stock, holds, orders and wallets are in Redis, shared with every node using it");
-        Ok((Store::Redis(Arc::new(shared)), catalog))
-    }
-}
-
-/// Registers every product of `catalog` in Redis (a product Redis already has keeps its
-/// counts) and caches its counts.
-async fn open_products(
-    shared: &RedisStore,
-    catalog: &crate::model::Catalog,
-    url: &impl std::fmt::Display,
-) -> anyhow::Result<()> {
-    for product in &catalog.products {
-        shared.open_product(product).await.map_err(|error| {
-            anyhow::anyhow!(
-                "cannot register product {} in the store at {url}: {}",
-                product.id,
-                error.message
-            )
-        })?;
-    }
-    Ok(())
-}
-
-/// Where `seq` will come from: this node's counter (resumed from the data dir before the
-/// server's thread starts), or the bus (connected on that thread).
-enum FirehoseSetup {
-    Local(SeqFloor),
-    Bus(BusSettings),
-}
-
-/// Where `seq` comes from, ready.
-enum Firehose {
-    /// This node's sequencer, resuming above `seq.floor`.
-    Local(SeqFloor),
-    /// The bus's stream: read from `from` on (the node is caught up at `caught_up_at`), or,
-    /// `start` being `None`, once the bus is reachable (it was not at start).
-    Bus {
-        bus: Arc<Bus>,
-        start: Option<BusStart>,
-    },
-}
-
-/// Where this node reads the stream from, and the catalog it starts with.
-struct BusStart {
-    from: u64,
-    caught_up_at: u64,
-}
-
-impl FirehoseSetup {
-    /// Connects the bus if there is one and, if it is reachable, prepares it
-    /// ([`start_on_the_bus`]); tells the history ring which seqs it will never hold (those
-    /// before this run's first). A bus unreachable now is prepared later, when it connects
-    /// ([`Pipeline::run`]); the catalog is then `catalog` until then.
-    async fn open(
-        self,
-        history_len: usize,
-        history: &HistoryRing,
-        catalog: crate::model::Catalog,
-        catalog_store: &CatalogStore,
-        store: &Store,
-    ) -> anyhow::Result<(Firehose, crate::model::Catalog)> {
-        match self {
-            FirehoseSetup::Local(floor) => {
-                history.forget_through(floor.first() - 1);
-                Ok((Firehose::Local(floor), catalog))
-            }
-            FirehoseSetup::Bus(settings) => {
-                let bus = Arc::new(Bus::connect(&settings).await?);
-                if !bus.health().connected() {
-                    return Ok((Firehose::Bus { bus, start: None }, catalog));
-                }
-                let (start, catalog) =
-                    start_on_the_bus(&bus, history_len, history, &catalog, catalog_store, store)
-                        .await?;
-                Ok((
-                    Firehose::Bus {
-                        bus,
-                        start: Some(start),
-                    },
-                    catalog,
-                ))
-            }
-        }
-    }
-}
-
-/// Prepares the stream (created or checked), finds where this node starts reading (its
-/// last `--history` messages refill the ring, which forgets the seqs before them), and takes
-/// the stream's catalog as in force just before (seeded with `seed` when the stream holds
-/// none): applied to `catalog_store`, its products registered in Redis, and returned.
-async fn start_on_the_bus(
-    bus: &Bus,
-    history_len: usize,
-    history: &HistoryRing,
-    seed: &crate::model::Catalog,
-    catalog_store: &CatalogStore,
-    store: &Store,
-) -> anyhow::Result<(BusStart, crate::model::Catalog)> {
-    bus.prepare().await?;
-    let (from, caught_up_at) = bus.start_position(history_len).await?;
-    let stream_catalog = bus
-        .load_catalog(from, seed)
-        .await
-        .context("cannot read the catalog on the bus")?;
-    let index = PartnerIndex::build(&stream_catalog.catalog)
-        .context("the catalog on the bus is invalid")?;
-    catalog_store.replace(index);
-    if let Store::Redis(shared) = store {
-        open_products(shared, &stream_catalog.catalog, &"--store").await?;
-    }
-    history.forget_through(from - 1);
-    tracing::info!(
-        from,
-        caught_up_at,
-        catalog_seq = stream_catalog.seq,
-        "reading the firehose and the catalog from the bus; ready once caught up"
-    );
-    Ok((BusStart { from, caught_up_at }, stream_catalog.catalog))
-}
-
-/// How long a node whose bus was unreachable at start waits between attempts to prepare it.
-const BUS_START_RETRY: Duration = Duration::from_secs(1);
-
-/// For a node that started while the bus was unreachable: waits for the connection, then
-/// prepares the bus as a node that found it at start does, and starts reading. A failure
-/// (the stream refused, say) is logged and tried again; the node stays unready meanwhile.
-async fn start_on_the_bus_later(
-    bus: Arc<Bus>,
-    history_len: usize,
-    history: Arc<HistoryRing>,
-    seed: crate::model::Catalog,
-    catalog_store: Arc<CatalogStore>,
-    store: Store,
-    decorator: Addr<Decorator>,
-) {
-    let mut logged = false;
-    let start = loop {
-        if bus.health().connected() {
-            match start_on_the_bus(&bus, history_len, &history, &seed, &catalog_store, &store).await
-            {
-                Ok((start, _)) => break start,
-                Err(error) if !logged => {
-                    tracing::error!(
-                        error = format!("{error:#}"),
-                        "cannot start on the bus yet; trying again"
-                    );
-                    logged = true;
-                }
-                Err(_) => {}
-            }
-        }
-        tokio::time::sleep(BUS_START_RETRY).await;
-    };
-    bus_feed::spawn(
-        bus.reader(start.from, start.caught_up_at),
-        decorator,
-        catalog_store,
-        store,
-    );
-    bus.watch_stream().await;
-}
-
-impl Firehose {
-    /// The first seq this run can deliver (with a bus not reachable at start, not known yet:
-    /// 1, until its first batch says).
-    fn first_seq(&self) -> u64 {
-        match self {
-            Firehose::Local(floor) => floor.first(),
-            Firehose::Bus {
-                start: Some(start), ..
-            } => start.from,
-            Firehose::Bus { start: None, .. } => 1,
-        }
-    }
-}
-
-/// Stock and holds (the journal), orders and wallets in the data dir.
-fn open_local_store(
-    config: &Config,
-    catalog: &crate::model::Catalog,
-    secret: &[u8],
-) -> anyhow::Result<Store> {
-    let key_window = crate::inventory::KeyWindow::new(config.idempotency_window);
-    let inventory = InventoryService::start_with_key_window(
-        &config.data_dir.join("journal"),
-        &catalog.products,
-        crate::journal::JournalOptions::default(),
-        key_window,
-    )
-    .context("the inventory journal could not be recovered")?;
-    let orders_path = config.data_dir.join(ORDER_STORE);
-    remove_legacy_order_store(&config.data_dir.join(LEGACY_ORDER_STORE))?;
-    let orders = Arc::new(
-        OrderBook::open(&orders_path, inventory.take_recovered_orders()).with_context(|| {
-            format!(
-                "the order store {} could not be opened",
-                orders_path.display()
-            )
-        })?,
-    );
-    let wallet_dir = config.data_dir.join("wallet");
-    let wallet = Wallet::open(&wallet_dir, MasterKey::derive(secret))
-        .with_context(|| format!("the wallet in {} could not be opened", wallet_dir.display()))?;
-    Ok(Store::local(inventory, orders, Arc::new(wallet)))
 }
 
 /// Starts a server for `config`; it runs until `shutdown` resolves or [`RunningServer::stop`].

@@ -119,15 +119,7 @@ async fn a_toml_config_file_and_environment_set_the_flags() {
 
 #[tokio::test]
 async fn metrics_pass_promtool_check() {
-    let Some(promtool) = which("promtool") else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "promtool is missing under CI=true: .ci/run must install the prometheus package"
-            );
-        }
-        eprintln!(
-            "\n*** SKIPPING metrics_pass_promtool_check: promtool is not installed (apt-get install prometheus) ***\n"
-        );
+    let Some(promtool) = common::promtool::installed("metrics_pass_promtool_check") else {
         return;
     };
     let server = Process::start(&["--listen", "127.0.0.1:0", "--rate", "2000"]);
@@ -157,35 +149,7 @@ async fn metrics_pass_promtool_check() {
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
-    let mut check = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let output = check.wait_with_output().unwrap();
-    assert!(
-        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
-        "promtool: {}{}\n{metrics}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| std::path::Path::new(dir).join(program))
-        .find(|path| path.is_file())
+    common::promtool::assert_metrics_pass(&promtool, &metrics);
 }
 
 #[tokio::test]

@@ -231,17 +231,31 @@ fn ids(frames: &[Value]) -> Vec<String> {
     frames.iter().map(|f| view(f).1).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_view_everywhere_tweets_ingested_on_one_node_arrive_on_all_with_the_same_seq() {
-    let Some(cluster) = BusCluster::start() else {
-        return;
-    };
+/// The next `n` tweets `client` reads, as [`view`]s.
+async fn read_views(client: &mut Client, n: usize) -> Vec<(u64, String, String, Value)> {
+    read_tweets(client, n).await.iter().map(view).collect()
+}
+
+/// Three nodes of `cluster`, each ready, and on each a client subscribed to `all` (in node
+/// order).
+async fn three_nodes_with_a_client_each(
+    cluster: &BusCluster,
+) -> ([BuylineProcess; 3], Vec<Client>) {
     let nodes = [cluster.node(), cluster.node(), cluster.node()];
     let mut clients = Vec::new();
     for node in &nodes {
         ready(node.addr).await;
         clients.push(subscribe_all(node.addr, None).await.0);
     }
+    (nodes, clients)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_view_everywhere_tweets_ingested_on_one_node_arrive_on_all_with_the_same_seq() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let (nodes, mut clients) = three_nodes_with_a_client_each(&cluster).await;
     let sent = tweets("view", 1, 300);
     for chunk in sent.chunks(100) {
         let (status, report) = cluster.ingest(nodes[1].addr, chunk).await;
@@ -361,7 +375,7 @@ async fn catch_up_a_restarted_node_serves_what_it_missed_to_since_clients() {
         (200, &json!(100)),
         "{report}"
     );
-    let on_a_views: Vec<_> = read_tweets(&mut on_a, 100).await.iter().map(view).collect();
+    let on_a_views = read_views(&mut on_a, 100).await;
 
     let c = cluster.node_in(c_dir.path());
     ready(c.addr).await;
@@ -371,7 +385,7 @@ async fn catch_up_a_restarted_node_serves_what_it_missed_to_since_clients() {
         json!(on_a_views[99].0),
         "C caught up: {subscribed}"
     );
-    let caught_up: Vec<_> = read_tweets(&mut on_c, 100).await.iter().map(view).collect();
+    let caught_up = read_views(&mut on_c, 100).await;
     assert_eq!(caught_up, on_a_views);
     assert_eq!(on_c.quiet_for(Duration::from_millis(300)).await, None);
 }
@@ -622,40 +636,11 @@ async fn the_bus_metrics_show_the_stream_and_pass_promtool() {
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
-    let Some(promtool) = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    let Some(promtool) = common::promtool::installed("the promtool check of the bus metrics")
     else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "promtool is missing under CI=true"
-        );
-        eprintln!("\n*** SKIPPING the promtool check: promtool is not installed ***\n");
         return;
     };
-    let mut check = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    use std::io::Write;
-    check
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(metrics.as_bytes())
-        .expect("written");
-    let output = check.wait_with_output().expect("promtool's verdict");
-    assert!(
-        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::promtool::assert_metrics_pass(&promtool, &metrics);
 }
 
 /// A product of `partner` sold at `url`.
@@ -672,12 +657,7 @@ async fn catalog_an_admin_put_on_one_node_decorates_the_next_tweet_on_every_node
     let Some(cluster) = BusCluster::start() else {
         return;
     };
-    let nodes = [cluster.node(), cluster.node(), cluster.node()];
-    let mut clients = Vec::new();
-    for node in &nodes {
-        ready(node.addr).await;
-        clients.push(subscribe_all(node.addr, None).await.0);
-    }
+    let (nodes, mut clients) = three_nodes_with_a_client_each(&cluster).await;
     let url = "https://acme.example/anvil";
     let tweet = |id: &str| common::tweet(id, "AcmeCo", &format!("our anvil, {id}"), &[url], &[]);
     let (status, _) = cluster.ingest(nodes[1].addr, &[tweet("before")]).await;
@@ -851,12 +831,7 @@ async fn bus_crash_no_seq_is_missing_or_repeated_on_any_node_after_nats_is_kille
     let Some(mut cluster) = BusCluster::start() else {
         return;
     };
-    let nodes = [cluster.node(), cluster.node(), cluster.node()];
-    let mut clients = Vec::new();
-    for node in &nodes {
-        ready(node.addr).await;
-        clients.push(subscribe_all(node.addr, None).await.0);
-    }
+    let (nodes, mut clients) = three_nodes_with_a_client_each(&cluster).await;
     let (status, _) = cluster
         .ingest(nodes[0].addr, &tweets("before", 1, 30))
         .await;
@@ -951,22 +926,14 @@ async fn since_older_than_the_ring_is_served_from_the_stream_then_the_ring_then_
     ready(a.addr).await;
     let (mut on_a, _) = subscribe_all(a.addr, None).await;
     ingest_many(&cluster, a.addr, "old", 1000).await;
-    let on_a: Vec<_> = read_tweets(&mut on_a, 1000)
-        .await
-        .iter()
-        .map(view)
-        .collect();
+    let on_a = read_views(&mut on_a, 1000).await;
 
     // B keeps 100 seqs; the stream has all 1,000 tweets.
     let b = cluster.node_with(&["--history", "100"]);
     ready(b.addr).await;
     let since = on_a[99].0;
     let (mut client, _) = subscribe_all(b.addr, Some(since)).await;
-    let replayed: Vec<_> = read_tweets(&mut client, 900)
-        .await
-        .iter()
-        .map(view)
-        .collect();
+    let replayed = read_views(&mut client, 900).await;
     assert_eq!(
         replayed,
         on_a[100..],
@@ -1003,11 +970,7 @@ async fn since_older_than_the_stream_or_beyond_its_end_gets_gap_with_the_streams
     ready(a.addr).await;
     let (mut live, _) = subscribe_all(a.addr, None).await;
     ingest_many(&cluster, a.addr, "dropped", 1000).await;
-    let on_a: Vec<_> = read_tweets(&mut live, 1000)
-        .await
-        .iter()
-        .map(view)
-        .collect();
+    let on_a = read_views(&mut live, 1000).await;
     let last = on_a[999].0;
     let kept = &on_a[500..];
     assert_eq!(kept[0].0, last - 499, "the stream holds the last 500");
@@ -1018,11 +981,7 @@ async fn since_older_than_the_stream_or_beyond_its_end_gets_gap_with_the_streams
         assert_eq!(gap["since"], json!(since), "{gap}");
         assert_eq!(gap["oldest"], json!(kept[0].0), "{gap}");
         assert_eq!(gap["epoch"], subscribed["epoch"], "{gap}");
-        let replayed: Vec<_> = read_tweets(&mut client, 500)
-            .await
-            .iter()
-            .map(view)
-            .collect();
+        let replayed = read_views(&mut client, 500).await;
         assert_eq!(replayed, kept, "from the stream's first seq, since {since}");
     }
 }
@@ -1046,7 +1005,7 @@ async fn a_built_in_synthetic_source_publishes_to_the_bus_and_every_node_shows_i
     let b = BuylineProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     ready(b.addr).await;
     let (mut on_b, _) = subscribe_all(b.addr, None).await;
-    let from_b: Vec<_> = read_tweets(&mut on_b, 20).await.iter().map(view).collect();
+    let from_b = read_views(&mut on_b, 20).await;
     // A shows the same tweets at the same seqs (it may have seen earlier ones too).
     let mut on_a_views = Vec::new();
     while on_a_views

@@ -684,10 +684,12 @@ async fn examples_cluster_sh_runs_three_nodes_on_one_bus_and_store_and_stops_eve
         return;
     };
     let (nats_port, redis_port) = (
-        common::redis_server::free_port(),
-        common::redis_server::free_port(),
+        common::redis_server::loopback_server::free_port(),
+        common::redis_server::loopback_server::free_port(),
     );
-    let ports: Vec<u16> = (0..3).map(|_| common::redis_server::free_port()).collect();
+    let ports: Vec<u16> = (0..3)
+        .map(|_| common::redis_server::loopback_server::free_port())
+        .collect();
     let mut script = ClusterScript::start(
         (&nats_server, nats_port),
         (&redis_server, redis_port),

@@ -584,16 +584,7 @@ async fn a_node_on_redis_exports_its_round_trips_connection_and_stock_channel_un
     let Some(cluster) = Cluster::start() else {
         return;
     };
-    let Some(promtool) = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|path| path.is_file())
-    else {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "promtool is missing under CI=true"
-        );
-        eprintln!("\n*** SKIPPED: promtool is not installed (apt-get install prometheus) ***\n");
+    let Some(promtool) = common::promtool::installed("this check of a node's metrics") else {
         return;
     };
     let node = cluster.node();
@@ -610,27 +601,7 @@ async fn a_node_on_redis_exports_its_round_trips_connection_and_stock_channel_un
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
-    let mut check = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    use std::io::Write;
-    check
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(metrics.as_bytes())
-        .expect("written");
-    let output = check.wait_with_output().expect("promtool ends");
-    assert!(
-        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
-        "promtool: {}{}\n{metrics}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::promtool::assert_metrics_pass(&promtool, &metrics);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Unit tests for `config`.
 use super::*;
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::Write;
 
 fn no_env(_: &str) -> Option<OsString> {

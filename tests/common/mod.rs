@@ -7,6 +7,8 @@ pub mod redis_server;
 #[path = "nats.rs"]
 pub mod nats_server;
 
+pub mod promtool;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

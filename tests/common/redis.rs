@@ -1,26 +1,29 @@
 //! A real `redis-server` for a test: started on a free loopback port with a temporary dir and
 //! the settings buyline requires (`--appendonly yes --appendfsync always`, no RDB snapshots),
-//! ready once it answers PING, killed by its pid when dropped.
-//!
-//! Without `redis-server` a test prints a loud message and returns early, except under
-//! `CI=true`, where a missing server fails the test (CI installs it: `.ci/run`).
+//! ready once it answers PING, killed by its pid when dropped (see `loopback_server`, which
+//! also says what happens when `redis-server` is not installed).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
+
+#[path = "loopback_server.rs"]
+pub mod loopback_server;
+
+use loopback_server::{LoopbackServer, Program};
+
+const REDIS_SERVER: Program = Program {
+    name: "redis-server",
+    package: "redis-server",
+    skipped: "this test of the Redis engine",
+    ready: ping,
+    ready_means: "answer PING",
+};
 
 /// A running `redis-server` this test started.
 pub struct RedisServer {
-    pub port: u16,
-    child: Child,
-    /// The program and its arguments, to start it again on the same port and dir.
-    program: PathBuf,
-    args: Vec<String>,
-    /// Kept so the directory lives as long as the server.
-    dir: tempfile::TempDir,
+    server: LoopbackServer,
 }
 
 impl RedisServer {
@@ -32,67 +35,55 @@ impl RedisServer {
 
     /// [`RedisServer::start`] with `extra` arguments after buyline's settings (later ones win).
     pub fn start_with(extra: &[&str]) -> Option<RedisServer> {
-        let program = installed()?;
-        let dir = tempfile::tempdir().expect("a temp dir for redis-server");
-        let port = free_port();
-        let port_arg = port.to_string();
-        let dir_arg = dir.path().display().to_string();
-        let mut args = vec![
-            "--port",
-            &port_arg,
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            &dir_arg,
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-            "--protected-mode",
-            "no",
-        ];
-        args.extend_from_slice(extra);
-        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-        let child = spawn(&program, &args, dir.path());
-        let mut server = RedisServer {
-            port,
-            child,
-            program,
-            args,
-            dir,
-        };
-        server.wait_for_ping();
-        Some(server)
+        let server = LoopbackServer::start(&REDIS_SERVER, |port, dir| {
+            let port_arg = port.to_string();
+            let dir_arg = dir.display().to_string();
+            let mut args = vec![
+                "--port",
+                &port_arg,
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                &dir_arg,
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--protected-mode",
+                "no",
+            ];
+            args.extend_from_slice(extra);
+            args.iter().map(|arg| (*arg).to_owned()).collect()
+        })?;
+        Some(RedisServer { server })
     }
 
     /// SIGKILL, as a crash: Redis writes nothing more.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.kill();
     }
 
     /// Starts it again on the same port and dir (after [`RedisServer::kill`]): it reloads its
     /// append-only file.
     pub fn restart(&mut self) {
-        self.child = spawn(&self.program, &self.args, self.dir.path());
-        self.wait_for_ping();
+        self.server.restart();
     }
 
     /// The URL a client connects with.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis://127.0.0.1:{}/", self.server.port)
     }
 
     /// Redis's working directory: its AOF files are under `appendonlydir/`.
     pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
+        self.server.dir()
     }
 
     /// The process id (to kill it in a crash test).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.server.pid()
     }
 
     /// How many keys Redis holds (`DBSIZE` on database 0), over a plain socket, without a
@@ -100,7 +91,7 @@ impl RedisServer {
     pub fn key_count(&self) -> u64 {
         use std::io::BufRead;
         let mut stream =
-            TcpStream::connect(("127.0.0.1", self.port)).expect("redis-server answers");
+            TcpStream::connect(("127.0.0.1", self.server.port)).expect("redis-server answers");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("a read timeout");
@@ -115,43 +106,6 @@ impl RedisServer {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("DBSIZE answered {reply:?}"))
     }
-
-    fn wait_for_ping(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("redis-server exited at start-up: {status}");
-            }
-            if ping(self.port) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING on 127.0.0.1:{} within 10 s",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        // Only the process this struct started, by its pid.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(program: &std::path::Path, args: &[String], dir: &std::path::Path) -> Child {
-    Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server starts")
 }
 
 /// Whether a server on `port` answers PING with PONG.
@@ -169,34 +123,8 @@ fn ping(port: u16) -> bool {
 
 /// The `redis-server` program, or `None` (after a loud message) when it is not installed,
 /// outside CI; under `CI=true` a missing program fails the test.
-pub fn installed() -> Option<PathBuf> {
-    let Some(program) = redis_server() else {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        assert!(
-            !ci,
-            "redis-server is not installed, and CI=true requires it (apt-get install redis-server)"
-        );
-        eprintln!(
-            "\n\n*** SKIPPED: redis-server is not installed (apt-get install redis-server); \
-             this test of the Redis engine did not run ***\n"
-        );
-        return None;
-    };
-    Some(program)
-}
-
-fn redis_server() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("redis-server"))
-        .find(|p| p.is_file())
-}
-
-/// A loopback port nobody listens on now (bound, then freed).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-    listener.local_addr().expect("its address").port()
+pub fn installed() -> Option<std::path::PathBuf> {
+    loopback_server::installed(&REDIS_SERVER)
 }
 
 /// A plain connection to `redis`, to look at keys and change settings as an operator would.
