@@ -48,7 +48,72 @@ pub const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 5;
 /// long enough for a slot to free up, short enough that a buyer is not lost.
 pub const RATE_LIMITED_RETRY_AFTER_SECS: u32 = 5;
 
+// `ALL` holds each code at its place, so none twice; with `position`'s exhaustive match, a
+// code added to the enum fails to compile until it is given a place (the next, with `ALL`
+// one longer).
+const _: () = {
+    let mut i = 0;
+    while i < ErrorCode::ALL.len() {
+        assert!(ErrorCode::ALL[i].position() == i);
+        i += 1;
+    }
+};
+
 impl ErrorCode {
+    /// Every code, in declaration order: the label values the metrics start at 0.
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownOp,
+        ErrorCode::TooLarge,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::RateLimited,
+        ErrorCode::SoldOut,
+        ErrorCode::InsufficientStock,
+        ErrorCode::SaleNotStarted,
+        ErrorCode::SaleEnded,
+        ErrorCode::LimitExceeded,
+        ErrorCode::ReservationExpired,
+        ErrorCode::ReservationNotFound,
+        ErrorCode::IdempotencyMismatch,
+        ErrorCode::CardDeclined,
+        ErrorCode::InsufficientFunds,
+        ErrorCode::ExpiredCard,
+        ErrorCode::IncorrectCvc,
+        ErrorCode::InvalidCardNumber,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// Where this code is in [`ErrorCode::ALL`].
+    const fn position(self) -> usize {
+        match self {
+            ErrorCode::BadRequest => 0,
+            ErrorCode::UnknownOp => 1,
+            ErrorCode::TooLarge => 2,
+            ErrorCode::Unauthorized => 3,
+            ErrorCode::Forbidden => 4,
+            ErrorCode::NotFound => 5,
+            ErrorCode::RateLimited => 6,
+            ErrorCode::SoldOut => 7,
+            ErrorCode::InsufficientStock => 8,
+            ErrorCode::SaleNotStarted => 9,
+            ErrorCode::SaleEnded => 10,
+            ErrorCode::LimitExceeded => 11,
+            ErrorCode::ReservationExpired => 12,
+            ErrorCode::ReservationNotFound => 13,
+            ErrorCode::IdempotencyMismatch => 14,
+            ErrorCode::CardDeclined => 15,
+            ErrorCode::InsufficientFunds => 16,
+            ErrorCode::ExpiredCard => 17,
+            ErrorCode::IncorrectCvc => 18,
+            ErrorCode::InvalidCardNumber => 19,
+            ErrorCode::Unavailable => 20,
+            ErrorCode::Internal => 21,
+        }
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {

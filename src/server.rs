@@ -135,6 +135,12 @@ pub fn start(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let metrics = telemetry::install();
+    if config.store.is_some() {
+        telemetry::store_opened();
+    }
+    if config.bus.is_some() {
+        telemetry::bus_opened();
+    }
     let secret = auth::load_or_create_secret(config.secret_file.as_deref(), &config.data_dir)?;
     let signer = TokenSigner::from_secret(&secret)?;
     let catalog = match &config.catalog {
@@ -355,6 +361,7 @@ impl Pipeline {
             catalog: bus.is_none().then(|| Arc::clone(&app.catalog)),
         };
         spawn_upkeep(store, checkout, metrics, targets);
+        actix_rt::spawn(crate::http::keep_ready_gauge(Arc::clone(&app)));
 
         app.ready.store(true, Ordering::Relaxed);
         let _ = started.send(Ok(()));
@@ -525,6 +532,7 @@ async fn shut_down(
 ) {
     tracing::info!("shutting down: closing clients with 1001");
     app.ready.store(false, Ordering::Relaxed);
+    telemetry::ready(false);
     let _ = shutdown.send(true);
     for shard in shards {
         let _ = shard.send(Shutdown).await;

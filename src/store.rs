@@ -43,7 +43,7 @@
 pub(crate) mod redis;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::checkout::card::ValidCard;
 use crate::checkout::order::{EncodedOrder, Page, StoredOrder};
@@ -95,6 +95,22 @@ impl Store {
 impl Store {
     /// Reserves, durably; with an idempotency key, exactly once.
     pub async fn reserve(
+        &self,
+        customer: &str,
+        product: &str,
+        quantity: u32,
+        idempotency_key: Option<&str>,
+    ) -> Result<ReserveReply, ApiError> {
+        // Here, where both transports and both engines meet: every reservation, every outcome.
+        let started = Instant::now();
+        let outcome = self
+            .reserve_on_engine(customer, product, quantity, idempotency_key)
+            .await;
+        telemetry::reserve_latency(started.elapsed());
+        outcome
+    }
+
+    async fn reserve_on_engine(
         &self,
         customer: &str,
         product: &str,

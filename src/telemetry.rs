@@ -7,30 +7,40 @@
 //!
 //! The metrics live by area, each file with its names, their help text and the functions that
 //! record them: [`tweets`] (ingest, decoration, fan-out, connections), [`commerce`]
-//! (reservations, holds, checkouts), [`journal`], [`store`] (the Redis store), [`bus`] and
-//! [`process`]. Callers name none of those: every function is re-exported here, so a call reads
+//! (reservations, holds, checkouts), [`journal`], [`store`] (the Redis store), [`bus`],
+//! [`routes`] (HTTP request latency), [`node`] (build and readiness) and [`process`]. Callers name none of those: every function is re-exported here, so a call reads
 //! `telemetry::name(...)`.
 //!
 //! Hot paths record per batch or per flush, never per recipient: a counter increment is an
-//! atomic add on a cache line both cores share.
+//! atomic add on a cache line both cores share. Latency histograms on hot paths record through
+//! handles made once at start, never through a registry lookup per sample.
+//!
+//! Every metric is listed from the start, counters at 0 for each label value known in advance
+//! ([`install`]); the journal's once a journal opens, the store's and the bus's on nodes with
+//! `--store` or `--bus`.
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+pub use bus::bus_opened;
 pub use bus::{
     bus_applied, bus_connected, bus_consumer_restart, bus_lag_seconds, bus_messages_skipped,
     bus_published, bus_stream_seqs,
 };
 pub use commerce::{
-    catalog_updated, checkout, holds_ended, idempotency_keys, order_confirmations_pushed,
-    reservation,
+    catalog_updated, checkout, checkout_latency, holds_ended, idempotency_keys,
+    order_confirmations_pushed, reservation, reserve_latency,
 };
-pub use journal::{JournalTotals, journal, journal_healthy};
+pub use journal::{JournalTotals, journal, journal_fsync, journal_healthy, journal_opened};
+pub use node::ready;
+pub use routes::{http_request, http_routes};
 pub use store::{
     catalog_applied, order_messages, redis_call, redis_connected, stock_messages, stock_resync,
-    subscription_lost,
+    store_opened, subscription_lost,
 };
+#[cfg(test)]
+pub(crate) use tweets::{NOTICE_KINDS, REJECT_REASONS};
 pub use tweets::{
     client_error, connection_closed, connection_refused, connections_open, frames_dropped,
     frames_flushed, history_length, notice, slow_client_closed, subscriptions, tweet_rejected,
@@ -40,7 +50,9 @@ pub use tweets::{
 mod bus;
 mod commerce;
 mod journal;
+mod node;
 mod process;
+mod routes;
 mod store;
 mod tweets;
 
@@ -50,28 +62,37 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0,
 ];
 
+/// The histograms and their buckets: every latency histogram shares [`LATENCY_BUCKETS`].
+const HISTOGRAMS: &[&str] = &[
+    tweets::LATENCY,
+    store::REDIS_CALL_SECONDS,
+    bus::BUS_PUBLISH_ACK_SECONDS,
+    commerce::RESERVE_SECONDS,
+    commerce::CHECKOUT_SECONDS,
+    journal::JOURNAL_FSYNC_SECONDS,
+    routes::HTTP_REQUEST_SECONDS,
+];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+/// Whether [`install`] has run: handles cached before it would record nowhere, for good.
+fn installed() -> bool {
+    HANDLE.get().is_some()
+}
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle)
+/// and lists every metric a node always has.
 ///
 /// The `metrics` facade has one global recorder per process, so servers started in the same
 /// test process share it; tests compare deltas rather than absolute values.
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(tweets::LATENCY.to_string()), LATENCY_BUCKETS)
-                .and_then(|builder| {
-                    builder.set_buckets_for_metric(
-                        Matcher::Full(store::REDIS_CALL_SECONDS.to_string()),
-                        LATENCY_BUCKETS,
-                    )
-                })
-                .and_then(|builder| {
-                    builder.set_buckets_for_metric(
-                        Matcher::Full(bus::BUS_PUBLISH_ACK_SECONDS.to_string()),
-                        LATENCY_BUCKETS,
-                    )
+            let builder = HISTOGRAMS
+                .iter()
+                .try_fold(PrometheusBuilder::new(), |builder, name| {
+                    builder
+                        .set_buckets_for_metric(Matcher::Full((*name).to_string()), LATENCY_BUCKETS)
                 })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
@@ -86,7 +107,12 @@ pub fn install() -> PrometheusHandle {
             journal::describe();
             store::describe();
             bus::describe();
+            routes::describe();
+            node::describe();
             process::describe();
+            tweets::register();
+            commerce::register();
+            node::register();
             process::start_process_sampler();
             handle
         })

@@ -26,7 +26,7 @@
 //! unreachable) is answered `unavailable`, never as a success; the hold stays.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
@@ -154,8 +154,10 @@ impl CheckoutService {
         origin: Option<u64>,
     ) -> Result<Arc<StoredOrder>, ApiError> {
         let this = Arc::clone(self);
+        let started = Instant::now();
         let outcome = tokio::spawn(async move {
             let outcome = this.checkout_once(&customer, &request, origin).await;
+            telemetry::checkout_latency(started.elapsed());
             telemetry::checkout(match &outcome {
                 Ok((_, Fresh::Sold)) => "confirmed",
                 Ok((_, Fresh::Replayed)) => "replayed",

@@ -13,7 +13,9 @@ mod orders;
 mod page;
 pub mod peer_limit;
 mod probes;
+pub use probes::keep_ready_gauge;
 mod reservations;
+mod route_timer;
 /// The REST reservation's stages, for `benches/reserve_path.rs` and the allocation test.
 pub use reservations::{ReserveBody, reserve_body, reserved_response};
 pub mod state;
@@ -218,7 +220,8 @@ pub async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let app = Arc::clone(&state.app);
-    let router = router(state);
+    // Timed as a whole, not route by route: see `RouteTimer`.
+    let router = route_timer::RouteTimer::new(router(state));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

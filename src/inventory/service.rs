@@ -198,7 +198,7 @@ impl InventoryService {
             keys_pruned_at: AtomicI64::new(now),
             key_window,
         };
-        telemetry::journal_healthy(true);
+        telemetry::journal_opened();
         for product in catalog {
             service
                 .open_product_blocking(product)

@@ -32,6 +32,7 @@ use super::order::{StreamOrder, StreamPos};
 use super::recovery::RecoveredState;
 use super::segment::SegmentFile;
 use super::snapshot::{self, Compactor};
+use crate::telemetry;
 
 /// What appenders send the writer.
 #[derive(Debug)]
@@ -436,7 +437,10 @@ impl Writer {
                 std::io::Error::other("injected sync failure"),
             ));
         }
+        // Timed for buyline_journal_fsync_seconds: two clock reads beside the sync.
+        let started = Instant::now();
         self.segment.sync()?;
+        telemetry::journal_fsync(started.elapsed());
         Shared::count(&self.shared.fsyncs, 1);
         Ok(())
     }

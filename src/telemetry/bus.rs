@@ -61,6 +61,32 @@ pub(super) fn describe() {
     );
 }
 
+/// This node runs on the bus (`--bus`): lists every metric above, its counters at 0 for each
+/// label value known in advance and its gauges at 0 until first read (the connection gauge
+/// says 0 until the node connects).
+pub fn bus_opened() {
+    for outcome in ["stored", "duplicate"] {
+        counter!(BUS_PUBLISHED, "outcome" => outcome).increment(0);
+    }
+    for reason in ["unreadable", "other_subject"] {
+        counter!(BUS_MESSAGES_SKIPPED, "reason" => reason).increment(0);
+    }
+    counter!(BUS_CONSUMER_RESTARTS).increment(0);
+    for name in [
+        BUS_CONNECTED,
+        BUS_CONSUMER_LAG,
+        BUS_CONSUMER_LAG_SECONDS,
+        BUS_APPLIED_SEQ,
+        BUS_STREAM_FIRST_SEQ,
+        BUS_STREAM_LAST_SEQ,
+    ] {
+        gauge!(name).increment(0.0);
+    }
+    // Counted with --bus too: catalog messages read from the stream.
+    counter!(super::store::CATALOG_APPLIED).increment(0);
+    let _ = histogram!(BUS_PUBLISH_ACK_SECONDS);
+}
+
 /// The stream acknowledged a batch of `stored + duplicates` tweets, the last `elapsed` after
 /// the first was published.
 pub fn bus_published(stored: u64, duplicates: u64, elapsed: Duration) {

@@ -52,19 +52,21 @@ pub(super) fn start_process_sampler() {
     if !std::path::Path::new("/proc/self/stat").exists() {
         return;
     }
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    gauge!(PROCESS_START_TIME).set(start);
+    // The first sample here, so a fresh server's /metrics lists every process metric.
+    sample_process(true);
     let spawned = std::thread::Builder::new()
         .name("buyline-procstat".into())
         .spawn(|| {
-            let start = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            gauge!(PROCESS_START_TIME).set(start);
-            let mut n: u32 = 0;
+            let mut n: u32 = 1;
             loop {
+                std::thread::sleep(PROCESS_SAMPLE_INTERVAL);
                 sample_process(n.is_multiple_of(FD_SAMPLE_EVERY));
                 n = n.wrapping_add(1);
-                std::thread::sleep(PROCESS_SAMPLE_INTERVAL);
             }
         });
     if let Err(error) = spawned {

@@ -11,8 +11,21 @@ const REDIS_CONNECTED: &str = "buyline_redis_connected";
 const STOCK_MESSAGES: &str = "buyline_stock_channel_messages_total";
 const STOCK_RESYNCS: &str = "buyline_stock_channel_resyncs_total";
 const ORDER_MESSAGES: &str = "buyline_order_channel_messages_total";
-const CATALOG_APPLIED: &str = "buyline_catalog_versions_applied_total";
+pub(super) const CATALOG_APPLIED: &str = "buyline_catalog_versions_applied_total";
 const SUBSCRIPTION_LOST: &str = "buyline_redis_subscription_lost_total";
+
+/// Kinds of failed call.
+const ERROR_KINDS: &[&str] = &["unavailable", "internal"];
+/// Outcomes of a stock channel message.
+const STOCK_OUTCOMES: &[&str] = &["applied", "stale", "unreadable"];
+/// Outcomes of an order channel message.
+const ORDER_OUTCOMES: &[&str] = &[
+    "published",
+    "unpublished",
+    "delivered",
+    "unreadable",
+    "dropped",
+];
 
 /// Registers the help text of the metrics above.
 pub(super) fn describe() {
@@ -56,6 +69,24 @@ pub(super) fn describe() {
         "Times this node's subscription to Redis's channels dropped or missed a ping's \
          reply in time, and was made again (with the stock and catalog re-read)."
     );
+}
+
+/// This node runs on Redis (`--store`): lists every metric above, its counters at 0 for each
+/// label value known in advance (the call histogram's series appear with each function's
+/// first call; the connection gauge with the first probe, at start).
+pub fn store_opened() {
+    for kind in ERROR_KINDS {
+        counter!(REDIS_ERRORS, "kind" => *kind).increment(0);
+    }
+    for outcome in STOCK_OUTCOMES {
+        counter!(STOCK_MESSAGES, "outcome" => *outcome).increment(0);
+    }
+    for outcome in ORDER_OUTCOMES {
+        counter!(ORDER_MESSAGES, "outcome" => *outcome).increment(0);
+    }
+    for name in [STOCK_RESYNCS, CATALOG_APPLIED, SUBSCRIPTION_LOST] {
+        counter!(name).increment(0);
+    }
 }
 
 /// One call to Redis took `elapsed`; `error` is its kind if it failed.

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
+use crate::error::ErrorCode;
+
 const TWEETS_INGESTED: &str = "buyline_tweets_ingested_total";
 const TWEETS_REJECTED: &str = "buyline_tweets_rejected_total";
 const NOTICES: &str = "buyline_notices_total";
@@ -20,6 +22,39 @@ const CONNECTIONS_CLOSED: &str = "buyline_connections_closed_total";
 const SUBSCRIPTIONS: &str = "buyline_subscriptions";
 pub(super) const LATENCY: &str = "buyline_ingest_to_socket_latency_seconds";
 const CLIENT_ERRORS: &str = "buyline_client_errors_total";
+
+/// Where tweets come from (`buyline_tweets_ingested_total{source}`).
+const INGEST_SOURCES: &[&str] = &["synthetic", "replay", "ws", "http"];
+/// The sources that refuse objects (`buyline_tweets_rejected_total{source}`).
+const REJECTING_SOURCES: &[&str] = &["http", "ws"];
+/// Why an object is refused: `FormatError::reason`'s labels (a test in `sources::formats`
+/// checks it lists them all), and `unavailable`.
+pub(crate) const REJECT_REASONS: &[&str] = &[
+    "invalid_utf8",
+    "malformed_json",
+    "missing_field",
+    "invalid_field",
+    "too_large",
+    "unknown_format",
+    "unsupported_format",
+    "unavailable",
+];
+/// Stream notice kinds: `NoticeKind::label`'s values (checked by the same test).
+pub(crate) const NOTICE_KINDS: &[&str] = &[
+    "delete",
+    "limit",
+    "scrub_geo",
+    "warning",
+    "withheld",
+    "disconnect",
+    "other",
+];
+/// The WebSocket endpoints (`buyline_connections_open{endpoint}`).
+const ENDPOINTS: &[&str] = &["stream", "ingest"];
+/// Why a connection or upgrade is refused.
+const REFUSAL_REASONS: &[&str] = &["max_connections", "shard_busy", "max_connections_per_ip"];
+/// Why the server closes a silent connection.
+const CLOSE_REASONS: &[&str] = &["header_timeout", "ping_timeout"];
 
 /// Registers the help text of the metrics above.
 pub(super) fn describe() {
@@ -69,6 +104,46 @@ pub(super) fn describe() {
         CLIENT_ERRORS,
         "Error frames sent to stream clients, by code."
     );
+}
+
+/// Lists every metric above, its counters at 0 for each label value known in advance.
+pub(super) fn register() {
+    for source in INGEST_SOURCES {
+        counter!(TWEETS_INGESTED, "source" => *source).increment(0);
+    }
+    for source in REJECTING_SOURCES {
+        for reason in REJECT_REASONS {
+            counter!(TWEETS_REJECTED, "source" => *source, "reason" => *reason).increment(0);
+        }
+    }
+    for kind in NOTICE_KINDS {
+        counter!(NOTICES, "kind" => *kind).increment(0);
+    }
+    for name in [
+        TWEETS_DECORATED,
+        BUY_BUTTONS,
+        FRAMES_SENT,
+        FRAMES_DROPPED,
+        SLOW_CLIENTS_CLOSED,
+    ] {
+        counter!(name).increment(0);
+    }
+    gauge!(HISTORY_LENGTH).increment(0.0);
+    gauge!(SUBSCRIPTIONS).increment(0.0);
+    for endpoint in ENDPOINTS {
+        gauge!(CONNECTIONS_OPEN, "endpoint" => *endpoint).increment(0.0);
+    }
+    for reason in REFUSAL_REASONS {
+        counter!(CONNECTIONS_REFUSED, "reason" => *reason).increment(0);
+    }
+    for reason in CLOSE_REASONS {
+        counter!(CONNECTIONS_CLOSED, "reason" => *reason).increment(0);
+    }
+    for code in ErrorCode::ALL {
+        counter!(CLIENT_ERRORS, "code" => code.as_str()).increment(0);
+    }
+    // A registered histogram is rendered, its buckets at 0, before its first sample.
+    let _ = histogram!(LATENCY);
 }
 
 /// `n` tweets accepted from `source` (`synthetic`, `replay`, `ws`, `http`).

@@ -363,6 +363,55 @@ mod tests {
     const NATIVE: &str = r#"{"id":"1","author":{"id":"7","screen_name":"acme"},"text":"hi"}"#;
 
     #[test]
+    fn every_rejection_reason_and_notice_kind_is_a_label_the_metrics_start_at_zero() {
+        let not_utf8 = vec![0xff_u8];
+        let invalid_utf8 = std::str::from_utf8(&not_utf8).unwrap_err();
+        let malformed = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let errors = [
+            FormatError::InvalidUtf8(invalid_utf8),
+            FormatError::MalformedJson(malformed),
+            FormatError::MissingField("id"),
+            FormatError::invalid("id", "is wrong"),
+            FormatError::too_large("text", "is long"),
+            FormatError::UnknownFormat("x"),
+            FormatError::Unsupported("x"),
+        ];
+        for error in &errors {
+            assert!(
+                crate::telemetry::REJECT_REASONS.contains(&error.reason()),
+                "{} is missing from telemetry's REJECT_REASONS",
+                error.reason()
+            );
+        }
+        let kinds = [
+            NoticeKind::Delete,
+            NoticeKind::Limit,
+            NoticeKind::ScrubGeo,
+            NoticeKind::Warning,
+            NoticeKind::Withheld,
+            NoticeKind::Disconnect,
+            NoticeKind::Other,
+        ];
+        for kind in kinds {
+            // Exhaustive: a new kind fails to compile here until it is in the list above.
+            match kind {
+                NoticeKind::Delete
+                | NoticeKind::Limit
+                | NoticeKind::ScrubGeo
+                | NoticeKind::Warning
+                | NoticeKind::Withheld
+                | NoticeKind::Disconnect
+                | NoticeKind::Other => {}
+            }
+            assert!(
+                crate::telemetry::NOTICE_KINDS.contains(&kind.label()),
+                "{} is missing from telemetry's NOTICE_KINDS",
+                kind.label()
+            );
+        }
+    }
+
+    #[test]
     fn a_native_object_decodes_to_a_tweet() {
         let Decoded::Tweet(tweet) = decode(NATIVE.as_bytes()).unwrap() else {
             panic!("expected a tweet");
