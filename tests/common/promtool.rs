@@ -55,3 +55,19 @@ pub fn assert_metrics_pass(promtool: &std::path::Path, metrics: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Fails the test unless `promtool check rules` accepts the rule file at `rules`.
+pub fn assert_rules_pass(promtool: &std::path::Path, rules: &std::path::Path) {
+    let output = Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(rules)
+        .output()
+        .expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool check rules {}: {}{}",
+        rules.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
