@@ -110,6 +110,7 @@ impl Store {
         outcome
     }
 
+    /// [`Store::reserve`] on this node's engine, untimed.
     async fn reserve_on_engine(
         &self,
         customer: &str,
