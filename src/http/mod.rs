@@ -20,7 +20,7 @@ mod stream;
 pub mod upgrade;
 mod wallet;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,18 +134,52 @@ impl IntoResponse for ApiError {
     }
 }
 
+tokio::task_local! {
+    /// The token this HTTP connection presented last, verified (see [`auth::LastToken`]).
+    /// Scoped around each connection's hyper future in [`accept_loop`]: hyper polls a
+    /// request's handler inside that future, so a handler reads its own connection's token
+    /// without a lock, an allocation or a request extension.
+    static CONNECTION_TOKEN: RefCell<auth::LastToken>;
+}
+
 /// The caller's identity from `Authorization: Bearer` or `?token=`; `None` when anonymous.
 /// A token that is present but invalid is an error, never silently anonymous.
+///
+/// The connection remembers the token until its `exp`: a keep-alive client's next request
+/// with the same token is answered without verifying it again.
 pub fn identity(
     app: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<Option<Identity>, ApiError> {
+    identity_with(headers, uri, |token| {
+        CONNECTION_TOKEN
+            .try_with(|last| last.borrow_mut().verify(&app.signer, token))
+            // Outside a connection's scope (no such caller today): a full verification.
+            .unwrap_or_else(|_| app.signer.verify(token))
+    })
+}
+
+/// [`identity`] for a WebSocket upgrade: the token is verified and not remembered, as the
+/// connection sends no HTTP request after it (remembering would cost two copies).
+pub fn identity_for_upgrade(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Option<Identity>, ApiError> {
+    identity_with(headers, uri, |token| app.signer.verify(token))
+}
+
+fn identity_with(
+    headers: &HeaderMap,
+    uri: &Uri,
+    verify: impl FnOnce(&str) -> Result<Identity, auth::AuthError>,
+) -> Result<Option<Identity>, ApiError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match auth::bearer_token(authorization, uri.query()) {
-        Some(token) => Ok(Some(app.signer.verify(token)?)),
+        Some(token) => Ok(Some(verify(token)?)),
         None if authorization.is_some() => Err(ApiError::unauthorized(
             "Authorization header must be `Bearer <token>`",
         )),
@@ -241,6 +275,8 @@ pub async fn accept_loop(
                 let builder = Rc::clone(&builder);
                 tokio::task::spawn_local(async move {
                     let connection = builder.serve_connection(io, service).with_upgrades();
+                    let connection =
+                        CONNECTION_TOKEN.scope(RefCell::new(auth::LastToken::new()), connection);
                     match connection.await {
                         Ok(()) => {}
                         Err(error) if error.is_timeout() => {
