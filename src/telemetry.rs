@@ -11,7 +11,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const TWEETS_INGESTED: &str = "buyline_tweets_ingested_total";
@@ -427,9 +430,17 @@ pub fn tweets_decorated(n: u64, buttons: u64) {
 
 /// One flush of a client socket: `frames` written, the oldest queued `latency` ago.
 pub fn frames_flushed(frames: u64, oldest_latency: Option<Duration>) {
-    counter!(FRAMES_SENT).increment(frames);
+    static SENT: OnceLock<Counter> = OnceLock::new();
+    static LATENCIES: OnceLock<Histogram> = OnceLock::new();
+    match registered(&SENT, || counter!(FRAMES_SENT)) {
+        Some(sent) => sent.increment(frames),
+        None => counter!(FRAMES_SENT).increment(frames),
+    }
     if let Some(latency) = oldest_latency {
-        histogram!(LATENCY).record(latency.as_secs_f64());
+        match registered(&LATENCIES, || histogram!(LATENCY)) {
+            Some(latencies) => latencies.record(latency.as_secs_f64()),
+            None => histogram!(LATENCY).record(latency.as_secs_f64()),
+        }
     }
 }
 
@@ -480,8 +491,37 @@ pub fn catalog_updated(kind: &'static str) {
 }
 
 /// A reservation request ended with `outcome` (`reserved`, or the error code).
+///
+/// The two outcomes of a sale's bulk, `reserved` and `sold_out`, use handles registered once.
 pub fn reservation(outcome: &'static str) {
-    counter!(RESERVATIONS, "outcome" => outcome).increment(1);
+    static RESERVED: OnceLock<Counter> = OnceLock::new();
+    static SOLD_OUT: OnceLock<Counter> = OnceLock::new();
+    let cached = match outcome {
+        "reserved" => registered(
+            &RESERVED,
+            || counter!(RESERVATIONS, "outcome" => "reserved"),
+        ),
+        "sold_out" => registered(
+            &SOLD_OUT,
+            || counter!(RESERVATIONS, "outcome" => "sold_out"),
+        ),
+        _ => None,
+    };
+    match cached {
+        Some(counter) => counter.increment(1),
+        None => counter!(RESERVATIONS, "outcome" => outcome).increment(1),
+    }
+}
+
+/// The handle in `cell`, registered by `register` on first use once the recorder is installed
+/// (`None` before: a handle taken then would stay a no-op).
+///
+/// Why: `counter!` registers its metric again on every call, which costs the Prometheus
+/// recorder an allocation for the handle (two with labels); a handle kept here costs one
+/// atomic add. For the metrics a request or a flush updates.
+fn registered<T>(cell: &'static OnceLock<T>, register: impl FnOnce() -> T) -> Option<&'static T> {
+    HANDLE.get()?;
+    Some(cell.get_or_init(register))
 }
 
 /// One checkout ended with `outcome`: `confirmed`, `replayed` (a retry that found its

@@ -50,8 +50,9 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 #[derive(Clone)]
 pub struct HttpState {
     pub app: Arc<AppState>,
-    /// Where `/v1/stream` upgrades on this thread are handed over.
-    pub shard: Addr<FanoutShard>,
+    /// Where `/v1/stream` upgrades on this thread are handed over. Behind an `Arc` because
+    /// axum clones the state three times a request, and cloning an `Addr` allocates twice.
+    pub shard: Arc<Addr<FanoutShard>>,
 }
 
 /// All routes.
@@ -222,7 +223,11 @@ pub fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 /// A JSON response with `status`.
 pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     match serde_json::to_string(body) {
-        Ok(text) => (status, [(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Ok(text) => {
+            // A static value: one made from a `&str` is copied into an allocation each time.
+            let json = header::HeaderValue::from_static("application/json");
+            (status, [(header::CONTENT_TYPE, json)], text).into_response()
+        }
         Err(e) => ApiError::new(ErrorCode::Internal, format!("response: {e}")).into_response(),
     }
 }
