@@ -30,7 +30,9 @@ pub fn unix_ms(at: OffsetDateTime) -> i64 {
     i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
 }
 
-/// Milliseconds since the Unix epoch as RFC 3339 UTC.
+/// Milliseconds since the Unix epoch as RFC 3339 UTC: the text [`Rfc3339Ms`] serialises
+/// (the tests hold it to this).
+#[cfg(test)]
 pub fn rfc3339_ms(ms: i64) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);

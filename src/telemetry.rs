@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{
-    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
-    histogram,
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -455,8 +455,17 @@ pub fn slow_client_closed() {
 }
 
 /// The open-connection gauge of `endpoint` (`stream`, `ingest`) moves by `delta`.
+/// `stream`'s handle is registered once: every fresh `/v1/stream` connection moves it twice.
 pub fn connections_open(endpoint: &'static str, delta: f64) {
-    gauge!(CONNECTIONS_OPEN, "endpoint" => endpoint).increment(delta);
+    static STREAM: OnceLock<Gauge> = OnceLock::new();
+    let cached = match endpoint {
+        "stream" => registered(&STREAM, || gauge!(CONNECTIONS_OPEN, "endpoint" => "stream")),
+        _ => None,
+    };
+    match cached {
+        Some(gauge) => gauge.increment(delta),
+        None => gauge!(CONNECTIONS_OPEN, "endpoint" => endpoint).increment(delta),
+    }
 }
 
 /// A connection or upgrade refused for `reason` (`max_connections`, `shard_busy`,
@@ -472,7 +481,12 @@ pub fn connection_closed(reason: &'static str) {
 
 /// The subscription gauge moves by `delta`.
 pub fn subscriptions(delta: f64) {
-    gauge!(SUBSCRIPTIONS).increment(delta);
+    // Every connection's close moves it (by 0 when it subscribed to nothing).
+    static SUBSCRIBED: OnceLock<Gauge> = OnceLock::new();
+    match registered(&SUBSCRIBED, || gauge!(SUBSCRIPTIONS)) {
+        Some(gauge) => gauge.increment(delta),
+        None => gauge!(SUBSCRIPTIONS).increment(delta),
+    }
 }
 
 /// The history ring now holds `len` tweets.
