@@ -13,13 +13,18 @@
 //!   JSON parses), the token work a buyer on a fresh connection costs (the upgrade's HTTP parse,
 //!   the TCP set-up and the session are not here: `loadtest flash-sale --fresh-connections`
 //!   measures those).
-//! * `rest`: `POST /v1/reservations` past hyper: the bearer token found and verified, the body
-//!   parsed, the reservation, the `201` response built (hyper's request parse and its write of
-//!   the response are not here).
+//! * `rest`: `POST /v1/reservations` past hyper: the bearer token found and checked against
+//!   the one the worker's connection verified last (`LastToken`, as a keep-alive connection
+//!   does), the body parsed, the reservation, the `201` response built (hyper's request parse
+//!   and its write of the response are not here).
+//! * `rest_verifying_token`: the same with the token verified in full on every request, as
+//!   before connections remembered theirs (and as a connection's first request still is).
 //!
 //! Stages (`reserve_stage/*`), one at a time:
 //!
-//! * `verify_token`: `TokenSigner::verify` of a customer token.
+//! * `verify_token`: `TokenSigner::verify` of a customer token (a connection's first request).
+//! * `verify_token_remembered`: `LastToken::verify` of the token the connection verified last
+//!   (a keep-alive connection's later requests).
 //! * `parse_stream_op`: `protocol::parse` of a `reserve` op with an idempotency key.
 //! * `parse_rest_body`: the REST body's JSON parse.
 //! * `engine_reserve`: `Inventory::reserve` with a fresh idempotency key, no journal (the
@@ -40,8 +45,8 @@ use std::time::{Duration, Instant};
 
 use buyline::{
     Action, Catalog, ClientOp, HoldId, Inventory, InventoryService, Journal, JournalOptions,
-    Reservation, ReservationView, ReserveRequest, ReservedFrame, Role, TokenSigner, authorize,
-    bearer_token, frame_text, parse_stream_op, reserve_body, reserved_response,
+    LastToken, Reservation, ReservationView, ReserveRequest, ReservedFrame, Role, TokenSigner,
+    authorize, bearer_token, frame_text, parse_stream_op, reserve_body, reserved_response,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
@@ -84,6 +89,7 @@ enum Path {
     StreamOp,
     StreamOpVerifyingToken,
     Rest,
+    RestVerifyingToken,
 }
 
 /// One request of `path` from its bytes to its encoded reply; returns the reply's length.
@@ -91,6 +97,7 @@ async fn one_request(
     path: Path,
     inventory: &InventoryService,
     signer: &TokenSigner,
+    last_token: &mut LastToken,
     token: &str,
     n: u64,
     key: &str,
@@ -130,10 +137,14 @@ async fn one_request(
             })
             .len()
         }
-        Path::Rest => {
+        Path::Rest | Path::RestVerifyingToken => {
             let header = format!("Bearer {token}");
             let token = bearer_token(Some(&header), None).expect("bearer");
-            let identity = signer.verify(token).expect("token");
+            let identity = match path {
+                Path::Rest => last_token.verify(signer, token),
+                _ => signer.verify(token),
+            }
+            .expect("token");
             authorize(Some(&identity), &Action::Reserve).expect("allowed");
             let body = reserve_body(&format!(r#"{{"product":"{PRODUCT}","quantity":1}}"#).into())
                 .expect("body");
@@ -175,11 +186,15 @@ fn run_path(
                 let (inventory, tokens) = (Arc::clone(inventory), Arc::clone(tokens));
                 tokio::task::spawn_local(async move {
                     let signer = signer();
+                    // A worker is one keep-alive connection: it remembers its token.
+                    let mut last_token = LastToken::new();
                     let token = &tokens[w as usize];
                     let mut replied = 0;
                     for n in 0..per_worker {
                         let key = format!("r{round}-w{w}-{n}");
-                        replied += one_request(path, &inventory, &signer, token, n, &key).await;
+                        replied +=
+                            one_request(path, &inventory, &signer, &mut last_token, token, n, &key)
+                                .await;
                     }
                     replied
                 })
@@ -221,6 +236,7 @@ fn whole_paths(c: &mut Criterion) {
         ("stream_op", Path::StreamOp),
         ("stream_op_verifying_token", Path::StreamOpVerifyingToken),
         ("rest", Path::Rest),
+        ("rest_verifying_token", Path::RestVerifyingToken),
     ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iterations| {
@@ -239,6 +255,16 @@ fn stages(c: &mut Criterion) {
     let token = signer.issue("buyer-1", Role::Customer, Duration::from_secs(3600));
     group.bench_function("verify_token", |b| {
         b.iter(|| black_box(signer.verify(black_box(&token)).expect("token")))
+    });
+    let mut last_token = LastToken::new();
+    group.bench_function("verify_token_remembered", |b| {
+        b.iter(|| {
+            black_box(
+                last_token
+                    .verify(&signer, black_box(&token))
+                    .expect("token"),
+            )
+        })
     });
     let op = stream_op(17, "b17-1");
     group.bench_function("parse_stream_op", |b| {

@@ -37,6 +37,9 @@ use sha2::Sha256;
 use crate::clock::unix_now;
 use crate::error::ApiError;
 
+pub mod last_token;
+pub use last_token::LastToken;
+
 /// The shortest secret we sign with: HMAC-SHA256 keys shorter than the hash output weaken it.
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -260,6 +263,13 @@ impl TokenSigner {
 
     /// [`TokenSigner::verify`] against an explicit clock, `now` in seconds since the epoch.
     fn verify_at(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+        self.verify_with_expiry_at(token, now)
+            .map(|(identity, _exp)| identity)
+    }
+
+    /// The identity `token` proves at `now`, and the token's `exp` (for [`LastToken`], which
+    /// keeps answering for the token until then).
+    fn verify_with_expiry_at(&self, token: &str, now: u64) -> Result<(Identity, u64), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLong);
         }
@@ -292,14 +302,20 @@ impl TokenSigner {
         if claims.sub.is_empty() {
             return Err(AuthError::MalformedClaims);
         }
-        if now > claims.exp.saturating_add(EXPIRY_LEEWAY_SECS) {
+        if is_expired(claims.exp, now) {
             return Err(AuthError::Expired);
         }
-        Ok(Identity {
+        let identity = Identity {
             subject: claims.sub,
             role: claims.role,
-        })
+        };
+        Ok((identity, claims.exp))
     }
+}
+
+/// Whether a token with expiry `exp` is refused at `now` (both in seconds since the epoch).
+fn is_expired(exp: u64, now: u64) -> bool {
+    now > exp.saturating_add(EXPIRY_LEEWAY_SECS)
 }
 
 fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {

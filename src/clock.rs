@@ -30,11 +30,37 @@ pub fn unix_ms(at: OffsetDateTime) -> i64 {
     i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
 }
 
-/// Milliseconds since the Unix epoch as RFC 3339 UTC.
+/// Milliseconds since the Unix epoch as RFC 3339 UTC: the text [`Rfc3339Ms`] serialises
+/// (the tests hold it to this).
+#[cfg(test)]
 pub fn rfc3339_ms(ms: i64) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch, serialised as [`rfc3339_ms`]'s text without allocating it:
+/// a reply's `expires_at` is written straight into the reply's JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rfc3339Ms(pub i64);
+
+impl serde::Serialize for Rfc3339Ms {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // The longest RFC 3339 text `time` writes is 35 bytes (nanoseconds and an offset).
+        const ROOM: usize = 64;
+        let mut text = [0u8; ROOM];
+        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let mut out = &mut text[..];
+        // What is left of the buffer says how much was written (`format_into`'s own count
+        // leaves out part of the fraction).
+        let written = match at.format_into(&mut out, &Rfc3339) {
+            Ok(_) => ROOM - out.len(),
+            // As `rfc3339_ms`: an unformattable time is the empty string.
+            Err(_) => 0,
+        };
+        serializer.serialize_str(std::str::from_utf8(&text[..written]).unwrap_or_default())
+    }
 }
 
 /// Now as RFC 3339 UTC, to the millisecond.
@@ -65,5 +91,22 @@ mod tests {
     fn times_past_the_ends_of_i64_milliseconds_saturate() {
         assert_eq!(unix_ms(OffsetDateTime::UNIX_EPOCH), 0);
         assert_eq!(rfc3339_ms(i64::MAX), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn the_serialised_form_is_the_text_form() {
+        for ms in [
+            0,
+            1_410_282_000_250,
+            1_700_000_000_001,
+            -1,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&Rfc3339Ms(ms)).expect("json"),
+                format!("\"{}\"", rfc3339_ms(ms))
+            );
+        }
     }
 }

@@ -116,7 +116,7 @@ pub use journal::{Compactor, Journal, JournalError, JournalOptions, Lsn, Recover
 // The reservation path's stages, the functions the server calls, so `benches/reserve_path.rs`
 // can time them one by one: the stream op parsed, the token verified and authorized, the REST
 // body parsed, the reply encoded.
-pub use auth::{Action, Identity, authorize, bearer_token};
+pub use auth::{Action, Identity, LastToken, authorize, bearer_token};
 pub use http::{ReserveBody, reserve_body, reserved_response};
 pub use protocol::{
     ClientOp, ReservationView, Reserved as ReservedFrame, parse as parse_stream_op,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::checkout::request::CheckoutRequest;
-use crate::clock::rfc3339_ms;
+use crate::clock::Rfc3339Ms;
 use crate::error::{ApiError, ErrorCode};
 use crate::inventory::service::ReservedHold;
 use crate::model::Order;
@@ -185,7 +185,7 @@ pub struct ReservationView<'a> {
     pub product: &'a str,
     pub quantity: u32,
     /// RFC 3339 UTC.
-    pub expires_at: String,
+    pub expires_at: Rfc3339Ms,
 }
 
 impl<'a> ReservationView<'a> {
@@ -195,7 +195,7 @@ impl<'a> ReservationView<'a> {
             id: &hold.id,
             product: &hold.product,
             quantity: hold.quantity,
-            expires_at: rfc3339_ms(hold.expires_at_ms),
+            expires_at: Rfc3339Ms(hold.expires_at_ms),
         }
     }
 }

@@ -466,7 +466,7 @@ async fn serve_on_every_shard(
         let listener = listener.try_clone().context("cannot share the listener")?;
         let state = HttpState {
             app: Arc::clone(app),
-            shard: shard.clone(),
+            shard: Arc::new(shard.clone()),
         };
         if !serve_on(thread, id, listener, state, shutdown.clone()).await {
             anyhow::bail!("a fan-out shard failed to start");

@@ -80,6 +80,19 @@ fn installed() -> bool {
     HANDLE.get().is_some()
 }
 
+/// The handle in `cell`, registered by `register` on first use once the recorder is installed
+/// (`None` before: a handle taken then would stay a no-op).
+///
+/// Why: `counter!` registers its metric again on every call, which costs the Prometheus
+/// recorder an allocation for the handle (two with labels); a handle kept here costs one
+/// atomic add. For the metrics a request or a flush updates.
+fn registered<T>(cell: &'static OnceLock<T>, register: impl FnOnce() -> T) -> Option<&'static T> {
+    if !installed() {
+        return None;
+    }
+    Some(cell.get_or_init(register))
+}
+
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle)
 /// and lists every metric a node always has.
 ///

@@ -389,3 +389,113 @@ async fn a_stampede_of_1000_customers_on_100_units_makes_exactly_100_holds() {
     assert_eq!((held, sold_out), (100, 900));
     assert_eq!(remaining(&server, "drop").await, 0);
 }
+
+/// One keep-alive HTTP/1.1 connection written by hand, so every request surely shares it.
+struct OneConnection {
+    stream: tokio::net::TcpStream,
+}
+
+impl OneConnection {
+    async fn open(server: &TestServer) -> OneConnection {
+        let stream = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("connect");
+        OneConnection { stream }
+    }
+
+    /// Sends `method path` with `token` and an optional JSON body; the status and the body.
+    async fn send(&mut self, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("write");
+        let mut buf = Vec::new();
+        let (head_end, length) = loop {
+            let mut chunk = [0u8; 4096];
+            let read = self.stream.read(&mut chunk).await.expect("read");
+            assert!(read > 0, "the server closed the keep-alive connection");
+            buf.extend_from_slice(&chunk[..read]);
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&buf[..at]).expect("head");
+                let length = head
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .expect("content-length");
+                break (at + 4, length);
+            }
+        };
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            let read = self.stream.read(&mut chunk).await.expect("read");
+            assert!(read > 0, "the server closed the keep-alive connection");
+            buf.extend_from_slice(&chunk[..read]);
+        }
+        let status = std::str::from_utf8(&buf[9..12])
+            .expect("status")
+            .parse()
+            .expect("status code");
+        let body = serde_json::from_slice(&buf[head_end..head_end + length]).expect("json body");
+        (status, body)
+    }
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_refuses_a_tampered_copy_of_the_token_it_used_before() {
+    let server = TestServer::start();
+    add_product(&server, product("cap", 10, json!({}))).await;
+    let token = common::sign(server.data_dir.path(), Role::Customer, "dora");
+    let mut connection = OneConnection::open(&server).await;
+    let body = r#"{"product":"cap","quantity":1}"#;
+    let (status, reply) = connection
+        .send("POST", "/v1/reservations", &token, body)
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    // The same length, one signature character changed: only its bytes tell it apart.
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    let (status, reply) = connection
+        .send("POST", "/v1/reservations", &tampered, body)
+        .await;
+    assert_eq!(status, 401, "{reply}");
+    assert_eq!(reply["code"], "unauthorized");
+    assert!(!reply.to_string().contains(&tampered), "{reply}");
+    let (status, reply) = connection
+        .send("POST", "/v1/reservations", &token, body)
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(remaining(&server, "cap").await, 8);
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_answers_each_request_as_the_token_it_carries() {
+    let server = TestServer::start();
+    add_product(&server, product("mug", 10, json!({}))).await;
+    let erin = common::sign(server.data_dir.path(), Role::Customer, "erin");
+    let fred = common::sign(server.data_dir.path(), Role::Customer, "fred");
+    let mut connection = OneConnection::open(&server).await;
+    let body = r#"{"product":"mug","quantity":1}"#;
+    let (status, reply) = connection
+        .send("POST", "/v1/reservations", &erin, body)
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    let erins = reply["id"].as_str().expect("id").to_owned();
+    // Fred's token on the connection Erin's token used: Fred cannot release Erin's hold.
+    let path = format!("/v1/reservations/{erins}");
+    let (status, reply) = connection.send("DELETE", &path, &fred, "").await;
+    assert_eq!(status, 404, "{reply}");
+    let (status, reply) = connection.send("DELETE", &path, &erin, "").await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(remaining(&server, "mug").await, 10);
+}

@@ -338,3 +338,110 @@ fn only_ingest_tokens_ingest_and_ingest_tokens_only_ingest() {
         .expect_err("ingest cannot buy");
     assert_eq!(err.message, "ingest tokens only ingest");
 }
+
+/// A token for `subject` expiring at `exp`, as [`TokenSigner::issue`] signs them.
+fn token_for(signer: &TokenSigner, subject: &str, exp: u64) -> String {
+    signer.sign(&Claims {
+        sub: subject.into(),
+        role: Role::Customer,
+        exp,
+        iat: None,
+    })
+}
+
+#[test]
+fn a_remembered_token_answers_with_the_identity_a_full_verification_gives() {
+    let signer = signer();
+    let token = token_for(&signer, "c_7", 1_000);
+    let mut last = LastToken::new();
+    let first = last.verify_at(&signer, &token, 900).expect("verifies");
+    assert!(last.remembers(&token));
+    let again = last.verify_at(&signer, &token, 901).expect("remembered");
+    assert_eq!(first, again);
+    assert_eq!(again, signer.verify_at(&token, 901).expect("verifies"));
+}
+
+#[test]
+fn a_remembered_token_past_its_exp_is_refused() {
+    let signer = signer();
+    let token = token_for(&signer, "c_7", 1_000);
+    let mut last = LastToken::new();
+    last.verify_at(&signer, &token, 1_000).expect("verifies");
+    assert!(last.remembers(&token));
+    assert!(
+        last.verify_at(&signer, &token, 1_000 + EXPIRY_LEEWAY_SECS)
+            .is_ok(),
+        "still within the leeway"
+    );
+    assert!(matches!(
+        last.verify_at(&signer, &token, 1_001 + EXPIRY_LEEWAY_SECS),
+        Err(AuthError::Expired)
+    ));
+    assert!(!last.remembers(&token), "an expired token is forgotten");
+    assert!(matches!(
+        last.verify_at(&signer, &token, 1_001 + EXPIRY_LEEWAY_SECS),
+        Err(AuthError::Expired)
+    ));
+}
+
+#[test]
+fn a_tampered_token_is_never_answered_from_the_remembered_one() {
+    let signer = signer();
+    let token = token_for(&signer, "c_7", 2_000);
+    let mut last = LastToken::new();
+    last.verify_at(&signer, &token, 1_000).expect("verifies");
+    // Every byte changed in turn, to another character of the token's alphabet: the same
+    // length, so only the comparison of the bytes tells it from the remembered token.
+    for at in 0..token.len() {
+        let mut tampered = token.clone().into_bytes();
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).expect("ascii");
+        assert!(
+            last.verify_at(&signer, &tampered, 1_000).is_err(),
+            "byte {at} changed still verified"
+        );
+    }
+    // Another subject's claims under the remembered token's header and signature.
+    let (_, signature) = token.rsplit_once('.').expect("three parts");
+    let other_claims = b64(&serde_json::to_vec(&claims(2_000)).expect("json"));
+    let forged = format!("{HEADER_B64}.{other_claims}.{signature}");
+    assert!(matches!(
+        last.verify_at(&signer, &forged, 1_000),
+        Err(AuthError::BadSignature)
+    ));
+    assert!(last.remembers(&token), "a refused token replaces nothing");
+    assert!(last.verify_at(&signer, &token, 1_000).is_ok());
+}
+
+#[test]
+fn one_connection_remembers_one_token_however_many_it_presents() {
+    let signer = signer();
+    let mut last = LastToken::new();
+    let tokens: Vec<String> = (0..1_000)
+        .map(|n| token_for(&signer, &format!("c_{n}"), 2_000))
+        .collect();
+    for (n, token) in tokens.iter().enumerate() {
+        let identity = last.verify_at(&signer, token, 1_000).expect("verifies");
+        assert_eq!(identity.subject, format!("c_{n}"));
+    }
+    let remembered: Vec<usize> = (0..tokens.len())
+        .filter(|&n| last.remembers(&tokens[n]))
+        .collect();
+    assert_eq!(remembered, [tokens.len() - 1]);
+}
+
+#[test]
+fn a_token_longer_than_the_limit_verifies_but_is_not_remembered() {
+    let signer = signer();
+    let long = token_for(
+        &signer,
+        &"c".repeat(last_token::MAX_REMEMBERED_TOKEN_BYTES),
+        2_000,
+    );
+    let short = token_for(&signer, "c_1", 2_000);
+    let mut last = LastToken::new();
+    last.verify_at(&signer, &short, 1_000).expect("verifies");
+    assert!(last.verify_at(&signer, &long, 1_000).is_ok());
+    assert!(!last.remembers(&long));
+    assert!(!last.remembers(&short), "the longer token took its place");
+}

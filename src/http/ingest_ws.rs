@@ -34,7 +34,7 @@ use crate::auth::{self, Action};
 use crate::codec;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::state::AppState;
-use crate::http::{HttpState, identity, upgrade};
+use crate::http::{HttpState, identity_for_upgrade, upgrade};
 use crate::model::Tweet;
 use crate::sessions::connection_limit::ConnectionPermit;
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
@@ -52,7 +52,7 @@ const MAX_TWEETS_PER_FRAME: usize = 10_000;
 
 pub async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Response {
     let accepted = (|| {
-        let caller = identity(&state.app, request.headers(), request.uri())?;
+        let caller = identity_for_upgrade(&state.app, request.headers(), request.uri())?;
         auth::authorize(caller.as_ref(), &Action::Ingest)?;
         let permit = state.app.connections.try_acquire().ok_or_else(|| {
             telemetry::connection_refused("max_connections");

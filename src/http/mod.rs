@@ -23,7 +23,7 @@ mod stream;
 pub mod upgrade;
 mod wallet;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,8 +53,9 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 #[derive(Clone)]
 pub struct HttpState {
     pub app: Arc<AppState>,
-    /// Where `/v1/stream` upgrades on this thread are handed over.
-    pub shard: Addr<FanoutShard>,
+    /// Where `/v1/stream` upgrades on this thread are handed over. Behind an `Arc` because
+    /// axum clones the state three times a request, and cloning an `Addr` allocates twice.
+    pub shard: Arc<Addr<FanoutShard>>,
 }
 
 /// All routes.
@@ -139,18 +140,52 @@ impl IntoResponse for ApiError {
     }
 }
 
+tokio::task_local! {
+    /// The token this HTTP connection presented last, verified (see [`auth::LastToken`]).
+    /// Scoped around each connection's hyper future in [`accept_loop`]: hyper polls a
+    /// request's handler inside that future, so a handler reads its own connection's token
+    /// without a lock, an allocation or a request extension.
+    static CONNECTION_TOKEN: RefCell<auth::LastToken>;
+}
+
 /// The caller's identity from `Authorization: Bearer` or `?token=`; `None` when anonymous.
 /// A token that is present but invalid is an error, never silently anonymous.
+///
+/// The connection remembers the token until its `exp`: a keep-alive client's next request
+/// with the same token is answered without verifying it again.
 pub fn identity(
     app: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<Option<Identity>, ApiError> {
+    identity_with(headers, uri, |token| {
+        CONNECTION_TOKEN
+            .try_with(|last| last.borrow_mut().verify(&app.signer, token))
+            // Outside a connection's scope (no such caller today): a full verification.
+            .unwrap_or_else(|_| app.signer.verify(token))
+    })
+}
+
+/// [`identity`] for a WebSocket upgrade: the token is verified and not remembered, as the
+/// connection sends no HTTP request after it (remembering would cost two copies).
+pub fn identity_for_upgrade(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Option<Identity>, ApiError> {
+    identity_with(headers, uri, |token| app.signer.verify(token))
+}
+
+fn identity_with(
+    headers: &HeaderMap,
+    uri: &Uri,
+    verify: impl FnOnce(&str) -> Result<Identity, auth::AuthError>,
+) -> Result<Option<Identity>, ApiError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match auth::bearer_token(authorization, uri.query()) {
-        Some(token) => Ok(Some(app.signer.verify(token)?)),
+        Some(token) => Ok(Some(verify(token)?)),
         None if authorization.is_some() => Err(ApiError::unauthorized(
             "Authorization header must be `Bearer <token>`",
         )),
@@ -193,7 +228,11 @@ pub fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 /// A JSON response with `status`.
 pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     match serde_json::to_string(body) {
-        Ok(text) => (status, [(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Ok(text) => {
+            // A static value: one made from a `&str` is copied into an allocation each time.
+            let json = header::HeaderValue::from_static("application/json");
+            (status, [(header::CONTENT_TYPE, json)], text).into_response()
+        }
         Err(e) => ApiError::new(ErrorCode::Internal, format!("response: {e}")).into_response(),
     }
 }
@@ -247,6 +286,8 @@ pub async fn accept_loop(
                 let builder = Rc::clone(&builder);
                 tokio::task::spawn_local(async move {
                     let connection = builder.serve_connection(io, service).with_upgrades();
+                    let connection =
+                        CONNECTION_TOKEN.scope(RefCell::new(auth::LastToken::new()), connection);
                     match connection.await {
                         Ok(()) => {}
                         Err(error) if error.is_timeout() => {

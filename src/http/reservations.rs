@@ -2,7 +2,7 @@
 //! face of the inventory, for clients that do not hold a WebSocket open.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -46,19 +46,19 @@ struct ReservationReply<'a> {
     remaining: u32,
 }
 
+/// Takes the whole request and reads its head in place: the `HeaderMap` and `Uri` extractors
+/// would copy the headers (two allocations) and the idempotency key would need a copy of its own.
 pub async fn reserve(
     State(state): State<HttpState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let customer = subject_for(&state, &headers, &uri, &Action::Reserve)?;
-    let key = match headers.get("idempotency-key") {
+    let (head, body) = request.into_parts();
+    let customer = subject_for(&state, &head.headers, &head.uri, &Action::Reserve)?;
+    let key = match head.headers.get("idempotency-key") {
         Some(value) => Some(
             value
                 .to_str()
-                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
-                .to_owned(),
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?,
         ),
         None => None,
     };
@@ -66,7 +66,7 @@ pub async fn reserve(
     let reply = state
         .app
         .store
-        .reserve(&customer, &body.product, body.quantity, key.as_deref())
+        .reserve(&customer, &body.product, body.quantity, key)
         .await?;
     Ok(reserved_response(&reply))
 }

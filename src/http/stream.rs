@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::shard::AcceptStream;
-use crate::http::{HttpState, identity, upgrade};
+use crate::http::{HttpState, identity_for_upgrade, upgrade};
 use crate::sessions::stream::CommerceHandle;
 use crate::telemetry;
 
@@ -21,7 +21,7 @@ pub async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Re
 }
 
 fn accept(state: &HttpState, request: &mut Request) -> Result<Response, ApiError> {
-    let identity = identity(&state.app, request.headers(), request.uri())?;
+    let identity = identity_for_upgrade(&state.app, request.headers(), request.uri())?;
     let Some(permit) = state.app.connections.try_acquire() else {
         telemetry::connection_refused("max_connections");
         return Err(ApiError::new(

@@ -95,12 +95,12 @@ pub enum JournalError {
 }
 
 impl JournalError {
-    /// An `Io` error for `op` on `path`, for `map_err`.
+    /// An `Io` error for `op` on `path`, for `map_err`. The path is copied only when the
+    /// error happens: every write and `fdatasync` of a group commit builds one of these.
     pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> JournalError {
-        let path = path.to_owned();
         move |source| JournalError::Io {
             op,
-            path,
+            path: path.to_owned(),
             source: Arc::new(source),
         }
     }

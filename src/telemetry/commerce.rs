@@ -5,9 +5,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{
-    Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 
+use super::registered;
 use crate::error::ErrorCode;
 
 const CATALOG_UPDATES: &str = "buyline_catalog_updates_total";
@@ -114,8 +116,26 @@ pub fn catalog_updated(kind: &'static str) {
 }
 
 /// A reservation request ended with `outcome` (`reserved`, or the error code).
+///
+/// The two outcomes of a sale's bulk, `reserved` and `sold_out`, use handles registered once.
 pub fn reservation(outcome: &'static str) {
-    counter!(RESERVATIONS, "outcome" => outcome).increment(1);
+    static RESERVED: OnceLock<Counter> = OnceLock::new();
+    static SOLD_OUT: OnceLock<Counter> = OnceLock::new();
+    let cached = match outcome {
+        "reserved" => registered(
+            &RESERVED,
+            || counter!(RESERVATIONS, "outcome" => "reserved"),
+        ),
+        "sold_out" => registered(
+            &SOLD_OUT,
+            || counter!(RESERVATIONS, "outcome" => "sold_out"),
+        ),
+        _ => None,
+    };
+    match cached {
+        Some(counter) => counter.increment(1),
+        None => counter!(RESERVATIONS, "outcome" => outcome).increment(1),
+    }
 }
 
 /// `n` holds ended `how` (`released`, `expired`, `confirmed`).

@@ -1,10 +1,15 @@
 //! The metrics of a tweet's way through: ingest, decoration, the history ring, fan-out, and
 //! the WebSocket connections that take it.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 
+use super::registered;
 use crate::error::ErrorCode;
 
 const TWEETS_INGESTED: &str = "buyline_tweets_ingested_total";
@@ -179,9 +184,17 @@ pub fn history_length(len: usize) {
 
 /// One flush of a client socket: `frames` written, the oldest queued `latency` ago.
 pub fn frames_flushed(frames: u64, oldest_latency: Option<Duration>) {
-    counter!(FRAMES_SENT).increment(frames);
+    static SENT: OnceLock<Counter> = OnceLock::new();
+    static LATENCIES: OnceLock<Histogram> = OnceLock::new();
+    match registered(&SENT, || counter!(FRAMES_SENT)) {
+        Some(sent) => sent.increment(frames),
+        None => counter!(FRAMES_SENT).increment(frames),
+    }
     if let Some(latency) = oldest_latency {
-        histogram!(LATENCY).record(latency.as_secs_f64());
+        match registered(&LATENCIES, || histogram!(LATENCY)) {
+            Some(latencies) => latencies.record(latency.as_secs_f64()),
+            None => histogram!(LATENCY).record(latency.as_secs_f64()),
+        }
     }
 }
 
@@ -196,8 +209,17 @@ pub fn slow_client_closed() {
 }
 
 /// The open-connection gauge of `endpoint` (`stream`, `ingest`) moves by `delta`.
+/// `stream`'s handle is registered once: every fresh `/v1/stream` connection moves it twice.
 pub fn connections_open(endpoint: &'static str, delta: f64) {
-    gauge!(CONNECTIONS_OPEN, "endpoint" => endpoint).increment(delta);
+    static STREAM: OnceLock<Gauge> = OnceLock::new();
+    let cached = match endpoint {
+        "stream" => registered(&STREAM, || gauge!(CONNECTIONS_OPEN, "endpoint" => "stream")),
+        _ => None,
+    };
+    match cached {
+        Some(gauge) => gauge.increment(delta),
+        None => gauge!(CONNECTIONS_OPEN, "endpoint" => endpoint).increment(delta),
+    }
 }
 
 /// A connection or upgrade refused for `reason` (`max_connections`, `shard_busy`,
@@ -213,7 +235,12 @@ pub fn connection_closed(reason: &'static str) {
 
 /// The subscription gauge moves by `delta`.
 pub fn subscriptions(delta: f64) {
-    gauge!(SUBSCRIPTIONS).increment(delta);
+    // Every connection's close moves it (by 0 when it subscribed to nothing).
+    static SUBSCRIBED: OnceLock<Gauge> = OnceLock::new();
+    match registered(&SUBSCRIBED, || gauge!(SUBSCRIPTIONS)) {
+        Some(gauge) => gauge.increment(delta),
+        None => gauge!(SUBSCRIPTIONS).increment(delta),
+    }
 }
 
 /// An error frame with `code` sent to a stream client.
