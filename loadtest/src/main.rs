@@ -10,6 +10,7 @@
 //!   is owed.
 //! - `scenarios/`: `firehose`, `fanout`, `flash_sale`, `connections`, `soak`.
 //! - `peers/`: NATS and Redis, started on loopback, for the same workloads.
+//! - `open_loop`: the `--arrival-rate` schedule and the lateness it measures.
 //! - `stats` (latency histograms), `progress` (live display), `report` (table, JSON),
 //!   `plot` (SVG), `rlimit` (the tester's open-file limit).
 //!
@@ -17,6 +18,7 @@
 //! check failed, 2 when the run could not be carried out.
 
 mod cli;
+mod open_loop;
 mod peers;
 mod plot;
 mod progress;

@@ -115,6 +115,16 @@ impl Report {
         });
     }
 
+    /// Keeps the distribution of how late the open loop's late `what` went out (no figures:
+    /// the open loop's report gives its count, p99 and max).
+    pub fn lateness(&mut self, what: &str, h: &hdrhistogram::Histogram<u64>) {
+        self.latencies.push(Distribution {
+            name: format!("buyline lateness of late {what}"),
+            summary: LatencySummary::of(h),
+            buckets: crate::stats::log_buckets(h),
+        });
+    }
+
     pub fn check(&mut self, name: &str, ok: bool, detail: impl Into<String>) {
         self.checks.push(Check {
             name: name.into(),

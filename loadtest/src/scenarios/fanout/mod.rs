@@ -119,6 +119,7 @@ async fn run_side(
         duration: common.duration,
         partner_share: args.firehose.partner_share,
         lines,
+        open: None,
     };
     let sent = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(
