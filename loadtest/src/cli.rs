@@ -47,6 +47,18 @@ pub struct Common {
     /// Plain progress lines instead of a progress bar, even on a terminal.
     #[arg(long, global = true)]
     pub plain: bool,
+    /// A pass/fail bound on the run's headline figures, as k6's (repeatable): `p50<5ms`,
+    /// `p99<25ms`, `p999<100ms` (or `p99.9`), `max<1s`, `mean<2ms` (units us, ms, s),
+    /// `error_rate<0.01` (or `1%`), `rate>50000` (requests answered a second); comparators
+    /// `<`, `<=`, `>`, `>=`. flash-sale, firehose and fanout take them; any that fails makes the
+    /// exit status 3.
+    #[arg(
+        long = "threshold",
+        value_name = "EXPR",
+        global = true,
+        value_parser = crate::threshold::parse
+    )]
+    pub thresholds: Vec<crate::threshold::Threshold>,
 }
 
 impl Common {
@@ -77,6 +89,15 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// Whether the scenario names a headline (a latency, requests, errors, a rate) that
+    /// `--threshold`s are checked against.
+    pub fn takes_thresholds(&self) -> bool {
+        matches!(
+            self,
+            Scenario::FlashSale(_) | Scenario::Firehose(_) | Scenario::Fanout(_)
+        )
+    }
+
     /// Whether the scenario spreads its load over several `--target`s (the others refuse
     /// more than one, rather than silently use the first).
     pub fn spreads_over_targets(&self) -> bool {
@@ -451,6 +472,27 @@ mod tests {
             line.extend_from_slice(bad);
             assert!(Cli::try_parse_from(line).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn thresholds_repeat_and_bad_ones_are_refused_by_the_parser() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "flash-sale",
+            "--threshold",
+            "p99<25ms",
+            "--threshold",
+            "error_rate<0.01",
+        ])
+        .expect("parses");
+        assert_eq!(cli.common.thresholds.len(), 2);
+        assert!(
+            Cli::try_parse_from(["loadtest", "flash-sale", "--threshold", "p99~25ms"]).is_err()
+        );
+        let error = Cli::try_parse_from(["loadtest", "firehose", "--threshold", "p99<25min"])
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("bad unit"), "{error}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::stats::LatencySummary;
+use crate::threshold::{Headline, Threshold, Verdict};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -19,6 +20,22 @@ pub struct Report {
     pub series: Vec<Series>,
     pub latencies: Vec<Distribution>,
     pub notes: Vec<String>,
+    /// Each `--threshold`, checked against [`Report::headline`].
+    pub thresholds: Vec<Verdict>,
+    /// What `--threshold`s are checked against (buyline's side; set by the scenario).
+    #[serde(skip)]
+    pub headline: Option<Headline>,
+}
+
+/// How a run ended, for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdicts {
+    /// Every check and every threshold passed.
+    Passed,
+    /// A check failed (oversold, a lost frame, an error).
+    CheckFailed,
+    /// Every check passed and a threshold failed.
+    ThresholdFailed,
 }
 
 /// One measured quantity.
@@ -141,6 +158,23 @@ impl Report {
         self.checks.iter().all(|c| c.ok)
     }
 
+    /// Checks `thresholds` against the headline (each fails, saying so, when the scenario
+    /// set none).
+    pub fn check_thresholds(&mut self, thresholds: &[Threshold]) {
+        let headline = self.headline.clone().unwrap_or_default();
+        self.thresholds = thresholds.iter().map(|t| t.check(&headline)).collect();
+    }
+
+    pub fn verdicts(&self) -> Verdicts {
+        if !self.passed() {
+            Verdicts::CheckFailed
+        } else if self.thresholds.iter().any(|t| !t.ok) {
+            Verdicts::ThresholdFailed
+        } else {
+            Verdicts::Passed
+        }
+    }
+
     /// Folds a sub-report (soak) in, prefixing its names.
     pub fn absorb(&mut self, other: Report) {
         let prefix = other.scenario.clone();
@@ -219,10 +253,25 @@ impl Report {
                 c.detail
             );
         }
+        for t in &self.thresholds {
+            println!(
+                "[{}] threshold {}: {}",
+                if t.ok { "PASS" } else { "FAIL" },
+                t.threshold,
+                t.detail
+            );
+        }
         for n in &self.notes {
             println!("note: {n}");
         }
-        println!("result: {}", if self.passed() { "PASS" } else { "FAIL" });
+        println!(
+            "result: {}",
+            match self.verdicts() {
+                Verdicts::Passed => "PASS",
+                Verdicts::CheckFailed => "FAIL",
+                Verdicts::ThresholdFailed => "FAIL (thresholds)",
+            }
+        );
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {

@@ -16,6 +16,7 @@ use crate::progress::{Gauge, Progress};
 use crate::report::{Report, Series};
 use crate::stats::Latencies;
 use crate::target::Target;
+use crate::threshold::Headline;
 
 /// The `firehose` scenario.
 pub async fn run(common: &Common, cmd: &FirehoseCmd) -> Result<Report> {
@@ -99,6 +100,15 @@ pub async fn run(common: &Common, cmd: &FirehoseCmd) -> Result<Report> {
                "batch": args.batch, "file": args.file, "duration_s": common.duration.as_secs_f64(), "partner_share": args.partner_share,
                "mode": if cmd.arrival_rate.is_some() { "open" } else { "closed" }, "arrival_rate": cmd.arrival_rate}),
     );
+    // Thresholds: rejected or undelivered tweets per tweet sent; accepted tweets a second.
+    let headline = Headline {
+        latency_name: "ingest latency (open loop only)".into(),
+        latency: None,
+        requests: pushed.sent,
+        errors: pushed.rejected + pushed.errors.len() as u64,
+        rate: (pushed.sent - pushed.rejected) as f64 / secs,
+    };
+    report.headline = Some(headline.clone());
     match &push_shape.open {
         Some(open) => {
             let (what, measured) = match args.ingest {
@@ -112,7 +122,13 @@ pub async fn run(common: &Common, cmd: &FirehoseCmd) -> Result<Report> {
                     "from each POST's intended time (its last tweet's) to its reply",
                 ),
             };
-            report.latency(None, "ingest latency", &open.latency.snapshot());
+            let latency = open.latency.snapshot();
+            report.latency(None, "ingest latency", &latency);
+            report.headline = Some(Headline {
+                latency_name: "ingest latency".into(),
+                latency: Some(latency),
+                ..headline
+            });
             report.note(format!("ingest latency: {measured}"));
             let outcome = open_loop::Outcome {
                 rate: open.rate,

@@ -24,6 +24,7 @@ use crate::progress::{Gauge, Progress};
 use crate::report::{Report, Series};
 use crate::stats::Latencies;
 use crate::target::{self, Target};
+use crate::threshold::Headline;
 use buyer::{Buyer, Dial, Outcome};
 
 /// Counters shared by the buyers.
@@ -453,7 +454,15 @@ pub fn report_buyline(report: &mut Report, args: &FlashSaleArgs, sale: &Sale) {
     if let Some(cpu) = sale.tester_cpu {
         report.buyline("tester CPU (same machine)", "cores", cpu / secs);
     }
-    report.latency(None, "reserve latency", &sale.reserve_latency.snapshot());
+    let reserve_latency = sale.reserve_latency.snapshot();
+    report.latency(None, "reserve latency", &reserve_latency);
+    report.headline = Some(Headline {
+        latency_name: "reserve latency".into(),
+        latency: Some(reserve_latency),
+        requests: sale.attempts,
+        errors: sale.errors + sale.checkout_errors,
+        rate: sale.attempts as f64 / secs,
+    });
     match &sale.open_loop {
         Some(open) => {
             // A sale that sells out stops sending: what was due after that is not owed.
