@@ -62,12 +62,29 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A latency distribution: its summary and log-scale buckets `(upper ms, count)`.
+/// A latency distribution: its summary, log-scale buckets `(upper ms, count)` and the raw
+/// histogram.
 #[derive(Debug, Clone, Serialize)]
 pub struct Distribution {
     pub name: String,
     pub summary: LatencySummary,
     pub buckets: Vec<(f64, u64)>,
+    /// Every sample, in HdrHistogram's interchange form (V2 compressed, base64; values in
+    /// [`Distribution::hdr_unit`]), for HdrHistogram's tools; `None` if it could not be encoded.
+    pub hdr_histogram: Option<String>,
+    pub hdr_unit: &'static str,
+}
+
+impl Distribution {
+    fn of(name: String, h: &hdrhistogram::Histogram<u64>) -> Distribution {
+        Distribution {
+            name,
+            summary: LatencySummary::of(h),
+            buckets: crate::stats::log_buckets(h),
+            hdr_histogram: crate::stats::to_compressed_base64(h).ok(),
+            hdr_unit: "us",
+        }
+    }
 }
 
 impl Report {
@@ -125,21 +142,16 @@ impl Report {
             None => format!("buyline {name}"),
             Some(peer) => format!("{peer} {name}"),
         };
-        self.latencies.push(Distribution {
-            name: label,
-            summary,
-            buckets: crate::stats::log_buckets(h),
-        });
+        self.latencies.push(Distribution::of(label, h));
     }
 
     /// Keeps the distribution of how late the open loop's late `what` went out (no figures:
     /// the open loop's report gives its count, p99 and max).
     pub fn lateness(&mut self, what: &str, h: &hdrhistogram::Histogram<u64>) {
-        self.latencies.push(Distribution {
-            name: format!("buyline lateness of late {what}"),
-            summary: LatencySummary::of(h),
-            buckets: crate::stats::log_buckets(h),
-        });
+        self.latencies.push(Distribution::of(
+            format!("buyline lateness of late {what}"),
+            h,
+        ));
     }
 
     pub fn check(&mut self, name: &str, ok: bool, detail: impl Into<String>) {
