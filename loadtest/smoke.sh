@@ -3,7 +3,8 @@
 # flash sale over three nodes on one Redis (examples/cluster.sh), for CI:
 # `bash loadtest/smoke.sh [TARGET_DIR/PROFILE]` (default target/debug, after `cargo build` of
 # both binaries). Each scenario runs a few seconds; loadtest exits non-zero when a check fails
-# (oversold > 0, a lost frame, any error), which fails this script. No timing is asserted.
+# (oversold > 0, a lost frame, any error) or a --threshold does, which fails this script (but for
+# the one threshold run that must fail). No timing is asserted.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -64,6 +65,23 @@ run --duration 5s flash-sale --buyers 50 --stock 2000 --concurrency 32 --checkou
 run --duration 5s flash-sale --buyers 50 --stock 1000 --concurrency 32 --transport http --checkout
 run --duration 3s flash-sale --buyers 50 --stock 500 --concurrency 16 --fresh-connections --peer redis
 run --duration 2s connections --connections 2000 --hold 1s
+
+# Open loop: latency from intended send times, and thresholds. One set that must hold, and one
+# no server can meet (a median under a microsecond), which must exit 3 (a threshold failed, every
+# check passed): the exit status is what is checked, not a speed.
+run --duration 2s firehose --arrival-rate 1000 --connections 2 --ingest http --batch 50 \
+    --threshold 'error_rate<=0'
+run --duration 3s flash-sale --buyers 50 --stock 100000 --arrival-rate 500 --max-in-flight 32 \
+    --threshold 'error_rate<0.01' --threshold 'p99<60s' --threshold 'rate>0'
+echo
+echo "-- loadtest flash-sale --arrival-rate with a threshold that must fail"
+status=0
+"$loadtest" --target "$target" --plain --duration 1s flash-sale --buyers 10 --stock 100000 \
+    --arrival-rate 200 --threshold 'p99<60s' --threshold 'p50<1us' || status=$?
+if [ "$status" != 3 ]; then
+    echo "a failing --threshold exited $status, not 3"
+    exit 1
+fi
 run --duration 6s --json "$work/soak.json" --plot "$work/plots" soak --subscribers 50 --rate 500 --buyers 20 --stock 500 --idle 200 --checkout
 test -s "$work/soak.json"
 ls "$work/plots"/*.svg >/dev/null

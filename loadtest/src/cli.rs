@@ -47,6 +47,18 @@ pub struct Common {
     /// Plain progress lines instead of a progress bar, even on a terminal.
     #[arg(long, global = true)]
     pub plain: bool,
+    /// A pass/fail bound on the run's headline figures, as k6's (repeatable): `p50<5ms`,
+    /// `p99<25ms`, `p999<100ms` (or `p99.9`), `max<1s`, `mean<2ms` (units us, ms, s),
+    /// `error_rate<0.01` (or `1%`), `rate>50000` (requests answered a second); comparators
+    /// `<`, `<=`, `>`, `>=`. flash-sale, firehose and fanout take them; any that fails makes the
+    /// exit status 3.
+    #[arg(
+        long = "threshold",
+        value_name = "EXPR",
+        global = true,
+        value_parser = crate::threshold::parse
+    )]
+    pub thresholds: Vec<crate::threshold::Threshold>,
 }
 
 impl Common {
@@ -77,6 +89,15 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// Whether the scenario names a headline (a latency, requests, errors, a rate) that
+    /// `--threshold`s are checked against.
+    pub fn takes_thresholds(&self) -> bool {
+        matches!(
+            self,
+            Scenario::FlashSale(_) | Scenario::Firehose(_) | Scenario::Fanout(_)
+        )
+    }
+
     /// Whether the scenario spreads its load over several `--target`s (the others refuse
     /// more than one, rather than silently use the first).
     pub fn spreads_over_targets(&self) -> bool {
@@ -122,6 +143,12 @@ pub struct FirehoseArgs {
 pub struct FirehoseCmd {
     #[command(flatten)]
     pub push: FirehoseArgs,
+    /// Open loop: tweets a second at fixed intended send times (a frame each with `--ingest
+    /// ws`, a POST of `--batch` with `--ingest http`), spread over `--connections`, whatever
+    /// the server does; latency (to the frame written, or to the POST's reply) counts from each
+    /// one's intended time, and late sends are reported. Replaces `--rate`.
+    #[arg(long, conflicts_with_all = ["rate", "subscribers"], value_parser = parse_arrival_rate)]
+    pub arrival_rate: Option<u64>,
     /// Also hold this many `buyable` subscribers (the firehose target is stated with 1,000).
     #[arg(long, default_value_t = 0)]
     pub subscribers: usize,
@@ -190,9 +217,20 @@ pub struct FlashSaleArgs {
     /// Units of the product on sale.
     #[arg(long, default_value_t = 50_000)]
     pub stock: u64,
-    /// Requests in flight at once.
+    /// Closed loop (the default): requests in flight at once, each buyer sending its next as
+    /// soon as its last is answered.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Open loop: reservation attempts a second at fixed intended send times (start + i/N),
+    /// whatever the replies do; latency counts from each attempt's intended time (correcting
+    /// coordinated omission, as wrk2 does), and attempts sent late are reported.
+    #[arg(long, conflicts_with_all = ["concurrency", "rate"], value_parser = parse_arrival_rate)]
+    pub arrival_rate: Option<u64>,
+    /// Open loop: at most this many attempts in flight (also at most one a buyer, as each
+    /// buyer's connection carries one request at a time); an attempt due while the cap is
+    /// reached waits, is sent as soon as one finishes, and counts as late.
+    #[arg(long, default_value_t = 1024, requires = "arrival_rate")]
+    pub max_in_flight: usize,
     /// Units a buyer may hold or buy (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub limit: u64,
@@ -264,6 +302,21 @@ pub struct SoakArgs {
     /// steady, so its memory can be judged flat or not.
     #[arg(long, default_value_t = 0)]
     pub sale_rate: u64,
+}
+
+/// An `--arrival-rate`: requests a second, 1 to [`crate::open_loop::MAX_RATE`].
+fn parse_arrival_rate(text: &str) -> Result<u64, String> {
+    let rate: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of requests a second"))?;
+    if rate == 0 || rate > crate::open_loop::MAX_RATE {
+        return Err(format!(
+            "{rate} requests a second: give 1 to {}",
+            crate::open_loop::MAX_RATE
+        ));
+    }
+    Ok(rate)
 }
 
 /// `10s`, `250ms`, `2m`, `1h`, or plain seconds.
@@ -382,6 +435,64 @@ mod tests {
         assert_eq!(fresh_http.transport, Transport::Http);
         let with_peer = flash_sale_of(&["--fresh-connections", "--peer", "redis"]);
         assert!(with_peer.fresh_connections && with_peer.peer == Some(FlashPeer::Redis));
+    }
+
+    #[test]
+    fn flash_sale_is_a_closed_loop_unless_given_an_arrival_rate() {
+        let closed = flash_sale_of(&[]);
+        assert_eq!(closed.arrival_rate, None);
+        let open = flash_sale_of(&["--arrival-rate", "5000"]);
+        assert_eq!(open.arrival_rate, Some(5000));
+        assert_eq!(open.max_in_flight, 1024);
+        let capped = flash_sale_of(&["--arrival-rate", "5000", "--max-in-flight", "8"]);
+        assert_eq!(capped.max_in_flight, 8);
+        for bad in [
+            &["--arrival-rate", "0"][..],
+            &["--arrival-rate", "fast"],
+            &["--arrival-rate", "10", "--concurrency", "4"],
+            &["--arrival-rate", "10", "--rate", "4"],
+            &["--max-in-flight", "4"],
+        ] {
+            let mut line = vec!["loadtest", "flash-sale"];
+            line.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(line).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn firehose_takes_an_arrival_rate_instead_of_a_rate() {
+        let cli = Cli::try_parse_from(["loadtest", "firehose", "--arrival-rate", "2000"])
+            .expect("parses");
+        assert!(matches!(cli.scenario, Scenario::Firehose(ref c) if c.arrival_rate == Some(2000)));
+        for bad in [
+            &["--arrival-rate", "2000", "--rate", "10"][..],
+            &["--arrival-rate", "2000", "--subscribers", "10"],
+        ] {
+            let mut line = vec!["loadtest", "firehose"];
+            line.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(line).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn thresholds_repeat_and_bad_ones_are_refused_by_the_parser() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "flash-sale",
+            "--threshold",
+            "p99<25ms",
+            "--threshold",
+            "error_rate<0.01",
+        ])
+        .expect("parses");
+        assert_eq!(cli.common.thresholds.len(), 2);
+        assert!(
+            Cli::try_parse_from(["loadtest", "flash-sale", "--threshold", "p99~25ms"]).is_err()
+        );
+        let error = Cli::try_parse_from(["loadtest", "firehose", "--threshold", "p99<25min"])
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("bad unit"), "{error}");
     }
 
     #[test]

@@ -10,13 +10,17 @@
 //!   is owed.
 //! - `scenarios/`: `firehose`, `fanout`, `flash_sale`, `connections`, `soak`.
 //! - `peers/`: NATS and Redis, started on loopback, for the same workloads.
+//! - `open_loop`: the `--arrival-rate` schedule and the lateness it measures.
+//! - `threshold`: `--threshold` bounds and their verdicts.
 //! - `stats` (latency histograms), `progress` (live display), `report` (table, JSON),
 //!   `plot` (SVG), `rlimit` (the tester's open-file limit).
 //!
-//! The exit status is 0 when every check passed (oversold 0, nothing lost, no errors), 1 when a
-//! check failed, 2 when the run could not be carried out.
+//! The exit status is 0 when every check and every `--threshold` passed (oversold 0, nothing
+//! lost, no errors), 1 when a check failed, 2 when the run could not be carried out, 3 when
+//! every check passed but a threshold failed.
 
 mod cli;
+mod open_loop;
 mod peers;
 mod plot;
 mod progress;
@@ -27,12 +31,14 @@ mod rlimit;
 mod scenarios;
 mod stats;
 mod target;
+mod threshold;
 mod workload;
 mod ws;
 
 use clap::Parser;
 
 use cli::{Cli, Scenario};
+use report::Verdicts;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -47,8 +53,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(true) => std::process::ExitCode::SUCCESS,
-        Ok(false) => std::process::ExitCode::from(1),
+        Ok(Verdicts::Passed) => std::process::ExitCode::SUCCESS,
+        Ok(Verdicts::CheckFailed) => std::process::ExitCode::from(1),
+        Ok(Verdicts::ThresholdFailed) => std::process::ExitCode::from(3),
         Err(e) => {
             eprintln!("loadtest: {e:#}");
             std::process::ExitCode::from(2)
@@ -56,7 +63,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<bool> {
+async fn run(cli: Cli) -> anyhow::Result<Verdicts> {
     workload::now_ns(); // the run's epoch
     let common = &cli.common;
     anyhow::ensure!(
@@ -64,13 +71,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         "--target was given {} times: only flash-sale, soak and fanout spread over several nodes",
         common.targets.len()
     );
-    let report = match &cli.scenario {
+    anyhow::ensure!(
+        common.thresholds.is_empty() || cli.scenario.takes_thresholds(),
+        "--threshold: only flash-sale, firehose and fanout have a headline to bound"
+    );
+    let mut report = match &cli.scenario {
         Scenario::Firehose(args) => scenarios::firehose::run(common, args).await?,
         Scenario::Fanout(args) => scenarios::fanout::run(common, args).await?,
         Scenario::FlashSale(args) => scenarios::flash_sale::run(common, args).await?,
         Scenario::Connections(args) => scenarios::connections::run(common, args).await?,
         Scenario::Soak(args) => scenarios::soak::run(common, args).await?,
     };
+    report.check_thresholds(&common.thresholds);
     report.print();
     if let Some(path) = &common.json {
         report.write_json(path)?;
@@ -81,5 +93,5 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             eprintln!("wrote {}", path.display());
         }
     }
-    Ok(report.passed())
+    Ok(report.verdicts())
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::stats::LatencySummary;
+use crate::threshold::{Headline, Threshold, Verdict};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -19,6 +20,22 @@ pub struct Report {
     pub series: Vec<Series>,
     pub latencies: Vec<Distribution>,
     pub notes: Vec<String>,
+    /// Each `--threshold`, checked against [`Report::headline`].
+    pub thresholds: Vec<Verdict>,
+    /// What `--threshold`s are checked against (buyline's side; set by the scenario).
+    #[serde(skip)]
+    pub headline: Option<Headline>,
+}
+
+/// How a run ended, for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdicts {
+    /// Every check and every threshold passed.
+    Passed,
+    /// A check failed (oversold, a lost frame, an error).
+    CheckFailed,
+    /// Every check passed and a threshold failed.
+    ThresholdFailed,
 }
 
 /// One measured quantity.
@@ -45,12 +62,29 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A latency distribution: its summary and log-scale buckets `(upper ms, count)`.
+/// A latency distribution: its summary, log-scale buckets `(upper ms, count)` and the raw
+/// histogram.
 #[derive(Debug, Clone, Serialize)]
 pub struct Distribution {
     pub name: String,
     pub summary: LatencySummary,
     pub buckets: Vec<(f64, u64)>,
+    /// Every sample, in HdrHistogram's interchange form (V2 compressed, base64; values in
+    /// [`Distribution::hdr_unit`]), for HdrHistogram's tools; `None` if it could not be encoded.
+    pub hdr_histogram: Option<String>,
+    pub hdr_unit: &'static str,
+}
+
+impl Distribution {
+    fn of(name: String, h: &hdrhistogram::Histogram<u64>) -> Distribution {
+        Distribution {
+            name,
+            summary: LatencySummary::of(h),
+            buckets: crate::stats::log_buckets(h),
+            hdr_histogram: crate::stats::to_compressed_base64(h).ok(),
+            hdr_unit: "us",
+        }
+    }
 }
 
 impl Report {
@@ -108,11 +142,16 @@ impl Report {
             None => format!("buyline {name}"),
             Some(peer) => format!("{peer} {name}"),
         };
-        self.latencies.push(Distribution {
-            name: label,
-            summary,
-            buckets: crate::stats::log_buckets(h),
-        });
+        self.latencies.push(Distribution::of(label, h));
+    }
+
+    /// Keeps the distribution of how late the open loop's late `what` went out (no figures:
+    /// the open loop's report gives its count, p99 and max).
+    pub fn lateness(&mut self, what: &str, h: &hdrhistogram::Histogram<u64>) {
+        self.latencies.push(Distribution::of(
+            format!("buyline lateness of late {what}"),
+            h,
+        ));
     }
 
     pub fn check(&mut self, name: &str, ok: bool, detail: impl Into<String>) {
@@ -129,6 +168,23 @@ impl Report {
 
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
+    }
+
+    /// Checks `thresholds` against the headline (each fails, saying so, when the scenario
+    /// set none).
+    pub fn check_thresholds(&mut self, thresholds: &[Threshold]) {
+        let headline = self.headline.clone().unwrap_or_default();
+        self.thresholds = thresholds.iter().map(|t| t.check(&headline)).collect();
+    }
+
+    pub fn verdicts(&self) -> Verdicts {
+        if !self.passed() {
+            Verdicts::CheckFailed
+        } else if self.thresholds.iter().any(|t| !t.ok) {
+            Verdicts::ThresholdFailed
+        } else {
+            Verdicts::Passed
+        }
     }
 
     /// Folds a sub-report (soak) in, prefixing its names.
@@ -209,10 +265,25 @@ impl Report {
                 c.detail
             );
         }
+        for t in &self.thresholds {
+            println!(
+                "[{}] threshold {}: {}",
+                if t.ok { "PASS" } else { "FAIL" },
+                t.threshold,
+                t.detail
+            );
+        }
         for n in &self.notes {
             println!("note: {n}");
         }
-        println!("result: {}", if self.passed() { "PASS" } else { "FAIL" });
+        println!(
+            "result: {}",
+            match self.verdicts() {
+                Verdicts::Passed => "PASS",
+                Verdicts::CheckFailed => "FAIL",
+                Verdicts::ThresholdFailed => "FAIL (thresholds)",
+            }
+        );
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {

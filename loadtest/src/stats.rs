@@ -6,7 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializeError, V2DeflateSerializer};
 use serde::Serialize;
 
 const FLUSH_EVERY: usize = 1024;
@@ -120,6 +123,15 @@ impl LatencySummary {
     }
 }
 
+/// The histogram in HdrHistogram's interchange form: the V2 compressed (deflate) encoding in
+/// standard base64, as `HistogramLogProcessor`, HdrHistogram.js's `decodeFromCompressedBase64`
+/// and this crate's `Deserializer` read it; values in µs. A few hundred bytes to a few KiB.
+pub fn to_compressed_base64(h: &Histogram<u64>) -> Result<String, V2DeflateSerializeError> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new().serialize(h, &mut bytes)?;
+    Ok(STANDARD.encode(bytes))
+}
+
 /// The histogram as `(upper bound ms, count)` buckets on a log scale, for plots and JSON.
 pub fn log_buckets(h: &Histogram<u64>) -> Vec<(f64, u64)> {
     if h.is_empty() {
@@ -133,4 +145,49 @@ pub fn log_buckets(h: &Histogram<u64>) -> Vec<(f64, u64)> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdrhistogram::serialization::Deserializer;
+
+    fn decode(text: &str) -> Histogram<u64> {
+        let bytes = STANDARD.decode(text).expect("base64");
+        Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .expect("a V2 compressed histogram")
+    }
+
+    #[test]
+    fn the_raw_histogram_round_trips_with_its_counts_and_percentiles() {
+        let latencies = Latencies::new();
+        let mut recorder = latencies.recorder();
+        // 1 µs to 10 s, skewed: many fast, a long tail.
+        for i in 1..=20_000u64 {
+            recorder.record_micros(i * i / 40 + 1);
+        }
+        recorder.record(Duration::from_secs(90)); // clamped to 60 s
+        drop(recorder);
+        let original = latencies.snapshot();
+        let text = to_compressed_base64(&original).expect("serialises");
+        // V2 compressed's cookie (0x1c849304), deflated: "HIST" once base64'd.
+        assert!(text.starts_with("HISTF"), "{}", &text[..8]);
+        let decoded = decode(&text);
+        assert_eq!(decoded, original);
+        assert_eq!(decoded.len(), 20_001);
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(decoded.value_at_quantile(q), original.value_at_quantile(q));
+        }
+        assert_eq!(decoded.max(), original.max());
+        assert_eq!(decoded.min(), original.min());
+        assert!(decoded.equivalent(decoded.max(), MAX_MICROS));
+    }
+
+    #[test]
+    fn an_empty_histogram_round_trips() {
+        let empty = Latencies::new().snapshot();
+        let decoded = decode(&to_compressed_base64(&empty).expect("serialises"));
+        assert!(decoded.is_empty());
+    }
 }

@@ -9,11 +9,14 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 
-use super::producer::{Push, Sink, load_lines, prepare_catalog, push};
-use crate::cli::{Common, FirehoseCmd};
+use super::producer::{MAX_WRITE, OpenPush, Push, Sink, load_lines, prepare_catalog, push};
+use crate::cli::{Common, FirehoseCmd, IngestMode};
+use crate::open_loop;
 use crate::progress::{Gauge, Progress};
 use crate::report::{Report, Series};
+use crate::stats::Latencies;
 use crate::target::Target;
+use crate::threshold::Headline;
 
 /// The `firehose` scenario.
 pub async fn run(common: &Common, cmd: &FirehoseCmd) -> Result<Report> {
@@ -53,6 +56,11 @@ pub async fn run(common: &Common, cmd: &FirehoseCmd) -> Result<Report> {
         duration: common.duration,
         partner_share: args.partner_share,
         lines,
+        open: cmd.arrival_rate.map(|rate| OpenPush {
+            rate,
+            latency: Latencies::new(),
+            lateness: Latencies::new(),
+        }),
     };
     let before = target.metrics().await?;
     let sent = Arc::new(AtomicU64::new(0));
@@ -89,8 +97,58 @@ pub async fn run(common: &Common, cmd: &FirehoseCmd) -> Result<Report> {
         "firehose",
         common.target(),
         json!({"rate": args.rate, "connections": args.connections, "ingest": format!("{:?}", args.ingest).to_lowercase(),
-               "batch": args.batch, "file": args.file, "duration_s": common.duration.as_secs_f64(), "partner_share": args.partner_share}),
+               "batch": args.batch, "file": args.file, "duration_s": common.duration.as_secs_f64(), "partner_share": args.partner_share,
+               "mode": if cmd.arrival_rate.is_some() { "open" } else { "closed" }, "arrival_rate": cmd.arrival_rate}),
     );
+    // Thresholds: rejected or undelivered tweets per tweet sent; accepted tweets a second.
+    let headline = Headline {
+        latency_name: "ingest latency (open loop only)".into(),
+        latency: None,
+        requests: pushed.sent,
+        errors: pushed.rejected + pushed.errors.len() as u64,
+        rate: (pushed.sent - pushed.rejected) as f64 / secs,
+    };
+    report.headline = Some(headline.clone());
+    match &push_shape.open {
+        Some(open) => {
+            let (what, measured) = match args.ingest {
+                IngestMode::Ws => (
+                    "ingest frames",
+                    "from each frame's intended time to its write into the socket (the ingest \
+                     WebSocket answers no frame: this is the TCP backpressure a producer feels)",
+                ),
+                IngestMode::Http => (
+                    "ingest POSTs",
+                    "from each POST's intended time (its last tweet's) to its reply",
+                ),
+            };
+            let latency = open.latency.snapshot();
+            report.latency(None, "ingest latency", &latency);
+            report.headline = Some(Headline {
+                latency_name: "ingest latency".into(),
+                latency: Some(latency),
+                ..headline
+            });
+            report.note(format!("ingest latency: {measured}"));
+            let outcome = open_loop::Outcome {
+                rate: open.rate,
+                // One write (of at most MAX_WRITE frames) or one POST a connection.
+                in_flight_cap: match args.ingest {
+                    IngestMode::Ws => args.connections.max(1) as u64 * MAX_WRITE,
+                    IngestMode::Http => args.connections.max(1) as u64,
+                },
+                due: pushed.due,
+                lateness: open.lateness.snapshot(),
+            };
+            outcome.report(&mut report, what, Some(pushed.requests));
+        }
+        None => report.note(format!(
+            "mode: closed loop, paced at {} tweets a second ({}) over {} connections, no latency measured",
+            args.rate,
+            if args.rate == 0 { "flat out" } else { "as due" },
+            args.connections.max(1)
+        )),
+    }
     report.buyline("tweets sent", "tweets", pushed.sent as f64);
     report.buyline(
         "accepted/s",

@@ -11,13 +11,17 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
 use crate::cli::IngestMode;
+use crate::open_loop::{self, Schedule};
 use crate::peers::nats;
+use crate::stats::Latencies;
 use crate::target::{self, Target};
 use crate::workload::{Counts, Generator};
 use crate::ws::{self, Message};
 
 /// Tweets generated per pacing step and connection.
 const CHUNK: u64 = 256;
+/// The most frames one WebSocket producer writes at once (and so has in flight).
+pub const MAX_WRITE: u64 = CHUNK * 8;
 
 /// Where the tweets go.
 #[derive(Clone)]
@@ -42,6 +46,21 @@ pub struct Push {
     pub partner_share: f64,
     /// Real tweets to cycle through instead of synthetic ones (no stamps, no expectations).
     pub lines: Option<Arc<Vec<String>>>,
+    /// Open loop (`--arrival-rate`, buyline only): replaces `rate`.
+    pub open: Option<OpenPush>,
+}
+
+/// An open-loop push: `rate` tweets a second over every connection, each connection taking
+/// every `connections`-th slot; latency counts from each frame's (or POST's) intended time.
+#[derive(Clone)]
+pub struct OpenPush {
+    pub rate: u64,
+    /// WebSocket: intended time to the frame written into the socket (no reply comes per
+    /// frame; a server that stops reading shows here as TCP backpressure). HTTP: intended time
+    /// of the POST (that of its last tweet) to its reply.
+    pub latency: Latencies,
+    /// How late each late frame or POST went out.
+    pub lateness: Latencies,
 }
 
 /// What the producers did.
@@ -55,6 +74,10 @@ pub struct Pushed {
     /// Generated tweets by author and tag (synthetic only).
     pub counts: Counts,
     pub elapsed: Duration,
+    /// Open loop: frames or POSTs due before the end (whether sent or not).
+    pub due: u64,
+    /// Open loop: frames or POSTs sent.
+    pub requests: u64,
 }
 
 /// Runs the producers for `push.duration`; `sent` is updated live for the progress display.
@@ -79,6 +102,8 @@ pub async fn push(sink: &Sink, push: &Push, sent: Arc<AtomicU64>) -> Result<Push
                 total.rejected += p.rejected;
                 total.errors.extend(p.errors);
                 total.counts.merge(&p.counts);
+                total.due += p.due;
+                total.requests += p.requests;
             }
             Ok(Err(e)) => total.errors.push(format!("{e:#}")),
             Err(e) => total.errors.push(format!("producer task: {e}")),
@@ -117,6 +142,24 @@ async fn producer_task(
     };
     let mut out = Pushed::default();
     let start = Instant::now();
+    if let (Some(open), Sink::Buyline { .. }) = (&push.open, &sink) {
+        // Producer `c` of `C` takes slots c, c + C, ... of the shared rate.
+        let connections = push.connections.max(1) as u64;
+        let schedule = Schedule::every_nth(start, open.rate, u64::from(producer), connections);
+        let deadline = start + push.duration;
+        push_open(
+            &sink,
+            open,
+            &schedule,
+            deadline,
+            &mut next_tweet,
+            &mut out,
+            &live,
+        )
+        .await?;
+        out.counts = generator.counts;
+        return Ok(out);
+    }
     match sink {
         Sink::Buyline {
             target,
@@ -242,6 +285,135 @@ async fn producer_task(
     }
     out.counts = generator.counts;
     Ok(out)
+}
+
+/// One producer's open-loop push into buyline until `deadline`: WebSocket frames as they fall
+/// due (every frame due when the producer wakes goes in one write, at most [`MAX_WRITE`]), or
+/// POSTs of `batch` tweets, each due at its last tweet's intended time. A producer carries one
+/// write or one POST at a time: a slow one falls behind its schedule and its next frames or POST
+/// go out late, counted from their intended times.
+async fn push_open(
+    sink: &Sink,
+    open: &OpenPush,
+    schedule: &Schedule,
+    deadline: Instant,
+    next_tweet: &mut impl FnMut(&mut String),
+    out: &mut Pushed,
+    live: &AtomicU64,
+) -> Result<()> {
+    let mut latency = open.latency.recorder();
+    let mut late = open.lateness.recorder();
+    let Sink::Buyline {
+        target,
+        token,
+        mode,
+        batch,
+    } = sink
+    else {
+        bail!("the open loop drives buyline only");
+    };
+    match mode {
+        IngestMode::Ws => {
+            let socket = ws::connect(&target.ws_url("/v1/ingest"), Some(token)).await?;
+            let (mut write, mut read) = socket.split();
+            let reader = tokio::spawn(async move {
+                let (mut rejected, mut first) = (0u64, None);
+                while let Some(Ok(msg)) = read.next().await {
+                    if let Message::Text(text) = msg
+                        && text.contains("\"type\":\"error\"")
+                    {
+                        rejected += 1;
+                        first.get_or_insert_with(|| text.to_string());
+                    }
+                }
+                (rejected, first)
+            });
+            let mut text = String::with_capacity(512);
+            while let Some((first, end)) = schedule.take_due(Instant::now(), MAX_WRITE, deadline) {
+                open_loop::wait_for(schedule.intended(first)).await;
+                let written_from = Instant::now();
+                for _ in first..end {
+                    text.clear();
+                    next_tweet(&mut text);
+                    write
+                        .feed(Message::text(text.as_str()))
+                        .await
+                        .context("ingest socket")?;
+                }
+                write.flush().await.context("ingest socket")?;
+                let done = Instant::now();
+                for i in first..end {
+                    let from = open_loop::sent(schedule.intended(i), written_from, &mut late);
+                    latency.record(done - from);
+                }
+                out.sent += end - first;
+                out.requests += end - first;
+                live.fetch_add(end - first, Ordering::Relaxed);
+            }
+            let _ = write.send(Message::Close(None)).await;
+            match tokio::time::timeout(Duration::from_secs(10), reader).await {
+                Ok(Ok((rejected, first))) => {
+                    out.rejected = rejected;
+                    if let Some(first) = first {
+                        out.errors.push(format!("ingest refused a tweet: {first}"));
+                    }
+                }
+                Ok(Err(e)) => out.errors.push(format!("ingest reader: {e}")),
+                Err(_) => out
+                    .errors
+                    .push("ingest socket did not close within 10 s".into()),
+            }
+            out.due = schedule.due_before(deadline);
+        }
+        IngestMode::Http => {
+            let url = format!("{}/v1/ingest", target.base);
+            let batch = (*batch).max(1) as u64;
+            let mut body = String::with_capacity(batch as usize * 300);
+            // POST `k` carries this producer's tweet slots k*batch .. (k+1)*batch.
+            let mut k = 0u64;
+            loop {
+                let intended = schedule.intended(k * batch + batch - 1);
+                if intended >= deadline || Instant::now() >= deadline {
+                    break;
+                }
+                k += 1;
+                open_loop::wait_for(intended).await;
+                body.clear();
+                for _ in 0..batch {
+                    next_tweet(&mut body);
+                    body.push('\n');
+                }
+                let from = open_loop::sent(intended, Instant::now(), &mut late);
+                let reply = target
+                    .http
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .context("POST /v1/ingest")?;
+                let status = reply.status();
+                let reply: Value =
+                    serde_json::from_slice(&reply.bytes().await?).unwrap_or(Value::Null);
+                latency.record(from.elapsed());
+                if !status.is_success() {
+                    bail!("POST /v1/ingest answered {status}: {reply}");
+                }
+                let rejected = reply["rejected"].as_u64().unwrap_or(0);
+                if rejected > 0 && out.errors.is_empty() {
+                    out.errors
+                        .push(format!("ingest refused tweets: {}", reply["errors"]));
+                }
+                out.rejected += rejected;
+                out.sent += batch;
+                out.requests += 1;
+                live.fetch_add(batch, Ordering::Relaxed);
+            }
+            out.due = schedule.due_before(deadline) / batch;
+        }
+    }
+    Ok(())
 }
 
 /// Sends the closing burst ([`Generator::closing_json`]) as producer `producer`, in one

@@ -100,6 +100,8 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
         no_idempotency_keys: false,
         rate: args.sale_rate,
         fresh_connections: false,
+        arrival_rate: None,
+        max_in_flight: 1024,
     };
     let fanout = crate::scenarios::fanout::run(&sub, &fanout_args);
     // One schedule for every sale: the rate holds across the gaps between sales.

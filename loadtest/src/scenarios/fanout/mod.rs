@@ -119,6 +119,7 @@ async fn run_side(
         duration: common.duration,
         partner_share: args.firehose.partner_share,
         lines,
+        open: None,
     };
     let sent = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(
@@ -264,7 +265,18 @@ fn figures(report: &mut Report, peer: Option<&str>, side: &Side) -> (u64, u64, u
             cpu / side.deliver_secs.max(1e-9),
         );
     }
-    report.latency(peer, "ingest-to-client latency", &side.latencies.snapshot());
+    let latency = side.latencies.snapshot();
+    report.latency(peer, "ingest-to-client latency", &latency);
+    if peer.is_none() {
+        // Thresholds: delivery latency; frames lost per frame owed; deliveries a second.
+        report.headline = Some(crate::threshold::Headline {
+            latency_name: "ingest-to-client latency".into(),
+            latency: Some(latency),
+            requests: owed,
+            errors: lost,
+            rate: side.delivered_in_run as f64 / side.deliver_secs.max(1e-9),
+        });
+    }
     let name = peer.unwrap_or("buyline");
     report.series.push(Series {
         name: format!("{name} deliveries/s"),

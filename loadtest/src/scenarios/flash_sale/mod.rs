@@ -18,11 +18,13 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::cli::{Common, FlashSaleArgs, Transport};
+use crate::open_loop::{self, Schedule};
 use crate::peers::{self, redis};
 use crate::progress::{Gauge, Progress};
 use crate::report::{Report, Series};
 use crate::stats::Latencies;
 use crate::target::{self, Target};
+use crate::threshold::Headline;
 use buyer::{Buyer, Dial, Outcome};
 
 /// Counters shared by the buyers.
@@ -70,6 +72,10 @@ pub struct Sale {
     pub tester_cpu: Option<f64>,
     /// `(available, held, sold)` after the sale, from the server.
     pub inventory: Option<(u64, u64, u64)>,
+    /// How the sale kept to its schedule (`--arrival-rate` only).
+    pub open_loop: Option<open_loop::Outcome>,
+    /// Whether a buyer was answered sold out (the sale stops there).
+    pub sold_out: bool,
 }
 
 /// Spaces reservation attempts evenly across every buyer: attempt `k` is due at
@@ -180,7 +186,14 @@ pub async fn run_buyline(
     }
 
     let tally = Arc::new(Tally::default());
-    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    // Closed loop: `--concurrency` buyers at a time. Open loop: the in-flight cap (each buyer
+    // carries one request at a time, so the buyers bound it too).
+    let in_flight_cap = match args.arrival_rate {
+        Some(_) => args.max_in_flight.clamp(1, args.buyers.max(1)),
+        None => args.concurrency.max(1),
+    };
+    let permits = Arc::new(Semaphore::new(in_flight_cap));
+    let lateness = Latencies::new();
     let reserve_latency = Latencies::new();
     let checkout_latency = Latencies::new();
     let progress = Progress::start(
@@ -207,13 +220,18 @@ pub async fn run_buyline(
     let start = Instant::now();
     let deadline = start + duration;
     let pace = pace.or_else(|| (args.rate > 0).then(|| Arc::new(Pace::new(start, args.rate))));
+    let schedule = args
+        .arrival_rate
+        .map(|rate| Arc::new(Schedule::new(start, rate)));
     let mut tasks = Vec::with_capacity(buyers.len());
     let transport = args.transport;
     for (i, ((mut buyer, token), dial)) in buyers.into_iter().zip(tokens).zip(dials).enumerate() {
         let tally = tally.clone();
         let permits = permits.clone();
         let pace = pace.clone();
+        let schedule = schedule.clone();
         let product = product.clone();
+        let mut late_rec = lateness.recorder();
         let mut reserve_rec = reserve_latency.recorder();
         let mut checkout_rec = checkout_latency.recorder();
         let checkout = args.checkout;
@@ -230,6 +248,17 @@ pub async fn run_buyline(
                 {
                     break;
                 }
+                // Open loop: the next attempt due on the shared schedule, whoever is free.
+                let intended = match &schedule {
+                    Some(schedule) => match schedule.take(deadline) {
+                        Some(at) => {
+                            open_loop::wait_for(at).await;
+                            Some(at)
+                        }
+                        None => break,
+                    },
+                    None => None,
+                };
                 let Ok(_permit) = permits.acquire().await else {
                     break;
                 };
@@ -242,8 +271,12 @@ pub async fn run_buyline(
                 } else {
                     String::new()
                 };
-                // With fresh connections the latency counts the connect (and the upgrade).
-                let t0 = Instant::now();
+                // With fresh connections the latency counts the connect (and the upgrade). In
+                // the open loop it counts from the intended time when the attempt went late.
+                let t0 = match intended {
+                    Some(at) => open_loop::sent(at, Instant::now(), &mut late_rec),
+                    None => Instant::now(),
+                };
                 if buyer.is_none() {
                     match Buyer::connect(&dial, transport).await {
                         Ok(fresh) => {
@@ -320,6 +353,13 @@ pub async fn run_buyline(
         let _ = t.await;
     }
     let elapsed = start.elapsed();
+    let sold_out = tally.over.load(Ordering::Relaxed);
+    let open_loop = schedule.map(|schedule| open_loop::Outcome {
+        rate: schedule.rate(),
+        in_flight_cap: in_flight_cap as u64,
+        due: schedule.due_before((start + elapsed).min(deadline)),
+        lateness: lateness.snapshot(),
+    });
     let tester_cpu = tester_before.and_then(|b| Some(peers::proc_cpu(std::process::id())? - b));
     let samples = progress.finish().await;
     let after = all_metrics(&targets).await;
@@ -340,6 +380,8 @@ pub async fn run_buyline(
         cpu: cpu_of_all(&before, &after),
         inventory,
         tester_cpu,
+        open_loop,
+        sold_out,
     })
 }
 
@@ -412,7 +454,26 @@ pub fn report_buyline(report: &mut Report, args: &FlashSaleArgs, sale: &Sale) {
     if let Some(cpu) = sale.tester_cpu {
         report.buyline("tester CPU (same machine)", "cores", cpu / secs);
     }
-    report.latency(None, "reserve latency", &sale.reserve_latency.snapshot());
+    let reserve_latency = sale.reserve_latency.snapshot();
+    report.latency(None, "reserve latency", &reserve_latency);
+    report.headline = Some(Headline {
+        latency_name: "reserve latency".into(),
+        latency: Some(reserve_latency),
+        requests: sale.attempts,
+        errors: sale.errors + sale.checkout_errors,
+        rate: sale.attempts as f64 / secs,
+    });
+    match &sale.open_loop {
+        Some(open) => {
+            // A sale that sells out stops sending: what was due after that is not owed.
+            let sent = (!sale.sold_out).then_some(sale.attempts);
+            open.report(report, "reservation attempts", sent);
+        }
+        None => report.note(format!(
+            "mode: closed loop, {} attempts in flight (each sent when one is answered)",
+            args.concurrency.max(1)
+        )),
+    }
     if args.checkout {
         report.latency(None, "checkout latency", &sale.checkout_latency.snapshot());
     }
@@ -484,6 +545,7 @@ pub async fn run(common: &Common, args: &FlashSaleArgs) -> Result<Report> {
         &common.targets_label(),
         json!({"buyers": args.buyers, "stock": args.stock, "concurrency": args.concurrency, "limit": args.limit,
                "transport": args.transport, "fresh_connections": args.fresh_connections, "checkout": args.checkout, "idempotency_keys": !args.no_idempotency_keys, "rate": args.rate, "max_duration_s": common.duration.as_secs_f64(),
+               "mode": if args.arrival_rate.is_some() { "open" } else { "closed" }, "arrival_rate": args.arrival_rate, "max_in_flight": args.arrival_rate.map(|_| args.max_in_flight),
                "peer": args.peer.map(|_| "redis")}),
     );
     let mut buyline_rate = None;
@@ -505,6 +567,12 @@ pub async fn run(common: &Common, args: &FlashSaleArgs) -> Result<Report> {
     if args.peer.is_some() {
         if args.checkout {
             report.note("the Redis peer reserves only: the standard script has no payment step");
+        }
+        if args.arrival_rate.is_some() {
+            report.note(format!(
+                "the Redis peer runs a closed loop ({} attempts in flight): --arrival-rate is buyline's",
+                args.concurrency.max(1)
+            ));
         }
         match redis::start() {
             Ok(server) => {

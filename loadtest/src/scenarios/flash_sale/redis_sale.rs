@@ -136,6 +136,8 @@ pub(super) async fn run_redis(
             cpu,
             tester_cpu,
             inventory: Some((left.max(0) as u64, holds, 0)),
+            open_loop: None,
+            sold_out: left <= 0,
         },
         holds.saturating_sub(args.stock) + u64::from(left < 0),
     ))
