@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use args::parse_cli;
+pub use args::{Command, Invocation, parse_cli, parse_invocation, requested_command};
 pub use bus_url::BusUrl;
+pub use origin::{Origin, Setting};
 pub use store_url::StoreUrl;
 
 /// Where the server's tweets come from, besides the ingest endpoints, which are always open.
@@ -61,6 +62,12 @@ impl fmt::Display for FirehoseSource {
             FirehoseSource::None => f.write_str("none"),
             FirehoseSource::Replay(path) => write!(f, "replay:{}", path.display()),
         }
+    }
+}
+
+impl serde::Serialize for FirehoseSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -185,6 +192,9 @@ impl Default for Config {
     }
 }
 
+/// sysexits.h's "configuration error": `check-config`'s status for an invalid configuration.
+pub const EX_CONFIG: i32 = 78;
+
 /// Why the configuration cannot be used. Messages name the flag, variable or file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -212,17 +222,50 @@ pub enum ConfigError {
         flag: &'static str,
         requirement: String,
     },
+    /// An [`Invalid`](ConfigError::Invalid) setting, with the layer that set it.
+    #[error("{error} ({origin}, key `{key}`)", key = error.key().unwrap_or_default())]
+    Setting {
+        origin: Origin,
+        error: Box<ConfigError>,
+    },
 }
 
 impl ConfigError {
+    /// The file key of the setting at fault, when the error names one (`--max-follows`:
+    /// `max_follows`).
+    pub fn key(&self) -> Option<String> {
+        match self {
+            ConfigError::Invalid { flag, .. } => {
+                Some(flag.trim_start_matches('-').replace('-', "_"))
+            }
+            ConfigError::Setting { error, .. } => error.key(),
+            _ => None,
+        }
+    }
+
     /// Reports the error as a command-line tool should, and exits: `--help` and `--version`
     /// print to stdout with status 0; everything else prints to stderr with status 2.
     pub fn exit(self) -> ! {
+        self.exit_for(Command::Serve)
+    }
+
+    /// [`exit`](ConfigError::exit) for `command`: `check-config` exits with
+    /// [`EX_CONFIG`] rather than 2 for every error but `--help` and `--version`.
+    pub fn exit_for(self, command: Command) -> ! {
+        let status = match command {
+            Command::Serve => 2,
+            Command::CheckConfig => EX_CONFIG,
+        };
         match self {
-            ConfigError::Cli(err) => err.exit(),
+            ConfigError::Cli(err) if !err.use_stderr() => err.exit(),
+            ConfigError::Cli(err) => {
+                // clap's own rendering, with its usage line; only the status is ours.
+                let _ = err.print();
+                std::process::exit(status)
+            }
             other => {
                 eprintln!("error: {other}");
-                std::process::exit(2)
+                std::process::exit(status)
             }
         }
     }
@@ -378,6 +421,7 @@ fn is_loopback(listen: SocketAddr) -> bool {
 
 mod args;
 mod bus_url;
+mod origin;
 mod store_url;
 
 #[cfg(test)]
