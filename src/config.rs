@@ -19,6 +19,20 @@ pub use bus_url::BusUrl;
 pub use origin::{Origin, Setting};
 pub use store_url::StoreUrl;
 
+/// How log lines are written (`--log-format`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line an event, as `tracing-subscriber` formats it.
+    #[default]
+    Text,
+    /// One JSON object a line, for log pipelines: `timestamp`, `level`, `target`, `fields`
+    /// (with `message`) and the spans the event is in.
+    Json,
+}
+
 /// Where the server's tweets come from, besides the ingest endpoints, which are always open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FirehoseSource {
@@ -151,6 +165,8 @@ pub struct Config {
     pub bus_max_age: Duration,
     /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`info,buyline::fanout=debug`).
     pub log: String,
+    /// Text for people, JSON lines for log pipelines.
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -188,6 +204,7 @@ impl Default for Config {
             bus_max_msgs: 1_000_000,
             bus_max_age: Duration::from_secs(24 * 60 * 60),
             log: String::from("info"),
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -72,8 +72,8 @@ mod telemetry;
 
 // The binary (`main.rs`), and the tests that run a whole server.
 pub use config::{
-    Command, Config, ConfigError, EX_CONFIG, FirehoseSource, Invocation, Origin, Setting, StoreUrl,
-    parse_cli, parse_invocation, requested_command,
+    Command, Config, ConfigError, EX_CONFIG, FirehoseSource, Invocation, LogFormat, Origin,
+    Setting, StoreUrl, parse_cli, parse_invocation, requested_command,
 };
 pub use logging::init as init_logging;
 pub use server::preflight::{Preflight, check as preflight};

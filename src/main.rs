@@ -83,7 +83,7 @@ fn check_config(invocation: &buyline::Invocation) -> anyhow::Result<()> {
 /// `buyline [serve]`: serves until SIGINT or SIGTERM.
 fn serve(config: buyline::Config) -> anyhow::Result<()> {
     let thp = disable_transparent_huge_pages();
-    buyline::init_logging(&config.log).context("--log is not a valid filter")?;
+    buyline::init_logging(&config.log, config.log_format).context("--log is not a valid filter")?;
 
     match buyline::raise_open_file_limit() {
         Ok(limit) => tracing::info!(limit, "open-file limit"),

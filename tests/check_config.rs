@@ -127,7 +127,7 @@ fn each_setting_says_which_layer_set_it() {
     std::fs::write(&file, "max_follows = 7\nrate = 1\n").unwrap();
     let output = check_config(
         &["--config", path(&file), "--rate", "3"],
-        &[("BUYLINE_HISTORY", "55")],
+        &[("BUYLINE_HISTORY", "55"), ("BUYLINE_LOG_FORMAT", "json")],
     );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let out = stdout(&output);
@@ -141,6 +141,38 @@ fn each_setting_says_which_layer_set_it() {
     assert!(line("history").contains("55") && line("history").contains("BUYLINE_HISTORY"));
     assert!(line("max_follows").contains(&format!("config file {}", path(&file))));
     assert!(line("outbox_frames").ends_with("# default"));
+    assert!(
+        line("log_format").contains("\"json\"")
+            && line("log_format").contains("BUYLINE_LOG_FORMAT")
+    );
+}
+
+#[test]
+fn an_unknown_log_format_is_refused_in_every_layer() {
+    let output = check_config(&["--log-format", "xml"], &[]);
+    assert_eq!(output.status.code(), Some(78), "{output:?}");
+    assert!(
+        stderr(&output).contains("--log-format"),
+        "{}",
+        stderr(&output)
+    );
+    let output = check_config(&[], &[("BUYLINE_LOG_FORMAT", "xml")]);
+    assert_eq!(output.status.code(), Some(78), "{output:?}");
+    assert!(
+        stderr(&output).contains("BUYLINE_LOG_FORMAT"),
+        "{}",
+        stderr(&output)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("buyline.toml");
+    std::fs::write(&file, "log_format = \"xml\"\n").unwrap();
+    let output = check_config(&["--config", path(&file)], &[]);
+    assert_eq!(output.status.code(), Some(78), "{output:?}");
+    assert!(
+        stderr(&output).contains("log_format"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -26,7 +26,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use super::origin::{Origin, Setting};
-use super::{BusUrl, Config, ConfigError, FirehoseSource, StoreUrl, is_loopback};
+use super::{BusUrl, Config, ConfigError, FirehoseSource, LogFormat, StoreUrl, is_loopback};
 
 /// What the command line asks the binary to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,6 +373,10 @@ struct ServeArgs {
     /// Log filter, in tracing EnvFilter syntax [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+
+    /// Log lines as text or as JSON objects (timestamp, level, target, fields) [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 /// Flags with no environment variable: `--no-demo` is `BUYLINE_DEMO=false`.
@@ -434,6 +438,7 @@ impl ServeArgs {
             bus_max_msgs,
             bus_max_age,
             log,
+            log_format,
         } = config.clone();
         ServeArgs {
             config: None,
@@ -468,6 +473,7 @@ impl ServeArgs {
             bus_max_msgs: Some(bus_max_msgs),
             bus_max_age: Some(bus_max_age.as_secs()),
             log: Some(log),
+            log_format: Some(log_format),
         }
     }
 
@@ -513,6 +519,7 @@ impl ServeArgs {
             bus_max_msgs,
             bus_max_age,
             log,
+            log_format,
         } = self;
         ServeArgs {
             config: config.or(lower.config),
@@ -547,6 +554,7 @@ impl ServeArgs {
             bus_max_msgs: bus_max_msgs.or(lower.bus_max_msgs),
             bus_max_age: bus_max_age.or(lower.bus_max_age),
             log: log.or(lower.log),
+            log_format: log_format.or(lower.log_format),
         }
     }
 
@@ -587,6 +595,7 @@ impl ServeArgs {
             bus_max_msgs,
             bus_max_age,
             log,
+            log_format,
         } = self;
         let bus = bus
             .map(|text| BusUrl::parse(&text))
@@ -646,6 +655,7 @@ impl ServeArgs {
             bus_max_msgs: bus_max_msgs.unwrap_or(defaults.bus_max_msgs),
             bus_max_age: bus_max_age.map_or(defaults.bus_max_age, Duration::from_secs),
             log: log.unwrap_or(defaults.log),
+            log_format: log_format.unwrap_or(defaults.log_format),
         })
     }
 }
