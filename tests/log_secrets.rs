@@ -108,6 +108,8 @@ async fn hand_the_server_secrets(server: &BuylineProcess) -> String {
             .header("Content-Type", "application/json")
             .header("X-Card-Number", GOOD_CARD)
             .header("X-Cvc", CVC)
+            .header("Request-Id", format!("card-{GOOD_CARD}"))
+            .header("X-Request-Id", &token)
             .header("Idempotency-Key", format!("{DECLINED_CARD}{CVC}"))
             .body(body);
         async move { request.send().await.expect("POST /v1/orders").status() }

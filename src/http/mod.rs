@@ -13,6 +13,7 @@ mod orders;
 mod page;
 pub mod peer_limit;
 mod probes;
+pub mod request_id;
 mod reservations;
 /// The REST reservation's stages, for `benches/reserve_path.rs` and the allocation test.
 pub use reservations::{ReserveBody, reserve_body, reserved_response};
@@ -101,6 +102,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/dev/tokens", post(dev_tokens::issue))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 
@@ -194,6 +196,15 @@ pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Respon
         Ok(text) => (status, [(header::CONTENT_TYPE, "application/json")], text).into_response(),
         Err(e) => ApiError::new(ErrorCode::Internal, format!("response: {e}")).into_response(),
     }
+}
+
+/// Marks `response` as the answer an earlier request with the same idempotency key got
+/// (Stripe's `Idempotent-Replayed: true`).
+pub fn mark_replayed(response: &mut Response) {
+    response.headers_mut().insert(
+        header::HeaderName::from_static("idempotent-replayed"),
+        header::HeaderValue::from_static("true"),
+    );
 }
 
 /// How long answering a connection over its address's cap may take, reading included.
@@ -290,7 +301,9 @@ fn refuse_over_cap(mut stream: tokio::net::TcpStream, max: usize, in_flight: &Rc
     let retry_after = crate::error::RATE_LIMITED_RETRY_AFTER_SECS;
     let response = format!(
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-         retry-after: {retry_after}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+         retry-after: {retry_after}\r\nrequest-id: {}\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n{body}",
+        request_id::new_id(),
         body.len()
     );
     tokio::task::spawn_local(async move {
