@@ -37,11 +37,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+use tower_layer::Layer as _;
 
 use crate::auth::{self, Identity};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::shard::FanoutShard;
 use crate::http::peer_limit::CountedStream;
+use crate::http::request_id::RequestIdLayer;
 use crate::http::state::AppState;
 use crate::telemetry;
 
@@ -102,7 +104,6 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/dev/tokens", post(dev_tokens::issue))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 
@@ -251,7 +252,8 @@ pub async fn accept_loop(
                 // Frames are batched by the writer; Nagle would only add latency on top.
                 let _ = stream.set_nodelay(true);
                 let io = TokioIo::new(CountedStream::new(stream, permit));
-                let service = TowerToHyperService::new(router.clone());
+                // Around the whole router, not `Router::layer` (which boxes it into every route).
+                let service = TowerToHyperService::new(RequestIdLayer.layer(router.clone()));
                 let builder = Rc::clone(&builder);
                 tokio::task::spawn_local(async move {
                     let connection = builder.serve_connection(io, service).with_upgrades();
@@ -303,7 +305,7 @@ fn refuse_over_cap(mut stream: tokio::net::TcpStream, max: usize, in_flight: &Rc
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
          retry-after: {retry_after}\r\nrequest-id: {}\r\nconnection: close\r\n\
          content-length: {}\r\n\r\n{body}",
-        request_id::new_id(),
+        request_id::new_id().to_str().unwrap_or_default(),
         body.len()
     );
     tokio::task::spawn_local(async move {
