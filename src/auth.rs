@@ -358,6 +358,31 @@ pub fn load_or_create_secret(
     }
 }
 
+/// What [`load_or_create_secret`] would do, checked without writing anything: the secret
+/// file it would read, or the one it would create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretCheck {
+    /// The secret is in this file, readable and long enough.
+    Readable(PathBuf),
+    /// No secret yet: serving creates this file (and the data dir, if missing).
+    WouldCreate(PathBuf),
+}
+
+/// Checks the secret [`load_or_create_secret`] would use; its contents are read, checked and
+/// dropped, never returned.
+pub fn check_secret(secret_file: Option<&Path>, data_dir: &Path) -> Result<SecretCheck, AuthError> {
+    let path = match secret_file {
+        Some(path) => path.to_owned(),
+        None => data_dir.join(SECRET_FILE_NAME),
+    };
+    if secret_file.is_none() && !path.exists() {
+        return Ok(SecretCheck::WouldCreate(path));
+    }
+    let mut secret = read_secret(&path)?;
+    zeroize::Zeroize::zeroize(&mut secret);
+    Ok(SecretCheck::Readable(path))
+}
+
 /// Fills a freshly created key file with a new secret and returns the secret. On failure the file
 /// is removed: an empty or partial key left behind would be refused as too short on every later
 /// start.

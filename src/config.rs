@@ -14,9 +14,24 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-pub use args::parse_cli;
+pub use args::{Command, Invocation, parse_cli, parse_invocation, requested_command};
 pub use bus_url::BusUrl;
+pub use origin::{Origin, Setting};
 pub use store_url::StoreUrl;
+
+/// How log lines are written (`--log-format`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line an event, as `tracing-subscriber` formats it.
+    #[default]
+    Text,
+    /// One JSON object a line, for log pipelines: `timestamp`, `level`, `target`, `fields`
+    /// (with `message`) and the spans the event is in.
+    Json,
+}
 
 /// Where the server's tweets come from, besides the ingest endpoints, which are always open.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +76,12 @@ impl fmt::Display for FirehoseSource {
             FirehoseSource::None => f.write_str("none"),
             FirehoseSource::Replay(path) => write!(f, "replay:{}", path.display()),
         }
+    }
+}
+
+impl serde::Serialize for FirehoseSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -144,6 +165,8 @@ pub struct Config {
     pub bus_max_age: Duration,
     /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`info,buyline::fanout=debug`).
     pub log: String,
+    /// Text for people, JSON lines for log pipelines.
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -181,9 +204,13 @@ impl Default for Config {
             bus_max_msgs: 1_000_000,
             bus_max_age: Duration::from_secs(24 * 60 * 60),
             log: String::from("info"),
+            log_format: LogFormat::Text,
         }
     }
 }
+
+/// sysexits.h's "configuration error": `check-config`'s status for an invalid configuration.
+pub const EX_CONFIG: i32 = 78;
 
 /// Why the configuration cannot be used. Messages name the flag, variable or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -212,17 +239,50 @@ pub enum ConfigError {
         flag: &'static str,
         requirement: String,
     },
+    /// An [`Invalid`](ConfigError::Invalid) setting, with the layer that set it.
+    #[error("{error} ({origin}, key `{key}`)", key = error.key().unwrap_or_default())]
+    Setting {
+        origin: Origin,
+        error: Box<ConfigError>,
+    },
 }
 
 impl ConfigError {
+    /// The file key of the setting at fault, when the error names one (`--max-follows`:
+    /// `max_follows`).
+    pub fn key(&self) -> Option<String> {
+        match self {
+            ConfigError::Invalid { flag, .. } => {
+                Some(flag.trim_start_matches('-').replace('-', "_"))
+            }
+            ConfigError::Setting { error, .. } => error.key(),
+            _ => None,
+        }
+    }
+
     /// Reports the error as a command-line tool should, and exits: `--help` and `--version`
     /// print to stdout with status 0; everything else prints to stderr with status 2.
     pub fn exit(self) -> ! {
+        self.exit_for(Command::Serve)
+    }
+
+    /// [`exit`](ConfigError::exit) for `command`: `check-config` exits with
+    /// [`EX_CONFIG`] rather than 2 for every error but `--help` and `--version`.
+    pub fn exit_for(self, command: Command) -> ! {
+        let status = match command {
+            Command::Serve => 2,
+            Command::CheckConfig => EX_CONFIG,
+        };
         match self {
-            ConfigError::Cli(err) => err.exit(),
+            ConfigError::Cli(err) if !err.use_stderr() => err.exit(),
+            ConfigError::Cli(err) => {
+                // clap's own rendering, with its usage line; only the status is ours.
+                let _ = err.print();
+                std::process::exit(status)
+            }
             other => {
                 eprintln!("error: {other}");
-                std::process::exit(2)
+                std::process::exit(status)
             }
         }
     }
@@ -378,6 +438,7 @@ fn is_loopback(listen: SocketAddr) -> bool {
 
 mod args;
 mod bus_url;
+mod origin;
 mod store_url;
 
 #[cfg(test)]

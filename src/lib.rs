@@ -71,12 +71,16 @@ mod store;
 mod telemetry;
 
 // The binary (`main.rs`), and the tests that run a whole server.
-pub use config::{Config, FirehoseSource, StoreUrl, parse_cli};
+pub use config::{
+    Command, Config, ConfigError, EX_CONFIG, FirehoseSource, Invocation, LogFormat, Origin,
+    Setting, StoreUrl, parse_cli, parse_invocation, requested_command,
+};
 pub use logging::init as init_logging;
+pub use server::preflight::{Preflight, check as preflight};
 pub use server::{RunningServer, raise_open_file_limit, start as start_server};
 
 // Tokens, for tests that act as a given role.
-pub use auth::{Role, TokenSigner, load_or_create_secret};
+pub use auth::{Role, SecretCheck, TokenSigner, load_or_create_secret};
 
 // Plain data.
 pub use model::{

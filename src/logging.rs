@@ -12,6 +12,8 @@
 //! per-layer cap let every one of them through to be filtered late: 20 % of the fan-out's CPU.)
 
 use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
 use tracing_subscriber::filter::{LevelFilter, ParseError};
 
 /// Targets that log message payloads at `trace`, and the most they may log.
@@ -27,11 +29,15 @@ pub fn filter(spec: &str) -> Result<EnvFilter, ParseError> {
     Ok(filter)
 }
 
-/// Installs the process's logger: `spec`'s directives, capped, to stdout.
-pub fn init(spec: &str) -> Result<(), ParseError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(filter(spec)?)
-        .init();
+/// Installs the process's logger: `spec`'s directives, capped, to stdout, as text or as JSON
+/// lines (`{"timestamp","level","fields":{"message",...},"target","span","spans"}`: the
+/// request's span, with its `request_id`, rides on every line logged inside it).
+pub fn init(spec: &str, format: LogFormat) -> Result<(), ParseError> {
+    let builder = tracing_subscriber::fmt().with_env_filter(filter(spec)?);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
     Ok(())
 }
 

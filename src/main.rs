@@ -1,4 +1,5 @@
-//! The `buyline` command: parses the configuration and serves until SIGINT or SIGTERM.
+//! The `buyline` command: parses the configuration and serves until SIGINT or SIGTERM, or
+//! (`buyline check-config`) checks the configuration and prints it.
 
 use anyhow::Context as _;
 
@@ -9,12 +10,80 @@ use anyhow::Context as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let thp = disable_transparent_huge_pages();
-    let config = match buyline::parse_cli() {
-        Ok(config) => config,
-        Err(error) => error.exit(),
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invocation = match buyline::parse_invocation() {
+        Ok(invocation) => invocation,
+        Err(error) => error.exit_for(buyline::requested_command(&args)),
     };
-    buyline::init_logging(&config.log).context("--log is not a valid filter")?;
+    match invocation.command {
+        buyline::Command::Serve => serve(invocation.config),
+        buyline::Command::CheckConfig => check_config(&invocation),
+    }
+}
+
+/// `buyline check-config`: the checks `serve` makes before binding, and the effective
+/// settings with their origins on stdout; exits 78 naming the setting when one fails.
+fn check_config(invocation: &buyline::Invocation) -> anyhow::Result<()> {
+    let preflight = match buyline::preflight(&invocation.config) {
+        Ok(preflight) => preflight,
+        Err(error) => {
+            // The chain, without a cause that its parent's message already quotes.
+            let mut message = error.to_string();
+            for cause in error.chain().skip(1) {
+                let cause = cause.to_string();
+                if !message.contains(&cause) {
+                    message.push_str(": ");
+                    message.push_str(&cause);
+                }
+            }
+            eprintln!("error: {message}");
+            std::process::exit(buyline::EX_CONFIG);
+        }
+    };
+    let mut out = String::from("# buyline check-config: the configuration is valid\n");
+    let catalog = &preflight.catalog;
+    out.push_str(&format!(
+        "# catalog: {} partners, {} products\n",
+        catalog.partners.len(),
+        catalog.products.len()
+    ));
+    // The secret's path only: its contents are never printed.
+    out.push_str(&match &preflight.secret {
+        buyline::SecretCheck::Readable(path) => {
+            format!(
+                "# token secret: {} (readable, long enough)\n",
+                path.display()
+            )
+        }
+        buyline::SecretCheck::WouldCreate(path) => {
+            format!("# token secret: {} (serve creates it)\n", path.display())
+        }
+    });
+    if !preflight.data_dir_exists {
+        out.push_str("# data_dir does not exist yet (serve creates it)\n");
+    }
+    let width = invocation
+        .settings
+        .iter()
+        .map(|setting| setting.key.len() + setting.value.as_ref().map_or(0, String::len))
+        .max()
+        .unwrap_or(0);
+    for setting in &invocation.settings {
+        let origin = setting.origin.label(&setting.key);
+        let line = match &setting.value {
+            Some(value) => format!("{} = {value}", setting.key),
+            None => format!("# {} unset", setting.key),
+        };
+        out.push_str(&format!("{line:<pad$}  # {origin}\n", pad = width + 3));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// `buyline [serve]`: serves until SIGINT or SIGTERM.
+fn serve(config: buyline::Config) -> anyhow::Result<()> {
+    let thp = disable_transparent_huge_pages();
+    buyline::init_logging(&config.log, config.log_format).context("--log is not a valid filter")?;
 
     match buyline::raise_open_file_limit() {
         Ok(limit) => tracing::info!(limit, "open-file limit"),

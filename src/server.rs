@@ -30,8 +30,7 @@ use crate::checkout::wallet::MasterKey;
 use crate::config::Config;
 use crate::decorate::decorator::Decorator;
 use crate::decorate::frame::StockLevels;
-use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
-use crate::decorate::{catalog_file, demo};
+use crate::decorate::partner_index::CatalogStore;
 use crate::fanout::backfill::OlderTweets;
 use crate::fanout::history::HistoryRing;
 use crate::fanout::shard::{FanoutShard, ShardOrderPush, Shutdown};
@@ -56,6 +55,7 @@ use firehose_setup::{Firehose, FirehoseSetup, start_on_the_bus_later};
 use store_setup::{StoreSetup, open_local_store};
 
 mod firehose_setup;
+pub mod preflight;
 mod store_setup;
 
 /// Raises this process's open-file soft limit to its hard limit and returns the limit now in
@@ -143,11 +143,7 @@ pub fn start(
     }
     let secret = auth::load_or_create_secret(config.secret_file.as_deref(), &config.data_dir)?;
     let signer = TokenSigner::from_secret(&secret)?;
-    let catalog = match &config.catalog {
-        Some(path) => catalog_file::load(path)?,
-        None => demo::demo_catalog(),
-    };
-    let index = PartnerIndex::build(&catalog).context("the catalog is invalid")?;
+    let (catalog, index) = preflight::load_catalog(&config)?;
     let store = match &config.store {
         None => StoreSetup::Local(open_local_store(&config, &catalog, &secret)?),
         Some(url) => StoreSetup::Redis {

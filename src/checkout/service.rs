@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
+use tracing::Instrument as _;
 
 use crate::checkout::card::{ValidCard, validate_address, validate_card};
 use crate::checkout::fingerprint::{FingerprintKey, RequestFingerprint};
@@ -153,18 +154,36 @@ impl CheckoutService {
         request: CheckoutRequest,
         origin: Option<u64>,
     ) -> Result<Arc<StoredOrder>, ApiError> {
+        self.checkout_telling_replay(customer, request, origin)
+            .await
+            .map(|(order, _)| order)
+    }
+
+    /// [`checkout`](Self::checkout), also saying whether the order is one an earlier request
+    /// with the same idempotency key made ([`Fresh::Replayed`]), as REST's
+    /// `Idempotent-Replayed` header does.
+    pub async fn checkout_telling_replay(
+        self: &Arc<Self>,
+        customer: String,
+        request: CheckoutRequest,
+        origin: Option<u64>,
+    ) -> Result<(Arc<StoredOrder>, Fresh), ApiError> {
         let this = Arc::clone(self);
         let started = Instant::now();
-        let outcome = tokio::spawn(async move {
-            let outcome = this.checkout_once(&customer, &request, origin).await;
-            telemetry::checkout_latency(started.elapsed());
-            telemetry::checkout(match &outcome {
-                Ok((_, Fresh::Sold)) => "confirmed",
-                Ok((_, Fresh::Replayed)) => "replayed",
-                Err(error) => error.code.as_str(),
-            });
-            outcome.map(|(order, _)| order)
-        })
+        let outcome = tokio::spawn(
+            (async move {
+                let outcome = this.checkout_once(&customer, &request, origin).await;
+                telemetry::checkout_latency(started.elapsed());
+                telemetry::checkout(match &outcome {
+                    Ok((_, Fresh::Sold)) => "confirmed",
+                    Ok((_, Fresh::Replayed)) => "replayed",
+                    Err(error) => error.code.as_str(),
+                });
+                outcome
+            })
+            // The caller's span (an HTTP request's, with its request id) follows the task.
+            .in_current_span(),
+        )
         .await;
         outcome.map_err(|_| ApiError::internal("the checkout task failed"))?
     }
@@ -547,7 +566,7 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 
 /// Whether a checkout sold the hold now or found the order a previous attempt made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fresh {
+pub enum Fresh {
     Sold,
     Replayed,
 }

@@ -23,13 +23,47 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{BusUrl, Config, ConfigError, FirehoseSource, StoreUrl, is_loopback};
+use super::origin::{Origin, Setting};
+use super::{BusUrl, Config, ConfigError, FirehoseSource, LogFormat, StoreUrl, is_loopback};
+
+/// What the command line asks the binary to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `buyline [serve]`: serve until a signal.
+    Serve,
+    /// `buyline check-config`: check the configuration as `serve` would, print it, exit.
+    CheckConfig,
+}
+
+/// A parsed command line: the command, the validated config, and where each setting came from.
+#[derive(Debug)]
+pub struct Invocation {
+    pub command: Command,
+    pub config: Config,
+    /// Every setting, in `--help`'s order, with its effective value and origin.
+    pub settings: Vec<Setting>,
+}
 
 /// The configuration from the process's own arguments and environment.
 pub fn parse_cli() -> Result<Config, ConfigError> {
     from_args(std::env::args_os(), |name| std::env::var_os(name))
+}
+
+/// The command and configuration from the process's own arguments and environment.
+pub fn parse_invocation() -> Result<Invocation, ConfigError> {
+    invocation_from_args(std::env::args_os(), |name| std::env::var_os(name))
+}
+
+/// The command `args` name, read without parsing the rest (so that a bad flag of
+/// `check-config` can still be reported as `check-config` reports errors). The command is the
+/// first argument or nothing, as `args_conflicts_with_subcommands` makes it.
+pub fn requested_command(args: &[OsString]) -> Command {
+    match args.get(1).and_then(|arg| arg.to_str()) {
+        Some("check-config") => Command::CheckConfig,
+        _ => Command::Serve,
+    }
 }
 
 /// The configuration from `args` (with the program name first, as in `std::env::args_os`) and
@@ -43,7 +77,20 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let command_line = parse_command_line(args)?;
+    invocation_from_args(args, env).map(|invocation| invocation.config)
+}
+
+/// [`from_args`], with the command and each setting's origin. A setting that fails validation
+/// is reported with where it was set (the variable, or the file and its key).
+pub fn invocation_from_args<I, T>(
+    args: I,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<Invocation, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let (command, command_line) = parse_command_line(args)?;
     let environment = environment_layer(&env)?;
     // RUST_LOG is the ecosystem's variable; ours (and the flag) win over it.
     let rust_log = ServeArgs {
@@ -52,14 +99,75 @@ where
             .filter(|value| !value.is_empty()),
         ..ServeArgs::default()
     };
-    let above_file = command_line.or(environment).or(rust_log);
-    let file = match &above_file.config {
+    let file_path = command_line
+        .config
+        .clone()
+        .or_else(|| environment.config.clone());
+    let file = match &file_path {
         Some(path) => file_layer(path)?,
         None => ServeArgs::default(),
     };
-    let config = above_file.or(file).resolve()?;
-    config.validate()?;
-    Ok(config)
+    let origins = |key: &str| -> Origin {
+        if command_line.has(key) {
+            Origin::CommandLine
+        } else if environment.has(key) {
+            Origin::Environment(env_var_name(&key.replace('_', "-")))
+        } else if rust_log.has(key) {
+            Origin::RustLog
+        } else if let (Some(path), true) = (&file_path, file.has(key)) {
+            Origin::File(path.clone())
+        } else {
+            Origin::Default
+        }
+    };
+    let merged = command_line
+        .clone()
+        .or(environment.clone())
+        .or(rust_log.clone())
+        .or(file.clone());
+    let config = merged
+        .resolve()
+        .and_then(|config| config.validate().map(|()| config))
+        .map_err(|error| with_origin(error, &origins))?;
+    let effective = ServeArgs::effective(&config);
+    let settings = setting_keys()
+        .into_iter()
+        .map(|key| Setting {
+            value: effective.value_of(&key),
+            origin: origins(&key),
+            key,
+        })
+        .collect();
+    Ok(Invocation {
+        command,
+        config,
+        settings,
+    })
+}
+
+/// `error`, with where its setting was given when it names one.
+fn with_origin(error: ConfigError, origins: &impl Fn(&str) -> Origin) -> ConfigError {
+    match &error {
+        ConfigError::Invalid { .. } => match error.key() {
+            Some(key) => ConfigError::Setting {
+                origin: origins(&key),
+                error: Box::new(error),
+            },
+            None => error,
+        },
+        _ => error,
+    }
+}
+
+/// Every setting's file key, in `--help`'s order (`--config` and `--no-demo` are not settings).
+fn setting_keys() -> Vec<String> {
+    let command = ServeArgs::augment_args(clap::Command::new("buyline"));
+    command
+        .get_arguments()
+        .filter_map(clap::Arg::get_long)
+        .filter(|flag| !matches!(*flag, "config" | "no-demo"))
+        .map(|flag| flag.replace('-', "_"))
+        .collect()
 }
 
 /// `buyline [serve] [FLAGS]`: serving is the only command so far, and the default.
@@ -85,6 +193,11 @@ enum CliCommand {
     /// Serve the stream, the REST API and the demo page (the default command).
     #[command(after_help = LAYERS_HELP)]
     Serve(ServeArgs),
+    /// Check the configuration as `serve` would (flags, environment, file, catalog, secret),
+    /// without binding, creating or connecting anything; print it and exit 0, or name the
+    /// setting at fault and exit 78
+    #[command(after_help = LAYERS_HELP)]
+    CheckConfig(ServeArgs),
 }
 
 const LAYERS_HELP: &str = "Each flag can also be set by the environment variable shown, and by a \
@@ -94,7 +207,7 @@ BUYLINE_LOG is set.";
 
 /// One layer of settings: the command line, the environment or the config file. `None` means
 /// this layer leaves the setting to the layers below. The doc comments are `--help`'s text.
-#[derive(Args, Deserialize, Debug, Default, Clone, PartialEq)]
+#[derive(Args, Deserialize, Serialize, Debug, Default, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 struct ServeArgs {
     /// TOML file of settings, keyed by flag name in snake_case
@@ -260,6 +373,10 @@ struct ServeArgs {
     /// Log filter, in tracing EnvFilter syntax [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+
+    /// Log lines as text or as JSON objects (timestamp, level, target, fields) [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 /// Flags with no environment variable: `--no-demo` is `BUYLINE_DEMO=false`.
@@ -271,6 +388,95 @@ fn env_var_name(flag: &str) -> String {
 }
 
 impl ServeArgs {
+    /// Whether this layer sets the setting with file key `key`.
+    fn has(&self, key: &str) -> bool {
+        if key == "demo" {
+            return self.demo_choice().is_some();
+        }
+        // A layer is a handful of settings, and this runs once a setting at start-up.
+        toml::Table::try_from(self).is_ok_and(|table| table.contains_key(key))
+    }
+
+    /// The effective value of the setting `key` as TOML, `None` when it is unset.
+    fn value_of(&self, key: &str) -> Option<String> {
+        let table = toml::Table::try_from(self).ok()?;
+        table.get(key).map(ToString::to_string)
+    }
+
+    /// `config` as a layer that sets everything it has; the store and bus URLs redacted, as
+    /// they may hold a password.
+    fn effective(config: &Config) -> ServeArgs {
+        // Destructured so that a new field cannot be forgotten here.
+        let Config {
+            listen,
+            data_dir,
+            catalog,
+            firehose,
+            rate,
+            replay_loop,
+            partner_share,
+            secret_file,
+            demo,
+            decorate_shares,
+            history,
+            shards,
+            max_connections,
+            max_subscriptions,
+            max_frame_bytes,
+            outbox_frames,
+            slow_client_timeout,
+            header_timeout,
+            ping_interval,
+            ping_timeout,
+            max_connections_per_ip,
+            max_follows,
+            max_ingest_body_bytes,
+            idempotency_window,
+            store,
+            bus,
+            bus_stream,
+            bus_max_msgs,
+            bus_max_age,
+            log,
+            log_format,
+        } = config.clone();
+        ServeArgs {
+            config: None,
+            listen: Some(listen),
+            data_dir: Some(data_dir),
+            catalog,
+            firehose: Some(firehose),
+            rate: Some(rate),
+            replay_loop: Some(replay_loop),
+            partner_share: Some(partner_share),
+            secret_file,
+            demo: Some(demo),
+            no_demo: false,
+            decorate_shares: Some(decorate_shares),
+            history: Some(history),
+            shards: Some(shards),
+            max_connections: Some(max_connections),
+            max_subscriptions: Some(max_subscriptions),
+            max_frame_bytes: Some(max_frame_bytes),
+            outbox_frames: Some(outbox_frames),
+            slow_client_timeout: Some(slow_client_timeout.as_secs_f64()),
+            header_timeout: Some(header_timeout.as_secs_f64()),
+            ping_interval: Some(ping_interval.as_secs_f64()),
+            ping_timeout: Some(ping_timeout.as_secs_f64()),
+            max_connections_per_ip: Some(max_connections_per_ip),
+            max_follows: Some(max_follows),
+            max_ingest_body_bytes: Some(max_ingest_body_bytes),
+            idempotency_window: Some(idempotency_window.as_secs()),
+            store: store.map(|url| url.redacted().to_owned()),
+            bus: bus.map(|url| url.redacted().to_owned()),
+            bus_stream: Some(bus_stream),
+            bus_max_msgs: Some(bus_max_msgs),
+            bus_max_age: Some(bus_max_age.as_secs()),
+            log: Some(log),
+            log_format: Some(log_format),
+        }
+    }
+
     /// `--demo`, `--demo=BOOL` and `--no-demo` folded into one answer.
     fn demo_choice(&self) -> Option<bool> {
         if self.no_demo { Some(false) } else { self.demo }
@@ -313,6 +519,7 @@ impl ServeArgs {
             bus_max_msgs,
             bus_max_age,
             log,
+            log_format,
         } = self;
         ServeArgs {
             config: config.or(lower.config),
@@ -347,6 +554,7 @@ impl ServeArgs {
             bus_max_msgs: bus_max_msgs.or(lower.bus_max_msgs),
             bus_max_age: bus_max_age.or(lower.bus_max_age),
             log: log.or(lower.log),
+            log_format: log_format.or(lower.log_format),
         }
     }
 
@@ -387,6 +595,7 @@ impl ServeArgs {
             bus_max_msgs,
             bus_max_age,
             log,
+            log_format,
         } = self;
         let bus = bus
             .map(|text| BusUrl::parse(&text))
@@ -446,6 +655,7 @@ impl ServeArgs {
             bus_max_msgs: bus_max_msgs.unwrap_or(defaults.bus_max_msgs),
             bus_max_age: bus_max_age.map_or(defaults.bus_max_age, Duration::from_secs),
             log: log.unwrap_or(defaults.log),
+            log_format: log_format.unwrap_or(defaults.log_format),
         })
     }
 }
@@ -465,8 +675,8 @@ fn seconds(
     }
 }
 
-/// The command-line layer.
-fn parse_command_line<I, T>(args: I) -> Result<ServeArgs, ConfigError>
+/// The command-line layer, and the command.
+fn parse_command_line<I, T>(args: I) -> Result<(Command, ServeArgs), ConfigError>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -474,14 +684,16 @@ where
     // `--help` shows each flag's variable, as clap's `env` attribute would.
     let command = Cli::command()
         .mut_args(with_env_in_help)
-        .mut_subcommand("serve", |serve| serve.mut_args(with_env_in_help));
+        .mut_subcommand("serve", |serve| serve.mut_args(with_env_in_help))
+        .mut_subcommand("check-config", |check| check.mut_args(with_env_in_help));
     let matches = command
         .try_get_matches_from(args)
         .map_err(ConfigError::Cli)?;
     let cli = Cli::from_arg_matches(&matches).map_err(ConfigError::Cli)?;
     Ok(match cli.command {
-        Some(CliCommand::Serve(args)) => args,
-        None => cli.serve,
+        Some(CliCommand::Serve(args)) => (Command::Serve, args),
+        Some(CliCommand::CheckConfig(args)) => (Command::CheckConfig, args),
+        None => (Command::Serve, cli.serve),
     })
 }
 

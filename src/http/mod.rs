@@ -14,6 +14,7 @@ mod page;
 pub mod peer_limit;
 mod probes;
 pub use probes::keep_ready_gauge;
+pub mod request_id;
 mod reservations;
 mod route_timer;
 /// The REST reservation's stages, for `benches/reserve_path.rs` and the allocation test.
@@ -38,11 +39,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+use tower_layer::Layer as _;
 
 use crate::auth::{self, Identity};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::shard::FanoutShard;
 use crate::http::peer_limit::CountedStream;
+use crate::http::request_id::RequestIdLayer;
 use crate::http::state::AppState;
 use crate::telemetry;
 
@@ -237,6 +240,15 @@ pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Respon
     }
 }
 
+/// Marks `response` as the answer an earlier request with the same idempotency key got
+/// (Stripe's `Idempotent-Replayed: true`).
+pub fn mark_replayed(response: &mut Response) {
+    response.headers_mut().insert(
+        header::HeaderName::from_static("idempotent-replayed"),
+        header::HeaderValue::from_static("true"),
+    );
+}
+
 /// How long answering a connection over its address's cap may take, reading included.
 const REFUSAL_BUDGET: Duration = Duration::from_secs(1);
 
@@ -282,7 +294,8 @@ pub async fn accept_loop(
                 // Frames are batched by the writer; Nagle would only add latency on top.
                 let _ = stream.set_nodelay(true);
                 let io = TokioIo::new(CountedStream::new(stream, permit));
-                let service = TowerToHyperService::new(router.clone());
+                // Around the whole router, not `Router::layer` (which boxes it into every route).
+                let service = TowerToHyperService::new(RequestIdLayer.layer(router.clone()));
                 let builder = Rc::clone(&builder);
                 tokio::task::spawn_local(async move {
                     let connection = builder.serve_connection(io, service).with_upgrades();
@@ -334,7 +347,9 @@ fn refuse_over_cap(mut stream: tokio::net::TcpStream, max: usize, in_flight: &Rc
     let retry_after = crate::error::RATE_LIMITED_RETRY_AFTER_SECS;
     let response = format!(
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-         retry-after: {retry_after}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+         retry-after: {retry_after}\r\nrequest-id: {}\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n{body}",
+        request_id::new_id().to_str().unwrap_or_default(),
         body.len()
     );
     tokio::task::spawn_local(async move {

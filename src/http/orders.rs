@@ -15,6 +15,7 @@ use crate::auth::{self, Action};
 
 use crate::checkout::order::{Page, StoredOrder};
 use crate::checkout::request::CheckoutRequest;
+use crate::checkout::service::Fresh;
 use crate::error::ApiError;
 use crate::http::{HttpState, MAX_JSON_BODY, identity, json_response, read_body, subject_for};
 use crate::model::{Address, CardSummary, Money, OrderStatus};
@@ -49,8 +50,16 @@ pub async fn create(
             _ => request.idempotency_key = Some(header.to_owned()),
         }
     }
-    let order = state.app.checkout.checkout(customer, request, None).await?;
-    Ok(json_response(StatusCode::CREATED, &order.order))
+    let (order, fresh) = state
+        .app
+        .checkout
+        .checkout_telling_replay(customer, request, None)
+        .await?;
+    let mut response = json_response(StatusCode::CREATED, &order.order);
+    if fresh == Fresh::Replayed {
+        super::mark_replayed(&mut response);
+    }
+    Ok(response)
 }
 
 pub async fn get_own(
@@ -82,8 +91,58 @@ pub async fn list_own(
     };
     // The store reads files off this thread (a page is up to MAX_PAGE row reads).
     let orders = state.app.store.orders_of_customer(&customer, page).await?;
-    let orders: Vec<_> = orders.iter().map(|o| &o.order).collect();
-    Ok(json_response(StatusCode::OK, &orders))
+    let has_more = match full_page_last(&orders, limit) {
+        Some(last) => {
+            let next = Page {
+                after: Some(last),
+                limit: 1,
+            };
+            !state
+                .app
+                .store
+                .orders_of_customer(&customer, next)
+                .await?
+                .is_empty()
+        }
+        None => false,
+    };
+    let body: Vec<_> = orders.iter().map(|o| &o.order).collect();
+    let response = json_response(StatusCode::OK, &body);
+    Ok(with_page_headers(response, &uri, &orders, limit, has_more))
+}
+
+/// The last order id of a page that came back full (so there may be more), else `None`.
+fn full_page_last(orders: &[std::sync::Arc<StoredOrder>], limit: usize) -> Option<&str> {
+    if orders.len() < limit {
+        return None;
+    }
+    orders.last().map(|order| order.order.id.as_str())
+}
+
+/// Stripe's `has_more`, as headers (the body stays the contract's array): `X-Has-More`, and
+/// when true, `Link: <PATH?after=LAST&limit=N>; rel="next"` (the token is never carried over).
+fn with_page_headers(
+    mut response: Response,
+    uri: &Uri,
+    orders: &[std::sync::Arc<StoredOrder>],
+    limit: usize,
+    has_more: bool,
+) -> Response {
+    use axum::http::header::{HeaderName, HeaderValue, LINK};
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("x-has-more"),
+        HeaderValue::from_static(if has_more { "true" } else { "false" }),
+    );
+    let last = orders.last().map(|order| order.order.id.as_str());
+    if let (true, Some(last)) = (has_more, last) {
+        let link = format!("<{}?after={last}&limit={limit}>; rel=\"next\"", uri.path());
+        // Order ids and the request's own path are visible ASCII; skipped if not.
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            headers.insert(LINK, value);
+        }
+    }
+    response
 }
 
 /// An order as its seller sees it.
@@ -136,8 +195,24 @@ pub async fn list_partner(
         limit,
     };
     let orders = state.app.store.orders_of_partner(&partner, page).await?;
-    let orders: Vec<PartnerOrder<'_>> = orders.iter().map(|o| PartnerOrder::from(&**o)).collect();
-    Ok(json_response(StatusCode::OK, &orders))
+    let has_more = match full_page_last(&orders, limit) {
+        Some(last) => {
+            let next = Page {
+                after: Some(last),
+                limit: 1,
+            };
+            !state
+                .app
+                .store
+                .orders_of_partner(&partner, next)
+                .await?
+                .is_empty()
+        }
+        None => false,
+    };
+    let body: Vec<PartnerOrder<'_>> = orders.iter().map(|o| PartnerOrder::from(&**o)).collect();
+    let response = json_response(StatusCode::OK, &body);
+    Ok(with_page_headers(response, &uri, &orders, limit, has_more))
 }
 
 /// `?after=ord_...&limit=N` (both optional).

@@ -28,14 +28,19 @@ pub fn reserve_body(body: &Bytes) -> Result<ReserveBody, ApiError> {
 
 /// The `201 Created` reply to `POST /v1/reservations` (hyper writes its head and body later).
 /// Cost: the reply's JSON text, one `String`, and the response's header map.
+/// A replay (an `Idempotency-Key` that found its hold) says so: `Idempotent-Replayed: true`.
 pub fn reserved_response(reply: &ReserveReply) -> Response {
-    json_response(
+    let mut response = json_response(
         StatusCode::CREATED,
         &ReservationReply {
             reservation: ReservationView::of(&reply.reservation),
             remaining: reply.remaining,
         },
-    )
+    );
+    if reply.replayed {
+        super::mark_replayed(&mut response);
+    }
+    response
 }
 
 /// The reply to `POST /v1/reservations`: the reservation, plus the units left.

@@ -64,6 +64,9 @@ pub struct ReserveReply {
     pub reservation: ReservedHold,
     /// Units of the product available after it.
     pub remaining: u32,
+    /// Whether an earlier request with the same idempotency key made this hold, and this is
+    /// its reply again (REST says so with `Idempotent-Replayed: true`).
+    pub replayed: bool,
 }
 
 /// Where the orders of every sale before this start are: the archive's first `archive_len`
@@ -292,6 +295,7 @@ impl InventoryService {
                         reserved.expires_at_ms,
                     ),
                     remaining: reserved.remaining,
+                    replayed: false,
                 });
             }
             Reservation::Replayed(past) => past,
@@ -305,6 +309,7 @@ impl InventoryService {
         Ok(ReserveReply {
             reservation: view(past.hold, &past.product, past.quantity, past.expires_at_ms),
             remaining: past.remaining,
+            replayed: true,
         })
     }
 

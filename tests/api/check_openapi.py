@@ -158,7 +158,8 @@ def raw(port, method, path, body=None, headers=None):
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         connection.request(method, path, body=data, headers=headers or {})
         response = connection.getresponse()
-        return response.status, response.getheader("content-type") or "", response.read()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, headers, response.read()
     finally:
         connection.close()
 
@@ -182,12 +183,35 @@ class Checker:
             headers["Authorization"] = f"Bearer {token}"
         if body is not None and not isinstance(body, bytes):
             headers.setdefault("Content-Type", "application/json")
-        status, content_type, data = raw(server.port, method, path + query, body, headers)
+        status, answer_headers, data = raw(server.port, method, path + query, body, headers)
         self.requests += 1
-        self.check(method, template, status, content_type, data, expect)
+        self.check(method, template, status, answer_headers, data, expect)
         return status, data
 
-    def check(self, method, template, status, content_type, data, expect):
+    def check_headers(self, where, response, headers):
+        """Every documented header the answer must have is there, and each one documented
+        matches its schema."""
+        for name, header in (response.get("headers") or {}).items():
+            header = self.spec.resolve(header)
+            value = headers.get(name.lower())
+            if value is None:
+                if header.get("required"):
+                    self.failures.append(f"{where}: no {name} header")
+                continue
+            schema = header.get("schema", {})
+            if schema.get("type") in ("integer", "number", "boolean"):
+                # Header values are text: `Retry-After: 5` is the integer 5.
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    pass
+            try:
+                self.spec.validate(schema, value)
+            except jsonschema.ValidationError as error:
+                self.failures.append(f"{where}: header {name}: {value!r}: {error.message}")
+
+    def check(self, method, template, status, headers, data, expect):
+        content_type = headers.get("content-type", "")
         where = f"{method} {template} -> {status}"
         operation = self.spec.operations[(method, template)]
         self.driven.add((operation["operationId"], status))
@@ -198,6 +222,7 @@ class Checker:
             self.failures.append(f"{where}: status not documented; body {data[:300]!r}")
             return
         response = self.spec.resolve(response)
+        self.check_headers(where, response, headers)
         content = response.get("content")
         if not content:
             return
@@ -229,14 +254,13 @@ class Checker:
                     break
                 head += chunk
         status = int(head.split(b" ", 2)[1])
-        headers, _, rest = head.partition(b"\r\n\r\n")
-        content_type = ""
-        for line in headers.split(b"\r\n")[1:]:
+        head, _, rest = head.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.split(b"\r\n")[1:]:
             name, _, value = line.decode().partition(":")
-            if name.lower() == "content-type":
-                content_type = value.strip()
+            headers[name.strip().lower()] = value.strip()
         self.requests += 1
-        self.check("GET", template, status, content_type, rest, expect)
+        self.check("GET", template, status, headers, rest, expect)
 
 
 def expect_json(status, data, want):
@@ -420,9 +444,9 @@ def drive_connection_cap(checker, server, secret):
             if "429" not in operation["responses"]:
                 continue
             path = template.replace("{id}", "x")
-            status, content_type, data = raw(server.port, method, path)
+            status, headers, data = raw(server.port, method, path)
             checker.requests += 1
-            checker.check(method, template, status, content_type, data, 429)
+            checker.check(method, template, status, headers, data, 429)
     finally:
         idle.close()
     time.sleep(0.5)

@@ -314,6 +314,7 @@ fn new_hold(
             expires_at_ms,
         },
         remaining,
+        replayed: false,
     })
 }
 
@@ -337,6 +338,7 @@ fn replayed(reply: &Reply, product: &str) -> Result<ReserveReply, MalformedReply
             expires_at_ms: reply.int(2)?,
         },
         remaining: reply.count(3)?,
+        replayed: true,
     })
 }
 
