@@ -121,7 +121,7 @@ pub use journal::{Compactor, Journal, JournalError, JournalOptions, Lsn, Recover
 // can time them one by one: the stream op parsed, the token verified and authorized, the REST
 // body parsed, the reply encoded.
 pub use auth::{Action, Identity, LastToken, authorize, bearer_token};
-pub use http::{ReserveBody, reserve_body, reserved_response};
+pub use http::{ReserveBody, reserve_body, reserved_response, route_templates};
 pub use protocol::{
     ClientOp, ReservationView, Reserved as ReservedFrame, parse as parse_stream_op,
     to_text as frame_text,

@@ -251,7 +251,7 @@ pub struct FlashSaleArgs {
     pub no_idempotency_keys: bool,
     /// buyline's reservation attempts a second across all buyers, spaced evenly (0: as fast
     /// as `--concurrency` allows; the Redis peer always runs unpaced).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = parse_pace)]
     pub rate: u64,
     /// Each attempt on a connection of its own, as a flash-sale crowd taps Buy once: connect
     /// (with `--transport ws`, the `/v1/stream?token=` upgrade), reserve (and pay, with
@@ -300,11 +300,19 @@ pub struct SoakArgs {
     /// Reservation attempts a second of the sales, spaced evenly (0: back to back, as fast as
     /// they go). A steady rate keeps the server's live state (holds, keys in their window)
     /// steady, so its memory can be judged flat or not.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = parse_pace)]
     pub sale_rate: u64,
 }
 
 /// An `--arrival-rate`: requests a second, 1 to [`crate::open_loop::MAX_RATE`].
+/// A pace (`--rate`, `--sale-rate`): 0 for none, or an arrival rate.
+fn parse_pace(text: &str) -> Result<u64, String> {
+    match text.trim() {
+        "0" => Ok(0),
+        _ => parse_arrival_rate(text),
+    }
+}
+
 fn parse_arrival_rate(text: &str) -> Result<u64, String> {
     let rate: u64 = text
         .trim()
@@ -435,6 +443,19 @@ mod tests {
         assert_eq!(fresh_http.transport, Transport::Http);
         let with_peer = flash_sale_of(&["--fresh-connections", "--peer", "redis"]);
         assert!(with_peer.fresh_connections && with_peer.peer == Some(FlashPeer::Redis));
+    }
+
+    #[test]
+    fn a_pace_is_zero_or_an_arrival_rate() {
+        assert_eq!(flash_sale_of(&[]).rate, 0);
+        assert_eq!(flash_sale_of(&["--rate", "0"]).rate, 0);
+        assert_eq!(flash_sale_of(&["--rate", "3000"]).rate, 3000);
+        // Past the schedule's range the pace is refused at parse time, not by a panic later.
+        let too_fast = (crate::open_loop::MAX_RATE + 1).to_string();
+        for bad in ["fast", "-1", too_fast.as_str()] {
+            let line = ["loadtest", "flash-sale", "--rate", bad];
+            assert!(Cli::try_parse_from(line).is_err(), "--rate {bad} accepted");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod wallet;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::Addr;
@@ -34,7 +34,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
@@ -61,50 +61,67 @@ pub struct HttpState {
     pub shard: Arc<Addr<FanoutShard>>,
 }
 
-/// All routes.
-pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/", get(page::index_html))
-        .route("/buyline.js", get(page::buyline_js))
-        .route("/page.js", get(page::page_js))
-        .route("/page.css", get(page::page_css))
-        .route("/favicon.svg", get(page::favicon))
-        .route("/favicon.ico", get(page::favicon))
-        .route("/openapi.yaml", get(api_specs::openapi_yaml))
-        .route("/asyncapi.yaml", get(api_specs::asyncapi_yaml))
-        .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz))
-        .route("/metrics", get(probes::metrics))
-        .route("/v1/stream", get(stream::upgrade))
-        .route("/v1/ingest", get(ingest_ws::upgrade).post(ingest::post))
-        .route("/v1/products/{id}", get(catalog::get_product))
-        .route(
+/// Every route: its template and its handlers. The router is built from this table, and the
+/// route timer labels requests with its templates, so the two cannot disagree.
+fn routes() -> [(&'static str, MethodRouter<HttpState>); 29] {
+    [
+        ("/", get(page::index_html)),
+        ("/buyline.js", get(page::buyline_js)),
+        ("/page.js", get(page::page_js)),
+        ("/page.css", get(page::page_css)),
+        ("/favicon.svg", get(page::favicon)),
+        ("/favicon.ico", get(page::favicon)),
+        ("/openapi.yaml", get(api_specs::openapi_yaml)),
+        ("/asyncapi.yaml", get(api_specs::asyncapi_yaml)),
+        ("/healthz", get(probes::healthz)),
+        ("/readyz", get(probes::readyz)),
+        ("/metrics", get(probes::metrics)),
+        ("/v1/stream", get(stream::upgrade)),
+        ("/v1/ingest", get(ingest_ws::upgrade).post(ingest::post)),
+        ("/v1/products/{id}", get(catalog::get_product)),
+        (
             "/v1/admin/partners/{id}",
             put(catalog::put_partner).delete(catalog::delete_partner),
-        )
-        .route(
+        ),
+        (
             "/v1/admin/products/{id}",
             put(catalog::put_product).delete(catalog::delete_product),
-        )
-        .route("/v1/reservations", post(reservations::reserve))
-        .route("/v1/reservations/{id}", delete(reservations::release))
-        .route(
+        ),
+        ("/v1/reservations", post(reservations::reserve)),
+        ("/v1/reservations/{id}", delete(reservations::release)),
+        (
             "/v1/admin/products/{id}/restock",
             post(reservations::restock),
-        )
-        .route(
+        ),
+        (
             "/v1/admin/products/{id}/inventory",
             get(catalog::get_inventory),
-        )
-        .route("/v1/orders", post(orders::create))
-        .route("/v1/orders/{id}", get(orders::get_own))
-        .route("/v1/me/orders", get(orders::list_own))
-        .route("/v1/partners/{id}/orders", get(orders::list_partner))
-        .route("/v1/me/payment-methods", get(wallet::list_cards))
-        .route("/v1/me/payment-methods/{id}", delete(wallet::delete_card))
-        .route("/v1/me/addresses", get(wallet::list_addresses))
-        .route("/v1/me/addresses/{id}", delete(wallet::delete_address))
-        .route("/v1/dev/tokens", post(dev_tokens::issue))
+        ),
+        ("/v1/orders", post(orders::create)),
+        ("/v1/orders/{id}", get(orders::get_own)),
+        ("/v1/me/orders", get(orders::list_own)),
+        ("/v1/partners/{id}/orders", get(orders::list_partner)),
+        ("/v1/me/payment-methods", get(wallet::list_cards)),
+        ("/v1/me/payment-methods/{id}", delete(wallet::delete_card)),
+        ("/v1/me/addresses", get(wallet::list_addresses)),
+        ("/v1/me/addresses/{id}", delete(wallet::delete_address)),
+        ("/v1/dev/tokens", post(dev_tokens::issue)),
+    ]
+}
+
+/// The template of every route, in the router's order.
+pub fn route_templates() -> &'static [&'static str] {
+    static TEMPLATES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    TEMPLATES.get_or_init(|| routes().into_iter().map(|(template, _)| template).collect())
+}
+
+/// All routes.
+pub fn router(state: HttpState) -> Router {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (template, handlers)| {
+            router.route(template, handlers)
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

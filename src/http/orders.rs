@@ -5,6 +5,8 @@
 //! exactly as an unknown one). A partner sees its products' orders with shipping, and the
 //! card's brand and last four digits only where the buyer agreed to share them.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -84,39 +86,69 @@ pub async fn list_own(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let customer = subject_for(&state, &headers, &uri, &Action::ReadOwnOrders)?;
-    let (after, limit) = paging(&uri)?;
-    let page = Page {
-        after: after.as_deref(),
-        limit,
-    };
     // The store reads files off this thread (a page is up to MAX_PAGE row reads).
-    let orders = state.app.store.orders_of_customer(&customer, page).await?;
-    let has_more = match full_page_last(&orders, limit) {
-        Some(last) => {
-            let next = Page {
-                after: Some(last),
-                limit: 1,
-            };
-            !state
-                .app
-                .store
-                .orders_of_customer(&customer, next)
-                .await?
-                .is_empty()
-        }
-        None => false,
-    };
+    let (orders, page) = read_page(&state, OrderList::Customer(&customer), &uri).await?;
     let body: Vec<_> = orders.iter().map(|o| &o.order).collect();
     let response = json_response(StatusCode::OK, &body);
-    Ok(with_page_headers(response, &uri, &orders, limit, has_more))
+    Ok(with_page_headers(response, &uri, &orders, page))
 }
 
-/// The last order id of a page that came back full (so there may be more), else `None`.
-fn full_page_last(orders: &[std::sync::Arc<StoredOrder>], limit: usize) -> Option<&str> {
-    if orders.len() < limit {
-        return None;
+/// Whose orders a list reads.
+#[derive(Clone, Copy)]
+enum OrderList<'a> {
+    Customer(&'a str),
+    Partner(&'a str),
+}
+
+/// What a list request asked for, and whether orders follow the page it got.
+#[derive(Clone, Copy)]
+struct PageRead {
+    limit: usize,
+    has_more: bool,
+}
+
+/// One page of `list`'s orders from the store.
+async fn read_list(
+    store: &crate::store::Store,
+    list: OrderList<'_>,
+    page: Page<'_>,
+) -> Result<Vec<Arc<StoredOrder>>, ApiError> {
+    match list {
+        OrderList::Customer(customer) => store.orders_of_customer(customer, page).await,
+        OrderList::Partner(partner) => store.orders_of_partner(partner, page).await,
     }
-    orders.last().map(|order| order.order.id.as_str())
+}
+
+/// The page `uri` asks for (`?after=ord_...&limit=N`) of `list`, and Stripe's `has_more`: when
+/// the page came back full, one more one-order read after its last tells. (Not `limit + 1` in
+/// one read: the Redis store caps a page at the API's largest, 1,000.)
+async fn read_page(
+    state: &HttpState,
+    list: OrderList<'_>,
+    uri: &Uri,
+) -> Result<(Vec<Arc<StoredOrder>>, PageRead), ApiError> {
+    let (after, limit) = paging(uri)?;
+    let store = &state.app.store;
+    let orders = read_list(
+        store,
+        list,
+        Page {
+            after: after.as_deref(),
+            limit,
+        },
+    )
+    .await?;
+    let has_more = match orders.last() {
+        Some(last) if orders.len() >= limit => {
+            let next = Page {
+                after: Some(&last.order.id),
+                limit: 1,
+            };
+            !read_list(store, list, next).await?.is_empty()
+        }
+        _ => false,
+    };
+    Ok((orders, PageRead { limit, has_more }))
 }
 
 /// Stripe's `has_more`, as headers (the body stays the contract's array): `X-Has-More`, and
@@ -124,9 +156,8 @@ fn full_page_last(orders: &[std::sync::Arc<StoredOrder>], limit: usize) -> Optio
 fn with_page_headers(
     mut response: Response,
     uri: &Uri,
-    orders: &[std::sync::Arc<StoredOrder>],
-    limit: usize,
-    has_more: bool,
+    orders: &[Arc<StoredOrder>],
+    PageRead { limit, has_more }: PageRead,
 ) -> Response {
     use axum::http::header::{HeaderName, HeaderValue, LINK};
     let headers = response.headers_mut();
@@ -189,30 +220,10 @@ pub async fn list_partner(
             partner: partner.clone(),
         },
     )?;
-    let (after, limit) = paging(&uri)?;
-    let page = Page {
-        after: after.as_deref(),
-        limit,
-    };
-    let orders = state.app.store.orders_of_partner(&partner, page).await?;
-    let has_more = match full_page_last(&orders, limit) {
-        Some(last) => {
-            let next = Page {
-                after: Some(last),
-                limit: 1,
-            };
-            !state
-                .app
-                .store
-                .orders_of_partner(&partner, next)
-                .await?
-                .is_empty()
-        }
-        None => false,
-    };
+    let (orders, page) = read_page(&state, OrderList::Partner(&partner), &uri).await?;
     let body: Vec<PartnerOrder<'_>> = orders.iter().map(|o| PartnerOrder::from(&**o)).collect();
     let response = json_response(StatusCode::OK, &body);
-    Ok(with_page_headers(response, &uri, &orders, limit, has_more))
+    Ok(with_page_headers(response, &uri, &orders, page))
 }
 
 /// `?after=ord_...&limit=N` (both optional).

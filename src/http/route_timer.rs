@@ -14,49 +14,15 @@ use tower_service::Service;
 
 use crate::telemetry;
 
-/// The router's route templates, as `router` declares them (a test reads `mod.rs` and checks
-/// the two lists agree): the label's values, besides `other`.
-const ROUTES: &[&str] = &[
-    "/",
-    "/buyline.js",
-    "/page.js",
-    "/page.css",
-    "/favicon.svg",
-    "/favicon.ico",
-    "/openapi.yaml",
-    "/asyncapi.yaml",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/v1/stream",
-    "/v1/ingest",
-    "/v1/products/{id}",
-    "/v1/admin/partners/{id}",
-    "/v1/admin/products/{id}",
-    "/v1/reservations",
-    "/v1/reservations/{id}",
-    "/v1/admin/products/{id}/restock",
-    "/v1/admin/products/{id}/inventory",
-    "/v1/orders",
-    "/v1/orders/{id}",
-    "/v1/me/orders",
-    "/v1/partners/{id}/orders",
-    "/v1/me/payment-methods",
-    "/v1/me/payment-methods/{id}",
-    "/v1/me/addresses",
-    "/v1/me/addresses/{id}",
-    "/v1/dev/tokens",
-];
-
-/// [`ROUTES`] in a matcher of the same kind and syntax as axum's, so a path finds the template
-/// the router would match it with.
+/// The router's templates ([`super::route_templates`]) in a matcher of the same kind and syntax
+/// as axum's, so a path finds the template the router would match it with.
 fn matcher() -> &'static matchit::Router<usize> {
     static MATCHER: OnceLock<matchit::Router<usize>> = OnceLock::new();
     MATCHER.get_or_init(|| {
         let mut matcher = matchit::Router::new();
-        for (index, template) in ROUTES.iter().enumerate() {
+        for (index, template) in super::route_templates().iter().enumerate() {
             if let Err(error) = matcher.insert(*template, index) {
-                // The list is a constant the tests check: a bad one is a bug, found at once.
+                // The router took the same template: a bad one is a bug, found at once.
                 panic!("route template {template}: {error}");
             }
         }
@@ -79,7 +45,7 @@ pub struct RouteTimer<S> {
 impl<S> RouteTimer<S> {
     /// Times `inner`'s requests; lists every route's series in `/metrics` from now on.
     pub fn new(inner: S) -> RouteTimer<S> {
-        telemetry::http_routes(ROUTES);
+        telemetry::http_routes(super::route_templates());
         RouteTimer { inner }
     }
 }
@@ -135,31 +101,14 @@ where
 mod tests {
     use super::*;
 
-    /// The templates `router` in `mod.rs` declares, read from its source.
-    fn declared_routes() -> Vec<String> {
-        let source = include_str!("mod.rs");
-        source
-            .split(".route(")
-            .skip(1)
-            .filter_map(|rest| rest.split('"').nth(1).map(str::to_owned))
-            .collect()
-    }
-
-    #[test]
-    fn the_route_list_is_the_routers() {
-        let mut declared = declared_routes();
-        let mut listed: Vec<String> = ROUTES.iter().map(|r| (*r).to_owned()).collect();
-        declared.sort();
-        listed.sort();
-        assert_eq!(
-            listed, declared,
-            "route_timer's ROUTES must list every route `router` declares, and no other"
-        );
-    }
-
     #[test]
     fn a_path_finds_its_template_and_an_unknown_one_none() {
-        let template = |path: &str| matcher().at(path).ok().map(|m| ROUTES[*m.value]);
+        let template = |path: &str| {
+            matcher()
+                .at(path)
+                .ok()
+                .map(|m| super::super::route_templates()[*m.value])
+        };
         assert_eq!(template("/v1/reservations"), Some("/v1/reservations"));
         assert_eq!(
             template("/v1/reservations/h-123"),

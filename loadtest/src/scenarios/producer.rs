@@ -168,23 +168,8 @@ async fn producer_task(
             ..
         } => {
             let socket = ws::connect(&target.ws_url("/v1/ingest"), Some(&token)).await?;
-            let (mut write, mut read) = socket.split();
-            let rejected = Arc::new(AtomicU64::new(0));
-            let reader = {
-                let rejected = rejected.clone();
-                tokio::spawn(async move {
-                    let mut first = None;
-                    while let Some(Ok(msg)) = read.next().await {
-                        if let Message::Text(text) = msg
-                            && text.contains("\"type\":\"error\"")
-                        {
-                            rejected.fetch_add(1, Ordering::Relaxed);
-                            first.get_or_insert_with(|| text.to_string());
-                        }
-                    }
-                    first
-                })
-            };
+            let (mut write, read) = socket.split();
+            let reader = read_refusals(read);
             let mut text = String::with_capacity(512);
             while start.elapsed() < push.duration {
                 let n = due(start, rate, out.sent);
@@ -204,16 +189,7 @@ async fn producer_task(
                 out.sent += n;
                 live.fetch_add(n, Ordering::Relaxed);
             }
-            // A close handshake: the server has read every frame before it answers the close.
-            let _ = write.send(Message::Close(None)).await;
-            match tokio::time::timeout(Duration::from_secs(10), reader).await {
-                Ok(Ok(Some(first))) => out.errors.push(format!("ingest refused a tweet: {first}")),
-                Ok(_) => {}
-                Err(_) => out
-                    .errors
-                    .push("ingest socket did not close within 10 s".into()),
-            }
-            out.rejected = rejected.load(Ordering::Relaxed);
+            close_ingest(&mut write, reader, &mut out).await;
         }
         Sink::Buyline {
             target,
@@ -234,27 +210,7 @@ async fn producer_task(
                     next_tweet(&mut body);
                     body.push('\n');
                 }
-                let reply = target
-                    .http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/x-ndjson")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .context("POST /v1/ingest")?;
-                let status = reply.status();
-                let reply: Value =
-                    serde_json::from_slice(&reply.bytes().await?).unwrap_or(Value::Null);
-                if !status.is_success() {
-                    bail!("POST /v1/ingest answered {status}: {reply}");
-                }
-                let rejected = reply["rejected"].as_u64().unwrap_or(0);
-                if rejected > 0 && out.errors.is_empty() {
-                    out.errors
-                        .push(format!("ingest refused tweets: {}", reply["errors"]));
-                }
-                out.rejected += rejected;
+                post_ingest(&target, &url, &token, &body, &mut out).await?;
                 out.sent += n;
                 live.fetch_add(n, Ordering::Relaxed);
             }
@@ -315,19 +271,8 @@ async fn push_open(
     match mode {
         IngestMode::Ws => {
             let socket = ws::connect(&target.ws_url("/v1/ingest"), Some(token)).await?;
-            let (mut write, mut read) = socket.split();
-            let reader = tokio::spawn(async move {
-                let (mut rejected, mut first) = (0u64, None);
-                while let Some(Ok(msg)) = read.next().await {
-                    if let Message::Text(text) = msg
-                        && text.contains("\"type\":\"error\"")
-                    {
-                        rejected += 1;
-                        first.get_or_insert_with(|| text.to_string());
-                    }
-                }
-                (rejected, first)
-            });
+            let (mut write, read) = socket.split();
+            let reader = read_refusals(read);
             let mut text = String::with_capacity(512);
             while let Some((first, end)) = schedule.take_due(Instant::now(), MAX_WRITE, deadline) {
                 open_loop::wait_for(schedule.intended(first)).await;
@@ -350,19 +295,7 @@ async fn push_open(
                 out.requests += end - first;
                 live.fetch_add(end - first, Ordering::Relaxed);
             }
-            let _ = write.send(Message::Close(None)).await;
-            match tokio::time::timeout(Duration::from_secs(10), reader).await {
-                Ok(Ok((rejected, first))) => {
-                    out.rejected = rejected;
-                    if let Some(first) = first {
-                        out.errors.push(format!("ingest refused a tweet: {first}"));
-                    }
-                }
-                Ok(Err(e)) => out.errors.push(format!("ingest reader: {e}")),
-                Err(_) => out
-                    .errors
-                    .push("ingest socket did not close within 10 s".into()),
-            }
+            close_ingest(&mut write, reader, out).await;
             out.due = schedule.due_before(deadline);
         }
         IngestMode::Http => {
@@ -384,28 +317,8 @@ async fn push_open(
                     body.push('\n');
                 }
                 let from = open_loop::sent(intended, Instant::now(), &mut late);
-                let reply = target
-                    .http
-                    .post(&url)
-                    .bearer_auth(token)
-                    .header("content-type", "application/x-ndjson")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .context("POST /v1/ingest")?;
-                let status = reply.status();
-                let reply: Value =
-                    serde_json::from_slice(&reply.bytes().await?).unwrap_or(Value::Null);
+                post_ingest(target, &url, token, &body, out).await?;
                 latency.record(from.elapsed());
-                if !status.is_success() {
-                    bail!("POST /v1/ingest answered {status}: {reply}");
-                }
-                let rejected = reply["rejected"].as_u64().unwrap_or(0);
-                if rejected > 0 && out.errors.is_empty() {
-                    out.errors
-                        .push(format!("ingest refused tweets: {}", reply["errors"]));
-                }
-                out.rejected += rejected;
                 out.sent += batch;
                 out.requests += 1;
                 live.fetch_add(batch, Ordering::Relaxed);
@@ -413,6 +326,79 @@ async fn push_open(
             out.due = schedule.due_before(deadline) / batch;
         }
     }
+    Ok(())
+}
+
+/// Reads an ingest socket's replies until it closes: how many tweets it refused (one error
+/// frame each), and the first refusal.
+fn read_refusals(
+    mut read: futures_util::stream::SplitStream<ws::Ws>,
+) -> tokio::task::JoinHandle<(u64, Option<String>)> {
+    tokio::spawn(async move {
+        let (mut rejected, mut first) = (0u64, None);
+        while let Some(Ok(msg)) = read.next().await {
+            if let Message::Text(text) = msg
+                && text.contains("\"type\":\"error\"")
+            {
+                rejected += 1;
+                first.get_or_insert_with(|| text.to_string());
+            }
+        }
+        (rejected, first)
+    })
+}
+
+/// Closes an ingest socket with a handshake (the server has read every frame before it answers
+/// the close) and adds what its [`read_refusals`] counted to `out`.
+async fn close_ingest(
+    write: &mut futures_util::stream::SplitSink<ws::Ws, Message>,
+    reader: tokio::task::JoinHandle<(u64, Option<String>)>,
+    out: &mut Pushed,
+) {
+    let _ = write.send(Message::Close(None)).await;
+    match tokio::time::timeout(Duration::from_secs(10), reader).await {
+        Ok(Ok((rejected, first))) => {
+            out.rejected += rejected;
+            if let Some(first) = first {
+                out.errors.push(format!("ingest refused a tweet: {first}"));
+            }
+        }
+        Ok(Err(e)) => out.errors.push(format!("ingest reader: {e}")),
+        Err(_) => out
+            .errors
+            .push("ingest socket did not close within 10 s".into()),
+    }
+}
+
+/// POSTs the NDJSON `body` to buyline's ingest and adds the tweets it refused to `out`; a
+/// status other than success is an error.
+async fn post_ingest(
+    target: &Target,
+    url: &str,
+    token: &str,
+    body: &str,
+    out: &mut Pushed,
+) -> Result<()> {
+    let reply = target
+        .http
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(body.to_owned())
+        .send()
+        .await
+        .context("POST /v1/ingest")?;
+    let status = reply.status();
+    let reply: Value = serde_json::from_slice(&reply.bytes().await?).unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("POST /v1/ingest answered {status}: {reply}");
+    }
+    let rejected = reply["rejected"].as_u64().unwrap_or(0);
+    if rejected > 0 && out.errors.is_empty() {
+        out.errors
+            .push(format!("ingest refused tweets: {}", reply["errors"]));
+    }
+    out.rejected += rejected;
     Ok(())
 }
 

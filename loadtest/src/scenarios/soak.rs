@@ -106,7 +106,7 @@ pub async fn run(common: &Common, args: &SoakArgs) -> Result<Report> {
     let fanout = crate::scenarios::fanout::run(&sub, &fanout_args);
     // One schedule for every sale: the rate holds across the gaps between sales.
     let pace = (args.sale_rate > 0).then(|| {
-        Arc::new(crate::scenarios::flash_sale::Pace::new(
+        Arc::new(crate::open_loop::Schedule::new(
             Instant::now(),
             args.sale_rate,
         ))

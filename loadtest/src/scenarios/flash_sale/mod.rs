@@ -78,49 +78,17 @@ pub struct Sale {
     pub sold_out: bool,
 }
 
-/// Spaces reservation attempts evenly across every buyer: attempt `k` is due at
-/// `start + k / rate`. The schedule is open: a slow reply delays its own buyer, never the
-/// attempts due after it (so a slow server shows as queueing, not as a lower offered rate).
-/// One pace may span several sales (the soak's): attempts due while no sale runs go out as soon
-/// as the next one starts, so the rate over any minute stays the same.
-pub struct Pace {
-    start: Instant,
-    rate: u64,
-    next: AtomicU64,
-}
-
-impl Pace {
-    pub fn new(start: Instant, rate: u64) -> Pace {
-        assert!(rate > 0, "a pace needs a rate");
-        Pace {
-            start,
-            rate,
-            next: AtomicU64::new(0),
-        }
-    }
-
-    /// Waits for the next attempt's turn; false when it falls after `deadline`.
-    async fn wait_turn(&self, deadline: Instant) -> bool {
-        let k = self.next.fetch_add(1, Ordering::Relaxed);
-        let nanos = u128::from(k) * 1_000_000_000 / u128::from(self.rate);
-        let due = self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        if due >= deadline {
-            return false;
-        }
-        tokio::time::sleep_until(due.into()).await;
-        true
-    }
-}
-
 /// Runs one sale against buyline with a fresh product of `args.stock` units.
-/// `pace`: the schedule to follow across sales; `None` makes one from `args.rate` (if any) for
-/// this sale alone.
+/// `pace`: the schedule of attempts to follow across sales (the soak's `--sale-rate`: attempts
+/// due while no sale runs go out as soon as the next one starts); `None` makes one from
+/// `args.rate` (if any) for this sale alone. Unlike `--arrival-rate`'s, a paced attempt's
+/// latency counts from its send: the pace spaces the load, it does not measure queueing.
 pub async fn run_buyline(
     common: &Common,
     args: &FlashSaleArgs,
     duration: Duration,
     label: &str,
-    pace: Option<Arc<Pace>>,
+    pace: Option<Arc<Schedule>>,
 ) -> Result<Sale> {
     // Several targets are nodes of one cluster: the setup, the tokens and the stock checks go
     // through the first (they share the store and the secret); buyers spread over all of them.
@@ -219,7 +187,7 @@ pub async fn run_buyline(
     let tester_before = peers::proc_cpu(std::process::id());
     let start = Instant::now();
     let deadline = start + duration;
-    let pace = pace.or_else(|| (args.rate > 0).then(|| Arc::new(Pace::new(start, args.rate))));
+    let pace = pace.or_else(|| (args.rate > 0).then(|| Arc::new(Schedule::new(start, args.rate))));
     let schedule = args
         .arrival_rate
         .map(|rate| Arc::new(Schedule::new(start, rate)));
@@ -243,10 +211,11 @@ pub async fn run_buyline(
                 if tally.over.load(Ordering::Relaxed) || Instant::now() >= deadline {
                     break;
                 }
-                if let Some(pace) = &pace
-                    && !pace.wait_turn(deadline).await
-                {
-                    break;
+                if let Some(pace) = &pace {
+                    match pace.take(deadline) {
+                        Some(due) => tokio::time::sleep_until(due.into()).await,
+                        None => break,
+                    }
                 }
                 // Open loop: the next attempt due on the shared schedule, whoever is free.
                 let intended = match &schedule {
