@@ -202,6 +202,9 @@ impl InventoryService {
             key_window,
         };
         telemetry::journal_opened();
+        // The local engine's keys: listed here, where they are counted (a `--store` node has
+        // none in memory and does not list the gauge).
+        telemetry::idempotency_keys(0);
         for product in catalog {
             service
                 .open_product_blocking(product)

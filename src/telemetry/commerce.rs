@@ -86,7 +86,6 @@ pub(super) fn register() {
     for how in HOLD_ENDINGS {
         counter!(HOLDS_ENDED, "how" => *how).increment(0);
     }
-    gauge!(IDEMPOTENCY_KEYS).increment(0.0);
     counter!(ORDERS_PUSHED).increment(0);
     RESERVE_LATENCY.get_or_init(|| histogram!(RESERVE_SECONDS));
     CHECKOUT_LATENCY.get_or_init(|| histogram!(CHECKOUT_SECONDS));
