@@ -12,26 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-const PRICE: i64 = 4200;
-
-/// A product of `stock` units sold by the demo partner Burberry.
-async fn add_product(server: &TestServer, id: &str, stock: u32) {
-    let admin = common::sign(server.data_dir.path(), Role::Admin, "ops");
-    let product = json!({
-        "id": id, "partner": "burberry", "title": format!("Test {id}"), "description": "d",
-        "image": "https://www.burberry.com/i.jpg", "price": {"amount": PRICE, "currency": "gbp"},
-        "urls": [format!("https://www.burberry.com/test/{id}")], "stock": stock,
-    });
-    let response = server
-        .admin(
-            Method::PUT,
-            &format!("/v1/admin/products/{id}"),
-            &admin,
-            Some(product),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-}
+const PRICE: i64 = common::TEST_PRICE;
 
 fn token(server: &TestServer, role: Role, subject: &str) -> String {
     common::sign(server.data_dir.path(), role, subject)
@@ -117,7 +98,7 @@ async fn counts(server: &TestServer, product: &str) -> Value {
 #[tokio::test]
 async fn checkout_over_the_websocket_confirms_an_order_with_the_contract_shape() {
     let server = TestServer::start();
-    add_product(&server, "coat", 10).await;
+    server.add_product("coat", 10).await;
     let mut ada = connect(&server, "ada").await;
     ada.send(json!({"op":"reserve","id":"r","product":"coat","quantity":2}))
         .await;
@@ -165,7 +146,7 @@ async fn checkout_over_the_websocket_confirms_an_order_with_the_contract_shape()
 #[tokio::test]
 async fn every_sandbox_card_gets_its_contract_outcome_and_a_decline_keeps_the_hold() {
     let server = TestServer::start();
-    add_product(&server, "scarf", 10).await;
+    server.add_product("scarf", 10).await;
     let reservation = reserve(&server, "ada", "scarf", 1).await;
     for (number, code) in [
         ("4000000000000002", "card_declined"),
@@ -219,7 +200,7 @@ async fn every_sandbox_card_gets_its_contract_outcome_and_a_decline_keeps_the_ho
 #[tokio::test]
 async fn field_errors_name_the_field() {
     let server = TestServer::start();
-    add_product(&server, "tee", 10).await;
+    server.add_product("tee", 10).await;
     let reservation = reserve(&server, "ada", "tee", 1).await;
     let mut no_city = address();
     no_city["city"] = "".into();
@@ -270,7 +251,7 @@ async fn field_errors_name_the_field() {
 #[tokio::test]
 async fn a_card_number_typed_anywhere_never_comes_back_in_an_error() {
     let server = TestServer::start();
-    add_product(&server, "tee", 10).await;
+    server.add_product("tee", 10).await;
     let number = "4242424242424242";
     let mut ws = connect(&server, "ada").await;
     // A bare number instead of an op, and a number in fields of the wrong type.
@@ -305,7 +286,7 @@ async fn a_card_number_typed_anywhere_never_comes_back_in_an_error() {
 #[tokio::test]
 async fn the_confirmation_reaches_every_open_connection_of_the_buyer_and_no_one_else() {
     let server = TestServer::start();
-    add_product(&server, "hat", 10).await;
+    server.add_product("hat", 10).await;
     // Several connections, spread over both shards by the kernel's accept balancing.
     let mut ada = Vec::new();
     for _ in 0..4 {
@@ -356,7 +337,7 @@ async fn the_confirmation_reaches_every_open_connection_of_the_buyer_and_no_one_
 #[tokio::test]
 async fn a_buyer_sees_only_their_own_orders() {
     let server = TestServer::start();
-    add_product(&server, "tee", 10).await;
+    server.add_product("tee", 10).await;
     let (ada, bob) = (
         token(&server, Role::Customer, "ada"),
         token(&server, Role::Customer, "bob"),
@@ -412,7 +393,7 @@ async fn a_buyer_sees_only_their_own_orders() {
 #[tokio::test]
 async fn a_partner_sees_its_orders_with_shipping_and_the_card_only_with_consent() {
     let server = TestServer::start();
-    add_product(&server, "trench", 10).await;
+    server.add_product("trench", 10).await;
     for (buyer, share) in [("ada", true), ("bob", false)] {
         let reservation = reserve(&server, buyer, "trench", 1).await;
         let (status, _) = checkout(
@@ -526,7 +507,7 @@ async fn roles_are_checked_for_every_commerce_route() {
 #[tokio::test]
 async fn a_saved_card_and_address_are_reused_and_gone_for_good_once_deleted() {
     let server = TestServer::start();
-    add_product(&server, "drill", 10).await;
+    server.add_product("drill", 10).await;
     let ada = token(&server, Role::Customer, "ada");
     let reservation = reserve(&server, "ada", "drill", 1).await;
     let (status, _) = checkout(
@@ -605,7 +586,7 @@ async fn a_saved_card_and_address_are_reused_and_gone_for_good_once_deleted() {
 #[tokio::test]
 async fn a_retried_checkout_with_the_same_key_sells_once() {
     let server = TestServer::start();
-    add_product(&server, "cap", 10).await;
+    server.add_product("cap", 10).await;
     let reservation = reserve(&server, "ada", "cap", 1).await;
     let body = json!({"reservation": reservation, "shipping": address(),
                       "payment": card("4242424242424242"), "idempotency_key": "checkout-1"});
@@ -667,7 +648,7 @@ async fn my_orders(server: &TestServer, customer: &str) -> usize {
 async fn an_identical_retry_with_the_same_key_returns_the_first_order_over_http_and_the_websocket()
 {
     let server = TestServer::start();
-    add_product(&server, "hood", 10).await;
+    server.add_product("hood", 10).await;
     // HTTP, key in the header.
     let reservation = reserve(&server, "ada", "hood", 1).await;
     let body = json!({"reservation": reservation, "shipping": address(),
@@ -696,7 +677,7 @@ async fn an_identical_retry_with_the_same_key_returns_the_first_order_over_http_
 #[tokio::test]
 async fn the_same_key_with_another_card_address_or_reservation_is_409_and_sells_nothing() {
     let server = TestServer::start();
-    add_product(&server, "boot", 10).await;
+    server.add_product("boot", 10).await;
     let reservation = reserve(&server, "ada", "boot", 1).await;
     let first = json!({"reservation": reservation, "shipping": address(),
                        "payment": card("4242424242424242"), "idempotency_key": "pay-9"});
@@ -751,7 +732,7 @@ async fn the_same_key_with_another_card_address_or_reservation_is_409_and_sells_
 #[tokio::test]
 async fn two_customers_may_use_the_same_checkout_key() {
     let server = TestServer::start();
-    add_product(&server, "mitt", 10).await;
+    server.add_product("mitt", 10).await;
     let mut orders = Vec::new();
     for (buyer, number) in [("ada", "4242424242424242"), ("bob", "5555555555554444")] {
         let reservation = reserve(&server, buyer, "mitt", 1).await;

@@ -36,24 +36,6 @@ fn header(response: &Response, name: &str) -> Option<String> {
         .map(|value| value.to_str().expect("visible ASCII").to_owned())
 }
 
-async fn add_product(server: &TestServer, id: &str, stock: u32) {
-    let admin = common::sign(server.data_dir.path(), Role::Admin, "ops");
-    let product = json!({
-        "id": id, "partner": "burberry", "title": format!("Test {id}"), "description": "d",
-        "image": "https://www.burberry.com/i.jpg", "price": {"amount": 4200, "currency": "gbp"},
-        "urls": [format!("https://www.burberry.com/test/{id}")], "stock": stock,
-    });
-    let response = server
-        .admin(
-            Method::PUT,
-            &format!("/v1/admin/products/{id}"),
-            &admin,
-            Some(product),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-}
-
 async fn reserve(server: &TestServer, token: &str, product: &str, key: Option<&str>) -> Response {
     let mut request = reqwest::Client::new()
         .post(server.http("/v1/reservations"))
@@ -208,7 +190,7 @@ async fn the_request_id_rides_on_the_log_lines_of_its_request() {
 #[tokio::test]
 async fn a_reservation_replayed_by_its_idempotency_key_says_so() {
     let server = TestServer::start();
-    add_product(&server, "keyed", 10).await;
+    server.add_product("keyed", 10).await;
     let token = common::sign(server.data_dir.path(), Role::Customer, "ada");
     let first = reserve(&server, &token, "keyed", Some("hold-once")).await;
     assert_eq!(first.status(), 201);
@@ -230,7 +212,7 @@ async fn a_reservation_replayed_by_its_idempotency_key_says_so() {
 #[tokio::test]
 async fn an_order_replayed_by_its_idempotency_key_says_so() {
     let server = TestServer::start();
-    add_product(&server, "paid", 10).await;
+    server.add_product("paid", 10).await;
     let token = common::sign(server.data_dir.path(), Role::Customer, "ada");
     let held: Value = reserve(&server, &token, "paid", None)
         .await
@@ -296,7 +278,7 @@ async fn pages(server: &TestServer, token: &str, path: &str, limit: usize) -> Ve
 #[tokio::test]
 async fn order_lists_say_whether_there_are_more_and_link_the_next_page() {
     let server = TestServer::start();
-    add_product(&server, "listed", 10).await;
+    server.add_product("listed", 10).await;
     let ada = common::sign(server.data_dir.path(), Role::Customer, "ada");
     buy(&server, &ada, "listed", 5).await;
 

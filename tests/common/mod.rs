@@ -13,6 +13,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use buyline::{Config, FirehoseSource, RunningServer};
+
+/// The price, in pence, of the products [`TestServer::add_product`] puts.
+pub const TEST_PRICE: i64 = 4200;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -171,6 +174,23 @@ impl TestServer {
             request = request.json(&body);
         }
         request.send().await.expect("admin request")
+    }
+
+    /// A product of `stock` units at [`TEST_PRICE`] pence sold by the demo partner Burberry,
+    /// put by an admin (and its stock opened).
+    pub async fn add_product(&self, id: &str, stock: u32) {
+        let admin = sign(self.data_dir.path(), buyline::Role::Admin, "ops");
+        let product = json!({
+            "id": id, "partner": "burberry", "title": format!("Test {id}"), "description": "d",
+            "image": "https://www.burberry.com/i.jpg",
+            "price": {"amount": TEST_PRICE, "currency": "gbp"},
+            "urls": [format!("https://www.burberry.com/test/{id}")], "stock": stock,
+        });
+        let path = format!("/v1/admin/products/{id}");
+        let response = self
+            .admin(reqwest::Method::PUT, &path, &admin, Some(product))
+            .await;
+        assert_eq!(response.status(), 200);
     }
 
     pub fn stop(mut self) {
