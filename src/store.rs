@@ -101,16 +101,21 @@ impl Store {
         quantity: u32,
         idempotency_key: Option<&str>,
     ) -> Result<ReserveReply, ApiError> {
-        // Here, where both transports and both engines meet: every reservation, every outcome.
+        // Here, where both transports and both engines meet: every reservation, every outcome,
+        // counted and timed once.
         let started = Instant::now();
         let outcome = self
             .reserve_on_engine(customer, product, quantity, idempotency_key)
             .await;
         telemetry::reserve_latency(started.elapsed());
+        telemetry::reservation(match &outcome {
+            Ok(_) => "reserved",
+            Err(error) => error.code.as_str(),
+        });
         outcome
     }
 
-    /// [`Store::reserve`] on this node's engine, untimed.
+    /// [`Store::reserve`] on this node's engine, untimed and uncounted.
     async fn reserve_on_engine(
         &self,
         customer: &str,
@@ -126,19 +131,13 @@ impl Store {
                     .await
             }
             Store::Redis(shared) => {
-                let outcome = Box::pin(shared.inventory().reserve(
+                Box::pin(shared.inventory().reserve(
                     customer,
                     product,
                     quantity,
                     idempotency_key,
                 ))
-                .await;
-                // Counted as the local service counts its own.
-                telemetry::reservation(match &outcome {
-                    Ok(_) => "reserved",
-                    Err(error) => error.code.as_str(),
-                });
-                outcome
+                .await
             }
         }
     }

@@ -269,12 +269,8 @@ impl InventoryService {
             idempotency_key,
             now_ms: now_ms(),
         };
-        let outcome = self.reserve_once(&request).await;
-        telemetry::reservation(match &outcome {
-            Ok(_) => "reserved",
-            Err(error) => error.code.as_str(),
-        });
-        outcome
+        // Counted and timed by `Store::reserve`, where both engines meet.
+        self.reserve_once(&request).await
     }
 
     async fn reserve_once(&self, request: &ReserveRequest<'_>) -> Result<ReserveReply, ApiError> {
