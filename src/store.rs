@@ -131,12 +131,11 @@ impl Store {
                     .await
             }
             Store::Redis(shared) => {
-                Box::pin(shared.inventory().reserve(
-                    customer,
-                    product,
-                    quantity,
-                    idempotency_key,
-                ))
+                Box::pin(
+                    shared
+                        .inventory()
+                        .reserve(customer, product, quantity, idempotency_key),
+                )
                 .await
             }
         }
