@@ -29,6 +29,10 @@ pub struct JournalOptions {
     /// Most records held back for stream gaps at once; a record that would be held beyond it is
     /// refused with `StreamGap`. Default 65,536.
     pub max_held_records: usize,
+    /// A committed batch of at most this many records is acknowledged on the writer thread
+    /// itself; a larger one goes to the acknowledger thread, to overlap its wake-ups with the
+    /// next sync. Default 64 (see `acker.rs` for the trade-off); 0 sends every batch there.
+    pub inline_acks_up_to: usize,
 }
 
 impl Default for JournalOptions {
@@ -42,6 +46,7 @@ impl Default for JournalOptions {
             snapshot_after_bytes: 128 << 20,
             stream_gap_alarm: Duration::from_secs(1),
             max_held_records: 65_536,
+            inline_acks_up_to: 64,
         }
     }
 }

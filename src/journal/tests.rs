@@ -222,7 +222,12 @@ fn a_torn_segment_header_is_recreated() {
 #[test]
 fn the_writer_and_the_acknowledger_count_their_wake_ups() {
     let dir = tempfile::tempdir().unwrap();
-    let (journal, _) = open(dir.path(), JournalOptions::default());
+    // Every batch handed to the acknowledger, so that its wake-ups are counted too.
+    let options = JournalOptions {
+        inline_acks_up_to: 0,
+        ..JournalOptions::default()
+    };
+    let (journal, _) = open(dir.path(), options);
     // One record at a time with a pause between: both threads are asleep when each comes, so
     // each record wakes each of them (unless a thread is still on its way to sleep, which the
     // bounds below allow: a wake-up always takes at least one record or batch).
@@ -245,4 +250,43 @@ fn the_writer_and_the_acknowledger_count_their_wake_ups() {
         stats.acker_wakeups,
         stats.batches
     );
+}
+
+/// Appends `count` records from as many threads at once, each waiting for its acknowledgement,
+/// and returns the journal's counters.
+fn append_concurrently(options: JournalOptions, count: usize) -> JournalStats {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = open(dir.path(), options);
+    let barrier = std::sync::Barrier::new(count);
+    std::thread::scope(|scope| {
+        for n in 0..count {
+            let (journal, barrier) = (&journal, &barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                journal.append_blocking(record(n as u8), None).unwrap();
+            });
+        }
+    });
+    let stats = journal.stats();
+    journal.shutdown().unwrap();
+    assert_eq!(stats.records, count as u64);
+    stats
+}
+
+#[test]
+fn small_batches_are_acknowledged_by_the_writer_itself() {
+    let stats = append_concurrently(JournalOptions::default(), 32);
+    // Every batch held at most 32 records, under the default of 64: the acknowledger thread
+    // never had one to wake for.
+    assert_eq!(stats.acker_wakeups, 0, "{stats:?}");
+}
+
+#[test]
+fn batches_over_the_inline_limit_go_to_the_acknowledger() {
+    let options = JournalOptions {
+        inline_acks_up_to: 0,
+        ..JournalOptions::default()
+    };
+    let stats = append_concurrently(options, 32);
+    assert!(stats.acker_wakeups >= 1, "{stats:?}");
 }
