@@ -157,18 +157,6 @@ impl Drain {
     }
 }
 
-/// What the connection has to act on.
-enum Event {
-    /// The client sent a frame, or its socket ended (`None`).
-    Received(Option<Result<Message, WsError>>),
-    /// A commerce slot is free for the waiting op.
-    SlotFree,
-    /// The keep-alive deadline passed.
-    KeepAliveDue,
-    /// The connection is closing, for this reason.
-    Closing(CloseReason),
-}
-
 /// Whether an op ran, or waits for a commerce slot.
 #[derive(Debug, PartialEq, Eq)]
 enum Handled {
@@ -177,30 +165,11 @@ enum Handled {
 }
 
 impl Connection<'_> {
-    /// Handles events until the connection closes, then closes it within [`CLOSE_BUDGET`].
+    /// Runs the connection until it is closing, then closes it within [`CLOSE_BUDGET`].
     async fn run(mut self) {
         let keep_alive_timer = tokio::time::sleep_until(self.keep_alive.deadline());
         tokio::pin!(keep_alive_timer);
-        let reason = loop {
-            match poll_fn(|cx| self.poll_event(cx, keep_alive_timer.as_mut())).await {
-                Event::Received(message) => {
-                    if self.keep_alive.heard(Instant::now()) {
-                        keep_alive_timer.as_mut().reset(self.keep_alive.deadline());
-                    }
-                    self.receive(message);
-                }
-                Event::SlotFree => {
-                    if let Some(text) = self.waiting_op.take() {
-                        self.handle_op(text);
-                    }
-                }
-                Event::KeepAliveDue => {
-                    self.keep_alive_due();
-                    keep_alive_timer.as_mut().reset(self.keep_alive.deadline());
-                }
-                Event::Closing(reason) => break reason,
-            }
-        };
+        let reason = poll_fn(|cx| self.poll_until_closing(cx, keep_alive_timer.as_mut())).await;
         // A drain the close abandons still counts what it wrote.
         if let Some(drain) = self.drain.take() {
             drain.record();
@@ -211,80 +180,108 @@ impl Connection<'_> {
         }
     }
 
-    /// Writes what is due, then waits for the next thing to act on. In this order: the write
-    /// side first (its pops make room for replies), then a close, then the client's next
-    /// frame (only while a reply fits and no op waits for a slot: a client that sends without
-    /// reading is not read), then the keep-alive deadline (a frame that has already arrived
-    /// wins over a deadline that passed meanwhile).
+    /// The connection's state machine. Each turn writes (one drain), then reads one frame and
+    /// acts on it, then checks the keep-alive deadline (a frame that has already arrived wins
+    /// over a deadline that passed meanwhile); turns repeat while one of them did something.
+    /// One drain a turn keeps either side from starving the other: a long replay to a fast
+    /// client still lets its pings and close be read (tokio's cooperative budget bounds the
+    /// socket calls of one poll).
     ///
-    /// Pending leaves a waker wherever the next event can come from: the socket (read, and
-    /// write while blocked), the outbox (something to write, or a close while a write
-    /// blocks), the commerce slots, the timer.
-    fn poll_event(
+    /// Pending leaves a waker wherever the next thing to do can come from: the socket (a
+    /// frame, or room for a blocked write), the outbox (something to write, or a close while
+    /// a write blocks), the commerce slots, the timer.
+    fn poll_until_closing(
         &mut self,
         cx: &mut Context<'_>,
-        keep_alive_timer: Pin<&mut Sleep>,
-    ) -> Poll<Event> {
+        mut keep_alive_timer: Pin<&mut Sleep>,
+    ) -> Poll<CloseReason> {
         let outbox = self.session.outbox;
-        if let Err(error) = self.write(cx) {
-            tracing::debug!(%error, "stream write failed");
-            outbox.close(1006, "connection lost");
-        }
-        if let Some(reason) = outbox.close_reason() {
-            return Poll::Ready(Event::Closing(reason));
-        }
-        if self.waiting_op.is_some() {
-            if self.session.slots.poll_free(cx).is_ready() {
-                return Poll::Ready(Event::SlotFree);
+        loop {
+            let wrote = self.write_turn(cx).unwrap_or_else(|error| {
+                tracing::debug!(%error, "stream write failed");
+                outbox.close(1006, "connection lost");
+                false
+            });
+            if let Some(reason) = outbox.close_reason() {
+                return Poll::Ready(reason);
             }
-        } else if outbox.has_reply_space() {
-            if let Poll::Ready(message) = self.socket.poll_next_unpin(cx) {
-                return Poll::Ready(Event::Received(message));
+            let read = self.read_turn(cx, keep_alive_timer.as_mut());
+            let due = keep_alive_timer.as_mut().poll(cx).is_ready();
+            if due {
+                self.keep_alive_due();
+                keep_alive_timer.as_mut().reset(self.keep_alive.deadline());
+            }
+            if !(wrote || read || due) {
+                return Poll::Pending;
             }
         }
-        keep_alive_timer.poll(cx).map(|()| Event::KeepAliveDue)
     }
 
-    /// Writes until there is nothing left to write (the outbox wakes the task when there
-    /// is) or the socket takes no more (the socket wakes it, and so does a close). Each drain
-    /// steps a running `since` replay first, then feeds a due ping and every queued frame to
-    /// tungstenite and flushes once.
+    /// One turn of the write side: a drain, if one is due or under way, stepping a running
+    /// `since` replay first; it feeds a due ping and every queued frame to tungstenite and
+    /// flushes once. True when it flushed (more may be due); false when it waits, for the
+    /// outbox (which wakes the task) or for the socket (which does, and so does a close).
     ///
     /// Cost per frame: a pop and a copy of its text into tungstenite's write buffer; per
     /// drain, one flush (one `write` syscall when the socket takes it all).
-    fn write(&mut self, cx: &mut Context<'_>) -> Result<(), WsError> {
+    fn write_turn(&mut self, cx: &mut Context<'_>) -> Result<bool, WsError> {
         let outbox = self.session.outbox;
-        let mut replay_yields = false;
-        loop {
-            if self.drain.is_none() {
-                if replay_yields {
-                    // The last step only skipped tweets of other timelines: let the others run.
-                    cx.waker().wake_by_ref();
-                    return Ok(());
-                }
-                if outbox.poll_write_due(cx).is_pending() {
-                    return Ok(());
-                }
-                if outbox.is_replaying() {
-                    self.session
-                        .core
-                        .borrow_mut()
-                        .replay_step(self.session.conn);
-                    replay_yields = outbox.is_empty();
-                }
+        let mut stepped_nothing = false;
+        if self.drain.is_none() {
+            if outbox.poll_write_due(cx).is_pending() {
+                return Ok(false);
             }
-            let drain = self.drain.get_or_insert_with(Drain::default);
-            let Poll::Ready(written) =
-                feed_and_flush(&mut self.socket, outbox, &self.keep_alive, drain, cx)
-            else {
-                outbox.watch_close(cx);
-                return Ok(());
-            };
-            if let Some(drain) = self.drain.take() {
-                drain.record();
+            if outbox.is_replaying() {
+                self.session
+                    .core
+                    .borrow_mut()
+                    .replay_step(self.session.conn);
+                stepped_nothing = outbox.is_empty();
             }
-            written?;
         }
+        let drain = self.drain.get_or_insert_with(Drain::default);
+        let Poll::Ready(written) =
+            feed_and_flush(&mut self.socket, outbox, &self.keep_alive, drain, cx)
+        else {
+            outbox.watch_close(cx);
+            return Ok(false);
+        };
+        if let Some(drain) = self.drain.take() {
+            drain.record();
+        }
+        written?;
+        if stepped_nothing {
+            // The step only skipped tweets of other timelines: let the others run first.
+            cx.waker().wake_by_ref();
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// One turn of the read side: the op waiting for a commerce slot, once one is free;
+    /// otherwise the client's next frame, while a reply fits. True when it acted on one.
+    fn read_turn(&mut self, cx: &mut Context<'_>, keep_alive_timer: Pin<&mut Sleep>) -> bool {
+        if self.waiting_op.is_some() {
+            if self.session.slots.poll_free(cx).is_pending() {
+                return false;
+            }
+            if let Some(text) = self.waiting_op.take() {
+                self.handle_op(text);
+            }
+            return true;
+        }
+        // No waker needed when full: only this connection's own drain makes room.
+        if !self.session.outbox.has_reply_space() {
+            return false;
+        }
+        let Poll::Ready(message) = self.socket.poll_next_unpin(cx) else {
+            return false;
+        };
+        if self.keep_alive.heard(Instant::now()) {
+            keep_alive_timer.reset(self.keep_alive.deadline());
+        }
+        self.receive(message);
+        true
     }
 
     /// Acts on what the client sent.
