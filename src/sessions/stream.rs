@@ -3,7 +3,7 @@
 //! replay, and closes.
 //!
 //! One owner, no split: reads and writes are polled from one state machine
-//! ([`Connection::poll_event`]), so neither half locks the socket for the other and a
+//! ([`Connection::poll_until_closing`]), so neither half locks the socket for the other and a
 //! connection is one task. Nothing in it ever waits for its own drain: ops are handled
 //! without awaiting (reserve, release and checkout run on their own small tasks and queue
 //! their replies), and the read side only stops (no room for a reply, every commerce slot
@@ -11,8 +11,9 @@
 //!
 //! Writes are batched: each drain feeds everything queued into tungstenite's write buffer and
 //! flushes once. A write blocked on a client that does not read stops only the writing: the
-//! connection still reads the client's pongs and close, and a close (shutdown, the
-//! slow-client policy) abandons the write. The shard keeps offering tweets to the outbox,
+//! connection still reads the client's pongs and close (until the replies it owes fill the
+//! outbox's room for them), and a close (shutdown, the slow-client policy, the keep-alive)
+//! abandons the write. The shard keeps offering tweets to the outbox,
 //! which drops and counts them when full.
 //!
 //! Keep-alive: the connection keeps its [`KeepAlive`] clock; when the client has been silent
@@ -130,7 +131,7 @@ pub async fn run(
 
 /// One connection's socket and what drives it, owned by the connection's one task.
 struct Connection<'a> {
-    /// Read and written from [`Connection::poll_event`] alone: never split, never locked.
+    /// Read and written from [`Connection::poll_until_closing`] alone: never split, never locked.
     socket: ServerSocket,
     /// Handles the client's ops.
     session: Session<'a>,
