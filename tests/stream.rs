@@ -505,6 +505,43 @@ async fn a_client_that_sends_ops_and_never_reads_is_closed_rather_than_held_open
     }
 }
 
+#[tokio::test]
+async fn a_slow_client_closed_while_its_write_is_blocked_is_let_go_without_reading() {
+    let server = TestServer::start_with(|c| {
+        c.outbox_frames = 16;
+        c.slow_client_timeout = Duration::from_secs(1);
+        // Far beyond the test: the keep-alive is not what lets the connection go.
+        c.ping_interval = Duration::from_secs(600);
+    });
+    let mut stalled = Client::connect(&server.ws("/v1/stream")).await;
+    stalled.subscribe("all").await;
+    // Large tweets fill the client's socket buffers, so the server's write blocks, and then
+    // its outbox, until the slow-consumer policy closes it (bounded: 60 rounds).
+    let text = "y".repeat(4000);
+    for round in 0..60 {
+        let tweets: Vec<_> = (0..200)
+            .map(|i| tweet(&format!("s{round}-{i}"), "alice", &text, &[], &[]))
+            .collect();
+        server.ingest(&ndjson(&tweets)).await;
+        if slow_clients_closed(&server).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(slow_clients_closed(&server).await, 1);
+    // The client still reads nothing: the close abandons the blocked write, the close frame
+    // gets its second, and the server lets the connection go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stream_connections_open(&server).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still holds a closed client whose write is blocked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stalled);
+}
+
 async fn stream_connections_open(server: &TestServer) -> u64 {
     let metrics = reqwest::get(server.http("/metrics"))
         .await
