@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::{Client, TestServer, ndjson, tweet};
-use futures_util::SinkExt;
 use serde_json::json;
 
 #[tokio::test]
@@ -463,94 +462,4 @@ async fn a_batch_larger_than_the_outbox_reaches_a_client_that_reads() {
     let report = server.ingest(&ndjson(&tweets)).await;
     assert_eq!(report["accepted"], 1000, "{report}");
     reading.await.expect("every tweet arrives");
-}
-
-#[tokio::test]
-async fn a_client_that_sends_ops_and_never_reads_is_closed_rather_than_held_open() {
-    let server = TestServer::start_with(|c| {
-        c.outbox_frames = 2;
-        c.ping_interval = Duration::from_millis(500);
-        c.ping_timeout = Duration::from_millis(500);
-    });
-    let mut client = Client::connect(&server.ws("/v1/stream")).await;
-    // Each pong echoes its 16 KiB id and the client reads none: the socket's buffers fill,
-    // then the outbox's room for replies, and the server stops reading the client. Sending
-    // goes on until a send blocks (the server reads no more) or fails (it already closed).
-    let op = json!({"op": "ping", "id": "x".repeat(16 * 1024)}).to_string();
-    let mut sent = 0;
-    loop {
-        let send = client
-            .socket
-            .send(tokio_tungstenite::tungstenite::Message::Text(
-                op.clone().into(),
-            ));
-        match tokio::time::timeout(Duration::from_secs(2), send).await {
-            Ok(Ok(())) => sent += 1,
-            Err(_) | Ok(Err(_)) => break,
-        }
-        assert!(
-            sent < 100_000,
-            "the server never stopped reading the client"
-        );
-    }
-    // Unread, the client cannot be heard: the keep-alive pings it (the ping cannot leave),
-    // then closes it. The server lets the connection go rather than holding it forever.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while stream_connections_open(&server).await > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server still holds a client that never reads ({sent} ops sent)"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[tokio::test]
-async fn a_slow_client_closed_while_its_write_is_blocked_is_let_go_without_reading() {
-    let server = TestServer::start_with(|c| {
-        c.outbox_frames = 16;
-        c.slow_client_timeout = Duration::from_secs(1);
-        // Far beyond the test: the keep-alive is not what lets the connection go.
-        c.ping_interval = Duration::from_secs(600);
-    });
-    let mut stalled = Client::connect(&server.ws("/v1/stream")).await;
-    stalled.subscribe("all").await;
-    // Large tweets fill the client's socket buffers, so the server's write blocks, and then
-    // its outbox, until the slow-consumer policy closes it (bounded: 60 rounds).
-    let text = "y".repeat(4000);
-    for round in 0..60 {
-        let tweets: Vec<_> = (0..200)
-            .map(|i| tweet(&format!("s{round}-{i}"), "alice", &text, &[], &[]))
-            .collect();
-        server.ingest(&ndjson(&tweets)).await;
-        if slow_clients_closed(&server).await > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(slow_clients_closed(&server).await, 1);
-    // The client still reads nothing: the close abandons the blocked write, the close frame
-    // gets its second, and the server lets the connection go.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while stream_connections_open(&server).await > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server still holds a closed client whose write is blocked"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    drop(stalled);
-}
-
-async fn stream_connections_open(server: &TestServer) -> u64 {
-    let metrics = reqwest::get(server.http("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(r#"buyline_connections_open{endpoint="stream"} "#))
-        .map_or(0, |value| value.trim().parse().unwrap())
 }
