@@ -333,7 +333,7 @@ impl Outbox {
         {
             return Poll::Ready(());
         }
-        self.writer.set(Some(cx.waker().clone()));
+        park(&self.writer, cx.waker());
         Poll::Pending
     }
 
@@ -341,7 +341,7 @@ impl Outbox {
     /// on the socket, so a close (shutdown, the slow-client policy) abandons a write the
     /// client is not taking.
     pub fn watch_close(&self, cx: &Context<'_>) {
-        self.close_watcher.set(Some(cx.waker().clone()));
+        park(&self.close_watcher, cx.waker());
     }
 
     /// Why the connection is closing, once it is.
@@ -422,6 +422,15 @@ impl Outbox {
         if let Some(writer) = self.writer.take() {
             writer.wake();
         }
+    }
+}
+
+/// Leaves `waker` in `slot`, cloning it only when the one there would wake another task: the
+/// connection parks again on every turn of its loop, and each clone is a refcount round trip.
+fn park(slot: &Cell<Option<Waker>>, waker: &Waker) {
+    match slot.take() {
+        Some(parked) if parked.will_wake(waker) => slot.set(Some(parked)),
+        _ => slot.set(Some(waker.clone())),
     }
 }
 
