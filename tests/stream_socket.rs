@@ -96,3 +96,26 @@ async fn a_slow_client_closed_while_its_write_is_blocked_is_let_go_without_readi
     );
     drop(stalled);
 }
+
+#[tokio::test]
+async fn more_reserves_than_a_connection_runs_at_once_all_get_their_replies() {
+    let server = TestServer::start();
+    server.add_product("pipelined", 100).await;
+    let token = server.token("customer", "alice").await;
+    let mut client = Client::connect_with_token(&server.ws("/v1/stream"), &token).await;
+    // A connection runs 16 at once, each until the journal has synced it: the 17th waits for
+    // a slot (the server stops reading meanwhile) and the rest follow as slots come back.
+    for n in 0..40 {
+        client
+            .send(json!({"op": "reserve", "id": n, "product": "pipelined", "quantity": 1}))
+            .await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let reply = client.recv().await;
+        assert_eq!(reply["type"], "reserved", "{reply}");
+        ids.push(reply["id"].as_u64().expect("the op's id"));
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (0..40).collect::<Vec<u64>>());
+}
