@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use buyline::{Author, Tweet};
 use common::{Client, TestServer};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
@@ -121,6 +122,44 @@ async fn a_since_replay_of_50000_tweets_on_all_arrives_whole_then_the_live_ones(
     );
     assert_eq!(client.quiet_for(Duration::from_millis(200)).await, None);
     eprintln!("50,000 on all: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_sent_during_a_long_replay_is_answered_before_the_replay_ends() {
+    const TWEETS: u64 = 60_000;
+    let server = server(100_000);
+    let mut producer = producer(&server).await;
+    // About 25 MB of frames, far more than the loopback socket buffers hold: the replay is
+    // still being written when the ping arrives.
+    ingest(&mut producer, 1..=TWEETS, 300, |_| "alice").await;
+    wait_delivered(&server, TWEETS).await;
+
+    let mut client = Client::connect(&server.ws("/v1/stream")).await;
+    assert_eq!(subscribe_since(&mut client, "all", 0).await["seq"], TWEETS);
+    client
+        .send_raw(Message::Ping(b"during the replay".as_slice().into()))
+        .await;
+    let mut tweets = 0;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), client.socket.next())
+            .await
+            .expect("a frame within the timeout")
+            .expect("connection open")
+            .expect("frame read");
+        match message {
+            Message::Pong(payload) => {
+                assert_eq!(payload.as_ref(), b"during the replay");
+                break;
+            }
+            Message::Text(_) => tweets += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        tweets < TWEETS,
+        "the pong came only after the whole replay ({tweets} tweets)"
+    );
+    eprintln!("pong after {tweets} of {TWEETS} replayed tweets");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,8 @@
 //! A connection's bounded outbox: frames waiting to be written to one client.
 //!
-//! The shard offers each matching tweet; the connection's writer task drains the outbox
-//! and flushes once per drain. Both run on the shard's thread, so the state is plain `Cell`s
-//! and a `RefCell`, with no atomics or locks on the per-recipient path.
+//! The shard offers each matching tweet; the connection's task (`sessions::stream`) drains the
+//! outbox and flushes once per drain. Both run on the shard's thread, so the state is plain
+//! `Cell`s and a `RefCell`, with no atomics or locks on the per-recipient path.
 //!
 //! Cost of offering a tweet: a seq compare, one reference-count increment of the shared
 //! frame, one push onto a `VecDeque` (amortised: it grows only up to `capacity`), and at most
@@ -20,17 +20,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::decorate::frame::DecoratedTweet;
 
 /// Replies to a client's own ops may exceed the tweet capacity by this much, so a full
-/// outbox of tweets never blocks a `pong`; past it the reader stops reading the client.
+/// outbox of tweets never blocks a `pong`; past it the connection stops reading the client.
 const REPLY_RESERVE: usize = 64;
 
 /// `live_after` while a replay runs: every live offer is deferred.
@@ -67,15 +65,6 @@ pub enum Offer {
     Deferred,
 }
 
-/// What the writer should do next.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WriterTask {
-    /// Frames are queued (or a ping needs its pong flushed).
-    Write,
-    /// Send this close frame and stop.
-    Close(CloseReason),
-}
-
 /// The per-connection queue between the shard and the socket writer.
 pub struct Outbox {
     queue: RefCell<VecDeque<Outgoing>>,
@@ -94,17 +83,16 @@ pub struct Outbox {
     full_since: Cell<Option<Instant>>,
     /// Set once when the connection is to be closed.
     close: RefCell<Option<CloseReason>>,
-    /// Wakes every task waiting in [`Outbox::closed`].
-    close_notify: Notify,
     /// A ping arrived: the writer should flush so tungstenite sends its pong.
     flush_requested: Cell<bool>,
     /// A replay waits for an older source (`fanout::backfill`): the writer sleeps until it
     /// is told more came, instead of stepping the replay again at once.
     waiting_for_source: Cell<bool>,
-    /// The writer task, parked while the queue is empty.
+    /// The connection's task, parked while it has nothing to write.
     writer: Cell<Option<Waker>>,
-    /// The reader task, parked while there is no room for replies.
-    reader: Cell<Option<Waker>>,
+    /// The connection's task, parked while a write waits on a client that is not reading:
+    /// only a close wakes it there (new frames would only wake it to find the socket full).
+    close_watcher: Cell<Option<Waker>>,
 }
 
 impl Outbox {
@@ -118,11 +106,10 @@ impl Outbox {
             dropped: Cell::new(0),
             full_since: Cell::new(None),
             close: RefCell::new(None),
-            close_notify: Notify::new(),
             flush_requested: Cell::new(false),
             waiting_for_source: Cell::new(false),
             writer: Cell::new(None),
-            reader: Cell::new(None),
+            close_watcher: Cell::new(None),
         }
     }
 
@@ -329,49 +316,37 @@ impl Outbox {
         true
     }
 
-    /// Waits until a reply fits; the reader calls it before handling each op.
-    pub async fn reply_space(&self) {
-        poll_fn(|cx| {
-            if self.queue.borrow().len() < self.capacity + REPLY_RESERVE || self.is_closing() {
-                Poll::Ready(())
-            } else {
-                self.reader.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await
+    /// Whether a reply fits; the connection reads the client's next op only while one does
+    /// (it stops reading a client that sends without reading). Only the connection's own
+    /// drain makes room, so there is no waker to register.
+    pub fn has_reply_space(&self) -> bool {
+        self.queue.borrow().len() < self.capacity + REPLY_RESERVE
     }
 
-    /// Waits until the writer has something to do.
-    pub async fn next_task(&self) -> WriterTask {
-        poll_fn(|cx| {
-            if let Some(reason) = self.close.borrow().clone() {
-                return Poll::Ready(WriterTask::Close(reason));
-            }
-            // A replay with nothing queued wants the writer to read on through the history.
-            if !self.queue.borrow().is_empty()
-                || (self.is_replaying() && !self.waiting_for_source.get())
-                || self.flush_requested.replace(false)
-            {
-                return Poll::Ready(WriterTask::Write);
-            }
-            self.writer.set(Some(cx.waker().clone()));
-            Poll::Pending
-        })
-        .await
-    }
-
-    /// Resolves once the connection is closing; lets either task abandon a blocked read or
-    /// write. A `Notify` rather than a waker slot, because both tasks may wait on it at once.
-    pub async fn closed(&self) -> CloseReason {
-        loop {
-            // Created before the check, so a close between the check and the await still wakes us.
-            let notified = self.close_notify.notified();
-            if let Some(reason) = self.close.borrow().clone() {
-                return reason;
-            }
-            notified.await;
+    /// Ready when the connection has something to write: queued frames, a replay to read on
+    /// (with nothing queued), or a flush asked for. Otherwise parks `cx` until there is, or
+    /// until the connection is closed.
+    pub fn poll_write_due(&self, cx: &Context<'_>) -> Poll<()> {
+        if !self.queue.borrow().is_empty()
+            || (self.is_replaying() && !self.waiting_for_source.get())
+            || self.flush_requested.replace(false)
+        {
+            return Poll::Ready(());
         }
+        park(&self.writer, cx.waker());
+        Poll::Pending
+    }
+
+    /// Parks `cx` until the connection is closed: the connection calls it while a write waits
+    /// on the socket, so a close (shutdown, the slow-client policy) abandons a write the
+    /// client is not taking.
+    pub fn watch_close(&self, cx: &Context<'_>) {
+        park(&self.close_watcher, cx.waker());
+    }
+
+    /// Why the connection is closing, once it is.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close.borrow().clone()
     }
 
     /// Takes the oldest queued frame.
@@ -389,9 +364,6 @@ impl Outbox {
         }
         if queue.len() < self.capacity {
             self.full_since.set(None);
-            if let Some(reader) = self.reader.take() {
-                reader.wake();
-            }
         }
         frame
     }
@@ -422,10 +394,9 @@ impl Outbox {
                 reason: reason.into(),
             });
         }
-        self.close_notify.notify_waiters();
         self.wake_writer();
-        if let Some(reader) = self.reader.take() {
-            reader.wake();
+        if let Some(watcher) = self.close_watcher.take() {
+            watcher.wake();
         }
     }
 
@@ -451,6 +422,15 @@ impl Outbox {
         if let Some(writer) = self.writer.take() {
             writer.wake();
         }
+    }
+}
+
+/// Leaves `waker` in `slot`, cloning it only when the one there would wake another task: the
+/// connection parks again on every turn of its loop, and each clone is a refcount round trip.
+fn park(slot: &Cell<Option<Waker>>, waker: &Waker) {
+    match slot.take() {
+        Some(parked) if parked.will_wake(waker) => slot.set(Some(parked)),
+        _ => slot.set(Some(waker.clone())),
     }
 }
 

@@ -3,10 +3,10 @@
 //!
 //! Anything the client sends is a sign of life: a pong, its own ping, an op. A client that
 //! talks or pings on its own is never pinged; one that answers pings is never closed. Used by
-//! both WebSockets (`/v1/stream` shares it between its reader and writer tasks, which run on
-//! one thread, hence `Cell`s).
+//! both WebSockets (on `/v1/stream` the connection's read side hears the client and its write
+//! side takes the due ping, hence `Cell`s).
 //!
-//! Cost per received frame: one clock read. The reader's timer is re-armed only when it fires
+//! Cost per received frame: one clock read. The connection's timer is re-armed only when it fires
 //! or a ping is answered, not per frame.
 
 use std::cell::Cell;

@@ -1,39 +1,51 @@
-//! Runs one `/v1/stream` connection: the reader task handles ops, the writer task drains the
-//! outbox into the socket.
+//! Runs one `/v1/stream` connection as a single task that owns the socket: it reads the
+//! client's ops, drains the outbox into the socket, pings a silent client, steps a `since`
+//! replay, and closes.
 //!
-//! Writes are batched: the writer feeds everything queued into tungstenite's write buffer and
-//! flushes once. A writer blocked on a client that does not read blocks only itself; the
-//! shard keeps offering tweets to the outbox, which drops and counts them when full.
+//! One owner, no split: reads and writes are polled from one state machine
+//! ([`Connection::poll_until_closing`]), so neither half locks the socket for the other and a
+//! connection is one task. Nothing in it ever waits for its own drain: ops are handled
+//! without awaiting (reserve, release and checkout run on their own small tasks and queue
+//! their replies), and the read side only stops (no room for a reply, every commerce slot
+//! taken) while the write side keeps going.
 //!
-//! Keep-alive: the reader keeps the connection's [`KeepAlive`] clock; when the client has been
-//! silent for `--ping-interval` it asks the writer for a ping, and when a ping goes unanswered
-//! for `--ping-timeout` it closes the connection with 1008.
+//! Writes are batched: each drain feeds everything queued into tungstenite's write buffer and
+//! flushes once. A write blocked on a client that does not read stops only the writing: the
+//! connection still reads the client's pongs and close (until the replies it owes fill the
+//! outbox's room for them), and a close (shutdown, the slow-client policy, the keep-alive)
+//! abandons the write. The shard keeps offering tweets to the outbox,
+//! which drops and counts them when full.
+//!
+//! Keep-alive: the connection keeps its [`KeepAlive`] clock; when the client has been silent
+//! for `--ping-interval` it sends a ping, and when a ping goes unanswered for
+//! `--ping-timeout` it closes the connection with 1008.
 
 use std::cell::RefCell;
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::auth::{self, Action, Identity};
 use crate::checkout::service::CheckoutService;
 use crate::error::{ApiError, ErrorCode};
-use crate::fanout::outbox::{CloseReason, Outbox, WriterTask};
+use crate::fanout::outbox::{CloseReason, Outbox};
 use crate::fanout::shard_core::ShardCore;
 use crate::protocol::{self, ClientOp, ConnId, ReservationView};
+use crate::sessions::commerce_slots::{CommerceSlot, CommerceSlots};
 use crate::sessions::connection_limit::ConnectionPermit;
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
 use crate::store::Store;
@@ -92,136 +104,291 @@ pub async fn run(
     let customer = auth::buyer(identity.as_ref());
     let (conn, outbox) = core.borrow_mut().open_session(customer);
     telemetry::connections_open("stream", 1.0);
-    let (sink, stream) = socket.split();
-    let keep_alive = Rc::new(KeepAlive::new(
-        settings.ping_interval,
-        settings.ping_timeout,
-        Instant::now(),
-    ));
-    let replay_step = {
-        let core = Rc::clone(&core);
-        move || core.borrow_mut().replay_step(conn)
+    let connection = Connection {
+        socket,
+        session: Session {
+            core: &core,
+            conn,
+            outbox: &outbox,
+            identity: identity.as_ref(),
+            commerce: &commerce,
+            slots: CommerceSlots::new(MAX_COMMERCE_IN_FLIGHT),
+        },
+        keep_alive: KeepAlive::new(
+            settings.ping_interval,
+            settings.ping_timeout,
+            Instant::now(),
+        ),
+        drain: None,
+        waiting_op: None,
     };
-    let writer = tokio::task::spawn_local(write_loop(
-        Rc::clone(&outbox),
-        Rc::clone(&keep_alive),
-        sink,
-        replay_step,
-    ));
-    let session = Session {
-        core: &core,
-        conn,
-        outbox: &outbox,
-        keep_alive: &keep_alive,
-        identity: identity.as_ref(),
-        commerce: &commerce,
-        in_flight: Arc::new(Semaphore::new(MAX_COMMERCE_IN_FLIGHT)),
-    };
-    session.read_loop(stream).await;
-    outbox.close(1000, "");
-    if let Err(error) = writer.await {
-        tracing::warn!(%error, "stream writer task failed");
-    }
+    connection.run().await;
     core.borrow_mut().close_session(conn);
     tracing::debug!(conn, "stream connection ended");
     telemetry::connections_open("stream", -1.0);
     drop(permit);
 }
 
-/// What the reader needs to handle a client's ops.
+/// One connection's socket and what drives it, owned by the connection's one task.
+struct Connection<'a> {
+    /// Read and written from [`Connection::poll_until_closing`] alone: never split, never locked.
+    socket: ServerSocket,
+    /// Handles the client's ops.
+    session: Session<'a>,
+    /// When the client was last heard from, and whether a ping is due.
+    keep_alive: KeepAlive,
+    /// The drain in progress: frames fed to tungstenite, the flush not done yet.
+    drain: Option<Drain>,
+    /// A commerce op read while every slot was taken: reading stops until a slot is free and
+    /// the op has run (its frame's text, shared, not copied; parsed again then).
+    waiting_op: Option<Utf8Bytes>,
+}
+
+/// What one drain has written, for `frames_flushed`.
+#[derive(Default)]
+struct Drain {
+    frames: u64,
+    /// When the oldest tweet written was ingested.
+    oldest: Option<std::time::Instant>,
+}
+
+impl Drain {
+    fn record(self) {
+        telemetry::frames_flushed(self.frames, self.oldest.map(|at| at.elapsed()));
+    }
+}
+
+/// Whether an op ran, or waits for a commerce slot.
+#[derive(Debug, PartialEq, Eq)]
+enum Handled {
+    Done,
+    WaitingForSlot,
+}
+
+impl Connection<'_> {
+    /// Runs the connection until it is closing, then closes it within [`CLOSE_BUDGET`].
+    async fn run(mut self) {
+        let keep_alive_timer = tokio::time::sleep_until(self.keep_alive.deadline());
+        tokio::pin!(keep_alive_timer);
+        let reason = poll_fn(|cx| self.poll_until_closing(cx, keep_alive_timer.as_mut())).await;
+        // A drain the close abandons still counts what it wrote.
+        if let Some(drain) = self.drain.take() {
+            drain.record();
+        }
+        let closing = close(self.session.outbox, &mut self.socket, reason);
+        if tokio::time::timeout(CLOSE_BUDGET, closing).await.is_err() {
+            tracing::debug!("client did not take its close frame in time; dropping it");
+        }
+    }
+
+    /// The connection's state machine. Each turn writes (one drain), then reads one frame and
+    /// acts on it, then checks the keep-alive deadline (a frame that has already arrived wins
+    /// over a deadline that passed meanwhile); turns repeat while one of them did something.
+    /// One drain a turn keeps either side from starving the other: a long replay to a fast
+    /// client still lets its pings and close be read (tokio's cooperative budget bounds the
+    /// socket calls of one poll).
+    ///
+    /// Pending leaves a waker wherever the next thing to do can come from: the socket (a
+    /// frame, or room for a blocked write), the outbox (something to write, or a close while
+    /// a write blocks), the commerce slots, the timer.
+    fn poll_until_closing(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut keep_alive_timer: Pin<&mut Sleep>,
+    ) -> Poll<CloseReason> {
+        let outbox = self.session.outbox;
+        loop {
+            let wrote = self.write_turn(cx).unwrap_or_else(|error| {
+                tracing::debug!(%error, "stream write failed");
+                outbox.close(1006, "connection lost");
+                false
+            });
+            if let Some(reason) = outbox.close_reason() {
+                return Poll::Ready(reason);
+            }
+            let read = self.read_turn(cx, keep_alive_timer.as_mut());
+            let due = keep_alive_timer.as_mut().poll(cx).is_ready();
+            if due {
+                self.keep_alive_due();
+                keep_alive_timer.as_mut().reset(self.keep_alive.deadline());
+            }
+            if !(wrote || read || due) {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// One turn of the write side: a drain, if one is due or under way, stepping a running
+    /// `since` replay first; it feeds a due ping and every queued frame to tungstenite and
+    /// flushes once. True when it flushed (more may be due); false when it waits, for the
+    /// outbox (which wakes the task) or for the socket (which does, and so does a close).
+    ///
+    /// Cost per frame: a pop and a copy of its text into tungstenite's write buffer; per
+    /// drain, one flush (one `write` syscall when the socket takes it all).
+    fn write_turn(&mut self, cx: &mut Context<'_>) -> Result<bool, WsError> {
+        let outbox = self.session.outbox;
+        let mut stepped_nothing = false;
+        if self.drain.is_none() {
+            if outbox.poll_write_due(cx).is_pending() {
+                return Ok(false);
+            }
+            if outbox.is_replaying() {
+                self.session
+                    .core
+                    .borrow_mut()
+                    .replay_step(self.session.conn);
+                stepped_nothing = outbox.is_empty();
+            }
+        }
+        let drain = self.drain.get_or_insert_with(Drain::default);
+        let Poll::Ready(written) =
+            feed_and_flush(&mut self.socket, outbox, &self.keep_alive, drain, cx)
+        else {
+            outbox.watch_close(cx);
+            return Ok(false);
+        };
+        if let Some(drain) = self.drain.take() {
+            drain.record();
+        }
+        written?;
+        if stepped_nothing {
+            // The step only skipped tweets of other timelines: let the others run first.
+            cx.waker().wake_by_ref();
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// One turn of the read side: the op waiting for a commerce slot, once one is free;
+    /// otherwise the client's next frame, while a reply fits. True when it acted on one.
+    fn read_turn(&mut self, cx: &mut Context<'_>, keep_alive_timer: Pin<&mut Sleep>) -> bool {
+        if self.waiting_op.is_some() {
+            if self.session.slots.poll_free(cx).is_pending() {
+                return false;
+            }
+            if let Some(text) = self.waiting_op.take() {
+                self.handle_op(text);
+            }
+            return true;
+        }
+        // No waker needed when full: only this connection's own drain makes room.
+        if !self.session.outbox.has_reply_space() {
+            return false;
+        }
+        let Poll::Ready(message) = self.socket.poll_next_unpin(cx) else {
+            return false;
+        };
+        if self.keep_alive.heard(Instant::now()) {
+            keep_alive_timer.reset(self.keep_alive.deadline());
+        }
+        self.receive(message);
+        true
+    }
+
+    /// Acts on what the client sent.
+    fn receive(&mut self, message: Option<Result<Message, WsError>>) {
+        let outbox = self.session.outbox;
+        match message {
+            None | Some(Ok(Message::Close(_))) => outbox.close(1000, ""),
+            Some(Ok(Message::Text(text))) => self.handle_op(text),
+            Some(Ok(Message::Binary(_))) => send_error(
+                outbox,
+                None,
+                ApiError::bad_request(
+                    "binary frames are not accepted on /v1/stream; send JSON text frames",
+                ),
+            ),
+            // tungstenite queues the pong; the write side must flush for it to leave.
+            Some(Ok(Message::Ping(_))) => outbox.request_flush(),
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Err(error)) => {
+                reject_bad_frame(outbox, error);
+                outbox.close(1000, "");
+            }
+        }
+    }
+
+    /// Handles an op, or keeps it (and stops reading) until a commerce slot is free.
+    fn handle_op(&mut self, text: Utf8Bytes) {
+        if self.session.handle_op(text.as_str()) == Handled::WaitingForSlot {
+            self.waiting_op = Some(text);
+        }
+    }
+
+    /// Acts on a passed keep-alive deadline.
+    fn keep_alive_due(&self) {
+        let outbox = self.session.outbox;
+        match self.keep_alive.check(Instant::now()) {
+            Verdict::Wait => {}
+            // The write side sends the ping on its next turn.
+            Verdict::Ping => outbox.request_flush(),
+            Verdict::Silent => {
+                telemetry::connection_closed("ping_timeout");
+                tracing::debug!(
+                    conn = self.session.conn,
+                    "closing a connection that stopped answering pings"
+                );
+                outbox.close(1008, "ping timeout");
+            }
+        }
+    }
+}
+
+/// Feeds a due ping and every queued frame to tungstenite, then flushes. Pending while the
+/// socket takes no more; a frame leaves the outbox only when tungstenite takes it.
+fn feed_and_flush(
+    socket: &mut ServerSocket,
+    outbox: &Outbox,
+    keep_alive: &KeepAlive,
+    drain: &mut Drain,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), WsError>> {
+    loop {
+        ready!(socket.poll_ready_unpin(cx))?;
+        if keep_alive.take_ping_due() {
+            socket.start_send_unpin(Message::Ping(Default::default()))?;
+        } else if let Some(frame) = outbox.pop() {
+            drain.oldest = drain.oldest.or(frame.ingested_at);
+            socket.start_send_unpin(Message::Text(frame.text))?;
+            drain.frames += 1;
+        } else {
+            return socket.poll_flush_unpin(cx);
+        }
+    }
+}
+
+/// What handling a client's ops needs.
 struct Session<'a> {
     core: &'a RefCell<ShardCore>,
     conn: ConnId,
     outbox: &'a Rc<Outbox>,
-    /// When the client was last heard from; the writer sends the pings it asks for.
-    keep_alive: &'a KeepAlive,
     identity: Option<&'a Identity>,
     /// Where reserve, release and checkout go.
     commerce: &'a CommerceHandle,
-    /// Reserve/release ops running for this client; past the limit the reader waits.
-    in_flight: Arc<Semaphore>,
+    /// Reserve/release/checkout ops running for this client; with none free, the connection
+    /// stops reading.
+    slots: Rc<CommerceSlots>,
 }
 
 impl Session<'_> {
-    async fn read_loop(&self, mut stream: SplitStream<ServerSocket>) {
-        let outbox = self.outbox;
-        let keep_alive_timer = tokio::time::sleep_until(self.keep_alive.deadline());
-        tokio::pin!(keep_alive_timer);
-        loop {
-            let message = tokio::select! {
-                biased;
-                _ = outbox.closed() => return,
-                message = stream.next() => message,
-                () = &mut keep_alive_timer => {
-                    if !self.keep_alive_due() {
-                        return;
-                    }
-                    keep_alive_timer.as_mut().reset(self.keep_alive.deadline());
-                    continue;
-                }
-            };
-            if self.keep_alive.heard(Instant::now()) {
-                keep_alive_timer.as_mut().reset(self.keep_alive.deadline());
-            }
-            if matches!(message, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
-                // Both may produce a reply: stop reading a client that sends without reading.
-                outbox.reply_space().await;
-                if outbox.is_closing() {
-                    return;
-                }
-            }
-            match message {
-                None | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(Message::Text(text))) => self.handle_op(text.as_str()).await,
-                Some(Ok(Message::Binary(_))) => send_error(
-                    outbox,
-                    None,
-                    ApiError::bad_request(
-                        "binary frames are not accepted on /v1/stream; send JSON text frames",
-                    ),
-                ),
-                // tungstenite queues the pong; the writer must flush for it to leave.
-                Some(Ok(Message::Ping(_))) => outbox.request_flush(),
-                Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Err(error)) => {
-                    reject_bad_frame(outbox, error);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Acts on a passed keep-alive deadline; false once the connection is closing for silence.
-    fn keep_alive_due(&self) -> bool {
-        match self.keep_alive.check(Instant::now()) {
-            Verdict::Wait => true,
-            // The writer sends the ping on its next turn.
-            Verdict::Ping => {
-                self.outbox.request_flush();
-                true
-            }
-            Verdict::Silent => {
-                telemetry::connection_closed("ping_timeout");
-                tracing::debug!(
-                    conn = self.conn,
-                    "closing a connection that stopped answering pings"
-                );
-                self.outbox.close(1008, "ping timeout");
-                false
-            }
-        }
-    }
-
-    async fn handle_op(&self, text: &str) {
+    /// Handles one op without waiting for anything: a reserve, release or checkout goes to
+    /// its own task, or, with every slot taken, is left for the caller to retry.
+    fn handle_op(&self, text: &str) -> Handled {
         let (id, op) = match protocol::parse(text) {
             Ok(parsed) => parsed,
-            Err(error) => return send_error(self.outbox, error.id.as_ref(), error.error),
+            Err(error) => {
+                send_error(self.outbox, error.id.as_ref(), error.error);
+                return Handled::Done;
+            }
         };
         // Authorized once, before anything runs: an op the token does not allow goes no further.
         let customer = match required_action(&op).map(|action| self.customer(&action)) {
             None => String::new(),
             Some(Ok(customer)) => customer,
-            Some(Err(error)) => return send_error(self.outbox, id.as_ref(), error),
+            Some(Err(error)) => {
+                send_error(self.outbox, id.as_ref(), error);
+                return Handled::Done;
+            }
         };
         let result = match op {
             ClientOp::Subscribe {
@@ -250,11 +417,11 @@ impl Session<'_> {
                 quantity,
                 idempotency_key,
             } => {
-                let Some(permit) = self.commerce_permit().await else {
-                    return;
+                let Some(slot) = self.slots.try_take() else {
+                    return Handled::WaitingForSlot;
                 };
                 let store = self.commerce.store.clone();
-                self.spawn_commerce(permit, id.clone(), async move {
+                self.spawn_commerce(slot, id, async move {
                     let reply = store
                         .reserve(&customer, &product, quantity, idempotency_key.as_deref())
                         .await?;
@@ -267,14 +434,14 @@ impl Session<'_> {
                         })
                     })
                 });
-                Ok(())
+                return Handled::Done;
             }
             ClientOp::Release { reservation } => {
-                let Some(permit) = self.commerce_permit().await else {
-                    return;
+                let Some(slot) = self.slots.try_take() else {
+                    return Handled::WaitingForSlot;
                 };
                 let store = self.commerce.store.clone();
-                self.spawn_commerce(permit, id.clone(), async move {
+                self.spawn_commerce(slot, id, async move {
                     let remaining = store.release(&customer, &reservation).await?;
                     Ok(move |id: Option<&Value>| {
                         protocol::to_text(&protocol::Released {
@@ -285,14 +452,14 @@ impl Session<'_> {
                         })
                     })
                 });
-                Ok(())
+                return Handled::Done;
             }
             ClientOp::Checkout(request) => {
-                let Some(permit) = self.commerce_permit().await else {
-                    return;
+                let Some(slot) = self.slots.try_take() else {
+                    return Handled::WaitingForSlot;
                 };
                 let (checkout, conn) = (Arc::clone(&self.commerce.checkout), self.conn);
-                self.spawn_commerce(permit, id.clone(), async move {
+                self.spawn_commerce(slot, id, async move {
                     let order = checkout.checkout(customer, *request, Some(conn)).await?;
                     Ok(move |id: Option<&Value>| {
                         protocol::to_text(&protocol::OrderReply {
@@ -302,12 +469,13 @@ impl Session<'_> {
                         })
                     })
                 });
-                Ok(())
+                return Handled::Done;
             }
         };
         if let Err(error) = result {
             send_error(self.outbox, id.as_ref(), error);
         }
+        Handled::Done
     }
 
     /// The caller's customer id, if its token allows `action`.
@@ -316,25 +484,12 @@ impl Session<'_> {
         Ok(self.identity.map(|i| i.subject.clone()).unwrap_or_default())
     }
 
-    /// A slot for one more reserve/release/checkout of this connection: at most
-    /// `MAX_COMMERCE_IN_FLIGHT` run at once, and past that the reader waits here. `None` once
-    /// the connection closes.
-    ///
-    /// Taken before the op's future is built, so the session's own future never holds an op's
-    /// (a checkout's is large, and the session's future is allocated per connection: taking
-    /// the slot inside `spawn_commerce` made it 3,912 bytes in a release build).
-    async fn commerce_permit(&self) -> Option<OwnedSemaphorePermit> {
-        let permit = tokio::select! {
-            permit = Arc::clone(&self.in_flight).acquire_owned() => permit,
-            _ = self.outbox.closed() => return None,
-        };
-        permit.ok()
-    }
-
-    /// Runs a reserve/release/checkout on its own task, so the reader keeps reading while the
-    /// journal makes it durable; the reply (or error) is queued when it completes, and the
-    /// slot `permit` is given back.
-    fn spawn_commerce<F, R>(&self, permit: OwnedSemaphorePermit, id: Option<Value>, op: F)
+    /// Runs a reserve/release/checkout on its own task, so the connection keeps reading and
+    /// writing while the journal makes it durable; the reply (or error) is queued when it
+    /// completes, and `slot` is given back. The op's future lives in that task, never in
+    /// the connection's (a checkout's is large, and the connection's is allocated per
+    /// connection).
+    fn spawn_commerce<F, R>(&self, slot: CommerceSlot, id: Option<Value>, op: F)
     where
         F: Future<Output = Result<R, ApiError>> + 'static,
         R: FnOnce(Option<&Value>) -> String + 'static,
@@ -345,7 +500,7 @@ impl Session<'_> {
                 Ok(reply) => outbox.push_reply(reply(id.as_ref())),
                 Err(error) => send_error(&outbox, id.as_ref(), error),
             }
-            drop(permit);
+            drop(slot);
         });
     }
 }
@@ -397,70 +552,13 @@ pub fn send_error(outbox: &Outbox, id: Option<&serde_json::Value>, error: ApiErr
     outbox.push_reply(error.to_frame(id));
 }
 
-/// Drains the outbox into the socket, one flush per drain, with a keep-alive ping when one is
-/// due. While a `since` replay runs, `replay_step` reads the next part of it into the outbox
-/// before each drain.
-async fn write_loop(
-    outbox: Rc<Outbox>,
-    keep_alive: Rc<KeepAlive>,
-    mut sink: SplitSink<ServerSocket, Message>,
-    replay_step: impl Fn(),
-) {
-    loop {
-        match outbox.next_task().await {
-            WriterTask::Close(reason) => {
-                let closing = close(&outbox, &mut sink, reason);
-                if tokio::time::timeout(CLOSE_BUDGET, closing).await.is_err() {
-                    tracing::debug!("client did not take its close frame in time; dropping it");
-                }
-                return;
-            }
-            WriterTask::Write => {
-                if outbox.is_replaying() {
-                    replay_step();
-                    if outbox.is_empty() {
-                        // The step only skipped tweets of other timelines: let the others run.
-                        tokio::task::yield_now().await;
-                    }
-                }
-                let mut frames = 0u64;
-                let mut oldest = None;
-                let written = tokio::select! {
-                    written = async {
-                        if keep_alive.take_ping_due() {
-                            sink.feed(Message::Ping(Default::default())).await?;
-                        }
-                        while let Some(frame) = outbox.pop() {
-                            oldest = oldest.or(frame.ingested_at);
-                            sink.feed(Message::Text(frame.text)).await?;
-                            frames += 1;
-                        }
-                        sink.flush().await
-                    } => written,
-                    // A close (shutdown, slow-client policy) abandons a write the client is not taking.
-                    _ = outbox.closed() => Ok(()),
-                };
-                telemetry::frames_flushed(
-                    frames,
-                    oldest.map(|at: std::time::Instant| at.elapsed()),
-                );
-                if let Err(error) = written {
-                    tracing::debug!(%error, "stream write failed");
-                    outbox.close(1006, "connection lost");
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// Sends what is still queued (errors explaining the close come first), then the close frame.
-async fn close(outbox: &Outbox, sink: &mut SplitSink<ServerSocket, Message>, reason: CloseReason) {
+async fn close(outbox: &Outbox, socket: &mut ServerSocket, reason: CloseReason) {
     if reason.code == 1006 {
         return;
     }
     while let Some(frame) = outbox.pop() {
-        if sink.feed(Message::Text(frame.text)).await.is_err() {
+        if socket.feed(Message::Text(frame.text)).await.is_err() {
             return;
         }
     }
@@ -469,6 +567,6 @@ async fn close(outbox: &Outbox, sink: &mut SplitSink<ServerSocket, Message>, rea
         reason: reason.reason.into(),
     });
     // Errors here mean the client already closed; the connection ends either way.
-    let _ = sink.send(Message::Close(frame)).await;
-    let _ = sink.close().await;
+    let _ = socket.send(Message::Close(frame)).await;
+    let _ = SinkExt::close(socket).await;
 }
