@@ -127,9 +127,6 @@ pub use protocol::{
     to_text as frame_text,
 };
 
-// The journal writer's wake-up handshake, for its loom model (`tests/loom_doorbell.rs`).
-pub use journal::Doorbell;
-
 // The lock-free core's words, for the loom model (`tests/loom_stock.rs`).
 pub use inventory::customers::{CustomerUnits, Refusal};
 pub use inventory::hold::{Ending, HoldPhase, HoldState, end_hold};

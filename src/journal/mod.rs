@@ -7,7 +7,6 @@
 //! * `order`: holding back a stream's early records until its earlier seqs arrive.
 //! * `writer`: the writer thread: group commit, segment rolls, snapshots, fail-stop.
 //! * `acker`: the thread that wakes appenders once their batch is durable.
-//! * `doorbell`: how appenders wake the writer when its queue was empty.
 //! * `segment`: the segment being appended to, and directory fsyncs.
 //! * `snapshot`: the [`Compactor`] trait and snapshot files.
 //! * `recovery`: start-up: snapshot, replay, torn-tail repair, corruption errors.
@@ -67,7 +66,6 @@
 
 mod acker;
 mod archive;
-mod doorbell;
 mod error;
 mod format;
 mod options;
@@ -88,7 +86,6 @@ use crossbeam::channel::{Sender, TrySendError};
 use tokio::sync::oneshot;
 
 pub use archive::{Archive, ArchiveReader};
-pub use doorbell::Doorbell;
 pub use error::JournalError;
 pub use format::{Lsn, MAX_PAYLOAD_BYTES};
 pub use options::JournalOptions;
@@ -157,10 +154,7 @@ impl Journal {
             Err(err) => return Durable::failed(err),
         };
         match self.inner.tx.send(command) {
-            Ok(()) => {
-                self.inner.shared.doorbell.ring();
-                durable
-            }
+            Ok(()) => durable,
             Err(_) => Durable::failed(self.inner.closed_error()),
         }
     }
@@ -198,9 +192,7 @@ impl Journal {
         self.inner
             .tx
             .send(Command::OpenStream { stream, last_seq })
-            .map_err(|_| self.inner.closed_error())?;
-        self.inner.shared.doorbell.ring();
-        Ok(())
+            .map_err(|_| self.inner.closed_error())
     }
 
     /// [`Journal::open_stream`] for async code: waits for queue space without blocking.
@@ -272,10 +264,7 @@ impl Journal {
     async fn send_async(&self, mut command: Command) -> Result<(), JournalError> {
         loop {
             match self.inner.tx.try_send(command) {
-                Ok(()) => {
-                    self.inner.shared.doorbell.ring();
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(TrySendError::Disconnected(_)) => return Err(self.inner.closed_error()),
                 Err(TrySendError::Full(back)) => command = back,
             }
@@ -284,10 +273,7 @@ impl Journal {
             let mut space = pin!(self.inner.shared.space.notified());
             space.as_mut().enable();
             match self.inner.tx.try_send(command) {
-                Ok(()) => {
-                    self.inner.shared.doorbell.ring();
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(TrySendError::Disconnected(_)) => return Err(self.inner.closed_error()),
                 Err(TrySendError::Full(back)) => command = back,
             }
@@ -326,9 +312,7 @@ impl Inner {
             return;
         };
         // Fails only if the writer is already gone (fail-stop or panic): nothing to ask then.
-        if self.tx.send(Command::Shutdown).is_ok() {
-            self.shared.doorbell.ring();
-        }
+        let _ = self.tx.send(Command::Shutdown);
         if handle.join().is_err() {
             tracing::error!("journal: the writer thread panicked");
         }
@@ -379,10 +363,6 @@ impl ReadyJournal {
             .name(String::from("buyline-journal"))
             .spawn(move || writer.run())
             .map_err(JournalError::io("start the writer thread for", &dir))?;
-        // Before any handle exists, so every ring finds its sleeper. (A `loom` build models
-        // the doorbell with loom's threads in `tests/loom_doorbell.rs`; its journal never runs.)
-        #[cfg(not(feature = "loom"))]
-        shared.doorbell.set_sleeper(handle.thread().clone());
         Ok(Journal {
             inner: Arc::new(Inner {
                 tx,

@@ -290,35 +290,3 @@ fn batches_over_the_inline_limit_go_to_the_acknowledger() {
     let stats = append_concurrently(options, 32);
     assert!(stats.acker_wakeups >= 1, "{stats:?}");
 }
-
-#[test]
-fn appenders_that_come_while_the_writer_falls_asleep_are_all_heard() {
-    // Stress for the doorbell (its loom model is `tests/loom_doorbell.rs`): appenders that
-    // pause between records keep catching the writer on its way to sleep. A wake-up lost there
-    // would leave an append waiting forever: the watchdog turns that into a failure.
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, _) = open(dir.path(), JournalOptions::default());
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let threads = 8;
-    let per_thread = 300;
-    for t in 0..threads {
-        let (journal, done_tx) = (journal.clone(), done_tx.clone());
-        std::thread::spawn(move || {
-            for n in 0..per_thread {
-                journal.append_blocking(record(n as u8), None).unwrap();
-                // 0 to 3 yields: sometimes back before the writer sleeps, sometimes after.
-                for _ in 0..(n + t) % 4 {
-                    std::thread::yield_now();
-                }
-            }
-            done_tx.send(()).unwrap();
-        });
-    }
-    for _ in 0..threads {
-        done_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("an append was never acknowledged: a lost wake-up");
-    }
-    assert_eq!(journal.stats().records, (threads * per_thread) as u64);
-    journal.shutdown().unwrap();
-}

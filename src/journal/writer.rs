@@ -25,7 +25,6 @@ use crossbeam::channel::{Receiver, RecvTimeoutError, TryRecvError};
 use tokio::sync::{Notify, oneshot};
 
 use super::acker::{Acker, Acks};
-use super::doorbell::Doorbell;
 use super::error::JournalError;
 use super::format::{Lsn, frame_len, push_frame};
 use super::options::JournalOptions;
@@ -108,8 +107,6 @@ pub struct Shared {
     pub acker_wakeups: Arc<AtomicU64>,
     /// Set once, when the journal fail-stops; appenders check it before queueing.
     pub failed: OnceLock<JournalError>,
-    /// How appenders wake the writer when it sleeps on an empty queue.
-    pub doorbell: Doorbell,
     /// Signalled whenever the writer has taken commands off the queue, for async appenders
     /// waiting for space (a crossbeam channel cannot wake a future).
     pub space: Notify,
@@ -248,24 +245,13 @@ impl Writer {
                 Ok(command) => Ok(command),
                 Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
                 Err(TryRecvError::Empty) => {
-                    // Something waiting for a gap to fill: wake up now and then to see how
-                    // long.
-                    let deadline = (self.order.held() > 0).then(|| Instant::now() + gap_check);
-                    let rx = &self.rx;
-                    let woken = self
-                        .shared
-                        .doorbell
-                        .sleep_until(
-                            || match rx.try_recv() {
-                                Ok(command) => Some(Ok(command)),
-                                Err(TryRecvError::Disconnected) => {
-                                    Some(Err(RecvTimeoutError::Disconnected))
-                                }
-                                Err(TryRecvError::Empty) => None,
-                            },
-                            deadline,
-                        )
-                        .unwrap_or(Err(RecvTimeoutError::Timeout));
+                    let woken = if self.order.held() == 0 {
+                        self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                    } else {
+                        // Something waits for a gap to fill: wake up now and then to see how
+                        // long.
+                        self.rx.recv_timeout(gap_check)
+                    };
                     Shared::count(&self.shared.writer_wakeups, 1);
                     woken
                 }
