@@ -25,31 +25,14 @@ duration="${BUYLINE_PROFILE_DURATION:-10s}"
 command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)"; exit 2; }
 command -v redis-server >/dev/null || { echo "redis-server is not installed"; exit 2; }
 
-work=$(mktemp -d)
-port=$((20000 + RANDOM % 10000))
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((20000 + RANDOM % 10000)); done
-"$bin/buyline" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --firehose none --log warn \
-    >"$work/server.log" 2>&1 &
-server=$!
-tester=""
-cleanup() {
-    # Only what this script started, by pid.
-    for pid in $tester $server; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+source benches/bench_server.sh
+start_bench_server "$bin"
 
 events=cpu-clock,context-switches,syscalls:sys_enter_fdatasync
 "$bin/loadtest" --target "http://127.0.0.1:$port" --plain --duration "$duration" \
     --json "$work/report.json" flash-sale --peer redis "$@" >"$work/tester.log" 2>&1 &
 tester=$!
+extra_pids="$tester"
 half=$(( ${duration%s} / 2 - 2 ))
 sleep $(( half > 1 ? half : 1 ))
 perf record -q -e cpu-clock -F 999 -g -p "$server" -o "$work/buyline.data" -- sleep 4 >/dev/null 2>&1 &
@@ -68,7 +51,7 @@ perf record -q -e cpu-clock -F 999 -g -p "$redis" -o "$work/redis.data" -- sleep
 perf stat -e "$events" -x, -p "$redis" -o "$work/redis.stat" -- sleep 4 >/dev/null 2>&1
 wait $!
 wait "$tester" || true
-tester=""
+extra_pids=""
 tail -n 8 "$work/tester.log"
 
 for who in buyline redis; do

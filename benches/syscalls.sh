@@ -20,31 +20,14 @@ shift || true
 duration="${BUYLINE_SYSCALLS_DURATION:-5s}"
 command -v strace >/dev/null || { echo "strace is not installed (apt-get install strace)"; exit 2; }
 
-work=$(mktemp -d)
-port=$((20000 + RANDOM % 10000))
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((20000 + RANDOM % 10000)); done
-"$bin/buyline" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --firehose none --log warn \
-    >"$work/server.log" 2>&1 &
-server=$!
-tracer=""
-cleanup() {
-    # Only what this script started, by pid.
-    for pid in $tracer $server; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+source benches/bench_server.sh
+start_bench_server "$bin"
 
 metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 # `-f` with `-p` attaches to every thread the server has and every one it starts.
 strace -f -c -o "$work/strace.txt" -p "$server" 2>"$work/strace.log" &
 tracer=$!
+extra_pids="$tracer"
 sleep 1
 records0=$(metric buyline_journal_records_total); writer0=$(metric buyline_journal_writer_wakeups_total)
 acker0=$(metric buyline_journal_acker_wakeups_total)
@@ -55,7 +38,7 @@ records1=$(metric buyline_journal_records_total); writer1=$(metric buyline_journ
 acker1=$(metric buyline_journal_acker_wakeups_total)
 kill -INT "$tracer"
 wait "$tracer" 2>/dev/null || true
-tracer=""
+extra_pids=""
 
 python3 - "$work/strace.txt" "$work/report.json" \
     "${records0:-0}" "${records1:-0}" "${writer0:-0}" "${writer1:-0}" "${acker0:-0}" "${acker1:-0}" <<'EOF'
