@@ -23,7 +23,8 @@ use crate::model::Order;
 use crate::protocol::{self, ConnId};
 use crate::sessions;
 use crate::sessions::connection_limit::ConnectionPermit;
-use crate::sessions::stream::{CommerceHandle, StreamSettings};
+use crate::sessions::stream::StreamSettings;
+use crate::sessions::stream_ops::CommerceHandle;
 
 /// Messages a shard's mailbox holds before the decorator waits (batches and new connections).
 pub const MAILBOX_CAPACITY: usize = 256;

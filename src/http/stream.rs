@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::shard::AcceptStream;
 use crate::http::{HttpState, identity_for_upgrade, upgrade};
-use crate::sessions::stream::CommerceHandle;
+use crate::sessions::stream_ops::CommerceHandle;
 use crate::telemetry;
 
 pub async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Response {

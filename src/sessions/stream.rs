@@ -24,14 +24,12 @@ use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -39,34 +37,20 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::auth::{self, Action, Identity};
-use crate::checkout::service::CheckoutService;
+use crate::auth::{self, Identity};
 use crate::error::{ApiError, ErrorCode};
 use crate::fanout::outbox::{CloseReason, Outbox};
 use crate::fanout::shard_core::ShardCore;
-use crate::protocol::{self, ClientOp, ConnId, ReservationView};
-use crate::sessions::commerce_slots::{CommerceSlot, CommerceSlots};
 use crate::sessions::connection_limit::ConnectionPermit;
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
-use crate::store::Store;
+use crate::sessions::stream_ops::{CommerceHandle, Handled, Session, send_error};
 use crate::telemetry;
 
 /// A server-side WebSocket over an upgraded HTTP connection.
 pub type ServerSocket = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Reserve/release/checkout ops one connection may have in flight at once.
-const MAX_COMMERCE_IN_FLIGHT: usize = 16;
-
 /// How long closing (draining what is queued, sending the close frame) may take.
 const CLOSE_BUDGET: Duration = Duration::from_secs(1);
-
-/// What a session reaches beyond its shard: the store (reserve, release) and checkout.
-/// A narrow handle, not the whole server state.
-#[derive(Clone)]
-pub struct CommerceHandle {
-    pub store: Store,
-    pub checkout: Arc<CheckoutService>,
-}
 
 /// How every stream connection on a shard runs: the same for all, set at start-up.
 #[derive(Clone, Copy)]
@@ -106,14 +90,7 @@ pub async fn run(
     telemetry::connections_open("stream", 1.0);
     let connection = Connection {
         socket,
-        session: Session {
-            core: &core,
-            conn,
-            outbox: &outbox,
-            identity: identity.as_ref(),
-            commerce: &commerce,
-            slots: CommerceSlots::new(MAX_COMMERCE_IN_FLIGHT),
-        },
+        session: Session::new(&core, conn, &outbox, identity.as_ref(), &commerce),
         keep_alive: KeepAlive::new(
             settings.ping_interval,
             settings.ping_timeout,
@@ -156,13 +133,6 @@ impl Drain {
     fn record(self) {
         telemetry::frames_flushed(self.frames, self.oldest.map(|at| at.elapsed()));
     }
-}
-
-/// Whether an op ran, or waits for a commerce slot.
-#[derive(Debug, PartialEq, Eq)]
-enum Handled {
-    Done,
-    WaitingForSlot,
 }
 
 impl Connection<'_> {
@@ -357,154 +327,6 @@ fn feed_and_flush(
     }
 }
 
-/// What handling a client's ops needs.
-struct Session<'a> {
-    core: &'a RefCell<ShardCore>,
-    conn: ConnId,
-    outbox: &'a Rc<Outbox>,
-    identity: Option<&'a Identity>,
-    /// Where reserve, release and checkout go.
-    commerce: &'a CommerceHandle,
-    /// Reserve/release/checkout ops running for this client; with none free, the connection
-    /// stops reading.
-    slots: Rc<CommerceSlots>,
-}
-
-impl Session<'_> {
-    /// Handles one op without waiting for anything: a reserve, release or checkout goes to
-    /// its own task, or, with every slot taken, is left for the caller to retry.
-    fn handle_op(&self, text: &str) -> Handled {
-        let (id, op) = match protocol::parse(text) {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                send_error(self.outbox, error.id.as_ref(), error.error);
-                return Handled::Done;
-            }
-        };
-        // Authorized once, before anything runs: an op the token does not allow goes no further.
-        let customer = match required_action(&op).map(|action| self.customer(&action)) {
-            None => String::new(),
-            Some(Ok(customer)) => customer,
-            Some(Err(error)) => {
-                send_error(self.outbox, id.as_ref(), error);
-                return Handled::Done;
-            }
-        };
-        let result = match op {
-            ClientOp::Subscribe {
-                timeline,
-                since,
-                follows,
-            } => {
-                self.core
-                    .borrow_mut()
-                    .subscribe(self.conn, id.as_ref(), &timeline, since, follows)
-            }
-            ClientOp::Unsubscribe { timeline } => {
-                self.core
-                    .borrow_mut()
-                    .unsubscribe(self.conn, id.as_ref(), &timeline)
-            }
-            ClientOp::Ping => {
-                self.outbox.push_reply(protocol::to_text(&protocol::Pong {
-                    kind: "pong",
-                    id: id.as_ref(),
-                }));
-                Ok(())
-            }
-            ClientOp::Reserve {
-                product,
-                quantity,
-                idempotency_key,
-            } => {
-                let Some(slot) = self.slots.try_take() else {
-                    return Handled::WaitingForSlot;
-                };
-                let store = self.commerce.store.clone();
-                self.spawn_commerce(slot, id, async move {
-                    let reply = store
-                        .reserve(&customer, &product, quantity, idempotency_key.as_deref())
-                        .await?;
-                    Ok(move |id: Option<&Value>| {
-                        protocol::to_text(&protocol::Reserved {
-                            kind: "reserved",
-                            id,
-                            reservation: ReservationView::of(&reply.reservation),
-                            remaining: reply.remaining,
-                        })
-                    })
-                });
-                return Handled::Done;
-            }
-            ClientOp::Release { reservation } => {
-                let Some(slot) = self.slots.try_take() else {
-                    return Handled::WaitingForSlot;
-                };
-                let store = self.commerce.store.clone();
-                self.spawn_commerce(slot, id, async move {
-                    let remaining = store.release(&customer, &reservation).await?;
-                    Ok(move |id: Option<&Value>| {
-                        protocol::to_text(&protocol::Released {
-                            kind: "released",
-                            id,
-                            reservation: &reservation,
-                            remaining,
-                        })
-                    })
-                });
-                return Handled::Done;
-            }
-            ClientOp::Checkout(request) => {
-                let Some(slot) = self.slots.try_take() else {
-                    return Handled::WaitingForSlot;
-                };
-                let (checkout, conn) = (Arc::clone(&self.commerce.checkout), self.conn);
-                self.spawn_commerce(slot, id, async move {
-                    let order = checkout.checkout(customer, *request, Some(conn)).await?;
-                    Ok(move |id: Option<&Value>| {
-                        protocol::to_text(&protocol::OrderReply {
-                            kind: "order",
-                            id,
-                            order: &order.order,
-                        })
-                    })
-                });
-                return Handled::Done;
-            }
-        };
-        if let Err(error) = result {
-            send_error(self.outbox, id.as_ref(), error);
-        }
-        Handled::Done
-    }
-
-    /// The caller's customer id, if its token allows `action`.
-    fn customer(&self, action: &Action) -> Result<String, ApiError> {
-        auth::authorize(self.identity, action)?;
-        Ok(self.identity.map(|i| i.subject.clone()).unwrap_or_default())
-    }
-
-    /// Runs a reserve/release/checkout on its own task, so the connection keeps reading and
-    /// writing while the journal makes it durable; the reply (or error) is queued when it
-    /// completes, and `slot` is given back. The op's future lives in that task, never in
-    /// the connection's (a checkout's is large, and the connection's is allocated per
-    /// connection).
-    fn spawn_commerce<F, R>(&self, slot: CommerceSlot, id: Option<Value>, op: F)
-    where
-        F: Future<Output = Result<R, ApiError>> + 'static,
-        R: FnOnce(Option<&Value>) -> String + 'static,
-    {
-        let outbox = Rc::clone(self.outbox);
-        tokio::task::spawn_local(async move {
-            match op.await {
-                Ok(reply) => outbox.push_reply(reply(id.as_ref())),
-                Err(error) => send_error(&outbox, id.as_ref(), error),
-            }
-            drop(slot);
-        });
-    }
-}
-
 /// Tells the client what was wrong with the frame it sent, then closes with the fitting code.
 pub fn reject_bad_frame(outbox: &Outbox, error: WsError) {
     match error {
@@ -533,23 +355,6 @@ pub fn reject_bad_frame(outbox: &Outbox, error: WsError) {
         }
         error => tracing::debug!(%error, "stream read failed"),
     }
-}
-
-/// What `op` needs the caller's token to allow; `None` for the ops open to every connection
-/// (unsubscribe, ping).
-fn required_action(op: &ClientOp) -> Option<Action> {
-    match op {
-        ClientOp::Subscribe { .. } => Some(Action::Subscribe),
-        ClientOp::Unsubscribe { .. } | ClientOp::Ping => None,
-        ClientOp::Reserve { .. } | ClientOp::Release { .. } => Some(Action::Reserve),
-        ClientOp::Checkout(_) => Some(Action::Checkout),
-    }
-}
-
-/// Queues an error frame for the client.
-pub fn send_error(outbox: &Outbox, id: Option<&serde_json::Value>, error: ApiError) {
-    telemetry::client_error(error.code.as_str());
-    outbox.push_reply(error.to_frame(id));
 }
 
 /// Sends what is still queued (errors explaining the close come first), then the close frame.
