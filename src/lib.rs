@@ -63,10 +63,13 @@ mod inventory;
 mod journal;
 mod logging;
 mod model;
+mod planted_bugs;
 mod protocol;
 mod server;
 mod sessions;
+mod simulation;
 mod sources;
+mod storage;
 mod store;
 mod telemetry;
 
@@ -108,6 +111,7 @@ pub use fanout::outbox::Outbox;
 pub use fanout::timeline::Timeline;
 
 // The flash-sale engine and its journal.
+pub use clock::{Clock, SimClock, WallClock};
 pub use inventory::idempotency::fingerprint as idempotency_fingerprint;
 pub use inventory::service::InventoryService;
 pub use inventory::service::{ReserveReply, ReservedHold};
@@ -116,6 +120,9 @@ pub use inventory::{
     MAX_QUANTITY, Record, Reservation, ReserveRequest, Reserved, StockCounts, hold_id_text,
 };
 pub use journal::{Compactor, Journal, JournalError, JournalOptions, Lsn, Recovered, StreamPos};
+pub use planted_bugs::PlantedBug;
+pub use simulation::{FaultCounts, SeedReport, SimOptions, run_seed};
+pub use storage::{Files, SimDisk, SimDiskFaults, Storage};
 
 // The reservation path's stages, the functions the server calls, so `benches/reserve_path.rs`
 // can time them one by one: the stream op parsed, the token verified and authorized, the REST

@@ -24,6 +24,10 @@ fn number(payload: &[u8]) -> u64 {
 
 /// Bytes a record of `payload(n)` takes in a segment: 8-byte frame header plus payload.
 const FRAME: u64 = 8 + 100;
+/// Bytes of the commit marker that closes each write: 8-byte frame header, 20-byte payload.
+const MARKER: u64 = 28;
+/// Bytes a record appended alone (`append_blocking`, one at a time) takes: its own batch.
+const BATCH: u64 = FRAME + MARKER;
 /// Bytes of a segment's header.
 const HEADER: u64 = 16;
 
@@ -177,7 +181,7 @@ fn assert_torn_tail_is_truncated(tail: &[u8]) {
     journal.shutdown().unwrap();
     let segment = segments(dir.path()).pop().unwrap();
     let valid_len = fs::metadata(&segment).unwrap().len();
-    assert_eq!(valid_len, HEADER + 10 * FRAME);
+    assert_eq!(valid_len, HEADER + 10 * BATCH);
     append_bytes(&segment, tail);
 
     let (journal, recovered) = open(dir.path(), JournalOptions::default());
@@ -227,13 +231,13 @@ fn a_whole_last_record_with_a_bad_crc_is_a_torn_tail() {
     append_numbers(&journal, 0..5);
     journal.shutdown().unwrap();
     let segment = segments(dir.path()).pop().unwrap();
-    let last_record = HEADER + 4 * FRAME;
+    let last_record = HEADER + 4 * BATCH;
     flip_byte(&segment, last_record + 8 + 50);
 
     let (_journal, recovered) = open(dir.path(), JournalOptions::default());
     assert_eq!(numbers(&recovered), (0..4).collect::<Vec<_>>());
     let torn = recovered.torn_tail.expect("a torn tail");
-    assert_eq!((torn.offset, torn.bytes_dropped), (last_record, FRAME));
+    assert_eq!((torn.offset, torn.bytes_dropped), (last_record, BATCH));
 }
 
 #[test]
@@ -243,7 +247,7 @@ fn a_flipped_byte_in_an_early_record_stops_start_up_naming_file_and_offset() {
     append_numbers(&journal, 0..20);
     journal.shutdown().unwrap();
     let segment = segments(dir.path()).pop().unwrap();
-    let third_record = HEADER + 2 * FRAME;
+    let third_record = HEADER + 2 * BATCH;
     flip_byte(&segment, third_record + 8 + 40);
 
     let err = Journal::open(dir.path(), JournalOptions::default()).unwrap_err();
@@ -263,7 +267,7 @@ fn a_flipped_byte_in_an_early_record_stops_start_up_naming_file_and_offset() {
     );
     assert!(message.contains("CRC32C"), "{message}");
     // Nothing was repaired or deleted: the operator sees the file as it was.
-    assert_eq!(fs::metadata(&segment).unwrap().len(), HEADER + 20 * FRAME);
+    assert_eq!(fs::metadata(&segment).unwrap().len(), HEADER + 20 * BATCH);
 }
 
 #[test]
@@ -273,7 +277,7 @@ fn an_impossible_length_followed_by_records_is_corrupt() {
     append_numbers(&journal, 0..6);
     journal.shutdown().unwrap();
     let segment = segments(dir.path()).pop().unwrap();
-    let second_record = HEADER + FRAME;
+    let second_record = HEADER + BATCH;
     let mut bytes = fs::read(&segment).unwrap();
     bytes[second_record as usize..second_record as usize + 4]
         .copy_from_slice(&0xfff0_0000u32.to_le_bytes());
@@ -298,13 +302,13 @@ fn damage_at_the_end_of_a_segment_that_is_not_the_last_is_corrupt() {
     journal.shutdown().unwrap();
     let first = segments(dir.path()).remove(0);
     let len = fs::metadata(&first).unwrap().len();
-    // The segment's last record: a torn write there would be one, but this segment was synced
-    // to its end before the next one existed.
+    // The segment's last batch (its commit marker's last byte): a torn write there would be
+    // one, but this segment was synced to its end before the next one existed.
     flip_byte(&first, len - 1);
 
     let err = Journal::open(dir.path(), small_segments()).unwrap_err();
     assert!(
-        matches!(&err, JournalError::Corrupt { file, offset, .. } if file == &first && *offset == len - FRAME),
+        matches!(&err, JournalError::Corrupt { file, offset, .. } if file == &first && *offset == len - BATCH),
         "{err}"
     );
 }
@@ -595,4 +599,79 @@ fn an_empty_journal_directory_is_created() {
     drop(journal);
     let (_journal, recovered) = open(&dir, JournalOptions::default());
     assert_eq!(numbers(&recovered), [1, 2, 3]);
+}
+
+#[test]
+fn a_last_batch_whose_later_bytes_reached_the_disk_without_its_earlier_ones_is_a_torn_tail() {
+    // What a crash leaves when the page cache writes a batch's later page before its first:
+    // the batch's record is zeros, its commit marker is whole. Before commit markers this read
+    // as damage followed by valid data, and start-up stopped with `Corrupt`.
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = open(dir.path(), JournalOptions::default());
+    append_numbers(&journal, 0..5);
+    journal.shutdown().unwrap();
+    let segment = segments(dir.path()).pop().unwrap();
+    let last_batch = HEADER + 4 * BATCH;
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[last_batch as usize..(last_batch + FRAME) as usize].fill(0);
+    fs::write(&segment, bytes).unwrap();
+
+    let (journal, recovered) = open(dir.path(), JournalOptions::default());
+    assert_eq!(numbers(&recovered), (0..4).collect::<Vec<_>>());
+    let torn = recovered.torn_tail.expect("a torn tail");
+    assert_eq!((torn.offset, torn.bytes_dropped), (last_batch, BATCH));
+    assert_eq!(journal.append_blocking(payload(4), None).unwrap(), Lsn(5));
+}
+
+#[test]
+fn an_unfinished_batch_before_a_finished_one_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = open(dir.path(), JournalOptions::default());
+    append_numbers(&journal, 0..5);
+    journal.shutdown().unwrap();
+    let segment = segments(dir.path()).pop().unwrap();
+    let third_batch = HEADER + 2 * BATCH;
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[third_batch as usize..(third_batch + FRAME) as usize].fill(0);
+    fs::write(&segment, bytes).unwrap();
+
+    let err = Journal::open(dir.path(), JournalOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, JournalError::Corrupt { offset, .. } if *offset == third_batch),
+        "{err}"
+    );
+    assert!(err.to_string().contains("a whole batch follows"), "{err}");
+}
+
+#[test]
+fn a_segment_of_the_format_before_commit_markers_is_read_and_appends_go_to_a_new_one() {
+    // Version 1: a header with version 1, then bare frames, no markers.
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("journal-00000000000000000001.seg");
+    let mut bytes = b"BLJ1".to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&1u64.to_le_bytes());
+    for n in 0..3 {
+        let payload = payload(n);
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+    }
+    fs::write(&old, &bytes).unwrap();
+
+    let (journal, recovered) = open(dir.path(), JournalOptions::default());
+    assert_eq!(numbers(&recovered), vec![0, 1, 2]);
+    assert_eq!(journal.append_blocking(payload(3), None).unwrap(), Lsn(4));
+    journal.shutdown().unwrap();
+    assert_eq!(
+        fs::read(&old).unwrap(),
+        bytes,
+        "the old segment is left as it was"
+    );
+    assert_eq!(
+        segments(dir.path()).last().unwrap(),
+        &dir.path().join("journal-00000000000000000004.seg")
+    );
+    let (_journal, recovered) = open(dir.path(), JournalOptions::default());
+    assert_eq!(numbers(&recovered), vec![0, 1, 2, 3]);
 }

@@ -211,11 +211,16 @@ fn catch_up(
     // Each order with the journal's bytes for it, which the store keeps as they are.
     let mut batch: Vec<(StoredOrder, Vec<u8>)> = Vec::with_capacity(REPLAY_BATCH);
     if from < recovered.archive_len {
-        let mut archive = ArchiveReader::open(&recovered.archive, from, recovered.archive_len)
-            .map_err(|e| OrderStoreError::Io {
-                path: recovered.archive.clone(),
-                message: e.to_string(),
-            })?;
+        let mut archive = ArchiveReader::open(
+            &*recovered.storage,
+            &recovered.archive,
+            from,
+            recovered.archive_len,
+        )
+        .map_err(|e| OrderStoreError::Io {
+            path: recovered.archive.clone(),
+            message: e.to_string(),
+        })?;
         loop {
             let next = archive.next_frame().map_err(|e| OrderStoreError::Io {
                 path: recovered.archive.clone(),
@@ -267,6 +272,7 @@ mod tests {
     use crate::inventory::hold_id_text;
     use crate::journal::Archive;
     use crate::model::{Address, CardBrand, CardSummary, Money, Order, OrderStatus};
+    use crate::storage::Files;
 
     fn order(n: u64, customer: &str, partner: &str, key: Option<&str>) -> StoredOrder {
         StoredOrder {
@@ -308,14 +314,15 @@ mod tests {
     /// start-up would describe it with `unarchived` after it.
     fn recovered(dir: &Path, archived: &[Vec<u8>], unarchived: Vec<Vec<u8>>) -> RecoveredOrders {
         let path = dir.join("orders.archive");
-        let mut archive = Archive::open(&path).unwrap();
+        let mut archive = Archive::open(&Files, &path).unwrap();
         for bytes in archived {
             archive.push(bytes).unwrap();
         }
         archive.sync().unwrap();
         drop(archive);
         RecoveredOrders {
-            archive_len: Archive::open(&path).unwrap().len_at_open(),
+            storage: Arc::new(Files),
+            archive_len: Archive::open(&Files, &path).unwrap().len_at_open(),
             archive: path,
             unarchived,
         }

@@ -12,11 +12,13 @@
 //! start with 255), so which form a snapshot has is never a guess.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::key_digest::KeyDigest;
 use super::state::{KeyGrant, LiveHold, ProductState};
+use crate::clock::Clock;
 use crate::codec;
 use crate::inventory::{HoldId, InventoryState, KeyWindow, Record};
 use crate::journal::{Archive, Compactor};
@@ -45,22 +47,22 @@ pub struct StateCompactor {
     keys_pruned_at: i64,
     /// Where the time comes from (milliseconds since the epoch): the caller's clock, so this
     /// model reads none of its own and a test can run it at any time it likes.
-    now_ms: fn() -> i64,
+    clock: Arc<dyn Clock>,
     /// Keys the key map was last built to hold (see [`StateCompactor::keep_key_room`]).
     key_room: usize,
 }
 
 impl StateCompactor {
     /// A compactor holding `state` (exactly what recovery rebuilt), appending to `orders`,
-    /// telling the time with `now_ms` (the server passes [`crate::clock::now_ms`]).
-    pub fn new(state: InventoryState, orders: Archive, now_ms: fn() -> i64) -> Self {
+    /// telling the time with `clock` (the server passes the wall clock).
+    pub fn new(state: InventoryState, orders: Archive, clock: Arc<dyn Clock>) -> Self {
         StateCompactor {
             state,
             orders,
             archive_failed: false,
             key_window: KeyWindow::DEFAULT,
-            keys_pruned_at: now_ms(),
-            now_ms,
+            keys_pruned_at: clock.now_ms(),
+            clock,
             key_room: 0,
         }
     }
@@ -125,7 +127,7 @@ impl Compactor for StateCompactor {
             }
             Err(error) => tracing::error!(%error, "journal payload is not an inventory record"),
         }
-        self.prune_keys_if_due((self.now_ms)());
+        self.prune_keys_if_due(self.clock.now_ms());
     }
 
     fn snapshot(&mut self) -> Option<Vec<u8>> {
@@ -140,7 +142,7 @@ impl Compactor for StateCompactor {
         }
         // Pruned in place and encoded without a copy: the snapshot holds the keys inside the
         // window and nothing else, and taking it costs no second state in memory.
-        let now = (self.now_ms)();
+        let now = self.clock.now_ms();
         self.keys_pruned_at = now;
         self.state.prune_keys(now, self.key_window);
         self.keep_key_room();
@@ -267,9 +269,9 @@ mod tests {
         clock: fn() -> i64,
         dir: &std::path::Path,
     ) -> (StateCompactor, Inventory, Product) {
-        let archive = Archive::open(&dir.join(ORDER_ARCHIVE)).unwrap();
-        let compactor =
-            StateCompactor::new(InventoryState::default(), archive, clock).with_key_window(window);
+        let archive = Archive::open(&crate::storage::Files, &dir.join(ORDER_ARCHIVE)).unwrap();
+        let compactor = StateCompactor::new(InventoryState::default(), archive, Arc::new(clock))
+            .with_key_window(window);
         let inventory = Inventory::with_key_window(window);
         let mut product = crate::demo_catalog()
             .products

@@ -157,7 +157,7 @@ impl Inventory {
             limit => Some(
                 entry
                     .customers
-                    .take(request.customer, quantity, limit)
+                    .take(request.customer, quantity, planted_limit(request, limit))
                     .map_err(|units| InventoryError::LimitExceeded {
                         limit,
                         units,
@@ -233,4 +233,15 @@ impl Inventory {
             ticket: None,
         })
     }
+}
+
+/// `limit`, unless the simulator's planted bug skips it for keyed requests (always `limit`
+/// in a build without the `planted-bugs` feature).
+fn planted_limit(request: &ReserveRequest<'_>, limit: u32) -> u32 {
+    if crate::planted_bugs::is_on(crate::planted_bugs::PlantedBug::LimitSkippedWithKey)
+        && request.idempotency_key.is_some()
+    {
+        return u32::MAX;
+    }
+    limit
 }

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::clock::now_ms;
+use crate::clock::{Clock, WallClock};
 use crate::codec;
 use crate::error::ApiError;
 use crate::inventory::compactor::{self, StateCompactor};
@@ -40,6 +40,7 @@ use crate::inventory::{
 };
 use crate::journal::{self, Archive, Durable, Journal, JournalError, JournalOptions, StreamPos};
 use crate::model::Product;
+use crate::storage::{Files, Storage};
 use crate::telemetry;
 
 /// How often holds past their expiry are ended: expired units are back within this (and the
@@ -75,6 +76,8 @@ pub struct ReserveReply {
 /// older form that carried orders. In journal order; an order may appear twice (keep the first).
 #[derive(Debug)]
 pub struct RecoveredOrders {
+    /// Where the archive is.
+    pub storage: Arc<dyn Storage>,
     pub archive: std::path::PathBuf,
     pub archive_len: u64,
     pub unarchived: Vec<Vec<u8>>,
@@ -96,6 +99,29 @@ pub enum StartError {
     Open { product: String, message: String },
 }
 
+/// What the inventory runs on: where its files are, how it tells the time, and who runs the
+/// journal's writer. The server runs on [`Platform::real`]; the simulator passes a simulated
+/// disk and clock and steps the writer itself ([`InventoryService::step_journal`]), so that
+/// a run is one thread and a seed replays exactly.
+#[derive(Clone, Debug)]
+pub struct Platform {
+    pub storage: Arc<dyn Storage>,
+    pub clock: Arc<dyn Clock>,
+    /// The journal's writer runs on its own thread (false: only when stepped).
+    pub writer_thread: bool,
+}
+
+impl Platform {
+    /// The operating system's files and the wall clock, with a writer thread.
+    pub fn real() -> Platform {
+        Platform {
+            storage: Arc::new(Files),
+            clock: Arc::new(WallClock),
+            writer_thread: true,
+        }
+    }
+}
+
 /// The engine and its journal.
 pub struct InventoryService {
     /// Shared with the key prune, which runs on a blocking thread.
@@ -110,6 +136,8 @@ pub struct InventoryService {
     keys_pruned_at: AtomicI64,
     /// How long idempotency keys are remembered, by the engine and the journal writer's copy.
     key_window: KeyWindow,
+    /// Where the time comes from (the wall clock, or the simulator's).
+    clock: Arc<dyn Clock>,
 }
 
 impl InventoryService {
@@ -136,8 +164,24 @@ impl InventoryService {
         options: JournalOptions,
         key_window: KeyWindow,
     ) -> Result<Arc<InventoryService>, StartError> {
+        Self::start_on(Platform::real(), dir, catalog, options, key_window)
+    }
+
+    /// [`InventoryService::start_with_key_window`] on `platform`'s files and clock.
+    pub fn start_on(
+        platform: Platform,
+        dir: &Path,
+        catalog: &[Product],
+        options: JournalOptions,
+        key_window: KeyWindow,
+    ) -> Result<Arc<InventoryService>, StartError> {
         let started = std::time::Instant::now();
-        let (ready, recovered) = Journal::open(dir, options)?;
+        let Platform {
+            storage,
+            clock,
+            writer_thread,
+        } = platform;
+        let (ready, recovered) = Journal::open_on(Arc::clone(&storage), dir, options)?;
         if let Some(torn) = &recovered.torn_tail {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped,
                 "the journal ended in a torn record (a crash mid-write); it was cut off");
@@ -150,7 +194,7 @@ impl InventoryService {
         // frame at a time); those in the records after it are collected here (an order can be
         // in both: readers keep the first of each id).
         let archive_path = dir.join(compactor::ORDER_ARCHIVE);
-        let archive = Archive::open(&archive_path)?;
+        let mut archive = Archive::open(&*storage, &archive_path)?;
         let archive_len = archive.len_at_open();
         for (index, payload) in recovered.records.iter().enumerate() {
             let record = codec::decode::<Record>(payload, payload.len() as u64)
@@ -163,7 +207,15 @@ impl InventoryService {
                 orders.push(order);
             }
         }
-        let now = now_ms();
+        // The orders of the replayed records go into the archive again: the compactor of the
+        // run that crashed archived them only in memory (or in unsynced pages), and the next
+        // snapshot deletes the records, so without this the archive would be their only home
+        // and not have them (the simulator found it). Synced before that snapshot, like every
+        // archived order; a copy the archive already had is a duplicate readers skip.
+        for order in &orders {
+            archive.push(order)?;
+        }
+        let now = clock.now_ms();
         // Keys past the window stay out of the engine and of the writer's copy alike.
         state.prune_keys(now, key_window);
         let streams: Vec<(u32, u32)> = state
@@ -184,8 +236,13 @@ impl InventoryService {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "inventory recovered"
         );
-        let compactor = StateCompactor::new(state, archive, now_ms).with_key_window(key_window);
-        let journal = ready.start(Box::new(compactor))?;
+        let compactor =
+            StateCompactor::new(state, archive, Arc::clone(&clock)).with_key_window(key_window);
+        let journal = if writer_thread {
+            ready.start(Box::new(compactor))?
+        } else {
+            ready.start_manual(Some(Box::new(compactor)))?
+        };
         for (stream, version) in streams {
             journal.open_stream(stream, version)?;
         }
@@ -194,12 +251,14 @@ impl InventoryService {
             journal,
             opening: Mutex::new(()),
             recovered_orders: Mutex::new(Some(RecoveredOrders {
+                storage,
                 archive: archive_path,
                 archive_len,
                 unarchived: orders,
             })),
             keys_pruned_at: AtomicI64::new(now),
             key_window,
+            clock,
         };
         telemetry::journal_opened();
         // The local engine's keys: listed here, where they are counted (a `--store` node has
@@ -267,7 +326,7 @@ impl InventoryService {
             product,
             quantity,
             idempotency_key,
-            now_ms: now_ms(),
+            now_ms: self.clock.now_ms(),
         };
         // Counted and timed by `Store::reserve`, where both engines meet.
         self.reserve_once(&request).await
@@ -316,7 +375,7 @@ impl InventoryService {
     pub async fn release(&self, customer: &str, reservation: &str) -> Result<u32, ApiError> {
         self.check_writable()?;
         let hold = parse_hold_id(reservation).ok_or(InventoryError::ReservationNotFound)?;
-        let released = self.engine.release(customer, hold, now_ms())?;
+        let released = self.engine.release(customer, hold, self.clock.now_ms())?;
         self.append(&released.record, released.stream).await?;
         telemetry::holds_ended("released", 1);
         Ok(released.remaining)
@@ -332,7 +391,9 @@ impl InventoryService {
     ) -> Result<crate::inventory::Confirmed, ApiError> {
         self.check_writable()?;
         let hold = parse_hold_id(reservation).ok_or(InventoryError::ReservationNotFound)?;
-        let confirmed = self.engine.confirm(customer, hold, now_ms(), order)?;
+        let confirmed = self
+            .engine
+            .confirm(customer, hold, self.clock.now_ms(), order)?;
         self.append(&confirmed.record, confirmed.stream).await?;
         telemetry::holds_ended("confirmed", 1);
         Ok(confirmed)
@@ -343,7 +404,7 @@ impl InventoryService {
     pub fn hold_of(&self, customer: &str, reservation: &str) -> Result<HoldView, ApiError> {
         self.check_writable()?;
         let hold = parse_hold_id(reservation).ok_or(InventoryError::ReservationNotFound)?;
-        Ok(self.engine.hold_of(customer, hold, now_ms())?)
+        Ok(self.engine.hold_of(customer, hold, self.clock.now_ms())?)
     }
 
     /// Where the order details journaled with every sale before this start are; the first
@@ -384,7 +445,7 @@ impl InventoryService {
             // Expiries could not be journaled: memory keeps the holds, as the disk does.
             return;
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         self.engine.expire_due(now, records);
         if !records.is_empty() {
             telemetry::holds_ended("expired", records.len() as u64);
@@ -414,13 +475,25 @@ impl InventoryService {
         if now.saturating_sub(last) >= self.key_window.prune_every_ms() {
             self.keys_pruned_at.store(now, Ordering::Relaxed);
             let engine = Arc::clone(&self.engine);
-            let pruned = tokio::task::spawn_blocking(move || engine.prune_idempotency(now)).await;
-            if let Err(error) = pruned {
-                tracing::error!(%error, "pruning idempotency keys failed");
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let pruned =
+                    tokio::task::spawn_blocking(move || engine.prune_idempotency(now)).await;
+                if let Err(error) = pruned {
+                    tracing::error!(%error, "pruning idempotency keys failed");
+                }
+            } else {
+                // The simulator's thread, with no runtime: here and now.
+                engine.prune_idempotency(now);
             }
         }
         // Cost: a sum over the table's counter stripes.
         telemetry::idempotency_keys(self.engine.idempotency_keys());
+    }
+
+    /// For a service started with a platform whose writer is stepped by hand: one group commit
+    /// of what the journal has queued. Returns false when nothing was queued.
+    pub fn step_journal(&self) -> bool {
+        self.journal.step()
     }
 
     /// Why this node takes no reservations, for `/readyz`; `None` while it can. Worded for the

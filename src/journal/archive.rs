@@ -11,12 +11,11 @@
 //! journal, whose records after the snapshot are replayed. Entries can appear both here and
 //! in those records; readers deduplicate (orders by id).
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::JournalError;
 use super::format::{self, Frame};
+use crate::storage::{OpenMode, Storage, StorageFile};
 
 /// Bytes buffered before a write to the file (the sync before a snapshot flushes the rest).
 const BUFFER_BYTES: usize = 64 * 1024;
@@ -28,7 +27,11 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct Archive {
     path: PathBuf,
-    file: BufWriter<File>,
+    file: Box<dyn StorageFile>,
+    /// Frames not yet written to the file.
+    buffer: Vec<u8>,
+    /// Where the next write lands: the file's length once `buffer` is written.
+    written: u64,
     /// Where the whole frames the file held at open end (the next append starts here).
     len_at_open: u64,
 }
@@ -38,20 +41,11 @@ impl Archive {
     /// (memory: one read buffer and the largest payload, never the whole file). A torn last
     /// frame is cut off; damage followed by valid frames is `Corrupt`. Read the payloads back
     /// with [`ArchiveReader`], up to [`Archive::len_at_open`].
-    pub fn open(path: &Path) -> Result<Archive, JournalError> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .open(path)
+    pub fn open(storage: &dyn Storage, path: &Path) -> Result<Archive, JournalError> {
+        let mut file = storage
+            .open(path, OpenMode::CreateOrOpen)
             .map_err(JournalError::io("open", path))?;
-        let mut frames = ArchiveReader::from_file(
-            path,
-            file.try_clone().map_err(JournalError::io("open", path))?,
-            0,
-            u64::MAX,
-        )?;
+        let mut frames = ArchiveReader::from_file(path, &*file, 0, u64::MAX);
         let end = loop {
             match frames.next_frame()? {
                 Some(_) => {}
@@ -60,11 +54,12 @@ impl Archive {
         };
         if let Some(reason) = frames.bad.take() {
             // The bytes after the bad frame are read only on this path (damage or a torn tail).
-            let mut rest = Vec::new();
-            file.seek(SeekFrom::Start(end))
-                .map_err(JournalError::io("seek", path))?;
-            file.read_to_end(&mut rest)
+            let len = file.len().map_err(JournalError::io("stat", path))?;
+            let mut rest = vec![0; len.saturating_sub(end) as usize];
+            let got = file
+                .read_at(end, &mut rest)
                 .map_err(JournalError::io("read", path))?;
+            rest.truncate(got);
             if let Some(valid) = valid_frame_at_or_after(&rest) {
                 return Err(JournalError::Corrupt {
                     file: path.to_owned(),
@@ -84,7 +79,9 @@ impl Archive {
         }
         Ok(Archive {
             path: path.to_owned(),
-            file: BufWriter::with_capacity(BUFFER_BYTES, file),
+            file,
+            buffer: Vec::with_capacity(BUFFER_BYTES),
+            written: end,
             len_at_open: end,
         })
     }
@@ -103,22 +100,33 @@ impl Archive {
                 max: format::MAX_PAYLOAD_BYTES,
             });
         }
-        let mut frame = Vec::with_capacity(format::frame_len(payload.len()));
-        format::push_frame(&mut frame, payload);
-        self.file
-            .write_all(&frame)
-            .map_err(JournalError::io("write", &self.path))
+        format::push_frame(&mut self.buffer, payload);
+        if self.buffer.len() >= BUFFER_BYTES {
+            self.write_buffer()?;
+        }
+        Ok(())
     }
 
     /// Writes what is buffered and waits until the whole file is on disk.
     pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.write_buffer()?;
         self.file
-            .flush()
-            .map_err(JournalError::io("write", &self.path))?;
-        self.file
-            .get_ref()
             .sync_data()
             .map_err(JournalError::io("fdatasync", &self.path))
+    }
+
+    fn write_buffer(&mut self) -> Result<(), JournalError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        // On failure the frames stay buffered: the next sync writes them again at the same
+        // offset, or fails the same way.
+        self.file
+            .write_at(self.written, &self.buffer)
+            .map_err(JournalError::io("write", &self.path))?;
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
     }
 }
 
@@ -132,13 +140,16 @@ fn valid_frame_at_or_after(rest: &[u8]) -> Option<usize> {
 ///
 /// Cost: one read buffer and the current payload; nothing accumulates.
 #[derive(Debug)]
-pub struct ArchiveReader {
+pub struct ArchiveReader<F = Box<dyn StorageFile>> {
     path: PathBuf,
-    file: BufReader<File>,
+    file: F,
     /// The offset of the next frame.
     at: u64,
     /// Where reading stops.
     end: u64,
+    /// Bytes of the file from `buffered_at`, read ahead.
+    buffer: Vec<u8>,
+    buffered_at: u64,
     /// The current frame (header and payload), reused.
     frame: Vec<u8>,
     /// Why the frame at `at` is not valid, once one was found.
@@ -148,27 +159,31 @@ pub struct ArchiveReader {
 impl ArchiveReader {
     /// Reads `path` from offset `from` (a frame boundary) up to `end`. Stops quietly at a bad
     /// or torn frame: [`Archive::open`] has already cut off a torn tail and refused damage.
-    pub fn open(path: &Path, from: u64, end: u64) -> Result<ArchiveReader, JournalError> {
-        let file = File::open(path).map_err(JournalError::io("open", path))?;
-        ArchiveReader::from_file(path, file, from, end)
-    }
-
-    fn from_file(
+    pub fn open(
+        storage: &dyn Storage,
         path: &Path,
-        mut file: File,
         from: u64,
         end: u64,
     ) -> Result<ArchiveReader, JournalError> {
-        file.seek(SeekFrom::Start(from))
-            .map_err(JournalError::io("seek", path))?;
-        Ok(ArchiveReader {
+        let file = storage
+            .open(path, OpenMode::Existing)
+            .map_err(JournalError::io("open", path))?;
+        Ok(ArchiveReader::from_file(path, file, from, end))
+    }
+}
+
+impl<F: std::ops::Deref<Target = dyn StorageFile>> ArchiveReader<F> {
+    fn from_file(path: &Path, file: F, from: u64, end: u64) -> ArchiveReader<F> {
+        ArchiveReader {
             path: path.to_owned(),
-            file: BufReader::with_capacity(READ_BUFFER_BYTES, file),
+            file,
             at: from,
             end,
+            buffer: Vec::new(),
+            buffered_at: from,
             frame: Vec::new(),
             bad: None,
-        })
+        }
     }
 
     /// The next payload and the offset just past it; `None` at the end or at a bad frame.
@@ -178,8 +193,7 @@ impl ArchiveReader {
         }
         self.frame.clear();
         self.frame.resize(format::FRAME_HEADER_LEN, 0);
-        let header = read_up_to(&mut self.file, &mut self.frame)
-            .map_err(JournalError::io("read", &self.path))?;
+        let header = self.read_up_to(self.at, 0)?;
         if header == 0 {
             return Ok(None);
         }
@@ -188,8 +202,8 @@ impl ArchiveReader {
             let len = format::read_u32(&self.frame, 0) as usize;
             if (1..=format::MAX_PAYLOAD_BYTES).contains(&len) {
                 self.frame.resize(format::FRAME_HEADER_LEN + len, 0);
-                let got = read_up_to(&mut self.file, &mut self.frame[format::FRAME_HEADER_LEN..])
-                    .map_err(JournalError::io("read", &self.path))?;
+                let at = self.at + format::FRAME_HEADER_LEN as u64;
+                let got = self.read_up_to(at, format::FRAME_HEADER_LEN)?;
                 self.frame.truncate(format::FRAME_HEADER_LEN + got);
             }
         } else {
@@ -205,32 +219,50 @@ impl ArchiveReader {
                 self.bad = Some(reason);
                 Ok(None)
             }
+            Frame::Marker { .. } => {
+                self.bad = Some(String::from("a journal commit marker in the order archive"));
+                Ok(None)
+            }
         }
     }
-}
 
-/// Fills `buf` from `file` as far as the file goes; returns the bytes read.
-fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
+    /// Fills `self.frame[from..]` with the file's bytes at `offset`, as far as the file goes;
+    /// returns the bytes read. Reads ahead a buffer at a time.
+    fn read_up_to(&mut self, mut offset: u64, from: usize) -> Result<usize, JournalError> {
+        let mut filled = from;
+        while filled < self.frame.len() {
+            let buffered_end = self.buffered_at + self.buffer.len() as u64;
+            if offset < self.buffered_at || offset >= buffered_end {
+                self.buffer.resize(READ_BUFFER_BYTES, 0);
+                let got = self
+                    .file
+                    .read_at(offset, &mut self.buffer)
+                    .map_err(JournalError::io("read", &self.path))?;
+                self.buffer.truncate(got);
+                self.buffered_at = offset;
+                if got == 0 {
+                    break;
+                }
+            }
+            let skip = (offset - self.buffered_at) as usize;
+            let n = (self.frame.len() - filled).min(self.buffer.len() - skip);
+            self.frame[filled..filled + n].copy_from_slice(&self.buffer[skip..skip + n]);
+            filled += n;
+            offset += n as u64;
         }
+        Ok(filled - from)
     }
-    Ok(filled)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Files;
 
     /// Opens the archive (checking it) and reads every payload back.
     fn open_and_read(path: &Path) -> Result<(Archive, Vec<Vec<u8>>), JournalError> {
-        let archive = Archive::open(path)?;
-        let mut reader = ArchiveReader::open(path, 0, archive.len_at_open())?;
+        let archive = Archive::open(&Files, path)?;
+        let mut reader = ArchiveReader::open(&Files, path, 0, archive.len_at_open())?;
         let mut payloads = Vec::new();
         while let Some((payload, _)) = reader.next_frame()? {
             payloads.push(payload.to_vec());
@@ -258,29 +290,29 @@ mod tests {
     fn a_reader_starts_at_an_offset_it_was_given_and_stops_at_its_end() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("orders.archive");
-        let mut archive = Archive::open(&path).unwrap();
+        let mut archive = Archive::open(&Files, &path).unwrap();
         for n in 0..10u32 {
             archive.push(format!("order {n}").as_bytes()).unwrap();
         }
         archive.sync().unwrap();
-        let mut reader = ArchiveReader::open(&path, 0, u64::MAX).unwrap();
+        let mut reader = ArchiveReader::open(&Files, &path, 0, u64::MAX).unwrap();
         let mut ends = Vec::new();
         while let Some((_, end)) = reader.next_frame().unwrap() {
             ends.push(end);
         }
         assert_eq!(ends.len(), 10);
-        let mut reader = ArchiveReader::open(&path, ends[6], ends[8]).unwrap();
+        let mut reader = ArchiveReader::open(&Files, &path, ends[6], ends[8]).unwrap();
         assert_eq!(reader.next_frame().unwrap().unwrap().0, b"order 7");
         assert_eq!(reader.next_frame().unwrap().unwrap().0, b"order 8");
         assert!(reader.next_frame().unwrap().is_none());
-        assert_eq!(Archive::open(&path).unwrap().len_at_open(), ends[9]);
+        assert_eq!(Archive::open(&Files, &path).unwrap().len_at_open(), ends[9]);
     }
 
     #[test]
     fn a_torn_tail_is_cut_off_and_damage_in_the_middle_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("orders.archive");
-        let mut archive = Archive::open(&path).unwrap();
+        let mut archive = Archive::open(&Files, &path).unwrap();
         for n in 0..10u32 {
             archive.push(format!("order {n}").as_bytes()).unwrap();
         }
@@ -302,7 +334,7 @@ mod tests {
         let mut damaged = whole.clone();
         damaged[20] ^= 0xff;
         std::fs::write(&path, &damaged).unwrap();
-        match Archive::open(&path) {
+        match Archive::open(&Files, &path) {
             Err(JournalError::Corrupt { offset, .. }) => assert!(offset <= 20),
             other => panic!("expected Corrupt, got {other:?}"),
         }

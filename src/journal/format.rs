@@ -6,7 +6,13 @@
 //! * `journal-<first LSN, 20 digits>.seg`: a segment. A 16-byte header (magic `BLJ1`, format
 //!   version `u32` LE, the first LSN `u64` LE) and then records, each framed as
 //!   `[u32 LE payload length][u32 LE CRC32C of the payload][payload]`. Records are numbered
-//!   consecutively: the n-th record of a segment has LSN `first + n`.
+//!   consecutively: the n-th record of a segment has LSN `first + n`. In version 2 (written
+//!   since issue 18) every write of a group commit ends with a commit marker: a frame whose
+//!   length has the top bit set ([`MARKER_FLAG`]) and whose 20-byte payload is the batch's first
+//!   LSN (`u64`), its record count, its bytes and their CRC32C (`u32` each). A batch without its
+//!   matching marker was never acknowledged, so recovery can tell a torn last batch, whatever
+//!   order its pages reached the disk in, from damage to an earlier one. Version 1 segments
+//!   (no markers) are still read.
 //! * `snapshot-<LSN, 20 digits>.snap`: the compactor's state after every record up to and
 //!   including that LSN. A 16-byte header (magic `BLS1`, version, LSN), then
 //!   `[u64 LE length][u32 LE CRC32C][payload]`, and nothing after it.
@@ -33,8 +39,16 @@ impl fmt::Display for Lsn {
 pub const SEGMENT_MAGIC: [u8; 4] = *b"BLJ1";
 /// Magic at the start of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"BLS1";
-/// The format version written into headers; recovery refuses any other.
+/// The format version of snapshots (and of segments before commit markers); recovery refuses
+/// any other.
 pub const FORMAT_VERSION: u32 = 1;
+/// The format version of the segments written now: each batch closed by a commit marker.
+pub const SEGMENT_VERSION: u32 = 2;
+/// The top bit of a frame's length field marks a commit marker (records are at most
+/// [`MAX_PAYLOAD_BYTES`], far below it).
+pub const MARKER_FLAG: u32 = 1 << 31;
+/// A commit marker's payload: first LSN, record count, batch bytes, batch CRC32C.
+pub const MARKER_PAYLOAD_LEN: usize = 20;
 /// Bytes in a segment or snapshot header: magic, version, LSN.
 pub const HEADER_LEN: usize = 16;
 /// Bytes in a record frame before its payload: length and CRC.
@@ -55,6 +69,8 @@ const _: () = assert!(HEADER_LEN == SEGMENT_MAGIC.len() + size_of::<u32>() + siz
 const _: () = assert!(FRAME_HEADER_LEN == size_of::<u32>() + size_of::<u32>());
 const _: () = assert!(SNAPSHOT_FRAME_LEN == size_of::<u64>() + size_of::<u32>());
 const _: () = assert!(MAX_PAYLOAD_BYTES <= u32::MAX as usize);
+const _: () = assert!(MAX_PAYLOAD_BYTES < MARKER_FLAG as usize);
+const _: () = assert!(MARKER_PAYLOAD_LEN == size_of::<u64>() + 3 * size_of::<u32>());
 
 /// The file name of the segment whose first record has LSN `first`.
 pub fn segment_name(first: Lsn) -> String {
@@ -115,17 +131,24 @@ fn parse_lsn(digits: &str) -> Option<Lsn> {
     digits.parse().ok().map(Lsn)
 }
 
-/// The header of a segment (`SEGMENT_MAGIC`) or snapshot (`SNAPSHOT_MAGIC`).
-pub fn file_header(magic: [u8; 4], lsn: Lsn) -> [u8; HEADER_LEN] {
+/// The header of a segment (`SEGMENT_MAGIC`, [`SEGMENT_VERSION`]) or snapshot
+/// (`SNAPSHOT_MAGIC`, [`FORMAT_VERSION`]).
+pub fn file_header(magic: [u8; 4], version: u32, lsn: Lsn) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
     header[..4].copy_from_slice(&magic);
-    header[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[4..8].copy_from_slice(&version.to_le_bytes());
     header[8..].copy_from_slice(&lsn.0.to_le_bytes());
     header
 }
 
-/// Checks a file's header against what its name says; the error is the reason it is wrong.
-pub fn check_header(bytes: &[u8], magic: [u8; 4], lsn: Lsn) -> Result<(), String> {
+/// Checks a file's header against what its name says and the versions this build reads;
+/// returns the file's version, or the reason the header is wrong.
+pub fn check_header(
+    bytes: &[u8],
+    magic: [u8; 4],
+    versions: &[u32],
+    lsn: Lsn,
+) -> Result<u32, String> {
     if bytes.len() < HEADER_LEN {
         return Err(format!(
             "the file is {} bytes long, shorter than its {HEADER_LEN}-byte header",
@@ -140,9 +163,9 @@ pub fn check_header(bytes: &[u8], magic: [u8; 4], lsn: Lsn) -> Result<(), String
         ));
     }
     let version = read_u32(bytes, 4);
-    if version != FORMAT_VERSION {
+    if !versions.contains(&version) {
         return Err(format!(
-            "format version {version}; this build reads version {FORMAT_VERSION}"
+            "format version {version}; this build reads versions {versions:?}"
         ));
     }
     let stored = read_u64(bytes, 8);
@@ -151,8 +174,29 @@ pub fn check_header(bytes: &[u8], magic: [u8; 4], lsn: Lsn) -> Result<(), String
             "the header says LSN {stored} but the file name says {lsn}"
         ));
     }
-    Ok(())
+    Ok(version)
 }
+
+/// Closes the batch of `count` records starting at LSN `first` whose frames are
+/// `buf[start..]` with a commit marker (version 2 segments).
+///
+/// Cost: one CRC32C pass over the batch's bytes and 28 bytes written, per write.
+pub fn push_marker(buf: &mut Vec<u8>, start: usize, first: Lsn, count: u32) {
+    let batch = &buf[start..];
+    debug_assert!(count > 0 && !batch.is_empty());
+    let mut payload = [0u8; MARKER_PAYLOAD_LEN];
+    payload[..8].copy_from_slice(&first.0.to_le_bytes());
+    payload[8..12].copy_from_slice(&count.to_le_bytes());
+    // A batch is at most `max_batch_bytes` plus one record: far below 4 GiB.
+    payload[12..16].copy_from_slice(&(batch.len() as u32).to_le_bytes());
+    payload[16..].copy_from_slice(&crc32c::crc32c(batch).to_le_bytes());
+    buf.extend_from_slice(&(MARKER_FLAG | MARKER_PAYLOAD_LEN as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    buf.extend_from_slice(&payload);
+}
+
+/// Bytes a commit marker takes.
+pub const MARKER_LEN: usize = FRAME_HEADER_LEN + MARKER_PAYLOAD_LEN;
 
 /// Appends one framed record to `buf`.
 ///
@@ -175,6 +219,19 @@ pub fn frame_len(len: usize) -> usize {
 pub enum Frame<'a> {
     /// A whole record whose CRC matches; the next frame starts at `next`.
     Record { payload: &'a [u8], next: usize },
+    /// A whole commit marker whose own CRC matches (its batch is not checked here).
+    Marker {
+        /// The batch's first LSN.
+        first: Lsn,
+        /// Its records.
+        count: u32,
+        /// Its bytes, just before the marker.
+        bytes: u32,
+        /// The CRC32C of those bytes.
+        crc: u32,
+        /// Where the next frame starts.
+        next: usize,
+    },
     /// The offset is exactly the end of the bytes.
     End,
     /// Not a valid record: the reason, for the error or the log.
@@ -194,6 +251,9 @@ pub fn read_frame(bytes: &[u8], at: usize) -> Frame<'_> {
     }
     let len = read_u32(bytes, at) as usize;
     let stored_crc = read_u32(bytes, at + 4);
+    if len == (MARKER_FLAG as usize | MARKER_PAYLOAD_LEN) {
+        return read_marker(bytes, at, stored_crc);
+    }
     if len == 0 {
         return Frame::Bad(String::from(
             "record length 0 (records are never empty: zeroed or overwritten bytes)",
@@ -223,6 +283,74 @@ pub fn read_frame(bytes: &[u8], at: usize) -> Frame<'_> {
         payload,
         next: start + len,
     }
+}
+
+fn read_marker(bytes: &[u8], at: usize, stored_crc: u32) -> Frame<'_> {
+    let start = at + FRAME_HEADER_LEN;
+    if bytes.len() - start < MARKER_PAYLOAD_LEN {
+        return Frame::Bad(String::from(
+            "a commit marker runs past the end of the file",
+        ));
+    }
+    let payload = &bytes[start..start + MARKER_PAYLOAD_LEN];
+    let crc = crc32c::crc32c(payload);
+    if crc != stored_crc {
+        return Frame::Bad(format!(
+            "CRC32C mismatch over a commit marker: stored {stored_crc:#010x}, computed {crc:#010x}"
+        ));
+    }
+    Frame::Marker {
+        first: Lsn(read_u64(payload, 0)),
+        count: read_u32(payload, 8),
+        bytes: read_u32(payload, 12),
+        crc: read_u32(payload, 16),
+        next: start + MARKER_PAYLOAD_LEN,
+    }
+}
+
+/// Whether the marker at `at` closes a whole batch that ends there: its bytes, just before
+/// it, match its CRC (and start no earlier than `floor`).
+pub fn marker_closes_batch(
+    bytes: &[u8],
+    at: usize,
+    batch_bytes: u32,
+    crc: u32,
+    floor: usize,
+) -> bool {
+    let len = batch_bytes as usize;
+    len > 0 && at >= floor + len && crc32c::crc32c(&bytes[at - len..at]) == crc
+}
+
+/// The offset of a commit marker after `from` that closes a whole batch, if any: proof that a
+/// batch was completed after whatever is damaged at `from`, so the damage is not a torn
+/// last write. Scans every offset, like [`valid_frame_after`].
+pub fn committed_batch_after(bytes: &[u8], from: usize) -> Option<usize> {
+    (from + 1..bytes.len().saturating_sub(FRAME_HEADER_LEN - 1)).find(|&at| {
+        matches!(read_frame(bytes, at), Frame::Marker { bytes: len, crc, .. }
+            if marker_closes_batch(bytes, at, len, crc, from))
+    })
+}
+
+/// Where the last commit marker of a version 2 segment's bytes starts a batch: the offset of
+/// the first byte of the segment's last whole batch, read front to back as recovery does
+/// (`None` if no batch is whole). The simulator flips bits only before it, where damage is
+/// provably not a torn last write.
+pub fn last_batch_start(bytes: &[u8]) -> Option<usize> {
+    let mut at = HEADER_LEN;
+    let mut batch_start = HEADER_LEN;
+    let mut last = None;
+    while at < bytes.len() {
+        match read_frame(bytes, at) {
+            Frame::Record { next, .. } => at = next,
+            Frame::Marker { next, .. } => {
+                last = Some(batch_start);
+                batch_start = next;
+                at = next;
+            }
+            Frame::End | Frame::Bad(_) => break,
+        }
+    }
+    last
 }
 
 /// The offset of the first valid record that starts after `from`, if any.
@@ -327,10 +455,15 @@ mod tests {
 
     #[test]
     fn headers_are_checked_against_the_name() {
-        let header = file_header(SEGMENT_MAGIC, Lsn(5));
-        assert_eq!(check_header(&header, SEGMENT_MAGIC, Lsn(5)), Ok(()));
-        assert!(check_header(&header, SEGMENT_MAGIC, Lsn(6)).is_err());
-        assert!(check_header(&header, SNAPSHOT_MAGIC, Lsn(5)).is_err());
-        assert!(check_header(&header[..10], SEGMENT_MAGIC, Lsn(5)).is_err());
+        let header = file_header(SEGMENT_MAGIC, SEGMENT_VERSION, Lsn(5));
+        let versions = &[1, SEGMENT_VERSION];
+        assert_eq!(
+            check_header(&header, SEGMENT_MAGIC, versions, Lsn(5)),
+            Ok(SEGMENT_VERSION)
+        );
+        assert!(check_header(&header, SEGMENT_MAGIC, &[1], Lsn(5)).is_err());
+        assert!(check_header(&header, SEGMENT_MAGIC, versions, Lsn(6)).is_err());
+        assert!(check_header(&header, SNAPSHOT_MAGIC, versions, Lsn(5)).is_err());
+        assert!(check_header(&header[..10], SEGMENT_MAGIC, versions, Lsn(5)).is_err());
     }
 }

@@ -87,13 +87,14 @@ use tokio::sync::oneshot;
 
 pub use archive::{Archive, ArchiveReader};
 pub use error::JournalError;
-pub use format::{Lsn, MAX_PAYLOAD_BYTES};
+pub use format::{Lsn, MAX_PAYLOAD_BYTES, last_batch_start};
 pub use options::JournalOptions;
 pub use order::StreamPos;
 pub use recovery::Recovered;
 pub use snapshot::Compactor;
 pub use writer::JournalStats;
 
+use crate::storage::{Files, Storage};
 use acker::Acker;
 use recovery::RecoveredState;
 use writer::{Append, Command, Shared, Writer};
@@ -112,10 +113,31 @@ struct Inner {
     tx: Sender<Command>,
     /// Counters, the fail-stop flag, the "space freed" signal.
     shared: Arc<Shared>,
-    /// The writer thread, joined on shutdown; `None` once joined.
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer: its thread, or (in the simulator) the writer itself, stepped by hand.
+    writer: Mutex<WriterDriver>,
     /// The journal directory.
     dir: PathBuf,
+}
+
+/// Who runs the writer.
+enum WriterDriver {
+    /// Its own thread (the server): joined on shutdown.
+    Thread(JoinHandle<()>),
+    /// Nobody: [`Journal::step`] runs one group commit at a time, on the caller's thread, so
+    /// a simulation is deterministic.
+    Manual(Box<Writer>),
+    /// Stopped (joined or finished).
+    Done,
+}
+
+impl std::fmt::Debug for WriterDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriterDriver::Thread(_) => "Thread",
+            WriterDriver::Manual(_) => "Manual",
+            WriterDriver::Done => "Done",
+        })
+    }
 }
 
 /// A recovered journal whose writer has not started: the files are checked and repaired and
@@ -136,9 +158,33 @@ impl Journal {
         dir: impl AsRef<Path>,
         options: JournalOptions,
     ) -> Result<(ReadyJournal, Recovered), JournalError> {
+        Journal::open_on(Arc::new(Files), dir, options)
+    }
+
+    /// [`Journal::open`] on any storage (the simulator's disk).
+    pub fn open_on(
+        storage: Arc<dyn Storage>,
+        dir: impl AsRef<Path>,
+        options: JournalOptions,
+    ) -> Result<(ReadyJournal, Recovered), JournalError> {
         options.validate()?;
-        let (recovered, state) = recovery::recover(dir.as_ref())?;
+        let (recovered, state) = recovery::recover(storage, dir.as_ref())?;
         Ok((ReadyJournal { state, options }, recovered))
+    }
+
+    /// For a journal started with [`ReadyJournal::start_manual`]: runs one group commit of what
+    /// is queued, on this thread. Returns false when nothing was queued (or the writer runs on
+    /// its own thread).
+    pub fn step(&self) -> bool {
+        match &mut *self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            WriterDriver::Manual(writer) => writer.step(),
+            _ => false,
+        }
     }
 
     /// Hands a record to the writer and returns a future that resolves to its LSN once the
@@ -165,7 +211,10 @@ impl Journal {
         payload: Vec<u8>,
         order: Option<StreamPos>,
     ) -> Result<Lsn, JournalError> {
-        self.append(payload, order).wait()
+        let durable = self.append(payload, order);
+        // Stepped by hand, nobody else would write it.
+        while self.step() {}
+        durable.wait()
     }
 
     /// Appends a record and waits until it is durable, waiting for queue space without
@@ -303,18 +352,25 @@ impl Inner {
 
     /// Asks the writer to finish what is queued, and joins it. Idempotent.
     fn stop(&self) {
-        let handle = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(handle) = handle else {
-            return;
-        };
-        // Fails only if the writer is already gone (fail-stop or panic): nothing to ask then.
-        let _ = self.tx.send(Command::Shutdown);
-        if handle.join().is_err() {
-            tracing::error!("journal: the writer thread panicked");
+        let driver = std::mem::replace(
+            &mut *self.writer.lock().unwrap_or_else(PoisonError::into_inner),
+            WriterDriver::Done,
+        );
+        match driver {
+            WriterDriver::Thread(handle) => {
+                // Fails only if the writer is already gone (fail-stop or panic): nothing to
+                // ask then.
+                let _ = self.tx.send(Command::Shutdown);
+                if handle.join().is_err() {
+                    tracing::error!("journal: the writer thread panicked");
+                }
+            }
+            WriterDriver::Manual(mut writer) => {
+                let _ = self.tx.send(Command::Shutdown);
+                while !writer.is_shutting_down() && writer.step() {}
+                writer.finish();
+            }
+            WriterDriver::Done => {}
         }
     }
 }
@@ -333,6 +389,16 @@ impl ReadyJournal {
         self.spawn(Some(compactor))
     }
 
+    /// Starts the journal with no writer thread: nothing is written until [`Journal::step`]
+    /// (or a blocking append) runs a group commit on the caller's thread, and every
+    /// acknowledgement is delivered there. For the deterministic simulator.
+    pub fn start_manual(
+        self,
+        compactor: Option<Box<dyn Compactor>>,
+    ) -> Result<Journal, JournalError> {
+        self.assemble(compactor, false)
+    }
+
     /// Starts the writer thread with snapshots off: the journal only grows.
     pub fn start_without_snapshots(self) -> Result<Journal, JournalError> {
         self.spawn(None)
@@ -344,13 +410,28 @@ impl ReadyJournal {
     }
 
     fn spawn(self, compactor: Option<Box<dyn Compactor>>) -> Result<Journal, JournalError> {
+        self.assemble(compactor, true)
+    }
+
+    /// The queue, the shared state and the writer, on its own thread (with the acknowledger's)
+    /// or stepped by hand.
+    fn assemble(
+        self,
+        compactor: Option<Box<dyn Compactor>>,
+        on_a_thread: bool,
+    ) -> Result<Journal, JournalError> {
         let (tx, rx) = crossbeam::channel::bounded(self.options.queue_capacity);
         let shared = Arc::new(Shared::default());
         let dir = self.state.dir.clone();
-        let acker = Acker::spawn(Arc::clone(&shared.acker_wakeups)).map_err(JournalError::io(
-            "start the acknowledgement thread for",
-            &dir,
-        ))?;
+        let acker = if on_a_thread {
+            let wakeups = Arc::clone(&shared.acker_wakeups);
+            Some(Acker::spawn(wakeups).map_err(JournalError::io(
+                "start the acknowledgement thread for",
+                &dir,
+            ))?)
+        } else {
+            None
+        };
         let writer = Writer::new(
             rx,
             Arc::clone(&shared),
@@ -359,15 +440,20 @@ impl ReadyJournal {
             compactor,
             acker,
         );
-        let handle = thread::Builder::new()
-            .name(String::from("buyline-journal"))
-            .spawn(move || writer.run())
-            .map_err(JournalError::io("start the writer thread for", &dir))?;
+        let driver = if on_a_thread {
+            let handle = thread::Builder::new()
+                .name(String::from("buyline-journal"))
+                .spawn(move || writer.run())
+                .map_err(JournalError::io("start the writer thread for", &dir))?;
+            WriterDriver::Thread(handle)
+        } else {
+            WriterDriver::Manual(Box::new(writer))
+        };
         Ok(Journal {
             inner: Arc::new(Inner {
                 tx,
                 shared,
-                writer: Mutex::new(Some(handle)),
+                writer: Mutex::new(driver),
                 dir,
             }),
         })

@@ -12,13 +12,12 @@
 //! after that, so a crash between the rename and the deletions leaves a snapshot plus segments
 //! it covers; recovery skips those segments and finishes the deletion.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::error::JournalError;
 use super::format::{self, HEADER_LEN, Lsn, SNAPSHOT_FRAME_LEN, SNAPSHOT_MAGIC};
 use super::segment::sync_dir;
+use crate::storage::{OpenMode, Storage};
 
 /// The caller's state, maintained on the writer thread from the committed records, that the
 /// journal asks for when it takes a snapshot.
@@ -36,33 +35,46 @@ pub trait Compactor: Send + 'static {
 }
 
 /// Writes the snapshot covering records up to `lsn`, durably, and returns its path.
-pub fn write(dir: &Path, lsn: Lsn, payload: &[u8]) -> Result<PathBuf, JournalError> {
+pub fn write(
+    storage: &dyn Storage,
+    dir: &Path,
+    lsn: Lsn,
+    payload: &[u8],
+) -> Result<PathBuf, JournalError> {
     let temp = dir.join(format::snapshot_temp_name(lsn));
     let path = dir.join(format::snapshot_name(lsn));
-    let written = write_temp(&temp, lsn, payload);
+    let written = write_temp(storage, &temp, lsn, payload);
     if let Err(err) = written {
         // Best effort: a leftover temp file is deleted at the next start-up anyway.
-        let _ = fs::remove_file(&temp);
+        let _ = storage.remove_file(&temp);
         return Err(err);
     }
-    fs::rename(&temp, &path).map_err(JournalError::io("rename", &temp))?;
-    sync_dir(dir)?;
+    storage
+        .rename(&temp, &path)
+        .map_err(JournalError::io("rename", &temp))?;
+    sync_dir(storage, dir)?;
     Ok(path)
 }
 
-fn write_temp(temp: &Path, lsn: Lsn, payload: &[u8]) -> Result<(), JournalError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(temp)
+fn write_temp(
+    storage: &dyn Storage,
+    temp: &Path,
+    lsn: Lsn,
+    payload: &[u8],
+) -> Result<(), JournalError> {
+    let mut file = storage
+        .open(temp, OpenMode::Truncate)
         .map_err(JournalError::io("create", temp))?;
     let mut head = Vec::with_capacity(HEADER_LEN + SNAPSHOT_FRAME_LEN);
-    head.extend_from_slice(&format::file_header(SNAPSHOT_MAGIC, lsn));
+    head.extend_from_slice(&format::file_header(
+        SNAPSHOT_MAGIC,
+        format::FORMAT_VERSION,
+        lsn,
+    ));
     head.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     head.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-    file.write_all(&head)
-        .and_then(|()| file.write_all(payload))
+    file.write_at(0, &head)
+        .and_then(|()| file.write_at(head.len() as u64, payload))
         .map_err(JournalError::io("write", temp))?;
     // The rename must not become durable before the contents: sync the file first.
     file.sync_all().map_err(JournalError::io("fsync", temp))
@@ -70,11 +82,9 @@ fn write_temp(temp: &Path, lsn: Lsn, payload: &[u8]) -> Result<(), JournalError>
 
 /// Reads and checks the snapshot at `path` (named for `lsn`); any damage is `Corrupt`, since a
 /// snapshot under its final name was complete and synced before it got that name.
-pub fn read(path: &Path, lsn: Lsn) -> Result<Vec<u8>, JournalError> {
-    let mut bytes = Vec::new();
-    let mut file = File::open(path).map_err(JournalError::io("open", path))?;
-    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(JournalError::io("read", path))?;
-    format::check_header(&bytes, SNAPSHOT_MAGIC, lsn)
+pub fn read(storage: &dyn Storage, path: &Path, lsn: Lsn) -> Result<Vec<u8>, JournalError> {
+    let mut bytes = storage.read(path).map_err(JournalError::io("read", path))?;
+    format::check_header(&bytes, SNAPSHOT_MAGIC, &[format::FORMAT_VERSION], lsn)
         .map_err(|reason| JournalError::corrupt(path, 0, reason))?;
     let body = HEADER_LEN + SNAPSHOT_FRAME_LEN;
     if bytes.len() < body {
@@ -111,14 +121,17 @@ pub fn read(path: &Path, lsn: Lsn) -> Result<Vec<u8>, JournalError> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
+    use crate::storage::Files;
 
     #[test]
     fn a_snapshot_round_trips_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), Lsn(99), b"the state").unwrap();
+        let path = write(&Files, dir.path(), Lsn(99), b"the state").unwrap();
         assert_eq!(path, dir.path().join("snapshot-00000000000000000099.snap"));
-        assert_eq!(read(&path, Lsn(99)).unwrap(), b"the state");
+        assert_eq!(read(&Files, &path, Lsn(99)).unwrap(), b"the state");
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -129,12 +142,12 @@ mod tests {
     #[test]
     fn a_damaged_snapshot_is_corrupt_not_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), Lsn(3), b"state bytes").unwrap();
+        let path = write(&Files, dir.path(), Lsn(3), b"state bytes").unwrap();
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
-        let err = read(&path, Lsn(3)).unwrap_err();
+        let err = read(&Files, &path, Lsn(3)).unwrap_err();
         assert!(
             matches!(&err, JournalError::Corrupt { file, offset: 28, .. } if file == &path),
             "{err}"

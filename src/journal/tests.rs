@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::format::segment_name;
 use super::*;
+use crate::storage::Files;
 
 fn open(dir: &Path, options: JournalOptions) -> (Journal, Recovered) {
     let (ready, recovered) = Journal::open(dir, options).unwrap();
@@ -162,7 +163,7 @@ fn a_snapshot_with_its_covered_segments_still_present_replays_only_what_follows(
     // Exactly the state a crash between writing a snapshot and deleting segments leaves.
     let dir = tempfile::tempdir().unwrap();
     let options = JournalOptions {
-        segment_bytes: 512,
+        segment_bytes: 776,
         ..JournalOptions::default()
     };
     let (journal, _) = open(dir.path(), options.clone());
@@ -170,11 +171,11 @@ fn a_snapshot_with_its_covered_segments_still_present_replays_only_what_follows(
         journal.append_blocking(record(n), None).unwrap();
     }
     journal.shutdown().unwrap();
-    // 512-byte segments hold 10 records of 48 bytes after the 16-byte header, so the third
-    // segment starts at LSN 21.
+    // 776-byte segments hold 10 records of 48 bytes, each written alone and closed by its
+    // 28-byte commit marker, after the 16-byte header: the third segment starts at LSN 21.
     let boundary = dir.path().join(segment_name(Lsn(21)));
     assert!(boundary.exists());
-    snapshot::write(dir.path(), Lsn(20), b"state after 20").unwrap();
+    snapshot::write(&Files, dir.path(), Lsn(20), b"state after 20").unwrap();
 
     let (_journal, recovered) = open(dir.path(), options);
     assert_eq!(recovered.snapshot.as_deref(), Some(&b"state after 20"[..]));
@@ -191,7 +192,7 @@ fn a_snapshot_beyond_the_end_of_the_segments_is_corrupt() {
     let (journal, _) = open(dir.path(), JournalOptions::default());
     journal.append_blocking(record(1), None).unwrap();
     journal.shutdown().unwrap();
-    snapshot::write(dir.path(), Lsn(5), b"claims more than exists").unwrap();
+    snapshot::write(&Files, dir.path(), Lsn(5), b"claims more than exists").unwrap();
     let err = Journal::open(dir.path(), JournalOptions::default()).unwrap_err();
     assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
 }

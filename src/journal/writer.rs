@@ -14,7 +14,6 @@
 //! dropped the dirty pages and cleared the error, so a retry could "succeed" without the data
 //! ever reaching the disk; only a restart, which re-reads what is really on disk, is safe.
 
-use std::fs::{self, File};
 use std::mem;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,12 +25,13 @@ use tokio::sync::{Notify, oneshot};
 
 use super::acker::{Acker, Acks};
 use super::error::JournalError;
-use super::format::{Lsn, frame_len, push_frame};
+use super::format::{Lsn, MARKER_LEN, frame_len, push_frame, push_marker};
 use super::options::JournalOptions;
 use super::order::{StreamOrder, StreamPos};
 use super::recovery::RecoveredState;
 use super::segment::SegmentFile;
 use super::snapshot::{self, Compactor};
+use crate::storage::{LockGuard, Storage};
 use crate::telemetry;
 
 /// What appenders send the writer.
@@ -143,10 +143,12 @@ pub struct Writer {
     shared: Arc<Shared>,
     /// Sizes and thresholds.
     options: JournalOptions,
+    /// Where the files are.
+    storage: Arc<dyn Storage>,
     /// The journal directory.
     dir: PathBuf,
     /// The directory lock, released when the writer exits.
-    _lock: File,
+    _lock: Box<dyn LockGuard>,
     /// The segment records are appended to.
     segment: SegmentFile,
     /// Older segments, deleted once a snapshot covers them.
@@ -169,14 +171,21 @@ pub struct Writer {
     ready_bytes: usize,
     /// The batch's frames, reused between batches.
     buf: Vec<u8>,
+    /// The LSN of the first record in `buf`, and how many `buf` holds: the commit marker
+    /// [`Writer::flush`] closes the write with.
+    buf_first: Lsn,
+    buf_records: u32,
     /// Payloads of the batch just committed, for the compactor; reused.
     committed: Vec<Vec<u8>>,
     /// A `Shutdown` command has been taken.
     shutting_down: bool,
-    /// Wakes the appenders of committed batches. Declared last: dropped after everything
-    /// else, it delivers the last acknowledgements and joins its thread before the writer
-    /// thread ends.
-    acker: Acker,
+    /// The writer has fail-stopped (manual stepping keeps the writer after that).
+    stopped: bool,
+    /// Wakes the appenders of large committed batches; `None` when the simulator steps the
+    /// writer by hand and every acknowledgement is delivered here. Declared last: dropped after
+    /// everything else, it delivers the last acknowledgements and joins its thread before the
+    /// writer thread ends.
+    acker: Option<Acker>,
 }
 
 impl Writer {
@@ -186,12 +195,13 @@ impl Writer {
         options: JournalOptions,
         state: RecoveredState,
         compactor: Option<Box<dyn Compactor>>,
-        acker: Acker,
+        acker: Option<Acker>,
     ) -> Writer {
         let order = StreamOrder::new(options.max_held_records);
         Writer {
             rx,
             shared,
+            storage: state.storage,
             dir: state.dir,
             _lock: state.lock,
             segment: state.tail,
@@ -205,8 +215,11 @@ impl Writer {
             ready: Vec::new(),
             ready_bytes: 0,
             buf: Vec::new(),
+            buf_first: Lsn(0),
+            buf_records: 0,
             committed: Vec::new(),
             shutting_down: false,
+            stopped: false,
             options,
             acker,
         }
@@ -218,6 +231,11 @@ impl Writer {
         if let Err(err) = self.serve() {
             self.fail_stop(err);
         }
+        self.finish();
+    }
+
+    /// After the last batch: answers the records still held back, and closes the queue.
+    pub fn finish(mut self) {
         let stranded = self.order.drain();
         if !stranded.is_empty() {
             tracing::warn!(
@@ -258,36 +276,68 @@ impl Writer {
             };
             let now = Instant::now();
             match first {
-                Ok(command) => self.take(command, now),
+                Ok(command) => self.batch(command, now)?,
                 Err(RecvTimeoutError::Timeout) => {
                     self.check_gaps(now);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
-            let mut taken = 1;
-            while !self.shutting_down
-                && taken < self.options.max_batch_records
-                && self.ready_bytes < self.options.max_batch_bytes
-            {
-                match self.rx.try_recv() {
-                    Ok(command) => self.take(command, now),
-                    Err(_) => break,
-                }
-                taken += 1;
-            }
-            // Space was freed in the queue: async appenders waiting for it can queue up while
-            // this batch is being synced, and become the next batch.
-            self.shared.space.notify_waiters();
-            self.commit()?;
-            if self.order.held() > 0 {
-                self.check_gaps(Instant::now());
-            }
-            self.maybe_snapshot()?;
             if self.shutting_down {
                 return Ok(());
             }
         }
+    }
+
+    /// One group commit: `first` and whatever else is queued (up to the batch's limits),
+    /// written and synced, acknowledged, then a snapshot if one is due.
+    fn batch(&mut self, first: Command, now: Instant) -> Result<(), JournalError> {
+        self.take(first, now);
+        let mut taken = 1;
+        while !self.shutting_down
+            && taken < self.options.max_batch_records
+            && self.ready_bytes < self.options.max_batch_bytes
+        {
+            match self.rx.try_recv() {
+                Ok(command) => self.take(command, now),
+                Err(_) => break,
+            }
+            taken += 1;
+        }
+        // Space was freed in the queue: async appenders waiting for it can queue up while
+        // this batch is being synced, and become the next batch.
+        self.shared.space.notify_waiters();
+        self.commit()?;
+        if self.order.held() > 0 {
+            self.check_gaps(Instant::now());
+        }
+        self.maybe_snapshot()
+    }
+
+    /// Manual stepping (the simulator): one group commit of what is queued, without ever
+    /// sleeping. Returns false when the queue was empty. After a failure the journal is
+    /// stopped, as the thread's would be, and every later command is answered with the error.
+    pub fn step(&mut self) -> bool {
+        let Ok(first) = self.rx.try_recv() else {
+            return false;
+        };
+        if self.stopped {
+            if let Command::Append(append) = first {
+                let stopped = self.mark_stopped(&JournalError::Closed);
+                append.reply(Err(stopped));
+            }
+            return true;
+        }
+        if let Err(err) = self.batch(first, Instant::now()) {
+            self.fail_stop(err);
+            self.stopped = true;
+        }
+        true
+    }
+
+    /// Whether a `Shutdown` command has been taken.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
     }
 
     fn take(&mut self, command: Command, now: Instant) {
@@ -349,7 +399,8 @@ impl Writer {
         for (i, append) in batch.iter().enumerate() {
             let len = frame_len(append.payload.len());
             let pending = self.segment.len() + self.buf.len() as u64;
-            if pending + len as u64 > self.options.segment_bytes
+            // Room for the record and the write's commit marker.
+            if pending + (len + MARKER_LEN) as u64 > self.options.segment_bytes
                 && (!self.buf.is_empty() || !self.segment.is_empty())
             {
                 // The segment is full: what belongs to it is made durable before the next
@@ -364,7 +415,11 @@ impl Writer {
                     break;
                 }
             }
+            if self.buf_records == 0 {
+                self.buf_first = Lsn(first + i as u64);
+            }
             push_frame(&mut self.buf, &append.payload);
+            self.buf_records += 1;
             bytes += len as u64;
         }
         if failure.is_none() {
@@ -410,13 +465,12 @@ impl Writer {
             first: Lsn(first),
             senders,
         };
-        if acks.senders.len() <= self.options.inline_acks_up_to {
+        match &self.acker {
+            Some(acker) if acks.senders.len() > self.options.inline_acks_up_to => acker.send(acks),
             // A few wake-ups cost less than the acknowledger's own: the writer's hand-over
             // wakes that thread (a futex and two context switches a batch) before it wakes
             // anyone. Under a flash sale's usual batches this removes a thread hop.
-            acks.deliver();
-        } else {
-            self.acker.send(acks);
+            _ => acks.deliver(),
         }
         self.ready = batch;
         if let Some(compactor) = &mut self.compactor {
@@ -430,13 +484,17 @@ impl Writer {
         }
     }
 
-    /// Writes the batch buffer into the segment and syncs it (nothing to do when it is empty).
+    /// Closes the batch buffer with its commit marker, writes it into the segment and syncs it
+    /// (nothing to do when it is empty).
     fn flush(&mut self) -> Result<(), JournalError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.segment.write(&self.buf)?;
+        push_marker(&mut self.buf, 0, self.buf_first, self.buf_records);
+        self.buf_records = 0;
+        let written = self.segment.write(&self.buf);
         self.buf.clear();
+        written?;
         #[cfg(test)]
         if self.shared.fail_syncs.load(Ordering::Relaxed) {
             return Err(JournalError::io("fdatasync", self.segment.path())(
@@ -445,7 +503,9 @@ impl Writer {
         }
         // Timed for buyline_journal_fsync_seconds: two clock reads beside the sync.
         let started = Instant::now();
-        self.segment.sync()?;
+        if !crate::planted_bugs::is_on(crate::planted_bugs::PlantedBug::AckBeforeSync) {
+            self.segment.sync()?;
+        }
         telemetry::journal_fsync(started.elapsed());
         Shared::count(&self.shared.fsyncs, 1);
         Ok(())
@@ -453,7 +513,7 @@ impl Writer {
 
     /// Starts a new segment whose first record will be `first`.
     fn roll(&mut self, first: Lsn) -> Result<(), JournalError> {
-        let next = SegmentFile::create(&self.dir, first)?;
+        let next = SegmentFile::create(&*self.storage, &self.dir, first)?;
         Shared::count(&self.shared.fsyncs, 2);
         let full = mem::replace(&mut self.segment, next);
         self.closed.push(full.path().to_owned());
@@ -491,7 +551,7 @@ impl Writer {
         else {
             return Ok(());
         };
-        match snapshot::write(&self.dir, lsn, &state) {
+        match snapshot::write(&*self.storage, &self.dir, lsn, &state) {
             Ok(path) => {
                 Shared::count(&self.shared.fsyncs, 2);
                 Shared::count(&self.shared.snapshots, 1);
@@ -502,7 +562,7 @@ impl Writer {
                 );
                 let obsolete = self.closed.drain(..).chain(self.snapshot.replace(path));
                 for file in obsolete {
-                    if let Err(err) = fs::remove_file(&file) {
+                    if let Err(err) = self.storage.remove_file(&file) {
                         // Harmless: recovery skips covered files and deletes them.
                         tracing::warn!(file = %file.display(), error = %err, "journal: could not delete a compacted file");
                     }
