@@ -65,7 +65,7 @@ while [ "$(spent)" -lt "$goal" ]; do
         "$work/corpus" "$fuzz_dir/corpus/$target" >"$work/round.log" 2>&1 || rc=$?
     # /usr/bin/time writes "Command exited with non-zero status N" first when it fails.
     cpu=$(awk 'END { printf "%.2f", $1 + $2 }' "$work/time.txt")
-    execs=$(awk -F': *' '/stat::number_of_executed_units/ { n = $2 } END { print n + 0 }' \
+    execs=$(awk '/^stat::number_of_executed_units:/ { n = $NF } END { print n + 0 }' \
         "$work/round.log")
     files=$(find "$work/corpus" -type f | wc -l)
     result=ok
