@@ -3,8 +3,8 @@
 # REST bodies the tests send and docs/PROTOCOL.md describes, and every partner and product of
 # the demo catalog as an admin PUT. Each file starts with the byte that picks its parser
 # (src/http/client_input.rs): 0 stream op, 1 reserve, 2 checkout, 3 restock, 4 product PUT,
-# 5 partner PUT, 6 dev token; a PUT's path id and a newline come before its body.
-# Needs jq. Run from anywhere: `fuzz/seed_client_input.sh`.
+# 5 partner PUT, 6 dev token, 7 bearer token; a PUT's path id and a newline come before its
+# body, and a token's Authorization header value before the query string. Needs jq and openssl. Run from anywhere: `fuzz/seed_client_input.sh`.
 set -euo pipefail
 fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 out=$fuzz_dir/corpus/client_input
@@ -66,4 +66,15 @@ done < <(jq -c '.partners[]' "$catalog")
 for role in customer partner admin ingest; do
     seed 6 "{\"$role\":\"alice\"}"
 done
+# 7: a request's token, signed with the target's fixed secret (FIXED_SECRET in
+# src/http/client_input.rs) so the claims are read too, in the header and in the query.
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+signed="$(printf '%s' '{"alg":"HS256","typ":"JWT"}' | b64url).$(printf '%s' \
+    '{"sub":"alice","role":"customer","exp":4102444800,"iat":1700000000}' | b64url)"
+signature=$(printf '%s' "$signed" |
+    openssl dgst -sha256 -hmac "client_input fuzz target's fixed secret" -binary | b64url)
+seed 7 "Bearer $signed.$signature"
+seed 7 $'\n'"token=$signed.$signature&since=4"
+seed 7 "bearer $signed.forged"
+seed 7 "Basic YWxpY2U6c2VjcmV0"$'\n'"x=1&token="
 echo "wrote $n inputs to $out"

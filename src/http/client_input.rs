@@ -1,6 +1,7 @@
 //! Every parser a client's text reaches first, behind one entry point for the `client_input`
 //! fuzz target and its corpus replay (`tests/fuzz_corpus.rs`): the `/v1/stream` op parser and
-//! the JSON bodies of the REST routes. Nothing here runs in the server; the routes call the
+//! the JSON bodies of the REST routes, and the bearer token every authenticated request carries
+//! (whose header segment is JSON read before the signature). Nothing here runs in the server; the routes call the
 //! same parsers directly.
 //!
 //! The input's first byte picks the parser ([`Parser::pick`]), the rest is what the client
@@ -9,8 +10,11 @@
 //! against the demo catalog), and an error is rendered as the client would get it. One
 //! property is checked beyond "no panic": a checkout's errors never quote a card number.
 
+use std::sync::OnceLock;
+
 use axum::body::Bytes;
 
+use crate::auth::{self, TokenSigner};
 use crate::checkout::card::{validate_address, validate_card};
 use crate::checkout::request::{CheckoutRequest, Payment, Shipping};
 use crate::decorate::demo::demo_catalog;
@@ -23,6 +27,9 @@ use crate::protocol::{self, ClientOp};
 
 /// The month card expiry is checked against: fixed, so a run is deterministic.
 const TODAY: (u32, u32) = (2026, 12);
+
+/// The secret [`Parser::BearerToken`]'s tokens are verified against.
+const FIXED_SECRET: &[u8] = b"client_input fuzz target's fixed secret";
 
 /// A parser a client's text can reach, in the order of the selector byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,10 +48,12 @@ pub enum Parser {
     PartnerBody,
     /// `POST /v1/dev/tokens`.
     TokenBody,
+    /// A request's token: the `Authorization` header's value, a newline, the query string.
+    BearerToken,
 }
 
 impl Parser {
-    pub const ALL: [Parser; 7] = [
+    pub const ALL: [Parser; 8] = [
         Parser::StreamOp,
         Parser::ReserveBody,
         Parser::CheckoutBody,
@@ -52,6 +61,7 @@ impl Parser {
         Parser::ProductBody,
         Parser::PartnerBody,
         Parser::TokenBody,
+        Parser::BearerToken,
     ];
 
     /// The parser `selector` picks: every byte picks one, so no input is wasted.
@@ -93,6 +103,7 @@ pub fn parse_client_input(data: &[u8]) -> Result<(), ApiError> {
                 .map_err(ApiError::from)
         }),
         Parser::TokenBody => dev_tokens::token_request(&Bytes::copy_from_slice(body)).map(drop),
+        Parser::BearerToken => bearer_token(body),
     };
     if let Err(error) = &result {
         // Rendered as the client gets it.
@@ -143,6 +154,29 @@ fn names_checkout_op(text: &str) -> bool {
             .is_ok_and(|value| value.get("op").and_then(|op| op.as_str()) == Some("checkout"))
 }
 
+/// A request's credentials as `http::identity` reads them: the token found in the header or
+/// the query, verified against a fixed secret (which the input cannot sign for, so it ends
+/// before the clock is read: deterministic).
+fn bearer_token(input: &[u8]) -> Result<(), ApiError> {
+    // Header values and the query reach this as text.
+    let Ok(text) = std::str::from_utf8(input) else {
+        return Err(ApiError::bad_request(
+            "the header and the query must be UTF-8",
+        ));
+    };
+    let (header, query) = match text.split_once('\n') {
+        Some((header, query)) => (Some(header), Some(query)),
+        None => (Some(text), None),
+    };
+    static SIGNER: OnceLock<Option<TokenSigner>> = OnceLock::new();
+    let signer = SIGNER.get_or_init(|| TokenSigner::from_secret(FIXED_SECRET).ok());
+    match (auth::bearer_token(header, query), signer) {
+        (Some(token), Some(signer)) => signer.verify(token).map(drop).map_err(ApiError::from),
+        (Some(_), None) => Err(ApiError::internal("the fixed secret was refused")),
+        (None, _) => Ok(()),
+    }
+}
+
 /// What checkout checks of a request before it touches a hold: a typed card and address.
 fn checkout_checks(request: &CheckoutRequest) -> Result<(), ApiError> {
     if let Shipping::New(address) = &request.shipping {
@@ -180,12 +214,14 @@ fn has_long_digit_run(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// The selector byte that picks `parser`: its index.
     fn selector(parser: Parser) -> u8 {
         let index = Parser::ALL.iter().position(|p| *p == parser);
-        u8::try_from(index.expect("every parser is in ALL")).expect("7 parsers")
+        u8::try_from(index.expect("every parser is in ALL")).expect("8 parsers")
     }
 
     fn input(parser: Parser, body: &str) -> Vec<u8> {
@@ -198,9 +234,9 @@ mod tests {
     fn every_selector_byte_picks_a_parser_and_each_parser_has_its_own() {
         for parser in Parser::ALL {
             assert_eq!(Parser::pick(selector(parser)), parser);
-            assert_eq!(Parser::pick(selector(parser) + 7), parser);
+            assert_eq!(Parser::pick(selector(parser) + 8), parser);
         }
-        assert_eq!(Parser::pick(255), Parser::ALL[255 % 7]);
+        assert_eq!(Parser::pick(255), Parser::ALL[255 % 8]);
     }
 
     #[test]
@@ -233,6 +269,25 @@ mod tests {
     }
 
     #[test]
+    fn a_token_signed_with_the_fixed_secret_and_no_token_are_accepted() {
+        let signer = TokenSigner::from_secret(FIXED_SECRET).expect("a long enough secret");
+        let token = signer.issue(
+            "alice",
+            crate::auth::Role::Customer,
+            Duration::from_secs(600),
+        );
+        for text in [
+            format!("Bearer {token}"),
+            format!("\ntoken={token}"),
+            String::new(),
+        ] {
+            if let Err(error) = parse_client_input(&input(Parser::BearerToken, &text)) {
+                panic!("{text:?} refused: {}", error.message);
+            }
+        }
+    }
+
+    #[test]
     fn bad_input_is_refused_with_the_clients_error() {
         let cases = [
             (Parser::StreamOp, r#"{"op":"fly"}"#),
@@ -243,6 +298,11 @@ mod tests {
             (Parser::ReserveBody, r#"{"product":"p","quantity":-1}"#),
             (Parser::RestockBody, "[]"),
             (Parser::TokenBody, r#"{"customer":"a","admin":"b"}"#),
+            (
+                Parser::BearerToken,
+                "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln",
+            ),
+            (Parser::BearerToken, "\ntoken=a.b.c&x=1"),
             (Parser::ProductBody, "p1\n{\"id\":\"p2\"}"),
         ];
         for (parser, body) in cases {
