@@ -22,7 +22,9 @@ snapshot=$work/merge-scratch
 merged=$work/merge-out
 rm -rf "$snapshot" "$merged"
 mkdir -p "$snapshot" "$merged"
-cp "$work/corpus"/* "$snapshot/" 2>/dev/null || true
+# Not a glob (tens of thousands of files); a file the fuzzer deletes while this copies (it
+# replaced it with a smaller one, copied too) is skipped.
+cp -r "$work/corpus/." "$snapshot/" 2>/dev/null || true
 nice -n 19 "$binary" -merge=1 -use_counters=0 -timeout=10 \
     "$merged" "$fuzz_dir/corpus/$target" "$snapshot" >"$work/merge.log" 2>&1
 rm -rf "$fuzz_dir/corpus/$target"

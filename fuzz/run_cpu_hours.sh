@@ -35,7 +35,7 @@ if [ ! -f "$log" ]; then
     printf 'finished_utc\tcpu_seconds\texecs\tcorpus_files\tresult\n' >"$log"
 fi
 # Seed (or top up) the scratch corpus: files already there are kept.
-cp -n "$fuzz_dir/corpus/$target"/* "$work/corpus/" 2>/dev/null || true
+cp -rn "$fuzz_dir/corpus/$target/." "$work/corpus/"
 
 # CPU seconds the log holds so far, as an integer.
 spent() {
