@@ -129,6 +129,8 @@ pub use storage::{Files, SimDisk, SimDiskFaults, Storage};
 // body parsed, the reply encoded.
 pub use auth::{Action, Identity, LastToken, authorize, bearer_token};
 pub use http::{ReserveBody, reserve_body, reserved_response, route_templates};
+// The parsers a client's text reaches first, one entry (the `client_input` fuzz target's).
+pub use http::client_input::parse_client_input;
 pub use protocol::{
     ClientOp, ReservationView, Reserved as ReservedFrame, parse as parse_stream_op,
     to_text as frame_text,

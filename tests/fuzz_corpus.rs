@@ -59,3 +59,10 @@ fn every_ingest_batch_corpus_input_decodes_or_is_rejected_without_panicking() {
         let _ = buyline::decode_tweet_batch(data, MAX_TWEETS);
     });
 }
+
+#[test]
+fn every_client_input_corpus_input_parses_or_is_rejected_without_panicking() {
+    run_corpus("client_input", |data| {
+        let _ = buyline::parse_client_input(data);
+    });
+}

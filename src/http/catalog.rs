@@ -76,7 +76,8 @@ fn with_path_id(mut value: serde_json::Value, id: &str) -> Result<serde_json::Va
     Ok(value)
 }
 
-fn parse_object<T: serde::de::DeserializeOwned>(
+/// Parses an admin PUT's body, a partner or a product, whose path names `id`.
+pub(super) fn parse_object<T: serde::de::DeserializeOwned>(
     body: &axum::body::Bytes,
     id: &str,
 ) -> Result<T, ApiError> {

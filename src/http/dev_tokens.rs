@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -22,7 +22,17 @@ pub async fn issue(State(state): State<HttpState>, body: Body) -> Result<Respons
         ));
     }
     let body = read_body(body, MAX_JSON_BODY).await?;
-    let request: serde_json::Map<String, Value> = json_body(&body)?;
+    let (role, subject) = token_request(&body)?;
+    let token = state.app.signer.issue(&subject, role, DEMO_TOKEN_TTL);
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "token": token }),
+    ))
+}
+
+/// Parses the body, `{ROLE: ID}`, into the role and the subject the token is for.
+pub(super) fn token_request(body: &Bytes) -> Result<(Role, String), ApiError> {
+    let request: serde_json::Map<String, Value> = json_body(body)?;
     let mut entries = request.iter();
     let (Some((role, subject)), None) = (entries.next(), entries.next()) else {
         return Err(ApiError::bad_request(
@@ -48,9 +58,5 @@ pub async fn issue(State(state): State<HttpState>, body: Body) -> Result<Respons
             ));
         }
     };
-    let token = state.app.signer.issue(subject, role, DEMO_TOKEN_TTL);
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({ "token": token }),
-    ))
+    Ok((role, subject.clone()))
 }

@@ -6,6 +6,7 @@
 
 mod api_specs;
 mod catalog;
+pub mod client_input;
 mod dev_tokens;
 mod ingest;
 mod ingest_ws;

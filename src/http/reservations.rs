@@ -90,10 +90,16 @@ pub async fn release(
     ))
 }
 
+/// The body of `POST /v1/admin/products/{id}/restock`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RestockBody {
-    quantity: u32,
+pub(super) struct RestockBody {
+    pub quantity: u32,
+}
+
+/// Parses the restock body.
+pub(super) fn restock_body(body: &Bytes) -> Result<RestockBody, ApiError> {
+    json_body(body)
 }
 
 pub async fn restock(
@@ -104,7 +110,7 @@ pub async fn restock(
     body: Body,
 ) -> Result<Response, ApiError> {
     super::catalog::require_admin(&state, &headers, &uri)?;
-    let body: RestockBody = json_body(&read_body(body, MAX_JSON_BODY).await?)?;
+    let body = restock_body(&read_body(body, MAX_JSON_BODY).await?)?;
     let remaining = state.app.store.restock(&id, body.quantity).await?;
     tracing::info!(product = %id, quantity = body.quantity, remaining, "restocked");
     Ok(json_response(
