@@ -423,6 +423,13 @@ async function takeHold() {
     reply = await client.reserve(purchase.product, 1, { idempotencyKey: purchase.holdKey });
   } catch (error) {
     if (buying !== purchase) return;
+    if (error.code === "limit_exceeded" && Date.now() - (purchase.expiredAt ?? -Infinity) < 5_000) {
+      // The hold that just expired on this clock may still count against the limit for a
+      // moment: the server ends due holds in a sweep every 250 ms. Ask again shortly.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      if (buying === purchase) await takeHold();
+      return;
+    }
     if (error.code === "unauthorized") saveSession(null);
     if (error.code === "sold_out") setRemaining(purchase.product, 0);
     fail(error, RETRY_HOLD.has(error.code) ? () => takeHold() : null);
@@ -459,6 +466,7 @@ function holdExpired() {
   clearInterval(countdownTimer);
   const purchase = buying;
   if (!purchase || $("step-done").hidden === false) return;
+  purchase.expiredAt = purchase.expiresAt;
   purchase.reservation = null;
   $("hold-line").hidden = true;
   purchase.holdKey = `hold-${crypto.randomUUID()}`;
@@ -597,6 +605,13 @@ $("step-pay").addEventListener("submit", async (event) => {
     confirmed(order);
   } catch (error) {
     if (buying !== purchase) return;
+    if (error.code === "limit_exceeded" && Date.now() - (purchase.expiredAt ?? -Infinity) < 5_000) {
+      // The hold that just expired on this clock may still count against the limit for a
+      // moment: the server ends due holds in a sweep every 250 ms. Ask again shortly.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      if (buying === purchase) await takeHold();
+      return;
+    }
     if (error.code === "unauthorized") saveSession(null);
     if (RETRY_PAY.has(error.code)) {
       // The hold stays: fix the card (or wait out a hiccup) and pay again.
