@@ -22,7 +22,7 @@ use crate::decorate::partner_index::{PartnerIndex, edits};
 use crate::error::ApiError;
 use crate::fanout::timeline::Timeline;
 use crate::http::{catalog, dev_tokens, orders, reservations};
-use crate::model::{Partner, Product};
+use crate::model::{Catalog, Partner, Product};
 use crate::protocol::{self, ClientOp};
 
 /// The month card expiry is checked against: fixed, so a run is deterministic.
@@ -89,18 +89,10 @@ pub fn parse_client_input(data: &[u8]) -> Result<(), ApiError> {
         }
         Parser::RestockBody => reservations::restock_body(&Bytes::copy_from_slice(body)).map(drop),
         Parser::ProductBody => admin_body(body, |product: Product| {
-            let mut catalog = demo_catalog();
-            edits::upsert_product(&mut catalog, product)?;
-            PartnerIndex::build(&catalog)
-                .map(drop)
-                .map_err(ApiError::from)
+            edited_demo_catalog(|catalog| edits::upsert_product(catalog, product))
         }),
         Parser::PartnerBody => admin_body(body, |partner: Partner| {
-            let mut catalog = demo_catalog();
-            edits::upsert_partner(&mut catalog, partner)?;
-            PartnerIndex::build(&catalog)
-                .map(drop)
-                .map_err(ApiError::from)
+            edited_demo_catalog(|catalog| edits::upsert_partner(catalog, partner))
         }),
         Parser::TokenBody => dev_tokens::token_request(&Bytes::copy_from_slice(body)).map(drop),
         Parser::BearerToken => bearer_token(body),
@@ -186,6 +178,18 @@ fn checkout_checks(request: &CheckoutRequest) -> Result<(), ApiError> {
         validate_card(card.clone(), TODAY)?;
     }
     Ok(())
+}
+
+/// An admin edit applied to the demo catalog, then the partner index built from the result,
+/// as the admin routes do.
+fn edited_demo_catalog(
+    edit: impl FnOnce(&mut Catalog) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let mut catalog = demo_catalog();
+    edit(&mut catalog)?;
+    PartnerIndex::build(&catalog)
+        .map(drop)
+        .map_err(ApiError::from)
 }
 
 /// An admin PUT: the path id up to the first newline (none: `demo`), the body after it.

@@ -22,25 +22,19 @@
 //! was told `unavailable`, the checkout refunds, and the restart the node needs rebuilds memory
 //! from what the disk really holds.
 
-use std::future::Future;
-use std::path::Path;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::clock::{Clock, WallClock};
+use crate::clock::Clock;
 use crate::codec;
 use crate::error::ApiError;
-use crate::inventory::compactor::{self, StateCompactor};
 use crate::inventory::{
-    HoldId, HoldView, Inventory, InventoryError, InventoryState, KeyTicket, KeyWindow, Record,
-    Reservation, ReserveRequest, StockChange, StockCounts, hold_id_text, parse_hold_id,
+    HoldId, HoldView, Inventory, InventoryError, KeyWindow, Record, Reservation, ReserveRequest,
+    StockChange, StockCounts, hold_id_text, parse_hold_id,
 };
-use crate::journal::{self, Archive, Durable, Journal, JournalError, JournalOptions, StreamPos};
+use crate::journal::{Durable, Journal, JournalError, StreamPos};
 use crate::model::Product;
-use crate::storage::{Files, Storage};
 use crate::telemetry;
 
 /// How often holds past their expiry are ended: expired units are back within this (and the
@@ -70,58 +64,6 @@ pub struct ReserveReply {
     pub replayed: bool,
 }
 
-/// Where the orders of every sale before this start are: the archive's first `archive_len`
-/// bytes (read it with [`journal::ArchiveReader`]), then `unarchived`, the orders of the
-/// records after the snapshot (bounded by the snapshot interval) and of a snapshot of the
-/// older form that carried orders. In journal order; an order may appear twice (keep the first).
-#[derive(Debug)]
-pub struct RecoveredOrders {
-    /// Where the archive is.
-    pub storage: Arc<dyn Storage>,
-    pub archive: std::path::PathBuf,
-    pub archive_len: u64,
-    pub unarchived: Vec<Vec<u8>>,
-}
-
-/// Why the inventory could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error("journal record {index} after the snapshot cannot be decoded: {source}")]
-    Record {
-        index: usize,
-        source: codec::CodecError,
-    },
-    #[error("the inventory snapshot cannot be decoded: {0}")]
-    Snapshot(codec::CodecError),
-    #[error("opening product {product:?}: {message}")]
-    Open { product: String, message: String },
-}
-
-/// What the inventory runs on: where its files are, how it tells the time, and who runs the
-/// journal's writer. The server runs on [`Platform::real`]; the simulator passes a simulated
-/// disk and clock and steps the writer itself ([`InventoryService::step_journal`]), so that
-/// a run is one thread and a seed replays exactly.
-#[derive(Clone, Debug)]
-pub struct Platform {
-    pub storage: Arc<dyn Storage>,
-    pub clock: Arc<dyn Clock>,
-    /// The journal's writer runs on its own thread (false: only when stepped).
-    pub writer_thread: bool,
-}
-
-impl Platform {
-    /// The operating system's files and the wall clock, with a writer thread.
-    pub fn real() -> Platform {
-        Platform {
-            storage: Arc::new(Files),
-            clock: Arc::new(WallClock),
-            writer_thread: true,
-        }
-    }
-}
-
 /// The engine and its journal.
 pub struct InventoryService {
     /// Shared with the key prune, which runs on a blocking thread.
@@ -141,140 +83,6 @@ pub struct InventoryService {
 }
 
 impl InventoryService {
-    /// Recovers the inventory from `dir` (created if missing) and opens `catalog`'s products.
-    pub fn start(dir: &Path, catalog: &[Product]) -> Result<Arc<InventoryService>, StartError> {
-        Self::start_with(dir, catalog, JournalOptions::default())
-    }
-
-    /// [`InventoryService::start`] with explicit journal options (tests use small snapshots).
-    pub fn start_with(
-        dir: &Path,
-        catalog: &[Product],
-        options: JournalOptions,
-    ) -> Result<Arc<InventoryService>, StartError> {
-        Self::start_with_key_window(dir, catalog, options, KeyWindow::DEFAULT)
-    }
-
-    /// [`InventoryService::start_with`], remembering idempotency keys for `key_window`
-    /// (`--idempotency-window`) rather than 24 hours. Keys the journal holds that are past the
-    /// window now are not restored.
-    pub fn start_with_key_window(
-        dir: &Path,
-        catalog: &[Product],
-        options: JournalOptions,
-        key_window: KeyWindow,
-    ) -> Result<Arc<InventoryService>, StartError> {
-        Self::start_on(Platform::real(), dir, catalog, options, key_window)
-    }
-
-    /// [`InventoryService::start_with_key_window`] on `platform`'s files and clock.
-    pub fn start_on(
-        platform: Platform,
-        dir: &Path,
-        catalog: &[Product],
-        options: JournalOptions,
-        key_window: KeyWindow,
-    ) -> Result<Arc<InventoryService>, StartError> {
-        let started = std::time::Instant::now();
-        let Platform {
-            storage,
-            clock,
-            writer_thread,
-        } = platform;
-        let (ready, recovered) = Journal::open_on(Arc::clone(&storage), dir, options)?;
-        if let Some(torn) = &recovered.torn_tail {
-            tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped,
-                "the journal ended in a torn record (a crash mid-write); it was cut off");
-        }
-        let (mut state, mut orders) = match &recovered.snapshot {
-            Some(bytes) => compactor::decode_snapshot(bytes).map_err(StartError::Snapshot)?,
-            None => (InventoryState::default(), Vec::new()),
-        };
-        // Orders whose records a snapshot replaced stay in the archive (read back later, a
-        // frame at a time); those in the records after it are collected here (an order can be
-        // in both: readers keep the first of each id).
-        let archive_path = dir.join(compactor::ORDER_ARCHIVE);
-        let mut archive = Archive::open(&*storage, &archive_path)?;
-        let archive_len = archive.len_at_open();
-        for (index, payload) in recovered.records.iter().enumerate() {
-            let record = codec::decode::<Record>(payload, payload.len() as u64)
-                .map_err(|source| StartError::Record { index, source })?;
-            state.apply(&record);
-            if let Record::Confirmed {
-                order: Some(order), ..
-            } = record
-            {
-                orders.push(order);
-            }
-        }
-        // The orders of the replayed records go into the archive again: the compactor of the
-        // run that crashed archived them only in memory (or in unsynced pages), and the next
-        // snapshot deletes the records, so without this the archive would be their only home
-        // and not have them (the simulator found it). Synced before that snapshot, like every
-        // archived order; a copy the archive already had is a duplicate readers skip.
-        for order in &orders {
-            archive.push(order)?;
-        }
-        let now = clock.now_ms();
-        // Keys past the window stay out of the engine and of the writer's copy alike.
-        state.prune_keys(now, key_window);
-        let streams: Vec<(u32, u32)> = state
-            .products
-            .values()
-            .map(|p| (p.stream, p.version))
-            .collect();
-        let engine = Arc::new(Inventory::from_state_with_key_window(
-            state.clone(),
-            catalog,
-            now,
-            key_window,
-        ));
-        tracing::info!(
-            records = recovered.records.len(),
-            snapshot = recovered.snapshot.is_some(),
-            holds = engine.live_holds(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "inventory recovered"
-        );
-        let compactor =
-            StateCompactor::new(state, archive, Arc::clone(&clock)).with_key_window(key_window);
-        let journal = if writer_thread {
-            ready.start(Box::new(compactor))?
-        } else {
-            ready.start_manual(Some(Box::new(compactor)))?
-        };
-        for (stream, version) in streams {
-            journal.open_stream(stream, version)?;
-        }
-        let service = InventoryService {
-            engine,
-            journal,
-            opening: Mutex::new(()),
-            recovered_orders: Mutex::new(Some(RecoveredOrders {
-                storage,
-                archive: archive_path,
-                archive_len,
-                unarchived: orders,
-            })),
-            keys_pruned_at: AtomicI64::new(now),
-            key_window,
-            clock,
-        };
-        telemetry::journal_opened();
-        // The local engine's keys: listed here, where they are counted (a `--store` node has
-        // none in memory and does not list the gauge).
-        telemetry::idempotency_keys(0);
-        for product in catalog {
-            service
-                .open_product_blocking(product)
-                .map_err(|e| StartError::Open {
-                    product: product.id.clone(),
-                    message: e.message,
-                })?;
-        }
-        Ok(Arc::new(service))
-    }
-
     /// Registers a product (new ones open with their stock, durably) or updates its rules.
     /// A rules update needs no journal; a new product is refused once the journal stopped.
     pub fn open_product_blocking(&self, product: &Product) -> Result<(), ApiError> {
@@ -581,69 +389,6 @@ impl InventoryService {
     }
 }
 
-/// Waits for a keyed reservation's record to be durable, then completes its key's ticket
-/// (which answers the duplicates waiting on the key). The key's outcome must be settled even if
-/// the request is abandoned first (a client that hangs up), so dropping this early hands the
-/// wait to a task of its own. Before, every keyed reservation spawned that task up front.
-struct SettleWhenDurable<'a> {
-    /// The engine that issued the ticket (borrowed: only an abandoned wait takes a reference
-    /// count, so keyed reservations write no shared counter).
-    engine: &'a Arc<Inventory>,
-    /// Both `Some` until the record is durable or this is dropped.
-    waiting: Option<(Durable, KeyTicket)>,
-}
-
-impl<'a> SettleWhenDurable<'a> {
-    fn new(engine: &'a Arc<Inventory>, durable: Durable, ticket: KeyTicket) -> Self {
-        SettleWhenDurable {
-            engine,
-            waiting: Some((durable, ticket)),
-        }
-    }
-}
-
-impl Future for SettleWhenDurable<'_> {
-    type Output = Result<journal::Lsn, JournalError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some((durable, _)) = self.waiting.as_mut() else {
-            return Poll::Ready(Err(JournalError::Closed));
-        };
-        let written = std::task::ready!(Pin::new(durable).poll(cx));
-        if let Some((_, ticket)) = self.waiting.take()
-            && written.is_ok()
-        {
-            ticket.complete(self.engine);
-        }
-        // A failed write drops the ticket, which settles the key as failed.
-        Poll::Ready(written)
-    }
-}
-
-impl Drop for SettleWhenDurable<'_> {
-    fn drop(&mut self) {
-        let Some((durable, ticket)) = self.waiting.take() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let engine = Arc::clone(self.engine);
-                runtime.spawn(async move {
-                    if durable.await.is_ok() {
-                        ticket.complete(&engine);
-                    }
-                });
-            }
-            // Outside a runtime nothing would poll a task: wait here, for one group commit.
-            Err(_) => {
-                if durable.wait().is_ok() {
-                    ticket.complete(self.engine);
-                }
-            }
-        }
-    }
-}
-
 fn encode(record: &Record) -> Result<Vec<u8>, ApiError> {
     // Used where no version gap can arise (product opens, under the opening lock).
     codec::encode(record).map_err(|e| ApiError::internal(format!("encoding a journal record: {e}")))
@@ -682,6 +427,12 @@ fn view(hold: u64, product: &str, quantity: u32, expires_at_ms: i64) -> Reserved
         expires_at_ms,
     }
 }
+
+mod settle_when_durable;
+mod start;
+
+use settle_when_durable::SettleWhenDurable;
+pub use start::{Platform, RecoveredOrders, StartError};
 
 #[cfg(test)]
 mod tests;

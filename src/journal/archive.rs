@@ -45,7 +45,7 @@ impl Archive {
         let mut file = storage
             .open(path, OpenMode::CreateOrOpen)
             .map_err(JournalError::io("open", path))?;
-        let mut frames = ArchiveReader::from_file(path, &*file, 0, u64::MAX);
+        let mut frames = ArchiveReader::open(storage, path, 0, u64::MAX)?;
         let end = loop {
             match frames.next_frame()? {
                 Some(_) => {}
@@ -140,9 +140,9 @@ fn valid_frame_at_or_after(rest: &[u8]) -> Option<usize> {
 ///
 /// Cost: one read buffer and the current payload; nothing accumulates.
 #[derive(Debug)]
-pub struct ArchiveReader<F = Box<dyn StorageFile>> {
+pub struct ArchiveReader {
     path: PathBuf,
-    file: F,
+    file: Box<dyn StorageFile>,
     /// The offset of the next frame.
     at: u64,
     /// Where reading stops.
@@ -168,13 +168,7 @@ impl ArchiveReader {
         let file = storage
             .open(path, OpenMode::Existing)
             .map_err(JournalError::io("open", path))?;
-        Ok(ArchiveReader::from_file(path, file, from, end))
-    }
-}
-
-impl<F: std::ops::Deref<Target = dyn StorageFile>> ArchiveReader<F> {
-    fn from_file(path: &Path, file: F, from: u64, end: u64) -> ArchiveReader<F> {
-        ArchiveReader {
+        Ok(ArchiveReader {
             path: path.to_owned(),
             file,
             at: from,
@@ -183,7 +177,7 @@ impl<F: std::ops::Deref<Target = dyn StorageFile>> ArchiveReader<F> {
             buffered_at: from,
             frame: Vec::new(),
             bad: None,
-        }
+        })
     }
 
     /// The next payload and the offset just past it; `None` at the end or at a bad frame.

@@ -177,19 +177,18 @@ pub fn check_header(
     Ok(version)
 }
 
-/// Closes the batch of `count` records starting at LSN `first` whose frames are
-/// `buf[start..]` with a commit marker (version 2 segments).
+/// Closes the batch of `count` records starting at LSN `first`, whose frames are all of `buf`,
+/// with a commit marker (version 2 segments).
 ///
 /// Cost: one CRC32C pass over the batch's bytes and 28 bytes written, per write.
-pub fn push_marker(buf: &mut Vec<u8>, start: usize, first: Lsn, count: u32) {
-    let batch = &buf[start..];
-    debug_assert!(count > 0 && !batch.is_empty());
+pub fn push_marker(buf: &mut Vec<u8>, first: Lsn, count: u32) {
+    debug_assert!(count > 0 && !buf.is_empty());
     let mut payload = [0u8; MARKER_PAYLOAD_LEN];
     payload[..8].copy_from_slice(&first.0.to_le_bytes());
     payload[8..12].copy_from_slice(&count.to_le_bytes());
     // A batch is at most `max_batch_bytes` plus one record: far below 4 GiB.
-    payload[12..16].copy_from_slice(&(batch.len() as u32).to_le_bytes());
-    payload[16..].copy_from_slice(&crc32c::crc32c(batch).to_le_bytes());
+    payload[12..16].copy_from_slice(&(buf.len() as u32).to_le_bytes());
+    payload[16..].copy_from_slice(&crc32c::crc32c(buf).to_le_bytes());
     buf.extend_from_slice(&(MARKER_FLAG | MARKER_PAYLOAD_LEN as u32).to_le_bytes());
     buf.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
     buf.extend_from_slice(&payload);

@@ -7,6 +7,8 @@
 //! * `order`: holding back a stream's early records until its earlier seqs arrive.
 //! * `writer`: the writer thread: group commit, segment rolls, snapshots, fail-stop.
 //! * `acker`: the thread that wakes appenders once their batch is durable.
+//! * `shared`: the counters, the fail-stop flag and the "space freed" signal handles and writer
+//!   share.
 //! * `segment`: the segment being appended to, and directory fsyncs.
 //! * `snapshot`: the [`Compactor`] trait and snapshot files.
 //! * `recovery`: start-up: snapshot, replay, torn-tail repair, corruption errors.
@@ -72,6 +74,7 @@ mod options;
 mod order;
 mod recovery;
 mod segment;
+mod shared;
 mod snapshot;
 mod writer;
 
@@ -91,13 +94,14 @@ pub use format::{Lsn, MAX_PAYLOAD_BYTES, last_batch_start};
 pub use options::JournalOptions;
 pub use order::StreamPos;
 pub use recovery::Recovered;
+pub use shared::JournalStats;
 pub use snapshot::Compactor;
-pub use writer::JournalStats;
 
 use crate::storage::{Files, Storage};
 use acker::Acker;
 use recovery::RecoveredState;
-use writer::{Append, Command, Shared, Writer};
+use shared::Shared;
+use writer::{Append, Command, Writer};
 
 /// A handle to a running journal. Cheap to clone; the writer stops (after writing and syncing
 /// everything queued) when the last handle is dropped or [`Journal::shutdown`] is called.

@@ -16,12 +16,11 @@
 
 use std::mem;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, RecvTimeoutError, TryRecvError};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use super::acker::{Acker, Acks};
 use super::error::JournalError;
@@ -30,6 +29,7 @@ use super::options::JournalOptions;
 use super::order::{StreamOrder, StreamPos};
 use super::recovery::RecoveredState;
 use super::segment::SegmentFile;
+use super::shared::Shared;
 use super::snapshot::{self, Compactor};
 use crate::storage::{LockGuard, Storage};
 use crate::telemetry;
@@ -60,78 +60,6 @@ impl Append {
     fn reply(self, result: Result<Lsn, JournalError>) {
         // The appender may have stopped waiting; the record's fate does not depend on it.
         let _ = self.ack.send(result);
-    }
-}
-
-/// Counters describing what the writer has done since the journal started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct JournalStats {
-    /// Records written and acknowledged.
-    pub records: u64,
-    /// Group commits: batches of records written with one sync.
-    pub batches: u64,
-    /// Every `fsync`/`fdatasync` issued: one per batch, plus two per new segment (file and
-    /// directory) and two per snapshot.
-    pub fsyncs: u64,
-    /// Bytes of records written, frames included.
-    pub bytes: u64,
-    /// Snapshots written.
-    pub snapshots: u64,
-    /// Stream gaps that lasted past `stream_gap_alarm` (each one is an upstream bug).
-    pub stream_gap_alarms: u64,
-    /// Times the writer thread found its queue empty and slept until a command (or its gap
-    /// check) woke it: a thread hop a lone durable hold pays, shared by a batch under load.
-    pub writer_wakeups: u64,
-    /// Times the acknowledger thread found no committed batch and slept until one came.
-    pub acker_wakeups: u64,
-}
-
-/// State shared between the journal's handles and its writer thread.
-#[derive(Debug, Default)]
-pub struct Shared {
-    /// `JournalStats::records`.
-    records: AtomicU64,
-    /// `JournalStats::batches`.
-    batches: AtomicU64,
-    /// `JournalStats::fsyncs`.
-    fsyncs: AtomicU64,
-    /// `JournalStats::bytes`.
-    bytes: AtomicU64,
-    /// `JournalStats::snapshots`.
-    snapshots: AtomicU64,
-    /// `JournalStats::stream_gap_alarms`.
-    gap_alarms: AtomicU64,
-    /// `JournalStats::writer_wakeups`.
-    writer_wakeups: AtomicU64,
-    /// `JournalStats::acker_wakeups`, counted by the acknowledger thread.
-    pub acker_wakeups: Arc<AtomicU64>,
-    /// Set once, when the journal fail-stops; appenders check it before queueing.
-    pub failed: OnceLock<JournalError>,
-    /// Signalled whenever the writer has taken commands off the queue, for async appenders
-    /// waiting for space (a crossbeam channel cannot wake a future).
-    pub space: Notify,
-    /// Tests set this to make the next sync fail, to exercise fail-stop.
-    #[cfg(test)]
-    pub fail_syncs: std::sync::atomic::AtomicBool,
-}
-
-impl Shared {
-    /// The counters now. Each is read on its own (`Relaxed`: they are statistics).
-    pub fn stats(&self) -> JournalStats {
-        JournalStats {
-            records: self.records.load(Ordering::Relaxed),
-            batches: self.batches.load(Ordering::Relaxed),
-            fsyncs: self.fsyncs.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            snapshots: self.snapshots.load(Ordering::Relaxed),
-            stream_gap_alarms: self.gap_alarms.load(Ordering::Relaxed),
-            writer_wakeups: self.writer_wakeups.load(Ordering::Relaxed),
-            acker_wakeups: self.acker_wakeups.load(Ordering::Relaxed),
-        }
-    }
-
-    fn count(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -171,10 +99,6 @@ pub struct Writer {
     ready_bytes: usize,
     /// The batch's frames, reused between batches.
     buf: Vec<u8>,
-    /// The LSN of the first record in `buf`, and how many `buf` holds: the commit marker
-    /// [`Writer::flush`] closes the write with.
-    buf_first: Lsn,
-    buf_records: u32,
     /// Payloads of the batch just committed, for the compactor; reused.
     committed: Vec<Vec<u8>>,
     /// A `Shutdown` command has been taken.
@@ -215,8 +139,6 @@ impl Writer {
             ready: Vec::new(),
             ready_bytes: 0,
             buf: Vec::new(),
-            buf_first: Lsn(0),
-            buf_records: 0,
             committed: Vec::new(),
             shutting_down: false,
             stopped: false,
@@ -405,7 +327,7 @@ impl Writer {
             {
                 // The segment is full: what belongs to it is made durable before the next
                 // segment exists, so only the last segment can ever end in a torn write.
-                if let Err(err) = self.flush() {
+                if let Err(err) = self.flush(Lsn(first + durable as u64), i - durable) {
                     failure = Some(err);
                     break;
                 }
@@ -415,15 +337,11 @@ impl Writer {
                     break;
                 }
             }
-            if self.buf_records == 0 {
-                self.buf_first = Lsn(first + i as u64);
-            }
             push_frame(&mut self.buf, &append.payload);
-            self.buf_records += 1;
             bytes += len as u64;
         }
         if failure.is_none() {
-            match self.flush() {
+            match self.flush(Lsn(first + durable as u64), batch.len() - durable) {
                 Ok(()) => durable = batch.len(),
                 Err(err) => failure = Some(err),
             }
@@ -484,19 +402,23 @@ impl Writer {
         }
     }
 
-    /// Closes the batch buffer with its commit marker, writes it into the segment and syncs it
-    /// (nothing to do when it is empty).
-    fn flush(&mut self) -> Result<(), JournalError> {
+    /// Closes the batch buffer (the `records` records from LSN `first`) with its commit marker,
+    /// writes it into the segment and syncs it (nothing to do when it is empty).
+    fn flush(&mut self, first: Lsn, records: usize) -> Result<(), JournalError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        push_marker(&mut self.buf, 0, self.buf_first, self.buf_records);
-        self.buf_records = 0;
+        // A batch holds at most `max_batch_records` records, far below `u32::MAX`.
+        push_marker(&mut self.buf, first, records as u32);
         let written = self.segment.write(&self.buf);
         self.buf.clear();
         written?;
         #[cfg(test)]
-        if self.shared.fail_syncs.load(Ordering::Relaxed) {
+        if self
+            .shared
+            .fail_syncs
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return Err(JournalError::io("fdatasync", self.segment.path())(
                 std::io::Error::other("injected sync failure"),
             ));

@@ -182,3 +182,14 @@ fn order_hold(order: &[u8]) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+impl<T> Outcome<T> {
+    /// The acknowledged value mapped; a refusal or an unknown outcome as it is.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Acknowledged(value) => Outcome::Acknowledged(f(value)),
+            Outcome::Refused(code) => Outcome::Refused(code),
+            Outcome::Unknown => Outcome::Unknown,
+        }
+    }
+}

@@ -57,15 +57,13 @@ pub struct CrashReport {
     pub name_ops_lost: u64,
 }
 
-/// Counters of what the disk was asked to do and what it injected.
+/// The failures the disk returned (not merely armed: a sync that never came fails nothing).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SimDiskStats {
-    pub writes: u64,
-    pub syncs: u64,
+    /// Syncs that failed with EIO.
     pub sync_eio: u64,
+    /// Writes that failed with ENOSPC.
     pub enospc: u64,
-    pub bit_flips: u64,
-    pub crashes: u64,
 }
 
 /// A simulated disk. Cheap to clone: clones share the same disk.
@@ -147,9 +145,9 @@ struct FileState {
 }
 
 impl FileState {
-    /// Folds the unsynced pages into the durable bytes: each page kept, lost or torn at random
-    /// (`keep_all` keeps every page), and the length old or new.
-    fn settle(&mut self, rng: &mut SplitMix64, keep_all: bool, report: &mut CrashReport) {
+    /// Folds the unsynced pages into the durable bytes as a crash or a failed sync leaves
+    /// them: each page kept, lost or torn at random, and the length old or new.
+    fn settle(&mut self, rng: &mut SplitMix64, report: &mut CrashReport) {
         let old_len = self.durable.len();
         let new_len = self.current.len();
         let mut image = self.durable.clone();
@@ -160,8 +158,7 @@ impl FileState {
                 continue;
             }
             let end = (start + PAGE).min(new_len);
-            let fate = if keep_all { 0 } else { rng.below(4) };
-            match fate {
+            match rng.below(4) {
                 // Kept whole (half the time).
                 0 | 1 => {
                     image[start..end].copy_from_slice(&self.current[start..end]);
@@ -180,7 +177,7 @@ impl FileState {
                 }
             }
         }
-        let len = if keep_all || old_len == new_len || rng.below(2) == 0 {
+        let len = if old_len == new_len || rng.below(2) == 0 {
             new_len
         } else {
             report.lengths_lost += 1;
@@ -188,6 +185,22 @@ impl FileState {
         };
         image.resize(len, 0);
         self.durable = image;
+        self.dirty.clear();
+    }
+
+    /// A sync that succeeds: the written pages and the length reach the disk. Only the dirty
+    /// pages: a page a failed sync left clean stays as the disk has it, as on Linux.
+    fn persist(&mut self) {
+        let len = self.current.len();
+        self.durable.resize(len.max(self.durable.len()), 0);
+        for &page in &self.dirty {
+            let start = page * PAGE;
+            let end = (start + PAGE).min(len);
+            if start < end {
+                self.durable[start..end].copy_from_slice(&self.current[start..end]);
+            }
+        }
+        self.durable.truncate(len);
         self.dirty.clear();
     }
 
@@ -275,7 +288,6 @@ impl SimDisk {
         let Some(&inode) = state.names.get(path) else {
             return false;
         };
-        state.stats.bit_flips += 1;
         let Some(file) = state.files.get_mut(&inode) else {
             return false;
         };
@@ -374,7 +386,7 @@ impl DiskState {
         }
         self.pending_names.clear();
         for file in self.files.values_mut() {
-            file.settle(&mut self.rng, false, &mut report);
+            file.settle(&mut self.rng, &mut report);
             file.current = file.durable.clone();
         }
         self.names = self.durable_names.clone();
@@ -382,7 +394,6 @@ impl DiskState {
         self.files.retain(|inode, _| linked.contains(inode));
         self.locks.clear();
         self.epoch += 1;
-        self.stats.crashes += 1;
         self.crash_countdown = None;
         report
     }
@@ -544,7 +555,6 @@ impl Storage for SimDisk {
         if !state.dirs.contains(dir) {
             return Err(not_found(dir));
         }
-        state.stats.syncs += 1;
         if state.crash_now() {
             return Err(dead());
         }
@@ -619,7 +629,6 @@ impl SimFile {
         let inode = self.inode;
         let mut state = self.state()?;
         let state = &mut *state;
-        state.stats.syncs += 1;
         if state.crash_now() {
             return Err(dead());
         }
@@ -631,11 +640,10 @@ impl SimFile {
             // more, so a retried sync would "succeed" with the data still missing.
             state.stats.sync_eio += 1;
             let mut report = CrashReport::default();
-            file.settle(&mut state.rng, false, &mut report);
+            file.settle(&mut state.rng, &mut report);
             return Err(eio());
         }
-        let mut report = CrashReport::default();
-        file.settle(&mut state.rng, true, &mut report);
+        file.persist();
         Ok(())
     }
 }
@@ -664,7 +672,6 @@ impl StorageFile for SimFile {
         let inode = self.inode;
         let mut state = self.state()?;
         let state = &mut *state;
-        state.stats.writes += 1;
         let at = offset as usize;
         let end = at + bytes.len();
         if let Some(capacity) = state.faults.capacity_bytes {

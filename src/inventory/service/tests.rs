@@ -1,5 +1,6 @@
 use super::*;
 use crate::decorate::demo::demo_catalog;
+use crate::journal::JournalOptions;
 
 fn options() -> JournalOptions {
     JournalOptions {
