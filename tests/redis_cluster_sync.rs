@@ -156,6 +156,22 @@ async fn wait_product(addr: SocketAddr, id: &str, status: u16, within: Duration)
     }
 }
 
+/// Polls the product read of `id` at `addr` until it shows `remaining`, for at most `within`.
+async fn wait_remaining(addr: SocketAddr, id: &str, remaining: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, body) = product_read(addr, id).await;
+        if body["remaining"] == remaining {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "product {id} still reads {body} after {within:?}, wanted {remaining} remaining"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn stream(addr: SocketAddr, token: &str) -> Client {
     Client::connect_with_token(&format!("ws://{addr}/v1/stream"), token).await
 }
@@ -248,6 +264,9 @@ async fn a_product_put_on_one_node_is_sold_and_decorated_on_another_within_a_sec
     assert_eq!(read["title"], "fresh");
     let (status, hold) = reserve(b.addr, &cluster.token(Role::Customer, "ada"), "fresh").await;
     assert_eq!(status, 201, "sold on B: {hold}");
+    // B's stock cache hears of its own sale through Redis's stock channel, a moment after the
+    // reply (README, "Several nodes"): the tweet is decorated from that cache, so wait for it.
+    wait_remaining(b.addr, "fresh", 4, Duration::from_secs(2)).await;
 
     let tweet = json!({"id": "t1", "author": {"id": "u-p", "screen_name": "p", "name": "P"},
         "text": "new", "created_at": "2014-09-08T16:00:00Z",
