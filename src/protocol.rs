@@ -131,11 +131,21 @@ pub fn parse(text: &str) -> Result<(Option<Value>, ClientOp), OpError> {
             ClientOp::Checkout(Box::new(request))
         }
         other => {
-            let shown: String = other.chars().take(64).collect();
+            // Quoted only when it looks like a name: anything else (a card number pasted in
+            // the wrong field) is never echoed into an error.
+            let looks_like_a_name = other.len() <= 32
+                && other
+                    .bytes()
+                    .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-');
+            let shown = if looks_like_a_name {
+                format!("{other:?}")
+            } else {
+                format!("({} bytes, not shown)", other.len())
+            };
             return Err(fail(ApiError::new(
                 ErrorCode::UnknownOp,
                 format!(
-                    "unknown op {shown:?}: use subscribe, unsubscribe, ping, reserve, release or checkout"
+                    "unknown op {shown}: use subscribe, unsubscribe, ping, reserve, release or checkout"
                 ),
             )));
         }
@@ -277,6 +287,24 @@ mod tests {
                 since: Some(5),
                 follows: Some(vec!["a".into()])
             }
+        );
+    }
+
+    #[test]
+    fn an_unknown_op_is_quoted_only_when_it_looks_like_a_name() {
+        let err = parse(r#"{"op":"dance"}"#).unwrap_err();
+        assert!(
+            err.error.message.contains(r#""dance""#),
+            "{}",
+            err.error.message
+        );
+        let err = parse(r#"{"op":"4242 4242 4242 4242"}"#).unwrap_err();
+        assert_eq!(err.error.code, ErrorCode::UnknownOp);
+        assert!(!err.error.message.contains("4242"), "{}", err.error.message);
+        assert!(
+            err.error.message.contains("19 bytes"),
+            "{}",
+            err.error.message
         );
     }
 
