@@ -314,7 +314,7 @@ mod tests {
     /// start-up would describe it with `unarchived` after it.
     fn recovered(dir: &Path, archived: &[Vec<u8>], unarchived: Vec<Vec<u8>>) -> RecoveredOrders {
         let path = dir.join("orders.archive");
-        let mut archive = Archive::open(&Files, &path).unwrap();
+        let mut archive = Archive::open(&Files, &path, Some(0)).unwrap();
         for bytes in archived {
             archive.push(bytes).unwrap();
         }
@@ -322,7 +322,7 @@ mod tests {
         drop(archive);
         RecoveredOrders {
             storage: Arc::new(Files),
-            archive_len: Archive::open(&Files, &path).unwrap().len_at_open(),
+            archive_len: Archive::open(&Files, &path, Some(0)).unwrap().len_at_open(),
             archive: path,
             unarchived,
         }

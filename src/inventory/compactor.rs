@@ -5,11 +5,13 @@
 //!
 //! # Snapshot forms
 //!
-//! Today's snapshot is [`SNAPSHOT_TAG`] followed by the bincode [`InventoryState`] (its keys by
-//! [`KeyDigest`]). The two older forms are untagged: the state with its keys by customer and
-//! key strings, alone or with every order after it. The tag's first byte, 255, is never the
-//! first byte of an older form (that byte starts a varint count, and bincode's varints never
-//! start with 255), so which form a snapshot has is never a guess.
+//! Today's snapshot is [`SNAPSHOT_TAG`] followed by the order archive's synced length (see
+//! [`Archive::open`] for why it is recorded) and the bincode [`InventoryState`] (its keys by
+//! [`KeyDigest`]). The form before it has tag 2 and no length. The two oldest forms are
+//! untagged: the state with its keys by customer and key strings, alone or with every order
+//! after it. The tag's first byte, 255, is never the first byte of an untagged form (that byte
+//! starts a varint count, and bincode's varints never start with 255), so which form a
+//! snapshot has is never a guess.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,7 +27,10 @@ use crate::journal::{Archive, Compactor};
 
 /// What today's snapshots start with: a byte no older snapshot starts with, then the form's
 /// number.
-pub const SNAPSHOT_TAG: [u8; 2] = [0xff, 2];
+pub const SNAPSHOT_TAG: [u8; 2] = [0xff, 3];
+
+/// The tag of the form before today's (no archive length).
+const SNAPSHOT_TAG_2: [u8; 2] = [0xff, 2];
 
 /// The order archive's file, beside the journal's segments.
 pub const ORDER_ARCHIVE: &str = "orders.archive";
@@ -146,37 +151,74 @@ impl Compactor for StateCompactor {
         self.keys_pruned_at = now;
         self.state.prune_keys(now, self.key_window);
         self.keep_key_room();
-        encode_snapshot(&self.state).ok()
+        encode_snapshot(&self.state, self.orders.synced_len()).ok()
     }
 }
 
-/// Today's snapshot form: the tag, then the state. Borrowed, so encoding copies nothing first.
+/// Today's snapshot form: the tag, the archive's synced length, then the state. Borrowed, so
+/// encoding copies nothing first.
 #[derive(Serialize)]
 struct TaggedSnapshot<'a> {
     tag: [u8; 2],
+    archive_synced: u64,
     state: &'a InventoryState,
 }
 
-/// Encodes `state` as today's snapshot form (see the module doc).
-pub fn encode_snapshot(state: &InventoryState) -> Result<Vec<u8>, codec::CodecError> {
+/// Today's snapshot form after its tag, decoded.
+#[derive(Deserialize)]
+struct TaggedSnapshotBody {
+    archive_synced: u64,
+    state: InventoryState,
+}
+
+/// A snapshot read back, of any form.
+#[derive(Debug)]
+pub struct DecodedSnapshot {
+    pub state: InventoryState,
+    /// The orders the oldest form carried (empty for every other form).
+    pub orders: Vec<Vec<u8>>,
+    /// The order archive's length that was durable when the snapshot was taken; `None` for
+    /// the forms before it was recorded.
+    pub archive_synced: Option<u64>,
+}
+
+/// Encodes `state` as today's snapshot form (see the module doc), with the order archive's
+/// synced length.
+pub fn encode_snapshot(
+    state: &InventoryState,
+    archive_synced: u64,
+) -> Result<Vec<u8>, codec::CodecError> {
     codec::encode(&TaggedSnapshot {
         tag: SNAPSHOT_TAG,
+        archive_synced,
         state,
     })
 }
 
-/// Decodes a snapshot of any form (see the module doc) into the state and, for the oldest
-/// form, its orders.
-pub fn decode_snapshot(bytes: &[u8]) -> Result<(InventoryState, Vec<Vec<u8>>), codec::CodecError> {
-    if let Some(state) = bytes.strip_prefix(&SNAPSHOT_TAG) {
+/// Decodes a snapshot of any form (see the module doc).
+pub fn decode_snapshot(bytes: &[u8]) -> Result<DecodedSnapshot, codec::CodecError> {
+    if let Some(body) = bytes.strip_prefix(&SNAPSHOT_TAG) {
+        let body = codec::decode::<TaggedSnapshotBody>(body, body.len() as u64)?;
+        return Ok(DecodedSnapshot {
+            state: body.state,
+            orders: Vec::new(),
+            archive_synced: Some(body.archive_synced),
+        });
+    }
+    let decoded = |state, orders| DecodedSnapshot {
+        state,
+        orders,
+        archive_synced: None,
+    };
+    if let Some(state) = bytes.strip_prefix(&SNAPSHOT_TAG_2) {
         let state = codec::decode::<InventoryState>(state, state.len() as u64)?;
-        return Ok((state, Vec::new()));
+        return Ok(decoded(state, Vec::new()));
     }
     let limit = bytes.len() as u64;
     match codec::decode::<LegacyState>(bytes, limit) {
-        Ok(state) => Ok((state.into_state(), Vec::new())),
+        Ok(state) => Ok(decoded(state.into_state(), Vec::new())),
         Err(error) => match codec::decode::<SnapshotWithOrders>(bytes, limit) {
-            Ok(old) => Ok((old.inventory.into_state(), old.orders)),
+            Ok(old) => Ok(decoded(old.inventory.into_state(), old.orders)),
             Err(_) => Err(error),
         },
     }
@@ -269,7 +311,8 @@ mod tests {
         clock: fn() -> i64,
         dir: &std::path::Path,
     ) -> (StateCompactor, Inventory, Product) {
-        let archive = Archive::open(&crate::storage::Files, &dir.join(ORDER_ARCHIVE)).unwrap();
+        let archive =
+            Archive::open(&crate::storage::Files, &dir.join(ORDER_ARCHIVE), Some(0)).unwrap();
         let compactor = StateCompactor::new(InventoryState::default(), archive, Arc::new(clock))
             .with_key_window(window);
         let inventory = Inventory::with_key_window(window);

@@ -32,56 +32,100 @@ pub struct Archive {
     buffer: Vec<u8>,
     /// Where the next write lands: the file's length once `buffer` is written.
     written: u64,
+    /// How much of the file the last successful sync made durable.
+    synced: u64,
     /// Where the whole frames the file held at open end (the next append starts here).
     len_at_open: u64,
 }
 
 impl Archive {
     /// Opens (creating) the archive at `path`, checking every frame in one streaming pass
-    /// (memory: one read buffer and the largest payload, never the whole file). A torn last
-    /// frame is cut off; damage followed by valid frames is `Corrupt`. Read the payloads back
-    /// with [`ArchiveReader`], up to [`Archive::len_at_open`].
-    pub fn open(storage: &dyn Storage, path: &Path) -> Result<Archive, JournalError> {
+    /// (memory: one read buffer and the largest payload, never the whole file). Read the
+    /// payloads back with [`ArchiveReader`], up to [`Archive::len_at_open`].
+    ///
+    /// `synced` is the length the newest snapshot recorded ([`Archive::synced_len`] when it
+    /// was taken; `Some(0)` without a snapshot; `None` for a snapshot too old to record it).
+    /// - Below it every byte was synced, so damage there is `Corrupt`, and so is a file that
+    ///   ends before it.
+    /// - From it on, frames were written after the snapshot and may never have reached the
+    ///   disk whole: a power loss can keep a later page without an earlier one. Their orders
+    ///   are also in the journal records after the snapshot, which start-up replays and
+    ///   archives again, so the archive is cut at the first bad frame there.
+    /// - With `None`, only a torn last frame is cut; damage followed by a valid frame is
+    ///   `Corrupt`.
+    ///
+    /// Then the bytes from `synced` (0 for `None`) to the end are written again and synced,
+    /// and the directory too: they were read through the page cache, and after a sync that
+    /// failed with EIO those pages are clean without being on disk, so later appends and
+    /// their sync would leave them out (the simulator found this in the journal and here).
+    /// Cost: a read and a write of what was archived since the last snapshot, per start-up.
+    pub fn open(
+        storage: &dyn Storage,
+        path: &Path,
+        synced: Option<u64>,
+    ) -> Result<Archive, JournalError> {
         let mut file = storage
             .open(path, OpenMode::CreateOrOpen)
             .map_err(JournalError::io("open", path))?;
         let mut frames = ArchiveReader::open(storage, path, 0, u64::MAX)?;
-        let end = loop {
-            match frames.next_frame()? {
-                Some(_) => {}
-                None => break frames.at,
-            }
+        let mut end = 0;
+        while let Some((_, next)) = frames.next_frame()? {
+            end = next;
+        }
+        let len = file.len().map_err(JournalError::io("stat", path))?;
+        let corrupt = |offset: u64, reason: String| JournalError::Corrupt {
+            file: path.to_owned(),
+            offset,
+            reason,
         };
-        if let Some(reason) = frames.bad.take() {
-            // The bytes after the bad frame are read only on this path (damage or a torn tail).
-            let len = file.len().map_err(JournalError::io("stat", path))?;
-            let mut rest = vec![0; len.saturating_sub(end) as usize];
-            let got = file
-                .read_at(end, &mut rest)
-                .map_err(JournalError::io("read", path))?;
-            rest.truncate(got);
-            if let Some(valid) = valid_frame_at_or_after(&rest) {
-                return Err(JournalError::Corrupt {
-                    file: path.to_owned(),
-                    offset: end,
-                    reason: format!(
-                        "{reason} (a valid record follows at {})",
-                        end + valid as u64
+        match synced {
+            Some(synced) if end < synced => {
+                let reason = match frames.bad.take() {
+                    Some(reason) => reason,
+                    None => format!(
+                        "the file ends here, but the newest snapshot recorded {synced} bytes synced"
                     ),
-                });
+                };
+                return Err(corrupt(end, reason));
             }
-            tracing::warn!(file = %path.display(), offset = end, dropped = rest.len(),
-                "the archive ended in a torn record (a crash mid-write); it was cut off");
+            Some(_) => {}
+            None => {
+                if let Some(reason) = frames.bad.take() {
+                    // The bytes after the bad frame are read only on this path.
+                    let mut rest = vec![0; len.saturating_sub(end) as usize];
+                    let got = file
+                        .read_at(end, &mut rest)
+                        .map_err(JournalError::io("read", path))?;
+                    rest.truncate(got);
+                    if let Some(valid) = valid_frame_at_or_after(&rest) {
+                        let at = end + valid as u64;
+                        return Err(corrupt(
+                            end,
+                            format!("{reason} (a valid record follows at {at})"),
+                        ));
+                    }
+                }
+            }
+        }
+        if len > end {
+            tracing::warn!(file = %path.display(), offset = end, dropped = len - end,
+                "the archive ended in frames a crash left unfinished; they were cut off (their orders are in the journal)");
             file.set_len(end)
                 .map_err(JournalError::io("truncate", path))?;
-            file.sync_data()
-                .map_err(JournalError::io("fdatasync", path))?;
+        }
+        rewrite(&mut *file, path, synced.unwrap_or(0).min(end), end)?;
+        file.sync_all().map_err(JournalError::io("fsync", path))?;
+        if let Some(dir) = path.parent() {
+            storage
+                .sync_dir(dir)
+                .map_err(JournalError::io("sync directory", dir))?;
         }
         Ok(Archive {
             path: path.to_owned(),
             file,
             buffer: Vec::with_capacity(BUFFER_BYTES),
             written: end,
+            synced: end,
             len_at_open: end,
         })
     }
@@ -90,6 +134,12 @@ impl Archive {
     /// this run lies below it.
     pub fn len_at_open(&self) -> u64 {
         self.len_at_open
+    }
+
+    /// How much of the file is durable: its length at the last successful [`Archive::sync`]
+    /// (or at open). A snapshot records it (see [`Archive::open`]).
+    pub fn synced_len(&self) -> u64 {
+        self.synced
     }
 
     /// Appends one payload (1 byte to `MAX_PAYLOAD_BYTES`); durable only after [`Archive::sync`].
@@ -112,7 +162,9 @@ impl Archive {
         self.write_buffer()?;
         self.file
             .sync_data()
-            .map_err(JournalError::io("fdatasync", &self.path))
+            .map_err(JournalError::io("fdatasync", &self.path))?;
+        self.synced = self.written;
+        Ok(())
     }
 
     fn write_buffer(&mut self) -> Result<(), JournalError> {
@@ -128,6 +180,36 @@ impl Archive {
         self.buffer.clear();
         Ok(())
     }
+}
+
+/// Writes the file's bytes from `from` to `end` again, as they read now (see [`Archive::open`]),
+/// a buffer at a time.
+fn rewrite(
+    file: &mut dyn StorageFile,
+    path: &Path,
+    from: u64,
+    end: u64,
+) -> Result<(), JournalError> {
+    let mut buffer = vec![0; READ_BUFFER_BYTES];
+    let mut at = from;
+    while at < end {
+        let want = (end - at).min(READ_BUFFER_BYTES as u64) as usize;
+        let got = file
+            .read_at(at, &mut buffer[..want])
+            .map_err(JournalError::io("read", path))?;
+        if got == 0 {
+            // The scan read these bytes a moment ago; a file that shrank since is not ours alone.
+            return Err(JournalError::Corrupt {
+                file: path.to_owned(),
+                offset: at,
+                reason: format!("the file ended while being rewritten (expected {end} bytes)"),
+            });
+        }
+        file.write_at(at, &buffer[..got])
+            .map_err(JournalError::io("write", path))?;
+        at += got as u64;
+    }
+    Ok(())
 }
 
 /// The offset of a valid frame in `rest` past its first byte (`rest` starts at a bad frame).
@@ -251,12 +333,16 @@ impl ArchiveReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Files;
+    use crate::storage::{Files, SimDisk, SimDiskFaults};
 
     /// Opens the archive (checking it) and reads every payload back.
-    fn open_and_read(path: &Path) -> Result<(Archive, Vec<Vec<u8>>), JournalError> {
-        let archive = Archive::open(&Files, path)?;
-        let mut reader = ArchiveReader::open(&Files, path, 0, archive.len_at_open())?;
+    fn open_and_read(
+        storage: &dyn Storage,
+        path: &Path,
+        synced: Option<u64>,
+    ) -> Result<(Archive, Vec<Vec<u8>>), JournalError> {
+        let archive = Archive::open(storage, path, synced)?;
+        let mut reader = ArchiveReader::open(storage, path, 0, archive.len_at_open())?;
         let mut payloads = Vec::new();
         while let Some((payload, _)) = reader.next_frame()? {
             payloads.push(payload.to_vec());
@@ -264,18 +350,34 @@ mod tests {
         Ok((archive, payloads))
     }
 
+    /// An archive at `path` of ten orders, synced; returns the offset where each frame ends.
+    fn ten_orders(path: &Path) -> Vec<u64> {
+        let mut archive = Archive::open(&Files, path, Some(0)).unwrap();
+        for n in 0..10u32 {
+            archive.push(format!("order {n}").as_bytes()).unwrap();
+        }
+        archive.sync().unwrap();
+        let mut reader = ArchiveReader::open(&Files, path, 0, u64::MAX).unwrap();
+        let mut ends = Vec::new();
+        while let Some((_, end)) = reader.next_frame().unwrap() {
+            ends.push(end);
+        }
+        ends
+    }
+
     #[test]
     fn payloads_come_back_after_a_sync_and_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("orders.archive");
-        let (mut archive, found) = open_and_read(&path).unwrap();
+        let (mut archive, found) = open_and_read(&Files, &path, Some(0)).unwrap();
         assert!(found.is_empty());
         for n in 0..100u32 {
             archive.push(format!("order {n}").as_bytes()).unwrap();
         }
         archive.sync().unwrap();
+        let synced = archive.synced_len();
         drop(archive);
-        let (_, found) = open_and_read(&path).unwrap();
+        let (_, found) = open_and_read(&Files, &path, Some(synced)).unwrap();
         assert_eq!(found.len(), 100);
         assert_eq!(found[42], b"order 42");
     }
@@ -284,53 +386,120 @@ mod tests {
     fn a_reader_starts_at_an_offset_it_was_given_and_stops_at_its_end() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("orders.archive");
-        let mut archive = Archive::open(&Files, &path).unwrap();
-        for n in 0..10u32 {
-            archive.push(format!("order {n}").as_bytes()).unwrap();
-        }
-        archive.sync().unwrap();
-        let mut reader = ArchiveReader::open(&Files, &path, 0, u64::MAX).unwrap();
-        let mut ends = Vec::new();
-        while let Some((_, end)) = reader.next_frame().unwrap() {
-            ends.push(end);
-        }
+        let ends = ten_orders(&path);
         assert_eq!(ends.len(), 10);
         let mut reader = ArchiveReader::open(&Files, &path, ends[6], ends[8]).unwrap();
         assert_eq!(reader.next_frame().unwrap().unwrap().0, b"order 7");
         assert_eq!(reader.next_frame().unwrap().unwrap().0, b"order 8");
         assert!(reader.next_frame().unwrap().is_none());
-        assert_eq!(Archive::open(&Files, &path).unwrap().len_at_open(), ends[9]);
+        let archive = Archive::open(&Files, &path, Some(0)).unwrap();
+        assert_eq!(archive.len_at_open(), ends[9]);
+        assert_eq!(archive.synced_len(), ends[9]);
     }
 
     #[test]
     fn a_torn_tail_is_cut_off_and_damage_in_the_middle_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("orders.archive");
-        let mut archive = Archive::open(&Files, &path).unwrap();
-        for n in 0..10u32 {
-            archive.push(format!("order {n}").as_bytes()).unwrap();
-        }
-        archive.sync().unwrap();
-        drop(archive);
+        let ends = ten_orders(&path);
         let whole = std::fs::read(&path).unwrap();
 
-        // Torn: the last frame lost its last bytes.
-        std::fs::write(&path, &whole[..whole.len() - 3]).unwrap();
-        let (mut archive, found) = open_and_read(&path).unwrap();
-        assert_eq!(found.len(), 9);
-        // Appending after the cut continues a clean file.
-        archive.push(b"order 10").unwrap();
-        archive.sync().unwrap();
-        drop(archive);
-        assert_eq!(open_and_read(&path).unwrap().1.len(), 10);
+        // Torn: the last frame lost its last bytes, whatever the snapshot recorded.
+        for synced in [None, Some(0), Some(ends[8])] {
+            std::fs::write(&path, &whole[..whole.len() - 3]).unwrap();
+            let (mut archive, found) = open_and_read(&Files, &path, synced).unwrap();
+            assert_eq!(found.len(), 9, "synced {synced:?}");
+            // Appending after the cut continues a clean file.
+            archive.push(b"order 10").unwrap();
+            archive.sync().unwrap();
+            drop(archive);
+            assert_eq!(open_and_read(&Files, &path, synced).unwrap().1.len(), 10);
+        }
 
-        // Damaged in the middle: refused, with the offset.
+        // Damaged in the middle, with a valid frame after: refused, with the offset, unless
+        // the damage lies past what the snapshot recorded as synced.
         let mut damaged = whole.clone();
         damaged[20] ^= 0xff;
+        assert!(ends[0] <= 20 && 20 < ends[1]);
+        for synced in [None, Some(whole.len() as u64), Some(ends[1])] {
+            std::fs::write(&path, &damaged).unwrap();
+            match Archive::open(&Files, &path, synced) {
+                Err(JournalError::Corrupt { offset, .. }) => assert!(offset <= 20),
+                other => panic!("synced {synced:?}: expected Corrupt, got {other:?}"),
+            }
+        }
+        // Past it, the file is cut at the damaged frame.
         std::fs::write(&path, &damaged).unwrap();
-        match Archive::open(&Files, &path) {
-            Err(JournalError::Corrupt { offset, .. }) => assert!(offset <= 20),
+        let (_, found) = open_and_read(&Files, &path, Some(ends[0])).unwrap();
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn frames_written_after_the_last_snapshot_are_cut_at_the_first_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.archive");
+        let ends = ten_orders(&path);
+        let whole = std::fs::read(&path).unwrap();
+        // A power loss kept frame 8 but not frame 7 (zeroed: a page or sector never written).
+        let mut reordered = whole.clone();
+        reordered[ends[6] as usize..ends[7] as usize].fill(0);
+        std::fs::write(&path, &reordered).unwrap();
+        // The snapshot recorded frames 0 to 4 synced: frames 5 on are also in the journal.
+        let (archive, found) = open_and_read(&Files, &path, Some(ends[4])).unwrap();
+        assert_eq!(found.len(), 7);
+        assert_eq!(archive.len_at_open(), ends[6]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), ends[6]);
+    }
+
+    #[test]
+    fn a_file_shorter_than_the_snapshot_recorded_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.archive");
+        let ends = ten_orders(&path);
+        let whole = std::fs::read(&path).unwrap();
+        // Cut at a frame boundary: every frame left is valid, yet synced ones are missing.
+        std::fs::write(&path, &whole[..ends[5] as usize]).unwrap();
+        match Archive::open(&Files, &path, Some(ends[9])) {
+            Err(JournalError::Corrupt { offset, reason, .. }) => {
+                assert_eq!(offset, ends[5]);
+                assert!(reason.contains("snapshot recorded"), "{reason}");
+            }
             other => panic!("expected Corrupt, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn frames_a_failed_sync_left_in_the_page_cache_are_written_again_at_open() {
+        let disk = SimDisk::new(7, SimDiskFaults::default());
+        let dir = Path::new("/data");
+        disk.create_dir_all(dir).unwrap();
+        let path = dir.join("orders.archive");
+        let mut archive = Archive::open(&disk, &path, Some(0)).unwrap();
+        archive.push(b"order 0").unwrap();
+        archive.sync().unwrap();
+        let synced = archive.synced_len();
+        // Long enough to end on the next page, where the next run's append lands: that
+        // append's sync writes the page it dirties, and only that page.
+        let long = vec![b'1'; 5_000];
+        archive.push(&long).unwrap();
+        // The sync fails with EIO: the pages are clean in the cache but were never written.
+        disk.set_faults(SimDiskFaults {
+            sync_eio_ppm: 1_000_000,
+            capacity_bytes: None,
+        });
+        assert!(archive.sync().is_err());
+        disk.set_faults(SimDiskFaults::default());
+        drop(archive);
+        disk.kill_process();
+        // The next run reads both frames through the cache and must make them durable.
+        let (mut archive, found) = open_and_read(&disk, &path, Some(synced)).unwrap();
+        assert_eq!(found.len(), 2);
+        archive.push(b"order 2").unwrap();
+        archive.sync().unwrap();
+        let synced = archive.synced_len();
+        drop(archive);
+        disk.crash();
+        let (_, found) = open_and_read(&disk, &path, Some(synced)).unwrap();
+        assert_eq!(found, [&b"order 0"[..], &long, b"order 2"]);
     }
 }

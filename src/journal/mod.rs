@@ -95,7 +95,7 @@ pub use options::JournalOptions;
 pub use order::StreamPos;
 pub use recovery::Recovered;
 pub use shared::JournalStats;
-pub use snapshot::Compactor;
+pub use snapshot::{Compactor, read as read_snapshot};
 
 use crate::storage::{Files, Storage};
 use acker::Acker;

@@ -34,9 +34,11 @@ impl World {
         }
     }
 
-    /// Flips a bit in data that is durable and that recovery reads: the newest snapshot or a
-    /// segment before the last (both were synced whole). The last segment is left alone: its
-    /// last batch may be the one a crash tears, and a flipped bit there looks just like that.
+    /// Flips a bit in data that is durable and that recovery reads: the newest snapshot, a
+    /// segment before the last (both were synced whole), the last segment up to its last
+    /// batch, or the order archive up to the length the newest snapshot recorded as synced.
+    /// The last batch is left alone: a crash may tear it, and a flipped bit there looks just
+    /// like that; so is the archive past that length (its orders are in the journal too).
     pub(super) fn flip_a_bit(&mut self) {
         let of_kind = |ext: &str| -> Vec<(PathBuf, u64)> {
             let mut files: Vec<(PathBuf, u64)> = self
@@ -55,6 +57,9 @@ impl World {
         };
         let segments = of_kind("seg");
         let snapshot = of_kind("snap").pop();
+        let archive_synced = snapshot
+            .as_ref()
+            .and_then(|(path, _)| self.archive_synced_by(path));
         let covered = snapshot
             .as_ref()
             .and_then(|(p, _)| file_lsn(p))
@@ -76,6 +81,10 @@ impl World {
         {
             candidates.push((path.clone(), end as u64));
         }
+        if let Some(synced) = archive_synced.filter(|&synced| synced > 0) {
+            let archive = Path::new(JOURNAL_DIR).join(crate::inventory::compactor::ORDER_ARCHIVE);
+            candidates.push((archive, synced));
+        }
         candidates.retain(|(path, len)| {
             self.disk
                 .durable_len(path)
@@ -93,6 +102,16 @@ impl World {
             self.flipped = Some((path, offset, bit));
             self.restart(false);
         }
+    }
+
+    /// The order archive's length the snapshot at `path` recorded as synced.
+    fn archive_synced_by(&self, path: &Path) -> Option<u64> {
+        let lsn = file_lsn(path)?;
+        let bytes =
+            crate::journal::read_snapshot(&self.disk, path, crate::journal::Lsn(lsn)).ok()?;
+        crate::inventory::compactor::decode_snapshot(&bytes)
+            .ok()?
+            .archive_synced
     }
 
     /// Ends the node: after a power loss (`power`) or a killed process, then starts it again.

@@ -115,15 +115,19 @@ impl InventoryService {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes_dropped,
                 "the journal ended in a torn record (a crash mid-write); it was cut off");
         }
-        let (mut state, mut orders) = match &recovered.snapshot {
-            Some(bytes) => compactor::decode_snapshot(bytes).map_err(StartError::Snapshot)?,
-            None => (InventoryState::default(), Vec::new()),
+        let (mut state, mut orders, archive_synced) = match &recovered.snapshot {
+            Some(bytes) => {
+                let snapshot = compactor::decode_snapshot(bytes).map_err(StartError::Snapshot)?;
+                (snapshot.state, snapshot.orders, snapshot.archive_synced)
+            }
+            // Without a snapshot every archived order is also in the journal's records.
+            None => (InventoryState::default(), Vec::new(), Some(0)),
         };
         // Orders whose records a snapshot replaced stay in the archive (read back later, a
         // frame at a time); those in the records after it are collected here (an order can be
         // in both: readers keep the first of each id).
         let archive_path = dir.join(compactor::ORDER_ARCHIVE);
-        let mut archive = Archive::open(&*storage, &archive_path)?;
+        let mut archive = Archive::open(&*storage, &archive_path, archive_synced)?;
         let archive_len = archive.len_at_open();
         for (index, payload) in recovered.records.iter().enumerate() {
             let record = codec::decode::<Record>(payload, payload.len() as u64)

@@ -208,11 +208,24 @@ fn a_snapshot_round_trips_in_its_tagged_form() {
     let (inv, _) = busy_inventory();
     let state = inv.to_state();
     assert_eq!(state.keys.len(), 2);
-    let bytes = encode_snapshot(&state).unwrap();
+    let bytes = encode_snapshot(&state, 4_242).unwrap();
     assert!(bytes.starts_with(&SNAPSHOT_TAG));
-    let (decoded, orders) = decode_snapshot(&bytes).unwrap();
-    assert_eq!(decoded, state);
-    assert!(orders.is_empty());
+    let decoded = decode_snapshot(&bytes).unwrap();
+    assert_eq!(decoded.state, state);
+    assert!(decoded.orders.is_empty());
+    assert_eq!(decoded.archive_synced, Some(4_242));
+}
+
+#[test]
+fn a_snapshot_of_the_form_before_the_archive_length_still_loads() {
+    let (inv, _) = busy_inventory();
+    let state = inv.to_state();
+    let mut bytes = vec![0xff, 2];
+    bytes.extend(crate::codec::encode(&state).unwrap());
+    let decoded = decode_snapshot(&bytes).unwrap();
+    assert_eq!(decoded.state, state);
+    assert!(decoded.orders.is_empty());
+    assert_eq!(decoded.archive_synced, None);
 }
 
 /// A snapshot of `busy_inventory()` written by the version before key digests (keys by
@@ -222,8 +235,10 @@ const LEGACY_SNAPSHOT: &[u8] = include_bytes!("legacy_snapshot.bin");
 #[test]
 fn a_snapshot_with_keys_by_customer_and_key_strings_still_loads() {
     assert!(!LEGACY_SNAPSHOT.starts_with(&SNAPSHOT_TAG[..1]));
-    let (decoded, orders) = decode_snapshot(LEGACY_SNAPSHOT).unwrap();
-    assert!(orders.is_empty());
+    let snapshot = decode_snapshot(LEGACY_SNAPSHOT).unwrap();
+    assert!(snapshot.orders.is_empty());
+    assert_eq!(snapshot.archive_synced, None);
+    let decoded = snapshot.state;
     // The same history gives the same state today, keys digested.
     let (inv, _) = busy_inventory();
     assert_eq!(decoded, inv.to_state());
@@ -269,8 +284,9 @@ fn a_legacy_snapshot_with_its_orders_still_loads_with_them() {
         orders: vec![vec![7, 8]],
     })
     .unwrap();
-    let (decoded, orders) = decode_snapshot(&bytes).unwrap();
-    assert_eq!(orders, vec![vec![7, 8]]);
+    let snapshot = decode_snapshot(&bytes).unwrap();
+    assert_eq!(snapshot.orders, vec![vec![7, 8]]);
+    let decoded = snapshot.state;
     assert_eq!(decoded.keys.len(), 1);
     assert_eq!(decoded.keys[&KeyDigest::of("alice", "k1")], *grant);
     assert_eq!(decoded.products, state.products);
