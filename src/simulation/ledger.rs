@@ -24,6 +24,9 @@ pub struct HoldFact {
     pub quantity: u32,
     pub expires_at_ms: i64,
     pub end: HoldEnd,
+    /// Reserved while the product had a per-customer limit: it counts against the limit while
+    /// it lives (a limit switched on later covers sales, not holds already live).
+    pub counted: bool,
 }
 
 /// How a hold ended, as far as clients were told.
@@ -53,7 +56,6 @@ pub struct KeyFact {
 #[derive(Clone, Debug, Default)]
 pub struct StockFact {
     pub opening: u32,
-    pub per_customer_limit: u32,
     /// Units restocked, acknowledged.
     pub restocked: u64,
     /// Units of restocks whose outcome is unknown.
@@ -67,6 +69,8 @@ pub struct Ledger {
     pub keys: BTreeMap<(String, String), KeyFact>,
     pub stock: BTreeMap<String, StockFact>,
     pub violations: Vec<String>,
+    /// Print each violation to stderr as it is found (with `--trace`).
+    pub trace: bool,
 }
 
 /// How a reply sorts an operation.
@@ -88,19 +92,23 @@ pub fn outcome<T>(reply: Result<T, ApiError>) -> Outcome<T> {
 
 impl Ledger {
     pub fn violation(&mut self, what: String) {
+        if self.trace {
+            eprintln!("VIOLATION: {what}");
+        }
         self.violations.push(what);
     }
 
     /// Units `customer` is known to hold or have bought of `product` at `now_ms`: acknowledged
-    /// holds not released, not past their expiry, or sold. The engine counts at least these
-    /// (it also counts holds whose acknowledgement was lost), so they never exceed the limit.
+    /// holds reserved under a limit, not released, not past their expiry, or sold. The engine
+    /// counts at least these (it also counts holds whose acknowledgement was lost, and after a
+    /// restart every live hold), so they never exceed the limit.
     pub fn known_units(&self, customer: &str, product: &str, now_ms: i64) -> u32 {
         self.holds
             .values()
             .filter(|h| h.customer == customer && h.product == product)
             .filter(|h| match h.end {
                 HoldEnd::Confirmed(_) => true,
-                HoldEnd::Open => now_ms < h.expires_at_ms,
+                HoldEnd::Open => h.counted && now_ms < h.expires_at_ms,
                 HoldEnd::Unknown | HoldEnd::Released => false,
             })
             .map(|h| h.quantity)

@@ -11,16 +11,19 @@
 //! windows, hold times); then `ops` steps, each one of: reserve (keyed or not), an idempotent
 //! retry of an earlier key (same or different request), release, checkout (confirm with an
 //! order), restock, an expiry sweep, a group commit, the clock moving (across hold expiries and
-//! sale windows), and faults: a power loss (unsynced pages kept, lost, torn or reordered at
+//! sale windows), an admin's catalog change (rules changed, a product closed, reopened or
+//! added), and faults: a power loss (unsynced pages kept, lost, torn or reordered at
 //! random), a killed process (the page cache survives), a sync failing with EIO, a full disk, a
 //! bit flipped in durable data.
 
+mod admin;
 mod catalog;
 mod faults;
 mod ledger;
 mod replies;
 mod workload;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,7 +126,10 @@ struct World {
     rng: SplitMix64,
     disk: SimDisk,
     clock: SimClock,
+    /// Every product the admin ever added, with its current rules.
     catalog: Vec<Product>,
+    /// Products the admin closed (and has not reopened).
+    removed: BTreeSet<String>,
     journal: JournalOptions,
     node: Option<Arc<InventoryService>>,
     in_flight: Vec<InFlight>,
@@ -150,13 +156,15 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
         queue_capacity: 1 << 14,
         ..JournalOptions::default()
     };
-    let mut ledger = Ledger::default();
+    let mut ledger = Ledger {
+        trace: options.trace,
+        ..Ledger::default()
+    };
     for product in &catalog {
         ledger.stock.insert(
             product.id.clone(),
             StockFact {
                 opening: product.stock,
-                per_customer_limit: product.per_customer_limit,
                 ..StockFact::default()
             },
         );
@@ -166,6 +174,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
         disk,
         clock,
         catalog,
+        removed: BTreeSet::new(),
         journal,
         node: None,
         in_flight: Vec::new(),
@@ -210,7 +219,7 @@ impl World {
         let started = InventoryService::start_on(
             platform,
             Path::new(JOURNAL_DIR),
-            &self.catalog,
+            &self.open_catalog(),
             self.journal.clone(),
             KeyWindow::new(Duration::from_millis(KEY_WINDOW_MS as u64)),
         );
@@ -220,6 +229,22 @@ impl World {
                 drop(node);
             }
             self.count_crash(crash);
+            return self.start();
+        }
+        let disk_full = self.disk.faults().capacity_bytes.is_some();
+        let stopped_by_a_full_disk = disk_full
+            && match &started {
+                // A full disk may stop start-up with a clear I/O error (in the journal, or in
+                // opening a product whose `Opened` record was lost), or stop the journal just
+                // after (at the roll to a new segment).
+                Err(StartError::Journal(JournalError::Io { .. }) | StartError::Open { .. }) => true,
+                Ok(node) => node.unavailable_reason().is_some(),
+                Err(_) => false,
+            };
+        if stopped_by_a_full_disk {
+            // The operator frees space and starts again (a flipped bit is still to be found).
+            drop(started);
+            self.disk.set_faults(SimDiskFaults::default());
             return self.start();
         }
         match (started, self.flipped.take()) {
@@ -240,14 +265,6 @@ impl World {
                 self.ledger.violation(format!(
                     "a flipped bit was reported as something other than corruption: {error}"
                 ));
-            }
-            (Err(StartError::Journal(JournalError::Io { .. })), None)
-                if self.disk.faults().capacity_bytes.is_some() =>
-            {
-                // A full disk may stop start-up with a clear I/O error; the operator frees
-                // space and starts again.
-                self.disk.set_faults(SimDiskFaults::default());
-                self.start();
             }
             (Err(error), None) => {
                 self.ledger
@@ -293,7 +310,7 @@ impl World {
                 _ => {}
             }
         }
-        for product in self.catalog.clone() {
+        for product in self.open_catalog() {
             if let Some(counts) = node.counts(&product.id) {
                 self.ledger.check_counts(&product.id, counts);
             }
@@ -317,7 +334,8 @@ impl World {
             610..=659 => self.sweep(),
             660..=859 => self.commit(),
             860..=939 => self.poll_all(),
-            940..=979 => self.advance_clock(),
+            940..=969 => self.advance_clock(),
+            970..=979 => self.admin(),
             _ if faults => self.fault(),
             _ => self.commit(),
         }

@@ -7,6 +7,15 @@ use super::{KEY_WINDOW_MS, World};
 use crate::error::ApiError;
 use crate::inventory::service::ReserveReply;
 
+/// A reservation as the client asked for it, with the limit in force when it was decided.
+pub(super) struct Asked {
+    customer: String,
+    product: String,
+    quantity: u32,
+    key: Option<String>,
+    limit: u32,
+}
+
 impl World {
     /// Sorts a reply into the ledger and checks it against what was acknowledged before.
     pub(super) fn settle(&mut self, op: Op, decided_at_ms: i64, reply: Reply) {
@@ -29,9 +38,19 @@ impl World {
                     product,
                     quantity,
                     key,
+                    limit,
                 },
                 Reply::Reserve(reply),
-            ) => self.settle_reserve(customer, product, quantity, key, decided_at_ms, reply),
+            ) => {
+                let asked = Asked {
+                    customer,
+                    product,
+                    quantity,
+                    key,
+                    limit,
+                };
+                self.settle_reserve(asked, decided_at_ms, reply)
+            }
             (Op::Release { customer, hold }, Reply::Units(reply)) => {
                 self.settle_end(&customer, &hold, outcome(reply).map(|_| HoldEnd::Released))
             }
@@ -48,11 +67,13 @@ impl World {
                 outcome(reply).map(|()| HoldEnd::Confirmed(order)),
             ),
             (Op::Restock { product, quantity }, Reply::Units(reply)) => {
-                let fact = self.ledger.stock.entry(product).or_default();
-                match outcome(reply) {
-                    Outcome::Acknowledged(_) => fact.restocked += u64::from(quantity),
-                    Outcome::Unknown => fact.restocked_maybe += u64::from(quantity),
-                    Outcome::Refused(_) => {}
+                let outcome = outcome(reply);
+                if let Some(fact) = self.ledger.stock.get_mut(&product) {
+                    match outcome {
+                        Outcome::Acknowledged(_) => fact.restocked += u64::from(quantity),
+                        Outcome::Unknown => fact.restocked_maybe += u64::from(quantity),
+                        Outcome::Refused(_) => {}
+                    }
                 }
                 self.report.acknowledged += 1;
             }
@@ -65,13 +86,17 @@ impl World {
 
     pub(super) fn settle_reserve(
         &mut self,
-        customer: String,
-        product: String,
-        quantity: u32,
-        key: Option<String>,
+        asked: Asked,
         decided_at_ms: i64,
         reply: Result<ReserveReply, ApiError>,
     ) {
+        let Asked {
+            customer,
+            product,
+            quantity,
+            key,
+            limit,
+        } = asked;
         let known = key
             .as_ref()
             .and_then(|key| self.ledger.keys.get(&(customer.clone(), key.clone())))
@@ -122,6 +147,7 @@ impl World {
                         quantity,
                         expires_at_ms: hold.expires_at_ms,
                         end: HoldEnd::Open,
+                        counted: limit > 0,
                     },
                 );
                 if let Some(key) = key {
@@ -136,11 +162,6 @@ impl World {
                         },
                     );
                 }
-                let limit = self
-                    .ledger
-                    .stock
-                    .get(&product)
-                    .map_or(0, |s| s.per_customer_limit);
                 let units = self.ledger.known_units(&customer, &product, decided_at_ms);
                 if limit > 0 && units > limit {
                     self.ledger.violation(format!(

@@ -26,6 +26,8 @@ pub(super) enum Op {
         product: String,
         quantity: u32,
         key: Option<String>,
+        /// The product's per-customer limit when the engine decides (0: none).
+        limit: u32,
     },
     Release {
         customer: String,
@@ -67,6 +69,7 @@ impl World {
                 product,
                 quantity,
                 key,
+                ..
             } => Box::pin(async move {
                 Reply::Reserve(
                     node.reserve(&customer, &product, quantity, key.as_deref())
@@ -122,11 +125,13 @@ impl World {
         let product = self.product();
         let quantity = [1, 1, 1, 2, 3, 0][self.rng.below(6) as usize];
         let key = (self.rng.below(2) == 0).then(|| format!("k{}", self.rng.below(1_000_000)));
+        let limit = self.limit_of(&product);
         self.submit(Op::Reserve {
             customer,
             product,
             quantity,
             key,
+            limit,
         });
     }
 
@@ -148,11 +153,13 @@ impl World {
         if self.rng.below(8) == 0 {
             product = self.product();
         }
+        let limit = self.limit_of(&product);
         self.submit(Op::Reserve {
             customer,
             product,
             quantity,
             key: Some(key),
+            limit,
         });
     }
 

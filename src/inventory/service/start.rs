@@ -202,7 +202,9 @@ impl InventoryService {
                 .open_product_blocking(product)
                 .map_err(|e| StartError::Open {
                     product: product.id.clone(),
-                    message: e.message,
+                    // The operator wants why the journal stopped (a full disk), not the
+                    // clients' "retry later".
+                    message: service.unavailable_reason().unwrap_or(e.message),
                 })?;
         }
         Ok(Arc::new(service))
