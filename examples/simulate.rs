@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use buyline::{FaultCounts, SimOptions, run_seed};
+use buyline::{FaultCounts, MoneyCounts, SimOptions, run_seed};
 
 struct Args {
     seeds: u64,
@@ -67,12 +67,14 @@ fn main() -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (mut ops, mut acknowledged, mut restarts, mut failed, mut violations) = (0, 0, 0, 0, 0);
     let mut faults = FaultCounts::default();
+    let mut money = MoneyCounts::default();
     for seed in args.seed_start..args.seed_start.saturating_add(args.seeds) {
         let report = run_seed(seed, &args.options);
         ops += report.ops;
         acknowledged += report.acknowledged;
         restarts += report.restarts;
         faults.add(&report.faults);
+        money.add(&report.money);
         if !report.violations.is_empty() {
             failed += 1;
             violations += report.violations.len();
@@ -91,8 +93,9 @@ fn main() -> anyhow::Result<ExitCode> {
     println!(
         "seeds {} (from {}), ops {ops} ({acknowledged} acknowledged), restarts {restarts}, \
          {:.1} s, {:.0} ops/s; faults: power losses {}, process kills {}, pages lost {}, torn {}, \
-         lengths lost {}, name ops lost {}, sync EIO {}, ENOSPC {}, bit flips {}, clock jumps {}; \
-         failed seeds {failed}, violations {violations}",
+         lengths lost {}, name ops lost {}, sync EIO {}, ENOSPC {}, bit flips {}, clock jumps {}, \
+         gateway timeouts {}; checkout: orders {}, declines {}, charges {}, refunds {}, \
+         stranded {}; failed seeds {failed}, violations {violations}",
         args.seeds,
         args.seed_start,
         secs,
@@ -107,6 +110,12 @@ fn main() -> anyhow::Result<ExitCode> {
         f.enospc,
         f.bit_flips,
         f.clock_jumps,
+        f.gateway_timeouts,
+        money.orders,
+        money.declines,
+        money.charges,
+        money.refunds,
+        money.stranded,
     );
     Ok(if violations == 0 {
         ExitCode::SUCCESS

@@ -80,9 +80,8 @@ pub fn unix_ms(at: OffsetDateTime) -> i64 {
     i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
 }
 
-/// Milliseconds since the Unix epoch as RFC 3339 UTC: the text [`Rfc3339Ms`] serialises
-/// (the tests hold it to this).
-#[cfg(test)]
+/// Milliseconds since the Unix epoch as RFC 3339 UTC, to the millisecond: the text
+/// [`Rfc3339Ms`] serialises (the tests hold it to this), and an order's `created_at`.
 pub fn rfc3339_ms(ms: i64) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -113,17 +112,12 @@ impl serde::Serialize for Rfc3339Ms {
     }
 }
 
-/// Now as RFC 3339 UTC, to the millisecond.
-pub fn rfc3339_now() -> String {
-    let now = OffsetDateTime::now_utc();
-    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
-    now.format(&Rfc3339).unwrap_or_default()
-}
-
-/// (year, month) today, UTC.
-pub fn today() -> (u32, u32) {
-    let now = OffsetDateTime::now_utc();
-    (now.year().max(0) as u32, u32::from(u8::from(now.month())))
+/// (year, month) at `ms` milliseconds since the Unix epoch, UTC: what a card's expiry is
+/// compared with.
+pub fn month_at(ms: i64) -> (u32, u32) {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    (at.year().max(0) as u32, u32::from(u8::from(at.month())))
 }
 
 #[cfg(test)]
@@ -135,6 +129,13 @@ mod tests {
         let at = time::macros::datetime!(2014-09-09 17:00:00.250 UTC);
         assert_eq!(unix_ms(at), 1_410_282_000_250);
         assert_eq!(rfc3339_ms(unix_ms(at)), "2014-09-09T17:00:00.25Z");
+    }
+
+    #[test]
+    fn a_month_is_read_in_utc() {
+        let new_year = unix_ms(time::macros::datetime!(2027-01-01 00:00:00 UTC));
+        assert_eq!(month_at(new_year), (2027, 1));
+        assert_eq!(month_at(new_year - 1), (2026, 12));
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub use inventory::{
 };
 pub use journal::{Compactor, Journal, JournalError, JournalOptions, Lsn, Recovered, StreamPos};
 pub use planted_bugs::PlantedBug;
-pub use simulation::{FaultCounts, SeedReport, SimOptions, run_seed};
+pub use simulation::{FaultCounts, MoneyCounts, SeedReport, SimOptions, run_seed};
 pub use storage::{Files, SimDisk, SimDiskFaults, Storage};
 
 // The reservation path's stages, the functions the server calls, so `benches/reserve_path.rs`

@@ -13,6 +13,9 @@ pub enum PlantedBug {
     /// Recovery cuts off anything bad in the last segment as a torn tail, without checking
     /// whether a finished batch follows (damage to acknowledged data then goes unreported).
     EveryBadTailIsTorn,
+    /// Checkout refunds the charge when the sale's outcome is unknown (the journal stopped
+    /// under it), as if the sale had been refused; the sale may have been durable.
+    RefundWhenTheSaleIsUnknown,
 }
 
 #[cfg(feature = "planted-bugs")]

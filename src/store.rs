@@ -72,8 +72,18 @@ pub struct LocalStore {
     pub inventory: Arc<InventoryService>,
     /// Every order: the recent-orders cache and the order store on disk.
     pub orders: Arc<OrderBook>,
-    /// Saved cards and addresses, encrypted per customer.
-    pub wallet: Arc<Wallet>,
+    /// Saved cards and addresses, encrypted per customer; none on the simulator's node, whose
+    /// buyers type their card each time (the wallet's files are not on the storage seam).
+    pub wallet: Option<Arc<Wallet>>,
+}
+
+impl LocalStore {
+    /// The wallet, or why there is none.
+    fn wallet(&self) -> Result<Arc<Wallet>, ApiError> {
+        self.wallet.clone().ok_or_else(|| {
+            ApiError::not_found("this node keeps no wallet: no saved cards or addresses")
+        })
+    }
 }
 
 impl Store {
@@ -86,7 +96,16 @@ impl Store {
         Store::Local(Arc::new(LocalStore {
             inventory,
             orders,
-            wallet,
+            wallet: Some(wallet),
+        }))
+    }
+
+    /// The store on this node with no wallet (the simulator's node).
+    pub fn local_without_wallet(inventory: Arc<InventoryService>, orders: Arc<OrderBook>) -> Store {
+        Store::Local(Arc::new(LocalStore {
+            inventory,
+            orders,
+            wallet: None,
         }))
     }
 }
@@ -417,7 +436,7 @@ impl Store {
     ) -> Result<(Option<SavedCard>, Option<SavedAddress>), ApiError> {
         match self {
             Store::Local(local) => {
-                let (wallet, customer) = (Arc::clone(&local.wallet), customer.to_owned());
+                let (wallet, customer) = (local.wallet()?, customer.to_owned());
                 on_wallet_files(move || {
                     wallet.save_both(&customer, card.as_ref(), address.as_ref())
                 })
@@ -435,7 +454,7 @@ impl Store {
     pub async fn saved_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ApiError> {
         match self {
             Store::Local(local) => {
-                let (wallet, customer) = (Arc::clone(&local.wallet), customer.to_owned());
+                let (wallet, customer) = (local.wallet()?, customer.to_owned());
                 on_wallet_files(move || wallet.cards(&customer)).await
             }
             Store::Redis(shared) => shared
@@ -450,7 +469,7 @@ impl Store {
     pub async fn saved_addresses(&self, customer: &str) -> Result<Vec<SavedAddress>, ApiError> {
         match self {
             Store::Local(local) => {
-                let (wallet, customer) = (Arc::clone(&local.wallet), customer.to_owned());
+                let (wallet, customer) = (local.wallet()?, customer.to_owned());
                 on_wallet_files(move || wallet.addresses(&customer)).await
             }
             Store::Redis(shared) => shared
@@ -469,7 +488,7 @@ impl Store {
     ) -> Result<Option<StoredCard>, ApiError> {
         match self {
             Store::Local(local) => {
-                let wallet = Arc::clone(&local.wallet);
+                let wallet = local.wallet()?;
                 let (customer, id) = (customer.to_owned(), id.to_owned());
                 on_wallet_files(move || wallet.card(&customer, &id)).await
             }
@@ -489,7 +508,7 @@ impl Store {
     ) -> Result<Option<Address>, ApiError> {
         match self {
             Store::Local(local) => {
-                let wallet = Arc::clone(&local.wallet);
+                let wallet = local.wallet()?;
                 let (customer, id) = (customer.to_owned(), id.to_owned());
                 on_wallet_files(move || wallet.address(&customer, &id)).await
             }
@@ -505,7 +524,7 @@ impl Store {
     pub async fn delete_saved_card(&self, customer: &str, id: &str) -> Result<bool, ApiError> {
         match self {
             Store::Local(local) => {
-                let wallet = Arc::clone(&local.wallet);
+                let wallet = local.wallet()?;
                 let (customer, id) = (customer.to_owned(), id.to_owned());
                 on_wallet_files(move || wallet.delete_card(&customer, &id)).await
             }
@@ -521,7 +540,7 @@ impl Store {
     pub async fn delete_saved_address(&self, customer: &str, id: &str) -> Result<bool, ApiError> {
         match self {
             Store::Local(local) => {
-                let wallet = Arc::clone(&local.wallet);
+                let wallet = local.wallet()?;
                 let (customer, id) = (customer.to_owned(), id.to_owned());
                 on_wallet_files(move || wallet.delete_address(&customer, &id)).await
             }

@@ -60,3 +60,11 @@ fn cutting_off_damage_as_a_torn_tail_is_caught() {
         &["was accepted at start-up", "was lost"],
     );
 }
+
+#[test]
+fn refunding_a_sale_whose_outcome_is_unknown_is_caught() {
+    assert_found(
+        PlantedBug::RefundWhenTheSaleIsUnknown,
+        &["the charge of sold order"],
+    );
+}

@@ -677,7 +677,7 @@ async fn a_node_refunds_the_charge_of_a_node_that_died_before_selling_its_hold()
     }))
     .expect("a card");
     let card = buyline::validate_card(input, (2026, 1)).expect("valid");
-    ledger
+    let first = ledger
         .charge(buyline::Charge {
             card: &card,
             amount: amount.clone(),
@@ -686,6 +686,7 @@ async fn a_node_refunds_the_charge_of_a_node_that_died_before_selling_its_hold()
         })
         .await
         .expect("charged");
+    assert!(!first.refunded);
     // The hold ends unsold, and the marker is made older than the sweep's grace period (a
     // minute), as if the node had died long ago.
     let (status, _) = release(node.addr, &ada, &hold).await;
@@ -714,4 +715,26 @@ async fn a_node_refunds_the_charge_of_a_node_that_died_before_selling_its_hold()
     assert!(!marker, "the refunded charge's marker stays");
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(ledger.refunds_made().await.expect("count"), 1);
+
+    // A charge retried under the refunded key gets the first charge back, marked refunded,
+    // whether the card would pay or decline, so nothing can be sold on it.
+    for number in ["4242424242424242", "4000000000000002"] {
+        let input: buyline::CardInput = serde_json::from_value(json!({
+            "number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123", "name": "Ada"
+        }))
+        .expect("a card");
+        let card = buyline::validate_card(input, (2026, 1)).expect("valid");
+        let again = ledger
+            .charge(buyline::Charge {
+                card: &card,
+                amount: amount.clone(),
+                customer: "ada",
+                idempotency_key: Some(&key),
+            })
+            .await
+            .expect("the first charge, again");
+        assert_eq!(again.charge_id, first.charge_id);
+        assert!(again.refunded, "a sale on this receipt would be unpaid");
+    }
+    assert_eq!(ledger.charges_made().await.expect("count"), 1);
 }

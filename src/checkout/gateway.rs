@@ -32,6 +32,10 @@ pub struct Receipt {
     /// The gateway's charge id (`ch_...` in the sandbox).
     pub charge_id: String,
     pub card: CardSummary,
+    /// The charge has been refunded since it was made: a charge retried under its key gets
+    /// it back as it is now (as Stripe's idempotent replay does), and nothing may be sold on
+    /// it.
+    pub refunded: bool,
 }
 
 /// Why a charge failed: the contract's payment error codes.
@@ -159,6 +163,7 @@ struct SandboxReceipt {
     brand: CardBrand,
     /// The card's last four digits (ASCII).
     last4: [u8; 4],
+    refunded: bool,
 }
 
 const _: () = assert!(size_of::<(KeyDigest, SandboxReceipt)>() <= 32);
@@ -176,6 +181,7 @@ impl SandboxReceipt {
             charge,
             brand: card.brand,
             last4,
+            refunded: false,
         }
     }
 
@@ -186,6 +192,7 @@ impl SandboxReceipt {
                 brand: self.brand,
                 last4: String::from_utf8_lossy(&self.last4).into_owned(),
             },
+            refunded: self.refunded,
         }
     }
 }
@@ -210,8 +217,29 @@ impl KeyedReceipts {
             .map(SandboxReceipt::receipt)
     }
 
-    fn contains(&self, key: &str) -> bool {
-        self.by_key.contains_key(&Self::digest(key))
+    /// Marks the charge made under `key` refunded; false if there was none, or it was
+    /// refunded before.
+    fn refund_key(&mut self, key: &str) -> bool {
+        match self.by_key.get_mut(&Self::digest(key)) {
+            Some(receipt) if !receipt.refunded => {
+                receipt.refunded = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks charge number `charge` refunded, if it is still remembered under its key; false
+    /// if it was refunded before. Scans every remembered key: refunds are rare.
+    fn refund_charge(&mut self, charge: u64) -> bool {
+        match self.by_key.values_mut().find(|r| r.charge == charge) {
+            Some(receipt) if receipt.refunded => false,
+            Some(receipt) => {
+                receipt.refunded = true;
+                true
+            }
+            None => true,
+        }
     }
 
     fn insert(&mut self, key: &str, receipt: SandboxReceipt) {
@@ -300,17 +328,27 @@ impl PaymentGateway for SandboxGateway {
         })
     }
 
-    fn refund<'a>(&'a self, _receipt: &'a Receipt) -> RefundFuture<'a> {
+    fn refund<'a>(&'a self, receipt: &'a Receipt) -> RefundFuture<'a> {
         Box::pin(async move {
-            // Relaxed: a counter.
-            self.refunds.fetch_add(1, Ordering::Relaxed);
+            let charge = receipt
+                .charge_id
+                .strip_prefix("ch_sandbox_")
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| RefundError {
+                    charge_id: receipt.charge_id.clone(),
+                    reason: String::from("not a sandbox charge"),
+                })?;
+            if self.receipts().refund_charge(charge) {
+                // Relaxed: a counter.
+                self.refunds.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(())
         })
     }
 
     fn refund_by_key<'a>(&'a self, idempotency_key: &'a str) -> RefundFuture<'a> {
         Box::pin(async move {
-            let charged = self.receipts().contains(idempotency_key);
+            let charged = self.receipts().refund_key(idempotency_key);
             if charged {
                 // Relaxed: a counter.
                 self.refunds.fetch_add(1, Ordering::Relaxed);
@@ -474,6 +512,45 @@ mod tests {
         assert_eq!(gateway.refunds_made(), 0);
         gateway.refund_by_key("ord_1").await.unwrap();
         assert_eq!(gateway.refunds_made(), 1);
+        // Retried, it refunds once.
+        gateway.refund_by_key("ord_1").await.unwrap();
+        assert_eq!(gateway.refunds_made(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refunded_charge_replays_as_refunded_whichever_way_it_was_refunded() {
+        let gateway = SandboxGateway::default();
+        let first = charge_under(&gateway, "ord_1").await;
+        assert!(!first.refunded);
+        gateway.refund(&first).await.unwrap();
+        gateway.refund(&first).await.unwrap();
+        assert_eq!(gateway.refunds_made(), 1);
+        let again = charge_under(&gateway, "ord_1").await;
+        assert_eq!(again.charge_id, first.charge_id);
+        assert!(again.refunded, "a sale on this receipt would be unpaid");
+        let other = charge_under(&gateway, "ord_2").await;
+        gateway.refund_by_key("ord_2").await.unwrap();
+        assert!(charge_under(&gateway, "ord_2").await.refunded);
+        assert_eq!(
+            charge_under(&gateway, "ord_2").await.charge_id,
+            other.charge_id
+        );
+        assert_eq!(gateway.charges_made(), 2);
+    }
+
+    async fn charge_under(gateway: &SandboxGateway, key: &str) -> Receipt {
+        gateway
+            .charge(Charge {
+                card: &card("4242424242424242"),
+                amount: Money {
+                    amount: 100,
+                    currency: "usd".into(),
+                },
+                customer: "ada",
+                idempotency_key: Some(key),
+            })
+            .await
+            .unwrap()
     }
 
     #[test]

@@ -19,15 +19,30 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::checkout::order::{EncodedOrder, Page, StoredOrder};
+use crate::checkout::order_store::in_memory::InMemoryOrders;
 use crate::checkout::order_store::recent::{MAX_UNSTORED, RECENT_ORDERS, RecentOrders};
 use crate::checkout::order_store::writer::StoreWriter;
 use crate::checkout::order_store::{Novelty, OrderList, OrderStore, OrderStoreError};
 use crate::inventory::service::RecoveredOrders;
 use crate::journal::ArchiveReader;
 
-/// The orders: the store on disk, its writer and the recent-orders cache.
+/// The orders: on disk in a server, in memory in the simulator's node.
 #[derive(Debug)]
 pub struct OrderBook {
+    kept: Kept,
+}
+
+#[derive(Debug)]
+enum Kept {
+    OnDisk(OnDisk),
+    /// No order files: the simulator's node, whose disk is the journal's alone (fjall does its
+    /// own I/O, outside the storage seam). Rebuilt from the journal at every start.
+    InMemory(InMemoryOrders),
+}
+
+/// The store on disk, its writer and the recent-orders cache.
+#[derive(Debug)]
+struct OnDisk {
     /// Stops (storing what is left, then a durable commit) before the store closes: declared
     /// first, dropped first.
     _writer: StoreWriter,
@@ -67,7 +82,7 @@ impl OrderBook {
         let store = Arc::new(store);
         let recent = Arc::new(RecentOrders::new(RECENT_ORDERS));
         let room = Arc::new(Semaphore::new(MAX_UNSTORED));
-        Ok(OrderBook {
+        let disk = OnDisk {
             _writer: StoreWriter::start(
                 Arc::clone(&store),
                 Arc::clone(&recent),
@@ -76,6 +91,31 @@ impl OrderBook {
             store,
             recent,
             room,
+        };
+        Ok(OrderBook {
+            kept: Kept::OnDisk(disk),
+        })
+    }
+
+    /// An order book in memory, filled with the journal's orders (`recovered`): the
+    /// simulator's node's. Bytes that do not decode are skipped with an error log, as
+    /// [`open`](Self::open) skips them.
+    pub fn in_memory(recovered: Option<RecoveredOrders>) -> Result<OrderBook, OrderStoreError> {
+        let orders = InMemoryOrders::default();
+        if let Some(recovered) = recovered {
+            let mut batch = Vec::new();
+            let mut read = 0;
+            for_each_journaled_order(&recovered, 0, |bytes, _| {
+                read += 1;
+                decode_into(&mut batch, bytes, read);
+                for (order, _) in batch.drain(..) {
+                    orders.add(Arc::new(order));
+                }
+                Ok(())
+            })?;
+        }
+        Ok(OrderBook {
+            kept: Kept::InMemory(orders),
         })
     }
 
@@ -85,12 +125,19 @@ impl OrderBook {
     ///
     /// Cost: a semaphore permit and three hash-map inserts; no disk access.
     pub async fn insert(&self, order: EncodedOrder) -> Result<(), OrderStoreError> {
-        let permit = self
+        let disk = match &self.kept {
+            Kept::OnDisk(disk) => disk,
+            Kept::InMemory(orders) => {
+                orders.add(order.order);
+                return Ok(());
+            }
+        };
+        let permit = disk
             .room
             .acquire()
             .await
             .map_err(|_| OrderStoreError::WriterStopped)?;
-        if self.recent.add(order) {
+        if disk.recent.add(order) {
             // The writer gives it back once the order is stored.
             permit.forget();
         }
@@ -99,9 +146,12 @@ impl OrderBook {
 
     /// The order with this id, whoever bought it (callers check ownership).
     pub fn get(&self, id: &str) -> Result<Option<Arc<StoredOrder>>, OrderStoreError> {
-        match self.recent.get(id) {
-            Some(order) => Ok(Some(order)),
-            None => self.store.get(id),
+        match &self.kept {
+            Kept::OnDisk(disk) => match disk.recent.get(id) {
+                Some(order) => Ok(Some(order)),
+                None => disk.store.get(id),
+            },
+            Kept::InMemory(orders) => Ok(orders.get(id)),
         }
     }
 
@@ -111,9 +161,12 @@ impl OrderBook {
         customer: &str,
         key: &str,
     ) -> Result<Option<Arc<StoredOrder>>, OrderStoreError> {
-        match self.recent.by_key(customer, key) {
-            Some(order) => Ok(Some(order)),
-            None => self.store.by_key(customer, key),
+        match &self.kept {
+            Kept::OnDisk(disk) => match disk.recent.by_key(customer, key) {
+                Some(order) => Ok(Some(order)),
+                None => disk.store.by_key(customer, key),
+            },
+            Kept::InMemory(orders) => Ok(orders.by_key(customer, key)),
         }
     }
 
@@ -143,8 +196,12 @@ impl OrderBook {
         list: OrderList<'_>,
         page: Page<'_>,
     ) -> Result<Vec<Arc<StoredOrder>>, OrderStoreError> {
-        let unstored = self.recent.unstored_of(list);
-        let stored = self.store.page(list, page)?;
+        let disk = match &self.kept {
+            Kept::OnDisk(disk) => disk,
+            Kept::InMemory(orders) => return Ok(orders.page(list, page).unwrap_or_default()),
+        };
+        let unstored = disk.recent.unstored_of(list);
+        let stored = disk.store.page(list, page)?;
         let start = match page.after {
             None => 0,
             Some(after) => match unstored.iter().position(|o| o.order.id == after) {
@@ -169,28 +226,52 @@ impl OrderBook {
 
     /// Orders in the store (an order just added may not be there yet).
     pub fn len(&self) -> Result<u64, OrderStoreError> {
-        self.store.len()
+        match &self.kept {
+            Kept::OnDisk(disk) => disk.store.len(),
+            Kept::InMemory(orders) => Ok(orders.len()),
+        }
     }
 
     pub fn is_empty(&self) -> Result<bool, OrderStoreError> {
-        Ok(self.len()? == 0 && self.recent.is_empty())
+        match &self.kept {
+            Kept::OnDisk(disk) => Ok(disk.store.len()? == 0 && disk.recent.is_empty()),
+            Kept::InMemory(orders) => Ok(orders.is_empty()),
+        }
     }
 
     /// Returns once every order added so far is in the store (tests, measurements).
     pub async fn until_stored(&self) {
-        while self.room.available_permits() < MAX_UNSTORED {
+        let Kept::OnDisk(disk) = &self.kept else {
+            return;
+        };
+        while disk.room.available_permits() < MAX_UNSTORED {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The store on disk (the tests' look inside).
+    #[cfg(test)]
+    fn disk(&self) -> &OnDisk {
+        match &self.kept {
+            Kept::OnDisk(disk) => disk,
+            Kept::InMemory(_) => panic!("this order book is in memory"),
         }
     }
 
     /// Orders in the recent cache (at most [`RECENT_ORDERS`] stored plus [`MAX_UNSTORED`]).
     pub fn recent_len(&self) -> usize {
-        self.recent.len()
+        match &self.kept {
+            Kept::OnDisk(disk) => disk.recent.len(),
+            Kept::InMemory(_) => 0,
+        }
     }
 
     /// Bytes in the store's memtables (see [`OrderStore::memtable_bytes`]).
     pub fn store_memtable_bytes(&self) -> u64 {
-        self.store.memtable_bytes()
+        match &self.kept {
+            Kept::OnDisk(disk) => disk.store.memtable_bytes(),
+            Kept::InMemory(_) => 0,
+        }
     }
 }
 
@@ -210,39 +291,15 @@ fn catch_up(
     };
     // Each order with the journal's bytes for it, which the store keeps as they are.
     let mut batch: Vec<(StoredOrder, Vec<u8>)> = Vec::with_capacity(REPLAY_BATCH);
-    if from < recovered.archive_len {
-        let mut archive = ArchiveReader::open(
-            &*recovered.storage,
-            &recovered.archive,
-            from,
-            recovered.archive_len,
-        )
-        .map_err(|e| OrderStoreError::Io {
-            path: recovered.archive.clone(),
-            message: e.to_string(),
-        })?;
-        loop {
-            let next = archive.next_frame().map_err(|e| OrderStoreError::Io {
-                path: recovered.archive.clone(),
-                message: e.to_string(),
-            })?;
-            let Some((bytes, end)) = next else { break };
-            read += 1;
-            decode_into(&mut batch, bytes, read);
-            if batch.len() == REPLAY_BATCH {
-                store.apply(with_json(&batch), Novelty::MayBeKnown, Some(end), false)?;
-                batch.clear();
-            }
-        }
-    }
-    for bytes in &recovered.unarchived {
+    for_each_journaled_order(recovered, from, |bytes, end| {
         read += 1;
         decode_into(&mut batch, bytes, read);
         if batch.len() == REPLAY_BATCH {
-            store.apply(with_json(&batch), Novelty::MayBeKnown, None, false)?;
+            store.apply(with_json(&batch), Novelty::MayBeKnown, end, false)?;
             batch.clear();
         }
-    }
+        Ok(())
+    })?;
     // Durable, with the watermark: the next start reads only what is archived after this one.
     store.apply(
         with_json(&batch),
@@ -251,6 +308,35 @@ fn catch_up(
         true,
     )?;
     Ok(read)
+}
+
+/// Calls `each` with every order the journal holds: the archive's from byte `from` (with
+/// the archive offset after it), then those in the records after the snapshot (with `None`).
+fn for_each_journaled_order(
+    recovered: &RecoveredOrders,
+    from: u64,
+    mut each: impl FnMut(&[u8], Option<u64>) -> Result<(), OrderStoreError>,
+) -> Result<(), OrderStoreError> {
+    let archive_error = |e: crate::journal::JournalError| OrderStoreError::Io {
+        path: recovered.archive.clone(),
+        message: e.to_string(),
+    };
+    if from < recovered.archive_len {
+        let mut archive = ArchiveReader::open(
+            &*recovered.storage,
+            &recovered.archive,
+            from,
+            recovered.archive_len,
+        )
+        .map_err(archive_error)?;
+        while let Some((bytes, end)) = archive.next_frame().map_err(archive_error)? {
+            each(bytes, Some(end))?;
+        }
+    }
+    for bytes in &recovered.unarchived {
+        each(bytes, None)?;
+    }
+    Ok(())
 }
 
 fn decode_into(batch: &mut Vec<(StoredOrder, Vec<u8>)>, bytes: &[u8], index: usize) {
@@ -421,7 +507,7 @@ mod tests {
         book.until_stored().await;
         assert_eq!(book.recent_len(), RECENT_ORDERS);
         // Order 0 left the cache first; the store still answers for it, by id and by key.
-        assert!(book.recent.get(&order_id_for(0)).is_none());
+        assert!(book.disk().recent.get(&order_id_for(0)).is_none());
         assert_eq!(
             book.get(&order_id_for(0)).unwrap().unwrap().order.id,
             order_id_for(0)
@@ -447,7 +533,7 @@ mod tests {
         }
         book.until_stored().await;
         // The writer is stuck behind this transaction: orders 4 to 6 stay unstored.
-        let held = book.store.hold_writes();
+        let held = book.disk().store.hold_writes();
         for n in 4..=6 {
             let key = format!("k{n}");
             book.insert(EncodedOrder::from(order(n, "alice", "red", Some(&key))))

@@ -48,6 +48,7 @@ impl World {
                 },
             );
             self.catalog.push(product);
+            self.catalog_changed();
             return;
         }
         let i = self.rng.below(self.catalog.len() as u64) as usize;
@@ -58,6 +59,7 @@ impl World {
                 eprintln!("[{now}] admin: close {id}");
             }
             self.removed.insert(id);
+            self.catalog_changed();
             return;
         }
         // A rules change, which also reopens a closed product.
@@ -69,6 +71,7 @@ impl World {
         }
         self.refused_is_a_violation(&id, reply);
         self.removed.remove(&id);
+        self.catalog_changed();
     }
 
     /// An admin's product write may fail as unavailable (the journal stopped), never be refused.

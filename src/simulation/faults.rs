@@ -150,11 +150,10 @@ impl World {
     /// After a crash or a kill: the old node's replies settle, and a new node starts.
     pub(super) fn start_again(&mut self) {
         // Every handle is dead: the writer's next batch fails, the journal stops, and every
-        // reply still owed resolves (as acknowledged if its sync had completed before).
-        if let Some(node) = self.node() {
-            while node.step_journal() {}
-        }
-        self.poll_all();
+        // reply still owed resolves (as acknowledged if its sync had completed before). A
+        // dead process calls no gateway.
+        self.gateway.reach(false);
+        self.answer_everything();
         if !self.in_flight.is_empty() {
             self.ledger.violation(format!(
                 "{} operations never got a reply after the journal stopped",

@@ -11,8 +11,10 @@
 //! The checks use only what the first two kinds prove, so they never flag a legal outcome,
 //! and each names the fact it found broken.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::cards::Card;
+use crate::checkout::order::StoredOrder;
 use crate::error::{ApiError, ErrorCode};
 use crate::inventory::StockCounts;
 
@@ -27,6 +29,8 @@ pub struct HoldFact {
     /// Reserved while the product had a per-customer limit: it counts against the limit while
     /// it lives (a limit switched on later covers sales, not holds already live).
     pub counted: bool,
+    /// Sold: the number of sales acknowledged before this one.
+    pub sold: Option<u64>,
 }
 
 /// How a hold ended, as far as clients were told.
@@ -52,6 +56,15 @@ pub struct KeyFact {
     pub decided_at_ms: i64,
 }
 
+/// The order a keyed checkout was answered with.
+#[derive(Clone, Debug)]
+pub struct CheckoutKeyFact {
+    pub hold: String,
+    pub card: Card,
+    /// The order, as the journal keeps it.
+    pub order: Vec<u8>,
+}
+
 /// Per product: what the counts must add up to.
 #[derive(Clone, Debug, Default)]
 pub struct StockFact {
@@ -68,6 +81,12 @@ pub struct Ledger {
     pub holds: BTreeMap<String, HoldFact>,
     pub keys: BTreeMap<(String, String), KeyFact>,
     pub stock: BTreeMap<String, StockFact>,
+    /// Sales acknowledged so far.
+    pub sales: u64,
+    /// Keyed checkouts answered with an order, by (buyer, key).
+    pub checkout_keys: BTreeMap<(String, String), CheckoutKeyFact>,
+    /// Order ids (the gateway's charge keys) of checkouts answered with an unknown outcome.
+    pub uncertain_charges: BTreeSet<String>,
     pub violations: Vec<String>,
     /// Print each violation to stderr as it is found (with `--trace`).
     pub trace: bool,
@@ -98,16 +117,18 @@ impl Ledger {
         self.violations.push(what);
     }
 
-    /// Units `customer` is known to hold or have bought of `product` at `now_ms`: acknowledged
-    /// holds reserved under a limit, not released, not past their expiry, or sold. The engine
-    /// counts at least these (it also counts holds whose acknowledgement was lost, and after a
-    /// restart every live hold), so they never exceed the limit.
-    pub fn known_units(&self, customer: &str, product: &str, now_ms: i64) -> u32 {
+    /// Units `customer` is known to hold or have bought of `product` at `now_ms`, when
+    /// `sales_known` sales had been acknowledged: acknowledged holds reserved under a limit,
+    /// not released, not past their expiry, or sold (a hold reserved without a limit counts
+    /// from its sale, so only if that was acknowledged before). The engine counts at least
+    /// these (it also counts holds whose acknowledgement was lost, and after a restart every
+    /// live hold), so they never exceed the limit.
+    pub fn known_units(&self, customer: &str, product: &str, now_ms: i64, sales_known: u64) -> u32 {
         self.holds
             .values()
             .filter(|h| h.customer == customer && h.product == product)
             .filter(|h| match h.end {
-                HoldEnd::Confirmed(_) => true,
+                HoldEnd::Confirmed(_) => h.counted || h.sold.is_some_and(|n| n < sales_known),
                 HoldEnd::Open => h.counted && now_ms < h.expires_at_ms,
                 HoldEnd::Unknown | HoldEnd::Released => false,
             })
@@ -152,7 +173,13 @@ impl Ledger {
     pub fn check_orders(&mut self, recovered: &[Vec<u8>]) {
         let mut by_hold: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for order in recovered {
-            let hold = order_hold(order);
+            let hold = match StoredOrder::decode(order) {
+                Ok(decoded) => decoded.reservation,
+                Err(error) => {
+                    self.violation(format!("a recovered order does not decode: {error}"));
+                    continue;
+                }
+            };
             match by_hold.get(&hold) {
                 Some(first) if first != order => {
                     self.violation(format!("hold {hold} has two different orders"));
@@ -175,20 +202,6 @@ impl Ledger {
             self.violation(format!("the acknowledged order of hold {id} was lost"));
         }
     }
-}
-
-/// The order payload the simulator hands `confirm`: it names its hold, so the checks can
-/// group recovered orders by hold.
-pub fn order_payload(hold: &str, customer: &str, attempt: u64) -> Vec<u8> {
-    format!("order|{hold}|{customer}|{attempt}").into_bytes()
-}
-
-fn order_hold(order: &[u8]) -> String {
-    String::from_utf8_lossy(order)
-        .split('|')
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned()
 }
 
 impl<T> Outcome<T> {

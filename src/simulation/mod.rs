@@ -17,9 +17,12 @@
 //! bit flipped in durable data.
 
 mod admin;
+mod cards;
 mod catalog;
 mod faults;
+mod gateway;
 mod ledger;
+mod money;
 mod replies;
 mod workload;
 
@@ -28,12 +31,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checkout::fingerprint::FingerprintKey;
+use crate::checkout::order_book::OrderBook;
+use crate::checkout::service::{CheckoutService, OrderListeners};
 use crate::clock::{Clock, SimClock};
+use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
 use crate::inventory::KeyWindow;
-use crate::inventory::service::{InventoryService, Platform, StartError};
+use crate::inventory::service::{InventoryService, Platform, RecoveredOrders, StartError};
 use crate::journal::{ArchiveReader, JournalError, JournalOptions};
-use crate::model::Product;
+use crate::model::{Catalog, Order, Partner, PartnerKind, Product};
 use crate::storage::{SimDisk, SimDiskFaults, SplitMix64};
+use crate::store::Store;
+use gateway::SimGateway;
 use ledger::{HoldEnd, Ledger, StockFact};
 use workload::InFlight;
 
@@ -89,6 +98,8 @@ pub struct FaultCounts {
     /// Bits flipped in durable data (each must stop start-up as `Corrupt`).
     pub bit_flips: u64,
     pub clock_jumps: u64,
+    /// Charges the gateway answered with a timeout (the card charged or not).
+    pub gateway_timeouts: u64,
 }
 
 impl FaultCounts {
@@ -103,6 +114,7 @@ impl FaultCounts {
         self.enospc += other.enospc;
         self.bit_flips += other.bit_flips;
         self.clock_jumps += other.clock_jumps;
+        self.gateway_timeouts += other.gateway_timeouts;
     }
 }
 
@@ -116,9 +128,36 @@ pub struct SeedReport {
     pub acknowledged: u64,
     /// Restarts (after a crash, a kill or a stopped journal).
     pub restarts: u64,
+    /// What the buyers paid: charges made, declined, refunded.
+    pub money: MoneyCounts,
     pub faults: FaultCounts,
     /// Every broken invariant, in the order found; empty when the seed passed.
     pub violations: Vec<String>,
+}
+
+/// The payments of a run, as the gateway saw them at its end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MoneyCounts {
+    /// Checkouts that answered with an order, and those a card's decline refused.
+    pub orders: u64,
+    pub declines: u64,
+    /// Cards charged, and charges given back.
+    pub charges: u64,
+    pub refunds: u64,
+    /// Charges with no order and no refund whose checkout was answered `unavailable` (the node
+    /// died mid-sale, or the gateway timed out): a single node keeps no "charging" marker, so
+    /// nothing refunds them (RELIABILITY.md, "What the simulation does not cover yet").
+    pub stranded: u64,
+}
+
+impl MoneyCounts {
+    pub fn add(&mut self, other: &MoneyCounts) {
+        self.orders += other.orders;
+        self.declines += other.declines;
+        self.charges += other.charges;
+        self.refunds += other.refunds;
+        self.stranded += other.stranded;
+    }
 }
 
 /// One seed's world.
@@ -132,6 +171,16 @@ struct World {
     removed: BTreeSet<String>,
     journal: JournalOptions,
     node: Option<Arc<InventoryService>>,
+    /// Checkout on the node: its order book, the catalog store and the gateway.
+    checkout: Option<Arc<CheckoutService>>,
+    /// The catalog as the catalog store holds it (the admin's changes applied).
+    catalog_store: Arc<CatalogStore>,
+    /// Outside the node: it outlives every crash.
+    gateway: Arc<SimGateway>,
+    /// The server secret, which checkout's idempotency fingerprints are derived from.
+    secret: [u8; 8],
+    /// The orders the last start recovered from the journal.
+    recovered_orders: Vec<Vec<u8>>,
     in_flight: Vec<InFlight>,
     ledger: Ledger,
     report: SeedReport,
@@ -169,6 +218,8 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
             },
         );
     }
+    let gateway = Arc::new(SimGateway::new(rng.next_u64()));
+    let secret = rng.next_u64().to_le_bytes();
     let mut world = World {
         rng,
         disk,
@@ -177,6 +228,11 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
         removed: BTreeSet::new(),
         journal,
         node: None,
+        checkout: None,
+        catalog_store: Arc::new(CatalogStore::new(PartnerIndex::default())),
+        gateway,
+        secret,
+        recovered_orders: Vec::new(),
         in_flight: Vec::new(),
         ledger,
         report: SeedReport {
@@ -187,6 +243,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
         attempts: 0,
         trace: options.trace,
     };
+    world.catalog_changed();
     world.start();
     for _ in 0..options.ops {
         if world.node.is_none() {
@@ -200,6 +257,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
     let disk = world.disk.stats();
     report.faults.sync_eio = disk.sync_eio;
     report.faults.enospc = disk.enospc;
+    report.faults.gateway_timeouts = world.gateway.timeouts();
     report.violations = std::mem::take(&mut world.ledger.violations);
     report
 }
@@ -211,6 +269,7 @@ impl World {
 
     /// Starts (or restarts) the node on what the disk holds, and checks what it recovered.
     fn start(&mut self) {
+        self.checkout = None;
         let platform = Platform {
             storage: Arc::new(self.disk.clone()),
             clock: Arc::new(self.clock.clone()),
@@ -273,6 +332,7 @@ impl World {
             (Ok(node), None) => {
                 self.node = Some(node);
                 self.check_recovered();
+                self.gateway.reach(true);
             }
         }
     }
@@ -315,11 +375,52 @@ impl World {
                 self.ledger.check_counts(&product.id, counts);
             }
         }
-        match read_recovered_orders(&node) {
-            Ok(orders) => self.ledger.check_orders(&orders),
+        let recovered = node.take_recovered_orders();
+        match read_recovered_orders(recovered.as_ref()) {
+            Ok(orders) => {
+                self.ledger.check_orders(&orders);
+                self.recovered_orders = orders;
+            }
             Err(error) => self
                 .ledger
                 .violation(format!("the recovered orders cannot be read: {error}")),
+        }
+        match OrderBook::in_memory(recovered) {
+            Ok(orders) => {
+                let store = Store::local_without_wallet(node, Arc::new(orders));
+                let checkout = CheckoutService::with_store(
+                    store,
+                    Arc::clone(&self.catalog_store),
+                    Arc::clone(&self.gateway) as _,
+                    Arc::new(NoConnections),
+                    FingerprintKey::derive(&self.secret),
+                )
+                .on_clock(Arc::new(self.clock.clone()));
+                self.checkout = Some(Arc::new(checkout));
+            }
+            Err(error) => self.ledger.violation(format!(
+                "the order book cannot be filled from the journal: {error}"
+            )),
+        }
+    }
+
+    /// The catalog store takes the catalog as the admin left it (as an admin write does).
+    fn catalog_changed(&mut self) {
+        let catalog = Catalog {
+            partners: vec![Partner {
+                id: String::from("sim"),
+                name: String::from("Simulated partner"),
+                accounts: vec![String::from("sim")],
+                platform: crate::model::Platform::Direct,
+                kind: PartnerKind::Brand,
+            }],
+            products: self.open_catalog(),
+        };
+        match PartnerIndex::build(&catalog) {
+            Ok(index) => self.catalog_store.replace(index),
+            Err(error) => self
+                .ledger
+                .violation(format!("the simulated catalog does not validate: {error}")),
         }
     }
 
@@ -329,7 +430,7 @@ impl World {
             0..=299 => self.reserve(),
             300..=379 => self.retry_key(),
             380..=469 => self.release(),
-            470..=579 => self.confirm(),
+            470..=579 => self.checkout(),
             580..=609 => self.restock(),
             610..=659 => self.sweep(),
             660..=859 => self.commit(),
@@ -360,21 +461,46 @@ impl World {
 
     /// The end of a run: everything answered, then a power loss and one last check.
     fn finish(&mut self) {
-        if let Some(node) = self.node() {
-            while node.step_journal() {}
-        }
-        self.poll_all();
+        self.answer_everything();
         if self.node.is_some() {
             self.restart(true);
         }
         self.node = None;
+        self.checkout = None;
+        self.check_money();
     }
+}
+
+impl World {
+    /// Commits and polls until every operation in flight is answered. A reply may take a few
+    /// rounds: a checkout waits for another checkout of its hold, then for the gateway, then
+    /// for the journal.
+    fn answer_everything(&mut self) {
+        for _ in 0..4 * MAX_IN_FLIGHT {
+            if let Some(node) = self.node() {
+                while node.step_journal() {}
+            }
+            self.poll_all();
+            if self.in_flight.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+/// The simulator's node has no connections to tell of an order: the buyer's reply is all.
+struct NoConnections;
+
+impl OrderListeners for NoConnections {
+    fn order_confirmed(&self, _customer: &str, _order: &Order, _origin: Option<u64>) {}
 }
 
 /// Every order payload the node recovered: the archive's, then those in records after the
 /// snapshot.
-fn read_recovered_orders(node: &InventoryService) -> Result<Vec<Vec<u8>>, JournalError> {
-    let Some(recovered) = node.take_recovered_orders() else {
+fn read_recovered_orders(
+    recovered: Option<&RecoveredOrders>,
+) -> Result<Vec<Vec<u8>>, JournalError> {
+    let Some(recovered) = recovered else {
         return Ok(Vec::new());
     };
     let mut orders = Vec::new();
@@ -387,6 +513,6 @@ fn read_recovered_orders(node: &InventoryService) -> Result<Vec<Vec<u8>>, Journa
     while let Some((payload, _)) = reader.next_frame()? {
         orders.push(payload.to_vec());
     }
-    orders.extend(recovered.unarchived);
+    orders.extend(recovered.unarchived.iter().cloned());
     Ok(orders)
 }

@@ -1,10 +1,15 @@
 //! What each reply tells the ledger, and the checks a reply must pass against what earlier
 //! replies acknowledged.
 
-use super::ledger::{HoldEnd, HoldFact, KeyFact, Outcome, outcome};
+use std::sync::Arc;
+
+use super::cards::Card;
+use super::ledger::{CheckoutKeyFact, HoldEnd, HoldFact, KeyFact, Outcome, outcome};
 use super::workload::{Op, Reply};
 use super::{KEY_WINDOW_MS, World};
-use crate::error::ApiError;
+use crate::checkout::order::{StoredOrder, order_id_for_reservation};
+use crate::checkout::service::Fresh;
+use crate::error::{ApiError, ErrorCode};
 use crate::inventory::service::ReserveReply;
 
 /// A reservation as the client asked for it, with the limit in force when it was decided.
@@ -14,6 +19,7 @@ pub(super) struct Asked {
     quantity: u32,
     key: Option<String>,
     limit: u32,
+    sales_known: u64,
 }
 
 impl World {
@@ -22,11 +28,13 @@ impl World {
         if self.trace {
             let answer = match &reply {
                 Reply::Reserve(Ok(r)) => format!("ok {} replayed={}", r.reservation.id, r.replayed),
-                Reply::Reserve(Err(e)) | Reply::Units(Err(e)) | Reply::Confirm(Err(e)) => {
+                Reply::Reserve(Err(e)) | Reply::Units(Err(e)) | Reply::Checkout(Err(e)) => {
                     format!("{:?}", e.code)
                 }
                 Reply::Units(Ok(n)) => format!("ok {n}"),
-                Reply::Confirm(Ok(())) => String::from("ok"),
+                Reply::Checkout(Ok((order, fresh))) => {
+                    format!("ok {} {fresh:?} charge {}", order.order.id, order.charge_id)
+                }
                 Reply::Swept => String::from("swept"),
             };
             eprintln!("[{decided_at_ms}] {op:?} -> {answer}");
@@ -39,6 +47,7 @@ impl World {
                     quantity,
                     key,
                     limit,
+                    sales_known,
                 },
                 Reply::Reserve(reply),
             ) => {
@@ -48,6 +57,7 @@ impl World {
                     quantity,
                     key,
                     limit,
+                    sales_known,
                 };
                 self.settle_reserve(asked, decided_at_ms, reply)
             }
@@ -55,17 +65,14 @@ impl World {
                 self.settle_end(&customer, &hold, outcome(reply).map(|_| HoldEnd::Released))
             }
             (
-                Op::Confirm {
+                Op::Checkout {
                     customer,
                     hold,
-                    order,
+                    card,
+                    idempotency_key,
                 },
-                Reply::Confirm(reply),
-            ) => self.settle_end(
-                &customer,
-                &hold,
-                outcome(reply).map(|()| HoldEnd::Confirmed(order)),
-            ),
+                Reply::Checkout(reply),
+            ) => self.settle_checkout(&customer, &hold, card, idempotency_key, reply),
             (Op::Restock { product, quantity }, Reply::Units(reply)) => {
                 let outcome = outcome(reply);
                 if let Some(fact) = self.ledger.stock.get_mut(&product) {
@@ -96,6 +103,7 @@ impl World {
             quantity,
             key,
             limit,
+            sales_known,
         } = asked;
         let known = key
             .as_ref()
@@ -148,6 +156,7 @@ impl World {
                         expires_at_ms: hold.expires_at_ms,
                         end: HoldEnd::Open,
                         counted: limit > 0,
+                        sold: None,
                     },
                 );
                 if let Some(key) = key {
@@ -162,7 +171,9 @@ impl World {
                         },
                     );
                 }
-                let units = self.ledger.known_units(&customer, &product, decided_at_ms);
+                let units =
+                    self.ledger
+                        .known_units(&customer, &product, decided_at_ms, sales_known);
                 if limit > 0 && units > limit {
                     self.ledger.violation(format!(
                         "{customer} holds or bought {units} units of {product}, over its limit of \
@@ -198,10 +209,18 @@ impl World {
         match outcome {
             Outcome::Acknowledged(end) => {
                 self.report.acknowledged += 1;
+                if matches!(&end, HoldEnd::Confirmed(_)) && fact.end == end {
+                    // The same order again: a retried checkout found it.
+                    return;
+                }
                 if matches!(fact.end, HoldEnd::Released | HoldEnd::Confirmed(_)) {
                     let what = format!("hold {hold} ended twice: {:?}, then {end:?}", fact.end);
                     self.ledger.violation(what);
                     return;
+                }
+                if matches!(end, HoldEnd::Confirmed(_)) {
+                    fact.sold = Some(self.ledger.sales);
+                    self.ledger.sales += 1;
                 }
                 fact.end = end;
             }
@@ -211,6 +230,123 @@ impl World {
                 }
             }
             Outcome::Refused(_) => {}
+        }
+    }
+}
+
+impl World {
+    /// A checkout's reply: an order (new or found again), a refusal (a decline, a hold that is
+    /// not live) or an unknown outcome.
+    fn settle_checkout(
+        &mut self,
+        customer: &str,
+        hold: &str,
+        card: Card,
+        key: Option<String>,
+        reply: Result<(Arc<StoredOrder>, Fresh), ApiError>,
+    ) {
+        let keyed = key.map(|key| (customer.to_owned(), key));
+        let known = keyed
+            .as_ref()
+            .and_then(|keyed| self.ledger.checkout_keys.get(keyed))
+            .cloned();
+        let same_request = |fact: &CheckoutKeyFact| fact.hold == hold && fact.card == card;
+        match outcome(reply) {
+            Outcome::Acknowledged((order, fresh)) => {
+                let bytes = order.encode();
+                if order.customer != customer || order.reservation != hold {
+                    self.ledger.violation(format!(
+                        "{customer}'s checkout of {hold} got order {} of {} for {}",
+                        order.order.id, order.customer, order.reservation
+                    ));
+                }
+                if let Some(fact) = self.ledger.holds.get(hold)
+                    && fact.customer == customer
+                    && (order.order.quantity != fact.quantity
+                        || order.order.product != fact.product)
+                {
+                    let what = format!(
+                        "order {} is for {} of {}, but hold {hold} was {} of {}",
+                        order.order.id,
+                        order.order.quantity,
+                        order.order.product,
+                        fact.quantity,
+                        fact.product
+                    );
+                    self.ledger.violation(what);
+                }
+                if let Some(fact) = &known {
+                    if !same_request(fact) {
+                        self.ledger.violation(format!(
+                            "checkout key {:?} of {customer} was reused for another request and \
+                             not refused",
+                            keyed.as_ref().map(|(_, key)| key)
+                        ));
+                    } else if fact.order != bytes {
+                        self.ledger.violation(format!(
+                            "a retry of checkout key {:?} of {customer} got another order",
+                            keyed.as_ref().map(|(_, key)| key)
+                        ));
+                    }
+                }
+                if fresh == Fresh::Sold {
+                    self.report.money.orders += 1;
+                }
+                // A key is bound for good to the order it made. One that found an order made
+                // without it (its hold was sold already) is bound only in memory, until a
+                // restart: RELIABILITY.md, "What the simulation does not cover yet".
+                if known.is_none()
+                    && let Some(keyed) = keyed
+                    && order.idempotency_key.as_ref() == Some(&keyed.1)
+                {
+                    let fact = CheckoutKeyFact {
+                        hold: hold.to_owned(),
+                        card,
+                        order: bytes.clone(),
+                    };
+                    self.ledger.checkout_keys.insert(keyed, fact);
+                }
+                self.settle_end(
+                    customer,
+                    hold,
+                    Outcome::Acknowledged(HoldEnd::Confirmed(bytes)),
+                );
+            }
+            Outcome::Refused(code) => {
+                if matches!(
+                    code,
+                    ErrorCode::CardDeclined
+                        | ErrorCode::InsufficientFunds
+                        | ErrorCode::ExpiredCard
+                        | ErrorCode::IncorrectCvc
+                ) {
+                    self.report.money.declines += 1;
+                }
+                if let Some(fact) = &known
+                    && same_request(fact)
+                {
+                    self.ledger.violation(format!(
+                        "a retry of checkout key {:?} of {customer} was refused ({code:?}) after \
+                         its order was acknowledged",
+                        keyed.as_ref().map(|(_, key)| key)
+                    ));
+                }
+                let sold_to_this_buyer = self.ledger.holds.get(hold).is_some_and(|fact| {
+                    fact.customer == customer && matches!(fact.end, HoldEnd::Confirmed(_))
+                });
+                if sold_to_this_buyer && code != ErrorCode::IdempotencyMismatch {
+                    self.ledger.violation(format!(
+                        "{customer}'s checkout of sold hold {hold} was refused ({code:?}) \
+                         instead of finding its order"
+                    ));
+                }
+            }
+            Outcome::Unknown => {
+                self.ledger
+                    .uncertain_charges
+                    .insert(order_id_for_reservation(hold));
+                self.settle_end(customer, hold, Outcome::Unknown);
+            }
         }
     }
 }

@@ -5,8 +5,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use super::ledger::{HoldFact, order_payload};
+use std::sync::Arc;
+
+use super::cards::Card;
+use super::ledger::HoldFact;
 use super::{CUSTOMERS, KEY_WINDOW_MS, MAX_IN_FLIGHT, World};
+use crate::checkout::order::StoredOrder;
+use crate::checkout::request::CheckoutRequest;
+use crate::checkout::service::Fresh;
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::inventory::service::ReserveReply;
@@ -28,15 +34,19 @@ pub(super) enum Op {
         key: Option<String>,
         /// The product's per-customer limit when the engine decides (0: none).
         limit: u32,
+        /// Sales acknowledged when the engine decides.
+        sales_known: u64,
     },
     Release {
         customer: String,
         hold: String,
     },
-    Confirm {
+    /// A checkout through the node's checkout service: charge, then sale.
+    Checkout {
         customer: String,
         hold: String,
-        order: Vec<u8>,
+        card: Card,
+        idempotency_key: Option<String>,
     },
     Restock {
         product: String,
@@ -48,7 +58,7 @@ pub(super) enum Op {
 pub(super) enum Reply {
     Reserve(Result<ReserveReply, ApiError>),
     Units(Result<u32, ApiError>),
-    Confirm(Result<(), ApiError>),
+    Checkout(Result<(Arc<StoredOrder>, Fresh), ApiError>),
     Swept,
 }
 
@@ -79,17 +89,30 @@ impl World {
             Op::Release { customer, hold } => {
                 Box::pin(async move { Reply::Units(node.release(&customer, &hold).await) })
             }
-            Op::Confirm {
+            Op::Checkout {
                 customer,
                 hold,
-                order,
-            } => Box::pin(async move {
-                Reply::Confirm(
-                    node.confirm(&customer, &hold, Some(order))
-                        .await
-                        .map(|_| ()),
-                )
-            }),
+                card,
+                idempotency_key,
+            } => {
+                let Some(checkout) = self.checkout.clone() else {
+                    return;
+                };
+                let request = CheckoutRequest::from_json(
+                    &card.request(&hold, idempotency_key.as_deref()),
+                    &[],
+                );
+                Box::pin(async move {
+                    Reply::Checkout(match request {
+                        Ok(request) => {
+                            checkout
+                                .checkout_on_this_task(&customer, &request, None)
+                                .await
+                        }
+                        Err(error) => Err(error),
+                    })
+                })
+            }
             Op::Restock { product, quantity } => {
                 Box::pin(async move { Reply::Units(node.restock(&product, quantity).await) })
             }
@@ -105,6 +128,7 @@ impl World {
             reply,
         };
         // The first poll is where the engine decides: in submission order.
+        self.cut_off_if_crashed();
         match poll(&mut in_flight.reply) {
             Some(reply) => self.settle(in_flight.op, decided_at_ms, reply),
             None => self.in_flight.push(in_flight),
@@ -126,12 +150,14 @@ impl World {
         let quantity = [1, 1, 1, 2, 3, 0][self.rng.below(6) as usize];
         let key = (self.rng.below(2) == 0).then(|| format!("k{}", self.rng.below(1_000_000)));
         let limit = self.limit_of(&product);
+        let sales_known = self.ledger.sales;
         self.submit(Op::Reserve {
             customer,
             product,
             quantity,
             key,
             limit,
+            sales_known,
         });
     }
 
@@ -154,12 +180,14 @@ impl World {
             product = self.product();
         }
         let limit = self.limit_of(&product);
+        let sales_known = self.ledger.sales;
         self.submit(Op::Reserve {
             customer,
             product,
             quantity,
             key: Some(key),
             limit,
+            sales_known,
         });
     }
 
@@ -184,14 +212,39 @@ impl World {
         }
     }
 
-    pub(super) fn confirm(&mut self) {
-        if let Some((hold, customer)) = self.some_hold() {
-            self.attempts += 1;
-            let order = order_payload(&hold, &customer, self.attempts);
-            self.submit(Op::Confirm {
+    /// A checkout of a hold a client knows of; now and then a keyed one sent again (the same
+    /// request, or another one under the same key, which must be refused).
+    pub(super) fn checkout(&mut self) {
+        let keys: Vec<(String, String)> = self.ledger.checkout_keys.keys().cloned().collect();
+        if !keys.is_empty() && self.rng.below(4) == 0 {
+            let (customer, key) = keys[self.rng.below(keys.len() as u64) as usize].clone();
+            let Some(fact) = self
+                .ledger
+                .checkout_keys
+                .get(&(customer.clone(), key.clone()))
+            else {
+                return;
+            };
+            let (hold, mut card) = (fact.hold.clone(), fact.card);
+            if self.rng.below(5) == 0 {
+                card = Card::Mastercard;
+            }
+            return self.submit(Op::Checkout {
                 customer,
                 hold,
-                order,
+                card,
+                idempotency_key: Some(key),
+            });
+        }
+        if let Some((hold, customer)) = self.some_hold() {
+            self.attempts += 1;
+            let card = Card::DRAWN[self.rng.below(Card::DRAWN.len() as u64) as usize];
+            let idempotency_key = (self.rng.below(2) == 0).then(|| format!("ck{}", self.attempts));
+            self.submit(Op::Checkout {
+                customer,
+                hold,
+                card,
+                idempotency_key,
             });
         }
     }
@@ -215,6 +268,7 @@ impl World {
     }
 
     pub(super) fn poll_all(&mut self) {
+        self.cut_off_if_crashed();
         let mut still = Vec::with_capacity(self.in_flight.len());
         for mut in_flight in std::mem::take(&mut self.in_flight) {
             match poll(&mut in_flight.reply) {
@@ -234,6 +288,16 @@ impl World {
         };
         self.report.faults.clock_jumps += u64::from(ms >= 1_000);
         self.clock.advance(ms);
+    }
+}
+
+impl World {
+    /// After a power loss inside a disk call, the node is dead: its futures still settle
+    /// here, but it calls no gateway.
+    fn cut_off_if_crashed(&self) {
+        if self.disk.has_crashed() {
+            self.gateway.reach(false);
+        }
     }
 }
 

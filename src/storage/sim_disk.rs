@@ -276,6 +276,11 @@ impl SimDisk {
         self.lock().crash_countdown = Some(calls.max(1));
     }
 
+    /// Whether an armed countdown has caused a crash not yet taken.
+    pub fn has_crashed(&self) -> bool {
+        self.lock().crashed.is_some()
+    }
+
     /// The crash an armed countdown caused, once.
     pub fn take_crash(&self) -> Option<CrashReport> {
         self.lock().crashed.take()

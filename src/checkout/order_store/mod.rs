@@ -24,6 +24,7 @@
 //! id -> pos; `by_customer` name(customer) pos -> (); `by_partner` name(partner) pos -> ();
 //! `by_key` name(customer) name(idempotency key) -> pos; `meta` name -> u64.
 
+pub mod in_memory;
 pub mod recent;
 pub mod writer;
 

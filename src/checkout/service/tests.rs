@@ -581,3 +581,42 @@ async fn a_charge_whose_outcome_is_unknown_is_answered_unavailable_and_keeps_the
     assert_eq!((counts.held, counts.sold), (1, 0), "the hold stays, unsold");
     assert!(shop.checkout.orders().is_empty().unwrap());
 }
+
+#[tokio::test]
+async fn a_hold_is_never_sold_on_a_charge_that_was_refunded() {
+    let shop = Shop::new(120);
+    let reservation = shop.reserve("ada", 1).await;
+    // An earlier checkout of this hold was charged under the order's key, its sale refused
+    // and the charge refunded; then a crash undid the hold's ending, and the hold is live. The
+    // gateway answers the key with that first charge, refunded.
+    let key = crate::checkout::order::order_id_for_reservation(&reservation);
+    let input: crate::checkout::card::CardInput = serde_json::from_value(serde_json::json!({
+        "number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123",
+        "name": "Ada Lovelace"
+    }))
+    .unwrap();
+    let card = crate::checkout::card::validate_card(input, (2026, 1)).unwrap();
+    shop.gateway
+        .charge(Charge {
+            card: &card,
+            amount: Money {
+                amount: 3500,
+                currency: "usd".into(),
+            },
+            customer: "ada",
+            idempotency_key: Some(&key),
+        })
+        .await
+        .unwrap();
+    shop.gateway.refund_by_key(&key).await.unwrap();
+
+    let error = shop
+        .buy("ada", request(&reservation, "4242424242424242"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::ReservationNotFound);
+    assert!(error.message.contains("refunded"), "{}", error.message);
+    assert_eq!(shop.gateway.charges_made(), 1);
+    assert_eq!(shop.inventory.counts("tee").unwrap().sold, 0);
+    assert!(shop.checkout.orders().is_empty().unwrap());
+}

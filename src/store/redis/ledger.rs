@@ -44,12 +44,17 @@ pub const CHARGE_KEY_TTL: Duration = Duration::from_secs(3600);
 pub const MAX_CHARGE_KEY_LEN: usize = 256;
 
 /// Numbers a charge and, with a key (`KEYS[2]`), records its receipt unless the key has one:
-/// `{1, receipt}` for a new charge, `{0, receipt}` for the key's first one. `ARGV[1]` is the
-/// card summary (JSON), `ARGV[2]` the key's lifetime (ms). A receipt is `ID SUMMARY`.
+/// `{1, receipt}` for a new charge, `{0, receipt}` for the key's first one, `{2, receipt}` for
+/// the key's first one refunded since. `ARGV[1]` is the card summary (JSON), `ARGV[2]` the
+/// key's lifetime (ms), `ARGV[3]` the prefix of refund records. A receipt is `ID SUMMARY`.
 const CHARGE_SCRIPT: &str = r"
 if #KEYS == 2 then
   local first = redis.call('GET', KEYS[2])
-  if first then return {0, first} end
+  if first then
+    local id = string.match(first, '^%S+')
+    if redis.call('EXISTS', ARGV[3] .. id) == 1 then return {2, first} end
+    return {0, first}
+  end
 end
 local n = redis.call('INCR', KEYS[1])
 local receipt = 'ch_sandbox_' .. string.format('%016x', n) .. ' ' .. ARGV[1]
@@ -117,7 +122,7 @@ impl RedisSandboxGateway {
                 )
                 .await?;
                 if let Some(first) = first {
-                    return read_receipt(&first);
+                    return self.replayed(&mut connection, &first).await;
                 }
             }
             return Err(decline.into());
@@ -133,10 +138,29 @@ impl RedisSandboxGateway {
                 .arg(keys::sandbox_charge(key)),
             None => cmd.arg(1).arg(keys::SANDBOX_CHARGES),
         };
-        cmd.arg(summary).arg(ttl_ms());
-        let (_new, receipt): (i64, String) =
+        cmd.arg(summary).arg(ttl_ms()).arg(keys::sandbox_refund(""));
+        let (made, receipt): (i64, String) =
             connection::timed(&mut connection, "ledger_charge", &cmd).await?;
-        read_receipt(&receipt)
+        read_receipt(&receipt, made == 2)
+    }
+
+    /// A key's first receipt, as it is now (refunded or not).
+    async fn replayed(
+        &self,
+        connection: &mut ConnectionManager,
+        first: &str,
+    ) -> Result<Receipt, LedgerError> {
+        let unrefunded = read_receipt(first, false)?;
+        let refunded: bool = connection::timed(
+            connection,
+            "ledger_refund_read",
+            redis::cmd("EXISTS").arg(keys::sandbox_refund(&unrefunded.charge_id)),
+        )
+        .await?;
+        Ok(Receipt {
+            refunded,
+            ..unrefunded
+        })
     }
 
     /// Refunds a charge in full; a refund retried (through any node) is made once.
@@ -169,7 +193,7 @@ impl RedisSandboxGateway {
         .await?;
         match first {
             Some(first) => {
-                let receipt = read_receipt(&first)?;
+                let receipt = read_receipt(&first, false)?;
                 self.refund(&receipt).await?;
                 Ok(true)
             }
@@ -245,13 +269,14 @@ fn ttl_ms() -> u64 {
     u64::try_from(CHARGE_KEY_TTL.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A stored receipt, `ID SUMMARY`.
-fn read_receipt(stored: &str) -> Result<Receipt, LedgerError> {
+/// A stored receipt, `ID SUMMARY`, of a charge `refunded` since or not.
+fn read_receipt(stored: &str, refunded: bool) -> Result<Receipt, LedgerError> {
     let parsed = stored.split_once(' ').and_then(|(charge_id, summary)| {
         let card: CardSummary = serde_json::from_str(summary).ok()?;
         Some(Receipt {
             charge_id: charge_id.to_owned(),
             card,
+            refunded,
         })
     });
     parsed.ok_or_else(|| {
@@ -277,14 +302,19 @@ mod tests {
 
     #[test]
     fn a_receipt_reads_back_and_a_foreign_one_is_malformed() {
-        let receipt =
-            read_receipt(r#"ch_sandbox_0000000000000001 {"brand":"visa","last4":"4242"}"#)
-                .expect("a receipt");
+        let receipt = read_receipt(
+            r#"ch_sandbox_0000000000000001 {"brand":"visa","last4":"4242"}"#,
+            false,
+        )
+        .expect("a receipt");
         assert_eq!(receipt.charge_id, "ch_sandbox_0000000000000001");
         assert_eq!(receipt.card.last4, "4242");
-        assert!(matches!(read_receipt("ch_1"), Err(LedgerError::Malformed)));
         assert!(matches!(
-            read_receipt("ch_1 {}"),
+            read_receipt("ch_1", false),
+            Err(LedgerError::Malformed)
+        ));
+        assert!(matches!(
+            read_receipt("ch_1 {}", false),
             Err(LedgerError::Malformed)
         ));
     }
