@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use buyline::{
-    Catalog, CatalogStore, CheckoutRequest, CheckoutService, FingerprintKey, InventoryService,
-    MasterKey, Order, OrderBook, OrderListeners, PartnerIndex, SandboxGateway, Wallet,
+    Catalog, CatalogStore, ChargeMarkers, CheckoutRequest, CheckoutService, Files, FingerprintKey,
+    InventoryService, MarkerIo, MasterKey, Order, OrderBook, OrderListeners, PartnerIndex,
+    SandboxGateway, Store, WallClock, Wallet,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
@@ -53,12 +54,23 @@ fn shop() -> Shop {
     let store = Arc::new(CatalogStore::new(
         PartnerIndex::build(&catalog).expect("index"),
     ));
-    let checkout = Arc::new(CheckoutService::new(
-        Arc::clone(&inventory),
+    let checkout = Arc::new(CheckoutService::with_store(
+        Store::local(
+            Arc::clone(&inventory),
+            Arc::new(OrderBook::open(&dir.path().join("orders"), None).expect("order store")),
+            Arc::new(wallet),
+            Arc::new(
+                ChargeMarkers::open(
+                    Arc::new(Files),
+                    &dir.path().join("charges.log"),
+                    Arc::new(WallClock),
+                    MarkerIo::BlockingPool,
+                )
+                .expect("charge markers"),
+            ),
+        ),
         store,
         Arc::new(SandboxGateway::default()),
-        Arc::new(wallet),
-        Arc::new(OrderBook::open(&dir.path().join("orders"), None).expect("order store")),
         Arc::new(Nobody),
         FingerprintKey::derive(&[9; 32]),
     ));

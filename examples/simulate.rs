@@ -94,8 +94,8 @@ fn main() -> anyhow::Result<ExitCode> {
         "seeds {} (from {}), ops {ops} ({acknowledged} acknowledged), restarts {restarts}, \
          {:.1} s, {:.0} ops/s; faults: power losses {}, process kills {}, pages lost {}, torn {}, \
          lengths lost {}, name ops lost {}, sync EIO {}, ENOSPC {}, bit flips {}, clock jumps {}, \
-         gateway timeouts {}; checkout: orders {}, declines {}, charges {}, refunds {}, \
-         stranded {}; failed seeds {failed}, violations {violations}",
+         gateway timeouts {}; checkout: orders {}, declines {}, charges {}, refunds {}; \
+         failed seeds {failed}, violations {violations}",
         args.seeds,
         args.seed_start,
         secs,
@@ -115,7 +115,6 @@ fn main() -> anyhow::Result<ExitCode> {
         money.declines,
         money.charges,
         money.refunds,
-        money.stranded,
     );
     Ok(if violations == 0 {
         ExitCode::SUCCESS

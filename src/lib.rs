@@ -152,9 +152,11 @@ pub use store::redis::{
 pub use checkout::card::{CardInput, ValidCard, validate_card};
 pub use checkout::gateway::{Charge, ChargeError, Decline, Receipt};
 pub use checkout::wallet::{SavedCard, WalletError};
+pub use store::Store;
 pub use store::redis::{LedgerError, RedisSandboxGateway, RedisWallet, RedisWalletError};
 
 // Checkout (its bench, the order store's example and memory test).
+pub use checkout::charge_markers::{ChargeMarkers, MarkerIo};
 pub use checkout::fingerprint::FingerprintKey;
 pub use checkout::gateway::SandboxGateway;
 pub use checkout::order::{

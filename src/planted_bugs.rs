@@ -16,6 +16,9 @@ pub enum PlantedBug {
     /// Checkout refunds the charge when the sale's outcome is unknown (the journal stopped
     /// under it), as if the sale had been refused; the sale may have been durable.
     RefundWhenTheSaleIsUnknown,
+    /// A single node calls the gateway without marking the charge first (as before the
+    /// simulator found the need), so nothing refunds a charge whose hold never sold.
+    NoChargingMarker,
 }
 
 #[cfg(feature = "planted-bugs")]

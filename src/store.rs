@@ -9,7 +9,7 @@
 //! Today's one backend, [`LocalStore`], keeps everything on this node: stock and holds in the
 //! lock-free engine with its local journal (`inventory::service`), orders in the order book
 //! (`checkout::order_book`, a view of that journal), wallets in encrypted files
-//! (`checkout::wallet`). What another backend (Redis, say) must provide:
+//! (`checkout::wallet`), the charges started in `charges.log` (`checkout::charge_markers`). What another backend (Redis, say) must provide:
 //! - stock and holds: no oversell (`available + held + sold = stock + restocks` for every
 //!   product, at every moment), a hold ended exactly once (released, expired or sold),
 //!   idempotency keys honoured within their window, and every change durable before its
@@ -18,9 +18,10 @@
 //! - orders: an order readable from the moment its sale is durable (`confirm` carries the
 //!   order's bytes with the sale), by id, by the buyer's idempotency key, and paged by buyer
 //!   and by partner, oldest first;
-//! - charges (with several nodes): a charge whose hold never sold is refunded even when the
-//!   node that made it died between the gateway and the sale (the Redis engine's "charging"
-//!   marker, claimed by one node's sweep; on one node, checkout refunds it itself);
+//! - charges: a charge whose hold never sold is refunded even when the node that made it died
+//!   between the gateway and the sale (a "charging" marker made durable before the gateway is
+//!   called: in Redis, claimed by one node's sweep; here, `checkout::charge_markers`, swept
+//!   by this node);
 //! - wallets: saved cards and addresses per customer, never a card number or CVC in the clear
 //!   at rest, and deleted for good when a buyer deletes them;
 //! - the same plain values and errors as here (`ReserveReply`, `HoldView`, `Confirmed`,
@@ -46,16 +47,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkout::card::ValidCard;
+use crate::checkout::charge_markers::{ChargeMarkers, ChargeMarkersError};
 use crate::checkout::order::{EncodedOrder, Page, StoredOrder};
 use crate::checkout::order_book::OrderBook;
 use crate::checkout::order_store::OrderStoreError;
 use crate::checkout::wallet::{SavedAddress, SavedCard, StoredCard, Wallet, WalletError};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::inventory::service::{InventoryService, ReserveReply};
 use crate::inventory::{Record, StockChange, StockCounts, parse_hold_id};
 use crate::model::{Address, Product};
+use crate::planted_bugs::PlantedBug;
 use crate::telemetry;
-use redis::{ChargeToMark, ChargeToRefund, LiveHold, OrderToStore, RedisStore};
+use redis::{ChargeToMark, ChargeToRefund, LiveHold, OrderToStore, RedisStore, UnsoldHold};
 
 /// Where stock, holds, orders and wallets live.
 #[derive(Clone)]
@@ -75,6 +78,8 @@ pub struct LocalStore {
     /// Saved cards and addresses, encrypted per customer; none on the simulator's node, whose
     /// buyers type their card each time (the wallet's files are not on the storage seam).
     pub wallet: Option<Arc<Wallet>>,
+    /// Charges started and not yet settled: the refund sweep's list.
+    pub charges: Arc<ChargeMarkers>,
 }
 
 impl LocalStore {
@@ -92,20 +97,27 @@ impl Store {
         inventory: Arc<InventoryService>,
         orders: Arc<OrderBook>,
         wallet: Arc<Wallet>,
+        charges: Arc<ChargeMarkers>,
     ) -> Store {
         Store::Local(Arc::new(LocalStore {
             inventory,
             orders,
             wallet: Some(wallet),
+            charges,
         }))
     }
 
-    /// The store on this node with no wallet (the simulator's node).
-    pub fn local_without_wallet(inventory: Arc<InventoryService>, orders: Arc<OrderBook>) -> Store {
+    /// The simulator's node: no wallet (its charge markers write inline, as it opened them).
+    pub fn simulated(
+        inventory: Arc<InventoryService>,
+        orders: Arc<OrderBook>,
+        charges: Arc<ChargeMarkers>,
+    ) -> Store {
         Store::Local(Arc::new(LocalStore {
             inventory,
             orders,
             wallet: None,
+            charges,
         }))
     }
 }
@@ -184,6 +196,8 @@ impl Store {
                     .inventory
                     .confirm(customer, reservation, Some(order.json.clone()))
                     .await?;
+                // The charge is settled by the sale: written with the next marks.
+                local.charges.settle_later(reservation);
                 let id = order.order.order.id.clone();
                 if let Err(error) = local.orders.insert(order).await {
                     // Sold and durable: the journal re-stores it on restart.
@@ -306,34 +320,48 @@ impl Store {
     /// Why this node takes no changes, for `/readyz`; `None` while it can.
     pub fn unavailable_reason(&self) -> Option<String> {
         match self {
-            Store::Local(local) => local.inventory.unavailable_reason(),
+            Store::Local(local) => local
+                .inventory
+                .unavailable_reason()
+                .or_else(|| local.charges.unavailable_reason()),
             Store::Redis(shared) => shared.unavailable_reason(),
         }
     }
 }
 
-/// Charges that may need a refund (several nodes).
+/// Charges that may need a refund.
 impl Store {
-    /// Records, durably, that the hold is about to be charged, so that any node refunds the
-    /// charge if the hold never sells (the node could die between the gateway and the sale).
-    /// Here, checkout refunds such a charge itself (one node: if it dies, the hold's expiry
-    /// and the sandbox's records are on this node alone), so this does nothing.
+    /// Records, durably, that the hold is about to be charged, so that the refund sweep
+    /// refunds the charge if the hold never sells: the node could die between the gateway and
+    /// the sale, the sale's outcome can be unknown, and a gateway can time out after charging.
+    /// In Redis any node's sweep can claim it; here, this node's sweep after its restart.
     pub async fn before_charge(&self, charge: &ChargeToMark<'_>) -> Result<(), ApiError> {
         match self {
-            Store::Local(_) => Ok(()),
+            Store::Local(_) if crate::planted_bugs::is_on(PlantedBug::NoChargingMarker) => Ok(()),
+            Store::Local(local) => local
+                .charges
+                .mark(
+                    charge.reservation,
+                    charge.customer,
+                    charge.gateway_key,
+                    charge.amount,
+                )
+                .await
+                .map_err(charge_marker_error),
             Store::Redis(shared) => shared.inventory().mark_charging(charge).await.map(|_| ()),
         }
     }
 
     /// Claims, for this node to refund, up to `most` charges older than `grace` whose hold
-    /// ended unsold. Always none here.
+    /// ended unsold. Here: the markers whose hold is no longer live and made no order (those
+    /// whose hold sold are settled on the way).
     pub async fn charges_to_refund(
         &self,
         most: usize,
         grace: Duration,
     ) -> Result<Vec<ChargeToRefund>, ApiError> {
         match self {
-            Store::Local(_) => Ok(Vec::new()),
+            Store::Local(local) => local.charges_to_refund(most, grace).await,
             Store::Redis(shared) => shared.inventory().charges_to_refund(most, grace).await,
         }
     }
@@ -341,9 +369,67 @@ impl Store {
     /// Forgets the charge made for `reservation`, which was refunded.
     pub async fn refunded(&self, reservation: &str) -> Result<(), ApiError> {
         match self {
-            Store::Local(_) => Ok(()),
+            Store::Local(local) => local
+                .charges
+                .settle(vec![reservation.to_owned()])
+                .await
+                .map_err(charge_marker_error),
             Store::Redis(shared) => shared.inventory().refunded(reservation).await.map(|_| ()),
         }
+    }
+}
+
+impl LocalStore {
+    /// See [`Store::charges_to_refund`]. A hold still live is left for later; one that sold
+    /// (its order is in the book) has its marker settled.
+    async fn charges_to_refund(
+        &self,
+        most: usize,
+        grace: Duration,
+    ) -> Result<Vec<ChargeToRefund>, ApiError> {
+        // Settles written later (holds that sold) go to disk first.
+        self.charges.flush().await.map_err(charge_marker_error)?;
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        let due = self
+            .charges
+            .marked_by(self.charges.now_ms().saturating_sub(grace_ms), usize::MAX);
+        let (mut sold, mut unsold) = (Vec::new(), Vec::new());
+        for marker in due {
+            let hold = match self
+                .inventory
+                .hold_of(&marker.customer, &marker.reservation)
+            {
+                Ok(_) => continue,
+                // A stopped journal: nothing can be settled now.
+                Err(error) if error.code == ErrorCode::Unavailable => return Err(error),
+                Err(error) if error.code == ErrorCode::ReservationExpired => UnsoldHold::Expired,
+                Err(_) => UnsoldHold::Gone,
+            };
+            if self
+                .orders
+                .get(&marker.gateway_key)
+                .map_err(order_store_error)?
+                .is_some()
+            {
+                sold.push(marker.reservation);
+            } else if unsold.len() < most {
+                unsold.push(ChargeToRefund {
+                    reservation: marker.reservation,
+                    gateway_key: marker.gateway_key,
+                    amount: marker.amount,
+                    customer: marker.customer,
+                    marked_at_ms: marker.marked_at_ms,
+                    hold,
+                });
+            }
+        }
+        if !sold.is_empty() {
+            self.charges
+                .settle(sold)
+                .await
+                .map_err(charge_marker_error)?;
+        }
+        Ok(unsold)
     }
 }
 
@@ -573,6 +659,15 @@ async fn on_wallet_files<T: Send + 'static>(
         Ok(Err(error)) => Err(wallet_error(&error)),
         Err(_) => Err(ApiError::internal("the wallet task failed")),
     }
+}
+
+/// A charge marker that could not be written, as clients see it: nothing was charged.
+fn charge_marker_error(error: ChargeMarkersError) -> ApiError {
+    tracing::error!(%error, "a charge marker could not be written");
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "the payment could not be started safely; nothing was charged, retry later",
+    )
 }
 
 /// An order store failure as clients see it: logged in full (file names, never contents).

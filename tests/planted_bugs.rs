@@ -68,3 +68,11 @@ fn refunding_a_sale_whose_outcome_is_unknown_is_caught() {
         &["the charge of sold order"],
     );
 }
+
+#[test]
+fn calling_the_gateway_without_a_charging_marker_is_caught() {
+    assert_found(
+        PlantedBug::NoChargingMarker,
+        &["has no order and was not refunded"],
+    );
+}

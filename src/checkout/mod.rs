@@ -6,9 +6,11 @@
 //! through the [`gateway::PaymentGateway`] trait, whose built-in implementation is the
 //! sandbox with the public test cards. Confirming the hold into an order goes through the
 //! inventory's journaled `confirm`. [`wallet`] keeps the cards and addresses buyers saved,
-//! encrypted at rest under per-customer keys, so deleting one shreds it.
+//! encrypted at rest under per-customer keys, so deleting one shreds it. [`charge_markers`]
+//! keeps, on a single node, the charges started and not yet settled, for the refund sweep.
 
 pub mod card;
+pub mod charge_markers;
 pub mod fingerprint;
 pub mod gateway;
 pub mod order;

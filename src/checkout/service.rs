@@ -19,11 +19,13 @@
 //! A checkout runs on its own task: a client that hangs up mid-payment cannot leave a card
 //! charged with no order.
 //!
-//! With several nodes (`--store`), a node can die between the charge and the sale, so checkout
-//! first marks the hold as being charged ([`Store::before_charge`]); every node's upkeep runs
+//! A node can die between the charge and the sale, a sale's outcome can be unknown (the journal
+//! or Redis failed under it), and a gateway can time out after charging, so checkout first
+//! marks the hold as being charged, durably ([`Store::before_charge`]: in Redis with `--store`,
+//! in `charges.log` on a single node); every node's upkeep runs
 //! [`CheckoutService::refund_unsold_charges`], which refunds, through the gateway, the charges
-//! whose hold ended unsold. A charge whose outcome is unknown (the gateway's ledger
-//! unreachable) is answered `unavailable`, never as a success; the hold stays.
+//! whose hold ended unsold. A charge whose outcome is unknown is answered `unavailable`, never
+//! as a success; the hold stays, and the buyer's retry gets the first charge's receipt.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,13 +37,10 @@ use crate::checkout::card::{ValidCard, validate_address, validate_card};
 use crate::checkout::fingerprint::{FingerprintKey, RequestFingerprint};
 use crate::checkout::gateway::{Charge, PaymentGateway};
 use crate::checkout::order::{EncodedOrder, StoredOrder, order_id_for_reservation};
-use crate::checkout::order_book::OrderBook;
 use crate::checkout::request::{CheckoutRequest, Payment, Shipping};
-use crate::checkout::wallet::Wallet;
 use crate::clock::{Clock, WallClock, month_at, rfc3339_ms};
 use crate::decorate::partner_index::CatalogStore;
 use crate::error::{ApiError, ErrorCode};
-use crate::inventory::service::InventoryService;
 use crate::inventory::{InventoryError, KEY_TTL_MS};
 use crate::model::{Address, Money, Order, OrderStatus};
 use crate::planted_bugs::{self, PlantedBug};
@@ -97,20 +96,6 @@ struct KeyUse {
 }
 
 impl CheckoutService {
-    /// Checkout on this node's store (see [`CheckoutService::with_store`]).
-    pub fn new(
-        inventory: Arc<InventoryService>,
-        catalog: Arc<CatalogStore>,
-        gateway: Arc<dyn PaymentGateway>,
-        wallet: Arc<Wallet>,
-        orders: Arc<OrderBook>,
-        listeners: Arc<dyn OrderListeners>,
-        fingerprints: FingerprintKey,
-    ) -> CheckoutService {
-        let store = Store::local(inventory, orders, wallet);
-        CheckoutService::with_store(store, catalog, gateway, listeners, fingerprints)
-    }
-
     /// Checkout on `store`: where the holds it sells, the orders it makes and the wallets it
     /// reads and saves to live.
     pub fn with_store(
@@ -140,16 +125,25 @@ impl CheckoutService {
 
     /// The order book (for the tests' order reads; their checkout is on this node).
     #[cfg(test)]
-    pub fn orders(&self) -> &Arc<OrderBook> {
+    pub fn orders(&self) -> &Arc<crate::checkout::order_book::OrderBook> {
         match &self.store {
             Store::Local(local) => &local.orders,
             Store::Redis(_) => panic!("the unit tests' checkout is on this node"),
         }
     }
 
+    /// The charge markers (for the tests' restarts).
+    #[cfg(test)]
+    pub fn charges(&self) -> &Arc<crate::checkout::charge_markers::ChargeMarkers> {
+        match &self.store {
+            Store::Local(local) => &local.charges,
+            Store::Redis(_) => panic!("the unit tests' checkout is on this node"),
+        }
+    }
+
     /// The wallet (for the tests' wallet reads).
     #[cfg(test)]
-    pub fn wallet(&self) -> &Arc<Wallet> {
+    pub fn wallet(&self) -> &Arc<crate::checkout::wallet::Wallet> {
         match &self.store {
             Store::Local(local) => local
                 .wallet
@@ -340,6 +334,10 @@ impl CheckoutService {
             // ending before it was durable, and the hold came back. The gateway answers its key
             // with that refunded charge: a sale on it would be unpaid. The hold is left to
             // expire. (Found by the simulator: a slow charge, a release meanwhile, a crash.)
+            // Nothing is left to refund: the marker just written is settled.
+            if let Err(error) = self.store.refunded(&request.reservation).await {
+                tracing::warn!(code = %error.code, "a refunded charge's marker stays; the sweep settles it");
+            }
             return Err(ApiError::new(
                 ErrorCode::ReservationNotFound,
                 "this reservation's payment was refunded when it ended; reserve again",
@@ -543,6 +541,26 @@ impl CheckoutService {
             .retain(|_, used| now < used.at_ms.saturating_add(KEY_TTL_MS));
     }
 
+    /// Why the store takes no changes, if it does not (see [`Store::unavailable_reason`]).
+    pub fn unavailable_reason(&self) -> Option<String> {
+        self.store.unavailable_reason()
+    }
+
+    /// Charge markers not yet settled on this node's own store (0 with `--store`, whose
+    /// markers are in Redis).
+    pub fn charges_open(&self) -> usize {
+        match &self.store {
+            Store::Local(local) => local.charges.len(),
+            Store::Redis(_) => 0,
+        }
+    }
+
+    /// Whether a checkout of `hold` is running (or waiting its turn) on this node.
+    fn checking_out(&self, hold: &str) -> bool {
+        let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        holds.contains_key(hold)
+    }
+
     fn lock_hold(&self, hold: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(holds.entry(hold.to_owned()).or_default())
@@ -560,7 +578,8 @@ impl CheckoutService {
     /// Refunds, through the gateway, the charges whose hold ended unsold and whose checkout
     /// did not refund them itself (its node died, or the store was unreachable at the sale):
     /// the upkeep timer of every node runs it; each charge is claimed by one node. Returns how
-    /// many were refunded. Does nothing on a store of this node alone.
+    /// many were refunded. A hold a checkout on this node is still working on is left to it
+    /// (it sells, or refunds by itself).
     pub async fn refund_unsold_charges(&self) -> usize {
         let claimed = match self
             .store
@@ -575,6 +594,9 @@ impl CheckoutService {
         };
         let mut refunded = 0;
         for charge in claimed {
+            if self.checking_out(&charge.reservation) {
+                continue;
+            }
             // A claim is unclaimed again after the grace period: a failure here is retried.
             if let Err(error) = self.gateway.refund_by_key(&charge.gateway_key).await {
                 tracing::error!(%error, reservation = %charge.reservation,

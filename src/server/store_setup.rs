@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::checkout::charge_markers::{CHARGES_FILE, ChargeMarkers, MarkerIo};
 use crate::checkout::order_book::OrderBook;
 use crate::checkout::wallet::{MasterKey, Wallet};
 use crate::config::{Config, StoreUrl};
@@ -134,5 +135,23 @@ pub(super) fn open_local_store(
     let wallet_dir = config.data_dir.join("wallet");
     let wallet = Wallet::open(&wallet_dir, MasterKey::derive(secret))
         .with_context(|| format!("the wallet in {} could not be opened", wallet_dir.display()))?;
-    Ok(Store::local(inventory, orders, Arc::new(wallet)))
+    let charges_path = config.data_dir.join(CHARGES_FILE);
+    let charges = ChargeMarkers::open(
+        Arc::new(crate::storage::Files),
+        &charges_path,
+        Arc::new(crate::clock::WallClock),
+        MarkerIo::BlockingPool,
+    )
+    .with_context(|| {
+        format!(
+            "the charge markers {} could not be opened",
+            charges_path.display()
+        )
+    })?;
+    Ok(Store::local(
+        inventory,
+        orders,
+        Arc::new(wallet),
+        Arc::new(charges),
+    ))
 }

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{JOURNAL_DIR, World};
+use super::{DATA_DIR, JOURNAL_DIR, World};
+use crate::checkout::charge_markers::CHARGES_FILE;
 use crate::storage::{CrashReport, SimDiskFaults};
 
 impl World {
@@ -81,6 +82,12 @@ impl World {
         {
             candidates.push((path.clone(), end as u64));
         }
+        // Checkout's charge markers up to their last entry (every entry is synced as it is
+        // written, but a torn last one is cut off, so a flip there looks just like that).
+        let charges = Path::new(DATA_DIR).join(CHARGES_FILE);
+        if let Some(last) = self.last_entry_start(&charges).filter(|&last| last > 0) {
+            candidates.push((charges, last));
+        }
         if let Some(synced) = archive_synced.filter(|&synced| synced > 0) {
             let archive = Path::new(JOURNAL_DIR).join(crate::inventory::compactor::ORDER_ARCHIVE);
             candidates.push((archive, synced));
@@ -102,6 +109,17 @@ impl World {
             self.flipped = Some((path, offset, bit));
             self.restart(false);
         }
+    }
+
+    /// Where the last whole frame of the frame file at `path` begins.
+    fn last_entry_start(&self, path: &Path) -> Option<u64> {
+        let mut reader = crate::journal::ArchiveReader::open(&self.disk, path, 0, u64::MAX).ok()?;
+        let (mut before_last, mut last) = (None, None);
+        while let Ok(Some((_, end))) = reader.next_frame() {
+            before_last = last;
+            last = Some(end);
+        }
+        last.map(|_| before_last.unwrap_or(0))
     }
 
     /// The order archive's length the snapshot at `path` recorded as synced.

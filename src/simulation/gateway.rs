@@ -32,8 +32,18 @@ pub struct ChargeFact {
     pub charge_id: String,
     pub amount: Money,
     pub customer: String,
-    /// Refunds made of it (more than one is money given back twice).
+    /// Refunds made of it: 0 or 1 (a refunded charge is refunded again as a no-op, as real
+    /// gateways refuse it).
     pub refunds: u32,
+    /// Refunds asked of it.
+    pub refunds_asked: u32,
+}
+
+impl ChargeFact {
+    fn refund(&mut self) {
+        self.refunds_asked += 1;
+        self.refunds = 1;
+    }
 }
 
 #[derive(Debug)]
@@ -136,6 +146,7 @@ impl PaymentGateway for SimGateway {
                         amount: charge.amount.clone(),
                         customer: charge.customer.to_owned(),
                         refunds: 0,
+                        refunds_asked: 0,
                     },
                 );
             }
@@ -162,7 +173,7 @@ impl PaymentGateway for SimGateway {
                 });
             };
             if let Some(fact) = book.charges.get_mut(&key) {
-                fact.refunds += 1;
+                fact.refund();
             }
             Ok(())
         })
@@ -175,7 +186,7 @@ impl PaymentGateway for SimGateway {
                 return Err(down(idempotency_key));
             }
             if let Some(fact) = book.charges.get_mut(idempotency_key) {
-                fact.refunds += 1;
+                fact.refund();
             }
             Ok(())
         })

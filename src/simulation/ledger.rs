@@ -11,7 +11,7 @@
 //! The checks use only what the first two kinds prove, so they never flag a legal outcome,
 //! and each names the fact it found broken.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::cards::Card;
 use crate::checkout::order::StoredOrder;
@@ -85,8 +85,6 @@ pub struct Ledger {
     pub sales: u64,
     /// Keyed checkouts answered with an order, by (buyer, key).
     pub checkout_keys: BTreeMap<(String, String), CheckoutKeyFact>,
-    /// Order ids (the gateway's charge keys) of checkouts answered with an unknown outcome.
-    pub uncertain_charges: BTreeSet<String>,
     pub violations: Vec<String>,
     /// Print each violation to stderr as it is found (with `--trace`).
     pub trace: bool,

@@ -1,6 +1,8 @@
 //! The deterministic simulator: the inventory service and its journal on a simulated disk
-//! and clock, driven by one seeded generator, with crashes and disk faults injected, and the
-//! node checked against what its clients were told after every reply and every restart.
+//! and clock, and the checkout service over them (its charge markers on the same disk) against
+//! a payment gateway outside the node, driven by one seeded generator, with crashes, disk faults
+//! and gateway timeouts injected, and the node checked against what its clients were told after
+//! every reply and every restart, and the money at the end.
 //!
 //! One seed is one run on one thread: the journal's writer is stepped by hand
 //! ([`Platform::writer_thread`] false), every future is polled here, and every random choice
@@ -9,12 +11,14 @@
 //!
 //! What a seed does: a catalog of one to four products (stock, per-customer limits, sale
 //! windows, hold times); then `ops` steps, each one of: reserve (keyed or not), an idempotent
-//! retry of an earlier key (same or different request), release, checkout (confirm with an
-//! order), restock, an expiry sweep, a group commit, the clock moving (across hold expiries and
-//! sale windows), an admin's catalog change (rules changed, a product closed, reopened or
-//! added), and faults: a power loss (unsynced pages kept, lost, torn or reordered at
-//! random), a killed process (the page cache survives), a sync failing with EIO, a full disk, a
-//! bit flipped in durable data.
+//! retry of an earlier key (same or different request), release, checkout (a sandbox card that
+//! pays or declines, keyed or not, now and then a keyed one again), restock, the upkeep (expiry
+//! sweep, then refund sweep), a group commit, the clock moving (across hold expiries and sale
+//! windows), an admin's catalog change (rules changed, a product closed, reopened or added), and
+//! faults: a power loss (unsynced pages kept, lost, torn or reordered at random), a killed
+//! process (the page cache survives), a sync failing with EIO, a full disk, a bit flipped in
+//! durable data. At the end, the faults over, every hold expires and the refund sweep runs, and
+//! every charge must have its order or its refund.
 
 mod admin;
 mod cards;
@@ -31,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checkout::charge_markers::{CHARGES_FILE, ChargeMarkers, ChargeMarkersError, MarkerIo};
 use crate::checkout::fingerprint::FingerprintKey;
 use crate::checkout::order_book::OrderBook;
 use crate::checkout::service::{CheckoutService, OrderListeners};
@@ -48,7 +53,8 @@ use workload::InFlight;
 
 /// Where the simulated clock starts (2023-11-14), plus up to a year from the seed.
 const EPOCH_MS: i64 = 1_700_000_000_000;
-/// The journal's directory on the simulated disk.
+/// The data dir and the journal's directory in it, on the simulated disk.
+const DATA_DIR: &str = "/data";
 const JOURNAL_DIR: &str = "/data/journal";
 /// How long idempotency keys are remembered in a run.
 const KEY_WINDOW_MS: i64 = 600_000;
@@ -144,10 +150,6 @@ pub struct MoneyCounts {
     /// Cards charged, and charges given back.
     pub charges: u64,
     pub refunds: u64,
-    /// Charges with no order and no refund whose checkout was answered `unavailable` (the node
-    /// died mid-sale, or the gateway timed out): a single node keeps no "charging" marker, so
-    /// nothing refunds them (RELIABILITY.md, "What the simulation does not cover yet").
-    pub stranded: u64,
 }
 
 impl MoneyCounts {
@@ -156,7 +158,6 @@ impl MoneyCounts {
         self.declines += other.declines;
         self.charges += other.charges;
         self.refunds += other.refunds;
-        self.stranded += other.stranded;
     }
 }
 
@@ -267,6 +268,17 @@ impl World {
         self.node.as_ref()
     }
 
+    /// Whether the node takes no changes (its journal or its charge markers stopped): the
+    /// operator restarts it.
+    fn stopped(&self) -> bool {
+        self.node()
+            .is_some_and(|node| node.unavailable_reason().is_some())
+            || self
+                .checkout
+                .as_ref()
+                .is_some_and(|checkout| checkout.unavailable_reason().is_some())
+    }
+
     /// Starts (or restarts) the node on what the disk holds, and checks what it recovered.
     fn start(&mut self) {
         self.checkout = None;
@@ -282,34 +294,70 @@ impl World {
             self.journal.clone(),
             KeyWindow::new(Duration::from_millis(KEY_WINDOW_MS as u64)),
         );
+        // Then checkout's charge markers, as the server opens them after the journal.
+        let charges = started.is_ok().then(|| {
+            ChargeMarkers::open(
+                Arc::new(self.disk.clone()),
+                &Path::new(DATA_DIR).join(CHARGES_FILE),
+                Arc::new(self.clock.clone()),
+                MarkerIo::Inline,
+            )
+        });
         if let Some(crash) = self.disk.take_crash() {
             // The power went out again, during start-up.
-            if let Ok(node) = started {
-                drop(node);
-            }
+            drop((started, charges));
             self.count_crash(crash);
             return self.start();
         }
         let disk_full = self.disk.faults().capacity_bytes.is_some();
         let stopped_by_a_full_disk = disk_full
-            && match &started {
-                // A full disk may stop start-up with a clear I/O error (in the journal, or in
-                // opening a product whose `Opened` record was lost), or stop the journal just
-                // after (at the roll to a new segment).
-                Err(StartError::Journal(JournalError::Io { .. }) | StartError::Open { .. }) => true,
-                Ok(node) => node.unavailable_reason().is_some(),
-                Err(_) => false,
-            };
+            && (matches!(charges, Some(Err(_)))
+                || match &started {
+                    // A full disk may stop start-up with a clear I/O error (in the journal, or in
+                    // opening a product whose `Opened` record was lost), or stop the journal just
+                    // after (at the roll to a new segment).
+                    Err(StartError::Journal(JournalError::Io { .. }) | StartError::Open { .. }) => {
+                        true
+                    }
+                    Ok(node) => node.unavailable_reason().is_some(),
+                    Err(_) => false,
+                });
         if stopped_by_a_full_disk {
             // The operator frees space and starts again (a flipped bit is still to be found).
-            drop(started);
+            drop((started, charges));
             self.disk.set_faults(SimDiskFaults::default());
             return self.start();
         }
+        let charges = match charges {
+            Some(Ok(charges)) => Some(Arc::new(charges)),
+            Some(Err(ChargeMarkersError::Journal(JournalError::Corrupt { .. })))
+                if self.flipped.is_some() =>
+            {
+                // A bit flipped in the markers' file, reported as corruption: restore it.
+                drop(started);
+                if let Some((path, offset, bit)) = self.flipped.take() {
+                    if self.trace {
+                        eprintln!("FLIP REPORTED {}:{offset}", path.display());
+                    }
+                    self.disk.flip_bit(&path, offset, bit);
+                }
+                return self.start();
+            }
+            Some(Err(error)) => {
+                drop(started);
+                return self.ledger.violation(format!(
+                    "the charge markers did not open after a crash: {error}"
+                ));
+            }
+            None => None,
+        };
         match (started, self.flipped.take()) {
             (Err(StartError::Journal(JournalError::Corrupt { .. })), Some((path, offset, bit))) => {
                 // Reported as corruption, as it must be. Undo the flip (the operator restores
                 // the file) and start again.
+                if self.trace {
+                    eprintln!("FLIP REPORTED {}:{offset}", path.display());
+                }
                 self.disk.flip_bit(&path, offset, bit);
                 self.start();
             }
@@ -331,15 +379,16 @@ impl World {
             }
             (Ok(node), None) => {
                 self.node = Some(node);
-                self.check_recovered();
+                self.check_recovered(charges);
                 self.gateway.reach(true);
             }
         }
     }
 
     /// After a start: every acknowledged hold, release, sale, order and restock is there.
-    fn check_recovered(&mut self) {
-        let Some(node) = self.node.clone() else {
+    /// Then checkout starts on the node, with `charges` (opened when the node started).
+    fn check_recovered(&mut self, charges: Option<Arc<ChargeMarkers>>) {
+        let (Some(node), Some(charges)) = (self.node.clone(), charges) else {
             return;
         };
         let now = self.clock.now_ms();
@@ -387,7 +436,7 @@ impl World {
         }
         match OrderBook::in_memory(recovered) {
             Ok(orders) => {
-                let store = Store::local_without_wallet(node, Arc::new(orders));
+                let store = Store::simulated(node, Arc::new(orders), charges);
                 let checkout = CheckoutService::with_store(
                     store,
                     Arc::clone(&self.catalog_store),
@@ -448,12 +497,9 @@ impl World {
             self.count_crash(crash);
             self.start_again();
         }
-        if self
-            .node()
-            .is_some_and(|node| node.unavailable_reason().is_some())
-        {
-            // The journal stopped (EIO, full disk): the operator restarts the node, after a
-            // power loss now and then.
+        if self.stopped() {
+            // The journal or the charge markers stopped (EIO, full disk): the operator restarts
+            // the node, after a power loss now and then.
             let power = self.rng.below(3) == 0;
             self.restart(power);
         }
@@ -465,9 +511,30 @@ impl World {
         if self.node.is_some() {
             self.restart(true);
         }
+        self.settle_every_charge();
         self.node = None;
         self.checkout = None;
         self.check_money();
+    }
+
+    /// After the last restart, with the faults over (the operator has freed space): every
+    /// hold expires and the refund sweep runs until every charge has an order or a refund.
+    fn settle_every_charge(&mut self) {
+        self.disk.set_faults(SimDiskFaults::default());
+        let longest_hold_ms = 60_000;
+        let grace_ms = crate::checkout::service::REFUND_GRACE.as_millis() as i64;
+        self.clock.advance(longest_hold_ms + grace_ms + 1);
+        for _ in 0..100 {
+            if self.stopped() {
+                // Stopped by a fault of the run itself: start it again.
+                self.restart(false);
+            }
+            if self.node.is_none() || self.checkout.as_ref().is_none_or(|c| c.charges_open() == 0) {
+                break;
+            }
+            self.sweep();
+            self.answer_everything();
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use super::cards::Card;
 use super::ledger::{CheckoutKeyFact, HoldEnd, HoldFact, KeyFact, Outcome, outcome};
 use super::workload::{Op, Reply};
 use super::{KEY_WINDOW_MS, World};
-use crate::checkout::order::{StoredOrder, order_id_for_reservation};
+use crate::checkout::order::StoredOrder;
 use crate::checkout::service::Fresh;
 use crate::error::{ApiError, ErrorCode};
 use crate::inventory::service::ReserveReply;
@@ -342,9 +342,6 @@ impl World {
                 }
             }
             Outcome::Unknown => {
-                self.ledger
-                    .uncertain_charges
-                    .insert(order_id_for_reservation(hold));
                 self.settle_end(customer, hold, Outcome::Unknown);
             }
         }

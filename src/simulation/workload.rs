@@ -116,11 +116,19 @@ impl World {
             Op::Restock { product, quantity } => {
                 Box::pin(async move { Reply::Units(node.restock(&product, quantity).await) })
             }
-            Op::Sweep => Box::pin(async move {
-                let mut records = Vec::new();
-                node.sweep(&mut records).await;
-                Reply::Swept
-            }),
+            Op::Sweep => {
+                // The server's upkeep: holds past their expiry, then charges whose hold ended
+                // unsold.
+                let checkout = self.checkout.clone();
+                Box::pin(async move {
+                    let mut records = Vec::new();
+                    node.sweep(&mut records).await;
+                    if let Some(checkout) = checkout {
+                        checkout.refund_unsold_charges().await;
+                    }
+                    Reply::Swept
+                })
+            }
         };
         let mut in_flight = InFlight {
             op,

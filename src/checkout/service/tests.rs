@@ -4,10 +4,14 @@
 use std::sync::Mutex;
 
 use super::*;
+use crate::checkout::charge_markers::{ChargeMarkers, MarkerIo};
 use crate::checkout::gateway::SandboxGateway;
 use crate::checkout::order::Page;
+use crate::checkout::order_book::OrderBook;
 use crate::checkout::wallet::MasterKey;
+use crate::checkout::wallet::Wallet;
 use crate::decorate::partner_index::PartnerIndex;
+use crate::inventory::service::InventoryService;
 use crate::model::Catalog;
 
 /// Records every push, by customer.
@@ -65,15 +69,25 @@ impl Shop {
             .expect("order store opens"),
         );
         let wallet = Wallet::open(&dir.path().join("wallet"), MasterKey::derive(&[7; 32])).unwrap();
+        let charges = ChargeMarkers::open(
+            Arc::new(crate::storage::Files),
+            &dir.path().join("charges.log"),
+            Arc::new(crate::clock::WallClock),
+            MarkerIo::BlockingPool,
+        )
+        .unwrap();
         let gateway = Arc::new(SandboxGateway::default());
         let pushes = Arc::new(Pushes::default());
         let store = Arc::new(CatalogStore::new(PartnerIndex::build(&catalog).unwrap()));
-        let checkout = Arc::new(CheckoutService::new(
-            Arc::clone(&inventory),
+        let checkout = Arc::new(CheckoutService::with_store(
+            Store::local(
+                Arc::clone(&inventory),
+                orders,
+                Arc::new(wallet),
+                Arc::new(charges),
+            ),
             store,
             Arc::clone(&gateway) as Arc<dyn PaymentGateway>,
-            Arc::new(wallet),
-            orders,
             Arc::clone(&pushes) as Arc<dyn OrderListeners>,
             FingerprintKey::derive(&[7; 32]),
         ));
@@ -103,6 +117,24 @@ impl Shop {
         // The journal's lock goes with the last handle on the inventory.
         drop((inventory, checkout));
         Shop::open(dir, catalog)
+    }
+
+    /// Checkout on the same store through `gateway`, and `charges` if given.
+    fn rewire(&mut self, gateway: Arc<dyn PaymentGateway>, charges: Option<Arc<ChargeMarkers>>) {
+        let charges = charges.unwrap_or_else(|| Arc::clone(self.checkout.charges()));
+        let store = Store::local(
+            Arc::clone(&self.inventory),
+            Arc::clone(self.checkout.orders()),
+            Arc::clone(self.checkout.wallet()),
+            charges,
+        );
+        self.checkout = Arc::new(CheckoutService::with_store(
+            store,
+            Arc::clone(&self.checkout.catalog),
+            gateway,
+            Arc::clone(&self.pushes) as Arc<dyn OrderListeners>,
+            FingerprintKey::derive(&[7; 32]),
+        ));
     }
 
     async fn reserve(&self, customer: &str, quantity: u32) -> String {
@@ -284,16 +316,9 @@ async fn the_same_key_with_another_card_while_the_first_is_paying_is_a_mismatch(
     let slow = SlowGateway {
         inner: Arc::clone(&shop.gateway),
         delay: std::time::Duration::from_millis(500),
+        times_out_after_charging: false,
     };
-    shop.checkout = Arc::new(CheckoutService::new(
-        Arc::clone(&shop.inventory),
-        Arc::clone(&shop.checkout.catalog),
-        Arc::new(slow),
-        Arc::clone(shop.checkout.wallet()),
-        Arc::clone(shop.checkout.orders()),
-        Arc::clone(&shop.pushes) as Arc<dyn OrderListeners>,
-        FingerprintKey::derive(&[7; 32]),
-    ));
+    shop.rewire(Arc::new(slow), None);
     let reservation = shop.reserve("ada", 1).await;
     let first = shop.buy("ada", keyed(&reservation, "4242424242424242", "k-4"));
     let second = async {
@@ -376,17 +401,25 @@ async fn an_order_journaled_without_a_fingerprint_compares_its_reservation_only(
     assert_eq!(error.code, ErrorCode::IdempotencyMismatch);
 }
 
-/// The sandbox, answering only after `delay` (a slow card network).
+/// The sandbox, answering only after `delay` (a slow card network), or timing out after
+/// charging.
 struct SlowGateway {
     inner: Arc<SandboxGateway>,
     delay: std::time::Duration,
+    times_out_after_charging: bool,
 }
 
 impl PaymentGateway for SlowGateway {
     fn charge<'a>(&'a self, charge: Charge<'a>) -> crate::checkout::gateway::ChargeFuture<'a> {
         Box::pin(async move {
             tokio::time::sleep(self.delay).await;
-            self.inner.charge(charge).await
+            let receipt = self.inner.charge(charge).await?;
+            if self.times_out_after_charging {
+                return Err(crate::checkout::gateway::ChargeError::OutcomeUnknown(
+                    "timed out".into(),
+                ));
+            }
+            Ok(receipt)
         })
     }
 
@@ -419,16 +452,9 @@ async fn a_hold_that_expires_during_payment_is_not_sold_and_the_charge_is_refund
     let slow = SlowGateway {
         inner: Arc::clone(&shop.gateway),
         delay: std::time::Duration::from_millis(1500),
+        times_out_after_charging: false,
     };
-    shop.checkout = Arc::new(CheckoutService::new(
-        Arc::clone(&shop.inventory),
-        Arc::clone(&shop.checkout.catalog),
-        Arc::new(slow),
-        Arc::clone(shop.checkout.wallet()),
-        Arc::clone(shop.checkout.orders()),
-        Arc::clone(&shop.pushes) as Arc<dyn OrderListeners>,
-        FingerprintKey::derive(&[7; 32]),
-    ));
+    shop.rewire(Arc::new(slow), None);
     let reservation = shop.reserve("ada", 1).await;
     let error = shop
         .buy("ada", request(&reservation, "4242424242424242"))
@@ -562,15 +588,7 @@ impl PaymentGateway for UnreachableGateway {
 #[tokio::test]
 async fn a_charge_whose_outcome_is_unknown_is_answered_unavailable_and_keeps_the_hold() {
     let mut shop = Shop::new(120);
-    shop.checkout = Arc::new(CheckoutService::new(
-        Arc::clone(&shop.inventory),
-        Arc::clone(&shop.checkout.catalog),
-        Arc::new(UnreachableGateway),
-        Arc::clone(shop.checkout.wallet()),
-        Arc::clone(shop.checkout.orders()),
-        Arc::clone(&shop.pushes) as Arc<dyn OrderListeners>,
-        FingerprintKey::derive(&[7; 32]),
-    ));
+    shop.rewire(Arc::new(UnreachableGateway), None);
     let reservation = shop.reserve("ada", 1).await;
     let error = shop
         .buy("ada", keyed(&reservation, "4242424242424242", "k"))
@@ -619,4 +637,60 @@ async fn a_hold_is_never_sold_on_a_charge_that_was_refunded() {
     assert_eq!(shop.gateway.charges_made(), 1);
     assert_eq!(shop.inventory.counts("tee").unwrap().sold, 0);
     assert!(shop.checkout.orders().is_empty().unwrap());
+}
+
+#[tokio::test]
+async fn a_charge_whose_hold_never_sold_is_refunded_by_the_sweep_once_and_only_then() {
+    let mut shop = Shop::new(120);
+    let clock = crate::clock::SimClock::new(crate::clock::now_ms());
+    let charges = Arc::new(
+        ChargeMarkers::open(
+            Arc::new(crate::storage::Files),
+            &shop.dir.path().join("charges-sim-clock.log"),
+            Arc::new(clock.clone()),
+            MarkerIo::BlockingPool,
+        )
+        .unwrap(),
+    );
+    // The sandbox charging the card, then timing out: the outcome is unknown to checkout.
+    let timing_out = SlowGateway {
+        inner: Arc::clone(&shop.gateway),
+        delay: std::time::Duration::ZERO,
+        times_out_after_charging: true,
+    };
+    shop.rewire(Arc::new(timing_out), Some(Arc::clone(&charges)));
+    // Charged, but checkout cannot know: `unavailable`, the hold stays, the marker too.
+    let unsold = shop.reserve("ada", 1).await;
+    let error = shop
+        .buy("ada", request(&unsold, "4242424242424242"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::Unavailable);
+    assert_eq!(shop.gateway.charges_made(), 1);
+    assert_eq!(charges.len(), 1);
+    // A second one, retried by its buyer: the retry gets the first receipt and sells.
+    let sold = shop.reserve("bob", 1).await;
+    let body = keyed(&sold, "4242424242424242", "k-sold");
+    assert_eq!(
+        shop.buy("bob", body.clone()).await.unwrap_err().code,
+        ErrorCode::Unavailable
+    );
+    shop.rewire(
+        Arc::clone(&shop.gateway) as Arc<dyn PaymentGateway>,
+        Some(Arc::clone(&charges)),
+    );
+    shop.buy("bob", body).await.unwrap();
+    assert_eq!(shop.gateway.charges_made(), 2);
+
+    // Within the grace period nothing is touched; a live hold is left alone after it.
+    assert_eq!(shop.checkout.refund_unsold_charges().await, 0);
+    clock.advance(REFUND_GRACE.as_millis() as i64 + 1);
+    assert_eq!(shop.checkout.refund_unsold_charges().await, 0);
+    assert_eq!(charges.len(), 1, "the sold hold's marker is settled");
+    // Once the hold ends unsold, its charge is refunded, once.
+    shop.inventory.release("ada", &unsold).await.unwrap();
+    assert_eq!(shop.checkout.refund_unsold_charges().await, 1);
+    assert_eq!(shop.checkout.refund_unsold_charges().await, 0);
+    assert_eq!(shop.gateway.refunds_made(), 1);
+    assert!(charges.is_empty());
 }
