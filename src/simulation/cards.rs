@@ -61,3 +61,25 @@ impl Card {
         request
     }
 }
+
+impl super::World {
+    /// No card number a buyer typed reaches the disk in clear: the journal's orders keep the
+    /// brand and last four digits, the charge markers none of it.
+    pub(super) fn check_no_card_number_on_disk(&mut self) {
+        for (path, _) in self.disk.files() {
+            let Some(bytes) = self.disk.durable_bytes(&path) else {
+                continue;
+            };
+            let found = Card::DRAWN.iter().find(|card| {
+                let number = card.number().as_bytes();
+                bytes.windows(number.len()).any(|window| window == number)
+            });
+            if let Some(card) = found {
+                self.ledger.violation(format!(
+                    "{} holds the number of a {card:?} card in clear",
+                    path.display()
+                ));
+            }
+        }
+    }
+}

@@ -515,6 +515,7 @@ impl World {
         self.node = None;
         self.checkout = None;
         self.check_money();
+        self.check_no_card_number_on_disk();
     }
 
     /// After the last restart, with the faults over (the operator has freed space): every
