@@ -672,18 +672,7 @@ async fn a_node_refunds_the_charge_of_a_node_that_died_before_selling_its_hold()
         })
         .await
         .expect("marked");
-    let input: buyline::CardInput = serde_json::from_value(json!({
-        "number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123", "name": "Ada"
-    }))
-    .expect("a card");
-    let card = buyline::validate_card(input, (2026, 1)).expect("valid");
-    let first = ledger
-        .charge(buyline::Charge {
-            card: &card,
-            amount: amount.clone(),
-            customer: "ada",
-            idempotency_key: Some(&key),
-        })
+    let first = charge_under(&ledger, "4242424242424242", &key, &amount)
         .await
         .expect("charged");
     assert!(!first.refunded);
@@ -719,22 +708,33 @@ async fn a_node_refunds_the_charge_of_a_node_that_died_before_selling_its_hold()
     // A charge retried under the refunded key gets the first charge back, marked refunded,
     // whether the card would pay or decline, so nothing can be sold on it.
     for number in ["4242424242424242", "4000000000000002"] {
-        let input: buyline::CardInput = serde_json::from_value(json!({
-            "number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123", "name": "Ada"
-        }))
-        .expect("a card");
-        let card = buyline::validate_card(input, (2026, 1)).expect("valid");
-        let again = ledger
-            .charge(buyline::Charge {
-                card: &card,
-                amount: amount.clone(),
-                customer: "ada",
-                idempotency_key: Some(&key),
-            })
+        let again = charge_under(&ledger, number, &key, &amount)
             .await
             .expect("the first charge, again");
         assert_eq!(again.charge_id, first.charge_id);
         assert!(again.refunded, "a sale on this receipt would be unpaid");
     }
     assert_eq!(ledger.charges_made().await.expect("count"), 1);
+}
+
+/// Charges Ada's card `number` through `ledger` under `key`.
+async fn charge_under(
+    ledger: &buyline::RedisSandboxGateway,
+    number: &str,
+    key: &str,
+    amount: &buyline::Money,
+) -> Result<buyline::Receipt, buyline::LedgerError> {
+    let input: buyline::CardInput = serde_json::from_value(json!({
+        "number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123", "name": "Ada"
+    }))
+    .expect("a card");
+    let card = buyline::validate_card(input, (2026, 1)).expect("valid");
+    ledger
+        .charge(buyline::Charge {
+            card: &card,
+            amount: amount.clone(),
+            customer: "ada",
+            idempotency_key: Some(key),
+        })
+        .await
 }
