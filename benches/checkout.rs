@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use buyline::{
-    Catalog, CatalogStore, ChargeMarkers, CheckoutRequest, CheckoutService, Files, FingerprintKey,
-    InventoryService, MarkerIo, MasterKey, Order, OrderBook, OrderListeners, PartnerIndex,
+    BlockingIo, Catalog, CatalogStore, ChargeMarkers, CheckoutRequest, CheckoutService, Files,
+    FingerprintKey, InventoryService, MasterKey, Order, OrderBook, OrderListeners, PartnerIndex,
     SandboxGateway, Store, WallClock, Wallet,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -64,7 +64,7 @@ fn shop() -> Shop {
                     Arc::new(Files),
                     &dir.path().join("charges.log"),
                     Arc::new(WallClock),
-                    MarkerIo::BlockingPool,
+                    BlockingIo::BlockingPool,
                 )
                 .expect("charge markers"),
             ),

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use buyline::{FaultCounts, MoneyCounts, SimOptions, run_seed};
+use buyline::{FaultCounts, MoneyCounts, SimOptions, WalletCounts, run_seed};
 
 struct Args {
     seeds: u64,
@@ -68,6 +68,7 @@ fn main() -> anyhow::Result<ExitCode> {
     let (mut ops, mut acknowledged, mut restarts, mut failed, mut violations) = (0, 0, 0, 0, 0);
     let mut faults = FaultCounts::default();
     let mut money = MoneyCounts::default();
+    let mut wallets = WalletCounts::default();
     for seed in args.seed_start..args.seed_start.saturating_add(args.seeds) {
         let report = run_seed(seed, &args.options);
         ops += report.ops;
@@ -75,6 +76,7 @@ fn main() -> anyhow::Result<ExitCode> {
         restarts += report.restarts;
         faults.add(&report.faults);
         money.add(&report.money);
+        wallets.add(&report.wallets);
         if !report.violations.is_empty() {
             failed += 1;
             violations += report.violations.len();
@@ -95,6 +97,7 @@ fn main() -> anyhow::Result<ExitCode> {
          {:.1} s, {:.0} ops/s; faults: power losses {}, process kills {}, pages lost {}, torn {}, \
          lengths lost {}, name ops lost {}, sync EIO {}, ENOSPC {}, bit flips {}, clock jumps {}, \
          gateway timeouts {}; checkout: orders {}, declines {}, charges {}, refunds {}; \
+         wallets: saved cards shown {}, deleted {}, orders paid with one {}; \
          failed seeds {failed}, violations {violations}",
         args.seeds,
         args.seed_start,
@@ -115,6 +118,9 @@ fn main() -> anyhow::Result<ExitCode> {
         money.declines,
         money.charges,
         money.refunds,
+        wallets.cards_shown,
+        wallets.deletions,
+        wallets.saved_card_orders,
     );
     Ok(if violations == 0 {
         ExitCode::SUCCESS

@@ -33,7 +33,8 @@
 //! Around them: [`model`] (plain data), [`config`], [`auth`] (tokens and roles, checked in one
 //! place), [`telemetry`] (every metric name), [`logging`] (the log filter, which keeps
 //! payload-dumping libraries quiet), [`codec`] (the only user of bincode), [`clock`] (the wall
-//! clock, read in one place), [`durable_file`] (crash-safe file replacement), and [`error`] (the contract's error codes).
+//! clock, read in one place), [`storage`] (files, real or simulated, and crash-safe replacement of
+//! small ones), [`entropy`] (random bytes, from the OS or, in the simulator, from a seed), and [`error`] (the contract's error codes).
 //!
 //! Every module is private. The items the binary, the tests, the benches, the examples and the
 //! fuzz targets use are re-exported here, by hand, at the crate's root.
@@ -55,7 +56,7 @@ mod clock;
 mod codec;
 mod config;
 mod decorate;
-mod durable_file;
+mod entropy;
 mod error;
 mod fanout;
 mod http;
@@ -121,8 +122,8 @@ pub use inventory::{
 };
 pub use journal::{Compactor, Journal, JournalError, JournalOptions, Lsn, Recovered, StreamPos};
 pub use planted_bugs::PlantedBug;
-pub use simulation::{FaultCounts, MoneyCounts, SeedReport, SimOptions, run_seed};
-pub use storage::{Files, SimDisk, SimDiskFaults, Storage};
+pub use simulation::{FaultCounts, MoneyCounts, SeedReport, SimOptions, WalletCounts, run_seed};
+pub use storage::{BlockingIo, Files, SimDisk, SimDiskFaults, Storage};
 
 // The reservation path's stages, the functions the server calls, so `benches/reserve_path.rs`
 // can time them one by one: the stream op parsed, the token verified and authorized, the REST
@@ -156,7 +157,7 @@ pub use store::Store;
 pub use store::redis::{LedgerError, RedisSandboxGateway, RedisWallet, RedisWalletError};
 
 // Checkout (its bench, the order store's example and memory test).
-pub use checkout::charge_markers::{ChargeMarkers, MarkerIo};
+pub use checkout::charge_markers::ChargeMarkers;
 pub use checkout::fingerprint::FingerprintKey;
 pub use checkout::gateway::SandboxGateway;
 pub use checkout::order::{

@@ -57,6 +57,7 @@ use crate::inventory::service::{InventoryService, ReserveReply};
 use crate::inventory::{Record, StockChange, StockCounts, parse_hold_id};
 use crate::model::{Address, Product};
 use crate::planted_bugs::PlantedBug;
+use crate::storage::BlockingIo;
 use crate::telemetry;
 use redis::{ChargeToMark, ChargeToRefund, LiveHold, OrderToStore, RedisStore, UnsoldHold};
 
@@ -75,19 +76,31 @@ pub struct LocalStore {
     pub inventory: Arc<InventoryService>,
     /// Every order: the recent-orders cache and the order store on disk.
     pub orders: Arc<OrderBook>,
-    /// Saved cards and addresses, encrypted per customer; none on the simulator's node, whose
-    /// buyers type their card each time (the wallet's files are not on the storage seam).
-    pub wallet: Option<Arc<Wallet>>,
+    /// Saved cards and addresses, encrypted per customer.
+    pub wallet: Arc<Wallet>,
     /// Charges started and not yet settled: the refund sweep's list.
     pub charges: Arc<ChargeMarkers>,
+    /// Where the wallet's file I/O runs.
+    pub wallet_io: BlockingIo,
 }
 
 impl LocalStore {
-    /// The wallet, or why there is none.
-    fn wallet(&self) -> Result<Arc<Wallet>, ApiError> {
-        self.wallet.clone().ok_or_else(|| {
-            ApiError::not_found("this node keeps no wallet: no saved cards or addresses")
-        })
+    /// Runs a wallet call (file I/O) where `wallet_io` says: off a server's async threads.
+    async fn on_wallet<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Wallet) -> Result<T, WalletError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let wallet = Arc::clone(&self.wallet);
+        let outcome = match self.wallet_io {
+            BlockingIo::Inline => work(&wallet),
+            BlockingIo::BlockingPool => {
+                match tokio::task::spawn_blocking(move || work(&wallet)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return Err(ApiError::internal("the wallet task failed")),
+                }
+            }
+        };
+        outcome.map_err(|error| wallet_error(&error))
     }
 }
 
@@ -102,22 +115,26 @@ impl Store {
         Store::Local(Arc::new(LocalStore {
             inventory,
             orders,
-            wallet: Some(wallet),
+            wallet,
             charges,
+            wallet_io: BlockingIo::BlockingPool,
         }))
     }
 
-    /// The simulator's node: no wallet (its charge markers write inline, as it opened them).
+    /// The simulator's node: its wallet's calls run inline, on the task that polls them (its
+    /// charge markers too, as it opened them).
     pub fn simulated(
         inventory: Arc<InventoryService>,
         orders: Arc<OrderBook>,
+        wallet: Arc<Wallet>,
         charges: Arc<ChargeMarkers>,
     ) -> Store {
         Store::Local(Arc::new(LocalStore {
             inventory,
             orders,
-            wallet: None,
+            wallet,
             charges,
+            wallet_io: BlockingIo::Inline,
         }))
     }
 }
@@ -323,7 +340,8 @@ impl Store {
             Store::Local(local) => local
                 .inventory
                 .unavailable_reason()
-                .or_else(|| local.charges.unavailable_reason()),
+                .or_else(|| local.charges.unavailable_reason())
+                .or_else(|| local.wallet.unavailable_reason()),
             Store::Redis(shared) => shared.unavailable_reason(),
         }
     }
@@ -522,11 +540,12 @@ impl Store {
     ) -> Result<(Option<SavedCard>, Option<SavedAddress>), ApiError> {
         match self {
             Store::Local(local) => {
-                let (wallet, customer) = (local.wallet()?, customer.to_owned());
-                on_wallet_files(move || {
-                    wallet.save_both(&customer, card.as_ref(), address.as_ref())
-                })
-                .await
+                let customer = customer.to_owned();
+                local
+                    .on_wallet(move |wallet| {
+                        wallet.save_both(&customer, card.as_ref(), address.as_ref())
+                    })
+                    .await
             }
             Store::Redis(shared) => shared
                 .wallet()
@@ -540,8 +559,8 @@ impl Store {
     pub async fn saved_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ApiError> {
         match self {
             Store::Local(local) => {
-                let (wallet, customer) = (local.wallet()?, customer.to_owned());
-                on_wallet_files(move || wallet.cards(&customer)).await
+                let customer = customer.to_owned();
+                local.on_wallet(move |wallet| wallet.cards(&customer)).await
             }
             Store::Redis(shared) => shared
                 .wallet()
@@ -555,8 +574,10 @@ impl Store {
     pub async fn saved_addresses(&self, customer: &str) -> Result<Vec<SavedAddress>, ApiError> {
         match self {
             Store::Local(local) => {
-                let (wallet, customer) = (local.wallet()?, customer.to_owned());
-                on_wallet_files(move || wallet.addresses(&customer)).await
+                let customer = customer.to_owned();
+                local
+                    .on_wallet(move |wallet| wallet.addresses(&customer))
+                    .await
             }
             Store::Redis(shared) => shared
                 .wallet()
@@ -574,9 +595,10 @@ impl Store {
     ) -> Result<Option<StoredCard>, ApiError> {
         match self {
             Store::Local(local) => {
-                let wallet = local.wallet()?;
                 let (customer, id) = (customer.to_owned(), id.to_owned());
-                on_wallet_files(move || wallet.card(&customer, &id)).await
+                local
+                    .on_wallet(move |wallet| wallet.card(&customer, &id))
+                    .await
             }
             Store::Redis(shared) => shared
                 .wallet()
@@ -594,9 +616,10 @@ impl Store {
     ) -> Result<Option<Address>, ApiError> {
         match self {
             Store::Local(local) => {
-                let wallet = local.wallet()?;
                 let (customer, id) = (customer.to_owned(), id.to_owned());
-                on_wallet_files(move || wallet.address(&customer, &id)).await
+                local
+                    .on_wallet(move |wallet| wallet.address(&customer, &id))
+                    .await
             }
             Store::Redis(shared) => shared
                 .wallet()
@@ -610,9 +633,10 @@ impl Store {
     pub async fn delete_saved_card(&self, customer: &str, id: &str) -> Result<bool, ApiError> {
         match self {
             Store::Local(local) => {
-                let wallet = local.wallet()?;
                 let (customer, id) = (customer.to_owned(), id.to_owned());
-                on_wallet_files(move || wallet.delete_card(&customer, &id)).await
+                local
+                    .on_wallet(move |wallet| wallet.delete_card(&customer, &id))
+                    .await
             }
             Store::Redis(shared) => shared
                 .wallet()
@@ -626,9 +650,10 @@ impl Store {
     pub async fn delete_saved_address(&self, customer: &str, id: &str) -> Result<bool, ApiError> {
         match self {
             Store::Local(local) => {
-                let wallet = local.wallet()?;
                 let (customer, id) = (customer.to_owned(), id.to_owned());
-                on_wallet_files(move || wallet.delete_address(&customer, &id)).await
+                local
+                    .on_wallet(move |wallet| wallet.delete_address(&customer, &id))
+                    .await
             }
             Store::Redis(shared) => shared
                 .wallet()
@@ -647,17 +672,6 @@ async fn on_order_files<T: Send + 'static>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(order_store_error(error)),
         Err(_) => Err(ApiError::internal("the order store task failed")),
-    }
-}
-
-/// Runs a wallet call (file I/O) off the async threads.
-async fn on_wallet_files<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, WalletError> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(wallet_error(&error)),
-        Err(_) => Err(ApiError::internal("the wallet task failed")),
     }
 }
 
@@ -682,6 +696,9 @@ pub fn wallet_error(error: &WalletError) -> ApiError {
     tracing::error!(%error, "wallet operation failed");
     match error {
         WalletError::Full { .. } => ApiError::bad_request(error.to_string()),
+        WalletError::Stopped { .. } => ApiError::unavailable(
+            "the wallet stopped after a failed write; retry once the node has restarted",
+        ),
         _ => ApiError::internal("the wallet could not be read or written"),
     }
 }

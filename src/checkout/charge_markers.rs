@@ -39,7 +39,7 @@ use crate::clock::Clock;
 use crate::codec;
 use crate::journal::{Archive, ArchiveReader, JournalError};
 use crate::model::Money;
-use crate::storage::Storage;
+use crate::storage::{BlockingIo, Storage};
 
 /// The file's name in the data dir.
 pub const CHARGES_FILE: &str = "charges.log";
@@ -85,21 +85,12 @@ pub enum ChargeMarkersError {
     Io { path: PathBuf, message: String },
 }
 
-/// Where the file's writes run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MarkerIo {
-    /// On tokio's blocking pool: a server's async threads never wait for the disk.
-    BlockingPool,
-    /// Where they are called: the simulator polls every future itself, on one thread.
-    Inline,
-}
-
 /// The open markers, and the file that keeps them.
 pub struct ChargeMarkers {
     storage: Arc<dyn Storage>,
     path: PathBuf,
     clock: Arc<dyn Clock>,
-    io: MarkerIo,
+    io: BlockingIo,
     inner: Mutex<Inner>,
     /// Which batches are written.
     done: watch::Sender<Done>,
@@ -144,7 +135,7 @@ impl ChargeMarkers {
         storage: Arc<dyn Storage>,
         path: &Path,
         clock: Arc<dyn Clock>,
-        io: MarkerIo,
+        io: BlockingIo,
     ) -> Result<ChargeMarkers, ChargeMarkersError> {
         // Cuts a torn last frame; damage before a valid frame is `Corrupt`.
         let end = Archive::open(&*storage, path, None)?.len_at_open();
@@ -392,14 +383,14 @@ impl ChargeMarkers {
         }
     }
 
-    /// Runs file I/O where [`MarkerIo`] says.
+    /// Runs file I/O where [`BlockingIo`] says.
     async fn run_io<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, ChargeMarkersError> + Send + 'static,
     ) -> Result<T, ChargeMarkersError> {
         match self.io {
-            MarkerIo::Inline => work(),
-            MarkerIo::BlockingPool => match tokio::task::spawn_blocking(work).await {
+            BlockingIo::Inline => work(),
+            BlockingIo::BlockingPool => match tokio::task::spawn_blocking(work).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(ChargeMarkersError::Io {
                     path: self.path.clone(),

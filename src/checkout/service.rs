@@ -145,10 +145,7 @@ impl CheckoutService {
     #[cfg(test)]
     pub fn wallet(&self) -> &Arc<crate::checkout::wallet::Wallet> {
         match &self.store {
-            Store::Local(local) => local
-                .wallet
-                .as_ref()
-                .expect("the unit tests' node has a wallet"),
+            Store::Local(local) => &local.wallet,
             Store::Redis(_) => panic!("the unit tests' checkout is on this node"),
         }
     }
@@ -407,7 +404,10 @@ impl CheckoutService {
             self.lock_keys().remove(&(customer.to_owned(), key.clone()));
         }
         if request.save {
-            self.save_to_wallet(customer, request, &card, &shipping)
+            // A card is saved only once it paid: a retry's gateway may replay the charge an
+            // earlier attempt made with another card, and the order shows that one.
+            let paid = card.summary() == stored.order.payment;
+            self.save_to_wallet(customer, request, paid.then_some(&card), &shipping)
                 .await;
         }
         self.listeners
@@ -460,16 +460,19 @@ impl CheckoutService {
         }
     }
 
-    /// Saves what the buyer typed (a saved choice is already there). The order stands
-    /// whatever happens here; a failure is logged, without the card.
+    /// Saves what the buyer typed (a saved choice is already there): the card if it is the one
+    /// that paid (`card`), and the address. The order stands whatever happens here; a failure
+    /// is logged, without the card.
     async fn save_to_wallet(
         &self,
         customer: &str,
         request: &CheckoutRequest,
-        card: &ValidCard,
+        card: Option<&ValidCard>,
         shipping: &Address,
     ) {
-        let card = matches!(request.payment, Payment::New(_)).then(|| card.clone());
+        let card = card
+            .filter(|_| matches!(request.payment, Payment::New(_)))
+            .cloned();
         let shipping = matches!(request.shipping, Shipping::New(_)).then(|| shipping.clone());
         let saved = self.store.save_to_wallet(customer, card, shipping).await;
         if let Err(error) = saved {

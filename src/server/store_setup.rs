@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::checkout::charge_markers::{CHARGES_FILE, ChargeMarkers, MarkerIo};
+use crate::checkout::charge_markers::{CHARGES_FILE, ChargeMarkers};
 use crate::checkout::order_book::OrderBook;
 use crate::checkout::wallet::{MasterKey, Wallet};
 use crate::config::{Config, StoreUrl};
 use crate::decorate::partner_index::CatalogStore;
 use crate::inventory::service::InventoryService;
+use crate::storage::BlockingIo;
 use crate::store::Store;
 use crate::store::redis::RedisStore;
 
@@ -140,7 +141,7 @@ pub(super) fn open_local_store(
         Arc::new(crate::storage::Files),
         &charges_path,
         Arc::new(crate::clock::WallClock),
-        MarkerIo::BlockingPool,
+        BlockingIo::BlockingPool,
     )
     .with_context(|| {
         format!(

@@ -1,4 +1,5 @@
-//! The cards the simulated buyers type, and the checkout request a buyer sends with one.
+//! The cards the simulated buyers type (or pick from their wallet), and the checkout request a
+//! buyer sends with one.
 
 use serde_json::json;
 
@@ -45,18 +46,50 @@ impl Card {
         }
     }
 
-    /// The checkout a buyer sends for `hold` with this card, as JSON a client would send.
-    pub(super) fn request(self, hold: &str, key: Option<&str>) -> serde_json::Value {
+    /// Whether the sandbox charges it (only then can it be sold, and saved).
+    pub(super) fn pays(self) -> bool {
+        matches!(self, Card::Visa | Card::Mastercard)
+    }
+
+    /// The last four digits a listing or an order shows.
+    pub(super) fn last4(self) -> &'static str {
+        let number = self.number();
+        &number[number.len() - 4..]
+    }
+
+    fn json(self) -> serde_json::Value {
         let exp_year = if self == Card::PastExpiry { 2020 } else { 2040 };
+        json!({"number": self.number(), "exp_month": 12, "exp_year": exp_year,
+               "cvc": "123", "name": "Ada Lovelace"})
+    }
+}
+
+/// How a buyer pays: a card typed, or one saved in the wallet (by its `pm_` id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Payment {
+    Typed(Card),
+    Saved(String),
+}
+
+impl Payment {
+    /// The checkout a buyer sends for `hold`, as JSON a client would send; `save` asks for the
+    /// typed card and address to be kept in the wallet.
+    pub(super) fn request(&self, hold: &str, key: Option<&str>, save: bool) -> serde_json::Value {
+        let payment = match self {
+            Payment::Typed(card) => card.json(),
+            Payment::Saved(id) => json!({"saved": id}),
+        };
         let mut request = json!({
             "reservation": hold,
             "shipping": {"name": "Ada Lovelace", "line1": "1 Loop Rd", "city": "Austin",
                          "region": "TX", "postal_code": "78701", "country": "US"},
-            "payment": {"number": self.number(), "exp_month": 12, "exp_year": exp_year,
-                        "cvc": "123", "name": "Ada Lovelace"},
+            "payment": payment,
         });
         if let Some(key) = key {
             request["idempotency_key"] = json!(key);
+        }
+        if save {
+            request["save"] = json!(true);
         }
         request
     }
@@ -64,7 +97,8 @@ impl Card {
 
 impl super::World {
     /// No card number a buyer typed reaches the disk in clear: the journal's orders keep the
-    /// brand and last four digits, the charge markers none of it.
+    /// brand and last four digits, the charge markers none of it, the wallet's files only
+    /// ciphertext.
     pub(super) fn check_no_card_number_on_disk(&mut self) {
         for (path, _) in self.disk.files() {
             let Some(bytes) = self.disk.durable_bytes(&path) else {

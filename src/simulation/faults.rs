@@ -88,6 +88,8 @@ impl World {
         if let Some(last) = self.last_entry_start(&charges).filter(|&last| last > 0) {
             candidates.push((charges, last));
         }
+        // The wallet's files, whole: each was synced before its rename.
+        candidates.extend(self.wallet_files_to_flip());
         if let Some(synced) = archive_synced.filter(|&synced| synced > 0) {
             let archive = Path::new(JOURNAL_DIR).join(crate::inventory::compactor::ORDER_ARCHIVE);
             candidates.push((archive, synced));

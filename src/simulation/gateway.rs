@@ -30,6 +30,9 @@ const SLOW_PER_THOUSAND: u64 = 300;
 #[derive(Clone, Debug)]
 pub struct ChargeFact {
     pub charge_id: String,
+    /// The card charged: a replay under the key shows it, whatever card the retry carried
+    /// (as Stripe's replay answers with the first response).
+    pub card: CardSummary,
     pub amount: Money,
     pub customer: String,
     /// Refunds made of it: 0 or 1 (a refunded charge is refunded again as a no-op, as real
@@ -128,7 +131,11 @@ impl PaymentGateway for SimGateway {
                 None => format!("anonymous-{}", book.charged),
             };
             if let Some(fact) = book.charges.get(&key) {
-                return Ok(receipt(&fact.charge_id, charge.card, fact.refunds > 0));
+                return Ok(Receipt {
+                    charge_id: fact.charge_id.clone(),
+                    card: fact.card.clone(),
+                    refunded: fact.refunds > 0,
+                });
             }
             sandbox_decision(charge.card)?;
             let timeout = book.rng.below(1000) < TIMEOUTS_PER_THOUSAND;
@@ -143,6 +150,7 @@ impl PaymentGateway for SimGateway {
                     key,
                     ChargeFact {
                         charge_id: charge_id.clone(),
+                        card: charge.card.summary(),
                         amount: charge.amount.clone(),
                         customer: charge.customer.to_owned(),
                         refunds: 0,
@@ -155,7 +163,11 @@ impl PaymentGateway for SimGateway {
                     "the gateway timed out",
                 )));
             }
-            Ok(receipt(&charge_id, charge.card, false))
+            Ok(Receipt {
+                charge_id,
+                card: charge.card.summary(),
+                refunded: false,
+            })
         })
     }
 
@@ -216,20 +228,5 @@ fn down(charge: &str) -> RefundError {
     RefundError {
         charge_id: charge.to_owned(),
         reason: String::from("the node is down"),
-    }
-}
-
-fn receipt(charge_id: &str, card: &crate::checkout::card::ValidCard, refunded: bool) -> Receipt {
-    let digits = card.number.expose();
-    Receipt {
-        charge_id: charge_id.to_owned(),
-        card: CardSummary {
-            brand: card.brand,
-            last4: digits
-                .get(digits.len().saturating_sub(4)..)
-                .unwrap_or_default()
-                .to_owned(),
-        },
-        refunded,
     }
 }

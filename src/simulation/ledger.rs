@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use super::cards::Card;
+use super::cards::Payment;
 use crate::checkout::order::StoredOrder;
 use crate::error::{ApiError, ErrorCode};
 use crate::inventory::StockCounts;
@@ -60,7 +60,8 @@ pub struct KeyFact {
 #[derive(Clone, Debug)]
 pub struct CheckoutKeyFact {
     pub hold: String,
-    pub card: Card,
+    pub payment: Payment,
+    pub save: bool,
     /// The order, as the journal keeps it.
     pub order: Vec<u8>,
 }
@@ -83,6 +84,9 @@ pub struct Ledger {
     pub stock: BTreeMap<String, StockFact>,
     /// Sales acknowledged so far.
     pub sales: u64,
+    /// The last four digits of every card sent to check out each hold (typed, or saved and
+    /// shown), by hold.
+    pub hold_cards: BTreeMap<String, std::collections::BTreeSet<String>>,
     /// Keyed checkouts answered with an order, by (buyer, key).
     pub checkout_keys: BTreeMap<(String, String), CheckoutKeyFact>,
     pub violations: Vec<String>,

@@ -1,5 +1,6 @@
 //! The deterministic simulator: the inventory service and its journal on a simulated disk
-//! and clock, and the checkout service over them (its charge markers on the same disk) against
+//! and clock, and the checkout service over them (its charge markers and the wallet on the same
+//! disk, the wallet's keys from the seed) against
 //! a payment gateway outside the node, driven by one seeded generator, with crashes, disk faults
 //! and gateway timeouts injected, and the node checked against what its clients were told after
 //! every reply and every restart, and the money at the end.
@@ -12,7 +13,8 @@
 //! What a seed does: a catalog of one to four products (stock, per-customer limits, sale
 //! windows, hold times); then `ops` steps, each one of: reserve (keyed or not), an idempotent
 //! retry of an earlier key (same or different request), release, checkout (a sandbox card that
-//! pays or declines, keyed or not, now and then a keyed one again), restock, the upkeep (expiry
+//! pays or declines, keyed or not, now and then a keyed one again; some save the card, some pay
+//! with a saved one), a buyer listing or deleting saved cards, restock, the upkeep (expiry
 //! sweep, then refund sweep), a group commit, the clock moving (across hold expiries and sale
 //! windows), an admin's catalog change (rules changed, a product closed, reopened or added), and
 //! faults: a power loss (unsynced pages kept, lost, torn or reordered at random), a killed
@@ -28,6 +30,8 @@ mod gateway;
 mod ledger;
 mod money;
 mod replies;
+mod saved_cards;
+mod seeded_entropy;
 mod workload;
 
 use std::collections::BTreeSet;
@@ -35,20 +39,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::checkout::charge_markers::{CHARGES_FILE, ChargeMarkers, ChargeMarkersError, MarkerIo};
+use crate::checkout::charge_markers::{CHARGES_FILE, ChargeMarkers, ChargeMarkersError};
 use crate::checkout::fingerprint::FingerprintKey;
 use crate::checkout::order_book::OrderBook;
 use crate::checkout::service::{CheckoutService, OrderListeners};
+use crate::checkout::wallet::{MasterKey, Wallet, WalletError};
 use crate::clock::{Clock, SimClock};
 use crate::decorate::partner_index::{CatalogStore, PartnerIndex};
 use crate::inventory::KeyWindow;
 use crate::inventory::service::{InventoryService, Platform, RecoveredOrders, StartError};
 use crate::journal::{ArchiveReader, JournalError, JournalOptions};
 use crate::model::{Catalog, Order, Partner, PartnerKind, Product};
-use crate::storage::{SimDisk, SimDiskFaults, SplitMix64};
+use crate::storage::{BlockingIo, SimDisk, SimDiskFaults, SplitMix64};
 use crate::store::Store;
 use gateway::SimGateway;
 use ledger::{HoldEnd, Ledger, StockFact};
+use saved_cards::{SavedCards, wallet_dir};
+use seeded_entropy::SeededEntropy;
 use workload::InFlight;
 
 /// Where the simulated clock starts (2023-11-14), plus up to a year from the seed.
@@ -136,6 +143,8 @@ pub struct SeedReport {
     pub restarts: u64,
     /// What the buyers paid: charges made, declined, refunded.
     pub money: MoneyCounts,
+    /// What the buyers did with their wallets.
+    pub wallets: WalletCounts,
     pub faults: FaultCounts,
     /// Every broken invariant, in the order found; empty when the seed passed.
     pub violations: Vec<String>,
@@ -150,6 +159,25 @@ pub struct MoneyCounts {
     /// Cards charged, and charges given back.
     pub charges: u64,
     pub refunds: u64,
+}
+
+/// The wallets of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalletCounts {
+    /// Saved cards a listing showed (each counted once).
+    pub cards_shown: u64,
+    /// Deletions acknowledged.
+    pub deletions: u64,
+    /// Sales charged to a saved card.
+    pub saved_card_orders: u64,
+}
+
+impl WalletCounts {
+    pub fn add(&mut self, other: &WalletCounts) {
+        self.cards_shown += other.cards_shown;
+        self.deletions += other.deletions;
+        self.saved_card_orders += other.saved_card_orders;
+    }
 }
 
 impl MoneyCounts {
@@ -174,6 +202,12 @@ struct World {
     node: Option<Arc<InventoryService>>,
     /// Checkout on the node: its order book, the catalog store and the gateway.
     checkout: Option<Arc<CheckoutService>>,
+    /// The node's store (inventory, orders, wallet), as the routes reach it.
+    store: Option<Store>,
+    /// Where the wallet's keys, nonces and card ids come from: the seed.
+    entropy: Arc<SeededEntropy>,
+    /// What the buyers were shown of their wallets, and what they deleted.
+    saved: SavedCards,
     /// The catalog as the catalog store holds it (the admin's changes applied).
     catalog_store: Arc<CatalogStore>,
     /// Outside the node: it outlives every crash.
@@ -221,6 +255,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
     }
     let gateway = Arc::new(SimGateway::new(rng.next_u64()));
     let secret = rng.next_u64().to_le_bytes();
+    let entropy = Arc::new(SeededEntropy::new(rng.next_u64()));
     let mut world = World {
         rng,
         disk,
@@ -230,6 +265,9 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
         journal,
         node: None,
         checkout: None,
+        store: None,
+        entropy,
+        saved: SavedCards::default(),
         catalog_store: Arc::new(CatalogStore::new(PartnerIndex::default())),
         gateway,
         secret,
@@ -259,6 +297,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
     report.faults.sync_eio = disk.sync_eio;
     report.faults.enospc = disk.enospc;
     report.faults.gateway_timeouts = world.gateway.timeouts();
+    report.wallets.cards_shown = world.saved.shown_count();
     report.violations = std::mem::take(&mut world.ledger.violations);
     report
 }
@@ -282,6 +321,7 @@ impl World {
     /// Starts (or restarts) the node on what the disk holds, and checks what it recovered.
     fn start(&mut self) {
         self.checkout = None;
+        self.store = None;
         let platform = Platform {
             storage: Arc::new(self.disk.clone()),
             clock: Arc::new(self.clock.clone()),
@@ -294,24 +334,34 @@ impl World {
             self.journal.clone(),
             KeyWindow::new(Duration::from_millis(KEY_WINDOW_MS as u64)),
         );
-        // Then checkout's charge markers, as the server opens them after the journal.
-        let charges = started.is_ok().then(|| {
+        // Then the wallet and checkout's charge markers, as the server opens them after the
+        // journal.
+        let wallet = started.is_ok().then(|| {
+            Wallet::open_on(
+                Arc::new(self.disk.clone()),
+                Arc::clone(&self.entropy) as _,
+                &wallet_dir(),
+                MasterKey::derive(&self.secret),
+            )
+        });
+        let charges = matches!(wallet, Some(Ok(_))).then(|| {
             ChargeMarkers::open(
                 Arc::new(self.disk.clone()),
                 &Path::new(DATA_DIR).join(CHARGES_FILE),
                 Arc::new(self.clock.clone()),
-                MarkerIo::Inline,
+                BlockingIo::Inline,
             )
         });
         if let Some(crash) = self.disk.take_crash() {
             // The power went out again, during start-up.
-            drop((started, charges));
+            drop((started, wallet, charges));
             self.count_crash(crash);
             return self.start();
         }
         let disk_full = self.disk.faults().capacity_bytes.is_some();
         let stopped_by_a_full_disk = disk_full
             && (matches!(charges, Some(Err(_)))
+                || matches!(wallet, Some(Err(WalletError::Io { .. })))
                 || match &started {
                     // A full disk may stop start-up with a clear I/O error (in the journal, or in
                     // opening a product whose `Opened` record was lost), or stop the journal just
@@ -324,10 +374,31 @@ impl World {
                 });
         if stopped_by_a_full_disk {
             // The operator frees space and starts again (a flipped bit is still to be found).
-            drop((started, charges));
+            drop((started, wallet, charges));
             self.disk.set_faults(SimDiskFaults::default());
             return self.start();
         }
+        let wallet = match wallet {
+            Some(Ok(wallet)) => Some(Arc::new(wallet)),
+            Some(Err(WalletError::Corrupt { .. }))
+                if self
+                    .flipped
+                    .as_ref()
+                    .is_some_and(|(path, _, _)| path.starts_with(wallet_dir())) =>
+            {
+                // A bit flipped in the wallet's key check, reported as corruption: restore it.
+                drop((started, charges));
+                self.undo_flip();
+                return self.start();
+            }
+            Some(Err(error)) => {
+                drop((started, charges));
+                return self
+                    .ledger
+                    .violation(format!("the wallet did not open after a crash: {error}"));
+            }
+            None => None,
+        };
         let charges = match charges {
             Some(Ok(charges)) => Some(Arc::new(charges)),
             Some(Err(ChargeMarkersError::Journal(JournalError::Corrupt { .. })))
@@ -335,12 +406,7 @@ impl World {
             {
                 // A bit flipped in the markers' file, reported as corruption: restore it.
                 drop(started);
-                if let Some((path, offset, bit)) = self.flipped.take() {
-                    if self.trace {
-                        eprintln!("FLIP REPORTED {}:{offset}", path.display());
-                    }
-                    self.disk.flip_bit(&path, offset, bit);
-                }
+                self.undo_flip();
                 return self.start();
             }
             Some(Err(error)) => {
@@ -351,14 +417,19 @@ impl World {
             }
             None => None,
         };
+        if let (Ok(_), Some(wallet), Some((path, _, _))) = (&started, &wallet, &self.flipped)
+            && self.check_flipped_wallet(wallet, &path.clone())
+        {
+            // A buyer's wallet file, which is read when that buyer's wallet is: restored once
+            // its read reported the damage.
+            self.undo_flip();
+        }
         match (started, self.flipped.take()) {
-            (Err(StartError::Journal(JournalError::Corrupt { .. })), Some((path, offset, bit))) => {
+            (Err(StartError::Journal(JournalError::Corrupt { .. })), Some(flip)) => {
                 // Reported as corruption, as it must be. Undo the flip (the operator restores
                 // the file) and start again.
-                if self.trace {
-                    eprintln!("FLIP REPORTED {}:{offset}", path.display());
-                }
-                self.disk.flip_bit(&path, offset, bit);
+                self.flipped = Some(flip);
+                self.undo_flip();
                 self.start();
             }
             (Ok(node), Some((path, offset, _))) => {
@@ -379,18 +450,33 @@ impl World {
             }
             (Ok(node), None) => {
                 self.node = Some(node);
-                self.check_recovered(charges);
+                self.check_recovered(charges, wallet);
                 self.gateway.reach(true);
             }
         }
     }
 
+    /// The operator restores the file a bit was flipped in, once the damage was reported.
+    fn undo_flip(&mut self) {
+        if let Some((path, offset, bit)) = self.flipped.take() {
+            if self.trace {
+                eprintln!("FLIP REPORTED {}:{offset}", path.display());
+            }
+            self.disk.flip_bit(&path, offset, bit);
+        }
+    }
+
     /// After a start: every acknowledged hold, release, sale, order and restock is there.
     /// Then checkout starts on the node, with `charges` (opened when the node started).
-    fn check_recovered(&mut self, charges: Option<Arc<ChargeMarkers>>) {
-        let (Some(node), Some(charges)) = (self.node.clone(), charges) else {
+    fn check_recovered(
+        &mut self,
+        charges: Option<Arc<ChargeMarkers>>,
+        wallet: Option<Arc<Wallet>>,
+    ) {
+        let (Some(node), Some(charges), Some(wallet)) = (self.node.clone(), charges, wallet) else {
             return;
         };
+        self.check_wallets_after_start(&wallet);
         let now = self.clock.now_ms();
         for (id, hold) in &self.ledger.holds.clone() {
             let found = node.hold_of(&hold.customer, id);
@@ -436,7 +522,8 @@ impl World {
         }
         match OrderBook::in_memory(recovered) {
             Ok(orders) => {
-                let store = Store::simulated(node, Arc::new(orders), charges);
+                let store = Store::simulated(node, Arc::new(orders), wallet, charges);
+                self.store = Some(store.clone());
                 let checkout = CheckoutService::with_store(
                     store,
                     Arc::clone(&self.catalog_store),
@@ -482,7 +569,9 @@ impl World {
             470..=579 => self.checkout(),
             580..=609 => self.restock(),
             610..=659 => self.sweep(),
-            660..=859 => self.commit(),
+            660..=679 => self.list_cards(),
+            680..=689 => self.delete_card(),
+            690..=859 => self.commit(),
             860..=939 => self.poll_all(),
             940..=969 => self.advance_clock(),
             970..=979 => self.admin(),
@@ -514,6 +603,7 @@ impl World {
         self.settle_every_charge();
         self.node = None;
         self.checkout = None;
+        self.store = None;
         self.check_money();
         self.check_no_card_number_on_disk();
     }

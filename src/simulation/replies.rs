@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::cards::Card;
+use super::cards::Payment;
 use super::ledger::{CheckoutKeyFact, HoldEnd, HoldFact, KeyFact, Outcome, outcome};
 use super::workload::{Op, Reply};
 use super::{KEY_WINDOW_MS, World};
@@ -11,6 +11,18 @@ use crate::checkout::order::StoredOrder;
 use crate::checkout::service::Fresh;
 use crate::error::{ApiError, ErrorCode};
 use crate::inventory::service::ReserveReply;
+
+/// A checkout as the buyer sent it.
+pub(super) struct CheckoutAsked {
+    pub(super) customer: String,
+    hold: String,
+    pub(super) payment: Payment,
+    save: bool,
+    key: Option<String>,
+    /// See [`Op::Checkout`].
+    pub(super) cards_before: Vec<String>,
+    pub(super) deleted_before: bool,
+}
 
 /// A reservation as the client asked for it, with the limit in force when it was decided.
 pub(super) struct Asked {
@@ -28,9 +40,16 @@ impl World {
         if self.trace {
             let answer = match &reply {
                 Reply::Reserve(Ok(r)) => format!("ok {} replayed={}", r.reservation.id, r.replayed),
-                Reply::Reserve(Err(e)) | Reply::Units(Err(e)) | Reply::Checkout(Err(e)) => {
-                    format!("{:?}", e.code)
+                Reply::Reserve(Err(e))
+                | Reply::Units(Err(e))
+                | Reply::Checkout(Err(e))
+                | Reply::Cards(Err(e))
+                | Reply::Deleted(Err(e)) => format!("{:?}", e.code),
+                Reply::Cards(Ok(cards)) => {
+                    let ids: Vec<&str> = cards.iter().map(|card| card.id.as_str()).collect();
+                    format!("ok {ids:?}")
                 }
+                Reply::Deleted(Ok(deleted)) => format!("ok {deleted}"),
                 Reply::Units(Ok(n)) => format!("ok {n}"),
                 Reply::Checkout(Ok((order, fresh))) => {
                     format!("ok {} {fresh:?} charge {}", order.order.id, order.charge_id)
@@ -68,11 +87,31 @@ impl World {
                 Op::Checkout {
                     customer,
                     hold,
-                    card,
+                    payment,
+                    save,
                     idempotency_key,
+                    cards_before,
+                    deleted_before,
                 },
                 Reply::Checkout(reply),
-            ) => self.settle_checkout(&customer, &hold, card, idempotency_key, reply),
+            ) => {
+                let asked = CheckoutAsked {
+                    customer,
+                    hold,
+                    payment,
+                    save,
+                    key: idempotency_key,
+                    cards_before,
+                    deleted_before,
+                };
+                self.settle_checkout(asked, reply)
+            }
+            (Op::ListCards { customer }, Reply::Cards(reply)) => {
+                self.settle_card_listing(&customer, reply)
+            }
+            (Op::DeleteCard { customer, id }, Reply::Deleted(reply)) => {
+                self.settle_card_deletion(&customer, &id, reply)
+            }
             (Op::Restock { product, quantity }, Reply::Units(reply)) => {
                 let outcome = outcome(reply);
                 if let Some(fact) = self.ledger.stock.get_mut(&product) {
@@ -239,18 +278,27 @@ impl World {
     /// not live) or an unknown outcome.
     fn settle_checkout(
         &mut self,
-        customer: &str,
-        hold: &str,
-        card: Card,
-        key: Option<String>,
+        asked: CheckoutAsked,
         reply: Result<(Arc<StoredOrder>, Fresh), ApiError>,
     ) {
+        self.check_saved_card_payment(&asked, &reply);
+        let CheckoutAsked {
+            customer,
+            hold,
+            payment,
+            save,
+            key,
+            ..
+        } = asked;
+        let (customer, hold) = (customer.as_str(), hold.as_str());
         let keyed = key.map(|key| (customer.to_owned(), key));
         let known = keyed
             .as_ref()
             .and_then(|keyed| self.ledger.checkout_keys.get(keyed))
             .cloned();
-        let same_request = |fact: &CheckoutKeyFact| fact.hold == hold && fact.card == card;
+        let same_request = |fact: &CheckoutKeyFact| {
+            fact.hold == hold && fact.payment == payment && fact.save == save
+        };
         match outcome(reply) {
             Outcome::Acknowledged((order, fresh)) => {
                 let bytes = order.encode();
@@ -301,7 +349,8 @@ impl World {
                 {
                     let fact = CheckoutKeyFact {
                         hold: hold.to_owned(),
-                        card,
+                        payment: payment.clone(),
+                        save,
                         order: bytes.clone(),
                     };
                     self.ledger.checkout_keys.insert(keyed, fact);

@@ -7,12 +7,13 @@ use std::task::{Context, Poll, Waker};
 
 use std::sync::Arc;
 
-use super::cards::Card;
+use super::cards::{Card, Payment};
 use super::ledger::HoldFact;
 use super::{CUSTOMERS, KEY_WINDOW_MS, MAX_IN_FLIGHT, World};
 use crate::checkout::order::StoredOrder;
 use crate::checkout::request::CheckoutRequest;
 use crate::checkout::service::Fresh;
+use crate::checkout::wallet::SavedCard;
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::inventory::service::ReserveReply;
@@ -41,12 +42,28 @@ pub(super) enum Op {
         customer: String,
         hold: String,
     },
-    /// A checkout through the node's checkout service: charge, then sale.
+    /// A checkout through the node's checkout service: charge, then sale (then, with `save`,
+    /// the typed card and address into the wallet).
     Checkout {
         customer: String,
         hold: String,
-        card: Card,
+        payment: Payment,
+        save: bool,
         idempotency_key: Option<String>,
+        /// When the engine decides: the last four digits of the cards sent for this hold
+        /// before (a charge they made may be replayed under the hold's key), and whether the
+        /// saved card paid with was deleted, acknowledged.
+        cards_before: Vec<String>,
+        deleted_before: bool,
+    },
+    /// The buyer's saved cards, as `GET /v1/me/payment-methods` lists them.
+    ListCards {
+        customer: String,
+    },
+    /// `DELETE /v1/me/payment-methods/{id}`.
+    DeleteCard {
+        customer: String,
+        id: String,
     },
     Restock {
         product: String,
@@ -59,6 +76,8 @@ pub(super) enum Reply {
     Reserve(Result<ReserveReply, ApiError>),
     Units(Result<u32, ApiError>),
     Checkout(Result<(Arc<StoredOrder>, Fresh), ApiError>),
+    Cards(Result<Vec<SavedCard>, ApiError>),
+    Deleted(Result<bool, ApiError>),
     Swept,
 }
 
@@ -72,6 +91,8 @@ impl World {
             self.poll_all();
         }
         self.report.ops += u64::from(!matches!(op, Op::Sweep));
+        let mut op = op;
+        self.note_checkout(&mut op);
         let decided_at_ms = self.clock.now_ms();
         let reply: Pin<Box<dyn Future<Output = Reply>>> = match op.clone() {
             Op::Reserve {
@@ -92,14 +113,16 @@ impl World {
             Op::Checkout {
                 customer,
                 hold,
-                card,
+                payment,
+                save,
                 idempotency_key,
+                ..
             } => {
                 let Some(checkout) = self.checkout.clone() else {
                     return;
                 };
                 let request = CheckoutRequest::from_json(
-                    &card.request(&hold, idempotency_key.as_deref()),
+                    &payment.request(&hold, idempotency_key.as_deref(), save),
                     &[],
                 );
                 Box::pin(async move {
@@ -115,6 +138,20 @@ impl World {
             }
             Op::Restock { product, quantity } => {
                 Box::pin(async move { Reply::Units(node.restock(&product, quantity).await) })
+            }
+            Op::ListCards { customer } => {
+                let Some(store) = self.store.clone() else {
+                    return;
+                };
+                Box::pin(async move { Reply::Cards(store.saved_cards(&customer).await) })
+            }
+            Op::DeleteCard { customer, id } => {
+                let Some(store) = self.store.clone() else {
+                    return;
+                };
+                Box::pin(
+                    async move { Reply::Deleted(store.delete_saved_card(&customer, &id).await) },
+                )
             }
             Op::Sweep => {
                 // The server's upkeep: holds past their expiry, then charges whose hold ended
@@ -220,8 +257,9 @@ impl World {
         }
     }
 
-    /// A checkout of a hold a client knows of; now and then a keyed one sent again (the same
-    /// request, or another one under the same key, which must be refused).
+    /// A checkout of a hold a client knows of, with a card typed (saved now and then) or
+    /// picked from the wallet; now and then a keyed one sent again (the same request, or
+    /// another one under the same key, which must be refused).
     pub(super) fn checkout(&mut self) {
         let keys: Vec<(String, String)> = self.ledger.checkout_keys.keys().cloned().collect();
         if !keys.is_empty() && self.rng.below(4) == 0 {
@@ -233,26 +271,38 @@ impl World {
             else {
                 return;
             };
-            let (hold, mut card) = (fact.hold.clone(), fact.card);
+            let (hold, mut payment, save) = (fact.hold.clone(), fact.payment.clone(), fact.save);
             if self.rng.below(5) == 0 {
-                card = Card::Mastercard;
+                payment = Payment::Typed(Card::Mastercard);
             }
             return self.submit(Op::Checkout {
                 customer,
                 hold,
-                card,
+                payment,
+                save,
                 idempotency_key: Some(key),
+                cards_before: Vec::new(),
+                deleted_before: false,
             });
         }
         if let Some((hold, customer)) = self.some_hold() {
             self.attempts += 1;
-            let card = Card::DRAWN[self.rng.below(Card::DRAWN.len() as u64) as usize];
+            let payment = match self.saved_card_to_pay_with(&customer) {
+                Some(id) => Payment::Saved(id),
+                None => {
+                    Payment::Typed(Card::DRAWN[self.rng.below(Card::DRAWN.len() as u64) as usize])
+                }
+            };
+            let save = matches!(payment, Payment::Typed(_)) && self.rng.below(3) == 0;
             let idempotency_key = (self.rng.below(2) == 0).then(|| format!("ck{}", self.attempts));
             self.submit(Op::Checkout {
                 customer,
                 hold,
-                card,
+                payment,
+                save,
                 idempotency_key,
+                cards_before: Vec::new(),
+                deleted_before: false,
             });
         }
     }

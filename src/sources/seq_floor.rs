@@ -13,7 +13,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::durable_file;
+use crate::storage::{Access, Files, replace_whole};
 
 /// Seqs reserved per write of the file: at 500,000 tweets/s, one write every half a minute.
 pub const BLOCK: u64 = 1 << 24;
@@ -94,9 +94,10 @@ impl SeqFloor {
         Ok(true)
     }
 
-    /// Replaces the file with `limit` (see [`durable_file::replace`]).
+    /// Replaces the file with `limit` (see [`replace_whole`]).
     fn write(&self, limit: u64) -> Result<(), SeqFloorError> {
-        durable_file::replace(&self.path, format!("{limit}\n").as_bytes(), 0o644).map_err(|error| {
+        let bytes = format!("{limit}\n");
+        replace_whole(&Files, &self.path, bytes.as_bytes(), Access::Everyone).map_err(|error| {
             SeqFloorError::Io {
                 path: error.path,
                 source: error.source,

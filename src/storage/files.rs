@@ -1,8 +1,8 @@
 //! The operating system's files: what the server runs the journal on.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions, TryLockError};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::{LockGuard, OpenMode, Storage, StorageFile};
@@ -46,6 +46,25 @@ impl Storage for Files {
         Ok(Box::new(OsFile(options.open(path)?)))
     }
 
+    fn create_private(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        // `mode` applies to a file it creates; one a crash left keeps its own until narrowed,
+        // which happens here, before anything is written to it.
+        file.set_permissions(Permissions::from_mode(0o600))?;
+        Ok(Box::new(OsFile(file)))
+    }
+
+    fn create_private_dir(&self, dir: &Path) -> io::Result<()> {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        fs::set_permissions(dir, Permissions::from_mode(0o700))
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         fs::rename(from, to)
     }
@@ -55,7 +74,7 @@ impl Storage for Files {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        crate::durable_file::sync_dir(dir)
+        File::open(dir)?.sync_all()
     }
 
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {

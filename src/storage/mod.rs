@@ -1,6 +1,7 @@
-//! The files the journal keeps, behind a trait, so that the same journal runs on the operating
-//! system's files (the server) and on a simulated disk (the simulator, which loses unsynced
-//! writes on a crash, tears sectors, reorders pages and fails syncs on purpose).
+//! The files the journal, the charge markers and the wallet keep, behind a trait, so that the
+//! same code runs on the operating system's files (the server) and on a simulated disk (the
+//! simulator, which loses unsynced writes on a crash, tears sectors, reorders pages and fails
+//! syncs on purpose).
 //!
 //! The calls are the ones the journal makes, with the semantics it relies on:
 //!
@@ -13,6 +14,7 @@
 
 mod files;
 mod sim_disk;
+mod whole_file;
 
 use std::fmt;
 use std::io;
@@ -20,6 +22,16 @@ use std::path::Path;
 
 pub use files::Files;
 pub use sim_disk::{CrashReport, SimDisk, SimDiskFaults, SplitMix64};
+pub use whole_file::{Access, FileError, replace_whole};
+
+/// Where an engine's blocking file I/O runs, when an async caller waits for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockingIo {
+    /// On tokio's blocking pool: a server's async threads never wait for the disk.
+    BlockingPool,
+    /// Where it is called: the simulator polls every future itself, on one thread.
+    Inline,
+}
 
 /// How [`Storage::open`] opens a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +46,8 @@ pub enum OpenMode {
     Existing,
 }
 
-/// A directory tree of files: where the journal, its snapshots and the order archive live.
+/// A directory tree of files: where the journal, its snapshots, the order archive, the charge
+/// markers and the wallet live.
 pub trait Storage: Send + Sync + fmt::Debug {
     /// Whether `dir` exists and is a directory.
     fn is_dir(&self, dir: &Path) -> bool;
@@ -46,6 +59,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Opens a file for reading and writing.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>>;
+    /// Creates `path`, or empties it if it exists, readable and writable by its owner only
+    /// (mode 0600, even for a file that existed with a wider one). The simulated disk keeps no
+    /// modes.
+    fn create_private(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
+    /// Creates `dir` and any missing parent, and makes `dir` its owner's only (mode 0700, even
+    /// if it existed with a wider one).
+    fn create_private_dir(&self, dir: &Path) -> io::Result<()>;
     /// Renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.

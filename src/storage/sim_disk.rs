@@ -529,6 +529,14 @@ impl Storage for SimDisk {
         Ok(Box::new(self.handle(inode, epoch)))
     }
 
+    fn create_private(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        self.open(path, OpenMode::Truncate)
+    }
+
+    fn create_private_dir(&self, dir: &Path) -> io::Result<()> {
+        self.create_dir_all(dir)
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.lock();
         state.check_parent(to)?;

@@ -19,7 +19,7 @@ fn open(disk: &SimDisk, clock: &SimClock) -> Result<Arc<ChargeMarkers>, ChargeMa
         Arc::new(disk.clone()),
         &path(),
         Arc::new(clock.clone()),
-        MarkerIo::Inline,
+        BlockingIo::Inline,
     )
     .map(Arc::new)
 }
@@ -186,7 +186,7 @@ async fn concurrent_marks_are_each_durable_when_they_return() {
             Arc::new(disk.clone()),
             &path(),
             Arc::new(clock.clone()),
-            MarkerIo::BlockingPool,
+            BlockingIo::BlockingPool,
         )
         .unwrap(),
     );

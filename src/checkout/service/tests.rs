@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::checkout::charge_markers::{ChargeMarkers, MarkerIo};
+use crate::checkout::charge_markers::ChargeMarkers;
 use crate::checkout::gateway::SandboxGateway;
 use crate::checkout::order::Page;
 use crate::checkout::order_book::OrderBook;
@@ -13,6 +13,7 @@ use crate::checkout::wallet::Wallet;
 use crate::decorate::partner_index::PartnerIndex;
 use crate::inventory::service::InventoryService;
 use crate::model::Catalog;
+use crate::storage::BlockingIo;
 
 /// Records every push, by customer.
 #[derive(Default)]
@@ -73,7 +74,7 @@ impl Shop {
             Arc::new(crate::storage::Files),
             &dir.path().join("charges.log"),
             Arc::new(crate::clock::WallClock),
-            MarkerIo::BlockingPool,
+            BlockingIo::BlockingPool,
         )
         .unwrap();
         let gateway = Arc::new(SandboxGateway::default());
@@ -144,6 +145,31 @@ impl Shop {
             .unwrap()
             .reservation
             .id
+    }
+
+    /// Charges `number` under the key checkout charges `reservation` under, as an earlier
+    /// attempt whose answer was lost would have; returns the key.
+    async fn charge_earlier_attempt(&self, reservation: &str, number: &str) -> String {
+        let key = crate::checkout::order::order_id_for_reservation(reservation);
+        let input: crate::checkout::card::CardInput = serde_json::from_value(serde_json::json!({
+            "number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123",
+            "name": "Ada Lovelace"
+        }))
+        .unwrap();
+        let card = crate::checkout::card::validate_card(input, (2026, 1)).unwrap();
+        self.gateway
+            .charge(Charge {
+                card: &card,
+                amount: Money {
+                    amount: 3500,
+                    currency: "usd".into(),
+                },
+                customer: "ada",
+                idempotency_key: Some(&key),
+            })
+            .await
+            .unwrap();
+        key
     }
 
     async fn buy(
@@ -561,6 +587,29 @@ async fn a_saved_card_pays_without_a_cvc_and_is_gone_once_deleted() {
     );
 }
 
+#[tokio::test]
+async fn a_card_is_saved_only_if_it_is_the_one_that_paid() {
+    let shop = Shop::new(120);
+    let reservation = shop.reserve("ada", 1).await;
+    // An earlier attempt paid with the Visa and its answer was lost; the retry types another
+    // card (one the bank would decline) and asks to save it. The gateway replays the Visa's
+    // charge: the order shows the Visa, and the other card, which never paid, is not saved.
+    shop.charge_earlier_attempt(&reservation, "4242424242424242")
+        .await;
+    let mut body = request(&reservation, "4000000000000002");
+    body["save"] = true.into();
+    let order = shop.buy("ada", body).await.unwrap();
+    assert_eq!(order.order.payment.last4, "4242");
+    assert_eq!(shop.gateway.charges_made(), 1);
+    let wallet = shop.checkout.wallet();
+    assert!(wallet.cards("ada").unwrap().is_empty());
+    assert_eq!(
+        wallet.addresses("ada").unwrap().len(),
+        1,
+        "the address typed is saved"
+    );
+}
+
 /// A gateway whose ledger cannot be reached mid-charge: the outcome is unknown.
 struct UnreachableGateway;
 
@@ -607,25 +656,9 @@ async fn a_hold_is_never_sold_on_a_charge_that_was_refunded() {
     // An earlier checkout of this hold was charged under the order's key, its sale refused
     // and the charge refunded; then a crash undid the hold's ending, and the hold is live. The
     // gateway answers the key with that first charge, refunded.
-    let key = crate::checkout::order::order_id_for_reservation(&reservation);
-    let input: crate::checkout::card::CardInput = serde_json::from_value(serde_json::json!({
-        "number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123",
-        "name": "Ada Lovelace"
-    }))
-    .unwrap();
-    let card = crate::checkout::card::validate_card(input, (2026, 1)).unwrap();
-    shop.gateway
-        .charge(Charge {
-            card: &card,
-            amount: Money {
-                amount: 3500,
-                currency: "usd".into(),
-            },
-            customer: "ada",
-            idempotency_key: Some(&key),
-        })
-        .await
-        .unwrap();
+    let key = shop
+        .charge_earlier_attempt(&reservation, "4242424242424242")
+        .await;
     shop.gateway.refund_by_key(&key).await.unwrap();
 
     let error = shop
@@ -648,7 +681,7 @@ async fn a_charge_whose_hold_never_sold_is_refunded_by_the_sweep_once_and_only_t
             Arc::new(crate::storage::Files),
             &shop.dir.path().join("charges-sim-clock.log"),
             Arc::new(clock.clone()),
-            MarkerIo::BlockingPool,
+            BlockingIo::BlockingPool,
         )
         .unwrap(),
     );

@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use super::keys::{KEY_LEN, MasterKey, cipher};
 use super::record::Body;
 use super::{WalletError, random};
+use crate::entropy::Entropy;
 
 /// Leads every wallet file, so a foreign or truncated file is recognised before any crypto.
 pub(super) const MAGIC: &[u8; 8] = b"BLWALLET";
@@ -42,6 +43,7 @@ pub(super) fn seal(
     body: &Body,
     customer: &str,
     master: &MasterKey,
+    entropy: &dyn Entropy,
 ) -> Result<Vec<u8>, WalletError> {
     let aad = associated_data(customer);
     // Sized up front so serialising never reallocates and leaves unzeroed copies behind.
@@ -51,9 +53,9 @@ pub(super) fn seal(
     ));
     bincode::serialize_into(&mut *plain, body).map_err(|_| WalletError::Encrypt)?;
 
-    let data_key = Zeroizing::new(random::<KEY_LEN>()?);
-    let wrap_nonce: [u8; NONCE_LEN] = random()?;
-    let body_nonce: [u8; NONCE_LEN] = random()?;
+    let data_key = Zeroizing::new(random::<KEY_LEN>(entropy)?);
+    let wrap_nonce: [u8; NONCE_LEN] = random(entropy)?;
+    let body_nonce: [u8; NONCE_LEN] = random(entropy)?;
     let wrapped = cipher(&master.wrap)
         .encrypt(
             &XNonce::from(wrap_nonce),

@@ -13,7 +13,7 @@
 //! # Deleting is shredding
 //!
 //! Every write draws a **fresh** data key, re-encrypts the body and atomically replaces the file
-//! (`*.tmp` with mode 0600, fsync, rename, fsync the directory). A deleted card's ciphertext and
+//! (`*.tmp` with mode 0600, fsync, rename, fsync the directory: `storage::replace_whole`). A deleted card's ciphertext and
 //! the only key that opens it lived in the replaced file, and nothing else (no journal, no
 //! snapshot) ever sees wallet contents. A wallet that becomes empty has its file removed.
 //!
@@ -30,6 +30,20 @@
 //! operations, [`seal`], [`open_sealed`], [`customer_hash`] and the key check are the crate's:
 //! `store::redis::wallet` keeps these same records in Redis.
 //!
+//! # What is shown is durable
+//!
+//! A write that fails (a full disk, a failed sync) stops the wallet until a restart: every call
+//! then answers [`WalletError::Stopped`]. After a failed sync the files may show a rename the
+//! disk does not hold, and a listing must never show a card that a power loss could take back,
+//! nor a deleted card come back. Opening syncs the directory, so whatever names the last process
+//! left are durable before they are read.
+//!
+//! # Seams
+//!
+//! The files go through a [`Storage`] and the keys, nonces and ids come from an [`Entropy`]: a
+//! server passes the real files and the OS's generator ([`Wallet::open`]), the simulator its
+//! disk and a seeded generator ([`Wallet::open_on`]).
+//!
 //! # Blocking
 //!
 //! The API is synchronous and does blocking file I/O with fsyncs: async callers run it on
@@ -44,18 +58,17 @@ mod record;
 mod tests;
 
 use std::fmt;
-use std::fs::{self, DirBuilder};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use hmac::Mac;
 use serde::Serialize;
 
 use crate::checkout::card::{SecretDigits, ValidCard};
-use crate::durable_file;
+use crate::entropy::{Entropy, OsEntropy};
 use crate::model::{Address, CardBrand};
+use crate::storage::{Access, FileError, Files, Storage, replace_whole};
 
 pub use keys::MasterKey;
 pub(crate) use record::Body;
@@ -71,8 +84,11 @@ pub const MAX_ENTRIES: usize = 100;
 
 /// Holds a MAC of a fixed label under the master key, so a server started with a different
 /// secret stops with a clear error instead of showing every buyer an empty wallet.
-const KEY_CHECK_FILE: &str = "key-check";
-const KEY_CHECK_MAGIC: &[u8; 8] = b"BLWKCHK1";
+pub(crate) const KEY_CHECK_FILE: &str = "key-check";
+/// The first records had no checksum: a flipped bit in their MAC read as another master key.
+const KEY_CHECK_MAGIC_V1: &[u8; 8] = b"BLWKCHK1";
+/// Magic, MAC, and a CRC-32C of both, so that a damaged record reads as damaged.
+const KEY_CHECK_MAGIC: &[u8; 8] = b"BLWKCHK2";
 const KEY_CHECK_LABEL: &[u8] = b"buyline wallet key check v1";
 
 /// A saved card as listings show it: `{"id":"pm_...","brand","last4","exp_month","exp_year"}`.
@@ -140,15 +156,21 @@ pub enum WalletError {
     Randomness(getrandom::Error),
     #[error("could not encrypt a wallet")]
     Encrypt,
+    #[error("the wallet stopped after a failed write ({reason}); restart the node")]
+    Stopped { reason: String },
 }
 
 /// Opens and rewrites the per-customer wallet files. Cheap to share behind an `Arc`.
 pub struct Wallet {
+    storage: Arc<dyn Storage>,
+    entropy: Arc<dyn Entropy>,
     /// The wallet directory, mode 0700.
     dir: PathBuf,
     master: MasterKey,
     /// Writers for one customer always take the same stripe, so read-modify-write is atomic.
     locks: Box<[Mutex<()>; LOCK_STRIPES]>,
+    /// Why the wallet stopped (a failed write), once it has.
+    stopped: OnceLock<String>,
 }
 
 impl fmt::Debug for Wallet {
@@ -157,8 +179,8 @@ impl fmt::Debug for Wallet {
     }
 }
 
-impl From<durable_file::FileError> for WalletError {
-    fn from(error: durable_file::FileError) -> Self {
+impl From<FileError> for WalletError {
+    fn from(error: FileError) -> Self {
         WalletError::Io {
             path: error.path,
             source: error.source,
@@ -173,9 +195,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> WalletError + '_ {
     }
 }
 
-fn random<const N: usize>() -> Result<[u8; N], WalletError> {
+fn random<const N: usize>(entropy: &dyn Entropy) -> Result<[u8; N], WalletError> {
     let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(WalletError::Randomness)?;
+    entropy.fill(&mut bytes).map_err(WalletError::Randomness)?;
     Ok(bytes)
 }
 
@@ -183,6 +205,7 @@ fn random<const N: usize>() -> Result<[u8; N], WalletError> {
 pub(crate) fn add_card(
     body: &mut Body,
     card: &ValidCard,
+    entropy: &dyn Entropy,
 ) -> Result<(SavedCard, bool), WalletError> {
     if let Some(existing) = body.cards.iter().find(|c| {
         c.number.expose() == card.number.expose()
@@ -198,7 +221,7 @@ pub(crate) fn add_card(
         });
     }
     let record = CardRecord {
-        id: random_id("pm_")?,
+        id: random_id("pm_", entropy)?,
         number: card.number.clone(),
         name: card.name.clone(),
         exp_month: card.exp_month,
@@ -214,6 +237,7 @@ pub(crate) fn add_card(
 pub(crate) fn add_address(
     body: &mut Body,
     address: &Address,
+    entropy: &dyn Entropy,
 ) -> Result<(SavedAddress, bool), WalletError> {
     if let Some(existing) = body.addresses.iter().find(|a| a.same_as(address)) {
         return Ok((existing.listing(), false));
@@ -224,14 +248,14 @@ pub(crate) fn add_address(
             limit: MAX_ENTRIES,
         });
     }
-    let record = AddressRecord::new(random_id("addr_")?, address);
+    let record = AddressRecord::new(random_id("addr_", entropy)?, address);
     let saved = record.listing();
     body.addresses.push(record);
     Ok((saved, true))
 }
 
-fn random_id(prefix: &str) -> Result<String, WalletError> {
-    let bytes: [u8; 8] = random()?;
+fn random_id(prefix: &str, entropy: &dyn Entropy) -> Result<String, WalletError> {
+    let bytes: [u8; 8] = random(entropy)?;
     Ok(format!("{prefix}{}", hex(&bytes)))
 }
 
@@ -296,8 +320,9 @@ pub(crate) fn seal(
     body: &Body,
     customer: &str,
     master: &MasterKey,
+    entropy: &dyn Entropy,
 ) -> Result<Vec<u8>, WalletError> {
-    file::seal(body, customer, master)
+    file::seal(body, customer, master, entropy)
 }
 
 /// Opens a wallet file's bytes; `origin` names where they came from in errors.
@@ -321,46 +346,70 @@ pub(crate) fn customer_hash(master: &MasterKey, customer: &str) -> [u8; 16] {
     out
 }
 
-/// The key-check record for `master`: a magic and a MAC of a fixed label.
+/// The key-check record for `master`: a magic, a MAC of a fixed label, and a CRC-32C of both.
 pub(crate) fn key_check_record(master: &MasterKey) -> Vec<u8> {
     let mut mac = keys::mac(&master.check);
     mac.update(KEY_CHECK_LABEL);
     let mut bytes = KEY_CHECK_MAGIC.to_vec();
     bytes.extend_from_slice(&mac.finalize().into_bytes());
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
     bytes
 }
 
-/// Whether `record` is the key-check record of `master`; `None` if it is no key-check record.
+/// Whether `record` is the key-check record of `master`; `None` if it is no key-check record
+/// (or a damaged one), so that damage is never mistaken for another master key. Records of the
+/// first format (no checksum) are still read.
 pub(crate) fn key_check_matches(master: &MasterKey, record: &[u8]) -> Option<bool> {
-    let tag = record.strip_prefix(KEY_CHECK_MAGIC)?;
+    let tag = match record.strip_prefix(KEY_CHECK_MAGIC) {
+        Some(rest) => {
+            let (tag, crc) = rest.split_at_checked(rest.len().checked_sub(4)?)?;
+            let crc = u32::from_le_bytes(crc.try_into().ok()?);
+            if crc32c::crc32c(&record[..record.len() - 4]) != crc {
+                return None;
+            }
+            tag
+        }
+        None => record.strip_prefix(KEY_CHECK_MAGIC_V1)?,
+    };
     let mut mac = keys::mac(&master.check);
     mac.update(KEY_CHECK_LABEL);
     Some(mac.verify_slice(tag).is_ok())
 }
 
 impl Wallet {
-    /// Opens the wallet directory, creating it with mode 0700. Removes `*.tmp` files a crash left
-    /// behind, and checks (or, on first use, records) that `master` is the key the existing
-    /// files were written with.
+    /// Opens the wallet directory on the real files, with keys and ids from the OS (see
+    /// [`Wallet::open_on`]).
     pub fn open(dir: &Path, master: MasterKey) -> Result<Wallet, WalletError> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_error(dir))?;
-        // An existing directory keeps its mode; tighten it, since it holds nothing for others.
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_error(dir))?;
-        for entry in fs::read_dir(dir).map_err(io_error(dir))? {
-            let path = entry.map_err(io_error(dir))?.path();
+        Wallet::open_on(Arc::new(Files), Arc::new(OsEntropy), dir, master)
+    }
+
+    /// Opens the wallet directory on `storage`, creating it with mode 0700. Removes `*.tmp`
+    /// files a crash left behind, syncs the directory (so the names the last process left are
+    /// durable before anything is read), and checks (or, on first use, records) that `master`
+    /// is the key the existing files were written with.
+    pub fn open_on(
+        storage: Arc<dyn Storage>,
+        entropy: Arc<dyn Entropy>,
+        dir: &Path,
+        master: MasterKey,
+    ) -> Result<Wallet, WalletError> {
+        storage.create_private_dir(dir).map_err(io_error(dir))?;
+        for name in storage.list(dir).map_err(io_error(dir))? {
+            let path = dir.join(&name);
             if path.extension().is_some_and(|e| e == "tmp") {
-                fs::remove_file(&path).map_err(io_error(&path))?;
+                storage.remove_file(&path).map_err(io_error(&path))?;
                 tracing::info!(path = %path.display(), "removed an unfinished wallet write");
             }
         }
+        storage.sync_dir(dir).map_err(io_error(dir))?;
         let wallet = Wallet {
+            storage,
+            entropy,
             dir: dir.to_owned(),
             master,
             locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
+            stopped: OnceLock::new(),
         };
         wallet.check_master_key()?;
         Ok(wallet)
@@ -368,30 +417,55 @@ impl Wallet {
 
     fn check_master_key(&self) -> Result<(), WalletError> {
         let path = self.dir.join(KEY_CHECK_FILE);
-        match fs::read(&path) {
+        match self.storage.read(&path) {
             Ok(bytes) => match key_check_matches(&self.master, &bytes) {
                 None => Err(WalletError::Corrupt {
                     path,
-                    reason: "not a key-check file",
+                    reason: "not a key-check file, or a damaged one",
                 }),
                 Some(true) => Ok(()),
                 Some(false) => Err(WalletError::WrongMasterKey {
                     path: self.dir.clone(),
                 }),
             },
-            Err(err) if err.kind() == ErrorKind::NotFound => Ok(durable_file::replace(
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(replace_whole(
+                &*self.storage,
                 &path,
                 &key_check_record(&self.master),
-                0o600,
+                Access::Owner,
             )?),
             Err(source) => Err(WalletError::Io { path, source }),
         }
     }
 
+    /// Why the wallet answers nothing until a restart (a write failed), if it stopped.
+    pub fn unavailable_reason(&self) -> Option<String> {
+        self.stopped.get().map(|reason| {
+            format!("the wallet stopped after a failed write ({reason}); restart the node")
+        })
+    }
+
+    fn check_running(&self) -> Result<(), WalletError> {
+        match self.stopped.get() {
+            Some(reason) => Err(WalletError::Stopped {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the wallet for good after `error`, a failed write, and returns it.
+    fn stop(&self, error: WalletError) -> WalletError {
+        if self.stopped.set(error.to_string()).is_ok() {
+            tracing::error!(%error, "the wallet stopped after a failed write; restart the node");
+        }
+        error
+    }
+
     /// Saves a card: number, name, expiry and brand. Never the CVC. Saving a card already in the
     /// wallet (same number and expiry) returns the existing entry.
     pub fn save_card(&self, customer: &str, card: &ValidCard) -> Result<SavedCard, WalletError> {
-        self.update(customer, |body| add_card(body, card))
+        self.update(customer, |body| add_card(body, card, &*self.entropy))
     }
 
     /// Saves an address. Saving an identical address again returns the existing entry.
@@ -400,7 +474,7 @@ impl Wallet {
         customer: &str,
         address: &Address,
     ) -> Result<SavedAddress, WalletError> {
-        self.update(customer, |body| add_address(body, address))
+        self.update(customer, |body| add_address(body, address, &*self.entropy))
     }
 
     /// Saves a checkout's card and address together: one rewrite of the file (one fresh key,
@@ -411,10 +485,11 @@ impl Wallet {
         card: Option<&ValidCard>,
         address: Option<&Address>,
     ) -> Result<(Option<SavedCard>, Option<SavedAddress>), WalletError> {
+        let entropy = &*self.entropy;
         self.update(customer, |body| {
-            let card = card.map(|card| add_card(body, card)).transpose()?;
+            let card = card.map(|card| add_card(body, card, entropy)).transpose()?;
             let address = address
-                .map(|address| add_address(body, address))
+                .map(|address| add_address(body, address, entropy))
                 .transpose()?;
             let changed = card.as_ref().is_some_and(|(_, new)| *new)
                 || address.as_ref().is_some_and(|(_, new)| *new);
@@ -476,7 +551,8 @@ impl Wallet {
     }
 
     /// Read-modify-write under the customer's lock. `change` returns its result and whether the
-    /// body changed; only then is the file rewritten (or removed, once empty).
+    /// body changed; only then is the file rewritten (or removed, once empty). A failed write
+    /// stops the wallet (see the module's docs).
     fn update<R>(
         &self,
         customer: &str,
@@ -489,6 +565,7 @@ impl Wallet {
         let _guard = self.locks[stripe]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.check_running()?;
         let path = self.path_of(&hash);
         let mut body = self.read_file(&path, customer)?;
         let (result, changed) = change(&mut body)?;
@@ -496,28 +573,35 @@ impl Wallet {
             return Ok(result);
         }
         if body.is_empty() {
-            match fs::remove_file(&path) {
+            match self.storage.remove_file(&path) {
                 Ok(()) => {}
                 Err(err) if err.kind() == ErrorKind::NotFound => {}
-                Err(source) => return Err(WalletError::Io { path, source }),
+                Err(source) => return Err(self.stop(WalletError::Io { path, source })),
             }
-            durable_file::sync_dir(&self.dir).map_err(io_error(&self.dir))?;
+            self.storage.sync_dir(&self.dir).map_err(|source| {
+                self.stop(WalletError::Io {
+                    path: self.dir.clone(),
+                    source,
+                })
+            })?;
             tracing::debug!(file = %path.display(), "wallet emptied and removed");
         } else {
-            let bytes = file::seal(&body, customer, &self.master)?;
-            durable_file::replace(&path, &bytes, 0o600)?;
+            let bytes = file::seal(&body, customer, &self.master, &*self.entropy)?;
+            replace_whole(&*self.storage, &path, &bytes, Access::Owner)
+                .map_err(|error| self.stop(error.into()))?;
             tracing::debug!(file = %path.display(), "wallet rewritten under a fresh key");
         }
         Ok(result)
     }
 
     fn load(&self, customer: &str) -> Result<Body, WalletError> {
+        self.check_running()?;
         let path = self.path_of(&self.file_hash(customer));
         self.read_file(&path, customer)
     }
 
     fn read_file(&self, path: &Path, customer: &str) -> Result<Body, WalletError> {
-        match fs::read(path) {
+        match self.storage.read(path) {
             Ok(bytes) => file::open(&bytes, customer, &self.master, path),
             Err(err) if err.kind() == ErrorKind::NotFound => Ok(Body::default()),
             Err(source) => Err(WalletError::Io {
@@ -525,5 +609,10 @@ impl Wallet {
                 source,
             }),
         }
+    }
+
+    /// The file that holds `customer`'s wallet (for the simulator's checks).
+    pub(crate) fn file_of(&self, customer: &str) -> PathBuf {
+        self.path_of(&self.file_hash(customer))
     }
 }

@@ -405,3 +405,109 @@ fn debug_output_shows_no_secrets() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_damaged_key_check_is_corrupt_not_another_master_key_and_the_first_format_still_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(open(tmp.path()));
+    let path = tmp.path().join(KEY_CHECK_FILE);
+    let good = fs::read(&path).unwrap();
+    for at in [0, 8, 20, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x10;
+        fs::write(&path, &bad).unwrap();
+        let err = Wallet::open(tmp.path(), MasterKey::derive(SECRET)).unwrap_err();
+        assert!(
+            matches!(err, WalletError::Corrupt { .. }),
+            "byte {at}: {err:?}"
+        );
+    }
+    // A record of the first format (magic and MAC, no checksum), as older servers wrote it.
+    let mut first = KEY_CHECK_MAGIC_V1.to_vec();
+    first.extend_from_slice(&good[KEY_CHECK_MAGIC.len()..good.len() - 4]);
+    fs::write(&path, &first).unwrap();
+    open(tmp.path());
+    let err = Wallet::open(tmp.path(), MasterKey::derive(b"another secret entirely")).unwrap_err();
+    assert!(matches!(err, WalletError::WrongMasterKey { .. }), "{err:?}");
+}
+
+/// A wallet on a simulated disk, with keys from a fixed seed.
+fn open_on(disk: &crate::storage::SimDisk) -> Wallet {
+    Wallet::open_on(
+        Arc::new(disk.clone()),
+        Arc::new(crate::entropy::OsEntropy),
+        Path::new("/data/wallet"),
+        MasterKey::derive(SECRET),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_failed_write_stops_the_wallet_until_a_restart_and_nothing_unsaved_is_shown() {
+    use crate::storage::{SimDisk, SimDiskFaults};
+    let disk = SimDisk::new(3, SimDiskFaults::default());
+    let wallet = open_on(&disk);
+    let kept = wallet.save_card("alice", &card(VISA)).unwrap();
+    // The disk fills up under the next save.
+    disk.set_faults(SimDiskFaults {
+        capacity_bytes: Some(disk.used_bytes()),
+        ..SimDiskFaults::default()
+    });
+    let mastercard = card("5555555555554444");
+    assert!(matches!(
+        wallet.save_card("alice", &mastercard),
+        Err(WalletError::Io { .. })
+    ));
+    let reason = wallet.unavailable_reason().unwrap();
+    assert!(reason.contains("restart"), "{reason}");
+    // Every call answers that it stopped, reads too: the files may show what is not durable.
+    for outcome in [
+        wallet.cards("alice").map(|_| ()),
+        wallet.delete_card("alice", &kept.id).map(|_| ()),
+        wallet
+            .save_address("bob", &address("1 Main St"))
+            .map(|_| ()),
+    ] {
+        assert!(
+            matches!(outcome, Err(WalletError::Stopped { .. })),
+            "{outcome:?}"
+        );
+    }
+    // Space freed, the node restarts (after a power loss): the card saved is there, the other
+    // never was.
+    disk.set_faults(SimDiskFaults::default());
+    disk.crash();
+    let wallet = open_on(&disk);
+    assert_eq!(wallet.cards("alice").unwrap(), vec![kept]);
+    assert!(wallet.unavailable_reason().is_none());
+}
+
+#[test]
+fn opening_makes_the_names_the_last_process_left_durable() {
+    use crate::storage::{OpenMode, SimDisk, SimDiskFaults, Storage};
+    for seed in 0..20 {
+        let disk = SimDisk::new(seed, SimDiskFaults::default());
+        let wallet = open_on(&disk);
+        let saved = wallet.save_card("alice", &card(VISA)).unwrap();
+        let file = wallet.file_of("alice");
+        drop(wallet);
+        // The last process wrote the file whole and renamed it into place, and was killed
+        // before it synced the directory: the name is in the page cache only.
+        let bytes = disk.read(&file).unwrap();
+        disk.remove_file(&file).unwrap();
+        disk.sync_dir(file.parent().unwrap()).unwrap();
+        let staged = file.with_extension("staged");
+        let mut staging = disk.open(&staged, OpenMode::CreateNew).unwrap();
+        staging.write_at(0, &bytes).unwrap();
+        staging.sync_all().unwrap();
+        disk.rename(&staged, &file).unwrap();
+        // Opening syncs the directory before anything is read, so what it shows survives.
+        assert_eq!(open_on(&disk).cards("alice").unwrap(), vec![saved.clone()]);
+        disk.crash();
+        assert_eq!(
+            open_on(&disk).cards("alice").unwrap(),
+            vec![saved],
+            "seed {seed}"
+        );
+    }
+}

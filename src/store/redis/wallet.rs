@@ -57,6 +57,7 @@ use crate::checkout::card::ValidCard;
 use crate::checkout::wallet::{
     self, Body, MasterKey, SavedAddress, SavedCard, StoredCard, WalletError,
 };
+use crate::entropy::OsEntropy;
 use crate::error::{ApiError, ErrorCode};
 use crate::model::Address;
 
@@ -176,7 +177,7 @@ impl RedisWallet {
         customer: &str,
         card: &ValidCard,
     ) -> Result<SavedCard, RedisWalletError> {
-        self.update(customer, |body| wallet::add_card(body, card))
+        self.update(customer, |body| wallet::add_card(body, card, &OsEntropy))
             .await
     }
 
@@ -186,8 +187,10 @@ impl RedisWallet {
         customer: &str,
         address: &Address,
     ) -> Result<SavedAddress, RedisWalletError> {
-        self.update(customer, |body| wallet::add_address(body, address))
-            .await
+        self.update(customer, |body| {
+            wallet::add_address(body, address, &OsEntropy)
+        })
+        .await
     }
 
     /// Saves a checkout's card and address together: one record written, as the file wallet's
@@ -199,9 +202,11 @@ impl RedisWallet {
         address: Option<&Address>,
     ) -> Result<(Option<SavedCard>, Option<SavedAddress>), RedisWalletError> {
         self.update(customer, |body| {
-            let card = card.map(|card| wallet::add_card(body, card)).transpose()?;
+            let card = card
+                .map(|card| wallet::add_card(body, card, &OsEntropy))
+                .transpose()?;
             let address = address
-                .map(|address| wallet::add_address(body, address))
+                .map(|address| wallet::add_address(body, address, &OsEntropy))
                 .transpose()?;
             let changed = card.as_ref().is_some_and(|(_, new)| *new)
                 || address.as_ref().is_some_and(|(_, new)| *new);
@@ -323,7 +328,7 @@ impl RedisWallet {
             let new = if body.is_empty() {
                 Vec::new()
             } else {
-                wallet::seal(&body, customer, &self.master)?
+                wallet::seal(&body, customer, &self.master, &OsEntropy)?
             };
             let mut connection = self.connection.clone();
             let swapped: i64 = connection::timed(
