@@ -14,15 +14,25 @@ impl World {
             2..=5 => self.disk.arm_crash(1 + self.rng.below(12)),
             6..=7 => self.restart(false),
             8 => {
-                self.disk.set_faults(SimDiskFaults {
-                    sync_eio_ppm: 1_000_000,
-                    ..self.disk.faults()
-                });
-                self.commit();
-                self.disk.set_faults(SimDiskFaults {
-                    sync_eio_ppm: 0,
-                    ..self.disk.faults()
-                });
+                if self.rng.below(2) == 0 {
+                    // Every sync of one group commit fails.
+                    self.fail_syncs(1_000_000);
+                    self.commit();
+                } else {
+                    // Half the syncs (files' and directories') fail for a few operations: a
+                    // wallet's temp file may then be synced and renamed, and its directory's
+                    // sync fail.
+                    self.fail_syncs(500_000);
+                    for _ in 0..1 + self.rng.below(4) {
+                        match self.rng.below(4) {
+                            0 => self.checkout(),
+                            1 => self.delete_card(),
+                            2 => self.list_cards(),
+                            _ => self.commit(),
+                        }
+                    }
+                }
+                self.fail_syncs(0);
             }
             9 => {
                 let used = self.disk.used_bytes();
@@ -33,6 +43,14 @@ impl World {
             }
             _ => self.flip_a_bit(),
         }
+    }
+
+    /// Makes `ppm` syncs in a million fail with EIO from now on.
+    fn fail_syncs(&mut self, ppm: u32) {
+        self.disk.set_faults(SimDiskFaults {
+            sync_eio_ppm: ppm,
+            ..self.disk.faults()
+        });
     }
 
     /// Flips a bit in data that is durable and that recovery reads: the newest snapshot, a

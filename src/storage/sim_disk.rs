@@ -12,8 +12,9 @@
 //!   `sync_dir` makes every operation so far durable. A crash keeps a prefix of the rest.
 //! * **Failures.** A sync can fail with EIO: the file's unsynced pages then reach the disk or
 //!   not, at random, and are no longer dirty (what Linux does, and why a journal must stop
-//!   after one). A write can fail with ENOSPC once the disk's capacity is reached. A bit can be
-//!   flipped in durable data.
+//!   after one). A directory's sync can fail with EIO too: a prefix of the pending name
+//!   operations is then durable, the rest still pending. A write can fail with ENOSPC once the
+//!   disk's capacity is reached. A bit can be flipped in durable data.
 //!
 //! Every random choice comes from the disk's own generator, seeded by the caller, and the
 //! simulator calls it from one thread: a seed replays the same crash exactly.
@@ -570,6 +571,20 @@ impl Storage for SimDisk {
         }
         if state.crash_now() {
             return Err(dead());
+        }
+        let eio_ppm = state.faults.sync_eio_ppm;
+        if state.rng.chance_ppm(eio_ppm) {
+            // The commit failed part-way: a prefix of the name operations reached the disk; the
+            // rest stay pending, for a later sync to commit or a crash to lose.
+            state.stats.sync_eio += 1;
+            let pending = state.pending_names.len() as u64;
+            let kept = state.rng.below(pending + 1) as usize;
+            let ops: Vec<NameOp> = state.pending_names.drain(..kept).collect();
+            for op in ops {
+                apply_name_op(&mut state.durable_names, op);
+            }
+            state.collect_garbage();
+            return Err(eio());
         }
         // A journaling file system commits every name operation so far, in order.
         let ops: Vec<NameOp> = state.pending_names.drain(..).collect();

@@ -75,16 +75,13 @@ fn an_unsynced_name_may_be_lost_and_a_synced_one_is_not() {
 fn a_failed_sync_leaves_nothing_dirty_so_a_retry_cannot_save_the_data() {
     let mut lost_after_retry = false;
     for seed in 0..100 {
-        let disk = SimDisk::new(
-            seed,
-            SimDiskFaults {
-                sync_eio_ppm: 1_000_000,
-                capacity_bytes: None,
-            },
-        );
-        disk.create_dir_all(Path::new("/j")).unwrap();
+        let disk = disk(seed);
         let mut file = disk.open(Path::new("/j/a"), OpenMode::CreateNew).unwrap();
         disk.sync_dir(Path::new("/j")).unwrap();
+        disk.set_faults(SimDiskFaults {
+            sync_eio_ppm: 1_000_000,
+            capacity_bytes: None,
+        });
         file.write_at(0, &[5u8; 4 * PAGE]).unwrap();
         assert_eq!(file.sync_data().unwrap_err().raw_os_error(), Some(5));
         disk.set_faults(SimDiskFaults::default());
@@ -154,4 +151,49 @@ fn the_same_seed_crashes_the_same_way() {
         (report, read(&disk, "/j/a"))
     };
     assert_eq!(run(77), run(77));
+}
+
+#[test]
+fn a_failed_directory_sync_makes_a_prefix_durable_and_leaves_the_rest_to_the_next_sync() {
+    let (mut some_kept, mut some_lost) = (false, false);
+    for seed in 0..100 {
+        let disk = disk(seed);
+        for name in ["/j/a", "/j/b", "/j/c"] {
+            disk.open(Path::new(name), OpenMode::CreateNew).unwrap();
+        }
+        disk.set_faults(SimDiskFaults {
+            sync_eio_ppm: 1_000_000,
+            capacity_bytes: None,
+        });
+        assert_eq!(
+            disk.sync_dir(Path::new("/j")).unwrap_err().raw_os_error(),
+            Some(5)
+        );
+        disk.set_faults(SimDiskFaults::default());
+        let retried = seed % 2 == 0;
+        if retried {
+            disk.sync_dir(Path::new("/j")).unwrap();
+        }
+        disk.crash();
+        let there: Vec<bool> = ["/j/a", "/j/b", "/j/c"]
+            .iter()
+            .map(|name| read(&disk, name).is_some())
+            .collect();
+        // In order: a later creation is never durable without the earlier ones.
+        assert!(
+            there.windows(2).all(|w| w[0] || !w[1]),
+            "seed {seed}: {there:?}"
+        );
+        if retried {
+            assert_eq!(
+                there,
+                [true, true, true],
+                "seed {seed}: a later sync commits the rest"
+            );
+        } else {
+            some_kept |= there[0];
+            some_lost |= !there[2];
+        }
+    }
+    assert!(some_kept && some_lost);
 }
