@@ -11,7 +11,7 @@
 //! The checks use only what the first two kinds prove, so they never flag a legal outcome,
 //! and each names the fact it found broken.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::cards::Payment;
 use crate::checkout::order::StoredOrder;
@@ -86,7 +86,7 @@ pub struct Ledger {
     pub sales: u64,
     /// The last four digits of every card sent to check out each hold (typed, or saved and
     /// shown), by hold.
-    pub hold_cards: BTreeMap<String, std::collections::BTreeSet<String>>,
+    pub hold_cards: BTreeMap<String, BTreeSet<String>>,
     /// Keyed checkouts answered with an order, by (buyer, key).
     pub checkout_keys: BTreeMap<(String, String), CheckoutKeyFact>,
     pub violations: Vec<String>,

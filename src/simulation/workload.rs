@@ -82,7 +82,7 @@ pub(super) enum Reply {
 }
 
 impl World {
-    pub(super) fn submit(&mut self, op: Op) {
+    pub(super) fn submit(&mut self, mut op: Op) {
         let Some(node) = self.node.clone() else {
             return;
         };
@@ -91,7 +91,6 @@ impl World {
             self.poll_all();
         }
         self.report.ops += u64::from(!matches!(op, Op::Sweep));
-        let mut op = op;
         self.note_checkout(&mut op);
         let decided_at_ms = self.clock.now_ms();
         let reply: Pin<Box<dyn Future<Output = Reply>>> = match op.clone() {
