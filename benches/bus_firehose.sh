@@ -17,6 +17,8 @@
 # NATS_ENV: environment for nats-server, for experiments (e.g. NATS_ENV="GOGC=400").
 # PROFILE=FILE: also `perf record -g` the node for 4 s from 3 s into the load, into FILE (shares
 # only: the profiler costs CPU the figures then include).
+# NATS_PROFILE=FILE: also take nats-server's own CPU profile (Go's pprof, over its `--profile`
+# port) for the same 4 s, into FILE (gzipped profile.proto; `go tool pprof` reads it).
 set -euo pipefail
 
 mode="${1:-bus}"
@@ -75,10 +77,15 @@ node_args=()
 nats_pid=""
 if [ "$mode" = bus ]; then
     nats_port=$(free_port)
+    nats_profile_args=()
+    if [ -n "${NATS_PROFILE:-}" ]; then
+        nats_profile_port=$(free_port)
+        nats_profile_args=(--profile "$nats_profile_port")
+    fi
     mkdir -p "$work/nats" "$work/redis"
     # shellcheck disable=SC2086 # NATS_ENV is a list of NAME=VALUE words
     env ${NATS_ENV:-} nats-server -js -sd "$work/nats" -a 127.0.0.1 -p "$nats_port" \
-        >"$work/nats.log" 2>&1 &
+        "${nats_profile_args[@]}" >"$work/nats.log" 2>&1 &
     nats_pid=$!
     pids+=("$nats_pid")
     wait_until "(exec 3<>/dev/tcp/127.0.0.1/$nats_port)"
@@ -107,6 +114,11 @@ accepted0=$(metric buyline_tweets_ingested_total)
 start=$(date +%s.%N)
 if [ -n "${PROFILE:-}" ]; then
     (sleep 3 && perf record -F ${PROFILE_HZ:-999} --call-graph ${PROFILE_CALLS:-fp} -p "$node_pid" -o "$PROFILE" -- sleep 4 >/dev/null 2>&1) &
+    pids+=("$!")
+fi
+if [ -n "${NATS_PROFILE:-}" ] && [ -n "$nats_pid" ]; then
+    (sleep 3 && curl -s -o "$NATS_PROFILE" \
+        "http://127.0.0.1:$nats_profile_port/debug/pprof/profile?seconds=4") &
     pids+=("$!")
 fi
 "$bin/loadtest" --target "http://127.0.0.1:$port" --plain "$@" | tail -n 12

@@ -17,7 +17,9 @@ use buyline::{Role, TokenSigner};
 use common::nats_server::NatsServer;
 use common::redis_server::RedisServer;
 use common::{BuylineProcess, Client};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 /// The demo catalog's Burberry trench: a partner tweet linking it gets a button.
 const PARTNER: &str = "Burberry";
@@ -282,6 +284,50 @@ async fn same_view_everywhere_tweets_ingested_on_one_node_arrive_on_all_with_the
     );
     assert_eq!(views[0], views[1], "A and B differ");
     assert_eq!(views[0], views[2], "A and C differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_websocket_producer_is_stored_in_the_order_it_sent_with_batches_in_flight() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let a = cluster.node();
+    ready(a.addr).await;
+    let (mut reader, _) = subscribe_all(a.addr, None).await;
+    // Frames written without waiting, so the node reads batches while earlier ones still
+    // wait for the stream's acknowledgements.
+    let sent = tweets("order", 1, 6_000);
+    let url = format!("ws://{}/v1/ingest", a.addr);
+    let mut producer = Client::connect_with_token(&url, &cluster.ingest_token()).await;
+    for tweet in &sent {
+        producer
+            .socket
+            .feed(Message::Text(tweet.to_string().into()))
+            .await
+            .expect("feed");
+    }
+    producer.socket.flush().await.expect("flush");
+    let frames = read_tweets(&mut reader, sent.len()).await;
+    let wanted: Vec<String> = sent
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().into())
+        .collect();
+    let got = ids(&frames);
+    if let Some(at) = got.iter().zip(&wanted).position(|(got, sent)| got != sent) {
+        let end = (at + 5).min(got.len());
+        panic!(
+            "the stream's order is not the producer's from position {at}: read {:?}, sent {:?}",
+            &got[at..end],
+            &wanted[at..end]
+        );
+    }
+    let seqs: Vec<u64> = frames.iter().map(|f| view(f).0).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seqs rise");
+    assert_eq!(
+        producer.quiet_for(Duration::from_millis(300)).await,
+        None,
+        "no error frame for a producer whose every batch was taken"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,6 @@ pub mod setup;
 
 pub use catalog::CatalogPublishError;
 pub use catalog_message::StreamCatalog;
-pub use publisher::TweetPublisher;
+pub use publisher::{InFlight, Published, TweetPublisher};
 pub use reader::{Delivery, DeliveryStopped, StreamReader};
 pub use setup::{Bus, BusSettings};

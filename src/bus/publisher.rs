@@ -3,9 +3,11 @@
 //! A batch is published with every acknowledgement in flight at once (the sends are
 //! pipelined on the one connection), then its acknowledgements are awaited together: a
 //! batch of 1,024 costs about one round trip and one stream write, not 1,024 of them. A
-//! tweet is accepted only once its acknowledgement is in. Each message carries
-//! `Nats-Msg-Id` = the tweet id, so the stream stores a tweet published again within its
-//! duplicate window once (the acknowledgement says `duplicate`).
+//! caller may send its next batch before the last one's acknowledgements are in
+//! ([`TweetPublisher::send`], then [`InFlight::acknowledged`]), so one producer is not held
+//! to a batch a round trip. A tweet is accepted only once its acknowledgement is in. Each
+//! message carries `Nats-Msg-Id` = the tweet id, so the stream stores a tweet published
+//! again within its duplicate window once (the acknowledgement says `duplicate`).
 //!
 //! The messages are core NATS publishes to the stream's subject with one reply subject for
 //! the whole batch; [`AckRouter`] matches the acknowledgements to the batch (see
@@ -17,9 +19,9 @@ use std::time::{Duration, Instant};
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
 use async_nats::{Client, Subject};
 use sha2::{Digest, Sha256};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit, oneshot};
 
-use crate::bus::acks::AckRouter;
+use crate::bus::acks::{AckRouter, BatchAcks};
 use crate::bus::error::BusError;
 use crate::bus::health::BusHealth;
 use crate::codec;
@@ -37,7 +39,7 @@ pub struct TweetPublisher {
     acks: OnceCell<AckRouter>,
     /// One permit a message whose acknowledgement is outstanding, over the whole node: a
     /// publisher past the bound waits for room (the backpressure reaching the producers).
-    in_flight: Arc<Semaphore>,
+    in_flight: Semaphore,
     /// The bound `in_flight` was made with: the largest chunk published at once.
     max_in_flight: usize,
     /// How long a batch's acknowledgements may take before it fails as unavailable.
@@ -68,10 +70,16 @@ impl TweetPublisher {
             subject: Subject::from(subject),
             health,
             acks: OnceCell::new(),
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            in_flight: Semaphore::new(max_in_flight),
             max_in_flight,
             ack_timeout,
         }
+    }
+
+    /// The most tweets [`TweetPublisher::send`] takes at once: its acknowledgements must
+    /// all fit in flight.
+    pub fn max_send(&self) -> usize {
+        self.max_in_flight
     }
 
     /// Publishes `tweets` in order and waits for every acknowledgement. Fails with
@@ -79,14 +87,33 @@ impl TweetPublisher {
     /// publish or acknowledgement fails or does not come within the timeout: the caller
     /// then reports none of the batch as accepted (some may be stored; the producer's retry
     /// is recognised as a duplicate).
+    pub async fn publish(&self, tweets: &[Tweet]) -> Result<Published, BusError> {
+        let mut published = Published::default();
+        // A batch larger than the bound goes in chunks, so its permits can always be had.
+        for chunk in tweets.chunks(self.max_in_flight) {
+            let chunk_published = self.send(chunk).await?.acknowledged().await?;
+            published.stored += chunk_published.stored;
+            published.duplicates += chunk_published.duplicates;
+        }
+        Ok(published)
+    }
+
+    /// Publishes `tweets` (at most [`TweetPublisher::max_send`]) in order, and returns once
+    /// every message is on the connection's queue, without waiting for the stream: the
+    /// caller may send its next batch meanwhile, and a producer's batches are stored in the
+    /// order they were sent. [`InFlight::acknowledged`] then waits for the stream. Fails as
+    /// [`TweetPublisher::publish`] does.
     ///
     /// Cost per tweet: one bincode encoding (one allocation), one header map (two
-    /// allocations), one message on the connection's queue; per chunk of up to
-    /// `max_in_flight` tweets: one reply subject, one map entry, one wait.
-    pub async fn publish(&self, tweets: &[Tweet]) -> Result<Published, BusError> {
-        if tweets.is_empty() {
-            return Ok(Published::default());
-        }
+    /// allocations), one message on the connection's queue; per call: one reply subject,
+    /// one map entry, one wait.
+    pub async fn send(&self, tweets: &[Tweet]) -> Result<InFlight<'_>, BusError> {
+        assert!(
+            !tweets.is_empty() && tweets.len() <= self.max_in_flight,
+            "a send holds 1..={} tweets, not {}",
+            self.max_in_flight,
+            tweets.len()
+        );
         if !self.health.connected() {
             return Err(BusError::Unavailable(
                 "not connected to the NATS server".into(),
@@ -98,31 +125,14 @@ impl TweetPublisher {
             .get_or_try_init(|| AckRouter::start(&self.client))
             .await
             .map_err(BusError::Unavailable)?;
-        let mut published = Published::default();
-        // A batch larger than the bound goes in chunks, so its permits can always be had.
-        let chunk_len = self.max_in_flight;
-        for chunk in tweets.chunks(chunk_len) {
-            let chunk_published = self.publish_chunk(acks, chunk).await?;
-            published.stored += chunk_published.stored;
-            published.duplicates += chunk_published.duplicates;
-        }
-        telemetry::bus_published(published.stored, published.duplicates, started.elapsed());
-        Ok(published)
-    }
-
-    async fn publish_chunk(
-        &self,
-        acks: &AckRouter,
-        chunk: &[Tweet],
-    ) -> Result<Published, BusError> {
-        let count = u32::try_from(chunk.len()).expect("a chunk is at most the in-flight bound");
-        let _permits = self
+        let count = u32::try_from(tweets.len()).expect("a send is at most the in-flight bound");
+        let permits = self
             .in_flight
             .acquire_many(count)
             .await
             .map_err(|_| BusError::Unavailable("the publisher is closed".into()))?;
         let batch = acks.register(u64::from(count));
-        for tweet in chunk {
+        for tweet in tweets {
             let sent = match codec::encode(tweet) {
                 Ok(payload) => {
                     let mut headers = HeaderMap::new();
@@ -144,7 +154,33 @@ impl TweetPublisher {
                 return Err(BusError::Unavailable(reason));
             }
         }
-        let answered = match tokio::time::timeout(self.ack_timeout, batch.done).await {
+        Ok(InFlight {
+            acks,
+            batch: batch.id,
+            done: batch.done,
+            _permits: permits,
+            ack_timeout: self.ack_timeout,
+            started,
+        })
+    }
+}
+
+/// A batch sent to the stream whose acknowledgements are still to come. It holds its
+/// permits of the node's in-flight bound until they are in (or it is dropped).
+pub struct InFlight<'a> {
+    acks: &'a AckRouter,
+    batch: u64,
+    done: oneshot::Receiver<BatchAcks>,
+    _permits: SemaphorePermit<'a>,
+    ack_timeout: Duration,
+    /// When the batch's first message was sent, for the acknowledgement latency.
+    started: Instant,
+}
+
+impl InFlight<'_> {
+    /// Waits for every acknowledgement of the batch, at most the publisher's timeout.
+    pub async fn acknowledged(self) -> Result<Published, BusError> {
+        let answered = match tokio::time::timeout(self.ack_timeout, self.done).await {
             Ok(Ok(answered)) => answered,
             Ok(Err(_)) => {
                 return Err(BusError::Unavailable(
@@ -152,7 +188,7 @@ impl TweetPublisher {
                 ));
             }
             Err(_) => {
-                acks.forget(batch.id);
+                self.acks.forget(self.batch);
                 return Err(BusError::Unavailable(format!(
                     "the stream did not acknowledge within {:?}",
                     self.ack_timeout
@@ -166,6 +202,7 @@ impl TweetPublisher {
                     .unwrap_or_else(|| "the stream refused a message".into()),
             ));
         }
+        telemetry::bus_published(answered.stored, answered.duplicates, self.started.elapsed());
         Ok(Published {
             stored: answered.stored,
             duplicates: answered.duplicates,

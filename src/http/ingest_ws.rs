@@ -14,12 +14,15 @@
 //!
 //! With `--bus`, a batch is accepted once the stream acknowledged it; while the bus is away,
 //! each batch gets one `unavailable` error frame naming how many tweets it held, and the
-//! connection stays open.
+//! connection stays open. Up to [`MAX_BATCHES_IN_FLIGHT`] batches of a connection wait for
+//! their acknowledgements at once, in the order they were sent (the stream stores them in
+//! that order), so a producer's rate is not one batch a round trip to the stream.
 
 use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -39,12 +42,16 @@ use crate::model::Tweet;
 use crate::sessions::connection_limit::ConnectionPermit;
 use crate::sessions::keep_alive::{KeepAlive, Verdict};
 use crate::sources::formats::{self, Decoded};
-use crate::sources::tweet_log::AppendError;
+use crate::sources::tweet_log::{AppendError, Appended};
 use crate::telemetry;
 use std::sync::Arc;
 
 /// Most tweets gathered into one submission.
 const MAX_BATCH: usize = 1024;
+/// Most batches of one connection sent to the log whose outcome is still to come (on the
+/// bus, a round trip to the stream each): enough that a single producer is not held to a
+/// batch a round trip; the node-wide bound on acknowledgements in flight holds besides.
+const MAX_BATCHES_IN_FLIGHT: usize = 4;
 /// Most error frames held before they are written back.
 const MAX_PENDING_ERRORS: usize = 64;
 /// Most tweets one binary frame may carry.
@@ -96,36 +103,54 @@ async fn run(
         app.config.ping_timeout,
         Instant::now(),
     );
+    // Batches sent to the log whose outcome is still to come, oldest first.
+    let mut in_flight = FuturesOrdered::new();
     let close = loop {
-        let first = match next_message(&mut socket, &mut keep_alive).await {
-            Next::Message(first) => first,
-            Next::Closed => break None,
-            Next::Silent => {
+        // Outcomes already in are taken first; a full window waits for the oldest.
+        while let Some(Some(outcome)) = in_flight.next().now_or_never() {
+            session.outcome(outcome);
+        }
+        let event = if in_flight.len() >= MAX_BATCHES_IN_FLIGHT {
+            Event::Outcome(in_flight.next().await)
+        } else if in_flight.is_empty() {
+            Event::Read(next_message(&mut socket, &mut keep_alive).await)
+        } else {
+            tokio::select! {
+                biased;
+                outcome = in_flight.next() => Event::Outcome(outcome),
+                next = next_message(&mut socket, &mut keep_alive) => Event::Read(next),
+            }
+        };
+        match event {
+            Event::Outcome(Some(outcome)) => session.outcome(outcome),
+            Event::Outcome(None) => {}
+            Event::Read(Next::Closed) => break None,
+            Event::Read(Next::Silent) => {
                 telemetry::connection_closed("ping_timeout");
                 break Some((1008, "ping timeout"));
             }
-        };
-        let mut next = Some(first);
-        // Take whatever else has already arrived, without waiting.
-        while let Some(message) = next.take() {
-            if session.take(message).is_some() {
-                break;
-            }
-            // Flush errors before they pile up: a producer sending only bad frames must
-            // still be answered (and slowed) as it goes.
-            if session.batch.len() >= MAX_BATCH || session.errors.len() >= MAX_PENDING_ERRORS {
-                break;
-            }
-            next = socket.next().now_or_never().flatten();
-        }
-        if !session.batch.is_empty() {
-            let tweets = std::mem::take(&mut session.batch);
-            match app.tweet_log.append("ws", tweets).await {
-                Ok(_) => {}
-                Err(AppendError::Stopped) => break Some((1011, "ingest stage stopped")),
-                // The bus is away: the producer hears it per batch and keeps its connection.
-                Err(AppendError::Unavailable { reason, tweets }) => {
-                    session.unavailable(tweets.len(), &reason);
+            Event::Read(Next::Message(first)) => {
+                let mut next = Some(first);
+                // Take whatever else has already arrived, without waiting.
+                while let Some(message) = next.take() {
+                    if session.take(message).is_some() {
+                        break;
+                    }
+                    // Flush errors before they pile up: a producer sending only bad frames
+                    // must still be answered (and slowed) as it goes.
+                    if session.batch.len() >= MAX_BATCH
+                        || session.errors.len() >= MAX_PENDING_ERRORS
+                    {
+                        break;
+                    }
+                    next = socket.next().now_or_never().flatten();
+                }
+                if !session.batch.is_empty() {
+                    let tweets = std::mem::take(&mut session.batch);
+                    match app.tweet_log.submit("ws", tweets).await {
+                        Ok(submitted) => in_flight.push_back(submitted.outcome()),
+                        Err(error) => session.outcome(Err(error)),
+                    }
                 }
             }
         }
@@ -139,6 +164,13 @@ async fn run(
             break Some(close);
         }
     };
+    // What was sent is acknowledged or not whatever the producer does now: wait for it, so
+    // it is counted, and tell the producer of any batch not taken while it still listens.
+    while let Some(outcome) = in_flight.next().await {
+        session.outcome(outcome);
+    }
+    let close = close.or(session.close.take());
+    let _ = flush_errors(&mut socket, &mut session.errors).await;
     if let Some((code, reason)) = close {
         let frame = CloseFrame {
             code: CloseCode::from(code),
@@ -148,6 +180,14 @@ async fn run(
     }
     telemetry::connections_open("ingest", -1.0);
     drop(permit);
+}
+
+/// What woke the connection's loop.
+enum Event {
+    /// The producer's next frame, or its end.
+    Read(Next),
+    /// The oldest batch in flight has its outcome (`None`: there was none in flight).
+    Outcome(Option<Result<Appended, AppendError>>),
 }
 
 /// What the producer did next, as far as the reader is concerned.
@@ -276,6 +316,21 @@ impl IngestSession {
     fn reject(&mut self, reason: &'static str, error: ApiError) {
         telemetry::tweet_rejected("ws", reason);
         self.errors.push(error.to_frame(None));
+    }
+
+    /// Takes a batch's outcome: nothing to say when it was appended; an error frame when the
+    /// log could not take it now; the connection closes when the log stopped.
+    fn outcome(&mut self, outcome: Result<Appended, AppendError>) {
+        match outcome {
+            Ok(_) => {}
+            Err(AppendError::Stopped) => {
+                self.close.get_or_insert((1011, "ingest stage stopped"));
+            }
+            // The bus is away: the producer hears it per batch and keeps its connection.
+            Err(AppendError::Unavailable { reason, tweets }) => {
+                self.unavailable(tweets.len(), &reason);
+            }
+        }
     }
 
     /// A batch of `count` frames the log could not take now: one `unavailable` error frame

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::bus::TweetPublisher;
+use crate::bus::{InFlight, Published, TweetPublisher};
 use crate::model::Tweet;
 use crate::sources::sequencer::{Sequencer, Submit};
 use crate::telemetry;
@@ -72,25 +72,50 @@ impl TweetLog {
         source: &'static str,
         tweets: Vec<Tweet>,
     ) -> Result<Appended, AppendError> {
+        self.submit(source, tweets).await?.outcome().await
+    }
+
+    /// Hands `tweets` to the log in order, and returns once a later batch can no longer
+    /// overtake them, without waiting for their outcome where that takes a round trip:
+    /// on the bus, once they are sent to the stream, before it acknowledges them. A
+    /// producer connection may then read and submit its next batch while this one's
+    /// acknowledgements are on their way. [`Submitted::outcome`] gives the outcome.
+    pub async fn submit(
+        &self,
+        source: &'static str,
+        tweets: Vec<Tweet>,
+    ) -> Result<Submitted<'_>, AppendError> {
         match self {
             TweetLog::Local(sequencer) => sequencer
                 .send(Submit { source, tweets })
                 .await
-                .map(|range| Appended {
-                    accepted: range.count,
-                    duplicates: 0,
+                .map(|range| {
+                    Submitted::Appended(Appended {
+                        accepted: range.count,
+                        duplicates: 0,
+                    })
                 })
                 .map_err(|_| AppendError::Stopped),
             TweetLog::Bus(publisher) => {
-                let published = Box::pin(publisher.publish(&tweets)).await;
-                match published {
-                    Ok(published) => {
-                        telemetry::tweets_ingested(source, published.stored);
-                        Ok(Appended {
-                            accepted: published.stored + published.duplicates,
-                            duplicates: published.duplicates,
-                        })
-                    }
+                if tweets.is_empty() {
+                    return Ok(Submitted::Appended(Appended::default()));
+                }
+                // A batch larger than one send may hold goes in chunks, waited for here.
+                if tweets.len() > publisher.max_send() {
+                    return match Box::pin(publisher.publish(&tweets)).await {
+                        Ok(published) => Ok(Submitted::Appended(published_here(source, published))),
+                        Err(error) => Err(AppendError::Unavailable {
+                            reason: error.to_string(),
+                            tweets,
+                        }),
+                    };
+                }
+                match Box::pin(publisher.send(&tweets)).await {
+                    Ok(in_flight) => Ok(Submitted::Sent {
+                        source,
+                        in_flight,
+                        tweets,
+                    }),
                     Err(error) => Err(AppendError::Unavailable {
                         reason: error.to_string(),
                         tweets,
@@ -98,5 +123,47 @@ impl TweetLog {
                 }
             }
         }
+    }
+}
+
+/// A batch handed to the log, in order, whose outcome may still be on its way.
+pub enum Submitted<'a> {
+    /// The outcome is in.
+    Appended(Appended),
+    /// Sent to the stream; its acknowledgements are to come. `tweets` is the batch, handed
+    /// back if the stream does not take it.
+    Sent {
+        source: &'static str,
+        in_flight: InFlight<'a>,
+        tweets: Vec<Tweet>,
+    },
+}
+
+impl Submitted<'_> {
+    /// The batch's outcome, once it is in.
+    pub async fn outcome(self) -> Result<Appended, AppendError> {
+        match self {
+            Submitted::Appended(appended) => Ok(appended),
+            Submitted::Sent {
+                source,
+                in_flight,
+                tweets,
+            } => match Box::pin(in_flight.acknowledged()).await {
+                Ok(published) => Ok(published_here(source, published)),
+                Err(error) => Err(AppendError::Unavailable {
+                    reason: error.to_string(),
+                    tweets,
+                }),
+            },
+        }
+    }
+}
+
+/// Counts what the stream took, and says it as an append's outcome.
+fn published_here(source: &'static str, published: Published) -> Appended {
+    telemetry::tweets_ingested(source, published.stored);
+    Appended {
+        accepted: published.stored + published.duplicates,
+        duplicates: published.duplicates,
     }
 }
