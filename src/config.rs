@@ -163,6 +163,9 @@ pub struct Config {
     pub bus_max_msgs: u64,
     /// Longest the stream keeps a message when this node creates it.
     pub bus_max_age: Duration,
+    /// The stream's duplicate window when this node creates it: a tweet id published again
+    /// within it is stored once.
+    pub bus_duplicate_window: Duration,
     /// The log filter, in `tracing_subscriber::EnvFilter` syntax (`info,buyline::fanout=debug`).
     pub log: String,
     /// Text for people, JSON lines for log pipelines.
@@ -203,6 +206,7 @@ impl Default for Config {
             bus_stream: String::from("BUYLINE"),
             bus_max_msgs: 1_000_000,
             bus_max_age: Duration::from_secs(24 * 60 * 60),
+            bus_duplicate_window: Duration::from_secs(120),
             log: String::from("info"),
             log_format: LogFormat::Text,
         }
@@ -398,12 +402,25 @@ impl Config {
                 ),
             });
         }
-        if self.bus_max_age < MIN_BUS_MAX_AGE || self.bus_max_age > MAX_BUS_MAX_AGE {
+        if self.bus_duplicate_window < MIN_BUS_DUPLICATE_WINDOW
+            || self.bus_duplicate_window > MAX_BUS_DUPLICATE_WINDOW
+        {
+            return Err(ConfigError::Invalid {
+                flag: "--bus-duplicate-window",
+                requirement: format!(
+                    "must be {} to {} seconds, got {}",
+                    MIN_BUS_DUPLICATE_WINDOW.as_secs(),
+                    MAX_BUS_DUPLICATE_WINDOW.as_secs(),
+                    self.bus_duplicate_window.as_secs_f64()
+                ),
+            });
+        }
+        if self.bus_max_age < self.bus_duplicate_window || self.bus_max_age > MAX_BUS_MAX_AGE {
             return Err(ConfigError::Invalid {
                 flag: "--bus-max-age",
                 requirement: format!(
-                    "must be {} to {} seconds, got {}",
-                    MIN_BUS_MAX_AGE.as_secs(),
+                    "must be from --bus-duplicate-window ({} seconds) to {} seconds, got {}",
+                    self.bus_duplicate_window.as_secs(),
                     MAX_BUS_MAX_AGE.as_secs(),
                     self.bus_max_age.as_secs_f64()
                 ),
@@ -417,9 +434,12 @@ impl Config {
 const MAX_STREAM_NAME: usize = 64;
 /// The most `--bus-max-msgs`: a billion tweets, a few hundred gigabytes of stream.
 const MAX_BUS_MSGS: u64 = 1_000_000_000;
-/// The shortest `--bus-max-age`: the stream's duplicate window (2 minutes), so a retried
-/// tweet is still recognised.
-const MIN_BUS_MAX_AGE: Duration = Duration::from_secs(120);
+/// The shortest `--bus-duplicate-window`: NATS counts it in whole nanoseconds, but a window
+/// under a second would not cover a producer's retry.
+const MIN_BUS_DUPLICATE_WINDOW: Duration = Duration::from_secs(1);
+/// The longest `--bus-duplicate-window`: a day. The server keeps every id of the window in
+/// memory (about 100 bytes each), so a day at 100,000 tweets/s would be hundreds of GiB.
+const MAX_BUS_DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// The longest `--bus-max-age`: a year.
 const MAX_BUS_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 

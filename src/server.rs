@@ -164,6 +164,7 @@ pub fn start(
             stream: config.bus_stream.clone(),
             max_msgs: config.bus_max_msgs,
             max_age: config.bus_max_age,
+            duplicate_window: config.bus_duplicate_window,
         }),
     };
 

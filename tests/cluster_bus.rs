@@ -331,6 +331,56 @@ async fn one_websocket_producer_is_stored_in_the_order_it_sent_with_batches_in_f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duplicate_window_is_the_flags_and_an_id_is_stored_again_after_it() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    let a = cluster.node_with(&["--bus-duplicate-window", "1"]);
+    ready(a.addr).await;
+    let nats = async_nats::connect(cluster.nats.url())
+        .await
+        .expect("NATS answers");
+    let mut stream = async_nats::jetstream::new(nats)
+        .get_stream("BUYLINE")
+        .await
+        .expect("the stream");
+    let config = stream
+        .info()
+        .await
+        .expect("the stream's info")
+        .config
+        .clone();
+    assert_eq!(config.duplicate_window, Duration::from_secs(1));
+    let once = tweets("window", 1, 1);
+    let (status, report) = cluster.ingest(a.addr, &once).await;
+    assert_eq!(
+        (status, &report["duplicates"]),
+        (200, &json!(0)),
+        "{report}"
+    );
+    let (status, report) = cluster.ingest(a.addr, &once).await;
+    assert_eq!(
+        (status, &report["duplicates"]),
+        (200, &json!(1)),
+        "{report}"
+    );
+    // Past the window the server has forgotten the id: the same tweet is stored again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (status, report) = cluster.ingest(a.addr, &once).await;
+        assert_eq!(status, 200, "{report}");
+        if report["duplicates"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the id was still a duplicate 10 s into a 1 s window: {report}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_a_tweet_id_ingested_on_two_nodes_arrives_once() {
     let Some(cluster) = BusCluster::start() else {
         return;

@@ -3,8 +3,8 @@
 //! The stream holds every accepted tweet on the subject `NAME.tweets`; its subjects are
 //! `NAME.>`, so a later message kind (the catalog, `NAME.catalog`) rides the same stream
 //! and takes seqs between tweets without changing it. A stream this node creates keeps file
-//! storage, a 2-minute duplicate window and `--bus-max-msgs` / `--bus-max-age`; an existing one
-//! is used as it is, once its subjects are checked.
+//! storage, `--bus-duplicate-window` (2 minutes), `--bus-max-msgs` and `--bus-max-age`; an
+//! existing one is used as it is, once its subjects are checked.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -30,8 +30,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a JetStream request (and a publish's acknowledgement) may take before it counts
 /// as failed: ingest then answers `unavailable`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// The stream's duplicate window: a tweet id published again within it is stored once.
-pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// Publishes whose acknowledgements may be outstanding at once, over every ingest connection
 /// of this node; a publisher past it waits (the backpressure reaching the producers).
 const MAX_ACKS_IN_FLIGHT: usize = 16_384;
@@ -51,6 +49,8 @@ pub struct BusSettings {
     pub max_msgs: u64,
     /// `--bus-max-age`, for a stream this node creates.
     pub max_age: Duration,
+    /// `--bus-duplicate-window`, for a stream this node creates.
+    pub duplicate_window: Duration,
 }
 
 /// A connection to the bus with its stream checked.
@@ -272,7 +272,7 @@ impl Bus {
                     storage: StorageType::File,
                     retention: RetentionPolicy::Limits,
                     discard: DiscardPolicy::Old,
-                    duplicate_window: DUPLICATE_WINDOW,
+                    duplicate_window: settings.duplicate_window,
                     max_messages: i64::try_from(settings.max_msgs).unwrap_or(i64::MAX),
                     max_age: settings.max_age,
                     max_message_size: MAX_MESSAGE_BYTES,
@@ -281,7 +281,7 @@ impl Bus {
                 };
                 match self.js.create_stream(config).await {
                     Ok(stream) => {
-                        tracing::info!(stream = %self.stream, max_msgs = settings.max_msgs, max_age_secs = settings.max_age.as_secs(), "created the bus stream");
+                        tracing::info!(stream = %self.stream, max_msgs = settings.max_msgs, max_age_secs = settings.max_age.as_secs(), duplicate_window_secs = settings.duplicate_window.as_secs(), "created the bus stream");
                         Ok(stream.cached_info().clone())
                     }
                     // Another node may have created it meanwhile: check that one.

@@ -370,6 +370,11 @@ struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     bus_max_age: Option<u64>,
 
+    /// Seconds within which a tweet id published again is stored once, when this node
+    /// creates the stream; 1 to 86400 and at most --bus-max-age [default: 120]
+    #[arg(long, value_name = "SECS")]
+    bus_duplicate_window: Option<u64>,
+
     /// Log filter, in tracing EnvFilter syntax [default: info]
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -437,6 +442,7 @@ impl ServeArgs {
             bus_stream,
             bus_max_msgs,
             bus_max_age,
+            bus_duplicate_window,
             log,
             log_format,
         } = config.clone();
@@ -472,6 +478,7 @@ impl ServeArgs {
             bus_stream: Some(bus_stream),
             bus_max_msgs: Some(bus_max_msgs),
             bus_max_age: Some(bus_max_age.as_secs()),
+            bus_duplicate_window: Some(bus_duplicate_window.as_secs()),
             log: Some(log),
             log_format: Some(log_format),
         }
@@ -518,6 +525,7 @@ impl ServeArgs {
             bus_stream,
             bus_max_msgs,
             bus_max_age,
+            bus_duplicate_window,
             log,
             log_format,
         } = self;
@@ -553,6 +561,7 @@ impl ServeArgs {
             bus_stream: bus_stream.or(lower.bus_stream),
             bus_max_msgs: bus_max_msgs.or(lower.bus_max_msgs),
             bus_max_age: bus_max_age.or(lower.bus_max_age),
+            bus_duplicate_window: bus_duplicate_window.or(lower.bus_duplicate_window),
             log: log.or(lower.log),
             log_format: log_format.or(lower.log_format),
         }
@@ -594,6 +603,7 @@ impl ServeArgs {
             bus_stream,
             bus_max_msgs,
             bus_max_age,
+            bus_duplicate_window,
             log,
             log_format,
         } = self;
@@ -654,6 +664,8 @@ impl ServeArgs {
             bus_stream: bus_stream.unwrap_or(defaults.bus_stream),
             bus_max_msgs: bus_max_msgs.unwrap_or(defaults.bus_max_msgs),
             bus_max_age: bus_max_age.map_or(defaults.bus_max_age, Duration::from_secs),
+            bus_duplicate_window: bus_duplicate_window
+                .map_or(defaults.bus_duplicate_window, Duration::from_secs),
             log: log.unwrap_or(defaults.log),
             log_format: log_format.unwrap_or(defaults.log_format),
         })

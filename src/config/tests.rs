@@ -366,7 +366,7 @@ fn a_bad_store_url_names_the_flag_and_never_echoes_a_password() {
 fn bus_comes_from_every_layer_with_its_stream_and_limits() {
     assert_eq!(Config::default().bus, None);
     let file = toml_file(
-        "store = \"redis://db\"\nbus = \"nats://file-host:4222\"\nbus_stream = \"FILE\"\nbus_max_msgs = 200000\nbus_max_age = 3600\n",
+        "store = \"redis://db\"\nbus = \"nats://file-host:4222\"\nbus_stream = \"FILE\"\nbus_max_msgs = 200000\nbus_max_age = 3600\nbus_duplicate_window = 30\n",
     );
     let config = from_args(["buyline", "--config", &path_arg(&file)], no_env).expect("valid");
     let shown = |config: &Config| config.bus.as_ref().map(|url| url.redacted().to_owned());
@@ -374,6 +374,12 @@ fn bus_comes_from_every_layer_with_its_stream_and_limits() {
     assert_eq!(config.bus_stream, "FILE");
     assert_eq!(config.bus_max_msgs, 200_000);
     assert_eq!(config.bus_max_age, Duration::from_secs(3600));
+    assert_eq!(config.bus_duplicate_window, Duration::from_secs(30));
+    assert_eq!(
+        Config::default().bus_duplicate_window,
+        Duration::from_secs(120),
+        "the issue's two minutes by default"
+    );
     let env = env_of(&[
         ("BUYLINE_CONFIG", &path_arg(&file)),
         ("BUYLINE_BUS", "nats://env-host:4223"),
@@ -406,6 +412,18 @@ fn a_bad_bus_setting_names_its_flag_and_never_echoes_a_password() {
         (vec!["--bus-stream", "has.dot"], "--bus-stream"),
         (vec!["--bus-max-msgs", "10"], "--bus-max-msgs"),
         (vec!["--bus-max-age", "5"], "--bus-max-age"),
+        (
+            vec!["--bus-duplicate-window", "0"],
+            "--bus-duplicate-window",
+        ),
+        (
+            vec!["--bus-duplicate-window", "86401"],
+            "--bus-duplicate-window",
+        ),
+        (
+            vec!["--bus-duplicate-window", "600", "--bus-max-age", "300"],
+            "--bus-max-age",
+        ),
     ] {
         let all: Vec<&str> = store.iter().copied().chain(args).collect();
         let message = from_args(all.clone(), no_env)
