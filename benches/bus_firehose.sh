@@ -12,7 +12,9 @@
 # phase ends it waits until the node has read back every tweet it accepted
 # (`buyline_tweets_decorated_total` = `buyline_tweets_ingested_total`), and prints the tweets
 # accepted a second over the load phase, and the CPU a tweet of the node and of nats-server from
-# the load's start to that point. Everything it started is stopped by pid on exit.
+# the load's start to that point, and the rate end to end (accepted tweets over the time from
+# the load's start until every one was read back). Everything it started is stopped by pid on
+# exit.
 #
 # NATS_ENV: environment for nats-server, for experiments (e.g. NATS_ENV="GOGC=400").
 # PROFILE=FILE: also `perf record -g` the node for 4 s from 3 s into the load, into FILE (shares
@@ -129,18 +131,23 @@ for _ in $(seq 600); do
     [ "$(metric buyline_tweets_decorated_total)" -ge "$(metric buyline_tweets_ingested_total)" ] && break
     sleep 0.05
 done
+read_end=$(date +%s.%N)
 node1=$(ticks "$node_pid")
 nats1=$(ticks "$nats_pid")
 read_back=$(metric buyline_tweets_decorated_total)
 python3 - "$mode" "$start" "$load_end" "$accepted" "$read_back" "$node0" "$node1" "$nats0" "$nats1" \
-    "$(getconf CLK_TCK)" <<'EOF'
+    "$(getconf CLK_TCK)" "$read_end" <<'EOF'
 import sys
-mode, start, end, accepted, read_back, n0, n1, s0, s1, tck = sys.argv[1:]
+mode, start, end, accepted, read_back, n0, n1, s0, s1, tck, read_end = sys.argv[1:]
 wall = float(end) - float(start)
+# Until the node had read back (decorated) every tweet it accepted: the rate it sustains
+# end to end, which is lower when its reading fell behind during the load.
+through = float(read_end) - float(start)
 accepted = int(accepted)
 per = lambda t0, t1: (float(t1) - float(t0)) / int(tck) / max(accepted, 1) * 1e6
 line = f"{mode}: {accepted:,} tweets accepted, {accepted / wall:,.0f}/s over the load phase " \
-       f"({wall:.1f} s); read back {int(read_back):,}; node CPU {per(n0, n1):.2f} us a tweet"
+       f"({wall:.1f} s); read back {int(read_back):,} by {through:.1f} s, " \
+       f"{accepted / through:,.0f}/s end to end; node CPU {per(n0, n1):.2f} us a tweet"
 if mode == "bus":
     line += f", nats-server {per(s0, s1):.2f} us a tweet"
 print(line)

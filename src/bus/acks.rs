@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use async_nats::{Client, Subject};
+use async_nats::{Client, Subject, Subscriber};
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::oneshot;
@@ -63,38 +63,45 @@ pub struct Registered {
 }
 
 impl AckRouter {
-    /// Subscribes to the inbox and spawns the task that reads it (on the current runtime;
-    /// it ends when the client is closed). The subscription is remade by the client after a
-    /// reconnection.
-    pub async fn start(client: &Client) -> Result<AckRouter, String> {
-        let prefix = client.new_inbox();
-        let mut subscription = client
-            .subscribe(format!("{prefix}.*"))
-            .await
-            .map_err(|error| format!("cannot subscribe to the acknowledgements: {error}"))?;
-        let pending: Pending = Arc::default();
-        let router_pending = Arc::clone(&pending);
-        tokio::spawn(async move {
-            let mut run = Vec::with_capacity(DRAIN_AT_ONCE);
-            while let Some(first) = subscription.next().await {
-                run.push(first);
-                while run.len() < DRAIN_AT_ONCE {
-                    match subscription.next().now_or_never() {
-                        Some(Some(message)) => run.push(message),
-                        _ => break,
-                    }
-                }
-                complete(&router_pending, run.drain(..));
-            }
-            // The subscription ended (the client closed): nothing more will be acknowledged;
-            // dropping the senders fails every waiting batch.
-            lock(&router_pending).clear();
-        });
-        Ok(AckRouter {
-            prefix,
-            pending,
+    /// A router under a fresh inbox of `client`. Nothing is subscribed yet: whoever
+    /// publishes the batches subscribes first ([`AckRouter::subscribe`]) on the same
+    /// connection, so the subscription reaches the server before any publish asking for an
+    /// acknowledgement.
+    pub fn new(client: &Client) -> AckRouter {
+        AckRouter {
+            prefix: client.new_inbox(),
+            pending: Arc::default(),
             next_batch: std::sync::atomic::AtomicU64::new(0),
-        })
+        }
+    }
+
+    /// Subscribes to the inbox. The client makes the subscription again after a
+    /// reconnection.
+    pub async fn subscribe(&self, client: &Client) -> Result<Subscriber, String> {
+        client
+            .subscribe(format!("{}.*", self.prefix))
+            .await
+            .map_err(|error| format!("cannot subscribe to the acknowledgements: {error}"))
+    }
+
+    /// Counts the acknowledgements already waiting on `subscription` (at least `first`, at
+    /// most [`DRAIN_AT_ONCE`]) into their batches, under one lock of the pending map.
+    pub fn take(&self, first: async_nats::Message, subscription: &mut Subscriber) {
+        let mut run = Vec::with_capacity(DRAIN_AT_ONCE);
+        run.push(first);
+        while run.len() < DRAIN_AT_ONCE {
+            match subscription.next().now_or_never() {
+                Some(Some(message)) => run.push(message),
+                _ => break,
+            }
+        }
+        complete(&self.pending, run.into_iter());
+    }
+
+    /// Nothing more will be acknowledged (the subscription ended: the client closed):
+    /// dropping the senders fails every waiting batch.
+    pub fn close(&self) {
+        lock(&self.pending).clear();
     }
 
     /// Registers a batch of `messages` before it is published (so no acknowledgement can
@@ -120,10 +127,24 @@ impl AckRouter {
         }
     }
 
-    /// Forgets a batch that is no longer waited for (timed out, or its publish failed): its
-    /// late acknowledgements are then passed over.
+    /// Forgets a batch that is no longer waited for (timed out): its late acknowledgements
+    /// are then passed over.
     pub fn forget(&self, id: u64) {
         lock(&self.pending).remove(&id);
+    }
+
+    /// Fails a batch whose messages could not all be published, telling its publisher why;
+    /// acknowledgements of the messages that did go out are then passed over.
+    pub fn fail(&self, id: u64, reason: String) {
+        if let Some(batch) = lock(&self.pending).remove(&id) {
+            let acks = BatchAcks {
+                failed: batch.outstanding,
+                first_error: Some(reason),
+                ..batch.acks
+            };
+            // The publisher may have stopped waiting: nothing to tell then.
+            let _ = batch.done.send(acks);
+        }
     }
 }
 
