@@ -152,3 +152,8 @@ if mode == "bus":
     line += f", nats-server {per(s0, s1):.2f} us a tweet"
 print(line)
 EOF
+# The node runs with `--log warn`: anything it said is worth seeing next to the figures.
+if [ -s "$work/node.log" ]; then
+    echo "the node's log (last lines):"
+    tail -n 20 "$work/node.log"
+fi

@@ -25,8 +25,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use bus::bus_opened;
 pub use bus::{
-    bus_applied, bus_connected, bus_consumer_restart, bus_lag_seconds, bus_messages_skipped,
-    bus_published, bus_stream_seqs,
+    bus_applied, bus_connected, bus_consumer_restart, bus_lag_seconds, bus_messages_gone,
+    bus_messages_skipped, bus_published, bus_stream_seqs,
 };
 pub use commerce::{
     catalog_updated, checkout, checkout_latency, holds_ended, idempotency_keys,

@@ -1004,6 +1004,72 @@ async fn bus_crash_no_seq_is_missing_or_repeated_on_any_node_after_nats_is_kille
     assert_eq!(views[0], views[2]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_falls_behind_the_streams_limits_says_how_many_messages_it_never_read() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    // The first node makes the stream, with room for 1,000 messages.
+    let limits = ["--history", "100", "--bus-max-msgs", "1000"];
+    let a = cluster.node_with(&limits);
+    ready(a.addr).await;
+    let b = cluster.node_with(&limits);
+    ready(b.addr).await;
+    assert_eq!(messages_gone(b.addr).await, 0);
+    // b reads nothing while 20,000 tweets go in: more than its pull holds (4,096) and the
+    // stream keeps together, so the stream drops some before b reads them.
+    signal(&b, "-STOP");
+    ingest_many(&cluster, a.addr, "lag", 20_000).await;
+    signal(&b, "-CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let gone = loop {
+        let gone = messages_gone(b.addr).await;
+        if gone > 0 {
+            break gone;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b read on past the hole without a word"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(gone < 20_000, "{gone} gone: more than was ever published");
+    let log = b.log.lock().expect("the log").clone();
+    assert!(
+        log.contains("were gone before this node read them"),
+        "no warning in b's log"
+    );
+    // b carries on with what comes next.
+    let (mut live, _) = subscribe_all(b.addr, None).await;
+    let (status, _) = cluster.ingest(a.addr, &tweets("after", 1, 1)).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&read_tweets(&mut live, 1).await), ["after-1"]);
+}
+
+/// `kill SIGNAL` to a node's process.
+fn signal(node: &BuylineProcess, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &node.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal}");
+}
+
+/// The node's `buyline_bus_messages_gone_total`.
+async fn messages_gone(addr: SocketAddr) -> u64 {
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("buyline_bus_messages_gone_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("the gone counter is listed")
+}
+
 /// Ingests `n` tweets `{prefix}-1..` on `addr` in batches of 250.
 async fn ingest_many(cluster: &BusCluster, addr: SocketAddr, prefix: &str, n: usize) {
     for from in (1..=n).step_by(250) {

@@ -290,6 +290,19 @@ impl StreamReader {
             // Already applied (a consumer made again may start a little early).
             return Ok(None);
         }
+        if seq > self.next {
+            // Every message of the stream comes to this reader, whatever its subject, so the
+            // sequences skipped are messages gone before it read them: the stream's limits
+            // dropped them while this node lagged (or someone deleted them).
+            let gone = seq - self.next;
+            tracing::warn!(
+                first = self.next,
+                last = seq - 1,
+                gone,
+                "bus stream messages were gone before this node read them: its clients miss them (the stream keeps --bus-max-msgs / --bus-max-age; this node fell that far behind)"
+            );
+            telemetry::bus_messages_gone(gone);
+        }
         self.next = seq + 1;
         if message.subject.as_str() == self.catalog_subject {
             return match catalog_message::decode(seq, &message.payload) {

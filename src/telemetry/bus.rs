@@ -15,6 +15,7 @@ const BUS_STREAM_FIRST_SEQ: &str = "buyline_bus_stream_first_seq";
 const BUS_STREAM_LAST_SEQ: &str = "buyline_bus_stream_last_seq";
 const BUS_MESSAGES_SKIPPED: &str = "buyline_bus_messages_skipped_total";
 const BUS_CONSUMER_RESTARTS: &str = "buyline_bus_consumer_restarts_total";
+const BUS_MESSAGES_GONE: &str = "buyline_bus_messages_gone_total";
 
 /// Registers the help text of the metrics above.
 pub(super) fn describe() {
@@ -56,6 +57,10 @@ pub(super) fn describe() {
         "With --bus: stream messages this node read but did not deliver, by reason (unreadable, other_subject)."
     );
     describe_counter!(
+        BUS_MESSAGES_GONE,
+        "With --bus: stream sequences that were gone before this node read them (dropped by the stream's limits while the node lagged, or deleted): messages this node never delivered."
+    );
+    describe_counter!(
         BUS_CONSUMER_RESTARTS,
         "With --bus: times this node's consumer of the stream was lost and made again."
     );
@@ -72,6 +77,7 @@ pub fn bus_opened() {
         counter!(BUS_MESSAGES_SKIPPED, "reason" => reason).increment(0);
     }
     counter!(BUS_CONSUMER_RESTARTS).increment(0);
+    counter!(BUS_MESSAGES_GONE).increment(0);
     for name in [
         BUS_CONNECTED,
         BUS_CONSUMER_LAG,
@@ -120,6 +126,11 @@ pub fn bus_stream_seqs(first: u64, last: u64) {
 /// `n` stream messages read but not delivered, for `reason`.
 pub fn bus_messages_skipped(reason: &'static str, n: u64) {
     counter!(BUS_MESSAGES_SKIPPED, "reason" => reason).increment(n);
+}
+
+/// `n` stream sequences were gone before this node read them.
+pub fn bus_messages_gone(n: u64) {
+    counter!(BUS_MESSAGES_GONE).increment(n);
 }
 
 /// The stream's consumer was lost and is made again.
