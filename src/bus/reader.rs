@@ -247,12 +247,15 @@ impl StreamReader {
                 return (batch, None, Err("reconnected to the NATS server".into()));
             }
         };
+        // Read now, the whole batch: the start of this node's ingest-to-socket latency (one
+        // clock read a batch, not a tweet).
+        let read_at = Instant::now();
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
                 None => return (batch, None, Err("the consumer ended".into())),
                 Some(Err(error)) => return (batch, None, Err(error.to_string())),
-                Some(Ok(message)) => match self.take(&message, &mut batch) {
+                Some(Ok(message)) => match self.take(&message, read_at, &mut batch) {
                     Ok(None) => {}
                     Ok(Some(catalog)) => return (batch, Some(catalog), Ok(())),
                     Err(reason) => return (batch, None, Err(reason)),
@@ -271,6 +274,7 @@ impl StreamReader {
     fn take(
         &mut self,
         message: &async_nats::jetstream::Message,
+        read_at: Instant,
         batch: &mut Vec<SequencedTweet>,
     ) -> Result<Option<StreamCatalog>, String> {
         let info = DeliveryInfo::of(message)?;
@@ -321,11 +325,10 @@ impl StreamReader {
             .map_err(|e| e.to_string())
             .and_then(|tweet| native::validate(tweet).map_err(|e| e.to_string()));
         match tweet {
-            // Read now: the start of this node's ingest-to-socket latency.
             Ok(tweet) => batch.push(SequencedTweet {
                 seq,
                 tweet,
-                ingested_at: Instant::now(),
+                ingested_at: read_at,
             }),
             Err(reason) => {
                 // Not ours, or from another version: the seq passes, no tweet is made up.
