@@ -1134,16 +1134,50 @@ async fn since_older_than_the_stream_or_beyond_its_end_gets_gap_with_the_streams
     ingest_many(&cluster, a.addr, "dropped", 1000).await;
     let on_a = read_views(&mut live, 1000).await;
     let last = on_a[999].0;
-    let kept = &on_a[500..];
-    assert_eq!(kept[0].0, last - 499, "the stream holds the last 500");
+    // The stream holds its last 500 messages: tweets, and the catalog written again as they
+    // went by (so it is not dropped).
+    let nats = async_nats::connect(cluster.nats.url())
+        .await
+        .expect("NATS answers");
+    let mut stream = async_nats::jetstream::new(nats)
+        .get_stream("BUYLINE")
+        .await
+        .expect("the stream");
+    // Once the last catalog copy (written just after the burst, if at all) is in.
+    let mut state = stream.info().await.expect("its info").state.clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = stream.info().await.expect("its info").state.clone();
+        if now.last_sequence == state.last_sequence || Instant::now() > deadline {
+            break;
+        }
+        state = now;
+    }
+    assert!(state.last_sequence >= last, "{state:?}");
+    assert_eq!(
+        state.first_sequence,
+        state.last_sequence - 499,
+        "the stream holds the last 500"
+    );
+    let kept: Vec<_> = on_a
+        .iter()
+        .filter(|tweet| tweet.0 >= state.first_sequence)
+        .cloned()
+        .collect();
+    assert!(
+        kept.len() > 490,
+        "{} of the last 500 are tweets",
+        kept.len()
+    );
 
     for since in [1, last + 1000] {
         let (mut client, subscribed) = subscribe_all(a.addr, Some(since)).await;
         let gap = client.recv_type("gap").await;
         assert_eq!(gap["since"], json!(since), "{gap}");
-        assert_eq!(gap["oldest"], json!(kept[0].0), "{gap}");
+        assert_eq!(gap["oldest"], json!(state.first_sequence), "{gap}");
         assert_eq!(gap["epoch"], subscribed["epoch"], "{gap}");
-        let replayed = read_views(&mut client, 500).await;
+        let replayed = read_views(&mut client, kept.len()).await;
         assert_eq!(replayed, kept, "from the stream's first seq, since {since}");
     }
 }
@@ -1249,6 +1283,68 @@ async fn the_catalog_is_written_again_before_the_streams_limits_drop_it() {
         .await
         .expect("the product read");
     assert_eq!(read.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_faster_than_the_five_second_look_does_not_drop_the_catalog() {
+    let Some(cluster) = BusCluster::start() else {
+        return;
+    };
+    // A stream of 5,000 messages, and 15,000 tweets in well under 5 s.
+    let a = cluster.node_with(&["--history", "100", "--bus-max-msgs", "5000"]);
+    ready(a.addr).await;
+    let partner = json!({"id": "acme", "name": "Acme", "accounts": ["AcmeCo"],
+        "platform": "direct", "kind": "brand"});
+    let (status, reply) = cluster
+        .admin_put(a.addr, "/v1/admin/partners/acme", &partner)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let url = "https://acme.example/anvil";
+    let (status, reply) = cluster
+        .admin_put(
+            a.addr,
+            "/v1/admin/products/acme-anvil",
+            &product("acme-anvil", "acme", url),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let nats = async_nats::connect(cluster.nats.url())
+        .await
+        .expect("NATS answers");
+    let stream = async_nats::jetstream::new(nats)
+        .get_stream("BUYLINE")
+        .await
+        .expect("the stream");
+    let written = stream
+        .get_last_raw_message_by_subject("BUYLINE.catalog")
+        .await
+        .expect("a catalog message")
+        .sequence;
+    let started = Instant::now();
+    ingest_many(&cluster, a.addr, "burst", 15_000).await;
+    let took = started.elapsed();
+    let first = stream
+        .clone()
+        .info()
+        .await
+        .expect("the stream's info")
+        .state
+        .first_sequence;
+    assert!(first > written, "the original is dropped: first {first}");
+    // Written again as the burst went by, not at the next 5 s look.
+    let kept = stream
+        .get_last_raw_message_by_subject("BUYLINE.catalog")
+        .await;
+    assert!(
+        kept.is_ok(),
+        "no catalog left on the stream after 15,000 tweets in {took:?}"
+    );
+    let b = cluster.node();
+    ready(b.addr).await;
+    let read = reqwest::get(format!("http://{}/v1/products/acme-anvil", b.addr))
+        .await
+        .expect("the product read");
+    assert_eq!(read.status(), 200, "a new node lacks the admin's product");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

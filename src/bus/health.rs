@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_nats::connection::State;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// The node's view of the bus.
 #[derive(Debug)]
@@ -21,6 +21,11 @@ pub struct BusHealth {
     /// The seq of the catalog message this node's catalog is (0: none yet): an admin write
     /// publishes its catalog as that one's successor.
     catalog_seq: AtomicU64,
+    /// The stream's `max_msgs` (0: no limit), as last read.
+    stream_max_msgs: AtomicU64,
+    /// Told when half the stream's limit came after the catalog message this node serves: the
+    /// limit would drop it soon, so it is to be written again now, not at the next look.
+    catalog_due: Notify,
     /// Counts the client's connections (the first, then each reconnection): the reader
     /// makes its consumer again on each, as a restarted server has forgotten it.
     connections: watch::Receiver<u64>,
@@ -33,6 +38,8 @@ impl BusHealth {
             caught_up: AtomicBool::new(false),
             applied: AtomicU64::new(0),
             catalog_seq: AtomicU64::new(0),
+            stream_max_msgs: AtomicU64::new(0),
+            catalog_due: Notify::new(),
             stream_last: AtomicU64::new(0),
             connections,
         }
@@ -67,8 +74,26 @@ impl BusHealth {
         self.applied.load(Ordering::Relaxed)
     }
 
+    /// Records the last sequence applied (once a batch), and tells the catalog's keeper when
+    /// half the stream's limit has come after the catalog message: a burst faster than the
+    /// keeper's look would otherwise drop it first.
     pub(crate) fn set_applied(&self, seq: u64) {
         self.applied.store(seq, Ordering::Relaxed);
+        let limit = self.stream_max_msgs.load(Ordering::Relaxed);
+        let catalog = self.catalog_seq.load(Ordering::Relaxed);
+        if limit > 0 && catalog > 0 && seq.saturating_sub(catalog) >= limit / 2 {
+            self.catalog_due.notify_one();
+        }
+    }
+
+    pub(crate) fn set_stream_max_msgs(&self, limit: u64) {
+        self.stream_max_msgs.store(limit, Ordering::Relaxed);
+    }
+
+    /// Resolves once the catalog message is due to be written again (see
+    /// [`BusHealth::set_applied`]).
+    pub(crate) async fn catalog_due(&self) {
+        self.catalog_due.notified().await;
     }
 
     /// The newest sequence the stream is known to hold: at least the last applied.

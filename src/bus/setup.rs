@@ -36,8 +36,11 @@ const MAX_ACKS_IN_FLIGHT: usize = 16_384;
 /// The largest message the stream takes: a tweet is at most `--max-frame-bytes` of JSON, and
 /// its bincode form is smaller.
 const MAX_MESSAGE_BYTES: i32 = 1 << 20;
-/// How often the stream's first and last sequence are read for the metrics.
+/// How often the stream's first and last sequence are read for the metrics (and the catalog
+/// message checked), unless the reader says the catalog is due sooner.
 const STREAM_INFO_EVERY: Duration = Duration::from_secs(5);
+/// The least time between two looks, however often the reader says the catalog is due.
+const STREAM_INFO_GAP: Duration = Duration::from_millis(20);
 
 /// Where the bus is and the stream's limits, from the config.
 #[derive(Clone, Debug)]
@@ -214,12 +217,16 @@ impl Bus {
     /// this node's lag; runs until the task is dropped.
     ///
     /// It also keeps the stream's last catalog message from being dropped by the stream's
-    /// limits ([`Bus::keep_catalog`]), once this node is caught up.
+    /// limits ([`Bus::keep_catalog`]), once this node is caught up: at each look, and as soon
+    /// as the reader has applied half the stream's `max_msgs` after it, so a burst that fills
+    /// the stream between two looks does not drop it.
     pub async fn watch_stream(self: Arc<Self>) {
         loop {
             if let Ok(info) = self.stream_info().await {
                 let state = &info.state;
                 telemetry::bus_stream_seqs(state.first_sequence, state.last_sequence);
+                self.health
+                    .set_stream_max_msgs(u64::try_from(info.config.max_messages).unwrap_or(0));
                 let applied = self.health.applied();
                 self.health.set_stream_last(state.last_sequence);
                 let lag = state.last_sequence.saturating_sub(applied);
@@ -236,7 +243,11 @@ impl Bus {
                     .await;
                 }
             }
-            tokio::time::sleep(STREAM_INFO_EVERY).await;
+            tokio::time::sleep(STREAM_INFO_GAP).await;
+            tokio::select! {
+                () = tokio::time::sleep(STREAM_INFO_EVERY - STREAM_INFO_GAP) => {}
+                () = self.health.catalog_due() => {}
+            }
         }
     }
 
