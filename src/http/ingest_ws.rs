@@ -106,10 +106,7 @@ async fn run(
     // Batches sent to the log whose outcome is still to come, oldest first.
     let mut in_flight = FuturesOrdered::new();
     let close = loop {
-        // Outcomes already in are taken first; a full window waits for the oldest.
-        while let Some(Some(outcome)) = in_flight.next().now_or_never() {
-            session.outcome(outcome);
-        }
+        // A full window waits for the oldest batch's outcome.
         let event = if in_flight.len() >= MAX_BATCHES_IN_FLIGHT {
             Event::Outcome(in_flight.next().await)
         } else if in_flight.is_empty() {
@@ -153,6 +150,11 @@ async fn run(
                     }
                 }
             }
+        }
+        // Outcomes already in are taken now, so their error frames go out with this flush
+        // rather than wait for the producer's next frame.
+        while let Some(Some(outcome)) = in_flight.next().now_or_never() {
+            session.outcome(outcome);
         }
         if flush_errors(&mut socket, &mut session.errors)
             .await
