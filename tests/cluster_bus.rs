@@ -124,6 +124,35 @@ impl BusCluster {
         (status, response.json().await.expect("a JSON reply"))
     }
 
+    /// The stream, read directly from NATS.
+    async fn stream(&self) -> async_nats::jetstream::stream::Stream {
+        let nats = async_nats::connect(self.nats.url())
+            .await
+            .expect("NATS answers");
+        async_nats::jetstream::new(nats)
+            .get_stream("BUYLINE")
+            .await
+            .expect("the stream")
+    }
+
+    /// Puts partner Acme and its anvil (linked by [`ACME_ANVIL`]) through the node at `addr`.
+    async fn put_acme_anvil(&self, addr: SocketAddr) {
+        let partner = json!({"id": "acme", "name": "Acme", "accounts": ["AcmeCo"],
+            "platform": "direct", "kind": "brand"});
+        let (status, reply) = self
+            .admin_put(addr, "/v1/admin/partners/acme", &partner)
+            .await;
+        assert_eq!(status, 200, "{reply}");
+        let (status, reply) = self
+            .admin_put(
+                addr,
+                "/v1/admin/products/acme-anvil",
+                &product("acme-anvil", "acme", ACME_ANVIL),
+            )
+            .await;
+        assert_eq!(status, 200, "{reply}");
+    }
+
     fn ingest_token(&self) -> String {
         self.signer
             .issue("feeder", Role::Ingest, Duration::from_secs(3600))
@@ -337,13 +366,7 @@ async fn the_duplicate_window_is_the_flags_and_an_id_is_stored_again_after_it() 
     };
     let a = cluster.node_with(&["--bus-duplicate-window", "1"]);
     ready(a.addr).await;
-    let nats = async_nats::connect(cluster.nats.url())
-        .await
-        .expect("NATS answers");
-    let mut stream = async_nats::jetstream::new(nats)
-        .get_stream("BUYLINE")
-        .await
-        .expect("the stream");
+    let mut stream = cluster.stream().await;
     let config = stream
         .info()
         .await
@@ -740,6 +763,9 @@ async fn the_bus_metrics_show_the_stream_and_pass_promtool() {
 }
 
 /// A product of `partner` sold at `url`.
+/// The page of the anvil [`BusCluster::put_acme_anvil`] adds.
+const ACME_ANVIL: &str = "https://acme.example/anvil";
+
 fn product(id: &str, partner: &str, url: &str) -> Value {
     json!({
         "id": id, "partner": partner, "title": format!("the {id}"), "description": "made for a test",
@@ -754,25 +780,19 @@ async fn catalog_an_admin_put_on_one_node_decorates_the_next_tweet_on_every_node
         return;
     };
     let (nodes, mut clients) = three_nodes_with_a_client_each(&cluster).await;
-    let url = "https://acme.example/anvil";
-    let tweet = |id: &str| common::tweet(id, "AcmeCo", &format!("our anvil, {id}"), &[url], &[]);
+    let tweet = |id: &str| {
+        common::tweet(
+            id,
+            "AcmeCo",
+            &format!("our anvil, {id}"),
+            &[ACME_ANVIL],
+            &[],
+        )
+    };
     let (status, _) = cluster.ingest(nodes[1].addr, &[tweet("before")]).await;
     assert_eq!(status, 200);
 
-    let partner = json!({"id": "acme", "name": "Acme", "accounts": ["AcmeCo"],
-        "platform": "direct", "kind": "brand"});
-    let (status, reply) = cluster
-        .admin_put(nodes[0].addr, "/v1/admin/partners/acme", &partner)
-        .await;
-    assert_eq!(status, 200, "{reply}");
-    let (status, reply) = cluster
-        .admin_put(
-            nodes[0].addr,
-            "/v1/admin/products/acme-anvil",
-            &product("acme-anvil", "acme", url),
-        )
-        .await;
-    assert_eq!(status, 200, "{reply}");
+    cluster.put_acme_anvil(nodes[0].addr).await;
     // Read-your-write on the node that took it.
     let read = reqwest::get(format!("http://{}/v1/products/acme-anvil", nodes[0].addr))
         .await
@@ -1136,13 +1156,7 @@ async fn since_older_than_the_stream_or_beyond_its_end_gets_gap_with_the_streams
     let last = on_a[999].0;
     // The stream holds its last 500 messages: tweets, and the catalog written again as they
     // went by (so it is not dropped).
-    let nats = async_nats::connect(cluster.nats.url())
-        .await
-        .expect("NATS answers");
-    let mut stream = async_nats::jetstream::new(nats)
-        .get_stream("BUYLINE")
-        .await
-        .expect("the stream");
+    let mut stream = cluster.stream().await;
     // Once the last catalog copy (written just after the burst, if at all) is in.
     let mut state = stream.info().await.expect("its info").state.clone();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -1225,28 +1239,8 @@ async fn the_catalog_is_written_again_before_the_streams_limits_drop_it() {
     // A stream of 20 messages at most.
     let a = cluster.node_with(&["--history", "10", "--bus-max-msgs", "20"]);
     ready(a.addr).await;
-    let partner = json!({"id": "acme", "name": "Acme", "accounts": ["AcmeCo"],
-        "platform": "direct", "kind": "brand"});
-    let (status, reply) = cluster
-        .admin_put(a.addr, "/v1/admin/partners/acme", &partner)
-        .await;
-    assert_eq!(status, 200, "{reply}");
-    let url = "https://acme.example/anvil";
-    let (status, reply) = cluster
-        .admin_put(
-            a.addr,
-            "/v1/admin/products/acme-anvil",
-            &product("acme-anvil", "acme", url),
-        )
-        .await;
-    assert_eq!(status, 200, "{reply}");
-    let nats = async_nats::connect(cluster.nats.url())
-        .await
-        .expect("NATS answers");
-    let stream = async_nats::jetstream::new(nats)
-        .get_stream("BUYLINE")
-        .await
-        .expect("the stream");
+    cluster.put_acme_anvil(a.addr).await;
+    let stream = cluster.stream().await;
     let last_catalog = || async {
         stream
             .get_last_raw_message_by_subject("BUYLINE.catalog")
@@ -1293,28 +1287,8 @@ async fn a_burst_faster_than_the_five_second_look_does_not_drop_the_catalog() {
     // A stream of 5,000 messages, and 15,000 tweets in well under 5 s.
     let a = cluster.node_with(&["--history", "100", "--bus-max-msgs", "5000"]);
     ready(a.addr).await;
-    let partner = json!({"id": "acme", "name": "Acme", "accounts": ["AcmeCo"],
-        "platform": "direct", "kind": "brand"});
-    let (status, reply) = cluster
-        .admin_put(a.addr, "/v1/admin/partners/acme", &partner)
-        .await;
-    assert_eq!(status, 200, "{reply}");
-    let url = "https://acme.example/anvil";
-    let (status, reply) = cluster
-        .admin_put(
-            a.addr,
-            "/v1/admin/products/acme-anvil",
-            &product("acme-anvil", "acme", url),
-        )
-        .await;
-    assert_eq!(status, 200, "{reply}");
-    let nats = async_nats::connect(cluster.nats.url())
-        .await
-        .expect("NATS answers");
-    let stream = async_nats::jetstream::new(nats)
-        .get_stream("BUYLINE")
-        .await
-        .expect("the stream");
+    cluster.put_acme_anvil(a.addr).await;
+    let stream = cluster.stream().await;
     let written = stream
         .get_last_raw_message_by_subject("BUYLINE.catalog")
         .await

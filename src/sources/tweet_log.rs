@@ -103,7 +103,7 @@ impl TweetLog {
                 // A batch larger than one send may hold goes in chunks, waited for here.
                 if tweets.len() > publisher.max_send() {
                     return match Box::pin(publisher.publish(&tweets)).await {
-                        Ok(published) => Ok(Submitted::Appended(published_here(source, published))),
+                        Ok(published) => Ok(Submitted::Appended(appended_from(source, published))),
                         Err(error) => Err(AppendError::Unavailable {
                             reason: error.to_string(),
                             tweets,
@@ -149,7 +149,7 @@ impl Submitted<'_> {
                 in_flight,
                 tweets,
             } => match Box::pin(in_flight.acknowledged()).await {
-                Ok(published) => Ok(published_here(source, published)),
+                Ok(published) => Ok(appended_from(source, published)),
                 Err(error) => Err(AppendError::Unavailable {
                     reason: error.to_string(),
                     tweets,
@@ -160,7 +160,7 @@ impl Submitted<'_> {
 }
 
 /// Counts what the stream took, and says it as an append's outcome.
-fn published_here(source: &'static str, published: Published) -> Appended {
+fn appended_from(source: &'static str, published: Published) -> Appended {
     telemetry::tweets_ingested(source, published.stored);
     Appended {
         accepted: published.stored + published.duplicates,
